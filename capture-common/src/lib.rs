@@ -1,0 +1,219 @@
+//! The event ABI shared by dropscope's eBPF programs (capture-ebpf) and user space (engine).
+//!
+//! Rules (see shared/docs/design.md): fields are fixed-width integers and byte arrays only,
+//! padding is explicit, every size and offset is asserted at compile time, and a test in
+//! engine compares these layouts with the BTF of the built eBPF object. User space never
+//! trusts a length in a record: it reads `min(cap_len, bytes present)`.
+//!
+//! Must never: depend on std, contain pointers, `bool`, enums or `usize`.
+#![no_std]
+
+use core::mem::{offset_of, size_of};
+
+/// Version of the record layout below; bumped on any change.
+pub const ABI_VERSION: u8 = 1;
+
+/// `RecordHeader::kind` of a [`KfreeSkbEvent`]: a packet freed through `skb:kfree_skb`.
+pub const KIND_KFREE_SKB: u8 = 1;
+
+/// Largest snap length the kernel program copies (bytes of packet after the fixed body).
+pub const MAX_SNAPLEN: u32 = 2048;
+/// Snap length used when the user does not choose one.
+pub const DEFAULT_SNAPLEN: u32 = 256;
+
+/// `KfreeSkbEvent::flags`: the packet bytes start at the network header (no MAC header).
+pub const FLAG_L3: u8 = 1 << 0;
+/// `KfreeSkbEvent::flags`: the packet bytes could not be read (cap_len is 0).
+pub const FLAG_READ_FAILED: u8 = 1 << 1;
+/// `KfreeSkbEvent::flags`: the capture was cut at the end of the linear data, before snaplen.
+pub const FLAG_LINEAR_END: u8 = 1 << 2;
+
+/// Indices of the per-CPU `STATS` array (u64 counters).
+pub const STAT_SEEN: u32 = 0;
+/// Events whose `bpf_ringbuf_output` failed (ring full): counted, never retried.
+pub const STAT_RING_FULL: u32 = 1;
+/// Events whose packet bytes could not be read (still delivered, with `FLAG_READ_FAILED`).
+pub const STAT_READ_FAILED: u32 = 2;
+/// Events whose reason could not get a slot in `REASON_COUNTS` (map full): counted here only.
+pub const STAT_REASON_MAP_FULL: u32 = 3;
+/// Number of entries of `STATS`.
+pub const STAT_COUNT: u32 = 4;
+
+/// Maximum number of distinct reasons `REASON_COUNTS` tracks.
+pub const REASON_MAP_ENTRIES: u32 = 1024;
+
+/// Name of the eBPF programs and maps, shared so user space and kernel agree.
+pub const PROG_TP_BTF: &str = "kfree_skb_btf";
+pub const PROG_TRACEPOINT: &str = "kfree_skb_tp";
+pub const PROG_TC_SHOT: &str = "tc_shot";
+pub const MAP_EVENTS: &str = "EVENTS";
+pub const MAP_STATS: &str = "STATS";
+pub const MAP_REASON_COUNTS: &str = "REASON_COUNTS";
+pub const GLOBAL_CONFIG: &str = "CONFIG";
+
+/// First bytes of every ring record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecordHeader {
+    /// [`ABI_VERSION`].
+    pub version: u8,
+    /// `KIND_*`.
+    pub kind: u8,
+    /// Length of the fixed part (header + body): packet bytes start here.
+    pub hdr_len: u16,
+    /// CPU the event was produced on.
+    pub cpu: u32,
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) when the event was produced.
+    pub ts_ns: u64,
+}
+
+/// One `skb:kfree_skb` event; `cap_len` packet bytes follow it in the ring record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KfreeSkbEvent {
+    pub hdr: RecordHeader,
+    /// Kernel address the skb was freed from (`location` argument).
+    pub location: u64,
+    /// Raw `enum skb_drop_reason` value; subsystem reasons keep their upper 16 bits.
+    pub reason: u32,
+    /// `skb->dev->ifindex`, else `skb->skb_iif`, else 0.
+    pub ifindex: u32,
+    /// Inode of the network namespace of `skb->dev` (else of `skb->sk`), 0 if unknown.
+    pub netns_ino: u32,
+    /// Length of the packet from where the capture starts (MAC or network header).
+    pub orig_len: u32,
+    /// Packet bytes that follow this struct.
+    pub cap_len: u16,
+    /// `skb->protocol` exactly as stored (network byte order).
+    pub protocol: u16,
+    /// `FLAG_*`.
+    pub flags: u8,
+    pub _pad: [u8; 3],
+}
+
+/// Load-time configuration, written into the program's `.rodata` by user space.
+///
+/// All `off_*` fields are byte offsets read from the running kernel's BTF; a value of
+/// [`OFF_ABSENT`] means the field does not exist on this kernel and the program skips it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProbeConfig {
+    /// Bytes of packet to copy, at most [`MAX_SNAPLEN`].
+    pub snaplen: u32,
+    /// For the `tracepoint/skb/kfree_skb` fallback: offsets of the tracepoint's fields in
+    /// its record (from the tracepoint's `format` file).
+    pub tp_off_skbaddr: u32,
+    pub tp_off_location: u32,
+    pub tp_off_reason: u32,
+    /// `struct sk_buff` members.
+    pub off_skb_head: u32,
+    pub off_skb_data: u32,
+    pub off_skb_len: u32,
+    pub off_skb_data_len: u32,
+    pub off_skb_mac_header: u32,
+    pub off_skb_network_header: u32,
+    pub off_skb_protocol: u32,
+    pub off_skb_dev: u32,
+    pub off_skb_iif: u32,
+    pub off_skb_sk: u32,
+    /// `struct net_device` members.
+    pub off_dev_ifindex: u32,
+    /// `dev->nd_net.net` (a `struct net *`).
+    pub off_dev_nd_net: u32,
+    /// `sk->__sk_common.skc_net.net` (a `struct net *`).
+    pub off_sk_net: u32,
+    /// `net->ns.inum`.
+    pub off_net_inum: u32,
+    pub _pad: u32,
+}
+
+/// Offset value meaning "this kernel has no such field".
+pub const OFF_ABSENT: u32 = u32::MAX;
+
+/// Per-reason counters kept by the kernel program (per CPU) before it touches the ring.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReasonCounter {
+    /// Drops seen with this reason.
+    pub seen: u64,
+    /// Of those, how many could not be put in the ring (ring full).
+    pub ring_full: u64,
+}
+
+const _: () = assert!(size_of::<RecordHeader>() == 16);
+const _: () = assert!(offset_of!(RecordHeader, hdr_len) == 2);
+const _: () = assert!(offset_of!(RecordHeader, cpu) == 4);
+const _: () = assert!(offset_of!(RecordHeader, ts_ns) == 8);
+const _: () = assert!(size_of::<KfreeSkbEvent>() == 48);
+const _: () = assert!(offset_of!(KfreeSkbEvent, location) == 16);
+const _: () = assert!(offset_of!(KfreeSkbEvent, reason) == 24);
+const _: () = assert!(offset_of!(KfreeSkbEvent, ifindex) == 28);
+const _: () = assert!(offset_of!(KfreeSkbEvent, netns_ino) == 32);
+const _: () = assert!(offset_of!(KfreeSkbEvent, orig_len) == 36);
+const _: () = assert!(offset_of!(KfreeSkbEvent, cap_len) == 40);
+const _: () = assert!(offset_of!(KfreeSkbEvent, protocol) == 42);
+const _: () = assert!(offset_of!(KfreeSkbEvent, flags) == 44);
+const _: () = assert!(size_of::<ProbeConfig>() == 76);
+const _: () = assert!(offset_of!(ProbeConfig, off_skb_head) == 16);
+const _: () = assert!(offset_of!(ProbeConfig, off_net_inum) == 68);
+const _: () = assert!(size_of::<ReasonCounter>() == 16);
+
+/// Layout facts user space checks against the BTF of the built object:
+/// (struct name, size, [(field, offset)]).
+pub const LAYOUTS: &[(&str, usize, &[(&str, usize)])] = &[
+    (
+        "RecordHeader",
+        size_of::<RecordHeader>(),
+        &[
+            ("version", offset_of!(RecordHeader, version)),
+            ("kind", offset_of!(RecordHeader, kind)),
+            ("hdr_len", offset_of!(RecordHeader, hdr_len)),
+            ("cpu", offset_of!(RecordHeader, cpu)),
+            ("ts_ns", offset_of!(RecordHeader, ts_ns)),
+        ],
+    ),
+    (
+        "KfreeSkbEvent",
+        size_of::<KfreeSkbEvent>(),
+        &[
+            ("hdr", offset_of!(KfreeSkbEvent, hdr)),
+            ("location", offset_of!(KfreeSkbEvent, location)),
+            ("reason", offset_of!(KfreeSkbEvent, reason)),
+            ("ifindex", offset_of!(KfreeSkbEvent, ifindex)),
+            ("netns_ino", offset_of!(KfreeSkbEvent, netns_ino)),
+            ("orig_len", offset_of!(KfreeSkbEvent, orig_len)),
+            ("cap_len", offset_of!(KfreeSkbEvent, cap_len)),
+            ("protocol", offset_of!(KfreeSkbEvent, protocol)),
+            ("flags", offset_of!(KfreeSkbEvent, flags)),
+        ],
+    ),
+    (
+        "ProbeConfig",
+        size_of::<ProbeConfig>(),
+        &[
+            ("snaplen", offset_of!(ProbeConfig, snaplen)),
+            ("tp_off_skbaddr", offset_of!(ProbeConfig, tp_off_skbaddr)),
+            ("off_skb_head", offset_of!(ProbeConfig, off_skb_head)),
+            ("off_dev_ifindex", offset_of!(ProbeConfig, off_dev_ifindex)),
+            ("off_net_inum", offset_of!(ProbeConfig, off_net_inum)),
+        ],
+    ),
+    (
+        "ReasonCounter",
+        size_of::<ReasonCounter>(),
+        &[("seen", offset_of!(ReasonCounter, seen)), ("ring_full", offset_of!(ReasonCounter, ring_full))],
+    ),
+];
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all four types are repr(C), contain only integers and byte arrays, and have
+    // no implicit padding (asserted above), so every bit pattern is a valid value.
+    unsafe impl aya::Pod for super::RecordHeader {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::KfreeSkbEvent {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::ProbeConfig {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::ReasonCounter {}
+}

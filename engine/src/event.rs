@@ -1,0 +1,62 @@
+//! The decoded event every source produces and every sink consumes.
+//!
+//! An event is small and owns its packet bytes through [`bytes::Bytes`], which sources cut
+//! out of one shared buffer per batch: no allocation per event on the hot path.
+
+use bytes::Bytes;
+
+/// What the first byte of [`Event::data`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LinkType {
+    /// An Ethernet header (possibly followed by VLAN tags).
+    Ethernet,
+    /// An IPv4 or IPv6 header directly (L3 devices, skbs without a MAC header).
+    RawIp,
+}
+
+/// Why this packet is here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cause {
+    /// Freed through `skb:kfree_skb`.
+    Kernel {
+        /// Raw `enum skb_drop_reason` value (subsystem in the upper 16 bits).
+        reason: u32,
+        /// Kernel address of the drop site.
+        location: u64,
+        /// `skb->protocol` in host order.
+        protocol: u16,
+    },
+    /// Not a drop: an ordinary packet from a capture source or a pcap file.
+    Captured,
+}
+
+/// One packet event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// Wall-clock time, nanoseconds since the Unix epoch.
+    pub ts_ns: u64,
+    /// Interface index (in the namespace `netns`), 0 if unknown.
+    pub ifindex: u32,
+    /// Network-namespace inode, 0 if unknown.
+    pub netns: u32,
+    /// CPU the event came from (u32::MAX if unknown).
+    pub cpu: u32,
+    /// Length of the whole packet; `data` may be shorter (snap length).
+    pub orig_len: u32,
+    pub link: LinkType,
+    /// Captured bytes, starting at the header `link` names.
+    pub data: Bytes,
+    pub cause: Cause,
+}
+
+/// A group of events moved between pipeline stages together.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub events: Vec<Event>,
+}
+
+impl Batch {
+    pub fn with_capacity(n: usize) -> Self {
+        Batch { events: Vec::with_capacity(n) }
+    }
+}

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs everything dropscope needs on a fresh machine of this kind (Debian 12, root).
+# Idempotent: each step is skipped when its result is already there.
+#   - Debian packages: tshark, tcpdump, nftables, iptables, iproute2, bpftrace, golang-go
+#   - nightly rust-src (for -Z build-std=core, used to build the eBPF object)
+#   - bpf-linker 0.13.0, linked against the nightly toolchain's own LLVM
+#     (Debian's LLVM is too old for it; see shared/docs/ebpf-toolchain.md)
+#   - tracefs mounted at /sys/kernel/tracing (the tracepoint fallback reads its format files)
+set -euo pipefail
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+need_pkgs=()
+for p in tshark tcpdump nft iptables ip bpftrace go hyperfine; do
+  command -v "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
+done
+if [ "${#need_pkgs[@]}" -gt 0 ]; then
+  log "installing Debian packages (missing: ${need_pkgs[*]})"
+  export DEBIAN_FRONTEND=noninteractive
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends \
+    tshark tcpdump nftables iptables iproute2 bpftrace golang-go hyperfine >/dev/null
+fi
+
+if ! rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^rust-src'; then
+  log "adding rust-src to the nightly toolchain"
+  rustup component add rust-src --toolchain nightly
+fi
+
+if ! bpf-linker --version >/dev/null 2>&1; then
+  log "building bpf-linker 0.13.0 against the nightly toolchain's LLVM (about a minute)"
+  L="$(rustc +nightly --print sysroot)/lib"
+  LLVM_SO="$(basename "$(ls "$L"/libLLVM-*-rust-*.so | head -n1)")"
+  LLVM_MAJOR="$(echo "$LLVM_SO" | sed -E 's/libLLVM-([0-9]+)-.*/\1/')"
+  RUSTFLAGS="-L $L -C link-arg=-l:$LLVM_SO -C link-arg=-Wl,-rpath,$L" \
+    cargo +nightly install bpf-linker --version 0.13.0 --locked --force \
+      --no-default-features --features "llvm-$LLVM_MAJOR,no-llvm-linking"
+fi
+bpf-linker --version >&2
+
+if ! mountpoint -q /sys/kernel/tracing 2>/dev/null; then
+  mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null || log "could not mount tracefs (tracepoint fallback unavailable)"
+fi
+log "done"
