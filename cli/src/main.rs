@@ -1,3 +1,228 @@
+//! `dropscope`: capture and analyse packet drops on a Linux node.
+//!
+//! The binary is thin: arguments are parsed (clap), validated into an engine configuration,
+//! and handed to `engine`. `main` owns exit codes: 0 on success, 2 on any error (one line on
+//! stderr), and a closed stdout pipe is not an error.
+
+mod args;
+
+use std::io::{IsTerminal as _, Write as _};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _, Result};
+use clap::Parser as _;
+
+use args::{Cli, Command, OutputArgs};
+use engine::pipeline::{PipelineConfig, Progress, RunReport, SourceFn};
+use engine::render::Names;
+use engine::sink::{OutputSink, PrintMode};
+
 fn main() {
-    println!("dropscope: under construction");
+    let cli = Cli::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(if cli.verbose { "debug" } else { "warn" }))
+        .format_timestamp(None)
+        .init();
+    let code = match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("dropscope: {e:#}");
+            2
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Capture(c) => capture(c),
+        Command::Replay(r) => replay(r),
+        Command::Reasons(r) => reasons(r),
+    }
+}
+
+fn install_interrupt() -> Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let f = flag.clone();
+    ctrlc::set_handler(move || {
+        if f.swap(true, Ordering::SeqCst) {
+            // Second Ctrl-C: the user really wants out.
+            std::process::exit(130);
+        }
+    })
+    .context("installing the Ctrl-C handler")?;
+    Ok(flag)
+}
+
+/// Opens the capture file (as a temporary file renamed at the end) and the printer.
+fn make_sink(o: &OutputArgs, snaplen: u32) -> Result<OutputSink> {
+    let writer = match &o.write {
+        Some(path) => {
+            let format = o.file_format(path);
+            let w = engine::pcap::create(path, format, snaplen)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            Some((w, path.display().to_string(), format.as_str().to_string()))
+        }
+        None => None,
+    };
+    let mode = if o.json {
+        PrintMode::Json
+    } else if o.quiet || (o.write.is_some() && !o.print) {
+        PrintMode::None
+    } else {
+        PrintMode::Text
+    };
+    let out: Box<dyn std::io::Write + Send> = Box::new(std::io::BufWriter::with_capacity(1 << 16, std::io::stdout()));
+    Ok(OutputSink::new(writer, mode, out))
+}
+
+fn pipeline_config(o: &OutputArgs) -> PipelineConfig {
+    PipelineConfig {
+        count: o.count,
+        duration: o.duration.map(Duration::from_secs_f64),
+        max_flows: o.max_flows,
+        ..PipelineConfig::default()
+    }
+}
+
+/// Progress on stderr: a line rewritten every second on a terminal, a line every 10 s
+/// otherwise; nothing with -q.
+fn progress_printer(quiet: bool) -> impl FnMut(&Progress, Duration) {
+    let tty = std::io::stderr().is_terminal();
+    let mut last_events = 0u64;
+    let mut last_at = Duration::ZERO;
+    let mut last_print = Duration::ZERO;
+    move |p: &Progress, elapsed: Duration| {
+        if quiet {
+            return;
+        }
+        let every = if tty { Duration::from_secs(1) } else { Duration::from_secs(10) };
+        if elapsed.saturating_sub(last_print) < every {
+            return;
+        }
+        let ev = p.received.load(Ordering::Relaxed);
+        let dt = (elapsed - last_at).as_secs_f64().max(1e-3);
+        let rate = (ev - last_events) as f64 / dt;
+        last_events = ev;
+        last_at = elapsed;
+        last_print = elapsed;
+        let line = format!(
+            "{} events, {:.0}/s, {} processed, {:.1} MB, {:.0}s",
+            ev,
+            rate,
+            p.processed.load(Ordering::Relaxed),
+            p.bytes.load(Ordering::Relaxed) as f64 / 1e6,
+            elapsed.as_secs_f64()
+        );
+        let mut err = std::io::stderr().lock();
+        if tty {
+            let _ = write!(err, "\r\x1b[K{line}");
+        } else {
+            let _ = writeln!(err, "progress: {line}");
+        }
+    }
+}
+
+fn finish(names: &Names, o: &OutputArgs, report: &RunReport) -> Result<i32> {
+    if std::io::stderr().is_terminal() && !o.quiet {
+        eprint!("\r\x1b[K");
+    }
+    if let Some(p) = &o.stats_json {
+        let doc = engine::report::stats_json(names, report);
+        write_atomically(p, serde_json::to_string_pretty(&doc)?.as_bytes())
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    eprint!("{}", engine::report::summary_text(names, report, o.top));
+    Ok(0)
+}
+
+/// Writes `bytes` to `path` through a temporary file, so a failure leaves nothing behind.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = engine::pcap::tmp_path(path);
+    let r = std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path));
+    if r.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    Ok(r?)
+}
+
+fn capture(c: args::CaptureArgs) -> Result<i32> {
+    c.out.validate()?;
+    let snaplen = c.snaplen;
+    if snaplen == 0 || snaplen > engine::MAX_SNAPLEN {
+        bail!("snap length {snaplen} is out of range: use -s 1..={}", engine::MAX_SNAPLEN);
+    }
+    if let Some(p) = &c.out.stats_json {
+        engine::pcap::check_writable(p)?;
+    }
+    let names = Names::load(c.out.offline_names());
+    let interrupt = install_interrupt()?;
+    let (source, names): (SourceFn<'_>, Names) = match c.source {
+        args::SourceKind::Kernel => {
+            let src = engine::sources::kernel(&engine::sources::KernelOptions {
+                snaplen,
+                ring_bytes: c.ring_size_mib.saturating_mul(1 << 20),
+            })?;
+            (src, names)
+        }
+        args::SourceKind::Cilium => {
+            let src = engine::sources::cilium_socket(&engine::sources::CiliumSocketOptions {
+                path: c.cilium_socket.clone(),
+                save_stream: c.save_stream.clone(),
+                release: c.cilium_release.clone(),
+            })?;
+            (src, names)
+        }
+    };
+    let sink = make_sink(&c.out, snaplen)?;
+    if !c.out.quiet {
+        eprintln!("dropscope: capturing drops (snaplen {snaplen}); Ctrl-C to stop");
+    }
+    let progress = Progress::default();
+    let report = engine::pipeline::run(
+        &pipeline_config(&c.out),
+        source,
+        sink,
+        &names,
+        &interrupt,
+        &progress,
+        progress_printer(c.out.quiet),
+    )?;
+    finish(&names, &c.out, &report)
+}
+
+fn replay(r: args::ReplayArgs) -> Result<i32> {
+    r.out.validate()?;
+    if let Some(p) = &r.out.stats_json {
+        engine::pcap::check_writable(p)?;
+    }
+    let names = Names::load(true);
+    let interrupt = install_interrupt()?;
+    let source = engine::sources::file(&r.file, r.input_format.as_deref(), r.cilium_release.as_deref())?;
+    let sink = make_sink(&r.out, engine::MAX_REPLAY_SNAPLEN)?;
+    let progress = Progress::default();
+    let report = engine::pipeline::run(
+        &pipeline_config(&r.out),
+        source,
+        sink,
+        &names,
+        &interrupt,
+        &progress,
+        progress_printer(r.out.quiet),
+    )?;
+    finish(&names, &r.out, &report)
+}
+
+fn reasons(r: args::ReasonsArgs) -> Result<i32> {
+    let text = engine::sources::reasons_table(r.kernel_only, r.cilium_only, r.json)?;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
+        r => {
+            r?;
+            Ok(0)
+        }
+    }
 }

@@ -1,0 +1,190 @@
+//! Command-line arguments: raw flags (clap), then a validation step.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use engine::pcap::FileFormat;
+
+const CAPTURE_EXAMPLES: &str = "\
+Examples:
+  dropscope capture                          print every kernel drop as it happens
+  dropscope capture -w drops.pcapng -c 1000  save 1000 drops, reason in each packet's comment
+  dropscope capture --duration 30 -q --stats-json stats.json
+                                             profile a drop storm: per-flow x reason table
+  dropscope capture --source cilium          Cilium datapath drops from the agent's socket
+  tshark -r drops.pcapng -Y 'frame.comment contains \"NO_SOCKET\"'
+
+Needs CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN (or root) for the kernel source.
+At the end a summary on stderr reconciles, per reason: drops the kernel counted =
+lost in the ring + delivered, and delivered = processed + skipped (-c).";
+
+const REPLAY_EXAMPLES: &str = "\
+Examples:
+  dropscope replay drops.pcapng               print the packets and the per-flow summary
+  dropscope replay any.pcap -w out.pcapng -q  convert, with the per-flow table on stderr
+  dropscope replay stream.gobstream           a saved Cilium monitor socket stream
+Reads pcap and pcapng (ours or anyone's); drop reasons are recovered from our comments.";
+
+#[derive(Parser, Debug)]
+#[command(name = "dropscope", version, about = "Capture and analyse packet drops (kernel and Cilium) on a Linux node.",
+    long_about = "dropscope captures every packet the kernel drops (skb:kfree_skb, with the drop reason and \
+location) and every drop Cilium's datapath reports, writes them to pcapng (reason in each packet's comment) \
+or pcap, and counts drops per flow and reason, exactly.")]
+pub struct Cli {
+    /// Log debug messages on stderr.
+    #[arg(long, global = true)]
+    pub verbose: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Capture drops live (kernel skb:kfree_skb, or Cilium's monitor socket).
+    #[command(after_help = CAPTURE_EXAMPLES)]
+    Capture(CaptureArgs),
+    /// Read a capture file (pcap, pcapng, saved Cilium stream) and summarise it.
+    #[command(after_help = REPLAY_EXAMPLES)]
+    Replay(ReplayArgs),
+    /// List drop reasons: the running kernel's (from BTF) and Cilium's.
+    Reasons(ReasonsArgs),
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceKind {
+    /// The kernel's skb:kfree_skb tracepoint, through dropscope's own eBPF program.
+    Kernel,
+    /// Cilium's monitor socket (drop, trace and policy-verdict notifications).
+    Cilium,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FormatArg {
+    Pcapng,
+    Pcap,
+}
+
+/// Outputs shared by `capture` and `replay`.
+#[derive(Args, Debug)]
+pub struct OutputArgs {
+    /// Write packets to FILE (pcapng by default; pcap if FILE ends in .pcap or with --format pcap).
+    #[arg(short = 'w', long = "write", value_name = "FILE")]
+    pub write: Option<PathBuf>,
+    /// Format of the -w file.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<FormatArg>,
+    /// Stop after COUNT events.
+    #[arg(short = 'c', long, value_name = "COUNT")]
+    pub count: Option<u64>,
+    /// Stop after SECS seconds (fractions allowed).
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+    /// Print one JSON object per event on stdout instead of text lines.
+    #[arg(long)]
+    pub json: bool,
+    /// Print text lines even when writing a file with -w.
+    #[arg(long)]
+    pub print: bool,
+    /// No per-event lines and no progress; the final summary is still printed on stderr.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Write the final per-flow x reason table and the accounting as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub stats_json: Option<PathBuf>,
+    /// Flows listed in the summary on stderr.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub top: usize,
+    /// Distinct (flow, reason) entries kept before new ones are counted per reason only.
+    #[arg(long, default_value_t = 1 << 20, value_name = "N")]
+    pub max_flows: usize,
+}
+
+impl OutputArgs {
+    pub fn file_format(&self, path: &Path) -> FileFormat {
+        match self.format {
+            Some(FormatArg::Pcap) => FileFormat::Pcap,
+            Some(FormatArg::Pcapng) => FileFormat::Pcapng,
+            None if path.extension().is_some_and(|e| e == "pcap") => FileFormat::Pcap,
+            None => FileFormat::Pcapng,
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.format.is_some() && self.write.is_none() {
+            bail!("--format needs -w FILE: it sets the format of the written file");
+        }
+        if let Some(d) = self.duration {
+            if !(d.is_finite() && d > 0.0) {
+                bail!("--duration {d} is not a positive number of seconds");
+            }
+        }
+        if self.count == Some(0) {
+            bail!("-c 0 would capture nothing: give a count of at least 1, or leave -c out");
+        }
+        if self.max_flows == 0 {
+            bail!("--max-flows must be at least 1");
+        }
+        if self.json && self.quiet {
+            bail!("--json and -q contradict each other: -q prints no per-event lines");
+        }
+        Ok(())
+    }
+
+    /// Interface names are looked up on this machine only for live captures.
+    pub fn offline_names(&self) -> bool {
+        false
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct CaptureArgs {
+    /// Where drops come from.
+    #[arg(long, value_enum, default_value_t = SourceKind::Kernel)]
+    pub source: SourceKind,
+    /// Bytes of each packet to keep, from its MAC header (max 2048).
+    #[arg(short = 's', long = "snaplen", default_value_t = engine::DEFAULT_SNAPLEN, value_name = "SNAPLEN")]
+    pub snaplen: u32,
+    /// Size of the kernel ring buffer, in MiB (rounded up to a power of two).
+    #[arg(long = "ring-size", default_value_t = 16, value_name = "MIB")]
+    pub ring_size_mib: u32,
+    /// Cilium monitor socket (with --source cilium).
+    #[arg(long, default_value = "/var/run/cilium/monitor1_2.sock", value_name = "PATH")]
+    pub cilium_socket: PathBuf,
+    /// Also save the raw Cilium socket stream to FILE, for `dropscope replay` (with --source cilium).
+    #[arg(long, value_name = "FILE")]
+    pub save_stream: Option<PathBuf>,
+    /// Cilium release whose source-file ids and old layouts to use: main, 1.19, 1.18, 1.17, 1.16.
+    #[arg(long, default_value = "main", value_name = "RELEASE")]
+    pub cilium_release: String,
+    #[command(flatten)]
+    pub out: OutputArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    /// The file to read: pcap, pcapng, a saved Cilium socket stream (.gobstream) or raw
+    /// Cilium notification records (.ciliumraw).
+    pub file: PathBuf,
+    /// Force the input format instead of detecting it: pcap, gobstream, ciliumraw.
+    #[arg(long = "input-format", value_name = "FORMAT")]
+    pub input_format: Option<String>,
+    /// Cilium release of a saved stream: main, 1.19, 1.18, 1.17, 1.16.
+    #[arg(long, value_name = "RELEASE")]
+    pub cilium_release: Option<String>,
+    #[command(flatten)]
+    pub out: OutputArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ReasonsArgs {
+    /// Only the kernel's reasons.
+    #[arg(long, conflicts_with = "cilium_only")]
+    pub kernel_only: bool,
+    /// Only Cilium's reasons.
+    #[arg(long)]
+    pub cilium_only: bool,
+    /// JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}

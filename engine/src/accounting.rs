@@ -1,0 +1,200 @@
+//! The ledger: what happened to every event, per reason, at every stage, and the check that
+//! the numbers add up.
+//!
+//! For each reason the ledger holds:
+//! `observed` (counted where events originate, e.g. the kernel's per-CPU counters)
+//! = `lost_ring` (the kernel could not put it in the ring) + `delivered` (the source handed it
+//! to the pipeline); `delivered` = `received` (the sink stage got it; channels block, they do
+//! not drop); `received` = `skipped` (after `-c COUNT`) + `processed` (aggregated, written,
+//! printed). Losses that cannot be attributed to a reason (malformed records, lost-record
+//! notices from Cilium's agent) are kept by stage and kind. Nothing here may be hidden from
+//! the final summary.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::aggregate::ReasonKey;
+
+/// One reason's row.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ReasonRow {
+    /// Counted at the origin; `None` when the origin keeps no count (a file, a socket).
+    pub observed: Option<u64>,
+    pub lost_ring: u64,
+    pub delivered: u64,
+    pub received: u64,
+    pub skipped: u64,
+    pub processed: u64,
+}
+
+/// A loss or skip that is not attributable to one reason.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StageLoss {
+    /// Pipeline stage: "kernel", "ring", "source", "socket", "file", "decode", "sink".
+    pub stage: String,
+    /// What happened, snake_case (`malformed_too_short`, `agent_lost_records`, ...).
+    pub kind: String,
+    pub count: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Ledger {
+    pub rows: BTreeMap<ReasonKey, ReasonRow>,
+    pub stage_losses: Vec<StageLoss>,
+}
+
+/// One failed equation, for the summary.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Mismatch {
+    pub reason: String,
+    pub equation: String,
+    pub left: u64,
+    pub right: u64,
+}
+
+impl Ledger {
+    pub fn row(&mut self, r: ReasonKey) -> &mut ReasonRow {
+        self.rows.entry(r).or_default()
+    }
+
+    /// Adds a stage loss (merging with an existing (stage, kind) entry); zero counts are kept
+    /// out so the summary lists only what happened.
+    pub fn add_loss(&mut self, stage: &str, kind: &str, count: u64) {
+        if count == 0 {
+            return;
+        }
+        if let Some(l) = self.stage_losses.iter_mut().find(|l| l.stage == stage && l.kind == kind) {
+            l.count += count;
+        } else {
+            self.stage_losses.push(StageLoss { stage: stage.to_string(), kind: kind.to_string(), count });
+        }
+    }
+
+    /// Every equation of the module doc that does not hold.
+    pub fn mismatches(&self, name: &dyn Fn(ReasonKey) -> String) -> Vec<Mismatch> {
+        let mut out = Vec::new();
+        for (k, r) in &self.rows {
+            if let Some(obs) = r.observed {
+                if obs != r.lost_ring + r.delivered {
+                    out.push(Mismatch {
+                        reason: name(*k),
+                        equation: "observed = lost_ring + delivered".into(),
+                        left: obs,
+                        right: r.lost_ring + r.delivered,
+                    });
+                }
+            }
+            if r.delivered != r.received {
+                out.push(Mismatch {
+                    reason: name(*k),
+                    equation: "delivered = received".into(),
+                    left: r.delivered,
+                    right: r.received,
+                });
+            }
+            if r.received != r.skipped + r.processed {
+                out.push(Mismatch {
+                    reason: name(*k),
+                    equation: "received = skipped + processed".into(),
+                    left: r.received,
+                    right: r.skipped + r.processed,
+                });
+            }
+        }
+        out
+    }
+
+    pub fn totals(&self) -> ReasonRow {
+        let mut t = ReasonRow::default();
+        for r in self.rows.values() {
+            if let Some(o) = r.observed {
+                *t.observed.get_or_insert(0) += o;
+            }
+            t.lost_ring += r.lost_ring;
+            t.delivered += r.delivered;
+            t.received += r.received;
+            t.skipped += r.skipped;
+            t.processed += r.processed;
+        }
+        t
+    }
+
+    /// The ledger as a fixed-width table (one line per reason, a total line, stage losses).
+    pub fn render_text(&self, name: &dyn Fn(ReasonKey) -> String) -> String {
+        use std::fmt::Write as _;
+        let mut s = String::new();
+        let names: Vec<String> = self.rows.keys().map(|k| name(*k)).collect();
+        let w = names.iter().map(|n| n.len()).max().unwrap_or(6).clamp(6, 48);
+        let _ = writeln!(
+            s,
+            "{:<w$} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+            "reason", "observed", "ring-lost", "delivered", "received", "skipped", "processed"
+        );
+        let obs = |o: Option<u64>| o.map_or_else(|| "-".to_string(), |v| v.to_string());
+        for (r, n) in self.rows.values().zip(&names) {
+            let _ = writeln!(
+                s,
+                "{:<w$} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+                n,
+                obs(r.observed),
+                r.lost_ring,
+                r.delivered,
+                r.received,
+                r.skipped,
+                r.processed
+            );
+        }
+        let t = self.totals();
+        let _ = writeln!(
+            s,
+            "{:<w$} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+            "total",
+            obs(t.observed),
+            t.lost_ring,
+            t.delivered,
+            t.received,
+            t.skipped,
+            t.processed
+        );
+        for l in &self.stage_losses {
+            let _ = writeln!(s, "{}: {} {}", l.stage, l.kind.replace('_', " "), l.count);
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nm(k: ReasonKey) -> String {
+        format!("{k:?}")
+    }
+
+    #[test]
+    fn balanced_ledger_has_no_mismatch_and_unbalanced_one_names_the_equation() {
+        let mut l = Ledger::default();
+        let r = l.row(ReasonKey::Kernel(3));
+        *r = ReasonRow { observed: Some(10), lost_ring: 2, delivered: 8, received: 8, skipped: 1, processed: 7 };
+        assert!(l.mismatches(&nm).is_empty());
+        l.row(ReasonKey::Kernel(3)).lost_ring = 1;
+        let m = l.mismatches(&nm);
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].equation, "observed = lost_ring + delivered");
+        assert_eq!((m[0].left, m[0].right), (10, 9));
+        let t = l.totals();
+        assert_eq!((t.observed, t.delivered, t.processed), (Some(10), 8, 7));
+    }
+
+    #[test]
+    fn stage_losses_merge_and_zero_is_omitted() {
+        let mut l = Ledger::default();
+        l.add_loss("source", "malformed_too_short", 2);
+        l.add_loss("source", "malformed_too_short", 3);
+        l.add_loss("source", "malformed_bad_kind", 0);
+        assert_eq!(l.stage_losses.len(), 1);
+        assert_eq!(l.stage_losses[0].count, 5);
+        assert!(l.render_text(&nm).contains("source: malformed too short 5"));
+    }
+}

@@ -1,0 +1,306 @@
+//! Turning events into words: reason names, pcapng comments, text lines and JSON lines.
+//!
+//! One [`Renderer`] per sink thread keeps its scratch buffers, so rendering allocates nothing
+//! per event beyond what the output itself needs. Must never fail on odd values: every
+//! number without a name is printed as a number.
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::aggregate::ReasonKey;
+use crate::event::{Cause, Event};
+use crate::kernel::kallsyms::Kallsyms;
+use crate::kernel::reasons::KernelReasons;
+use crate::names::IfNames;
+use crate::packet::{FlowKey, PacketSummary, TunnelHint, TunnelKind, FAMILY_V4, FAMILY_V6};
+
+/// Lookup tables shared by every stage (read-only).
+pub struct Names {
+    pub kernel_reasons: KernelReasons,
+    pub kallsyms: Option<Kallsyms>,
+    pub ifnames: IfNames,
+}
+
+impl Names {
+    pub fn reason_name(&self, r: ReasonKey) -> String {
+        match r {
+            ReasonKey::Kernel(n) => self.kernel_reasons.name(n).into_owned(),
+            ReasonKey::Cilium(c) => crate::cilium_glue::reason_name(c),
+            ReasonKey::Captured => "captured".to_string(),
+        }
+    }
+
+    /// `NAME (n)` for kernel reasons, `Policy denied (133)` for Cilium ones.
+    pub fn reason_label(&self, r: ReasonKey) -> String {
+        match r {
+            ReasonKey::Kernel(n) => format!("{} ({n})", self.kernel_reasons.name(n)),
+            ReasonKey::Cilium(c) => format!("cilium {} ({c})", crate::cilium_glue::reason_name(c)),
+            ReasonKey::Captured => "captured".to_string(),
+        }
+    }
+
+    pub fn symbol(&self, addr: u64) -> Option<(&str, u64)> {
+        self.kallsyms.as_ref().and_then(|k| k.resolve(addr))
+    }
+}
+
+/// The aggregation reason and (source, destination) identities of an event.
+pub fn reason_and_identities(e: &Event) -> (ReasonKey, u32, u32) {
+    match &e.cause {
+        Cause::Kernel { reason, .. } => (ReasonKey::Kernel(*reason), 0, 0),
+        Cause::Captured => (ReasonKey::Captured, 0, 0),
+        #[allow(unreachable_patterns)]
+        other => crate::cilium_glue::reason_and_identities(other),
+    }
+}
+
+/// Which tunnels to decode for this event (Cilium says so in its flags).
+pub fn tunnel_hint_for(e: &Event, default: TunnelHint) -> TunnelHint {
+    crate::cilium_glue::tunnel_hint(&e.cause).unwrap_or(default)
+}
+
+pub fn ip_of(family: u8, a: &[u8; 16]) -> Option<IpAddr> {
+    match family {
+        FAMILY_V4 => Some(IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]))),
+        FAMILY_V6 => Some(IpAddr::V6(Ipv6Addr::from(*a))),
+        _ => None,
+    }
+}
+
+pub fn proto_name(p: u8) -> &'static str {
+    match p {
+        1 => "icmp",
+        2 => "igmp",
+        6 => "tcp",
+        17 => "udp",
+        47 => "gre",
+        50 => "esp",
+        58 => "icmp6",
+        132 => "sctp",
+        _ => "ip",
+    }
+}
+
+/// `10.0.0.1:5000 -> 10.0.0.2:9 udp` / `[fd00::1]:5000 -> [fd00::2]:9 udp` / `a -> b icmp`.
+pub fn write_flow(out: &mut String, f: &FlowKey) {
+    let (Some(src), Some(dst)) = (ip_of(f.family, &f.src), ip_of(f.family, &f.dst)) else {
+        out.push_str("[no ip]");
+        return;
+    };
+    let has_ports = matches!(f.proto, 6 | 17 | 132);
+    for (i, (ip, port)) in [(src, f.sport), (dst, f.dport)].into_iter().enumerate() {
+        if i == 1 {
+            out.push_str(" -> ");
+        }
+        match (ip, has_ports) {
+            (IpAddr::V6(v6), true) => {
+                let _ = write!(out, "[{v6}]:{port}");
+            }
+            (ip, true) => {
+                let _ = write!(out, "{ip}:{port}");
+            }
+            (ip, false) => {
+                let _ = write!(out, "{ip}");
+            }
+        }
+    }
+    let _ = write!(out, " {}", proto_name(f.proto));
+    if f.vlan != 0 {
+        let _ = write!(out, " vlan {}", f.vlan);
+    }
+}
+
+pub fn write_tcp_flags(out: &mut String, flags: u8) {
+    const NAMES: [&str; 8] = ["FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR"];
+    let mut first = true;
+    for (i, n) in NAMES.iter().enumerate() {
+        if flags & (1 << i) != 0 {
+            if !first {
+                out.push(',');
+            }
+            out.push_str(n);
+            first = false;
+        }
+    }
+}
+
+/// Per-thread scratch buffers.
+pub struct Renderer<'n> {
+    pub names: &'n Names,
+    pub scratch: String,
+}
+
+impl<'n> Renderer<'n> {
+    pub fn new(names: &'n Names) -> Self {
+        Renderer { names, scratch: String::with_capacity(256) }
+    }
+
+    /// The pcapng comment of an event (empty for ordinary captured packets).
+    pub fn comment(&mut self, e: &Event) -> &str {
+        self.scratch.clear();
+        match &e.cause {
+            Cause::Kernel { reason, location, .. } => {
+                let name = self.names.kernel_reasons.name(*reason);
+                crate::comment::kernel_comment(
+                    &mut self.scratch,
+                    &name,
+                    *reason,
+                    self.names.symbol(*location),
+                    *location,
+                    e.netns,
+                );
+            }
+            Cause::Captured => {}
+            #[allow(unreachable_patterns)]
+            other => crate::cilium_glue::comment(&mut self.scratch, e, other),
+        }
+        &self.scratch
+    }
+
+    /// One text line (no newline), in the spirit of `cilium monitor --type drop`, prefixed
+    /// with the time as tcpdump does.
+    pub fn text_line(&mut self, out: &mut String, e: &Event, s: &PacketSummary) {
+        out.push_str(&crate::timefmt::clock_us(e.ts_ns));
+        out.push(' ');
+        match &e.cause {
+            Cause::Kernel { reason, location, .. } => {
+                let _ = write!(out, "xx drop ({}) at ", self.names.kernel_reasons.name(*reason));
+                match self.names.symbol(*location) {
+                    Some((sym, off)) => {
+                        let _ = write!(out, "{sym}+{off:#x}");
+                    }
+                    None => {
+                        let _ = write!(out, "{location:#x}");
+                    }
+                }
+                let _ = write!(out, ", ifindex {}", e.ifindex);
+                if let Some(n) = self.names.ifnames.lookup(e.ifindex, e.netns) {
+                    let _ = write!(out, " ({n})");
+                }
+                let _ = write!(out, ", netns {}: ", e.netns);
+            }
+            Cause::Captured => {
+                let _ = write!(out, "{} ", self.names.ifnames.display(e.ifindex, e.netns));
+            }
+            #[allow(unreachable_patterns)]
+            other => crate::cilium_glue::text_prefix(out, self.names, e, other),
+        }
+        write_summary(out, s);
+        let _ = write!(out, ", length {}", e.orig_len);
+    }
+
+    /// One JSON object (no newline) with every field of the event.
+    pub fn json_line(&mut self, out: &mut String, e: &Event, s: &PacketSummary) {
+        let mut m = serde_json::Map::new();
+        m.insert("time".into(), crate::timefmt::rfc3339_ns(e.ts_ns).into());
+        m.insert("ts_ns".into(), e.ts_ns.into());
+        let (rk, sid, did) = reason_and_identities(e);
+        match &e.cause {
+            Cause::Kernel { reason, location, protocol } => {
+                m.insert("origin".into(), "kernel".into());
+                m.insert("reason".into(), (*reason).into());
+                m.insert("reason_name".into(), self.names.kernel_reasons.name(*reason).into_owned().into());
+                m.insert("location".into(), format!("{location:#x}").into());
+                if let Some((sym, off)) = self.names.symbol(*location) {
+                    m.insert("symbol".into(), format!("{sym}+{off:#x}").into());
+                }
+                m.insert("skb_protocol".into(), format!("{protocol:#06x}").into());
+            }
+            Cause::Captured => {
+                m.insert("origin".into(), "capture".into());
+            }
+            #[allow(unreachable_patterns)]
+            other => crate::cilium_glue::json_fields(&mut m, self.names, e, other),
+        }
+        let _ = (rk, sid, did);
+        m.insert("ifindex".into(), e.ifindex.into());
+        if let Some(n) = self.names.ifnames.lookup(e.ifindex, e.netns) {
+            m.insert("ifname".into(), n.into());
+        }
+        m.insert("netns".into(), e.netns.into());
+        if e.cpu != u32::MAX {
+            m.insert("cpu".into(), e.cpu.into());
+        }
+        m.insert("len".into(), e.orig_len.into());
+        m.insert("caplen".into(), (e.data.len() as u64).into());
+        summary_json(&mut m, s);
+        out.push_str(&serde_json::Value::Object(m).to_string());
+    }
+}
+
+pub fn write_summary(out: &mut String, s: &PacketSummary) {
+    write_flow(out, &s.flow);
+    if s.flow.proto == 6 {
+        out.push(' ');
+        write_tcp_flags(out, s.tcp_flags);
+    }
+    if let Some((t, c)) = s.icmp {
+        let _ = write!(out, " type {t} code {c}");
+    }
+    if let Some(t) = &s.tunnel {
+        out.push_str(" [tunnel ");
+        write_flow(out, &t.outer);
+        let _ = write!(
+            out,
+            " {} vni {}]",
+            match t.kind {
+                TunnelKind::Vxlan => "vxlan",
+                TunnelKind::Geneve => "geneve",
+            },
+            t.vni
+        );
+    }
+}
+
+pub fn flow_json(m: &mut serde_json::Map<String, serde_json::Value>, f: &FlowKey) {
+    m.insert(
+        "family".into(),
+        match f.family {
+            FAMILY_V4 => "ipv4",
+            FAMILY_V6 => "ipv6",
+            _ => "none",
+        }
+        .into(),
+    );
+    if let (Some(a), Some(b)) = (ip_of(f.family, &f.src), ip_of(f.family, &f.dst)) {
+        m.insert("src".into(), a.to_string().into());
+        m.insert("dst".into(), b.to_string().into());
+    }
+    m.insert("proto".into(), f.proto.into());
+    m.insert("proto_name".into(), proto_name(f.proto).into());
+    m.insert("sport".into(), f.sport.into());
+    m.insert("dport".into(), f.dport.into());
+    if f.vlan != 0 {
+        m.insert("vlan".into(), f.vlan.into());
+    }
+}
+
+fn summary_json(m: &mut serde_json::Map<String, serde_json::Value>, s: &PacketSummary) {
+    flow_json(m, &s.flow);
+    if s.flow.proto == 6 {
+        let mut f = String::new();
+        write_tcp_flags(&mut f, s.tcp_flags);
+        m.insert("tcp_flags".into(), f.into());
+    }
+    if let Some((t, c)) = s.icmp {
+        m.insert("icmp_type".into(), t.into());
+        m.insert("icmp_code".into(), c.into());
+    }
+    if let Some(t) = &s.tunnel {
+        let mut o = serde_json::Map::new();
+        o.insert(
+            "kind".into(),
+            match t.kind {
+                TunnelKind::Vxlan => "vxlan",
+                TunnelKind::Geneve => "geneve",
+            }
+            .into(),
+        );
+        o.insert("vni".into(), t.vni.into());
+        flow_json(&mut o, &t.outer);
+        m.insert("tunnel".into(), o.into());
+    }
+    if let Some(stop) = &s.stop {
+        m.insert("decode_stop".into(), format!("{stop:?}").into());
+    }
+}

@@ -1,0 +1,131 @@
+//! The sink stage's outputs: a capture file, and/or a printer of text or JSON lines.
+//!
+//! Must never: leave a half-written capture file (the writer writes to a temporary file and
+//! renames it on finish), or hide a write error (it ends the run with a clear message).
+
+use std::io::Write;
+
+use anyhow::{Context as _, Result};
+use serde::Serialize;
+
+use crate::event::Event;
+use crate::packet::PacketSummary;
+use crate::pcap::{IfaceKey, OutPacket, PacketWriter, WriterStats};
+use crate::render::Renderer;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PrintMode {
+    None,
+    Text,
+    Json,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct SinkStats {
+    pub file: Option<WriterStatsOut>,
+    pub lines_printed: u64,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct WriterStatsOut {
+    pub path: String,
+    pub format: String,
+    pub packets: u64,
+    pub bytes: u64,
+    pub interfaces: u64,
+    pub truncated_to_snaplen: u64,
+    pub comments_dropped: u64,
+}
+
+pub struct OutputSink {
+    writer: Option<(Box<dyn PacketWriter>, String, String)>,
+    mode: PrintMode,
+    out: Box<dyn Write + Send>,
+    line: String,
+    lines: u64,
+}
+
+impl OutputSink {
+    pub fn new(writer: Option<(Box<dyn PacketWriter>, String, String)>, mode: PrintMode, out: Box<dyn Write + Send>) -> Self {
+        OutputSink { writer, mode, out, line: String::with_capacity(256), lines: 0 }
+    }
+
+    pub fn write(&mut self, e: &Event, s: &PacketSummary, r: &mut Renderer<'_>) -> Result<()> {
+        if let Some((w, path, _)) = &mut self.writer {
+            let names = r.names;
+            let comment = r.comment(e);
+            let p = OutPacket {
+                ts_ns: e.ts_ns,
+                iface: IfaceKey { ifindex: e.ifindex, netns: e.netns, link: e.link },
+                orig_len: e.orig_len,
+                data: &e.data,
+                comment: if comment.is_empty() { None } else { Some(comment) },
+            };
+            w.write(&p, &|k: &IfaceKey| names.ifnames.display(k.ifindex, k.netns))
+                .with_context(|| format!("writing {path}"))?;
+        }
+        match self.mode {
+            PrintMode::None => {}
+            PrintMode::Text => {
+                self.line.clear();
+                r.text_line(&mut self.line, e, s);
+                self.line.push('\n');
+                self.emit()?;
+            }
+            PrintMode::Json => {
+                self.line.clear();
+                r.json_line(&mut self.line, e, s);
+                self.line.push('\n');
+                self.emit()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn emit(&mut self) -> Result<()> {
+        self.lines += 1;
+        match self.out.write_all(self.line.as_bytes()) {
+            Ok(()) => Ok(()),
+            // A closed pipe (`| head`) is not an error for the capture: stop printing.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.mode = PrintMode::None;
+                Ok(())
+            }
+            Err(e) => Err(e).context("writing to standard output"),
+        }
+    }
+
+    pub fn end_batch(&mut self) -> Result<()> {
+        if self.mode != PrintMode::None {
+            if let Err(e) = self.out.flush() {
+                if e.kind() == std::io::ErrorKind::BrokenPipe {
+                    self.mode = PrintMode::None;
+                } else {
+                    return Err(e).context("writing to standard output");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn finish(self) -> Result<SinkStats> {
+        let mut out = self.out;
+        let _ = out.flush();
+        let file = match self.writer {
+            Some((w, path, format)) => {
+                let st: WriterStats = w.finish().with_context(|| format!("finishing {path}"))?;
+                Some(WriterStatsOut {
+                    path,
+                    format,
+                    packets: st.packets,
+                    bytes: st.bytes,
+                    interfaces: st.ifaces,
+                    truncated_to_snaplen: st.truncated_to_snaplen,
+                    comments_dropped: st.comments_dropped,
+                })
+            }
+            None => None,
+        };
+        Ok(SinkStats { file, lines_printed: self.lines })
+    }
+}
