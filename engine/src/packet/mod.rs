@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 mod summarize;
 
-pub use summarize::summarize;
+pub use summarize::{summarize, summarize_into};
 
 /// Address family of a [`FlowKey`].
 pub const FAMILY_NONE: u8 = 0;
