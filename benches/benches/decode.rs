@@ -206,7 +206,7 @@ fn lax_summarize(data: &[u8]) -> PacketSummary {
     lax_fill(&p, &mut s);
     if let Some(TransportSlice::Udp(u)) = &p.transport {
         if matches!(u.destination_port(), 4789 | 8472) {
-            if let Some(vx) = u.payload().get(..8) {
+            if let Some((vx, inner)) = u.payload().split_first_chunk::<8>() {
                 let vni = u32::from_be_bytes([0, vx[4], vx[5], vx[6]]);
                 let outer = s.flow;
                 s = PacketSummary {
@@ -217,7 +217,7 @@ fn lax_summarize(data: &[u8]) -> PacketSummary {
                     }),
                     ..PacketSummary::default()
                 };
-                if let Ok(inner) = LaxSlicedPacket::from_ethernet(&u.payload()[8..]) {
+                if let Ok(inner) = LaxSlicedPacket::from_ethernet(inner) {
                     lax_fill(&inner, &mut s);
                 }
             }

@@ -39,6 +39,7 @@ type Step = Result<(), Stop>;
 
 /// Decodes the headers of one packet. `data` starts at the header `link` names and may be
 /// cut anywhere; `hint` says which tunnels to look into.
+#[inline]
 pub fn summarize(data: &[u8], link: LinkType, hint: TunnelHint) -> PacketSummary {
     let mut s = PacketSummary::default();
     summarize_into(data, link, hint, &mut s);
