@@ -1,0 +1,653 @@
+//! Exact per-flow x reason drop counts in bounded memory: the [`FlowTable`].
+//!
+//! Every packet added is counted exactly once, whatever the table's size: when the table
+//! holds `max_entries` keys, a packet with a new key is folded into its reason's overflow
+//! row ([`AggKey::overflow`]) and counted in [`FlowTable::overflowed_packets`], so totals and
+//! per-reason totals stay exact and only the per-flow split of the excess is lost. The table
+//! never allocates per packet once a key is known, and never panics.
+//!
+//! Keys come from packets an attacker may craft, so the hash is seeded at random once per
+//! process (all tables of a process share it, which lets [`FlowTable::merge`] combine their
+//! overflow sketches). It is a folded-multiply hash over the key packed into eight words:
+//! measured in benches/benches/aggregate.rs against hashbrown's default (foldhash over the
+//! derived `Hash`) and std's SipHash.
+
+use std::collections::hash_map::RandomState;
+use std::collections::BTreeMap;
+use std::hash::BuildHasher;
+use std::sync::OnceLock;
+
+use hashbrown::HashTable;
+
+use crate::packet::FlowKey;
+
+/// Why the packets of a row were dropped (or that they were merely captured).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ReasonKey {
+    /// Raw `enum skb_drop_reason` value.
+    Kernel(u32),
+    /// Cilium drop notification sub-type (its `DROP_*` code).
+    Cilium(u8),
+    /// Not a drop.
+    Captured,
+}
+
+/// What a row counts: one flow on one interface for one reason, between two identities.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AggKey {
+    pub flow: FlowKey,
+    pub ifindex: u32,
+    pub netns: u32,
+    pub reason: ReasonKey,
+    /// Cilium security identities, 0 when unknown.
+    pub src_identity: u32,
+    pub dst_identity: u32,
+}
+
+impl AggKey {
+    /// The row that collects a reason's packets once the table is full: every other field
+    /// is zero. A real packet with no flow, interface or identity lands in the same row.
+    pub fn overflow(reason: ReasonKey) -> AggKey {
+        AggKey {
+            flow: FlowKey::default(),
+            ifindex: 0,
+            netns: 0,
+            reason,
+            src_identity: 0,
+            dst_identity: 0,
+        }
+    }
+
+    pub fn is_overflow(&self) -> bool {
+        *self == AggKey::overflow(self.reason)
+    }
+}
+
+/// Counts of one row. `first_ns`/`last_ns` are the smallest and largest timestamps added,
+/// whatever order they came in (per-CPU rings interleave).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AggValue {
+    pub packets: u64,
+    /// Sum of the packets' original lengths.
+    pub bytes: u64,
+    pub first_ns: u64,
+    pub last_ns: u64,
+}
+
+impl AggValue {
+    pub fn one(orig_len: u32, ts_ns: u64) -> AggValue {
+        AggValue {
+            packets: 1,
+            bytes: u64::from(orig_len),
+            first_ns: ts_ns,
+            last_ns: ts_ns,
+        }
+    }
+
+    #[inline(always)]
+    fn add(&mut self, orig_len: u32, ts_ns: u64) {
+        self.packets = self.packets.wrapping_add(1);
+        self.bytes = self.bytes.wrapping_add(u64::from(orig_len));
+        self.first_ns = self.first_ns.min(ts_ns);
+        self.last_ns = self.last_ns.max(ts_ns);
+    }
+
+    /// Adds `other`'s counts; an empty value (no packets) has no time range to take.
+    pub fn merge(&mut self, other: &AggValue) {
+        if other.packets == 0 {
+            return;
+        }
+        if self.packets == 0 {
+            *self = *other;
+            return;
+        }
+        self.packets = self.packets.wrapping_add(other.packets);
+        self.bytes = self.bytes.wrapping_add(other.bytes);
+        self.first_ns = self.first_ns.min(other.first_ns);
+        self.last_ns = self.last_ns.max(other.last_ns);
+    }
+}
+
+/// Bits of the overflow sketch (linear counting): 128 KiB, allocated at the first overflow.
+const SKETCH_BITS_LOG2: u32 = 20;
+const SKETCH_WORDS: usize = (1 << SKETCH_BITS_LOG2) / 64;
+
+/// The per-flow x reason table. See the module documentation for its guarantees.
+#[derive(Clone)]
+pub struct FlowTable {
+    rows: HashTable<(AggKey, AggValue)>,
+    hasher: KeyHasher,
+    max_entries: usize,
+    overflowed_packets: u64,
+    /// One bit per hash of a key that was folded into an overflow row.
+    overflow_sketch: Option<Box<[u64]>>,
+    /// Estimated distinct overflowed keys of merged tables whose sketch could not be
+    /// combined with ours (another hash seed).
+    overflowed_keys_extra: u64,
+}
+
+impl std::fmt::Debug for FlowTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlowTable")
+            .field("len", &self.rows.len())
+            .field("max_entries", &self.max_entries)
+            .field("overflowed_packets", &self.overflowed_packets)
+            .field("overflowed_keys", &self.overflowed_keys())
+            .finish()
+    }
+}
+
+impl FlowTable {
+    /// A table of at most `max_entries` flow rows (plus one overflow row per reason that
+    /// overflowed), hashing with the process-wide random seed.
+    pub fn new(max_entries: usize) -> FlowTable {
+        FlowTable::with_hasher(max_entries, KeyHasher::process())
+    }
+
+    /// Like [`FlowTable::new`] with a fixed hash seed, for reproducible tests and benches.
+    pub fn with_seed(max_entries: usize, seed: u64) -> FlowTable {
+        FlowTable::with_hasher(max_entries, KeyHasher::from_seed(seed))
+    }
+
+    fn with_hasher(max_entries: usize, hasher: KeyHasher) -> FlowTable {
+        FlowTable {
+            rows: HashTable::new(),
+            hasher,
+            max_entries,
+            overflowed_packets: 0,
+            overflow_sketch: None,
+            overflowed_keys_extra: 0,
+        }
+    }
+
+    /// Counts one packet of `orig_len` bytes seen at `ts_ns`.
+    #[inline]
+    pub fn add(&mut self, key: &AggKey, orig_len: u32, ts_ns: u64) {
+        let hash = self.hasher.hash(key);
+        if let Some((_, v)) = self.rows.find_mut(hash, |(k, _)| k == key) {
+            v.add(orig_len, ts_ns);
+            return;
+        }
+        self.insert(hash, key, &AggValue::one(orig_len, ts_ns));
+    }
+
+    /// Adds `value` under a key not found at `hash`, or under the overflow row when full.
+    #[cold]
+    #[inline(never)]
+    fn insert(&mut self, hash: u64, key: &AggKey, value: &AggValue) {
+        if self.rows.len() < self.max_entries || key.is_overflow() {
+            let hasher = &self.hasher;
+            self.rows
+                .insert_unique(hash, (*key, *value), |(k, _)| hasher.hash(k));
+            return;
+        }
+        self.overflowed_packets = self.overflowed_packets.wrapping_add(value.packets);
+        self.sketch_mark(hash);
+        let okey = AggKey::overflow(key.reason);
+        let ohash = self.hasher.hash(&okey);
+        if let Some((_, v)) = self.rows.find_mut(ohash, |(k, _)| *k == okey) {
+            v.merge(value);
+        } else {
+            let hasher = &self.hasher;
+            self.rows
+                .insert_unique(ohash, (okey, *value), |(k, _)| hasher.hash(k));
+        }
+    }
+
+    /// Adds a whole row's counts (the merge path).
+    fn upsert(&mut self, key: &AggKey, value: &AggValue) {
+        let hash = self.hasher.hash(key);
+        if let Some((_, v)) = self.rows.find_mut(hash, |(k, _)| k == key) {
+            v.merge(value);
+        } else {
+            self.insert(hash, key, value);
+        }
+    }
+
+    fn sketch_mark(&mut self, hash: u64) {
+        let sketch = self
+            .overflow_sketch
+            .get_or_insert_with(|| vec![0u64; SKETCH_WORDS].into_boxed_slice());
+        // The top bits: hashbrown picks buckets with the low bits and tags with the top 7,
+        // and this only needs the bits to be uniform.
+        let bit = (hash >> (64 - SKETCH_BITS_LOG2)) as usize;
+        if let Some(w) = sketch.get_mut(bit / 64) {
+            *w |= 1 << (bit % 64);
+        }
+    }
+
+    /// Rows, overflow rows included.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    pub fn max_entries(&self) -> usize {
+        self.max_entries
+    }
+
+    /// Packets folded into overflow rows because the table was full.
+    pub fn overflowed_packets(&self) -> u64 {
+        self.overflowed_packets
+    }
+
+    /// Distinct keys folded into overflow rows: an estimate (linear counting over 2^20
+    /// bits), exact in practice for a few dozen keys, within 0.1% up to a million, and
+    /// saturating near 14 million.
+    pub fn overflowed_keys(&self) -> u64 {
+        let Some(sketch) = &self.overflow_sketch else {
+            return self.overflowed_keys_extra;
+        };
+        let m = (1u64 << SKETCH_BITS_LOG2) as f64;
+        let set: u64 = sketch.iter().map(|w| u64::from(w.count_ones())).sum();
+        let zero = (m - set as f64).max(1.0);
+        let estimate = (m * (m / zero).ln()).round() as u64;
+        estimate.saturating_add(self.overflowed_keys_extra)
+    }
+
+    /// All rows, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&AggKey, &AggValue)> + '_ {
+        self.rows.iter().map(|(k, v)| (k, v))
+    }
+
+    /// All rows, most packets first (then most bytes, then by key, so the order is total).
+    pub fn sorted_by_packets(&self) -> Vec<(AggKey, AggValue)> {
+        let mut v: Vec<(AggKey, AggValue)> = self.rows.iter().copied().collect();
+        v.sort_unstable_by(|(ka, a), (kb, b)| {
+            b.packets
+                .cmp(&a.packets)
+                .then(b.bytes.cmp(&a.bytes))
+                .then(ka.cmp(kb))
+        });
+        v
+    }
+
+    /// Adds every row of `other` into this table (rows that do not fit overflow as usual).
+    pub fn merge(&mut self, other: FlowTable) {
+        self.overflowed_packets = self
+            .overflowed_packets
+            .wrapping_add(other.overflowed_packets);
+        if other.hasher == self.hasher {
+            if let Some(theirs) = &other.overflow_sketch {
+                let ours = self
+                    .overflow_sketch
+                    .get_or_insert_with(|| vec![0u64; SKETCH_WORDS].into_boxed_slice());
+                for (a, b) in ours.iter_mut().zip(theirs.iter()) {
+                    *a |= *b;
+                }
+            }
+            self.overflowed_keys_extra = self
+                .overflowed_keys_extra
+                .saturating_add(other.overflowed_keys_extra);
+        } else {
+            // Sketches of different seeds cannot be united: add the estimates (keys that
+            // overflowed in both tables are then counted twice).
+            self.overflowed_keys_extra = self
+                .overflowed_keys_extra
+                .saturating_add(other.overflowed_keys());
+        }
+        for (k, v) in other.rows {
+            self.upsert(&k, &v);
+        }
+    }
+
+    /// The sum of all rows: every packet ever added, exactly.
+    pub fn totals(&self) -> AggValue {
+        let mut t = AggValue::default();
+        for (_, v) in self.rows.iter() {
+            t.merge(v);
+        }
+        t
+    }
+
+    /// The sum of all rows per reason, exactly.
+    pub fn per_reason_totals(&self) -> BTreeMap<ReasonKey, AggValue> {
+        let mut m: BTreeMap<ReasonKey, AggValue> = BTreeMap::new();
+        for (k, v) in self.rows.iter() {
+            m.entry(k.reason).or_default().merge(v);
+        }
+        m
+    }
+}
+
+/// Folded-multiply hash of an [`AggKey`] packed into eight words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct KeyHasher {
+    seeds: [u64; 9],
+}
+
+impl KeyHasher {
+    fn process() -> KeyHasher {
+        static SEED: OnceLock<u64> = OnceLock::new();
+        let seed = *SEED.get_or_init(|| RandomState::new().hash_one(0x6472_6f70_7363_6f70u64));
+        KeyHasher::from_seed(seed)
+    }
+
+    fn from_seed(seed: u64) -> KeyHasher {
+        // splitmix64 spreads one seed over all the words.
+        let mut x = seed;
+        let mut seeds = [0u64; 9];
+        for s in &mut seeds {
+            x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            *s = z ^ (z >> 31);
+        }
+        KeyHasher { seeds }
+    }
+
+    #[inline(always)]
+    fn hash(&self, k: &AggKey) -> u64 {
+        let f = &k.flow;
+        let [s0, s1, s2, s3, s4, s5, s6, s7, s8] = self.seeds;
+        let (src_lo, src_hi) = halves(&f.src);
+        let (dst_lo, dst_hi) = halves(&f.dst);
+        let w0 = u64::from(f.family)
+            | u64::from(f.proto) << 8
+            | u64::from(f.vlan) << 16
+            | u64::from(f.sport) << 32
+            | u64::from(f.dport) << 48;
+        let reason = match k.reason {
+            ReasonKey::Kernel(r) => 1 << 32 | u64::from(r),
+            ReasonKey::Cilium(r) => 2 << 32 | u64::from(r),
+            ReasonKey::Captured => 3 << 32,
+        };
+        let w5 = u64::from(k.ifindex) | u64::from(k.netns) << 32;
+        let w7 = u64::from(k.src_identity) | u64::from(k.dst_identity) << 32;
+        let a = fold_mul(w0 ^ s0, src_lo ^ s1);
+        let b = fold_mul(src_hi ^ s2, dst_lo ^ s3);
+        let c = fold_mul(dst_hi ^ s4, w5 ^ s5);
+        let d = fold_mul(reason ^ s6, w7 ^ s7);
+        fold_mul(a ^ c.rotate_left(32), b ^ d.rotate_left(32) ^ s8)
+    }
+}
+
+#[inline(always)]
+fn halves(a: &[u8; 16]) -> (u64, u64) {
+    let [a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7] = *a;
+    (
+        u64::from_le_bytes([a0, a1, a2, a3, a4, a5, a6, a7]),
+        u64::from_le_bytes([b0, b1, b2, b3, b4, b5, b6, b7]),
+    )
+}
+
+#[inline(always)]
+fn fold_mul(a: u64, b: u64) -> u64 {
+    let p = u128::from(a) * u128::from(b);
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::net::Ipv4Addr;
+
+    fn key(n: u8, reason: ReasonKey) -> AggKey {
+        AggKey {
+            flow: FlowKey::v4(
+                Ipv4Addr::new(10, 0, 0, n),
+                1000 + u16::from(n),
+                Ipv4Addr::new(10, 0, 1, 1),
+                80,
+                6,
+            ),
+            ifindex: 2,
+            netns: 4026531840,
+            reason,
+            src_identity: 100,
+            dst_identity: 200,
+        }
+    }
+
+    const K: ReasonKey = ReasonKey::Kernel(2);
+    const C: ReasonKey = ReasonKey::Cilium(133);
+
+    fn row(t: &FlowTable, k: &AggKey) -> Option<AggValue> {
+        t.iter().find(|(kk, _)| *kk == k).map(|(_, v)| *v)
+    }
+
+    fn val(packets: u64, bytes: u64, first_ns: u64, last_ns: u64) -> AggValue {
+        AggValue {
+            packets,
+            bytes,
+            first_ns,
+            last_ns,
+        }
+    }
+
+    #[test]
+    fn interleaved_counts_are_exact() {
+        let mut t = FlowTable::with_seed(100, 1);
+        let (a, b, c) = (key(1, K), key(2, K), key(1, C));
+        // Timestamps out of order, as per-CPU rings deliver them.
+        t.add(&a, 100, 50);
+        t.add(&b, 60, 40);
+        t.add(&a, 1500, 30);
+        t.add(&c, 70, 45);
+        t.add(&a, 40, 90);
+        t.add(&b, 60, 41);
+        assert_eq!(t.len(), 3);
+        assert_eq!(row(&t, &a), Some(val(3, 1640, 30, 90)));
+        assert_eq!(row(&t, &b), Some(val(2, 120, 40, 41)));
+        assert_eq!(row(&t, &c), Some(val(1, 70, 45, 45)));
+        assert_eq!(t.totals(), val(6, 1830, 30, 90));
+        let per = t.per_reason_totals();
+        assert_eq!(per.len(), 2);
+        assert_eq!(per[&K], val(5, 1760, 30, 90));
+        assert_eq!(per[&C], val(1, 70, 45, 45));
+        assert_eq!((t.overflowed_packets(), t.overflowed_keys()), (0, 0));
+        let sorted: Vec<AggKey> = t.sorted_by_packets().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(sorted, vec![a, b, c]);
+    }
+
+    #[test]
+    fn overflow_folds_new_keys_per_reason() {
+        let mut t = FlowTable::with_seed(2, 7);
+        t.add(&key(1, K), 100, 10);
+        t.add(&key(2, C), 200, 20);
+        // Full: these three keys (two kernel, one cilium) go to their reasons' overflow rows.
+        t.add(&key(3, K), 300, 30);
+        t.add(&key(4, K), 400, 5);
+        t.add(&key(3, K), 300, 35);
+        t.add(&key(5, C), 500, 40);
+        // Known keys still count in their own rows.
+        t.add(&key(1, K), 100, 50);
+        assert_eq!(t.len(), 4);
+        assert_eq!(row(&t, &key(1, K)), Some(val(2, 200, 10, 50)));
+        assert_eq!(row(&t, &key(2, C)), Some(val(1, 200, 20, 20)));
+        assert_eq!(row(&t, &key(3, K)), None);
+        assert_eq!(row(&t, &AggKey::overflow(K)), Some(val(3, 1000, 5, 35)));
+        assert_eq!(row(&t, &AggKey::overflow(C)), Some(val(1, 500, 40, 40)));
+        assert_eq!(t.overflowed_packets(), 4);
+        assert_eq!(t.overflowed_keys(), 3);
+        assert_eq!(t.per_reason_totals()[&K], val(5, 1200, 5, 50));
+        assert_eq!(t.totals(), val(7, 1900, 5, 50));
+        assert!(AggKey::overflow(K).is_overflow());
+        assert!(!key(1, K).is_overflow());
+    }
+
+    #[test]
+    fn zero_entries_puts_everything_in_overflow_rows() {
+        let mut t = FlowTable::with_seed(0, 3);
+        t.add(&key(1, ReasonKey::Captured), 10, 1);
+        t.add(&key(2, ReasonKey::Captured), 20, 2);
+        assert_eq!(t.len(), 1);
+        assert_eq!(
+            row(&t, &AggKey::overflow(ReasonKey::Captured)),
+            Some(val(2, 30, 1, 2))
+        );
+        assert_eq!((t.overflowed_packets(), t.overflowed_keys()), (2, 2));
+    }
+
+    #[test]
+    fn merge_adds_rows_counters_and_sketches() {
+        let mut a = FlowTable::with_seed(2, 9);
+        let mut b = FlowTable::with_seed(10, 9);
+        a.add(&key(1, K), 10, 100);
+        a.add(&key(2, K), 10, 100);
+        a.add(&key(3, K), 10, 100); // overflows in a
+        b.add(&key(1, K), 5, 50);
+        b.add(&key(3, K), 5, 300);
+        b.add(&key(4, C), 7, 70);
+        a.merge(b);
+        assert_eq!(row(&a, &key(1, K)), Some(val(2, 15, 50, 100)));
+        assert_eq!(row(&a, &key(2, K)), Some(val(1, 10, 100, 100)));
+        // key 3 and key 4 do not fit in a: both overflow there.
+        assert_eq!(row(&a, &AggKey::overflow(K)), Some(val(2, 15, 100, 300)));
+        assert_eq!(row(&a, &AggKey::overflow(C)), Some(val(1, 7, 70, 70)));
+        assert_eq!(a.overflowed_packets(), 3);
+        assert_eq!(a.overflowed_keys(), 2);
+        assert_eq!(a.totals(), val(6, 47, 50, 300));
+
+        // Tables of different seeds add their overflow estimates instead.
+        let mut c = FlowTable::with_seed(0, 1);
+        let mut d = FlowTable::with_seed(0, 2);
+        c.add(&key(1, K), 1, 1);
+        d.add(&key(1, K), 1, 1);
+        d.add(&key(2, K), 1, 1);
+        c.merge(d);
+        assert_eq!((c.overflowed_packets(), c.overflowed_keys()), (3, 3));
+        assert_eq!(row(&c, &AggKey::overflow(K)), Some(val(3, 3, 1, 1)));
+    }
+
+    #[test]
+    fn process_seed_tables_agree() {
+        let mut a = FlowTable::new(1);
+        let mut b = FlowTable::new(1);
+        a.add(&key(1, K), 1, 1);
+        b.add(&key(1, K), 1, 1);
+        b.add(&key(2, K), 1, 1);
+        a.merge(b);
+        assert_eq!(row(&a, &key(1, K)), Some(val(2, 2, 1, 1)));
+        assert_eq!((a.overflowed_packets(), a.overflowed_keys()), (1, 1));
+    }
+
+    #[test]
+    fn sketch_estimate_is_close_for_many_keys() {
+        let mut t = FlowTable::with_seed(0, 5);
+        let n = 200_000u32;
+        for i in 0..n {
+            let mut k = key(0, K);
+            k.src_identity = i;
+            t.add(&k, 1, 1);
+        }
+        let est = t.overflowed_keys() as f64;
+        assert!(
+            (est - f64::from(n)).abs() / f64::from(n) < 0.01,
+            "estimate {est}"
+        );
+        assert_eq!(t.overflowed_packets(), u64::from(n));
+    }
+
+    // ---- properties ----
+
+    type Input = (u8, u8, u32, u32, u64);
+
+    fn input_key((flow, reason, _, _, _): &Input) -> AggKey {
+        let r = match reason % 3 {
+            0 => ReasonKey::Kernel(u32::from(*reason)),
+            1 => ReasonKey::Cilium(*reason),
+            _ => ReasonKey::Captured,
+        };
+        // Flow 1..=16, never the overflow row's zero flow.
+        key(flow % 16 + 1, r)
+    }
+
+    fn exact(inputs: &[Input]) -> BTreeMap<AggKey, AggValue> {
+        let mut m: BTreeMap<AggKey, AggValue> = BTreeMap::new();
+        for i in inputs {
+            m.entry(input_key(i))
+                .or_default()
+                .merge(&AggValue::one(i.2, i.4));
+        }
+        m
+    }
+
+    fn sum_by_reason(m: &BTreeMap<AggKey, AggValue>) -> BTreeMap<ReasonKey, AggValue> {
+        let mut r: BTreeMap<ReasonKey, AggValue> = BTreeMap::new();
+        for (k, v) in m {
+            r.entry(k.reason).or_default().merge(v);
+        }
+        r
+    }
+
+    fn inputs() -> impl Strategy<Value = Vec<Input>> {
+        proptest::collection::vec(
+            (
+                any::<u8>(),
+                0u8..9,
+                0u32..70000,
+                any::<u32>(),
+                0u64..1_000_000,
+            ),
+            0..300,
+        )
+    }
+
+    fn fill(t: &mut FlowTable, inputs: &[Input]) {
+        for i in inputs {
+            t.add(&input_key(i), i.2, i.4);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn totals_are_exact_for_any_size(ins in inputs(), max in 0usize..40, seed in any::<u64>()) {
+            let mut t = FlowTable::with_seed(max, seed);
+            fill(&mut t, &ins);
+            let want = exact(&ins);
+            let want_total = want.values().fold(AggValue::default(), |mut a, v| { a.merge(v); a });
+            prop_assert_eq!(t.totals(), want_total);
+            prop_assert_eq!(t.per_reason_totals(), sum_by_reason(&want));
+            prop_assert!(t.iter().filter(|(k, _)| !k.is_overflow()).count() <= max);
+            // A key's own row is exact; the rest of its reason is in the overflow row.
+            let mut folded: BTreeMap<AggKey, AggValue> = BTreeMap::new();
+            for (k, v) in &want {
+                match row(&t, k) {
+                    Some(got) => prop_assert_eq!(got, *v),
+                    None => {
+                        folded.entry(AggKey::overflow(k.reason)).or_default().merge(v);
+                    }
+                }
+            }
+            let overflow_rows: BTreeMap<AggKey, AggValue> =
+                t.iter().filter(|(k, _)| k.is_overflow()).map(|(k, v)| (*k, *v)).collect();
+            prop_assert_eq!(&overflow_rows, &folded);
+            prop_assert_eq!(t.overflowed_packets(), folded.values().map(|v| v.packets).sum::<u64>());
+        }
+
+        #[test]
+        fn merge_is_the_sum(ins in inputs(), split in any::<prop::sample::Index>(), ma in 0usize..20, mb in 0usize..20) {
+            let n = split.index(ins.len() + 1);
+            let (x, y) = ins.split_at(n);
+            let mut a = FlowTable::with_seed(ma, 11);
+            let mut b = FlowTable::with_seed(mb, 11);
+            fill(&mut a, x);
+            fill(&mut b, y);
+            let overflowed = a.overflowed_packets() + b.overflowed_packets();
+            a.merge(b);
+            let want = exact(&ins);
+            let want_total = want.values().fold(AggValue::default(), |mut s, v| { s.merge(v); s });
+            prop_assert_eq!(a.totals(), want_total);
+            prop_assert_eq!(a.per_reason_totals(), sum_by_reason(&want));
+            prop_assert!(a.overflowed_packets() >= overflowed);
+
+            // Without overflow, merging two halves gives the same rows as one table.
+            let mut big_a = FlowTable::with_seed(1000, 3);
+            let mut big_b = FlowTable::with_seed(1000, 3);
+            fill(&mut big_a, x);
+            fill(&mut big_b, y);
+            big_a.merge(big_b);
+            let mut one = FlowTable::with_seed(1000, 3);
+            fill(&mut one, &ins);
+            prop_assert_eq!(big_a.sorted_by_packets(), one.sorted_by_packets());
+            let rows: BTreeMap<AggKey, AggValue> = one.iter().map(|(k, v)| (*k, *v)).collect();
+            prop_assert_eq!(rows, want);
+        }
+    }
+}
