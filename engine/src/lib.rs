@@ -6,5 +6,7 @@
 //! JSON printers) consume them. Every stage that skips or loses something counts it with a
 //! reason in [`accounting`].
 
+pub mod comment;
 pub mod event;
 pub mod packet;
+pub mod pcap;

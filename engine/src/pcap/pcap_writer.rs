@@ -1,0 +1,115 @@
+//! The classic pcap sink: nanosecond magic, one Ethernet link type for the whole file.
+//!
+//! Format: <https://www.ietf.org/archive/id/draft-ietf-opsawg-pcap-04.html>. Raw-IP packets get
+//! a synthesised Ethernet header (zero MACs, ethertype from the IP version) so both link types
+//! share one file. Comments and interfaces cannot be stored: comments are counted as dropped.
+//! The packet path must not allocate.
+
+use hashbrown::HashSet;
+
+use super::linktype::{ETHERNET, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
+use super::output::TmpFile;
+use super::{IfaceKey, LinkType, OutPacket, PacketWriter, WriteError, WriterStats};
+
+const MAGIC_NS: u32 = 0xa1b2_3c4d;
+const ETH_LEN: usize = 14;
+
+pub(super) struct PcapWriter {
+    out: TmpFile,
+    snaplen: u32,
+    ifaces: HashSet<IfaceKey>,
+    last: Option<IfaceKey>,
+    stats: WriterStats,
+}
+
+impl PcapWriter {
+    pub(super) fn new(mut out: TmpFile, snaplen: u32) -> Result<Self, WriteError> {
+        let mut h = [0u8; 24];
+        h[0..4].copy_from_slice(&MAGIC_NS.to_le_bytes());
+        h[4..6].copy_from_slice(&2u16.to_le_bytes());
+        h[6..8].copy_from_slice(&4u16.to_le_bytes());
+        // thiszone and sigfigs stay 0.
+        h[16..20].copy_from_slice(&snaplen.to_le_bytes());
+        h[20..24].copy_from_slice(&u32::from(ETHERNET).to_le_bytes());
+        out.put(&h)?;
+        Ok(PcapWriter {
+            out,
+            snaplen,
+            ifaces: HashSet::new(),
+            last: None,
+            stats: WriterStats::default(),
+        })
+    }
+
+    fn note_iface(&mut self, key: &IfaceKey) {
+        if self.last != Some(*key) {
+            if self.ifaces.insert(*key) {
+                self.stats.ifaces += 1;
+            }
+            self.last = Some(*key);
+        }
+    }
+}
+
+impl PacketWriter for PcapWriter {
+    fn write(
+        &mut self,
+        p: &OutPacket<'_>,
+        _iface_name: &dyn Fn(&IfaceKey) -> String,
+    ) -> Result<(), WriteError> {
+        self.note_iface(&p.iface);
+        if p.comment.is_some() {
+            self.stats.comments_dropped += 1;
+        }
+        let snap = self.snaplen as usize;
+        let mut eth = [0u8; ETH_LEN];
+        let (prefix, extra): (&[u8], u32) = match p.iface.link {
+            LinkType::Ethernet => (&[], 0),
+            LinkType::RawIp => {
+                let ethertype = match p.data.first().map(|b| b >> 4) {
+                    Some(4) => ETHERTYPE_IPV4,
+                    Some(6) => ETHERTYPE_IPV6,
+                    _ => {
+                        self.stats.raw_unknown_version += 1;
+                        0
+                    }
+                };
+                eth[12..14].copy_from_slice(&ethertype.to_be_bytes());
+                let n = ETH_LEN.min(snap);
+                (eth.get(..n).unwrap_or(&[]), ETH_LEN as u32)
+            }
+        };
+        let room = snap - prefix.len();
+        let data = match p.data.get(..room) {
+            Some(d) if p.data.len() > room => {
+                self.stats.truncated_to_snaplen += 1;
+                d
+            }
+            _ => p.data,
+        };
+        // Bounded by MAX_SNAPLEN.
+        let cap = (prefix.len() + data.len()) as u32;
+        let orig = p.orig_len.saturating_add(extra).max(cap);
+        let secs = (p.ts_ns / 1_000_000_000).min(u64::from(u32::MAX)) as u32;
+        let nanos = (p.ts_ns % 1_000_000_000) as u32;
+
+        let mut h = [0u8; 16];
+        h[0..4].copy_from_slice(&secs.to_le_bytes());
+        h[4..8].copy_from_slice(&nanos.to_le_bytes());
+        h[8..12].copy_from_slice(&cap.to_le_bytes());
+        h[12..16].copy_from_slice(&orig.to_le_bytes());
+        self.out.put(&h)?;
+        self.out.put(prefix)?;
+        self.out.put(data)?;
+        self.stats.packets += 1;
+        self.stats.bytes += u64::from(cap);
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> Result<WriterStats, WriteError> {
+        let mut stats = self.stats;
+        stats.file_bytes = self.out.written();
+        self.out.commit()?;
+        Ok(stats)
+    }
+}

@@ -1,0 +1,1 @@
+//! Cross-checks of the writers and the reader against pcap-file, tshark and tcpdump.
