@@ -540,7 +540,7 @@ impl Pcapng {
             return Step::Need(12);
         };
         let total = total as usize;
-        if total < 12 || total % 4 != 0 || total > MAX_BLOCK {
+        if total < 12 || !total.is_multiple_of(4) || total > MAX_BLOCK {
             stats.corrupt_length += 1;
             return Step::Stop;
         }
@@ -1081,7 +1081,8 @@ mod tests {
                 (0xa1b2_3c4d, 1_000_000_000_000_000_123),
                 (0xa1b2_cd34, 1_000_000_000_000_123_000),
             ] {
-                let frac = if magic == 0xa1b2_3c4d { 123 } else { 123 };
+                // 123 µs or 123 ns, by magic.
+                let frac = 123;
                 let f = testfile::pcap(
                     e,
                     magic,

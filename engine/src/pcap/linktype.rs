@@ -1,5 +1,6 @@
-//! Link-layer header type numbers (the `LINKTYPE_*` values stored in pcap and pcapng files)
-//! and the Linux "cooked" headers the reader strips.
+//! Link-layer header type numbers (the `LINKTYPE_*` values stored in pcap and pcapng files),
+//! the Linux "cooked" headers the reader strips, and the Ethernet header the writers put in
+//! front of raw-IP packets.
 //!
 //! Values: <https://www.tcpdump.org/linktypes.html>. Header layouts:
 //! <https://www.tcpdump.org/linktypes/LINKTYPE_LINUX_SLL.html> and
@@ -92,6 +93,74 @@ fn be16(data: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes(b.try_into().ok()?))
 }
 
+const ETH_LEN: usize = 14;
+
+/// A packet as a writer stores it: an optional synthesised Ethernet header, then the data,
+/// together cut to the snap length.
+pub(super) struct Framed<'a> {
+    eth: [u8; ETH_LEN],
+    eth_len: usize,
+    pub data: &'a [u8],
+    pub orig_len: u32,
+    /// The snap length cut something off.
+    pub truncated: bool,
+    /// Raw IP whose version nibble was neither 4 nor 6 (ethertype 0 written).
+    pub unknown_version: bool,
+}
+
+impl Framed<'_> {
+    pub fn prefix(&self) -> &[u8] {
+        self.eth.get(..self.eth_len).unwrap_or(&[])
+    }
+
+    pub fn cap_len(&self) -> usize {
+        self.eth_len + self.data.len()
+    }
+}
+
+/// Frames `data` (whose link type is `link`) for a file whose interface has link type
+/// `to_ethernet ? ETHERNET : to_linktype(link)`; `snap` is at least 1.
+pub(super) fn frame(
+    data: &[u8],
+    orig_len: u32,
+    link: LinkType,
+    to_ethernet: bool,
+    snap: usize,
+) -> Framed<'_> {
+    let mut f = Framed {
+        eth: [0; ETH_LEN],
+        eth_len: 0,
+        data,
+        orig_len,
+        truncated: false,
+        unknown_version: false,
+    };
+    if to_ethernet && link == LinkType::RawIp {
+        let ethertype = match data.first().map(|b| b >> 4) {
+            Some(4) => ETHERTYPE_IPV4,
+            Some(6) => ETHERTYPE_IPV6,
+            _ => {
+                f.unknown_version = true;
+                0
+            }
+        };
+        f.eth[12..14].copy_from_slice(&ethertype.to_be_bytes());
+        f.eth_len = ETH_LEN.min(snap);
+        f.truncated = f.eth_len < ETH_LEN;
+        f.orig_len = orig_len.saturating_add(ETH_LEN as u32);
+    }
+    let room = snap.saturating_sub(f.eth_len);
+    if let Some(d) = data.get(..room) {
+        if data.len() > room {
+            f.data = d;
+            f.truncated = true;
+        }
+    }
+    // A packet is never shorter on the wire than what was captured of it.
+    f.orig_len = f.orig_len.max(f.cap_len() as u32);
+    f
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,6 +198,43 @@ mod tests {
         for n in 0..20 {
             assert_eq!(strip_cooked(&h[..n], true), Err(CookedError::Truncated));
         }
+    }
+
+    #[test]
+    fn frames() {
+        let v4 = [0x45u8, 0, 0, 20];
+        let f = frame(&v4, 20, LinkType::RawIp, true, 100);
+        assert_eq!(f.prefix(), &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 8, 0]);
+        assert_eq!(
+            (f.data, f.orig_len, f.cap_len(), f.truncated),
+            (&v4[..], 34, 18, false)
+        );
+        let f = frame(&[0x60, 1, 2, 3], 4, LinkType::RawIp, true, 16);
+        assert_eq!(f.prefix()[12..], [0x86, 0xdd]);
+        assert_eq!(
+            (f.data, f.orig_len, f.truncated),
+            (&[0x60, 1][..], 18, true)
+        );
+        let f = frame(&[0x10], 1, LinkType::RawIp, true, 10);
+        assert_eq!(
+            (
+                f.prefix().len(),
+                f.data.len(),
+                f.truncated,
+                f.unknown_version
+            ),
+            (10, 0, true, true)
+        );
+        let f = frame(&v4, 2, LinkType::RawIp, false, 3);
+        assert_eq!(
+            (f.prefix().len(), f.data, f.orig_len, f.truncated),
+            (0, &v4[..3], 3, true)
+        );
+        let f = frame(&v4, 2000, LinkType::Ethernet, true, 100);
+        assert_eq!(
+            (f.prefix().len(), f.data, f.orig_len, f.truncated),
+            (0, &v4[..], 2000, false)
+        );
     }
 
     #[test]

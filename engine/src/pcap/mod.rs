@@ -25,7 +25,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 pub use crate::event::LinkType;
-pub use file_source::{FileSource, ReadError, ReadStats};
+pub use file_source::{FileSource, ReadError, ReadStats, SourceFormat};
 
 /// The largest snap length the writers use; 0 (or anything larger) given to [`create`] means
 /// this. It is what tcpdump and libpcap accept for Ethernet.
@@ -66,8 +66,8 @@ pub enum FileFormat {
 pub struct WriterStats {
     /// Packets written.
     pub packets: u64,
-    /// Captured packet bytes written (after snap-length clamping; for classic pcap including
-    /// the synthesised Ethernet headers).
+    /// Captured packet bytes written (after snap-length clamping, including any synthesised
+    /// Ethernet headers).
     pub bytes: u64,
     /// Distinct interfaces seen (pcapng: interface description blocks written).
     pub ifaces: u64,
@@ -77,7 +77,8 @@ pub struct WriterStats {
     pub comments_dropped: u64,
     /// Comments cut to the 65 532 bytes a pcapng option can hold.
     pub comments_truncated: u64,
-    /// Raw-IP packets whose first nibble was neither 4 nor 6 (classic pcap writes ethertype 0).
+    /// Raw-IP packets given an Ethernet header whose first nibble was neither 4 nor 6
+    /// (ethertype 0 written).
     pub raw_unknown_version: u64,
     /// Bytes in the file.
     pub file_bytes: u64,
@@ -108,17 +109,41 @@ pub trait PacketWriter: Send {
     fn finish(self: Box<Self>) -> Result<WriterStats, WriteError>;
 }
 
-/// Creates a writer for `path` (written as `<path>.tmp` until [`PacketWriter::finish`]).
-/// `snaplen` 0 means [`MAX_SNAPLEN`].
+/// Writer settings beyond format and snap length.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriterOptions {
+    /// pcapng: describe raw-IP interfaces as `LINKTYPE_RAW` and store raw-IP packets as they
+    /// are. Off by default: tcpdump cannot read a pcapng file whose interfaces mix link types,
+    /// so raw-IP packets get a synthesised 14-byte Ethernet header (zero MACs, ethertype from
+    /// the IP version, `orig_len` + 14), as in classic pcap. Wireshark reads both.
+    pub raw_ip_interfaces: bool,
+}
+
+/// Creates a writer for `path` (written as `<path>.tmp` until [`PacketWriter::finish`]), with
+/// default [`WriterOptions`]. `snaplen` 0 means [`MAX_SNAPLEN`].
 pub fn create(
     path: &Path,
     format: FileFormat,
     snaplen: u32,
 ) -> Result<Box<dyn PacketWriter>, WriteError> {
+    create_with(path, format, snaplen, WriterOptions::default())
+}
+
+/// [`create`] with explicit options.
+pub fn create_with(
+    path: &Path,
+    format: FileFormat,
+    snaplen: u32,
+    options: WriterOptions,
+) -> Result<Box<dyn PacketWriter>, WriteError> {
     let out = output::TmpFile::create(path)?;
     let snaplen = effective_snaplen(snaplen);
     Ok(match format {
-        FileFormat::Pcapng => Box::new(pcapng_writer::PcapngWriter::new(out, snaplen)?),
+        FileFormat::Pcapng => Box::new(pcapng_writer::PcapngWriter::new(
+            out,
+            snaplen,
+            options.raw_ip_interfaces,
+        )?),
         FileFormat::Pcap => Box::new(pcap_writer::PcapWriter::new(out, snaplen)?),
     })
 }

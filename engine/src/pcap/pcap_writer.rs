@@ -7,12 +7,11 @@
 
 use hashbrown::HashSet;
 
-use super::linktype::{ETHERNET, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
+use super::linktype::{frame, ETHERNET};
 use super::output::TmpFile;
-use super::{IfaceKey, LinkType, OutPacket, PacketWriter, WriteError, WriterStats};
+use super::{IfaceKey, OutPacket, PacketWriter, WriteError, WriterStats};
 
 const MAGIC_NS: u32 = 0xa1b2_3c4d;
-const ETH_LEN: usize = 14;
 
 pub(super) struct PcapWriter {
     out: TmpFile,
@@ -61,35 +60,17 @@ impl PacketWriter for PcapWriter {
         if p.comment.is_some() {
             self.stats.comments_dropped += 1;
         }
-        let snap = self.snaplen as usize;
-        let mut eth = [0u8; ETH_LEN];
-        let (prefix, extra): (&[u8], u32) = match p.iface.link {
-            LinkType::Ethernet => (&[], 0),
-            LinkType::RawIp => {
-                let ethertype = match p.data.first().map(|b| b >> 4) {
-                    Some(4) => ETHERTYPE_IPV4,
-                    Some(6) => ETHERTYPE_IPV6,
-                    _ => {
-                        self.stats.raw_unknown_version += 1;
-                        0
-                    }
-                };
-                eth[12..14].copy_from_slice(&ethertype.to_be_bytes());
-                let n = ETH_LEN.min(snap);
-                (eth.get(..n).unwrap_or(&[]), ETH_LEN as u32)
-            }
-        };
-        let room = snap - prefix.len();
-        let data = match p.data.get(..room) {
-            Some(d) if p.data.len() > room => {
-                self.stats.truncated_to_snaplen += 1;
-                d
-            }
-            _ => p.data,
-        };
+        let f = frame(
+            p.data,
+            p.orig_len,
+            p.iface.link,
+            true,
+            self.snaplen as usize,
+        );
+        self.stats.truncated_to_snaplen += u64::from(f.truncated);
+        self.stats.raw_unknown_version += u64::from(f.unknown_version);
         // Bounded by MAX_SNAPLEN.
-        let cap = (prefix.len() + data.len()) as u32;
-        let orig = p.orig_len.saturating_add(extra).max(cap);
+        let cap = f.cap_len() as u32;
         let secs = (p.ts_ns / 1_000_000_000).min(u64::from(u32::MAX)) as u32;
         let nanos = (p.ts_ns % 1_000_000_000) as u32;
 
@@ -97,10 +78,10 @@ impl PacketWriter for PcapWriter {
         h[0..4].copy_from_slice(&secs.to_le_bytes());
         h[4..8].copy_from_slice(&nanos.to_le_bytes());
         h[8..12].copy_from_slice(&cap.to_le_bytes());
-        h[12..16].copy_from_slice(&orig.to_le_bytes());
+        h[12..16].copy_from_slice(&f.orig_len.to_le_bytes());
         self.out.put(&h)?;
-        self.out.put(prefix)?;
-        self.out.put(data)?;
+        self.out.put(f.prefix())?;
+        self.out.put(f.data)?;
         self.stats.packets += 1;
         self.stats.bytes += u64::from(cap);
         Ok(())

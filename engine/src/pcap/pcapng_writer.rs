@@ -4,10 +4,15 @@
 //! Format: <https://www.ietf.org/archive/id/draft-ietf-opsawg-pcapng-02.html>. Blocks are
 //! written little-endian (the section header's byte-order magic says so). The packet path
 //! must not allocate: each block header is built on the stack.
+//!
+//! libpcap (so tcpdump) refuses a pcapng file whose interfaces have different link types
+//! ("an interface has a type 1 different from the type of the first interface", libpcap
+//! 1.10). Unless [`super::WriterOptions::raw_ip_interfaces`] is set, raw-IP packets therefore
+//! get a synthesised Ethernet header and every interface is Ethernet.
 
 use hashbrown::HashMap;
 
-use super::linktype::to_linktype;
+use super::linktype::{frame, to_linktype, ETHERNET};
 use super::output::TmpFile;
 use super::{IfaceKey, OutPacket, PacketWriter, WriteError, WriterStats};
 
@@ -32,6 +37,7 @@ const ZEROS: [u8; 4] = [0; 4];
 pub(super) struct PcapngWriter {
     out: TmpFile,
     snaplen: u32,
+    raw_ip_interfaces: bool,
     ifaces: HashMap<IfaceKey, u32>,
     /// The interface of the previous packet: most runs of packets share one.
     last: Option<(IfaceKey, u32)>,
@@ -39,7 +45,11 @@ pub(super) struct PcapngWriter {
 }
 
 impl PcapngWriter {
-    pub(super) fn new(mut out: TmpFile, snaplen: u32) -> Result<Self, WriteError> {
+    pub(super) fn new(
+        mut out: TmpFile,
+        snaplen: u32,
+        raw_ip_interfaces: bool,
+    ) -> Result<Self, WriteError> {
         let appl = concat!("dropscope ", env!("CARGO_PKG_VERSION"));
         let mut body = Vec::with_capacity(64);
         body.extend_from_slice(&BYTE_ORDER_MAGIC.to_le_bytes());
@@ -53,6 +63,7 @@ impl PcapngWriter {
         Ok(PcapngWriter {
             out,
             snaplen,
+            raw_ip_interfaces,
             ifaces: HashMap::new(),
             last: None,
             stats: WriterStats::default(),
@@ -85,7 +96,12 @@ impl PcapngWriter {
 
     fn write_idb(&mut self, key: &IfaceKey, name: &str) -> Result<(), WriteError> {
         let mut body = Vec::with_capacity(96);
-        body.extend_from_slice(&to_linktype(key.link).to_le_bytes());
+        let linktype = if self.raw_ip_interfaces {
+            to_linktype(key.link)
+        } else {
+            ETHERNET
+        };
+        body.extend_from_slice(&linktype.to_le_bytes());
         body.extend_from_slice(&0u16.to_le_bytes());
         body.extend_from_slice(&self.snaplen.to_le_bytes());
         push_option(
@@ -109,17 +125,18 @@ impl PacketWriter for PcapngWriter {
         iface_name: &dyn Fn(&IfaceKey) -> String,
     ) -> Result<(), WriteError> {
         let id = self.iface_id(&p.iface, iface_name)?;
-        let snap = self.snaplen as usize;
-        let data = match p.data.get(..snap) {
-            Some(d) if p.data.len() > snap => {
-                self.stats.truncated_to_snaplen += 1;
-                d
-            }
-            _ => p.data,
-        };
+        let f = frame(
+            p.data,
+            p.orig_len,
+            p.iface.link,
+            !self.raw_ip_interfaces,
+            self.snaplen as usize,
+        );
+        self.stats.truncated_to_snaplen += u64::from(f.truncated);
+        self.stats.raw_unknown_version += u64::from(f.unknown_version);
+        let cap_len = f.cap_len();
         // Bounded by MAX_SNAPLEN.
-        let cap = data.len() as u32;
-        let orig = p.orig_len.max(cap);
+        let cap = cap_len as u32;
         let comment = match p.comment {
             Some(c) if c.len() > MAX_OPTION_LEN => {
                 self.stats.comments_truncated += 1;
@@ -127,14 +144,14 @@ impl PacketWriter for PcapngWriter {
             }
             c => c,
         };
-        let data_pad = pad4(data.len());
+        let data_pad = pad4(cap_len);
         let opts_len = match comment {
             // option header + value + padding + opt_endofopt
             Some(c) => 4 + c.len() + pad4(c.len()) + 4,
             None => 0,
         };
         // At most 28 + 262144 + 3 + 65540 + 4: fits in u32.
-        let total = (EPB_HEADER_LEN + data.len() + data_pad + opts_len + 4) as u32;
+        let total = (EPB_HEADER_LEN + cap_len + data_pad + opts_len + 4) as u32;
 
         let mut h = [0u8; EPB_HEADER_LEN];
         put_u32(&mut h, 0, EPB_TYPE);
@@ -143,9 +160,10 @@ impl PacketWriter for PcapngWriter {
         put_u32(&mut h, 12, (p.ts_ns >> 32) as u32);
         put_u32(&mut h, 16, p.ts_ns as u32);
         put_u32(&mut h, 20, cap);
-        put_u32(&mut h, 24, orig);
+        put_u32(&mut h, 24, f.orig_len);
         self.out.put(&h)?;
-        self.out.put(data)?;
+        self.out.put(f.prefix())?;
+        self.out.put(f.data)?;
         self.out.put(ZEROS.get(..data_pad).unwrap_or(&[]))?;
         if let Some(c) = comment {
             let mut oh = [0u8; 4];

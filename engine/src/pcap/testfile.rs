@@ -28,7 +28,7 @@ fn u32b(e: Endian, v: u32) -> [u8; 4] {
 }
 
 pub(super) fn pad(v: &mut Vec<u8>) {
-    while v.len() % 4 != 0 {
+    while !v.len().is_multiple_of(4) {
         v.push(0);
     }
 }
