@@ -158,6 +158,39 @@ pub fn default_iface_name(key: &IfaceKey) -> String {
     }
 }
 
+/// A small direct-mapped cache in front of the writers' interface maps: drops interleave a
+/// few interfaces, and a hash-map probe per packet showed in profiles.
+struct IfaceCache<T: Copy> {
+    slots: [Option<(IfaceKey, T)>; 16],
+}
+
+impl<T: Copy> Default for IfaceCache<T> {
+    fn default() -> Self {
+        IfaceCache { slots: [None; 16] }
+    }
+}
+
+impl<T: Copy> IfaceCache<T> {
+    fn slot(key: &IfaceKey) -> usize {
+        (key.ifindex ^ key.netns.rotate_left(5) ^ key.link as u32) as usize % 16
+    }
+
+    #[inline]
+    fn get(&self, key: &IfaceKey) -> Option<T> {
+        match self.slots.get(Self::slot(key)) {
+            Some(Some((k, v))) if k == key => Some(*v),
+            _ => None,
+        }
+    }
+
+    #[inline]
+    fn put(&mut self, key: IfaceKey, v: T) {
+        if let Some(s) = self.slots.get_mut(Self::slot(&key)) {
+            *s = Some((key, v));
+        }
+    }
+}
+
 fn effective_snaplen(snaplen: u32) -> u32 {
     if snaplen == 0 {
         MAX_SNAPLEN

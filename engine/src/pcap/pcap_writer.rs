@@ -9,7 +9,7 @@ use hashbrown::HashSet;
 
 use super::linktype::{frame, ETHERNET};
 use super::output::TmpFile;
-use super::{IfaceKey, OutPacket, PacketWriter, WriteError, WriterStats};
+use super::{IfaceCache, IfaceKey, OutPacket, PacketWriter, WriteError, WriterStats};
 
 const MAGIC_NS: u32 = 0xa1b2_3c4d;
 
@@ -17,7 +17,7 @@ pub(super) struct PcapWriter {
     out: TmpFile,
     snaplen: u32,
     ifaces: HashSet<IfaceKey>,
-    last: Option<IfaceKey>,
+    recent: IfaceCache<()>,
     stats: WriterStats,
 }
 
@@ -35,17 +35,17 @@ impl PcapWriter {
             out,
             snaplen,
             ifaces: HashSet::new(),
-            last: None,
+            recent: IfaceCache::default(),
             stats: WriterStats::default(),
         })
     }
 
     fn note_iface(&mut self, key: &IfaceKey) {
-        if self.last != Some(*key) {
+        if self.recent.get(key).is_none() {
             if self.ifaces.insert(*key) {
                 self.stats.ifaces += 1;
             }
-            self.last = Some(*key);
+            self.recent.put(*key, ());
         }
     }
 }

@@ -14,7 +14,7 @@ use hashbrown::HashMap;
 
 use super::linktype::{frame, to_linktype, ETHERNET};
 use super::output::TmpFile;
-use super::{IfaceKey, OutPacket, PacketWriter, WriteError, WriterStats};
+use super::{IfaceCache, IfaceKey, OutPacket, PacketWriter, WriteError, WriterStats};
 
 const SHB_TYPE: u32 = 0x0A0D_0D0A;
 const IDB_TYPE: u32 = 0x0000_0001;
@@ -39,8 +39,8 @@ pub(super) struct PcapngWriter {
     snaplen: u32,
     raw_ip_interfaces: bool,
     ifaces: HashMap<IfaceKey, u32>,
-    /// The interface of the previous packet: most runs of packets share one.
-    last: Option<(IfaceKey, u32)>,
+    /// Recently used interfaces, direct-mapped: most packets skip the hash map.
+    recent: IfaceCache<u32>,
     stats: WriterStats,
 }
 
@@ -65,7 +65,7 @@ impl PcapngWriter {
             snaplen,
             raw_ip_interfaces,
             ifaces: HashMap::new(),
-            last: None,
+            recent: IfaceCache::default(),
             stats: WriterStats::default(),
         })
     }
@@ -75,10 +75,8 @@ impl PcapngWriter {
         key: &IfaceKey,
         iface_name: &dyn Fn(&IfaceKey) -> String,
     ) -> Result<u32, WriteError> {
-        if let Some((k, id)) = self.last {
-            if k == *key {
-                return Ok(id);
-            }
+        if let Some(id) = self.recent.get(key) {
+            return Ok(id);
         }
         let id = match self.ifaces.get(key) {
             Some(id) => *id,
@@ -90,7 +88,7 @@ impl PcapngWriter {
                 id
             }
         };
-        self.last = Some((*key, id));
+        self.recent.put(*key, id);
         Ok(id)
     }
 

@@ -809,3 +809,41 @@ fn foreign_files() {
     assert_eq!((st.sections, st.interfaces), (2, 2));
     assert!(st.skipped().iter().all(|(_, n)| *n == 0), "{st:?}");
 }
+
+/// Many interfaces, interleaved: each packet lands on its own interface description (the
+/// writers' interface cache must not mix up colliding keys).
+#[test]
+fn many_interleaved_interfaces() {
+    let path = tmp("many.pcapng");
+    let data = eth_ipv4_udp(60, 1);
+    let key = |i: u32| IfaceKey { ifindex: i % 40, netns: 1 + i % 3, link: LinkType::Ethernet };
+    let mut w = create(&path, FileFormat::Pcapng, 0).unwrap();
+    for i in 0..400u32 {
+        let p = OutPacket { ts_ns: u64::from(i), iface: key(i), orig_len: 60, data: &data, comment: None };
+        w.write(&p, &default_iface_name).unwrap();
+    }
+    let st = w.finish().unwrap();
+    // (i % 40, i % 3) repeats every 120 packets.
+    assert_eq!((st.packets, st.ifaces), (400, 120));
+    let (ev, _, rs) = read_ours(&path);
+    assert_eq!((ev.len() as u64, rs.interfaces), (400, 120));
+    for (i, e) in ev.iter().enumerate() {
+        let k = key(i as u32);
+        assert_eq!((e.ifindex, e.netns, e.ts_ns), (k.ifindex, k.netns, i as u64));
+    }
+    if tool("tshark") {
+        let names = run("tshark", &["-r", path.to_str().unwrap(), "-T", "fields", "-e", "frame.interface_name"]);
+        let want: Vec<String> = (0..400).map(|i| default_iface_name(&key(i))).collect();
+        assert_eq!(names, want);
+    }
+    fs::remove_file(&path).unwrap();
+
+    let path = tmp("many.pcap");
+    let mut w = create(&path, FileFormat::Pcap, 0).unwrap();
+    for i in 0..400u32 {
+        let p = OutPacket { ts_ns: u64::from(i), iface: key(i), orig_len: 60, data: &data, comment: None };
+        w.write(&p, &default_iface_name).unwrap();
+    }
+    assert_eq!(w.finish().unwrap().ifaces, 120);
+    fs::remove_file(&path).unwrap();
+}
