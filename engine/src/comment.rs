@@ -137,34 +137,80 @@ pub fn parse_comment(text: &str) -> Option<ParsedCause> {
 }
 
 fn parse_kernel(text: &str) -> Option<ParsedCause> {
-    let mut tokens = text.split(' ');
-    let name = tokens.next()?;
-    if name.is_empty() || !name.chars().all(is_name_char) {
+    // Runs once per packet on replay: one pass over the bytes, no str machinery.
+    let mut t = Words(text.as_bytes());
+    let name = t.next()?;
+    if name.is_empty() || !name.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_') {
         return None;
     }
-    let reason = parse_dec_u32(tokens.next()?.strip_prefix('(')?.strip_suffix(')')?)?;
+    let reason = dec_u32(t.next()?.strip_prefix(b"(")?.strip_suffix(b")")?)?;
     let mut location = 0u64;
-    let mut tok = tokens.next()?;
-    if tok == "at" {
-        let site = tokens.next()?;
-        if let Some(hex) = site.strip_prefix("0x") {
-            location = parse_hex_u64(hex)?;
+    let mut word = t.next()?;
+    if word == b"at" {
+        let site = t.next()?;
+        if let Some(hex) = site.strip_prefix(b"0x") {
+            location = hex_u64(hex)?;
         }
-        tok = tokens.next()?;
-        if let Some(inner) = tok.strip_prefix('[') {
-            location = parse_hex_u64(inner.strip_suffix(']')?.strip_prefix("0x")?)?;
-            tok = tokens.next()?;
+        word = t.next()?;
+        if let Some(inner) = word.strip_prefix(b"[") {
+            location = hex_u64(inner.strip_suffix(b"]")?.strip_prefix(b"0x")?)?;
+            word = t.next()?;
         }
     }
-    if tok != "netns" {
+    if word != b"netns" {
         return None;
     }
-    let netns = parse_dec_u32(tokens.next()?)?;
+    let netns = dec_u32(t.next()?)?;
     // Later writers may append more "key value" fields; what we know is already parsed.
     Some(ParsedCause::Kernel {
         reason,
         location,
         netns,
+    })
+}
+
+/// Space-separated words of a byte string (empty words between double spaces included; none
+/// after a trailing space).
+struct Words<'a>(&'a [u8]);
+
+impl<'a> Iterator for Words<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.0.is_empty() {
+            return None;
+        }
+        match self.0.iter().position(|b| *b == b' ') {
+            Some(i) => {
+                let (w, rest) = self.0.split_at(i);
+                self.0 = rest.get(1..).unwrap_or(&[]);
+                Some(w)
+            }
+            None => Some(core::mem::take(&mut self.0)),
+        }
+    }
+}
+
+fn dec_u32(s: &[u8]) -> Option<u32> {
+    if s.is_empty() {
+        return None;
+    }
+    s.iter().try_fold(0u32, |v, b| {
+        let d = b.checked_sub(b'0').filter(|d| *d <= 9)?;
+        v.checked_mul(10)?.checked_add(u32::from(d))
+    })
+}
+
+fn hex_u64(s: &[u8]) -> Option<u64> {
+    if s.is_empty() {
+        return None;
+    }
+    s.iter().try_fold(0u64, |v, b| {
+        let d = (*b as char).to_digit(16)?;
+        if v >> 60 != 0 {
+            return None;
+        }
+        Some((v << 4) | u64::from(d))
     })
 }
 
@@ -184,18 +230,7 @@ fn parse_cilium(rest: &str) -> Option<ParsedCause> {
 }
 
 fn parse_dec_u32(s: &str) -> Option<u32> {
-    // from_str would also take a leading '+'.
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    s.parse().ok()
-}
-
-fn parse_hex_u64(s: &str) -> Option<u64> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    u64::from_str_radix(s, 16).ok()
+    dec_u32(s.as_bytes())
 }
 
 fn is_name_char(c: char) -> bool {
@@ -367,6 +402,8 @@ mod tests {
             "NO_SOCKET (3) at",
             "NO_SOCKET (3) at 0x netns 1",
             "NO_SOCKET (3) at 0xzz netns 1",
+            "NO_SOCKET (3) at 0x10000000000000000 netns 1",
+            "NO_SOCKET  (3) netns 1",
             "NO_SOCKET (3) at f+0x1 [0xzz] netns 1",
             "NO_SOCKET (3) at f+0x1 [12] netns 1",
             "NO-SOCKET (3) netns 1",
@@ -413,6 +450,17 @@ mod tests {
         #[test]
         fn never_panics(s in "\\PC{0,120}") {
             let _ = parse_comment(&s);
+        }
+
+        /// The byte-level number parsers agree with the standard library's.
+        #[test]
+        fn numbers_agree_with_std(s in "[0-9a-fA-F+]{0,22}") {
+            let std_dec = (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| s.parse::<u32>().ok()).flatten();
+            prop_assert_eq!(dec_u32(s.as_bytes()), std_dec);
+            let std_hex = (!s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit()))
+                .then(|| u64::from_str_radix(&s, 16).ok()).flatten();
+            prop_assert_eq!(hex_u64(s.as_bytes()), std_hex);
         }
     }
 }
