@@ -816,10 +816,20 @@ fn foreign_files() {
 fn many_interleaved_interfaces() {
     let path = tmp("many.pcapng");
     let data = eth_ipv4_udp(60, 1);
-    let key = |i: u32| IfaceKey { ifindex: i % 40, netns: 1 + i % 3, link: LinkType::Ethernet };
+    let key = |i: u32| IfaceKey {
+        ifindex: i % 40,
+        netns: 1 + i % 3,
+        link: LinkType::Ethernet,
+    };
     let mut w = create(&path, FileFormat::Pcapng, 0).unwrap();
     for i in 0..400u32 {
-        let p = OutPacket { ts_ns: u64::from(i), iface: key(i), orig_len: 60, data: &data, comment: None };
+        let p = OutPacket {
+            ts_ns: u64::from(i),
+            iface: key(i),
+            orig_len: 60,
+            data: &data,
+            comment: None,
+        };
         w.write(&p, &default_iface_name).unwrap();
     }
     let st = w.finish().unwrap();
@@ -829,10 +839,23 @@ fn many_interleaved_interfaces() {
     assert_eq!((ev.len() as u64, rs.interfaces), (400, 120));
     for (i, e) in ev.iter().enumerate() {
         let k = key(i as u32);
-        assert_eq!((e.ifindex, e.netns, e.ts_ns), (k.ifindex, k.netns, i as u64));
+        assert_eq!(
+            (e.ifindex, e.netns, e.ts_ns),
+            (k.ifindex, k.netns, i as u64)
+        );
     }
     if tool("tshark") {
-        let names = run("tshark", &["-r", path.to_str().unwrap(), "-T", "fields", "-e", "frame.interface_name"]);
+        let names = run(
+            "tshark",
+            &[
+                "-r",
+                path.to_str().unwrap(),
+                "-T",
+                "fields",
+                "-e",
+                "frame.interface_name",
+            ],
+        );
         let want: Vec<String> = (0..400).map(|i| default_iface_name(&key(i))).collect();
         assert_eq!(names, want);
     }
@@ -841,9 +864,56 @@ fn many_interleaved_interfaces() {
     let path = tmp("many.pcap");
     let mut w = create(&path, FileFormat::Pcap, 0).unwrap();
     for i in 0..400u32 {
-        let p = OutPacket { ts_ns: u64::from(i), iface: key(i), orig_len: 60, data: &data, comment: None };
+        let p = OutPacket {
+            ts_ns: u64::from(i),
+            iface: key(i),
+            orig_len: 60,
+            data: &data,
+            comment: None,
+        };
         w.write(&p, &default_iface_name).unwrap();
     }
     assert_eq!(w.finish().unwrap().ifaces, 120);
     fs::remove_file(&path).unwrap();
+}
+
+/// The writers' exact bytes for a small fixed input are committed (testdata/pcap/ours-*, also
+/// fuzz seeds): a format change shows up here. After an intended change (or a version bump,
+/// which changes `shb_userappl`), rewrite them with `DROPSCOPE_BLESS=1 cargo test golden`.
+#[test]
+fn golden_files() {
+    let pkts: Vec<Pkt> = fixture().into_iter().take(8).collect();
+    let cases = [
+        ("ours.pcapng", FileFormat::Pcapng, WriterOptions::default()),
+        (
+            "ours-rawif.pcapng",
+            FileFormat::Pcapng,
+            WriterOptions {
+                raw_ip_interfaces: true,
+            },
+        ),
+        ("ours.pcap", FileFormat::Pcap, WriterOptions::default()),
+    ];
+    for (name, format, options) in cases {
+        let path = tmp(name);
+        write_file(&path, format, options, &pkts);
+        let got = fs::read(&path).unwrap();
+        fs::remove_file(&path).unwrap();
+        let golden = testdata(name);
+        if std::env::var_os("DROPSCOPE_BLESS").is_some() {
+            fs::write(&golden, &got).unwrap();
+        }
+        let want = fs::read(&golden).unwrap();
+        assert!(
+            got == want,
+            "{name} differs from {}: rerun with DROPSCOPE_BLESS=1 if intended",
+            golden.display()
+        );
+        let (ev, _, st) = read_ours(&golden);
+        assert_eq!(
+            (ev.len(), st.kernel_comments_seen),
+            (8, if format == FileFormat::Pcap { 0 } else { 4 }),
+            "{name}"
+        );
+    }
 }
