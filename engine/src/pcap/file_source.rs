@@ -5,6 +5,9 @@
 //! "modified" variant. pcapng: any number of sections and interfaces, both byte orders,
 //! `if_tsresol`/`if_tsoffset`, enhanced, simple and obsolete packet blocks; other blocks are
 //! skipped. The drop cause comes back from the packet comment ([`crate::comment`]).
+//! An event's ifindex/netns come from our `if_description` (`ifindex N netns M`), else an
+//! `ifN[@netnsM]` interface name, else an SLL2 header, else the pcapng interface id; a kernel
+//! drop comment's netns wins.
 //!
 //! The file is untrusted: this module never indexes, unwraps or panics on its bytes. A block
 //! whose length is sane but whose content is not is counted by kind and skipped; a length that
@@ -25,6 +28,8 @@ use crate::event::{Batch, Cause, Event, LinkType};
 
 /// How much is read from the file at a time.
 const CHUNK: usize = 1 << 20;
+/// ... while in its first CHUNK bytes: small files (and fuzz inputs) need no large buffer.
+const FIRST_CHUNK: usize = 64 << 10;
 /// No sane block or record is larger; a larger length means the file is corrupt.
 const MAX_BLOCK: usize = 64 << 20;
 
@@ -214,7 +219,8 @@ impl FileSource {
         &self.causes
     }
 
-    /// Appends up to `max` events to `batch`; returns how many. 0 means the file is done.
+    /// Appends up to `max` events to `batch`; returns how many. 0 means the file is done
+    /// (or `max` was 0).
     pub fn next_batch(&mut self, batch: &mut Batch, max: usize) -> Result<usize, ReadError> {
         self.pending.clear();
         self.causes.clear();
@@ -281,36 +287,43 @@ impl FileSource {
 
     /// Reads until `buf` holds at least `want` bytes or the input ends.
     fn fill(&mut self, want: usize) -> Result<(), ReadError> {
-        if self.buf.len() >= want || self.eof {
-            return Ok(());
-        }
-        let old = self.buf.len();
-        let target = want.max(old.saturating_add(CHUNK));
-        self.buf.resize(target, 0);
-        let mut filled = old;
-        while filled < want {
-            let Some(dst) = self.buf.get_mut(filled..) else {
-                break;
+        // Grows one chunk at a time, so a corrupt length near MAX_BLOCK in a short file costs
+        // one chunk, not the whole claimed size.
+        while self.buf.len() < want && !self.eof {
+            let old = self.buf.len();
+            let early = self.buf_offset.saturating_add(old as u64) < CHUNK as u64;
+            self.buf.resize(
+                old.saturating_add(if early { FIRST_CHUNK } else { CHUNK }),
+                0,
+            );
+            let mut filled = old;
+            let result = loop {
+                let Some(dst) = self.buf.get_mut(filled..) else {
+                    break Ok(());
+                };
+                if dst.is_empty() || filled >= want {
+                    break Ok(());
+                }
+                match self.src.read(dst) {
+                    Ok(0) => {
+                        self.eof = true;
+                        break Ok(());
+                    }
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(source) => break Err(source),
+                }
             };
-            match self.src.read(dst) {
-                Ok(0) => {
-                    self.eof = true;
-                    break;
-                }
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(source) => {
-                    self.buf.truncate(filled);
-                    return Err(ReadError::Io {
-                        path: self.path.clone(),
-                        offset: self.buf_offset + filled as u64,
-                        source,
-                    });
-                }
+            // A regular file usually filled the whole chunk in one read; keep what came.
+            self.buf.truncate(filled);
+            if let Err(source) = result {
+                return Err(ReadError::Io {
+                    path: self.path.clone(),
+                    offset: self.buf_offset + filled as u64,
+                    source,
+                });
             }
         }
-        // A regular file usually filled the whole chunk in one read; keep what came.
-        self.buf.truncate(filled);
         Ok(())
     }
 
@@ -351,7 +364,8 @@ impl FileSource {
             0x34cd_b2a1 => (Endian::Big, false, true),
             _ => return Err(not_capture(&self.path, b)),
         };
-        let (Some(snaplen), Some(linktype)) = (u32_at(b, 16, endian), u32_at(b, 20, endian)) else {
+        // The header's snap length (bytes 16..20) is not used: files exceed it.
+        let Some(linktype) = u32_at(b, 20, endian) else {
             return Err(ReadError::TruncatedHeader {
                 path: path(),
                 need: 24,
@@ -366,7 +380,6 @@ impl FileSource {
             record_len: if modified { 24 } else { 16 },
             // Bits 16..32 carry FCS information, not the link type.
             framing: framing((linktype & 0xffff) as u16),
-            snaplen,
         }))
     }
 }
@@ -432,7 +445,6 @@ struct Pcap {
     nanos: bool,
     record_len: usize,
     framing: Framing,
-    snaplen: u32,
 }
 
 impl Pcap {
@@ -448,8 +460,9 @@ impl Pcap {
             return Step::Need(h);
         };
         let caplen = caplen as usize;
-        // Records carry no marker to resync on: a wild length ends the read.
-        if caplen > MAX_BLOCK.max(self.snaplen as usize) {
+        // Records carry no marker to resync on: a wild length ends the read. (The header's
+        // snap length is not trusted either: files exceed it, and it may be anything.)
+        if caplen > MAX_BLOCK {
             stats.corrupt_length += 1;
             return Step::Stop;
         }
@@ -1291,8 +1304,17 @@ mod tests {
         }
         let mut f = testfile::pcap(Endian::Little, 0xa1b2_c3d4, 1, &[(1, 0, &[1, 2, 3], 3)]);
         f.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0x7f, 0, 0, 0, 0]);
+        // A header snap length of 4 GiB does not make a 2 GiB record acceptable.
+        f[16..20].copy_from_slice(&u32::MAX.to_le_bytes());
         let (ev, _, st) = read_all(f, 100);
         assert_eq!((ev.len(), st.corrupt_length), (1, 1));
+        // A sane but large length in a short file: the end of the file inside the block.
+        let mut ng = simple_file(1);
+        ng.buf.extend_from_slice(&6u32.to_le_bytes());
+        ng.buf.extend_from_slice(&(60u32 << 20).to_le_bytes());
+        ng.buf.extend_from_slice(&[0; 64]);
+        let (ev, _, st) = read_all(ng.buf, 100);
+        assert_eq!((ev.len(), st.corrupt_length, st.truncated_file), (1, 0, 1));
     }
 
     #[test]
