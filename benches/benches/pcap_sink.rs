@@ -1,6 +1,6 @@
 //! Capture-file sinks and the replay reader: records per second for 1M 100-byte packets.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use engine::comment::{kernel_comment, parse_comment};
@@ -25,7 +25,7 @@ fn name(k: &IfaceKey) -> String {
 }
 
 /// Writes N packets over 4 interfaces; `comment` formats a kernel-drop comment per packet.
-fn write(path: &PathBuf, format: FileFormat, comment: bool) {
+fn write(path: &Path, format: FileFormat, comment: bool) {
     let data = packet();
     let mut text = String::with_capacity(128);
     let mut w = create(path, format, 0).unwrap();
@@ -62,7 +62,7 @@ fn write(path: &PathBuf, format: FileFormat, comment: bool) {
     assert_eq!(st.packets, N);
 }
 
-fn read(path: &PathBuf) -> u64 {
+fn read(path: &Path) -> u64 {
     let mut s = FileSource::open(path).unwrap();
     let mut b = Batch::with_capacity(1024);
     let mut n = 0u64;
