@@ -6,6 +6,9 @@
 //! JSON printers) consume them. Every stage that skips or loses something counts it with a
 //! reason in [`accounting`].
 
+pub mod accounting;
 pub mod aggregate;
+pub mod comment;
 pub mod event;
 pub mod packet;
+pub mod pcap;

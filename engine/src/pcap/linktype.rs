@@ -1,0 +1,251 @@
+//! Link-layer header type numbers (the `LINKTYPE_*` values stored in pcap and pcapng files),
+//! the Linux "cooked" headers the reader strips, and the Ethernet header the writers put in
+//! front of raw-IP packets.
+//!
+//! Values: <https://www.tcpdump.org/linktypes.html>. Header layouts:
+//! <https://www.tcpdump.org/linktypes/LINKTYPE_LINUX_SLL.html> and
+//! <https://www.tcpdump.org/linktypes/LINKTYPE_LINUX_SLL2.html>.
+//! Never panics on packet bytes.
+
+use crate::event::LinkType;
+
+pub const ETHERNET: u16 = 1;
+pub const RAW: u16 = 101;
+pub const LINUX_SLL: u16 = 113;
+pub const IPV4: u16 = 228;
+pub const IPV6: u16 = 229;
+pub const LINUX_SLL2: u16 = 276;
+
+pub const ETHERTYPE_IPV4: u16 = 0x0800;
+pub const ETHERTYPE_IPV6: u16 = 0x86dd;
+
+const SLL_LEN: usize = 16;
+const SLL2_LEN: usize = 20;
+
+/// The number a writer stores for `link`.
+pub fn to_linktype(link: LinkType) -> u16 {
+    match link {
+        LinkType::Ethernet => ETHERNET,
+        LinkType::RawIp => RAW,
+    }
+}
+
+/// How the reader turns a file's link type into an event's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Framing {
+    /// Bytes are used as they are.
+    Direct(LinkType),
+    /// Strip a Linux cooked header; the payload is raw IP if its protocol says so.
+    Sll,
+    Sll2,
+    /// Not a link type dropscope decodes.
+    Unsupported,
+}
+
+pub(super) fn framing(linktype: u16) -> Framing {
+    match linktype {
+        ETHERNET => Framing::Direct(LinkType::Ethernet),
+        RAW | IPV4 | IPV6 => Framing::Direct(LinkType::RawIp),
+        LINUX_SLL => Framing::Sll,
+        LINUX_SLL2 => Framing::Sll2,
+        _ => Framing::Unsupported,
+    }
+}
+
+/// Why a cooked header could not be stripped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum CookedError {
+    Truncated,
+    NotIp,
+}
+
+/// What a cooked header told: where the IP header starts and, for SLL2, the interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Cooked {
+    pub header_len: usize,
+    pub ifindex: Option<u32>,
+}
+
+/// Reads a Linux cooked header (SLL when `v2` is false, else SLL2) at the start of `data`.
+pub(super) fn strip_cooked(data: &[u8], v2: bool) -> Result<Cooked, CookedError> {
+    let (proto_at, header_len) = if v2 { (0, SLL2_LEN) } else { (14, SLL_LEN) };
+    if data.len() < header_len {
+        return Err(CookedError::Truncated);
+    }
+    let proto = be16(data, proto_at).ok_or(CookedError::Truncated)?;
+    if proto != ETHERTYPE_IPV4 && proto != ETHERTYPE_IPV6 {
+        return Err(CookedError::NotIp);
+    }
+    let ifindex = if v2 {
+        let b = data.get(4..8).and_then(|b| <[u8; 4]>::try_from(b).ok());
+        Some(u32::from_be_bytes(b.ok_or(CookedError::Truncated)?))
+    } else {
+        None
+    };
+    Ok(Cooked {
+        header_len,
+        ifindex,
+    })
+}
+
+fn be16(data: &[u8], at: usize) -> Option<u16> {
+    let b = data.get(at..at.checked_add(2)?)?;
+    Some(u16::from_be_bytes(b.try_into().ok()?))
+}
+
+const ETH_LEN: usize = 14;
+
+/// A packet as a writer stores it: an optional synthesised Ethernet header, then the data,
+/// together cut to the snap length.
+pub(super) struct Framed<'a> {
+    eth: [u8; ETH_LEN],
+    eth_len: usize,
+    pub data: &'a [u8],
+    pub orig_len: u32,
+    /// The snap length cut something off.
+    pub truncated: bool,
+    /// Raw IP whose version nibble was neither 4 nor 6 (ethertype 0 written).
+    pub unknown_version: bool,
+}
+
+impl Framed<'_> {
+    pub fn prefix(&self) -> &[u8] {
+        self.eth.get(..self.eth_len).unwrap_or(&[])
+    }
+
+    pub fn cap_len(&self) -> usize {
+        self.eth_len + self.data.len()
+    }
+}
+
+/// Frames `data` (whose link type is `link`) for a file whose interface has link type
+/// `to_ethernet ? ETHERNET : to_linktype(link)`; `snap` is at least 1.
+pub(super) fn frame(
+    data: &[u8],
+    orig_len: u32,
+    link: LinkType,
+    to_ethernet: bool,
+    snap: usize,
+) -> Framed<'_> {
+    let mut f = Framed {
+        eth: [0; ETH_LEN],
+        eth_len: 0,
+        data,
+        orig_len,
+        truncated: false,
+        unknown_version: false,
+    };
+    if to_ethernet && link == LinkType::RawIp {
+        let ethertype = match data.first().map(|b| b >> 4) {
+            Some(4) => ETHERTYPE_IPV4,
+            Some(6) => ETHERTYPE_IPV6,
+            _ => {
+                f.unknown_version = true;
+                0
+            }
+        };
+        f.eth[12..14].copy_from_slice(&ethertype.to_be_bytes());
+        f.eth_len = ETH_LEN.min(snap);
+        f.truncated = f.eth_len < ETH_LEN;
+        f.orig_len = orig_len.saturating_add(ETH_LEN as u32);
+    }
+    let room = snap.saturating_sub(f.eth_len);
+    if let Some(d) = data.get(..room) {
+        if data.len() > room {
+            f.data = d;
+            f.truncated = true;
+        }
+    }
+    // A packet is never shorter on the wire than what was captured of it.
+    f.orig_len = f.orig_len.max(f.cap_len() as u32);
+    f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sll() {
+        let mut h = [0u8; 16];
+        h[14..16].copy_from_slice(&0x86ddu16.to_be_bytes());
+        assert_eq!(
+            strip_cooked(&h, false),
+            Ok(Cooked {
+                header_len: 16,
+                ifindex: None
+            })
+        );
+        h[14..16].copy_from_slice(&0x0806u16.to_be_bytes());
+        assert_eq!(strip_cooked(&h, false), Err(CookedError::NotIp));
+        for n in 0..16 {
+            assert_eq!(strip_cooked(&h[..n], false), Err(CookedError::Truncated));
+        }
+    }
+
+    #[test]
+    fn sll2() {
+        let mut h = [0u8; 20];
+        h[0..2].copy_from_slice(&0x0800u16.to_be_bytes());
+        h[4..8].copy_from_slice(&7u32.to_be_bytes());
+        assert_eq!(
+            strip_cooked(&h, true),
+            Ok(Cooked {
+                header_len: 20,
+                ifindex: Some(7)
+            })
+        );
+        for n in 0..20 {
+            assert_eq!(strip_cooked(&h[..n], true), Err(CookedError::Truncated));
+        }
+    }
+
+    #[test]
+    fn frames() {
+        let v4 = [0x45u8, 0, 0, 20];
+        let f = frame(&v4, 20, LinkType::RawIp, true, 100);
+        assert_eq!(f.prefix(), &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 8, 0]);
+        assert_eq!(
+            (f.data, f.orig_len, f.cap_len(), f.truncated),
+            (&v4[..], 34, 18, false)
+        );
+        let f = frame(&[0x60, 1, 2, 3], 4, LinkType::RawIp, true, 16);
+        assert_eq!(f.prefix()[12..], [0x86, 0xdd]);
+        assert_eq!(
+            (f.data, f.orig_len, f.truncated),
+            (&[0x60, 1][..], 18, true)
+        );
+        let f = frame(&[0x10], 1, LinkType::RawIp, true, 10);
+        assert_eq!(
+            (
+                f.prefix().len(),
+                f.data.len(),
+                f.truncated,
+                f.unknown_version
+            ),
+            (10, 0, true, true)
+        );
+        let f = frame(&v4, 2, LinkType::RawIp, false, 3);
+        assert_eq!(
+            (f.prefix().len(), f.data, f.orig_len, f.truncated),
+            (0, &v4[..3], 3, true)
+        );
+        let f = frame(&v4, 2000, LinkType::Ethernet, true, 100);
+        assert_eq!(
+            (f.prefix().len(), f.data, f.orig_len, f.truncated),
+            (0, &v4[..], 2000, false)
+        );
+    }
+
+    #[test]
+    fn framings() {
+        assert_eq!(framing(1), Framing::Direct(LinkType::Ethernet));
+        for t in [101, 228, 229] {
+            assert_eq!(framing(t), Framing::Direct(LinkType::RawIp));
+        }
+        assert_eq!(framing(113), Framing::Sll);
+        assert_eq!(framing(276), Framing::Sll2);
+        assert_eq!(framing(127), Framing::Unsupported);
+        assert_eq!(to_linktype(LinkType::RawIp), 101);
+    }
+}

@@ -1,0 +1,262 @@
+//! The pcapng sink: one section, one interface description per [`IfaceKey`], one enhanced
+//! packet block per packet with nanosecond timestamps and the drop cause in `opt_comment`.
+//!
+//! Format: <https://www.ietf.org/archive/id/draft-ietf-opsawg-pcapng-02.html>. Blocks are
+//! written little-endian (the section header's byte-order magic says so). The packet path
+//! must not allocate: each block header is built on the stack.
+//!
+//! libpcap (so tcpdump) refuses a pcapng file whose interfaces have different link types
+//! ("an interface has a type 1 different from the type of the first interface", libpcap
+//! 1.10). Unless [`super::WriterOptions::raw_ip_interfaces`] is set, raw-IP packets therefore
+//! get a synthesised Ethernet header and every interface is Ethernet.
+
+use hashbrown::HashMap;
+
+use super::linktype::{frame, to_linktype, ETHERNET};
+use super::output::TmpFile;
+use super::{IfaceCache, IfaceKey, OutPacket, PacketWriter, WriteError, WriterStats};
+
+const SHB_TYPE: u32 = 0x0A0D_0D0A;
+const IDB_TYPE: u32 = 0x0000_0001;
+const EPB_TYPE: u32 = 0x0000_0006;
+const BYTE_ORDER_MAGIC: u32 = 0x1A2B_3C4D;
+
+const OPT_ENDOFOPT: u16 = 0;
+const OPT_COMMENT: u16 = 1;
+const SHB_USERAPPL: u16 = 4;
+const IF_NAME: u16 = 2;
+const IF_DESCRIPTION: u16 = 3;
+const IF_TSRESOL: u16 = 9;
+
+/// Longest option value we write: the option length is 16 bits and the value is padded to 4.
+pub(super) const MAX_OPTION_LEN: usize = 65_532;
+
+const EPB_HEADER_LEN: usize = 28;
+const ZEROS: [u8; 4] = [0; 4];
+
+pub(super) struct PcapngWriter {
+    out: TmpFile,
+    snaplen: u32,
+    raw_ip_interfaces: bool,
+    ifaces: HashMap<IfaceKey, u32>,
+    /// Recently used interfaces, direct-mapped: most packets skip the hash map.
+    recent: IfaceCache<u32>,
+    stats: WriterStats,
+}
+
+impl PcapngWriter {
+    pub(super) fn new(
+        mut out: TmpFile,
+        snaplen: u32,
+        raw_ip_interfaces: bool,
+    ) -> Result<Self, WriteError> {
+        let appl = concat!("dropscope ", env!("CARGO_PKG_VERSION"));
+        let mut body = Vec::with_capacity(64);
+        body.extend_from_slice(&BYTE_ORDER_MAGIC.to_le_bytes());
+        body.extend_from_slice(&1u16.to_le_bytes());
+        body.extend_from_slice(&0u16.to_le_bytes());
+        // Section length unknown.
+        body.extend_from_slice(&(-1i64).to_le_bytes());
+        push_option(&mut body, SHB_USERAPPL, appl.as_bytes());
+        push_option(&mut body, OPT_ENDOFOPT, &[]);
+        out.put(&block(SHB_TYPE, &body))?;
+        Ok(PcapngWriter {
+            out,
+            snaplen,
+            raw_ip_interfaces,
+            ifaces: HashMap::new(),
+            recent: IfaceCache::default(),
+            stats: WriterStats::default(),
+        })
+    }
+
+    fn iface_id(
+        &mut self,
+        key: &IfaceKey,
+        iface_name: &dyn Fn(&IfaceKey) -> String,
+    ) -> Result<u32, WriteError> {
+        if let Some(id) = self.recent.get(key) {
+            return Ok(id);
+        }
+        let id = match self.ifaces.get(key) {
+            Some(id) => *id,
+            None => {
+                let id = u32::try_from(self.ifaces.len()).unwrap_or(u32::MAX);
+                self.write_idb(key, &iface_name(key))?;
+                self.ifaces.insert(*key, id);
+                self.stats.ifaces += 1;
+                id
+            }
+        };
+        self.recent.put(*key, id);
+        Ok(id)
+    }
+
+    fn write_idb(&mut self, key: &IfaceKey, name: &str) -> Result<(), WriteError> {
+        let mut body = Vec::with_capacity(96);
+        let linktype = if self.raw_ip_interfaces {
+            to_linktype(key.link)
+        } else {
+            ETHERNET
+        };
+        body.extend_from_slice(&linktype.to_le_bytes());
+        body.extend_from_slice(&0u16.to_le_bytes());
+        body.extend_from_slice(&self.snaplen.to_le_bytes());
+        push_option(
+            &mut body,
+            IF_NAME,
+            truncate_utf8(name, MAX_OPTION_LEN).as_bytes(),
+        );
+        // The reader recovers ifindex and netns from this even when the name is a device name.
+        let desc = format!("ifindex {} netns {}", key.ifindex, key.netns);
+        push_option(&mut body, IF_DESCRIPTION, desc.as_bytes());
+        push_option(&mut body, IF_TSRESOL, &[9]);
+        push_option(&mut body, OPT_ENDOFOPT, &[]);
+        self.out.put(&block(IDB_TYPE, &body))
+    }
+}
+
+impl PacketWriter for PcapngWriter {
+    fn write(
+        &mut self,
+        p: &OutPacket<'_>,
+        iface_name: &dyn Fn(&IfaceKey) -> String,
+    ) -> Result<(), WriteError> {
+        let id = self.iface_id(&p.iface, iface_name)?;
+        let f = frame(
+            p.data,
+            p.orig_len,
+            p.iface.link,
+            !self.raw_ip_interfaces,
+            self.snaplen as usize,
+        );
+        self.stats.truncated_to_snaplen += u64::from(f.truncated);
+        self.stats.raw_unknown_version += u64::from(f.unknown_version);
+        let cap_len = f.cap_len();
+        // Bounded by MAX_SNAPLEN.
+        let cap = cap_len as u32;
+        let comment = match p.comment {
+            Some(c) if c.len() > MAX_OPTION_LEN => {
+                self.stats.comments_truncated += 1;
+                Some(truncate_utf8(c, MAX_OPTION_LEN))
+            }
+            c => c,
+        };
+        let data_pad = pad4(cap_len);
+        let opts_len = match comment {
+            // option header + value + padding + opt_endofopt
+            Some(c) => 4 + c.len() + pad4(c.len()) + 4,
+            None => 0,
+        };
+        // At most 28 + 262144 + 3 + 65540 + 4: fits in u32.
+        let total = (EPB_HEADER_LEN + cap_len + data_pad + opts_len + 4) as u32;
+
+        let mut h = [0u8; EPB_HEADER_LEN];
+        put_u32(&mut h, 0, EPB_TYPE);
+        put_u32(&mut h, 4, total);
+        put_u32(&mut h, 8, id);
+        put_u32(&mut h, 12, (p.ts_ns >> 32) as u32);
+        put_u32(&mut h, 16, p.ts_ns as u32);
+        put_u32(&mut h, 20, cap);
+        put_u32(&mut h, 24, f.orig_len);
+        self.out.put(&h)?;
+        self.out.put(f.prefix())?;
+        self.out.put(f.data)?;
+        self.out.put(ZEROS.get(..data_pad).unwrap_or(&[]))?;
+        if let Some(c) = comment {
+            let mut oh = [0u8; 4];
+            oh[..2].copy_from_slice(&OPT_COMMENT.to_le_bytes());
+            oh[2..].copy_from_slice(&(c.len() as u16).to_le_bytes());
+            self.out.put(&oh)?;
+            self.out.put(c.as_bytes())?;
+            let mut tail = [0u8; 3 + 4 + 4];
+            let pad = pad4(c.len());
+            // opt_endofopt is already zero; then the trailing total length.
+            put_u32(&mut tail, pad + 4, total);
+            self.out.put(tail.get(..pad + 8).unwrap_or(&[]))?;
+        } else {
+            self.out.put(&total.to_le_bytes())?;
+        }
+        self.stats.packets += 1;
+        self.stats.bytes += u64::from(cap);
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> Result<WriterStats, WriteError> {
+        let mut stats = self.stats;
+        stats.file_bytes = self.out.written();
+        self.out.commit()?;
+        Ok(stats)
+    }
+}
+
+/// Writes `v` little-endian at `at`; callers pass offsets inside `buf`.
+#[inline]
+fn put_u32(buf: &mut [u8], at: usize, v: u32) {
+    if let Some(dst) = buf.get_mut(at..at + 4) {
+        dst.copy_from_slice(&v.to_le_bytes());
+    }
+}
+
+#[inline]
+pub(super) fn pad4(n: usize) -> usize {
+    (4 - n % 4) % 4
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+pub(super) fn truncate_utf8(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.get(..end).unwrap_or("")
+}
+
+fn push_option(body: &mut Vec<u8>, code: u16, value: &[u8]) {
+    let value = value.get(..MAX_OPTION_LEN).unwrap_or(value);
+    body.extend_from_slice(&code.to_le_bytes());
+    body.extend_from_slice(&(value.len() as u16).to_le_bytes());
+    body.extend_from_slice(value);
+    body.extend_from_slice(ZEROS.get(..pad4(value.len())).unwrap_or(&[]));
+}
+
+/// A whole block: type, total length, `body` (already padded), total length.
+fn block(block_type: u32, body: &[u8]) -> Vec<u8> {
+    let total = (12 + body.len()) as u32;
+    let mut b = Vec::with_capacity(12 + body.len());
+    b.extend_from_slice(&block_type.to_le_bytes());
+    b.extend_from_slice(&total.to_le_bytes());
+    b.extend_from_slice(body);
+    b.extend_from_slice(&total.to_le_bytes());
+    b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn padding_and_truncation() {
+        assert_eq!(
+            [pad4(0), pad4(1), pad4(2), pad4(3), pad4(4)],
+            [0, 3, 2, 1, 0]
+        );
+        assert_eq!(truncate_utf8("héllo", 2), "h");
+        assert_eq!(truncate_utf8("héllo", 3), "hé");
+        assert_eq!(truncate_utf8("abc", 3), "abc");
+    }
+
+    #[test]
+    fn option_layout() {
+        let mut b = Vec::new();
+        push_option(&mut b, 2, b"veth1");
+        assert_eq!(b, [2, 0, 5, 0, b'v', b'e', b't', b'h', b'1', 0, 0, 0]);
+        let blk = block(1, &b);
+        assert_eq!(blk.len(), 24);
+        assert_eq!(blk[4..8], 24u32.to_le_bytes());
+        assert_eq!(blk[20..24], 24u32.to_le_bytes());
+    }
+}
