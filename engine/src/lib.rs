@@ -7,4 +7,5 @@
 //! reason in [`accounting`].
 
 pub mod event;
+pub mod kernel;
 pub mod packet;
