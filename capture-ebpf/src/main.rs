@@ -12,6 +12,8 @@
 //! output, or emit a record whose length differs from `48 + cap_len`.
 #![no_std]
 #![no_main]
+// Entry points keep the aya-template shape `match try_x(ctx) { Ok(v) => v, Err(_) => 0 }`.
+#![allow(clippy::manual_unwrap_or_default, clippy::manual_unwrap_or)]
 
 use core::{
     ffi::c_void,
@@ -57,6 +59,50 @@ static CONFIG: ProbeConfig = ProbeConfig {
     off_sk_net: OFF_ABSENT,
     off_net_inum: OFF_ABSENT,
     _pad: 0,
+};
+
+/// Puts the ABI types into the object's BTF, where an engine test compares their layout with
+/// capture-common's (the maps above are legacy maps, whose value types BTF does not see).
+/// Lives in `.rodata` and is never read.
+#[repr(C)]
+pub struct AbiAnchor {
+    pub event: KfreeSkbEvent,
+    pub header: RecordHeader,
+    pub counter: ReasonCounter,
+}
+
+#[no_mangle]
+#[used]
+static ABI_ANCHOR: AbiAnchor = AbiAnchor {
+    event: KfreeSkbEvent {
+        hdr: RecordHeader {
+            version: 0,
+            kind: 0,
+            hdr_len: 0,
+            cpu: 0,
+            ts_ns: 0,
+        },
+        location: 0,
+        reason: 0,
+        ifindex: 0,
+        netns_ino: 0,
+        orig_len: 0,
+        cap_len: 0,
+        protocol: 0,
+        flags: 0,
+        _pad: [0; 3],
+    },
+    header: RecordHeader {
+        version: 0,
+        kind: 0,
+        hdr_len: 0,
+        cpu: 0,
+        ts_ns: 0,
+    },
+    counter: ReasonCounter {
+        seen: 0,
+        ring_full: 0,
+    },
 };
 
 /// Records for user space; user space sets the real size at load time.
@@ -141,12 +187,12 @@ fn try_kfree_skb_tp(ctx: &TracePointContext) -> Result<u32, i64> {
 pub fn tc_shot(ctx: TcContext) -> i32 {
     match try_tc_shot(&ctx) {
         Ok(v) => v,
-        Err(_) => TC_ACT_SHOT as i32,
+        Err(_) => TC_ACT_SHOT,
     }
 }
 
 fn try_tc_shot(_ctx: &TcContext) -> Result<i32, i64> {
-    Ok(TC_ACT_SHOT as i32)
+    Ok(TC_ACT_SHOT)
 }
 
 #[inline(always)]
@@ -246,7 +292,9 @@ fn emit(skb: u64, location: u64, reason: u32) -> Result<(), ()> {
     let protocol: u16 = field(skb, cfg(addr_of!(CONFIG.off_skb_protocol))).unwrap_or(0);
 
     let mut flags = 0u8;
-    let start = if mac != HEADER_UNSET {
+    // No MAC header, or an empty one (L3 devices such as tun or wireguard set mac_header
+    // equal to network_header): the capture starts at the network header.
+    let start = if mac != HEADER_UNSET && mac != network {
         head.wrapping_add(u64::from(mac))
     } else {
         flags |= FLAG_L3;

@@ -149,6 +149,24 @@ impl NetnsPair {
         .unwrap()
     }
 
+    /// Inode of A's network namespace.
+    fn netns_ino_a(&self) -> u32 {
+        u32::try_from(std::fs::metadata(netns_path(&self.a)).unwrap().ino()).unwrap()
+    }
+
+    /// Sends `n` UDP datagrams from A:sport to B:dport, ignoring send errors (a local
+    /// netfilter drop makes sendto fail with EPERM). Returns how many sends failed.
+    fn send_udp_lossy(&self, n: usize, sport: u16, dport: u16) -> usize {
+        run_in_netns(&self.a, move || {
+            let s = UdpSocket::bind(SocketAddrV4::new(IP_A, sport)).unwrap();
+            let payload = [0x5au8; PAYLOAD];
+            (0..n)
+                .filter(|_| s.send_to(&payload, SocketAddrV4::new(IP_B, dport)).is_err())
+                .count()
+        })
+        .unwrap()
+    }
+
     /// Sends `n` UDP datagrams of PAYLOAD bytes from A:sport to B:dport.
     fn send_udp(&self, n: usize, sport: u16, dport: u16) {
         run_in_netns(&self.a, move || {
@@ -434,4 +452,121 @@ fn load_options_snaplen_is_respected() {
         assert_eq!(e.data.len(), 40);
         assert_eq!(e.orig_len as usize, 14 + 20 + 8 + PAYLOAD);
     }
+}
+
+/// A local netfilter drop on OUTPUT happens before the skb has a MAC header or a device:
+/// the capture starts at the IP header (RawIp) and the namespace comes from the socket.
+#[test]
+fn netfilter_output_drop_is_l3_with_socket_netns() {
+    skip_unless_capable!();
+    if Command::new("nft").arg("--version").output().is_err() {
+        eprintln!("skipping: no nft");
+        return;
+    }
+    const N: usize = 30;
+    let (sport, dport) = (40005, 9);
+    let pair = NetnsPair::new();
+    let netns_a = pair.netns_ino_a();
+    let nft = |rule: &str| {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &pair.a, "nft", rule])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "nft {rule}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    nft("add table ip dstest");
+    nft("add chain ip dstest out { type filter hook output priority 0; }");
+    nft("add rule ip dstest out udp dport 9 drop");
+    let mut source = KernelSource::open(&LoadOptions::default()).unwrap();
+    let (tx, rx) = crossbeam_channel::unbounded::<Batch>();
+    let stop = AtomicBool::new(false);
+    assert_eq!(
+        pair.send_udp_lossy(N, sport, dport),
+        N,
+        "every send fails with EPERM"
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    stop.store(true, Ordering::Relaxed);
+    let stats = source.run(&tx, &stop, 16).unwrap();
+    let l3_tuple = |d: &[u8]| {
+        let mut frame = vec![0u8; 12];
+        frame.extend_from_slice(&[0x08, 0x00]);
+        frame.extend_from_slice(d);
+        udp4_tuple(&frame)
+    };
+    let matching: Vec<Event> = rx
+        .try_iter()
+        .flat_map(|b| b.events)
+        .filter(|e| {
+            e.link == LinkType::RawIp && l3_tuple(&e.data) == Some((IP_A, IP_B, sport, dport))
+        })
+        .collect();
+    assert_eq!(matching.len(), N);
+    let reasons = KernelReasons::load();
+    for e in &matching {
+        let Cause::Kernel {
+            reason, protocol, ..
+        } = e.cause
+        else {
+            panic!()
+        };
+        assert_eq!(reasons.name(reason), "NETFILTER_DROP");
+        assert_eq!(protocol, 0x0800);
+        assert_eq!(e.netns, netns_a);
+        assert_eq!(e.orig_len as usize, 20 + 8 + PAYLOAD);
+        assert_eq!(e.data.len(), 20 + 8 + PAYLOAD);
+        assert_eq!(e.data[0], 0x45);
+    }
+    assert_reconciles(&Capture {
+        matching,
+        stats,
+        source,
+    });
+}
+
+/// A ring too small for the burst: the kernel counts what did not fit as ring_full, per
+/// reason, and the books still balance exactly.
+#[test]
+fn ring_full_is_counted_and_reconciles() {
+    skip_unless_capable!();
+    const N: usize = 300;
+    let (sport, dport) = (40006, 9);
+    let pair = NetnsPair::new();
+    let netns_b = pair.netns_ino_b();
+    let opts = LoadOptions {
+        ring_bytes: 4096,
+        ..LoadOptions::default()
+    };
+    let mut source = KernelSource::open(&opts).unwrap();
+    // Nobody reads the ring while the burst arrives.
+    pair.send_udp(N, sport, dport);
+    std::thread::sleep(Duration::from_millis(200));
+    let (tx, rx) = crossbeam_channel::unbounded::<Batch>();
+    let stop = AtomicBool::new(true);
+    let stats = source.run(&tx, &stop, 64).unwrap();
+    let delivered_ours = rx
+        .try_iter()
+        .flat_map(|b| b.events)
+        .filter(|e| e.netns == netns_b && udp4_tuple(&e.data) == Some((IP_A, IP_B, sport, dport)))
+        .count();
+    let k = source.kernel_counters().unwrap();
+    let no_socket = KernelReasons::load().value("NO_SOCKET").unwrap();
+    let ours = k.per_reason[&no_socket];
+    eprintln!("4 KiB ring: {delivered_ours} of {N} delivered, NO_SOCKET counter {ours:?}");
+    assert!(ours.seen >= N as u64);
+    assert!(ours.ring_full > 0, "a 4 KiB ring cannot hold {N} records");
+    assert!(delivered_ours > 0 && delivered_ours < N);
+    assert_eq!(
+        k.ring_full,
+        k.per_reason.values().map(|c| c.ring_full).sum::<u64>()
+    );
+    assert_reconciles(&Capture {
+        matching: Vec::new(),
+        stats,
+        source,
+    });
 }

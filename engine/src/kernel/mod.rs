@@ -10,6 +10,7 @@
 //!
 //! [`Event`]: crate::event::Event
 
+pub mod abi;
 pub mod btf;
 pub mod kallsyms;
 pub mod loader;
