@@ -10,5 +10,6 @@ pub mod accounting;
 pub mod aggregate;
 pub mod comment;
 pub mod event;
+pub mod kernel;
 pub mod packet;
 pub mod pcap;

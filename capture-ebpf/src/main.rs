@@ -1,0 +1,422 @@
+//! dropscope's kernel programs: every packet the kernel frees through `skb:kfree_skb` becomes
+//! one ring-buffer record (a [`KfreeSkbEvent`] followed by up to `snaplen` packet bytes).
+//!
+//! Two entry points feed one function: `kfree_skb_btf` (`tp_btf/kfree_skb`, typed arguments)
+//! and `kfree_skb_tp` (the classic tracepoint, arguments at offsets user space reads from the
+//! tracepoint's `format` file). Every drop is counted per reason *before* the ring is touched,
+//! so user space can reconcile exactly: `seen == delivered + ring_full` for every reason.
+//! `tc_shot` is a test helper that drops every packet it sees (tests only).
+//!
+//! Must never: change what happens to traffic (tracing programs return 0), hard-code a kernel
+//! struct offset (they all come from [`ProbeConfig`] in `.rodata`), retry a failed ring
+//! output, or emit a record whose length differs from `48 + cap_len`.
+#![no_std]
+#![no_main]
+// Entry points keep the aya-template shape `match try_x(ctx) { Ok(v) => v, Err(_) => 0 }`.
+#![allow(clippy::manual_unwrap_or_default, clippy::manual_unwrap_or)]
+
+use core::{
+    ffi::c_void,
+    mem::size_of,
+    ptr::{addr_of, addr_of_mut, read_volatile},
+};
+
+use aya_ebpf::{
+    bindings::{BPF_NOEXIST, TC_ACT_SHOT},
+    helpers::{
+        bpf_get_smp_processor_id, bpf_ktime_get_ns, generated::bpf_probe_read_kernel as read_raw,
+    },
+    macros::{btf_tracepoint, classifier, map, tracepoint},
+    maps::{PerCpuArray, PerCpuHashMap, RingBuf},
+    programs::{BtfTracePointContext, TcContext, TracePointContext},
+};
+use capture_common::{
+    KfreeSkbEvent, ProbeConfig, ReasonCounter, RecordHeader, ABI_VERSION, DEFAULT_SNAPLEN, FLAG_L3,
+    FLAG_LINEAR_END, FLAG_READ_FAILED, KIND_KFREE_SKB, MAX_SNAPLEN, OFF_ABSENT, REASON_MAP_ENTRIES,
+    STAT_COUNT, STAT_READ_FAILED, STAT_REASON_MAP_FULL, STAT_RING_FULL, STAT_SEEN,
+};
+
+/// Written by user space at load time (`EbpfLoader::override_global`); these defaults make
+/// every kernel field absent, so an unconfigured program still counts drops safely.
+#[no_mangle]
+static CONFIG: ProbeConfig = ProbeConfig {
+    snaplen: DEFAULT_SNAPLEN,
+    tp_off_skbaddr: OFF_ABSENT,
+    tp_off_location: OFF_ABSENT,
+    tp_off_reason: OFF_ABSENT,
+    off_skb_head: OFF_ABSENT,
+    off_skb_data: OFF_ABSENT,
+    off_skb_len: OFF_ABSENT,
+    off_skb_data_len: OFF_ABSENT,
+    off_skb_mac_header: OFF_ABSENT,
+    off_skb_network_header: OFF_ABSENT,
+    off_skb_protocol: OFF_ABSENT,
+    off_skb_dev: OFF_ABSENT,
+    off_skb_iif: OFF_ABSENT,
+    off_skb_sk: OFF_ABSENT,
+    off_dev_ifindex: OFF_ABSENT,
+    off_dev_nd_net: OFF_ABSENT,
+    off_sk_net: OFF_ABSENT,
+    off_net_inum: OFF_ABSENT,
+    _pad: 0,
+};
+
+/// Puts the ABI types into the object's BTF, where an engine test compares their layout with
+/// capture-common's (the maps above are legacy maps, whose value types BTF does not see).
+/// Lives in `.rodata` and is never read.
+#[repr(C)]
+pub struct AbiAnchor {
+    pub event: KfreeSkbEvent,
+    pub header: RecordHeader,
+    pub counter: ReasonCounter,
+}
+
+#[no_mangle]
+#[used]
+static ABI_ANCHOR: AbiAnchor = AbiAnchor {
+    event: KfreeSkbEvent {
+        hdr: RecordHeader {
+            version: 0,
+            kind: 0,
+            hdr_len: 0,
+            cpu: 0,
+            ts_ns: 0,
+        },
+        location: 0,
+        reason: 0,
+        ifindex: 0,
+        netns_ino: 0,
+        orig_len: 0,
+        cap_len: 0,
+        protocol: 0,
+        flags: 0,
+        _pad: [0; 3],
+    },
+    header: RecordHeader {
+        version: 0,
+        kind: 0,
+        hdr_len: 0,
+        cpu: 0,
+        ts_ns: 0,
+    },
+    counter: ReasonCounter {
+        seen: 0,
+        ring_full: 0,
+    },
+};
+
+/// Records for user space; user space sets the real size at load time.
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(16 << 20, 0);
+
+/// `STAT_*` counters, per CPU.
+#[map]
+static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_COUNT, 0);
+
+/// Drops per raw reason value, per CPU.
+#[map]
+static REASON_COUNTS: PerCpuHashMap<u32, ReasonCounter> =
+    PerCpuHashMap::with_max_entries(REASON_MAP_ENTRIES, 0);
+
+/// One record under construction per CPU: too big for the 512-byte stack.
+#[repr(C)]
+pub struct Scratch {
+    pub ev: KfreeSkbEvent,
+    pub data: [u8; MAX_SNAPLEN as usize],
+}
+
+#[map]
+static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// The header value meaning "not set" (`(typeof(skb->mac_header))~0U`).
+const HEADER_UNSET: u16 = 0xffff;
+const EVENT_LEN: u32 = size_of::<KfreeSkbEvent>() as u32;
+
+#[btf_tracepoint(function = "kfree_skb")]
+pub fn kfree_skb_btf(ctx: BtfTracePointContext) -> i32 {
+    match try_kfree_skb_btf(&ctx) {
+        Ok(v) => v,
+        Err(_) => 0,
+    }
+}
+
+/// `trace_kfree_skb(skb, location, reason, rx_sk)`.
+fn try_kfree_skb_btf(ctx: &BtfTracePointContext) -> Result<i32, i64> {
+    let skb: u64 = ctx.arg(0);
+    let location: u64 = ctx.arg(1);
+    let reason: u32 = ctx.arg(2);
+    on_drop(skb, location, reason);
+    Ok(0)
+}
+
+#[tracepoint(category = "skb", name = "kfree_skb")]
+pub fn kfree_skb_tp(ctx: TracePointContext) -> u32 {
+    match try_kfree_skb_tp(&ctx) {
+        Ok(v) => v,
+        Err(_) => 0,
+    }
+}
+
+fn try_kfree_skb_tp(ctx: &TracePointContext) -> Result<u32, i64> {
+    let off_skb = cfg(addr_of!(CONFIG.tp_off_skbaddr));
+    let off_loc = cfg(addr_of!(CONFIG.tp_off_location));
+    let off_reason = cfg(addr_of!(CONFIG.tp_off_reason));
+    if off_skb == OFF_ABSENT {
+        return Err(-1);
+    }
+    // SAFETY: the offsets come from this tracepoint's format file; the helper checks the read.
+    let skb: u64 = unsafe { ctx.read_at(off_skb as usize) }.map_err(i64::from)?;
+    let location: u64 = if off_loc == OFF_ABSENT {
+        0
+    } else {
+        // SAFETY: as above.
+        unsafe { ctx.read_at(off_loc as usize) }.unwrap_or(0)
+    };
+    let reason: u32 = if off_reason == OFF_ABSENT {
+        0
+    } else {
+        // SAFETY: as above.
+        unsafe { ctx.read_at(off_reason as usize) }.unwrap_or(0)
+    };
+    on_drop(skb, location, reason);
+    Ok(0)
+}
+
+/// Test helper: drop every packet (tc `action drop` is not available everywhere).
+#[classifier]
+pub fn tc_shot(ctx: TcContext) -> i32 {
+    match try_tc_shot(&ctx) {
+        Ok(v) => v,
+        Err(_) => TC_ACT_SHOT,
+    }
+}
+
+fn try_tc_shot(_ctx: &TcContext) -> Result<i32, i64> {
+    Ok(TC_ACT_SHOT)
+}
+
+#[inline(always)]
+fn cfg(field: *const u32) -> u32 {
+    // SAFETY: `field` points into the CONFIG static; volatile so the compiler does not fold
+    // the compile-time defaults (user space rewrites .rodata before load).
+    unsafe { read_volatile(field) }
+}
+
+#[inline(always)]
+fn stat_inc(index: u32) {
+    if let Some(p) = STATS.get_ptr_mut(index) {
+        // SAFETY: a per-CPU slot; this program does not re-enter on one CPU (the kernel skips
+        // nested runs), so a plain add cannot race.
+        unsafe { *p += 1 };
+    }
+}
+
+/// Reads a `T` at `base + off` in kernel memory; `None` if the field is absent or unreadable.
+#[inline(always)]
+fn field<T: Copy>(base: u64, off: u32) -> Option<T> {
+    if base == 0 || off == OFF_ABSENT {
+        return None;
+    }
+    let mut v = core::mem::MaybeUninit::<T>::uninit();
+    // SAFETY: bpf_probe_read_kernel checks the source address; the destination is a local of
+    // exactly `size_of::<T>()` bytes.
+    let ret = unsafe {
+        read_raw(
+            v.as_mut_ptr().cast::<c_void>(),
+            size_of::<T>() as u32,
+            (base.wrapping_add(u64::from(off))) as *const c_void,
+        )
+    };
+    if ret == 0 {
+        // SAFETY: the helper filled all bytes on success; T is a plain integer.
+        Some(unsafe { v.assume_init() })
+    } else {
+        None
+    }
+}
+
+/// Counts the drop, then tries to deliver it; a delivery failure is counted as ring-full.
+#[inline(always)]
+fn on_drop(skb: u64, location: u64, reason: u32) {
+    let counter = count_seen(reason);
+    if emit(skb, location, reason).is_err() {
+        if let Some(c) = counter {
+            // SAFETY: per-CPU slot of REASON_COUNTS; see stat_inc.
+            unsafe { (*c).ring_full += 1 };
+        }
+        stat_inc(STAT_RING_FULL);
+    }
+}
+
+#[inline(always)]
+fn count_seen(reason: u32) -> Option<*mut ReasonCounter> {
+    stat_inc(STAT_SEEN);
+    if let Some(c) = REASON_COUNTS.get_ptr_mut(reason) {
+        // SAFETY: per-CPU slot; see stat_inc.
+        unsafe { (*c).seen += 1 };
+        return Some(c);
+    }
+    let first = ReasonCounter {
+        seen: 1,
+        ring_full: 0,
+    };
+    if REASON_COUNTS
+        .insert(reason, first, u64::from(BPF_NOEXIST))
+        .is_ok()
+    {
+        return REASON_COUNTS.get_ptr_mut(reason);
+    }
+    // Another CPU may have inserted the key first (EEXIST): count in our slot of its entry.
+    if let Some(c) = REASON_COUNTS.get_ptr_mut(reason) {
+        // SAFETY: per-CPU slot; see stat_inc.
+        unsafe { (*c).seen += 1 };
+        return Some(c);
+    }
+    stat_inc(STAT_REASON_MAP_FULL);
+    None
+}
+
+/// Builds the record in the per-CPU scratch buffer and copies `48 + cap_len` bytes of it to
+/// the ring. `Err` only when the record could not be put in the ring.
+#[inline(always)]
+fn emit(skb: u64, location: u64, reason: u32) -> Result<(), ()> {
+    let scratch = SCRATCH.get_ptr_mut(0).ok_or(())?;
+
+    let head: u64 = field(skb, cfg(addr_of!(CONFIG.off_skb_head))).unwrap_or(0);
+    let data: u64 = field(skb, cfg(addr_of!(CONFIG.off_skb_data))).unwrap_or(0);
+    let len: u32 = field(skb, cfg(addr_of!(CONFIG.off_skb_len))).unwrap_or(0);
+    let data_len: u32 = field(skb, cfg(addr_of!(CONFIG.off_skb_data_len))).unwrap_or(0);
+    let mac: u16 = field(skb, cfg(addr_of!(CONFIG.off_skb_mac_header))).unwrap_or(HEADER_UNSET);
+    let network: u16 =
+        field(skb, cfg(addr_of!(CONFIG.off_skb_network_header))).unwrap_or(HEADER_UNSET);
+    let protocol: u16 = field(skb, cfg(addr_of!(CONFIG.off_skb_protocol))).unwrap_or(0);
+
+    let mut flags = 0u8;
+    // No MAC header, or an empty one (L3 devices such as tun or wireguard set mac_header
+    // equal to network_header): the capture starts at the network header.
+    let start = if mac != HEADER_UNSET && mac != network {
+        head.wrapping_add(u64::from(mac))
+    } else {
+        flags |= FLAG_L3;
+        if network != HEADER_UNSET {
+            head.wrapping_add(u64::from(network))
+        } else {
+            data
+        }
+    };
+
+    let snaplen = cfg(addr_of!(CONFIG.snaplen));
+    let snaplen = if snaplen > MAX_SNAPLEN {
+        MAX_SNAPLEN
+    } else {
+        snaplen
+    };
+    let mut orig_len = len;
+    let mut cap: u32 = 0;
+    let mut read_failed = snaplen > 0;
+    if head != 0 && data != 0 {
+        // Bytes between the capture start and skb->data (negative when data is before it).
+        let lead = (data as i64).wrapping_sub(start as i64);
+        let orig = lead.wrapping_add(i64::from(len));
+        orig_len = if orig < 0 {
+            0
+        } else if orig > i64::from(u32::MAX) {
+            u32::MAX
+        } else {
+            orig as u32
+        };
+        // Only the linear part can be read with one copy: up to skb->tail.
+        let avail = lead.wrapping_add(i64::from(len).wrapping_sub(i64::from(data_len)));
+        let want = if snaplen > orig_len {
+            orig_len
+        } else {
+            snaplen
+        };
+        if avail > 0 && want > 0 {
+            cap = want;
+            if avail < i64::from(want) {
+                cap = avail as u32;
+                flags |= FLAG_LINEAR_END;
+            }
+        }
+        read_failed = want > 0 && cap == 0;
+    }
+    if cap > MAX_SNAPLEN {
+        cap = MAX_SNAPLEN;
+    }
+    if cap > 0 {
+        // SAFETY: scratch is this CPU's map value; the destination range
+        // [data, data + cap) lies inside it because cap <= MAX_SNAPLEN.
+        let ret = unsafe {
+            read_raw(
+                addr_of_mut!((*scratch).data).cast::<c_void>(),
+                cap,
+                start as *const c_void,
+            )
+        };
+        if ret != 0 {
+            cap = 0;
+            read_failed = true;
+        }
+    }
+    if read_failed {
+        flags |= FLAG_READ_FAILED;
+        flags &= !FLAG_LINEAR_END;
+        stat_inc(STAT_READ_FAILED);
+    }
+
+    let dev: u64 = field(skb, cfg(addr_of!(CONFIG.off_skb_dev))).unwrap_or(0);
+    let mut ifindex: u32 = 0;
+    let mut net: u64 = 0;
+    if dev != 0 {
+        ifindex = field(dev, cfg(addr_of!(CONFIG.off_dev_ifindex))).unwrap_or(0);
+        net = field(dev, cfg(addr_of!(CONFIG.off_dev_nd_net))).unwrap_or(0);
+    }
+    if ifindex == 0 {
+        ifindex = field(skb, cfg(addr_of!(CONFIG.off_skb_iif))).unwrap_or(0);
+    }
+    if net == 0 {
+        let sk: u64 = field(skb, cfg(addr_of!(CONFIG.off_skb_sk))).unwrap_or(0);
+        net = field(sk, cfg(addr_of!(CONFIG.off_sk_net))).unwrap_or(0);
+    }
+    let netns_ino: u32 = field(net, cfg(addr_of!(CONFIG.off_net_inum))).unwrap_or(0);
+
+    let ev = KfreeSkbEvent {
+        hdr: RecordHeader {
+            version: ABI_VERSION,
+            kind: KIND_KFREE_SKB,
+            hdr_len: EVENT_LEN as u16,
+            // SAFETY: plain helper calls without arguments.
+            cpu: unsafe { bpf_get_smp_processor_id() },
+            // SAFETY: as above.
+            ts_ns: unsafe { bpf_ktime_get_ns() },
+        },
+        location,
+        reason,
+        ifindex,
+        netns_ino,
+        orig_len,
+        cap_len: cap as u16,
+        protocol,
+        flags,
+        _pad: [0; 3],
+    };
+    // SAFETY: scratch is this CPU's map value, large enough for the event.
+    unsafe { addr_of_mut!((*scratch).ev).write(ev) };
+
+    let total = EVENT_LEN + cap;
+    // SAFETY: `total` <= size_of::<Scratch>() because cap <= MAX_SNAPLEN; the slice lives in
+    // the map value for the duration of the helper call.
+    let record = unsafe { core::slice::from_raw_parts(scratch.cast::<u8>(), total as usize) };
+    EVENTS.output::<[u8]>(record, 0).map_err(|_| ())
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[link_section = "license"]
+#[no_mangle]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -1,0 +1,760 @@
+//! Loading and attaching the kfree_skb programs: kernel offsets from BTF into `ProbeConfig`,
+//! the eBPF object into the kernel, then `tp_btf/kfree_skb`, else `tracepoint/skb/kfree_skb`.
+//!
+//! Every failure becomes one clear line ([`LoadError`]): missing privileges, a verifier
+//! rejection (with the end of the verifier log), missing BTF, tracefs not mounted.
+//!
+//! Must never: hard-code a kernel struct offset, treat a failed RLIMIT_MEMLOCK raise as an
+//! error (kernels since 5.11 charge BPF memory to the cgroup), or leave a program attached
+//! when loading fails half-way (dropping the `Ebpf` detaches everything).
+
+use std::{error::Error as StdError, io, path::Path};
+
+use aya::{
+    programs::{
+        tp_btf::BtfTracePointLinkId, trace_point::TracePointLinkId, BtfTracePoint, ProgramError,
+        TracePoint,
+    },
+    Ebpf, EbpfError, EbpfLoader,
+};
+use capture_common::{
+    ProbeConfig, DEFAULT_SNAPLEN, GLOBAL_CONFIG, MAP_EVENTS, MAX_SNAPLEN, OFF_ABSENT, PROG_TP_BTF,
+    PROG_TRACEPOINT,
+};
+
+use super::btf::{Btf, BtfError, VMLINUX_BTF};
+
+/// The eBPF object built by `engine/build.rs` (empty when built with `AYA_BUILD_SKIP=1`).
+pub fn object() -> &'static [u8] {
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/capture-ebpf"))
+}
+
+/// Where the kfree_skb tracepoint's format file may be.
+pub const KFREE_SKB_FORMAT_PATHS: [&str; 2] = [
+    "/sys/kernel/tracing/events/skb/kfree_skb/format",
+    "/sys/kernel/debug/tracing/events/skb/kfree_skb/format",
+];
+
+/// Default ring buffer size (bytes).
+pub const DEFAULT_RING_BYTES: u32 = 16 << 20;
+/// Largest ring buffer accepted (bytes).
+pub const MAX_RING_BYTES: u32 = 1 << 30;
+
+const PERMISSION_HINT: &str = "loading the eBPF program needs CAP_BPF, CAP_PERFMON and \
+CAP_NET_ADMIN (or CAP_SYS_ADMIN on kernels before 5.8); run as root or grant them";
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("this build has no eBPF object; rebuild without AYA_BUILD_SKIP")]
+    NoObject,
+    #[error("{VMLINUX_BTF} is missing or unreadable ({source}); dropscope needs a kernel built with CONFIG_DEBUG_INFO_BTF=y")]
+    NoBtf { source: BtfError },
+    #[error("the kernel's BTF lacks {what}: {source}")]
+    Layout {
+        what: &'static str,
+        source: BtfError,
+    },
+    #[error("{PERMISSION_HINT}")]
+    Permission,
+    #[error("the kernel verifier rejected {program} ({errno}): {log_tail}")]
+    Verifier {
+        program: &'static str,
+        errno: String,
+        log_tail: String,
+    },
+    #[error("tracefs is not mounted, the kfree_skb tracepoint fallback needs it: run `mount -t tracefs nodev /sys/kernel/tracing` (and load from the host network namespace: `ip netns exec` hides tracefs)")]
+    TracefsMissing,
+    #[error("cannot use {path}: {reason}")]
+    TracepointFormat { path: String, reason: String },
+    #[error("{step} failed: {message}")]
+    Ebpf { step: &'static str, message: String },
+}
+
+/// Which hook to attach to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AttachMode {
+    /// `tp_btf/kfree_skb`, else the tracepoint.
+    #[default]
+    Auto,
+    /// `tp_btf/kfree_skb` only.
+    TpBtf,
+    /// `tracepoint/skb/kfree_skb` only.
+    Tracepoint,
+}
+
+impl AttachMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttachMode::Auto => "auto",
+            AttachMode::TpBtf => "tp_btf/kfree_skb",
+            AttachMode::Tracepoint => "tracepoint/skb/kfree_skb",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Packet bytes to copy per drop (clamped to `MAX_SNAPLEN`).
+    pub snaplen: u32,
+    /// Ring buffer size in bytes (rounded up to a power of two of at least one page).
+    pub ring_bytes: u32,
+    pub attach: AttachMode,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            snaplen: DEFAULT_SNAPLEN,
+            ring_bytes: DEFAULT_RING_BYTES,
+            attach: AttachMode::Auto,
+        }
+    }
+}
+
+/// Offsets of the kfree_skb tracepoint's fields in its record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TpOffsets {
+    pub skbaddr: u32,
+    pub location: u32,
+    /// `OFF_ABSENT` on kernels before 5.17 (no reason field).
+    pub reason: u32,
+}
+
+/// A program's link, kept to detach it before draining the ring.
+#[derive(Debug)]
+pub enum Attached {
+    TpBtf(BtfTracePointLinkId),
+    Tracepoint(TracePointLinkId),
+}
+
+impl Attached {
+    /// The mode this link was made with.
+    pub fn mode(&self) -> AttachMode {
+        match self {
+            Attached::TpBtf(_) => AttachMode::TpBtf,
+            Attached::Tracepoint(_) => AttachMode::Tracepoint,
+        }
+    }
+}
+
+/// A loaded object with one kfree_skb program attached.
+pub struct Loaded {
+    pub ebpf: Ebpf,
+    pub attached: Attached,
+    pub config: ProbeConfig,
+}
+
+/// Parses a tracepoint `format` file into the kfree_skb field offsets.
+pub fn parse_tracepoint_format(text: &str) -> Result<TpOffsets, String> {
+    let mut skbaddr = None;
+    let mut location = None;
+    let mut reason = None;
+    for line in text.lines() {
+        let line = line.trim();
+        let Some(rest) = line.strip_prefix("field:") else {
+            continue;
+        };
+        let mut decl = None;
+        let mut offset = None;
+        let mut size = None;
+        for part in rest.split(';') {
+            let part = part.trim();
+            if let Some(v) = part.strip_prefix("offset:") {
+                offset = v.trim().parse::<u32>().ok();
+            } else if let Some(v) = part.strip_prefix("size:") {
+                size = v.trim().parse::<u32>().ok();
+            } else if decl.is_none() && !part.is_empty() {
+                decl = Some(part);
+            }
+        }
+        let (Some(decl), Some(offset), Some(size)) = (decl, offset, size) else {
+            continue;
+        };
+        let name = decl.rsplit([' ', '*']).next().unwrap_or("");
+        match name {
+            "skbaddr" if size == 8 => skbaddr = Some(offset),
+            "location" if size == 8 => location = Some(offset),
+            "reason" if size == 4 => reason = Some(offset),
+            _ => {}
+        }
+    }
+    let skbaddr = skbaddr.ok_or("no 8-byte `skbaddr` field")?;
+    Ok(TpOffsets {
+        skbaddr,
+        location: location.unwrap_or(OFF_ABSENT),
+        reason: reason.unwrap_or(OFF_ABSENT),
+    })
+}
+
+/// Reads the tracepoint offsets from tracefs.
+pub fn read_tracepoint_offsets() -> Result<TpOffsets, LoadError> {
+    for path in KFREE_SKB_FORMAT_PATHS {
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                return parse_tracepoint_format(&text).map_err(|reason| {
+                    LoadError::TracepointFormat {
+                        path: path.to_string(),
+                        reason,
+                    }
+                });
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                return Err(LoadError::TracepointFormat {
+                    path: path.to_string(),
+                    reason: e.to_string(),
+                })
+            }
+        }
+    }
+    Err(LoadError::TracefsMissing)
+}
+
+/// Fills the kernel offsets of [`ProbeConfig`] from BTF. `head`, `data` and `len` are
+/// required; every other field is `OFF_ABSENT` when this kernel lacks it.
+pub fn probe_config(
+    btf: &Btf,
+    snaplen: u32,
+    tp: Option<TpOffsets>,
+) -> Result<ProbeConfig, LoadError> {
+    let required =
+        |owner: &str, path: &str, what: &'static str, size: u32| -> Result<u32, LoadError> {
+            let off = btf
+                .member_offset(owner, path)
+                .map_err(|source| LoadError::Layout { what, source })?;
+            check_size(btf, owner, path, size)
+                .map_err(|source| LoadError::Layout { what, source })?;
+            Ok(off)
+        };
+    let optional = |owner: &str, path: &str, size: u32| -> u32 {
+        match btf
+            .member_offset(owner, path)
+            .and_then(|off| check_size(btf, owner, path, size).map(|()| off))
+        {
+            Ok(off) => off,
+            Err(e) => {
+                log::debug!("Kernel field {owner}.{path} unusable ({e}); the program skips it.");
+                OFF_ABSENT
+            }
+        }
+    };
+    let tp = tp.unwrap_or(TpOffsets {
+        skbaddr: OFF_ABSENT,
+        location: OFF_ABSENT,
+        reason: OFF_ABSENT,
+    });
+    Ok(ProbeConfig {
+        snaplen: snaplen.min(MAX_SNAPLEN),
+        tp_off_skbaddr: tp.skbaddr,
+        tp_off_location: tp.location,
+        tp_off_reason: tp.reason,
+        off_skb_head: required("sk_buff", "head", "sk_buff.head", 8)?,
+        off_skb_data: required("sk_buff", "data", "sk_buff.data", 8)?,
+        off_skb_len: required("sk_buff", "len", "sk_buff.len", 4)?,
+        off_skb_data_len: optional("sk_buff", "data_len", 4),
+        off_skb_mac_header: optional("sk_buff", "mac_header", 2),
+        off_skb_network_header: optional("sk_buff", "network_header", 2),
+        off_skb_protocol: optional("sk_buff", "protocol", 2),
+        off_skb_dev: optional("sk_buff", "dev", 8),
+        off_skb_iif: optional("sk_buff", "skb_iif", 4),
+        off_skb_sk: optional("sk_buff", "sk", 8),
+        off_dev_ifindex: optional("net_device", "ifindex", 4),
+        off_dev_nd_net: optional("net_device", "nd_net.net", 8),
+        off_sk_net: optional("sock", "__sk_common.skc_net.net", 8),
+        off_net_inum: optional("net", "ns.inum", 4),
+        _pad: 0,
+    })
+}
+
+fn check_size(btf: &Btf, owner: &str, path: &str, size: u32) -> Result<(), BtfError> {
+    let t = btf.member_type(owner, path)?;
+    let have = btf.type_size(t)?;
+    if have == size {
+        Ok(())
+    } else {
+        Err(BtfError::MemberNotFound {
+            owner: owner.to_string(),
+            member: format!("{path} of {size} bytes (it has {have})"),
+        })
+    }
+}
+
+/// Rounds a requested ring size to what the kernel accepts: a power of two, at least one page.
+pub fn ring_size(bytes: u32) -> u32 {
+    // SAFETY: sysconf has no preconditions.
+    let page = u32::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
+        .unwrap_or(4096)
+        .max(4096);
+    bytes.clamp(page, MAX_RING_BYTES).next_power_of_two()
+}
+
+/// Raises RLIMIT_MEMLOCK for kernels before 5.11; failure is expected on newer kernels.
+fn raise_memlock() {
+    let lim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit reads the struct we pass; no other memory is touched.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) } != 0 {
+        log::debug!(
+            "Could not raise RLIMIT_MEMLOCK ({}); kernels since 5.11 do not need it.",
+            io::Error::last_os_error()
+        );
+    }
+}
+
+/// Loads the object with `config` written into `.rodata` and the ring sized `ring_bytes`.
+pub fn load_object(
+    config: &ProbeConfig,
+    ring_bytes: u32,
+    btf: Option<&aya::Btf>,
+) -> Result<Ebpf, LoadError> {
+    let obj = object();
+    if obj.is_empty() {
+        return Err(LoadError::NoObject);
+    }
+    raise_memlock();
+    let mut loader = EbpfLoader::new();
+    loader.btf(btf);
+    loader.override_global(GLOBAL_CONFIG, config, true);
+    loader.map_max_entries(MAP_EVENTS, ring_size(ring_bytes));
+    loader
+        .load(obj)
+        .map_err(|e| classify("loading the eBPF object", PROG_TP_BTF, &e))
+}
+
+/// Loads the object and attaches the kfree_skb program per `opts.attach`.
+pub fn load_and_attach(opts: &LoadOptions) -> Result<Loaded, LoadError> {
+    if object().is_empty() {
+        return Err(LoadError::NoObject);
+    }
+    let btf = Btf::from_sys().map_err(|source| LoadError::NoBtf { source })?;
+    let tp = match opts.attach {
+        AttachMode::TpBtf => None,
+        AttachMode::Tracepoint => Some(read_tracepoint_offsets()?),
+        AttachMode::Auto => match read_tracepoint_offsets() {
+            Ok(t) => Some(t),
+            Err(e) => {
+                log::debug!("Tracepoint fallback unavailable: {e}.");
+                None
+            }
+        },
+    };
+    let config = probe_config(&btf, opts.snaplen, tp)?;
+    drop(btf);
+    let aya_btf = aya::Btf::from_sys_fs().map_err(|e| LoadError::NoBtf {
+        source: BtfError::Io {
+            path: VMLINUX_BTF.to_string(),
+            source: io::Error::other(one_line(&e.to_string())),
+        },
+    })?;
+    let mut ebpf = load_object(&config, opts.ring_bytes, Some(&aya_btf))?;
+
+    let attached = match opts.attach {
+        AttachMode::TpBtf => attach_tp_btf(&mut ebpf, &aya_btf)?,
+        AttachMode::Tracepoint => attach_tracepoint(&mut ebpf)?,
+        AttachMode::Auto => match attach_tp_btf(&mut ebpf, &aya_btf) {
+            Ok(a) => a,
+            Err(first) => {
+                log::info!(
+                    "tp_btf/kfree_skb unavailable ({first}); using the kfree_skb tracepoint."
+                );
+                if tp.is_none() {
+                    return Err(match read_tracepoint_offsets() {
+                        Err(e) => e,
+                        Ok(_) => first,
+                    });
+                }
+                attach_tracepoint(&mut ebpf)?
+            }
+        },
+    };
+    log::debug!("Attached to {}.", attached.mode().as_str());
+    Ok(Loaded {
+        ebpf,
+        attached,
+        config,
+    })
+}
+
+fn attach_tp_btf(ebpf: &mut Ebpf, btf: &aya::Btf) -> Result<Attached, LoadError> {
+    let prog: &mut BtfTracePoint = ebpf
+        .program_mut(PROG_TP_BTF)
+        .ok_or(LoadError::Ebpf {
+            step: "finding tp_btf program",
+            message: PROG_TP_BTF.to_string(),
+        })?
+        .try_into()
+        .map_err(|e: ProgramError| classify("finding tp_btf program", PROG_TP_BTF, &e))?;
+    prog.load("kfree_skb", btf)
+        .map_err(|e| classify("loading tp_btf/kfree_skb", PROG_TP_BTF, &e))?;
+    let link = prog
+        .attach()
+        .map_err(|e| classify("attaching tp_btf/kfree_skb", PROG_TP_BTF, &e))?;
+    Ok(Attached::TpBtf(link))
+}
+
+fn attach_tracepoint(ebpf: &mut Ebpf) -> Result<Attached, LoadError> {
+    if !KFREE_SKB_FORMAT_PATHS.iter().any(|p| Path::new(p).exists()) {
+        return Err(LoadError::TracefsMissing);
+    }
+    let prog: &mut TracePoint = ebpf
+        .program_mut(PROG_TRACEPOINT)
+        .ok_or(LoadError::Ebpf {
+            step: "finding tracepoint program",
+            message: PROG_TRACEPOINT.to_string(),
+        })?
+        .try_into()
+        .map_err(|e: ProgramError| classify("finding tracepoint program", PROG_TRACEPOINT, &e))?;
+    prog.load()
+        .map_err(|e| classify("loading tracepoint/skb/kfree_skb", PROG_TRACEPOINT, &e))?;
+    let link = prog
+        .attach("skb", "kfree_skb")
+        .map_err(|e| classify("attaching tracepoint/skb/kfree_skb", PROG_TRACEPOINT, &e))?;
+    Ok(Attached::Tracepoint(link))
+}
+
+/// Turns an aya error into one clear line.
+pub(crate) fn classify(
+    step: &'static str,
+    program: &'static str,
+    e: &(dyn StdError + 'static),
+) -> LoadError {
+    // A verifier rejection carries the log; EPERM anywhere in the chain is privileges.
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        }) = err.downcast_ref::<ProgramError>()
+        {
+            if io_error.raw_os_error() == Some(libc::EPERM) {
+                return LoadError::Permission;
+            }
+            return LoadError::Verifier {
+                program,
+                errno: io_error.to_string(),
+                log_tail: log_tail(&verifier_log.to_string(), 6),
+            };
+        }
+        if let Some(EbpfError::ProgramError(ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        })) = err.downcast_ref::<EbpfError>()
+        {
+            if io_error.raw_os_error() == Some(libc::EPERM) {
+                return LoadError::Permission;
+            }
+            return LoadError::Verifier {
+                program,
+                errno: io_error.to_string(),
+                log_tail: log_tail(&verifier_log.to_string(), 6),
+            };
+        }
+        if let Some(io) = err.downcast_ref::<io::Error>() {
+            if io.raw_os_error() == Some(libc::EPERM) {
+                return LoadError::Permission;
+            }
+        }
+        cur = err.source();
+    }
+    LoadError::Ebpf {
+        step,
+        message: one_line(&chain(e)),
+    }
+}
+
+fn chain(e: &(dyn StdError + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(err) = cur {
+        let msg = err.to_string();
+        if !s.contains(&msg) {
+            s.push_str(": ");
+            s.push_str(&msg);
+        }
+        cur = err.source();
+    }
+    s
+}
+
+/// The last `n` non-empty lines of a verifier log, joined with " | ".
+pub fn log_tail(log: &str, n: usize) -> String {
+    let lines: Vec<&str> = log
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let start = lines.len().saturating_sub(n);
+    let tail = lines.get(start..).unwrap_or_default().join(" | ");
+    if tail.is_empty() {
+        "no verifier log".to_string()
+    } else {
+        tail
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::btf::{builder::Builder, kind};
+    use super::*;
+
+    const FORMAT_6_18: &str = "name: kfree_skb
+ID: 2310
+format:
+\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
+\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;
+
+\tfield:void * skbaddr;\toffset:8;\tsize:8;\tsigned:0;
+\tfield:void * location;\toffset:16;\tsize:8;\tsigned:0;
+\tfield:void * rx_sk;\toffset:24;\tsize:8;\tsigned:0;
+\tfield:unsigned short protocol;\toffset:32;\tsize:2;\tsigned:0;
+\tfield:enum skb_drop_reason reason;\toffset:36;\tsize:4;\tsigned:0;
+
+print fmt: \"skbaddr=%p\", REC->skbaddr
+";
+
+    #[test]
+    fn tracepoint_format_6_18() {
+        let t = parse_tracepoint_format(FORMAT_6_18).unwrap();
+        assert_eq!(
+            t,
+            TpOffsets {
+                skbaddr: 8,
+                location: 16,
+                reason: 36
+            }
+        );
+    }
+
+    #[test]
+    fn tracepoint_format_before_reasons() {
+        // 5.10-style layout: no reason field.
+        let text = "\tfield:void * skbaddr;\toffset:8;\tsize:8;\tsigned:0;\n\
+                    \tfield:void * location;\toffset:16;\tsize:8;\tsigned:0;\n\
+                    \tfield:unsigned short protocol;\toffset:24;\tsize:2;\tsigned:0;\n";
+        let t = parse_tracepoint_format(text).unwrap();
+        assert_eq!(
+            t,
+            TpOffsets {
+                skbaddr: 8,
+                location: 16,
+                reason: OFF_ABSENT
+            }
+        );
+        assert!(parse_tracepoint_format("field:int x;\toffset:8;\tsize:4;").is_err());
+        assert!(parse_tracepoint_format("").is_err());
+    }
+
+    fn mini_kernel() -> Btf {
+        let mut b = Builder::new();
+        let u8t = b.int("unsigned char", 1);
+        let u16t = b.int("unsigned short", 2);
+        let u32t = b.int("unsigned int", 4);
+        let pu8 = b.ptr(u8t);
+        let ns = b.composite(kind::STRUCT, "ns_common", 16, &[("inum", u32t, 64)]);
+        let net = b.composite(kind::STRUCT, "net", 64, &[("ns", ns, 128)]);
+        let pnet = b.ptr(net);
+        let possible = b.composite(kind::STRUCT, "", 8, &[("net", pnet, 0)]);
+        let dev = b.composite(
+            kind::STRUCT,
+            "net_device",
+            256,
+            &[("ifindex", u32t, 256), ("nd_net", possible, 512)],
+        );
+        let pdev = b.ptr(dev);
+        let skc = b.composite(
+            kind::STRUCT,
+            "sock_common",
+            64,
+            &[("skc_net", possible, 384)],
+        );
+        let _sock = b.composite(kind::STRUCT, "sock", 128, &[("__sk_common", skc, 0)]);
+        b.composite(
+            kind::STRUCT,
+            "sk_buff",
+            232,
+            &[
+                ("dev", pdev, 128),
+                ("sk", pu8, 192),
+                ("len", u32t, 896),
+                ("data_len", u32t, 928),
+                ("skb_iif", u32t, 1152),
+                ("protocol", u16t, 1280),
+                ("network_header", u16t, 1312),
+                ("mac_header", u16t, 1328),
+                ("head", pu8, 1536),
+                ("data", pu8, 1600),
+            ],
+        );
+        Btf::parse(b.build()).unwrap()
+    }
+
+    #[test]
+    fn probe_config_from_btf() {
+        let tp = TpOffsets {
+            skbaddr: 8,
+            location: 16,
+            reason: 36,
+        };
+        let c = probe_config(&mini_kernel(), 100_000, Some(tp)).unwrap();
+        assert_eq!(
+            c,
+            ProbeConfig {
+                snaplen: MAX_SNAPLEN,
+                tp_off_skbaddr: 8,
+                tp_off_location: 16,
+                tp_off_reason: 36,
+                off_skb_head: 192,
+                off_skb_data: 200,
+                off_skb_len: 112,
+                off_skb_data_len: 116,
+                off_skb_mac_header: 166,
+                off_skb_network_header: 164,
+                off_skb_protocol: 160,
+                off_skb_dev: 16,
+                off_skb_iif: 144,
+                off_skb_sk: 24,
+                off_dev_ifindex: 32,
+                off_dev_nd_net: 64,
+                off_sk_net: 48,
+                off_net_inum: 24,
+                _pad: 0,
+            }
+        );
+    }
+
+    #[test]
+    fn probe_config_missing_required_and_optional() {
+        let mut b = Builder::new();
+        let u32t = b.int("unsigned int", 4);
+        b.composite(kind::STRUCT, "sk_buff", 8, &[("len", u32t, 0)]);
+        let err = probe_config(&Btf::parse(b.build()).unwrap(), 64, None).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                LoadError::Layout {
+                    what: "sk_buff.head",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+
+        let mut b = Builder::new();
+        let u8t = b.int("unsigned char", 1);
+        let u32t = b.int("unsigned int", 4);
+        let pu8 = b.ptr(u8t);
+        // mac_header has the wrong size: treated as absent, not trusted.
+        b.composite(
+            kind::STRUCT,
+            "sk_buff",
+            32,
+            &[
+                ("head", pu8, 0),
+                ("data", pu8, 64),
+                ("len", u32t, 128),
+                ("mac_header", u32t, 160),
+            ],
+        );
+        let c = probe_config(&Btf::parse(b.build()).unwrap(), 64, None).unwrap();
+        assert_eq!((c.off_skb_head, c.off_skb_data, c.off_skb_len), (0, 8, 16));
+        assert_eq!(c.off_skb_mac_header, OFF_ABSENT);
+        assert_eq!(c.off_net_inum, OFF_ABSENT);
+        assert_eq!(c.tp_off_skbaddr, OFF_ABSENT);
+        assert_eq!(c.snaplen, 64);
+    }
+
+    #[test]
+    fn live_kernel_layout_if_present() {
+        let Ok(btf) = Btf::from_sys() else {
+            eprintln!("skipping: no {VMLINUX_BTF}");
+            return;
+        };
+        let c = probe_config(&btf, 256, None).unwrap();
+        for (name, off) in [
+            ("data_len", c.off_skb_data_len),
+            ("mac_header", c.off_skb_mac_header),
+            ("network_header", c.off_skb_network_header),
+            ("protocol", c.off_skb_protocol),
+            ("dev", c.off_skb_dev),
+            ("ifindex", c.off_dev_ifindex),
+            ("net_inum", c.off_net_inum),
+        ] {
+            assert_ne!(off, OFF_ABSENT, "{name}");
+        }
+        assert_eq!(
+            c.off_skb_data,
+            c.off_skb_head + 8,
+            "head and data are adjacent in sk_buff"
+        );
+    }
+
+    #[test]
+    fn ring_sizes() {
+        assert_eq!(ring_size(0), 4096);
+        assert_eq!(ring_size(5000), 8192);
+        assert_eq!(ring_size(16 << 20), 16 << 20);
+        assert_eq!(ring_size(u32::MAX), MAX_RING_BYTES);
+    }
+
+    #[test]
+    fn verifier_log_tail_is_one_line() {
+        let log = "0: R1=ctx\n\n1: (85) call bpf_probe_read_kernel#113\nR2 unbounded memory access\nprocessed 10 insns\n";
+        assert_eq!(
+            log_tail(log, 2),
+            "R2 unbounded memory access | processed 10 insns"
+        );
+        assert_eq!(log_tail("", 3), "no verifier log");
+    }
+
+    #[test]
+    fn error_messages_are_one_line() {
+        let errs = [
+            LoadError::NoObject,
+            LoadError::Permission,
+            LoadError::TracefsMissing,
+            LoadError::NoBtf {
+                source: BtfError::TooShort { need: 24, have: 0 },
+            },
+        ];
+        for e in errs {
+            assert!(!e.to_string().contains('\n'), "{e}");
+        }
+        assert_eq!(
+            LoadError::Permission.to_string(),
+            "loading the eBPF program needs CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN (or CAP_SYS_ADMIN on kernels before 5.8); run as root or grant them"
+        );
+    }
+
+    #[test]
+    fn eperm_in_a_chain_is_permission() {
+        let e = ProgramError::LoadError {
+            io_error: io::Error::from_raw_os_error(libc::EPERM),
+            verifier_log: aya_obj::VerifierLog::new(String::new()),
+        };
+        assert!(matches!(
+            classify("x", PROG_TP_BTF, &e),
+            LoadError::Permission
+        ));
+        let e = ProgramError::LoadError {
+            io_error: io::Error::from_raw_os_error(libc::EACCES),
+            verifier_log: aya_obj::VerifierLog::new(
+                "a\nb\ninvalid access to map value\n".to_string(),
+            ),
+        };
+        match classify("x", PROG_TP_BTF, &e) {
+            LoadError::Verifier {
+                program, log_tail, ..
+            } => {
+                assert_eq!(program, PROG_TP_BTF);
+                assert_eq!(log_tail, "a | b | invalid access to map value");
+            }
+            other => panic!("{other}"),
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! Kernel drop capture: our eBPF program on `skb:kfree_skb` -> ring buffer -> [`Event`]s.
+//!
+//! [`loader`] fills the program's configuration from the kernel's BTF ([`btf`]) and
+//! attaches it; [`source::KernelSource`] reads and decodes the ring ([`record`]);
+//! [`reasons`] and [`kallsyms`] name drop reasons and drop locations; [`testing`] holds
+//! helpers for root tests (a tc program that drops everything, running code in a netns).
+//!
+//! Must never: change what happens to traffic (except [`testing::TcShot`], which tests
+//! attach on purpose), or lose an event without a counter saying so.
+//!
+//! [`Event`]: crate::event::Event
+
+pub mod abi;
+pub mod btf;
+pub mod kallsyms;
+pub mod loader;
+pub mod reasons;
+pub mod record;
+pub mod source;
+pub mod testing;
+
+pub use kallsyms::Kallsyms;
+pub use loader::{AttachMode, LoadError, LoadOptions};
+pub use reasons::KernelReasons;
+pub use source::{KernelCounters, KernelSource, MalformedCounts, SourceError, SourceStats};

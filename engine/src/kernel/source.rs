@@ -1,0 +1,562 @@
+//! `KernelSource`: the kernel drop capture as a pipeline source. It owns the loaded eBPF
+//! object, reads the ring buffer, decodes records into [`Event`]s and sends them in
+//! [`Batch`]es.
+//!
+//! Accounting is exact: the kernel counts every drop per reason before it touches the ring,
+//! and on stop this source detaches the program first, then drains the ring completely, so
+//! afterwards `seen == delivered + ring_full` for every reason ([`KernelCounters`],
+//! [`SourceStats`]). Sending blocks when the pipeline is slow: the ring, which the kernel
+//! counts, is the only place an event can be lost.
+//!
+//! Must never: panic on a ring record (records are decoded by the panic-free
+//! [`super::record`]), allocate per event (packet bytes of a batch share one buffer), or
+//! drop a malformed record without counting it.
+
+use std::{
+    collections::BTreeMap,
+    os::fd::{AsRawFd, RawFd},
+    sync::atomic::{AtomicBool, Ordering},
+    time::Duration,
+};
+
+use aya::{
+    maps::{MapData, PerCpuArray, PerCpuHashMap, RingBuf},
+    programs::{BtfTracePoint, TracePoint},
+    Ebpf,
+};
+use bytes::BytesMut;
+use capture_common::{
+    KfreeSkbEvent, ProbeConfig, ReasonCounter, FLAG_L3, MAP_EVENTS, MAP_REASON_COUNTS, MAP_STATS,
+    PROG_TP_BTF, PROG_TRACEPOINT, STAT_READ_FAILED, STAT_REASON_MAP_FULL, STAT_RING_FULL,
+    STAT_SEEN,
+};
+use crossbeam_channel::Sender;
+
+use super::{
+    loader::{self, AttachMode, Attached, LoadError, LoadOptions},
+    record::{self, RecordError},
+};
+use crate::event::{Batch, Cause, Event, LinkType};
+
+/// How long one poll waits before re-checking the stop flag.
+const POLL_TIMEOUT_MS: i32 = 50;
+/// Pause between detaching and the final drain, so programs already running finish.
+const DETACH_GRACE: Duration = Duration::from_millis(20);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("the eBPF object has no map {name}")]
+    MissingMap { name: &'static str },
+    #[error("reading map {name} failed: {message}")]
+    Map { name: &'static str, message: String },
+    #[error("polling the ring buffer failed: {0}")]
+    Poll(std::io::Error),
+    #[error("detaching the kfree_skb program failed: {0}")]
+    Detach(String),
+    #[error("the event receiver hung up after {delivered} events")]
+    ReceiverGone { delivered: u64 },
+}
+
+/// Malformed ring records, by kind (each one was skipped).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MalformedCounts {
+    pub too_short: u64,
+    pub bad_version: u64,
+    pub bad_kind: u64,
+    pub bad_header_len: u64,
+}
+
+impl MalformedCounts {
+    pub fn total(&self) -> u64 {
+        self.too_short + self.bad_version + self.bad_kind + self.bad_header_len
+    }
+
+    fn count(&mut self, e: RecordError) {
+        match e {
+            RecordError::TooShort { .. } => self.too_short += 1,
+            RecordError::BadVersion { .. } => self.bad_version += 1,
+            RecordError::BadKind { .. } => self.bad_kind += 1,
+            RecordError::BadHeaderLen { .. } => self.bad_header_len += 1,
+        }
+    }
+}
+
+/// What this source did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SourceStats {
+    /// Records delivered downstream, per raw reason.
+    pub delivered: BTreeMap<u32, u64>,
+    pub malformed: MalformedCounts,
+    /// Batches sent.
+    pub batches: u64,
+}
+
+impl SourceStats {
+    pub fn delivered_total(&self) -> u64 {
+        self.delivered.values().sum()
+    }
+}
+
+/// The kernel program's own counters, summed over CPUs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KernelCounters {
+    pub per_reason: BTreeMap<u32, ReasonCounter>,
+    pub seen: u64,
+    pub ring_full: u64,
+    pub read_failed: u64,
+    pub reason_map_full: u64,
+}
+
+/// Converts `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) to Unix time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClockOffset {
+    /// realtime - monotonic, in nanoseconds.
+    offset_ns: i128,
+}
+
+impl ClockOffset {
+    /// Samples both clocks now.
+    pub fn now() -> Self {
+        let mono = clock_ns(libc::CLOCK_MONOTONIC);
+        let real = clock_ns(libc::CLOCK_REALTIME);
+        ClockOffset {
+            offset_ns: real - mono,
+        }
+    }
+
+    pub fn from_offset(offset_ns: i128) -> Self {
+        ClockOffset { offset_ns }
+    }
+
+    pub fn to_unix_ns(self, mono_ns: u64) -> u64 {
+        let t = i128::from(mono_ns) + self.offset_ns;
+        u64::try_from(t.max(0)).unwrap_or(u64::MAX)
+    }
+}
+
+fn clock_ns(clock: libc::clockid_t) -> i128 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the struct we own.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
+}
+
+/// Builds the event for one record; `data` holds exactly the captured bytes.
+pub fn to_event(ev: &KfreeSkbEvent, data: bytes::Bytes, clock: ClockOffset) -> Event {
+    Event {
+        ts_ns: clock.to_unix_ns(ev.hdr.ts_ns),
+        ifindex: ev.ifindex,
+        netns: ev.netns_ino,
+        cpu: ev.hdr.cpu,
+        orig_len: ev.orig_len.max(data.len() as u32),
+        link: if ev.flags & FLAG_L3 != 0 {
+            LinkType::RawIp
+        } else {
+            LinkType::Ethernet
+        },
+        data,
+        cause: Cause::Kernel {
+            reason: ev.reason,
+            location: ev.location,
+            protocol: u16::from_be(ev.protocol),
+        },
+    }
+}
+
+/// One decoded record waiting for its batch's shared buffer.
+struct Pending {
+    ev: KfreeSkbEvent,
+    start: usize,
+    len: usize,
+}
+
+/// Accumulates records into batches: packet bytes go into one `BytesMut` per batch.
+pub struct BatchBuilder {
+    pending: Vec<Pending>,
+    buf: BytesMut,
+    max: usize,
+    clock: ClockOffset,
+    pub stats: SourceStats,
+}
+
+impl BatchBuilder {
+    pub fn new(max: usize, clock: ClockOffset) -> Self {
+        let max = max.max(1);
+        BatchBuilder {
+            pending: Vec::with_capacity(max),
+            buf: BytesMut::new(),
+            max,
+            clock,
+            stats: SourceStats::default(),
+        }
+    }
+
+    /// Decodes one record; malformed ones are counted and skipped. Returns true when the
+    /// batch is full.
+    pub fn push(&mut self, rec: &[u8]) -> bool {
+        match record::parse(rec) {
+            Ok((ev, packet)) => {
+                let start = self.buf.len();
+                self.buf.extend_from_slice(packet);
+                self.pending.push(Pending {
+                    ev,
+                    start,
+                    len: packet.len(),
+                });
+            }
+            Err(e) => self.stats.malformed.count(e),
+        }
+        self.pending.len() >= self.max
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Turns the pending records into a batch (one shared buffer, sliced per event).
+    pub fn take(&mut self) -> Batch {
+        let bytes = std::mem::take(&mut self.buf).freeze();
+        let mut batch = Batch::with_capacity(self.pending.len());
+        for p in self.pending.drain(..) {
+            let data = bytes.slice(p.start..p.start + p.len);
+            *self.stats.delivered.entry(p.ev.reason).or_insert(0) += 1;
+            batch.events.push(to_event(&p.ev, data, self.clock));
+        }
+        self.stats.batches += 1;
+        batch
+    }
+}
+
+/// The kernel drop source.
+pub struct KernelSource {
+    ebpf: Ebpf,
+    ring: RingBuf<MapData>,
+    attached: Option<Attached>,
+    mode: AttachMode,
+    config: ProbeConfig,
+}
+
+impl KernelSource {
+    /// Loads and attaches the kfree_skb program.
+    pub fn open(opts: &LoadOptions) -> Result<Self, SourceError> {
+        let loader::Loaded {
+            mut ebpf,
+            attached,
+            config,
+        } = loader::load_and_attach(opts)?;
+        let map = ebpf
+            .take_map(MAP_EVENTS)
+            .ok_or(SourceError::MissingMap { name: MAP_EVENTS })?;
+        let ring = RingBuf::try_from(map).map_err(|e| SourceError::Map {
+            name: MAP_EVENTS,
+            message: e.to_string(),
+        })?;
+        let mode = attached.mode();
+        Ok(KernelSource {
+            ebpf,
+            ring,
+            attached: Some(attached),
+            mode,
+            config,
+        })
+    }
+
+    /// The hook actually used (`TpBtf` or `Tracepoint`).
+    pub fn mode(&self) -> AttachMode {
+        self.mode
+    }
+
+    /// The configuration written into the program.
+    pub fn config(&self) -> &ProbeConfig {
+        &self.config
+    }
+
+    /// Whether the program is still attached.
+    pub fn is_attached(&self) -> bool {
+        self.attached.is_some()
+    }
+
+    /// Reads the ring until `stop` is set, sending batches of at most `batch_max` events.
+    /// On stop: detaches the program, drains the ring completely, then returns.
+    pub fn run(
+        &mut self,
+        tx: &Sender<Batch>,
+        stop: &AtomicBool,
+        batch_max: usize,
+    ) -> Result<SourceStats, SourceError> {
+        let mut builder = BatchBuilder::new(batch_max, ClockOffset::now());
+        let fd = self.ring.as_raw_fd();
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                self.detach()?;
+                std::thread::sleep(DETACH_GRACE);
+                self.drain(&mut builder, tx)?;
+                // Programs that were mid-run at detach time have finished by now.
+                std::thread::sleep(DETACH_GRACE);
+                self.drain(&mut builder, tx)?;
+                return Ok(builder.stats);
+            }
+            poll_readable(fd, POLL_TIMEOUT_MS)?;
+            self.drain(&mut builder, tx)?;
+        }
+    }
+
+    /// Reads every record now in the ring, sending full batches and then the remainder.
+    fn drain(&mut self, builder: &mut BatchBuilder, tx: &Sender<Batch>) -> Result<(), SourceError> {
+        while let Some(item) = self.ring.next() {
+            let full = builder.push(&item);
+            drop(item);
+            if full {
+                send(builder, tx)?;
+            }
+        }
+        if !builder.is_empty() {
+            send(builder, tx)?;
+        }
+        Ok(())
+    }
+
+    /// Detaches the kfree_skb program (idempotent).
+    pub fn detach(&mut self) -> Result<(), SourceError> {
+        let Some(attached) = self.attached.take() else {
+            return Ok(());
+        };
+        let res = match attached {
+            Attached::TpBtf(link) => {
+                let prog: Result<&mut BtfTracePoint, _> = self
+                    .ebpf
+                    .program_mut(PROG_TP_BTF)
+                    .ok_or_else(|| "program missing".to_string())
+                    .and_then(|p| {
+                        p.try_into()
+                            .map_err(|e: aya::programs::ProgramError| e.to_string())
+                    });
+                prog.and_then(|p| p.detach(link).map_err(|e| e.to_string()))
+            }
+            Attached::Tracepoint(link) => {
+                let prog: Result<&mut TracePoint, _> = self
+                    .ebpf
+                    .program_mut(PROG_TRACEPOINT)
+                    .ok_or_else(|| "program missing".to_string())
+                    .and_then(|p| {
+                        p.try_into()
+                            .map_err(|e: aya::programs::ProgramError| e.to_string())
+                    });
+                prog.and_then(|p| p.detach(link).map_err(|e| e.to_string()))
+            }
+        };
+        res.map_err(SourceError::Detach)
+    }
+
+    /// The kernel program's counters, summed over CPUs.
+    pub fn kernel_counters(&self) -> Result<KernelCounters, SourceError> {
+        let mut out = KernelCounters::default();
+        let stats_map = self
+            .ebpf
+            .map(MAP_STATS)
+            .ok_or(SourceError::MissingMap { name: MAP_STATS })?;
+        let stats: PerCpuArray<&MapData, u64> =
+            PerCpuArray::try_from(stats_map).map_err(|e| SourceError::Map {
+                name: MAP_STATS,
+                message: e.to_string(),
+            })?;
+        let stat = |i: u32| -> Result<u64, SourceError> {
+            let values = stats.get(&i, 0).map_err(|e| SourceError::Map {
+                name: MAP_STATS,
+                message: e.to_string(),
+            })?;
+            Ok(values.iter().sum())
+        };
+        out.seen = stat(STAT_SEEN)?;
+        out.ring_full = stat(STAT_RING_FULL)?;
+        out.read_failed = stat(STAT_READ_FAILED)?;
+        out.reason_map_full = stat(STAT_REASON_MAP_FULL)?;
+
+        let reasons_map = self
+            .ebpf
+            .map(MAP_REASON_COUNTS)
+            .ok_or(SourceError::MissingMap {
+                name: MAP_REASON_COUNTS,
+            })?;
+        let reasons: PerCpuHashMap<&MapData, u32, ReasonCounter> =
+            PerCpuHashMap::try_from(reasons_map).map_err(|e| SourceError::Map {
+                name: MAP_REASON_COUNTS,
+                message: e.to_string(),
+            })?;
+        for item in reasons.iter() {
+            let (reason, values) = item.map_err(|e| SourceError::Map {
+                name: MAP_REASON_COUNTS,
+                message: e.to_string(),
+            })?;
+            let mut sum = ReasonCounter::default();
+            for v in values.iter() {
+                sum.seen += v.seen;
+                sum.ring_full += v.ring_full;
+            }
+            out.per_reason.insert(reason, sum);
+        }
+        Ok(out)
+    }
+}
+
+fn send(builder: &mut BatchBuilder, tx: &Sender<Batch>) -> Result<(), SourceError> {
+    let batch = builder.take();
+    tx.send(batch).map_err(|_| SourceError::ReceiverGone {
+        delivered: builder.stats.delivered_total(),
+    })
+}
+
+/// Waits until `fd` is readable or `timeout_ms` passes; EINTR counts as a timeout.
+fn poll_readable(fd: RawFd, timeout_ms: i32) -> Result<(), SourceError> {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd owned by this frame; fd stays open (owned by self.ring).
+    let n = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+    if n < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(SourceError::Poll(e));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use capture_common::{RecordHeader, ABI_VERSION, FLAG_L3, KIND_KFREE_SKB};
+
+    fn ev(reason: u32, cap: u16, flags: u8) -> KfreeSkbEvent {
+        KfreeSkbEvent {
+            hdr: RecordHeader {
+                version: ABI_VERSION,
+                kind: KIND_KFREE_SKB,
+                hdr_len: 48,
+                cpu: 3,
+                ts_ns: 1_000,
+            },
+            location: 0xffff_ffff_8100_0010,
+            reason,
+            ifindex: 4,
+            netns_ino: 4026532000,
+            orig_len: 1500,
+            cap_len: cap,
+            protocol: 0x0008, // ETH_P_IP as stored (big endian) on a little-endian host
+            flags,
+            _pad: [0; 3],
+        }
+    }
+
+    fn rec(e: &KfreeSkbEvent, pkt: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        record::encode(e, pkt, &mut v);
+        v
+    }
+
+    #[test]
+    fn events_share_one_buffer_and_keep_their_bytes() {
+        let mut b = BatchBuilder::new(10, ClockOffset::from_offset(5_000));
+        assert!(!b.push(&rec(&ev(3, 3, 0), &[1, 2, 3])));
+        assert!(!b.push(&rec(&ev(73, 2, FLAG_L3), &[9, 8])));
+        assert!(!b.push(&[1, 2, 3])); // too short: counted, skipped
+        let batch = b.take();
+        assert_eq!(batch.events.len(), 2);
+        let e0 = &batch.events[0];
+        assert_eq!(&e0.data[..], &[1, 2, 3]);
+        assert_eq!(e0.ts_ns, 6_000);
+        assert_eq!(e0.link, LinkType::Ethernet);
+        assert_eq!(e0.cpu, 3);
+        assert_eq!(e0.ifindex, 4);
+        assert_eq!(e0.netns, 4026532000);
+        assert_eq!(e0.orig_len, 1500);
+        assert_eq!(
+            e0.cause,
+            Cause::Kernel {
+                reason: 3,
+                location: 0xffff_ffff_8100_0010,
+                protocol: 0x0800
+            }
+        );
+        let e1 = &batch.events[1];
+        assert_eq!(&e1.data[..], &[9, 8]);
+        assert_eq!(e1.link, LinkType::RawIp);
+        // Both slices point into one allocation.
+        assert_eq!(e0.data.as_ptr().wrapping_add(3), e1.data.as_ptr());
+        assert_eq!(b.stats.delivered, BTreeMap::from([(3, 1), (73, 1)]));
+        assert_eq!(
+            b.stats.malformed,
+            MalformedCounts {
+                too_short: 1,
+                ..Default::default()
+            }
+        );
+        assert_eq!(b.stats.batches, 1);
+    }
+
+    #[test]
+    fn batch_fills_at_max() {
+        let mut b = BatchBuilder::new(2, ClockOffset::from_offset(0));
+        assert!(!b.push(&rec(&ev(3, 0, 0), &[])));
+        assert!(b.push(&rec(&ev(3, 0, 0), &[])));
+        assert_eq!(b.take().events.len(), 2);
+        assert!(b.is_empty());
+    }
+
+    #[test]
+    fn malformed_kinds_are_counted() {
+        let mut b = BatchBuilder::new(8, ClockOffset::from_offset(0));
+        let mut bad_version = rec(&ev(3, 0, 0), &[]);
+        bad_version[0] = 2;
+        let mut bad_kind = rec(&ev(3, 0, 0), &[]);
+        bad_kind[1] = 9;
+        let mut bad_hdr = rec(&ev(3, 0, 0), &[]);
+        bad_hdr[2] = 1;
+        let short = rec(&ev(3, 0, 0), &[]);
+        for r in [&bad_version[..], &bad_kind[..], &bad_hdr[..], &short[..20]] {
+            b.push(r);
+        }
+        assert!(b.is_empty());
+        assert_eq!(
+            b.stats.malformed,
+            MalformedCounts {
+                too_short: 1,
+                bad_version: 1,
+                bad_kind: 1,
+                bad_header_len: 1
+            }
+        );
+        assert_eq!(b.stats.malformed.total(), 4);
+    }
+
+    #[test]
+    fn orig_len_never_below_captured() {
+        let mut e = ev(3, 4, 0);
+        e.orig_len = 1;
+        let event = to_event(
+            &e,
+            bytes::Bytes::from_static(&[1, 2, 3, 4]),
+            ClockOffset::from_offset(0),
+        );
+        assert_eq!(event.orig_len, 4);
+    }
+
+    #[test]
+    fn clock_offset_saturates() {
+        assert_eq!(ClockOffset::from_offset(-10).to_unix_ns(5), 0);
+        assert_eq!(
+            ClockOffset::from_offset(i128::from(u64::MAX)).to_unix_ns(5),
+            u64::MAX
+        );
+        let now = ClockOffset::now();
+        // Unix time now is after 2020 and the monotonic clock is smaller than it.
+        assert!(now.to_unix_ns(clock_ns(libc::CLOCK_MONOTONIC) as u64) > 1_577_836_800_000_000_000);
+    }
+}
