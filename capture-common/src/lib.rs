@@ -201,7 +201,10 @@ pub const LAYOUTS: &[(&str, usize, &[(&str, usize)])] = &[
     (
         "ReasonCounter",
         size_of::<ReasonCounter>(),
-        &[("seen", offset_of!(ReasonCounter, seen)), ("ring_full", offset_of!(ReasonCounter, ring_full))],
+        &[
+            ("seen", offset_of!(ReasonCounter, seen)),
+            ("ring_full", offset_of!(ReasonCounter, ring_full)),
+        ],
     ),
 ];
 

@@ -27,10 +27,14 @@ Examples:
 Reads pcap and pcapng (ours or anyone's); drop reasons are recovered from our comments.";
 
 #[derive(Parser, Debug)]
-#[command(name = "dropscope", version, about = "Capture and analyse packet drops (kernel and Cilium) on a Linux node.",
+#[command(
+    name = "dropscope",
+    version,
+    about = "Capture and analyse packet drops (kernel and Cilium) on a Linux node.",
     long_about = "dropscope captures every packet the kernel drops (skb:kfree_skb, with the drop reason and \
 location) and every drop Cilium's datapath reports, writes them to pcapng (reason in each packet's comment) \
-or pcap, and counts drops per flow and reason, exactly.")]
+or pcap, and counts drops per flow and reason, exactly."
+)]
 pub struct Cli {
     /// Log debug messages on stderr.
     #[arg(long, global = true)]
@@ -149,7 +153,11 @@ pub struct CaptureArgs {
     #[arg(long = "ring-size", default_value_t = 16, value_name = "MIB")]
     pub ring_size_mib: u32,
     /// Cilium monitor socket (with --source cilium).
-    #[arg(long, default_value = "/var/run/cilium/monitor1_2.sock", value_name = "PATH")]
+    #[arg(
+        long,
+        default_value = "/var/run/cilium/monitor1_2.sock",
+        value_name = "PATH"
+    )]
     pub cilium_socket: PathBuf,
     /// Also save the raw Cilium socket stream to FILE, for `dropscope replay` (with --source cilium).
     #[arg(long, value_name = "FILE")]

@@ -22,9 +22,11 @@ use engine::sink::{OutputSink, PrintMode};
 
 fn main() {
     let cli = Cli::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(if cli.verbose { "debug" } else { "warn" }))
-        .format_timestamp(None)
-        .init();
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or(if cli.verbose { "debug" } else { "warn" }),
+    )
+    .format_timestamp(None)
+    .init();
     let code = match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -74,7 +76,10 @@ fn make_sink(o: &OutputArgs, snaplen: u32) -> Result<OutputSink> {
     } else {
         PrintMode::Text
     };
-    let out: Box<dyn std::io::Write + Send> = Box::new(std::io::BufWriter::with_capacity(1 << 16, std::io::stdout()));
+    let out: Box<dyn std::io::Write + Send> = Box::new(std::io::BufWriter::with_capacity(
+        1 << 16,
+        std::io::stdout(),
+    ));
     Ok(OutputSink::new(writer, mode, out))
 }
 
@@ -98,7 +103,11 @@ fn progress_printer(quiet: bool) -> impl FnMut(&Progress, Duration) {
         if quiet {
             return;
         }
-        let every = if tty { Duration::from_secs(1) } else { Duration::from_secs(10) };
+        let every = if tty {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_secs(10)
+        };
         if elapsed.saturating_sub(last_print) < every {
             return;
         }
@@ -140,7 +149,7 @@ fn finish(names: &Names, o: &OutputArgs, report: &RunReport) -> Result<i32> {
 
 /// Writes `bytes` to `path` through a temporary file, so a failure leaves nothing behind.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = engine::pcap::tmp_path(path);
+    let tmp = engine::sink::tmp_path(path);
     let r = std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path));
     if r.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -152,10 +161,13 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
     c.out.validate()?;
     let snaplen = c.snaplen;
     if snaplen == 0 || snaplen > engine::MAX_SNAPLEN {
-        bail!("snap length {snaplen} is out of range: use -s 1..={}", engine::MAX_SNAPLEN);
+        bail!(
+            "snap length {snaplen} is out of range: use -s 1..={}",
+            engine::MAX_SNAPLEN
+        );
     }
     if let Some(p) = &c.out.stats_json {
-        engine::pcap::check_writable(p)?;
+        engine::sink::check_writable(p)?;
     }
     let names = Names::load(c.out.offline_names());
     let interrupt = install_interrupt()?;
@@ -196,11 +208,15 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
 fn replay(r: args::ReplayArgs) -> Result<i32> {
     r.out.validate()?;
     if let Some(p) = &r.out.stats_json {
-        engine::pcap::check_writable(p)?;
+        engine::sink::check_writable(p)?;
     }
     let names = Names::load(true);
     let interrupt = install_interrupt()?;
-    let source = engine::sources::file(&r.file, r.input_format.as_deref(), r.cilium_release.as_deref())?;
+    let source = engine::sources::file(
+        &r.file,
+        r.input_format.as_deref(),
+        r.cilium_release.as_deref(),
+    )?;
     let sink = make_sink(&r.out, engine::MAX_REPLAY_SNAPLEN)?;
     let progress = Progress::default();
     let report = engine::pipeline::run(

@@ -64,10 +64,18 @@ impl Ledger {
         if count == 0 {
             return;
         }
-        if let Some(l) = self.stage_losses.iter_mut().find(|l| l.stage == stage && l.kind == kind) {
+        if let Some(l) = self
+            .stage_losses
+            .iter_mut()
+            .find(|l| l.stage == stage && l.kind == kind)
+        {
             l.count += count;
         } else {
-            self.stage_losses.push(StageLoss { stage: stage.to_string(), kind: kind.to_string(), count });
+            self.stage_losses.push(StageLoss {
+                stage: stage.to_string(),
+                kind: kind.to_string(),
+                count,
+            });
         }
     }
 
@@ -125,7 +133,12 @@ impl Ledger {
         use std::fmt::Write as _;
         let mut s = String::new();
         let names: Vec<String> = self.rows.keys().map(|k| name(*k)).collect();
-        let w = names.iter().map(|n| n.len()).max().unwrap_or(6).clamp(6, 48);
+        let w = names
+            .iter()
+            .map(|n| n.len())
+            .max()
+            .unwrap_or(6)
+            .clamp(6, 48);
         let _ = writeln!(
             s,
             "{:<w$} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
@@ -176,7 +189,14 @@ mod tests {
     fn balanced_ledger_has_no_mismatch_and_unbalanced_one_names_the_equation() {
         let mut l = Ledger::default();
         let r = l.row(ReasonKey::Kernel(3));
-        *r = ReasonRow { observed: Some(10), lost_ring: 2, delivered: 8, received: 8, skipped: 1, processed: 7 };
+        *r = ReasonRow {
+            observed: Some(10),
+            lost_ring: 2,
+            delivered: 8,
+            received: 8,
+            skipped: 1,
+            processed: 7,
+        };
         assert!(l.mismatches(&nm).is_empty());
         l.row(ReasonKey::Kernel(3)).lost_ring = 1;
         let m = l.mismatches(&nm);

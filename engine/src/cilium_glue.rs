@@ -24,4 +24,10 @@ pub fn comment(_out: &mut String, _e: &Event, _c: &Cause) {}
 
 pub fn text_prefix(_out: &mut String, _n: &Names, _e: &Event, _c: &Cause) {}
 
-pub fn json_fields(_m: &mut serde_json::Map<String, serde_json::Value>, _n: &Names, _e: &Event, _c: &Cause) {}
+pub fn json_fields(
+    _m: &mut serde_json::Map<String, serde_json::Value>,
+    _n: &Names,
+    _e: &Event,
+    _c: &Cause,
+) {
+}

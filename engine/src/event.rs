@@ -57,6 +57,8 @@ pub struct Batch {
 
 impl Batch {
     pub fn with_capacity(n: usize) -> Self {
-        Batch { events: Vec::with_capacity(n) }
+        Batch {
+            events: Vec::with_capacity(n),
+        }
     }
 }

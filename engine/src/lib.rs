@@ -8,8 +8,20 @@
 
 pub mod accounting;
 pub mod aggregate;
+pub mod cilium_glue;
 pub mod comment;
 pub mod event;
 pub mod kernel;
+pub mod names;
 pub mod packet;
 pub mod pcap;
+pub mod pipeline;
+pub mod render;
+pub mod report;
+pub mod sink;
+pub mod sources;
+pub mod timefmt;
+
+pub use capture_common::{DEFAULT_SNAPLEN, MAX_SNAPLEN};
+/// Snap length of files written by `replay`: whatever the input holds, as tcpdump allows.
+pub const MAX_REPLAY_SNAPLEN: u32 = pcap::MAX_SNAPLEN;

@@ -10,7 +10,9 @@ use std::sync::Mutex;
 /// Inode of the network namespace this process runs in (0 if it cannot be read).
 pub fn own_netns_inode() -> u32 {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self/ns/net").map(|m| m.ino() as u32).unwrap_or(0)
+    std::fs::metadata("/proc/self/ns/net")
+        .map(|m| m.ino() as u32)
+        .unwrap_or(0)
 }
 
 /// Caches interface names of our own namespace, read from /sys/class/net.
@@ -28,12 +30,18 @@ impl Default for IfNames {
 
 impl IfNames {
     pub fn new() -> Self {
-        IfNames { own_netns: own_netns_inode(), cache: Mutex::new(HashMap::new()) }
+        IfNames {
+            own_netns: own_netns_inode(),
+            cache: Mutex::new(HashMap::new()),
+        }
     }
 
     /// A namer that never looks at this machine (for replaying files from elsewhere).
     pub fn offline() -> Self {
-        IfNames { own_netns: u32::MAX, cache: Mutex::new(HashMap::new()) }
+        IfNames {
+            own_netns: u32::MAX,
+            cache: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn own_netns(&self) -> u32 {
@@ -46,7 +54,10 @@ impl IfNames {
             return None;
         }
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        cache.entry(ifindex).or_insert_with(|| read_ifname(ifindex)).clone()
+        cache
+            .entry(ifindex)
+            .or_insert_with(|| read_ifname(ifindex))
+            .clone()
     }
 
     /// A display name that is always unique for (ifindex, netns).

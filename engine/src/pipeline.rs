@@ -14,7 +14,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
@@ -23,7 +22,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use crate::accounting::{Ledger, StageLoss};
 use crate::aggregate::{AggKey, FlowTable, ReasonKey};
 use crate::event::{Batch, Event};
-use crate::packet::{summarize, PacketSummary, TunnelHint};
+use crate::packet::{summarize_into, PacketSummary, TunnelHint};
 use crate::render::{Names, Renderer};
 use crate::sink::{OutputSink, SinkStats};
 
@@ -44,7 +43,8 @@ pub struct SourceReport {
 }
 
 /// A source: runs until `stop` is set or it has nothing more, sending batches to `tx`.
-pub type SourceFn<'a> = Box<dyn FnOnce(&Sender<Batch>, &AtomicBool) -> Result<SourceReport> + Send + 'a>;
+pub type SourceFn<'a> =
+    Box<dyn FnOnce(&Sender<Batch>, &AtomicBool) -> Result<SourceReport> + Send + 'a>;
 
 /// Live counters the progress line reads.
 #[derive(Debug, Default)]
@@ -126,7 +126,14 @@ struct Decoded {
 /// The aggregation key of one event.
 pub fn agg_key(e: &Event, s: &PacketSummary) -> AggKey {
     let (reason, src_identity, dst_identity) = crate::render::reason_and_identities(e);
-    AggKey { flow: s.flow, ifindex: e.ifindex, netns: e.netns, reason, src_identity, dst_identity }
+    AggKey {
+        flow: s.flow,
+        ifindex: e.ifindex,
+        netns: e.netns,
+        reason,
+        src_identity,
+        dst_identity,
+    }
 }
 
 /// Runs one capture or replay to its end.
@@ -169,7 +176,10 @@ pub fn run(
         let snk = std::thread::Builder::new()
             .name("dropscope-sink".into())
             .spawn_scoped(scope, move || {
-                sink_stage(dec_rx, &mut sink, names, count, max_flows, stop_ref, cr, progress).and_then(|mut o| {
+                sink_stage(
+                    dec_rx, &mut sink, names, count, max_flows, stop_ref, cr, progress,
+                )
+                .and_then(|mut o| {
                     o.sink_stats = sink.finish()?;
                     Ok(o)
                 })
@@ -199,11 +209,15 @@ pub fn run(
                 on_tick(progress, started.elapsed());
             }
         }
-        let report = src.join().map_err(|_| anyhow::anyhow!("the source thread panicked"))?;
+        let report = src
+            .join()
+            .map_err(|_| anyhow::anyhow!("the source thread panicked"))?;
         // If the source failed, the sink still finishes what it got (and the file is closed),
         // then the error is returned.
         let _ = dec.join();
-        let outcome = snk.join().map_err(|_| anyhow::anyhow!("the sink thread panicked"))??;
+        let outcome = snk
+            .join()
+            .map_err(|_| anyhow::anyhow!("the sink thread panicked"))??;
         if count_reached.load(Ordering::Relaxed) {
             stopped_by = StopCause::Count;
         }
@@ -246,7 +260,14 @@ fn decode_stage(rx: Receiver<Batch>, tx: Sender<Decoded>, hint: TunnelHint) {
     for batch in rx {
         let mut summaries = Vec::with_capacity(batch.events.len());
         for e in &batch.events {
-            summaries.push(summarize(&e.data, e.link, crate::render::tunnel_hint_for(e, hint)));
+            let mut s = PacketSummary::default();
+            summarize_into(
+                &e.data,
+                e.link,
+                crate::render::tunnel_hint_for(e, hint),
+                &mut s,
+            );
+            summaries.push(s);
         }
         if tx.send(Decoded { batch, summaries }).is_err() {
             // The sink stage ended early (an error): nothing more can be processed.
@@ -310,5 +331,9 @@ fn sink_stage(
         progress.processed.store(processed_total, Ordering::Relaxed);
         progress.bytes.fetch_add(bytes, Ordering::Relaxed);
     }
-    Ok(SinkOutcome { per_reason, flows, sink_stats: SinkStats::default() })
+    Ok(SinkOutcome {
+        per_reason,
+        flows,
+        sink_stats: SinkStats::default(),
+    })
 }

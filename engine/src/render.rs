@@ -22,6 +22,24 @@ pub struct Names {
 }
 
 impl Names {
+    /// Reason names from the running kernel's BTF, symbols from /proc/kallsyms, interface
+    /// names of our namespace (none when `offline`: the events come from elsewhere).
+    pub fn load(offline: bool) -> Names {
+        Names {
+            kernel_reasons: KernelReasons::load(),
+            kallsyms: if offline {
+                None
+            } else {
+                Some(Kallsyms::load())
+            },
+            ifnames: if offline {
+                IfNames::offline()
+            } else {
+                IfNames::new()
+            },
+        }
+    }
+
     pub fn reason_name(&self, r: ReasonKey) -> String {
         match r {
             ReasonKey::Kernel(n) => self.kernel_reasons.name(n).into_owned(),
@@ -132,14 +150,19 @@ pub struct Renderer<'n> {
 
 impl<'n> Renderer<'n> {
     pub fn new(names: &'n Names) -> Self {
-        Renderer { names, scratch: String::with_capacity(256) }
+        Renderer {
+            names,
+            scratch: String::with_capacity(256),
+        }
     }
 
     /// The pcapng comment of an event (empty for ordinary captured packets).
     pub fn comment(&mut self, e: &Event) -> &str {
         self.scratch.clear();
         match &e.cause {
-            Cause::Kernel { reason, location, .. } => {
+            Cause::Kernel {
+                reason, location, ..
+            } => {
                 let name = self.names.kernel_reasons.name(*reason);
                 crate::comment::kernel_comment(
                     &mut self.scratch,
@@ -163,8 +186,14 @@ impl<'n> Renderer<'n> {
         out.push_str(&crate::timefmt::clock_us(e.ts_ns));
         out.push(' ');
         match &e.cause {
-            Cause::Kernel { reason, location, .. } => {
-                let _ = write!(out, "xx drop ({}) at ", self.names.kernel_reasons.name(*reason));
+            Cause::Kernel {
+                reason, location, ..
+            } => {
+                let _ = write!(
+                    out,
+                    "xx drop ({}) at ",
+                    self.names.kernel_reasons.name(*reason)
+                );
                 match self.names.symbol(*location) {
                     Some((sym, off)) => {
                         let _ = write!(out, "{sym}+{off:#x}");
@@ -196,10 +225,17 @@ impl<'n> Renderer<'n> {
         m.insert("ts_ns".into(), e.ts_ns.into());
         let (rk, sid, did) = reason_and_identities(e);
         match &e.cause {
-            Cause::Kernel { reason, location, protocol } => {
+            Cause::Kernel {
+                reason,
+                location,
+                protocol,
+            } => {
                 m.insert("origin".into(), "kernel".into());
                 m.insert("reason".into(), (*reason).into());
-                m.insert("reason_name".into(), self.names.kernel_reasons.name(*reason).into_owned().into());
+                m.insert(
+                    "reason_name".into(),
+                    self.names.kernel_reasons.name(*reason).into_owned().into(),
+                );
                 m.insert("location".into(), format!("{location:#x}").into());
                 if let Some((sym, off)) = self.names.symbol(*location) {
                     m.insert("symbol".into(), format!("{sym}+{off:#x}").into());

@@ -25,7 +25,10 @@ pub fn flow_entry_json(names: &Names, k: &AggKey, v: &AggValue) -> Value {
     let mut m = serde_json::Map::new();
     flow_json(&mut m, &k.flow);
     m.insert("ifindex".into(), k.ifindex.into());
-    m.insert("ifname".into(), names.ifnames.display(k.ifindex, k.netns).into());
+    m.insert(
+        "ifname".into(),
+        names.ifnames.display(k.ifindex, k.netns).into(),
+    );
     m.insert("netns".into(), k.netns.into());
     let (o, code) = origin(k.reason);
     m.insert("origin".into(), o.into());
@@ -37,7 +40,10 @@ pub fn flow_entry_json(names: &Names, k: &AggKey, v: &AggValue) -> Value {
     }
     m.insert("packets".into(), v.packets.into());
     m.insert("bytes".into(), v.bytes.into());
-    m.insert("first".into(), crate::timefmt::rfc3339_ns(v.first_ns).into());
+    m.insert(
+        "first".into(),
+        crate::timefmt::rfc3339_ns(v.first_ns).into(),
+    );
     m.insert("last".into(), crate::timefmt::rfc3339_ns(v.last_ns).into());
     m.insert("first_ns".into(), v.first_ns.into());
     m.insert("last_ns".into(), v.last_ns.into());
@@ -67,8 +73,12 @@ pub fn stats_json(names: &Names, r: &RunReport) -> Value {
         })
         .collect();
     let mismatches = r.ledger.mismatches(&name);
-    let flows: Vec<Value> =
-        r.flows.sorted_by_packets().iter().map(|(k, v)| flow_entry_json(names, k, v)).collect();
+    let flows: Vec<Value> = r
+        .flows
+        .sorted_by_packets()
+        .iter()
+        .map(|(k, v)| flow_entry_json(names, k, v))
+        .collect();
     json!({
         "schema": STATS_SCHEMA,
         "source": r.source.description,
@@ -107,7 +117,11 @@ pub fn summary_text(names: &Names, r: &RunReport, top: usize) -> String {
         r.stopped_by.as_str()
     );
     if let Some(f) = &r.sinks.file {
-        let _ = writeln!(s, "{} packets written to {} ({}, {} interfaces)", f.packets, f.path, f.format, f.interfaces);
+        let _ = writeln!(
+            s,
+            "{} packets written to {} ({}, {} interfaces)",
+            f.packets, f.path, f.format, f.interfaces
+        );
     }
     s.push_str(&r.ledger.render_text(&name));
     let mism = r.ledger.mismatches(&name);
@@ -119,16 +133,29 @@ pub fn summary_text(names: &Names, r: &RunReport, top: usize) -> String {
                 t.lost_ring, t.delivered, t.skipped
             );
         } else {
-            let _ = writeln!(s, "accounting: reconciled: {} delivered = {} processed + {} skipped", t.delivered, t.processed, t.skipped);
+            let _ = writeln!(
+                s,
+                "accounting: reconciled: {} delivered = {} processed + {} skipped",
+                t.delivered, t.processed, t.skipped
+            );
         }
     } else {
         for m in &mism {
-            let _ = writeln!(s, "accounting: MISMATCH for {}: {} ({} != {})", m.reason, m.equation, m.left, m.right);
+            let _ = writeln!(
+                s,
+                "accounting: MISMATCH for {}: {} ({} != {})",
+                m.reason, m.equation, m.left, m.right
+            );
         }
     }
     let flows = r.flows.sorted_by_packets();
     if !flows.is_empty() {
-        let _ = writeln!(s, "{} flows x reasons; top {}:", flows.len(), top.min(flows.len()));
+        let _ = writeln!(
+            s,
+            "{} flows x reasons; top {}:",
+            flows.len(),
+            top.min(flows.len())
+        );
         for (k, v) in flows.iter().take(top) {
             let mut f = String::new();
             write_flow(&mut f, &k.flow);

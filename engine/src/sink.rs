@@ -37,6 +37,30 @@ pub struct WriterStatsOut {
     pub comments_dropped: u64,
 }
 
+impl crate::pcap::FileFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            crate::pcap::FileFormat::Pcapng => "pcapng",
+            crate::pcap::FileFormat::Pcap => "pcap",
+        }
+    }
+}
+
+/// Where a file is written before it is complete: `<path>.tmp`.
+pub fn tmp_path(path: &std::path::Path) -> std::path::PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".tmp");
+    std::path::PathBuf::from(s)
+}
+
+/// Fails early, with the path in the message, when `path` cannot be created.
+pub fn check_writable(path: &std::path::Path) -> Result<()> {
+    let tmp = tmp_path(path);
+    std::fs::write(&tmp, b"").with_context(|| format!("cannot write {}", path.display()))?;
+    let _ = std::fs::remove_file(&tmp);
+    Ok(())
+}
+
 pub struct OutputSink {
     writer: Option<(Box<dyn PacketWriter>, String, String)>,
     mode: PrintMode,
@@ -46,8 +70,18 @@ pub struct OutputSink {
 }
 
 impl OutputSink {
-    pub fn new(writer: Option<(Box<dyn PacketWriter>, String, String)>, mode: PrintMode, out: Box<dyn Write + Send>) -> Self {
-        OutputSink { writer, mode, out, line: String::with_capacity(256), lines: 0 }
+    pub fn new(
+        writer: Option<(Box<dyn PacketWriter>, String, String)>,
+        mode: PrintMode,
+        out: Box<dyn Write + Send>,
+    ) -> Self {
+        OutputSink {
+            writer,
+            mode,
+            out,
+            line: String::with_capacity(256),
+            lines: 0,
+        }
     }
 
     pub fn write(&mut self, e: &Event, s: &PacketSummary, r: &mut Renderer<'_>) -> Result<()> {
@@ -56,13 +90,23 @@ impl OutputSink {
             let comment = r.comment(e);
             let p = OutPacket {
                 ts_ns: e.ts_ns,
-                iface: IfaceKey { ifindex: e.ifindex, netns: e.netns, link: e.link },
+                iface: IfaceKey {
+                    ifindex: e.ifindex,
+                    netns: e.netns,
+                    link: e.link,
+                },
                 orig_len: e.orig_len,
                 data: &e.data,
-                comment: if comment.is_empty() { None } else { Some(comment) },
+                comment: if comment.is_empty() {
+                    None
+                } else {
+                    Some(comment)
+                },
             };
-            w.write(&p, &|k: &IfaceKey| names.ifnames.display(k.ifindex, k.netns))
-                .with_context(|| format!("writing {path}"))?;
+            w.write(&p, &|k: &IfaceKey| {
+                names.ifnames.display(k.ifindex, k.netns)
+            })
+            .with_context(|| format!("writing {path}"))?;
         }
         match self.mode {
             PrintMode::None => {}
@@ -126,6 +170,9 @@ impl OutputSink {
             }
             None => None,
         };
-        Ok(SinkStats { file, lines_printed: self.lines })
+        Ok(SinkStats {
+            file,
+            lines_printed: self.lines,
+        })
     }
 }
