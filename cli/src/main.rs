@@ -189,9 +189,8 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
         }
     };
     let sink = make_sink(&c.out, snaplen)?;
-    if !c.out.quiet {
-        eprintln!("dropscope: capturing drops (snaplen {snaplen}); Ctrl-C to stop");
-    }
+    // Printed even with -q (as tcpdump's "listening on"): scripts wait for it.
+    eprintln!("dropscope: capturing drops (snaplen {snaplen}); Ctrl-C to stop");
     let progress = Progress::default();
     let report = engine::pipeline::run(
         &pipeline_config(&c.out),

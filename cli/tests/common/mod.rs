@@ -27,8 +27,15 @@ pub fn run_ok(cmd: &mut Command) -> Output {
 }
 
 pub fn sh(args: &[&str]) -> Output {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
@@ -62,7 +69,10 @@ macro_rules! require_root {
 }
 
 pub fn tshark_available() -> bool {
-    Command::new("tshark").arg("-v").output().is_ok_and(|o| o.status.success())
+    Command::new("tshark")
+        .arg("-v")
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 /// Two namespaces joined by a veth pair: A (10.x.y.1, fd00:x:y::1) <-> B (.2, ::2).
@@ -97,10 +107,35 @@ impl NetnsPair {
         };
         sh(&["ip", "netns", "add", &p.a]);
         sh(&["ip", "netns", "add", &p.b]);
-        sh(&["ip", "link", "add", &p.veth_a, "netns", &p.a, "type", "veth", "peer", "name", &p.veth_b, "netns", &p.b]);
-        for (ns, dev, v4, v6) in [(&p.a, &p.veth_a, p.ip4_a, p.ip6_a), (&p.b, &p.veth_b, p.ip4_b, p.ip6_b)] {
-            sh(&["ip", "-n", ns, "addr", "add", &format!("{v4}/24"), "dev", dev]);
-            sh(&["ip", "-n", ns, "addr", "add", &format!("{v6}/64"), "dev", dev, "nodad"]);
+        sh(&[
+            "ip", "link", "add", &p.veth_a, "netns", &p.a, "type", "veth", "peer", "name",
+            &p.veth_b, "netns", &p.b,
+        ]);
+        for (ns, dev, v4, v6) in [
+            (&p.a, &p.veth_a, p.ip4_a, p.ip6_a),
+            (&p.b, &p.veth_b, p.ip4_b, p.ip6_b),
+        ] {
+            sh(&[
+                "ip",
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{v4}/24"),
+                "dev",
+                dev,
+            ]);
+            sh(&[
+                "ip",
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{v6}/64"),
+                "dev",
+                dev,
+                "nodad",
+            ]);
             sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
             sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
         }
@@ -112,23 +147,79 @@ impl NetnsPair {
             s[i..i + 17].to_string()
         };
         let (ma, mb) = (mac(&p.a, &p.veth_a), mac(&p.b, &p.veth_b));
-        sh(&["ip", "-n", &p.a, "neigh", "replace", &p.ip4_b.to_string(), "lladdr", &mb, "dev", &p.veth_a]);
-        sh(&["ip", "-n", &p.a, "neigh", "replace", &p.ip6_b.to_string(), "lladdr", &mb, "dev", &p.veth_a]);
-        sh(&["ip", "-n", &p.b, "neigh", "replace", &p.ip4_a.to_string(), "lladdr", &ma, "dev", &p.veth_b]);
-        sh(&["ip", "-n", &p.b, "neigh", "replace", &p.ip6_a.to_string(), "lladdr", &ma, "dev", &p.veth_b]);
+        sh(&[
+            "ip",
+            "-n",
+            &p.a,
+            "neigh",
+            "replace",
+            &p.ip4_b.to_string(),
+            "lladdr",
+            &mb,
+            "dev",
+            &p.veth_a,
+        ]);
+        sh(&[
+            "ip",
+            "-n",
+            &p.a,
+            "neigh",
+            "replace",
+            &p.ip6_b.to_string(),
+            "lladdr",
+            &mb,
+            "dev",
+            &p.veth_a,
+        ]);
+        sh(&[
+            "ip",
+            "-n",
+            &p.b,
+            "neigh",
+            "replace",
+            &p.ip4_a.to_string(),
+            "lladdr",
+            &ma,
+            "dev",
+            &p.veth_b,
+        ]);
+        sh(&[
+            "ip",
+            "-n",
+            &p.b,
+            "neigh",
+            "replace",
+            &p.ip6_a.to_string(),
+            "lladdr",
+            &ma,
+            "dev",
+            &p.veth_b,
+        ]);
         p
     }
 
     /// Inode of a namespace, as the kernel reports it in drops.
     pub fn inode(&self, ns: &str) -> u32 {
         use std::os::unix::fs::MetadataExt;
-        std::fs::metadata(format!("/var/run/netns/{ns}")).expect("netns file").ino() as u32
+        std::fs::metadata(format!("/var/run/netns/{ns}"))
+            .expect("netns file")
+            .ino() as u32
     }
 
     /// ifindex of a device inside a namespace.
     pub fn ifindex(&self, ns: &str, dev: &str) -> u32 {
-        let o = sh(&["ip", "netns", "exec", ns, "cat", &format!("/sys/class/net/{dev}/ifindex")]);
-        String::from_utf8_lossy(&o.stdout).trim().parse().expect("ifindex")
+        let o = sh(&[
+            "ip",
+            "netns",
+            "exec",
+            ns,
+            "cat",
+            &format!("/sys/class/net/{dev}/ifindex"),
+        ]);
+        String::from_utf8_lossy(&o.stdout)
+            .trim()
+            .parse()
+            .expect("ifindex")
     }
 
     /// Runs `f` on a thread that has entered namespace `ns`.
@@ -179,7 +270,8 @@ pub struct TempDir(pub PathBuf);
 impl TempDir {
     pub fn new(tag: &str) -> Self {
         let n = SEQ.fetch_add(1, Ordering::SeqCst);
-        let p = std::env::temp_dir().join(format!("dropscope-test-{tag}-{}-{n}", std::process::id()));
+        let p =
+            std::env::temp_dir().join(format!("dropscope-test-{tag}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir_all(&p).expect("mkdir");
         TempDir(p)
@@ -193,4 +285,121 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// A `dropscope capture` running in the background until [`LiveCapture::stop`].
+pub struct LiveCapture {
+    child: std::process::Child,
+    stderr_lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl LiveCapture {
+    /// Starts `dropscope capture ARGS` and waits until it says it is capturing.
+    pub fn start(args: &[&str]) -> LiveCapture {
+        use std::io::BufRead as _;
+        let mut child = dropscope()
+            .arg("capture")
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn dropscope");
+        let err = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut cap = LiveCapture {
+            child,
+            stderr_lines: rx,
+            seen: Vec::new(),
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            match cap
+                .stderr_lines
+                .recv_timeout(std::time::Duration::from_millis(200))
+            {
+                Ok(l) => {
+                    let ready = l.contains("capturing");
+                    cap.seen.push(l);
+                    if ready {
+                        return cap;
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if let Ok(Some(st)) = cap.child.try_wait() {
+                        panic!("dropscope exited early ({st}): {}", cap.seen.join("\n"));
+                    }
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "dropscope did not start: {}",
+                        cap.seen.join("\n")
+                    );
+                }
+                Err(_) => panic!("dropscope stderr closed: {}", cap.seen.join("\n")),
+            }
+        }
+    }
+
+    /// Sends SIGINT, waits, and returns (exit status, all of stderr).
+    pub fn stop(mut self) -> (std::process::ExitStatus, String) {
+        // SAFETY: kill with a valid pid of our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let st = self.child.wait().expect("wait");
+        while let Ok(l) = self
+            .stderr_lines
+            .recv_timeout(std::time::Duration::from_millis(500))
+        {
+            self.seen.push(l);
+        }
+        (st, self.seen.join("\n"))
+    }
+}
+
+/// The `flows[]` rows of a stats JSON that match a 5-tuple.
+pub fn flow_rows<'a>(
+    stats: &'a serde_json::Value,
+    src: &str,
+    dst: &str,
+    sport: u16,
+    dport: u16,
+) -> Vec<&'a serde_json::Value> {
+    stats["flows"]
+        .as_array()
+        .expect("flows")
+        .iter()
+        .filter(|f| {
+            f["src"] == src && f["dst"] == dst && f["sport"] == sport && f["dport"] == dport
+        })
+        .collect()
+}
+
+pub fn read_json(p: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
+        .expect("json")
+}
+
+/// `tshark -r FILE -Y FILTER` packet count.
+pub fn tshark_count(file: &Path, filter: &str) -> usize {
+    let o = sh(&[
+        "tshark",
+        "-r",
+        file.to_str().unwrap(),
+        "-Y",
+        filter,
+        "-T",
+        "fields",
+        "-e",
+        "frame.number",
+    ]);
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .count()
 }
