@@ -206,7 +206,12 @@ fn hex_u64(s: &[u8]) -> Option<u64> {
         return None;
     }
     s.iter().try_fold(0u64, |v, b| {
-        let d = (*b as char).to_digit(16)?;
+        let d = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            b'A'..=b'F' => b - b'A' + 10,
+            _ => return None,
+        };
         if v >> 60 != 0 {
             return None;
         }

@@ -30,6 +30,8 @@ use crate::event::{Batch, Cause, Event, LinkType};
 const CHUNK: usize = 1 << 20;
 /// ... while in its first CHUNK bytes: small files (and fuzz inputs) need no large buffer.
 const FIRST_CHUNK: usize = 64 << 10;
+/// A batch ends early once its bytes reach this, whatever `max` is.
+const BATCH_BYTES: usize = 32 << 20;
 /// No sane block or record is larger; a larger length means the file is corrupt.
 const MAX_BLOCK: usize = 64 << 20;
 
@@ -226,6 +228,14 @@ impl FileSource {
         self.causes.clear();
         let mut pos = 0usize;
         while !self.done && self.pending.len() < max {
+            if pos >= CHUNK && self.pending.is_empty() {
+                // Only skipped blocks so far: drop their bytes rather than hold them.
+                let _ = self.buf.split_to(pos.min(self.buf.len()));
+                self.buf_offset += pos as u64;
+                pos = 0;
+            } else if pos >= BATCH_BYTES {
+                break;
+            }
             let rest = self.buf.get(pos..).unwrap_or(&[]);
             let step = self.parser.step(rest, &mut self.stats);
             match step {
@@ -1362,6 +1372,30 @@ mod tests {
                 "cut at {n}"
             );
         }
+    }
+
+    #[test]
+    fn long_runs_of_skipped_blocks_do_not_pile_up() {
+        let mut ng = Ng::new(Endian::Little);
+        ng.shb(1);
+        ng.idb(105, 0, &[]); // 802.11: not decoded
+        let frame = vec![0u8; 4000];
+        for i in 0..600 {
+            ng.epb(0, i, &frame, 4000, &[], false);
+        }
+        ng.idb(1, 0, &[(9, &[9])]);
+        ng.epb(1, 77, &eth_ipv4_udp(60, 1), 60, &[], true);
+        let s_len = ng.buf.len() as u64;
+        let mut s = source(ng.buf);
+        let mut b = Batch::default();
+        assert_eq!(s.next_batch(&mut b, 10).unwrap(), 1);
+        // 2.4 MB of skipped packets (more than CHUNK) were dropped mid-batch: the packet
+        // after them must still be cut at the right offset.
+        assert_eq!(&b.events[0].data[..], &eth_ipv4_udp(60, 1)[..]);
+        assert_eq!(s.buf_offset, s_len);
+        assert_eq!(b.events[0].ts_ns, 77);
+        assert_eq!(s.next_batch(&mut b, 10).unwrap(), 0);
+        assert_eq!((s.stats().skipped_linktype, s.stats().packets), (600, 1));
     }
 
     #[test]
