@@ -30,8 +30,11 @@ fn main() -> anyhow::Result<()> {
         ("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1"),
         ("CARGO_PROFILE_RELEASE_DEBUG", "2"),
         ("CARGO_PROFILE_RELEASE_OPT_LEVEL", "3"),
+        // aya-build turns every stderr line of the nested cargo into a warning: keep it to
+        // real diagnostics (compiler messages still arrive through its JSON output).
+        ("CARGO_TERM_QUIET", "true"),
     ] {
-        // SAFETY-free: build scripts are single-threaded at this point.
+        // Build scripts are single-threaded here, so changing the environment is sound.
         env::set_var(key, value);
     }
     let root_dir = ebpf_dir

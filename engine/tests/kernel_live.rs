@@ -570,3 +570,53 @@ fn ring_full_is_counted_and_reconciles() {
         source,
     });
 }
+
+/// Run this binary as an unprivileged user to check the message, e.g.
+/// `setpriv --reuid=65534 --regid=65534 --clear-groups target/debug/deps/kernel_live-* unprivileged`.
+#[test]
+fn unprivileged_load_names_the_capabilities() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        eprintln!("skipping: running as root");
+        return;
+    }
+    if engine::kernel::loader::object().is_empty() {
+        eprintln!("skipping: built with AYA_BUILD_SKIP (no eBPF object)");
+        return;
+    }
+    let err = KernelSource::open(&LoadOptions::default())
+        .err()
+        .expect("loading must fail");
+    assert_eq!(
+        err.to_string(),
+        "loading the eBPF program needs CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN (or CAP_SYS_ADMIN on kernels before 5.8); run as root or grant them"
+    );
+}
+
+/// Where tracefs is not mounted (e.g. under `ip netns exec`, which remounts /sys), forcing the
+/// tracepoint says how to mount it. Check with
+/// `ip netns add t; ip netns exec t target/debug/deps/kernel_live-* tracefs_missing`.
+#[test]
+fn tracefs_missing_says_how_to_mount_it() {
+    skip_unless_capable!();
+    if std::path::Path::new("/sys/kernel/tracing/events/skb/kfree_skb/format").exists()
+        || std::path::Path::new("/sys/kernel/debug/tracing/events/skb/kfree_skb/format").exists()
+    {
+        eprintln!("skipping: tracefs is mounted");
+        return;
+    }
+    let opts = LoadOptions {
+        attach: AttachMode::Tracepoint,
+        ..LoadOptions::default()
+    };
+    let err = KernelSource::open(&opts)
+        .err()
+        .expect("must fail without tracefs");
+    assert_eq!(
+        err.to_string(),
+        "tracefs is not mounted, the kfree_skb tracepoint fallback needs it: run `mount -t tracefs nodev /sys/kernel/tracing` (and load from the host network namespace: `ip netns exec` hides tracefs)"
+    );
+    // tp_btf does not need tracefs.
+    let source = KernelSource::open(&LoadOptions::default()).unwrap();
+    assert_eq!(source.mode(), AttachMode::TpBtf);
+}

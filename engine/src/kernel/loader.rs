@@ -695,6 +695,21 @@ print fmt: \"skbaddr=%p\", REC->skbaddr
     }
 
     #[test]
+    fn without_an_object_loading_says_how_to_fix_it() {
+        if !object().is_empty() {
+            eprintln!("skipping: this build has an eBPF object (AYA_BUILD_SKIP unset)");
+            return;
+        }
+        let err = load_and_attach(&LoadOptions::default()).err().unwrap();
+        assert_eq!(
+            err.to_string(),
+            "this build has no eBPF object; rebuild without AYA_BUILD_SKIP"
+        );
+        let err = load_object(&ProbeConfig::default(), 0, None).err().unwrap();
+        assert!(matches!(err, LoadError::NoObject));
+    }
+
+    #[test]
     fn ring_sizes() {
         assert_eq!(ring_size(0), 4096);
         assert_eq!(ring_size(5000), 8192);

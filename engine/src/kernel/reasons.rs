@@ -517,6 +517,25 @@ print fmt: "skbaddr=%p reason: %s", REC->skbaddr, __print_symbolic(REC->reason, 
         }
     }
 
+    #[test]
+    fn live_btf_and_tracefs_tables_agree() {
+        let (Ok(vmlinux), Some(text)) = (
+            Btf::from_sys(),
+            crate::kernel::loader::KFREE_SKB_FORMAT_PATHS
+                .iter()
+                .find_map(|p| std::fs::read_to_string(p).ok()),
+        ) else {
+            eprintln!("skipping: needs both kernel BTF and tracefs");
+            return;
+        };
+        let btf = KernelReasons::from_btf(&vmlinux, &[]).unwrap();
+        let tracefs = KernelReasons::from_tracepoint_format(&text).unwrap();
+        assert!(tracefs.len() > 10);
+        for (v, name) in tracefs.iter() {
+            assert_eq!(btf.name(v), name, "reason {v}");
+        }
+    }
+
     proptest::proptest! {
         #[test]
         fn format_parser_never_panics(s in ".{0,300}") {

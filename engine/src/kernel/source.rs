@@ -220,7 +220,9 @@ impl BatchBuilder {
 
     /// Turns the pending records into a batch (one shared buffer, sliced per event).
     pub fn take(&mut self) -> Batch {
-        let bytes = std::mem::take(&mut self.buf).freeze();
+        // The next batch likely needs about as many bytes: allocate them once, up front.
+        let next = BytesMut::with_capacity(self.buf.len());
+        let bytes = std::mem::replace(&mut self.buf, next).freeze();
         let mut batch = Batch::with_capacity(self.pending.len());
         for p in self.pending.drain(..) {
             let data = bytes.slice(p.start..p.start + p.len);
