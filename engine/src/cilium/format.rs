@@ -1065,3 +1065,413 @@ pub fn write_debug_message(
         s => write!(out, "Unknown message type={s} arg1={a1} arg2={a2}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cilium::notify::{decode, DecodeOptions};
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    const TCP_SYN: &str = "0233456789ab0123456789ab0800450000280001000040066abc0102030405060708005001bb0000000000000000500220007dc40000";
+    const REC_6_1: &str = "04070000077c1a39420000004200000001000000000000000000810000000000f68db22d21d9f68db22d21d9080045000034ea1c400040067831c0a83c0b0a10ecb2192bd3ce2aefd21cb498816780100198d89c00000101080a005ab062005ab0610000";
+    const REC_6_2: &str = "0405a80b5f16f2b85600000056000000680000000000000000000000000000003333ff00b3e5129106e2221a86dd6000000000203affff0200000000000000000001ff00b3e5f00d0000000000000a100000000091958700507500000000f00d0000000000000a1000000000b3e50101129106e2221a000000000000";
+
+    /// A v3 drop (Policy denied, bpf_lxc.c:1234) with the 54-byte TCP SYN and 2 padding bytes.
+    fn drop_record(ip_trace_id: u64) -> Vec<u8> {
+        let pkt = hex(TCP_SYN);
+        let mut b = vec![0u8; 48];
+        b[0] = 1;
+        b[1] = 133;
+        b[2..4].copy_from_slice(&0u16.to_le_bytes());
+        b[4..8].copy_from_slice(&0x1234_abcdu32.to_le_bytes());
+        b[8..12].copy_from_slice(&(pkt.len() as u32).to_le_bytes());
+        b[12..14].copy_from_slice(&(pkt.len() as u16).to_le_bytes());
+        b[14] = 3;
+        b[16..20].copy_from_slice(&12345u32.to_le_bytes());
+        b[20..24].copy_from_slice(&2u32.to_le_bytes());
+        b[28..30].copy_from_slice(&1234u16.to_le_bytes());
+        b[30] = 2;
+        b[32..36].copy_from_slice(&5u32.to_le_bytes());
+        b[40..48].copy_from_slice(&ip_trace_id.to_le_bytes());
+        b.extend_from_slice(&pkt);
+        b.extend_from_slice(&[0xde, 0xad]);
+        b
+    }
+
+    fn line(f: &Formatter, cpu: Option<u32>, rec: &[u8]) -> String {
+        let d = decode(rec, &DecodeOptions::default()).unwrap();
+        let mut s = String::new();
+        f.write_line(&mut s, cpu, &d.notification, d.packet);
+        s
+    }
+
+    const HEX_SYN: &str = "00000000  02 33 45 67 89 ab 01 23  45 67 89 ab 08 00 45 00  |.3Eg...#Eg....E.|\n00000010  00 28 00 01 00 00 40 06  6a bc 01 02 03 04 05 06  |.(....@.j.......|\n00000020  07 08 00 50 01 bb 00 00  00 00 00 00 00 00 50 02  |...P..........P.|\n00000030  20 00 7d c4 00 00                                 | .}...|\n";
+
+    #[test]
+    fn hex_dump_matches_go() {
+        let mut s = String::new();
+        write_hex_dump(&mut s, &hex(TCP_SYN));
+        assert_eq!(s, HEX_SYN);
+        s.clear();
+        write_hex_dump(&mut s, &hex(TCP_SYN)[..7]);
+        assert_eq!(
+            s,
+            "00000000  02 33 45 67 89 ab 01                              |.3Eg...|\n"
+        );
+        s.clear();
+        write_hex_dump(&mut s, &[]);
+        assert_eq!(s, "");
+    }
+
+    #[test]
+    fn drop_info_line() {
+        let f = Formatter::default();
+        assert_eq!(
+            line(&f, Some(3), &drop_record(0)),
+            "xx drop (Policy denied) flow 0x1234abcd to endpoint 0, ifindex 5, file bpf_lxc.c:1234, , identity 12345->world: 1.2.3.4:80 -> 5.6.7.8:443 tcp SYN\n"
+        );
+        assert_eq!(
+            line(&f, Some(3), &drop_record(7)),
+            "xx drop (Policy denied) flow 0x1234abcd to endpoint 0, ifindex 5, file bpf_lxc.c:1234,  [ ip-trace-id = 7 ], identity 12345->world: 1.2.3.4:80 -> 5.6.7.8:443 tcp SYN\n"
+        );
+        let n = Formatter {
+            numeric_identities: true,
+            verbosity: Verbosity::Debug,
+            ..Formatter::default()
+        };
+        assert!(line(&n, None, &drop_record(0)).contains(", , identity 12345->2: "));
+        // Release-specific file table and reason strings, ext_error, hash 0.
+        let mut b = drop_record(0);
+        b[1] = 204;
+        b[4..8].copy_from_slice(&[0; 4]);
+        b[30] = 101;
+        b[31] = (-17i8) as u8;
+        let old = Formatter::new(CiliumRelease::V1_16, Verbosity::Info);
+        assert!(line(&old, None, &b).starts_with(
+            "xx drop (204, -17) flow 0x0 to endpoint 0, ifindex 5, file arp.h:1234, , identity"
+        ));
+        assert!(line(&f, None, &b).starts_with("xx drop (No Egress IP configured, -17) flow 0x0 to endpoint 0, ifindex 5, file drop.h:1234, , identity"));
+    }
+
+    #[test]
+    fn drop_verbose_lines() {
+        let vv = Formatter {
+            verbosity: Verbosity::Verbose,
+            ..Formatter::default()
+        };
+        let want = format!(
+            "{MSG_SEPARATOR}\nCPU 03: MARK 0x1234abcd FROM 0 DROP: 54 bytes, reason Policy denied, identity 12345->world\n{HEX_SYN}"
+        );
+        assert_eq!(line(&vv, Some(3), &drop_record(0)), want);
+        // --hex inverts to dissection; ip trace id without closing bracket; to endpoint.
+        let mut b = drop_record(9);
+        b[24..28].copy_from_slice(&77u32.to_le_bytes());
+        let vvh = Formatter { hex: true, ..vv };
+        assert_eq!(
+            line(&vvh, Some(12), &b),
+            format!("{MSG_SEPARATOR}\nCPU 12: MARK 0x1234abcd FROM 0 DROP: 54 bytes, reason Policy denied, identity 12345->world, to endpoint 77\n [ IP-TRACE-ID=9  1.2.3.4:80 -> 5.6.7.8:443 tcp SYN\n")
+        );
+    }
+
+    #[test]
+    fn trace_lines() {
+        let f = Formatter::default();
+        assert_eq!(
+            line(&f, Some(0), &hex(REC_6_1)),
+            "<- host encrypted  flow 0x391a7c07 , identity host->unknown state established ifindex 0 orig-ip 0.0.0.0: 192.168.60.11:6443 -> 10.16.236.178:54222 tcp ACK\n"
+        );
+        assert_eq!(
+            line(&f, Some(0), &hex(REC_6_2)),
+            "<- endpoint 2984 flow 0xb8f2165f , identity 104->unknown state new ifindex 0 orig-ip 0.0.0.0: ff02::1:ff00:b3e5 -> f00d::a10:0:0:9195 icmp NeighborSolicitation\n"
+        );
+        // Verbose, with a link cache.
+        let mut b = hex(REC_6_1);
+        b[28] = 4; // ifindex 4
+        let d = decode(&b, &DecodeOptions::default()).unwrap();
+        let vv = Formatter {
+            verbosity: Verbosity::Verbose,
+            ..Formatter::default()
+        };
+        let names = |i: u32| (i == 4).then(|| "eth0".to_string());
+        let mut s = String::new();
+        vv.write_line_with(&mut s, Some(1), &d.notification, d.packet, &names);
+        assert_eq!(
+            s,
+            format!("{MSG_SEPARATOR}\nCPU 01: MARK 0x391a7c07 FROM 0 from-host: 66 bytes (66 captured), state established, interface eth0, , identity host->unknown, orig-ip 0.0.0.0\n  192.168.60.11:6443 -> 10.16.236.178:54222 tcp ACK\n")
+        );
+        s.clear();
+        f.write_line_with(&mut s, Some(1), &d.notification, d.packet, &names);
+        assert!(s.contains(" state established ifindex eth0 orig-ip 0.0.0.0: "));
+        // to-proxy with a port, IPv6 orig-ip, trace id.
+        let t = TraceNotify {
+            obs_point: 1,
+            dst_id: 15001,
+            hash: 1,
+            version: 2,
+            flags: 1,
+            orig_ip: [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9],
+            ip_trace_id: 42,
+            reason: 0x89,
+            ..TraceNotify::default()
+        };
+        s.clear();
+        f.write_line(&mut s, None, &Notification::Trace(t), &[]);
+        assert_eq!(s, "-> proxy port 15001 encrypted  flow 0x1 , identity unknown->unknown [ ip-trace-id = 42 ] state 137 ifindex 0 orig-ip fd00::9: [unknown]\n");
+        s.clear();
+        vv.write_line(&mut s, None, &Notification::Trace(t), &[]);
+        assert_eq!(s, format!("{MSG_SEPARATOR}\nCPU --: MARK 0x1 [ IP-TRACE-ID = 42 ] FROM 0 to-proxy: 0 bytes (0 captured), state 137, orig-ip fd00::9, to proxy-port 15001\n"));
+    }
+
+    #[test]
+    fn policy_verdict_lines() {
+        let f = Formatter::default();
+        let fwd =
+            hex("05000c000000000000000000000000002e1600000000000000000012000000000000000000000000");
+        assert_eq!(
+            line(&f, None, &fwd),
+            "Policy verdict log: flow 0x0 local EP ID 12, remote ID 5678, proto 0, egress, action allow, auth: disabled, match L3-L4, [unknown]\n"
+        );
+        let drop =
+            hex("050000000000000000000000000000002e16000069ffffff00000001000000000000000000000000");
+        assert_eq!(
+            line(&f, None, &drop),
+            "Policy verdict log: flow 0x0 local EP ID 0, remote ID 5678, proto 0, ingress, action deny, auth: disabled, match none, [unknown]\n"
+        );
+        let mut with_pkt = fwd.clone();
+        with_pkt[4..8].copy_from_slice(&0xabcdu32.to_le_bytes());
+        with_pkt[12] = 54;
+        with_pkt[16..20].copy_from_slice(&2u32.to_le_bytes());
+        with_pkt[26] = 6;
+        with_pkt[27] = 0x12 | 0x40; // audited
+        with_pkt[28] = 1;
+        with_pkt.extend_from_slice(&hex(TCP_SYN));
+        assert_eq!(
+            line(&f, None, &with_pkt),
+            "Policy verdict log: flow 0xabcd local EP ID 12, remote ID world, proto 6, egress, action audit, auth: spire, match L3-L4, 1.2.3.4:80 -> 5.6.7.8:443 tcp SYN\n"
+        );
+    }
+
+    #[test]
+    fn lost_agent_unknown_and_errors() {
+        let f = Formatter::default();
+        let mut s = String::new();
+        f.write_lost(&mut s, 3, 7);
+        assert_eq!(s, "CPU 03: Lost 7 events\n");
+        s.clear();
+        f.write_unknown_payload(&mut s, 5, 1, 0);
+        assert_eq!(s, "Unknown payload type: 5, CPU 01: Lost 0 events\n");
+        s.clear();
+        let j = Formatter {
+            verbosity: Verbosity::Json,
+            ..f
+        };
+        j.write_agent(&mut s, 2, r#"{"time":"2024-01-01T00:00:00Z"}"#);
+        assert_eq!(s, "{\"type\":\"agent\",\"subtype\":\"Cilium agent started\",\"message\":{\"time\":\"2024-01-01T00:00:00Z\"}}\n");
+        s.clear();
+        f.write_agent(&mut s, 5, "{}");
+        assert_eq!(s, ">> Policy updated: {}\n");
+        s.clear();
+        f.write_unknown_event(&mut s, Some(1), &[8, 1, 2]);
+        assert_eq!(s, "CPU 01: Unknown event: [8 1 2]\n");
+        s.clear();
+        let mut b = vec![0u8; 48];
+        b[0] = 4;
+        b[14] = 0xff;
+        let e = decode(&b, &DecodeOptions::default()).unwrap_err();
+        f.write_decode_error(&mut s, 4, &e);
+        assert_eq!(
+            s,
+            "cannot decode message type '4': Unrecognized trace event (version 255)\n"
+        );
+    }
+
+    #[test]
+    fn debug_messages_section_8() {
+        let dbg = Formatter {
+            verbosity: Verbosity::Debug,
+            ..Formatter::default()
+        };
+        let vecs = [
+            ("0201000000000000010000000200000003000000", 0, "CPU 00: MARK 0x0 FROM 0 DEBUG: No message, arg1=1 (0x1) arg2=2 (0x2) arg3=3 (0x3)\n"),
+            ("023ad204a63b082a0a0b00e90200000000000000", 2, "CPU 02: MARK 0x2a083ba6 FROM 1234 DEBUG: Successfully mapped addr=10.11.0.233 to identity=2\n"),
+            ("020bd2048456d59d810000000000000000000000", 3, "CPU 03: MARK 0x9dd55684 FROM 1234 DEBUG: Handling ICMPv6 type=129\n"),
+            ("02001027785634120a000000140000001e000000", 1, "CPU 01: MARK 0x12345678 FROM 10000 DEBUG: Unknown message type=0 arg1=10 arg2=20\n"),
+        ];
+        for (h, cpu, want) in vecs {
+            assert_eq!(line(&dbg, Some(cpu), &hex(h)), want);
+            assert_eq!(line(&Formatter::default(), Some(cpu), &hex(h)), "");
+        }
+        let msg = |subtype: u8, a1: u32, a2: u32, a3: u32| {
+            let m = DebugMsg {
+                msg_type: 2,
+                subtype,
+                arg1: a1,
+                arg2: a2,
+                arg3: a3,
+                ..DebugMsg::default()
+            };
+            let mut s = String::new();
+            write_debug_message(&mut s, &m, CiliumRelease::Main, &no_names).unwrap();
+            s
+        };
+        // Go's numbering for 66..68 (C: SKIP_POLICY, LB6_LOOPBACK_SNAT, ..._REV).
+        assert_eq!(msg(66, 0xa, 0xb, 0), "Loopback SNAT from.p4=a to.p4=b");
+        assert_eq!(
+            msg(67, 0xa, 0xb, 0),
+            "Loopback reverse SNAT from.p4=a to.p4=b"
+        );
+        assert_eq!(msg(68, 1, 2, 3), "Unknown message type=68 arg1=1 arg2=2");
+        assert_eq!(
+            msg(6, (1234 << 16) | 80, (6 << 8) | 3, 0),
+            "CT lookup: sport=1234 dport=80 nexthdr=6 flags=OUT, RELATED"
+        );
+        assert_eq!(
+            msg(15, 133, 0x0100, 0),
+            "CT verdict: Policy denied, revnat=1"
+        );
+        assert_eq!(msg(15, 1, 0, 0), "CT verdict: Established, revnat=0");
+        assert_eq!(msg(64, 0, 0, 0), "Socket assign: Success");
+        assert_eq!(msg(64, 2, 0, 0), "Socket assign: no such file or directory");
+        assert_eq!(
+            msg(64, (-2i32) as u32, 0, 0),
+            "Socket assign: errno 4294967294"
+        );
+        assert_eq!(
+            msg(57, u32::from_ne_bytes([0, 0, 0x12, 0x34]), 0, 0),
+            "Failed to map addr.p4=[::0:1234] to identity"
+        );
+        assert_eq!(
+            msg(45, u32::from(8080u16.swap_bytes()), 1, 0),
+            "Resolved L4 policy to: 8080 / ingress"
+        );
+        assert_eq!(msg(45, 0, 7, 0), "Resolved L4 policy to: 0 / ");
+        assert_eq!(
+            msg(13, 0xab, 0xcd, 0),
+            "ICMPv6 neighbour soliciation for address ab:cd"
+        );
+    }
+
+    #[test]
+    fn debug_capture_and_trace_sock_lines() {
+        let f = Formatter::default();
+        let names = |i: u32| (i == 1).then(|| "lo".to_string());
+        let rec = hex("030400000000000000000000000000000100000000000000");
+        let d = decode(&rec, &DecodeOptions::default()).unwrap();
+        let mut s = String::new();
+        f.write_line_with(&mut s, Some(0), &d.notification, d.packet, &names);
+        assert_eq!(s, "-> lo: [unknown]\n");
+        let rec = hex("03090000000000000000000000000000000004d200000000");
+        let d = decode(&rec, &DecodeOptions::default()).unwrap();
+        s.clear();
+        f.write_line(&mut s, Some(0), &d.notification, d.packet);
+        assert_eq!(s, "-> proxy port 0: [unknown]\n");
+        // Subtypes without an INFO prefix print nothing.
+        let c = DebugCapture {
+            subtype: 10,
+            ..DebugCapture::default()
+        };
+        s.clear();
+        f.write_line(&mut s, Some(0), &Notification::DebugCapture(c), &[]);
+        assert_eq!(s, "");
+        // Verbose: no newline after the message (Go), then the dissection when a packet exists.
+        let vv = Formatter {
+            verbosity: Verbosity::Verbose,
+            hex: true,
+            ..f
+        };
+        let c = DebugCapture {
+            subtype: 4,
+            arg1: 1,
+            cap_len: 7,
+            hash: 3,
+            ..DebugCapture::default()
+        };
+        s.clear();
+        vv.write_line(
+            &mut s,
+            Some(2),
+            &Notification::DebugCapture(c),
+            &hex(TCP_SYN)[..7],
+        );
+        let want = "CPU 02: MARK 0x3 FROM 0 DEBUG: 7 bytes, Delivery to ifindex 1\
+                    00000000  02 33 45 67 89 ab 01                              |.3Eg...|\n";
+        assert_eq!(s, format!("{MSG_SEPARATOR}\n{want}"));
+
+        let sock =
+            hex("07010200901f0000eeffc0000000000000000000000000000a0a0a0a000000000000000000000000");
+        let dbg = Formatter {
+            verbosity: Verbosity::Debug,
+            ..f
+        };
+        assert_eq!(line(&dbg, Some(0), &sock), "CPU 00: [pre-xlate-fwd] cgroup_id: 0 sock_cookie: 12648430, dst [10.10.10.10]:8080 udp \n");
+        assert_eq!(line(&f, Some(0), &sock), "");
+        assert_eq!(line(&vv, Some(0), &sock), "");
+    }
+
+    #[test]
+    fn json_lines_carry_all_fields() {
+        let j = Formatter {
+            verbosity: Verbosity::Json,
+            ..Formatter::default()
+        };
+        let s = line(&j, Some(3), &drop_record(7));
+        assert!(s.ends_with('\n'));
+        let v: Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(v["type"], "drop");
+        assert_eq!(v["cpu"], 3);
+        assert_eq!(v["subtype"], 133);
+        assert_eq!(v["hash"], 0x1234_abcd);
+        assert_eq!(v["src_label"], 12345);
+        assert_eq!(v["dst_label"], 2);
+        assert_eq!(v["line"], 1234);
+        assert_eq!(v["file"], 2);
+        assert_eq!(v["ifindex"], 5);
+        assert_eq!(v["ip_trace_id"], 7);
+        assert_eq!(v["version"], 3);
+        assert_eq!(v["header_len"], 48);
+        assert_eq!(v["reason_name"], "DROP_POLICY");
+        assert_eq!(v["reason_desc"], "Policy denied");
+        assert_eq!(v["file_name"], "bpf_lxc.c");
+        assert_eq!(v["src_identity"], "12345");
+        assert_eq!(v["dst_identity"], "world");
+        assert_eq!(v["packet_len"], 54);
+        assert_eq!(v["summary"], "1.2.3.4:80 -> 5.6.7.8:443 tcp SYN");
+        let v: Value = serde_json::from_str(&line(&j, None, &hex(REC_6_1))).unwrap();
+        assert_eq!(v["type"], "trace");
+        assert_eq!(v["cpu"], Value::Null);
+        assert_eq!(v["encrypted"], true);
+        assert_eq!(v["trace_reason"], "established");
+        assert_eq!(v["observation_point"], "from-host");
+        assert_eq!(v["orig_ip_str"], "0.0.0.0");
+        let v: Value = serde_json::from_str(&line(
+            &j,
+            None,
+            &hex("023ad204a63b082a0a0b00e90200000000000000"),
+        ))
+        .unwrap();
+        assert_eq!(v["type"], "debug");
+        assert_eq!(v["subtype_name"], "DBG_IP_ID_MAP_SUCCEED4");
+        assert_eq!(
+            v["message"],
+            "Successfully mapped addr=10.11.0.233 to identity=2"
+        );
+        let v: Value = serde_json::from_str(&line(
+            &j,
+            None,
+            &hex(
+                "050000000000000000000000000000002e16000069ffffff00000001000000000000000000000000",
+            ),
+        ))
+        .unwrap();
+        assert_eq!(v["type"], "policy_verdict");
+        assert_eq!(v["verdict"], -151);
+        assert_eq!(v["drop_reason_desc"], "Stale or unroutable IP");
+        assert_eq!(v["direction"], "ingress");
+    }
+}

@@ -1021,9 +1021,8 @@ fn tcp_options(mut o: &[u8]) -> Result<(), ()> {
                     }
                     3 => {
                         let sizes = |x: u8| matches!(x, 8 | 10 | 20 | 22);
-                        if b2 & 0x0f > 1 {
-                            sizes(ol)
-                        } else if b2 & 0x01 != 0 {
+                        // MPTCP v0, or v1 with the E bit: no HMAC in the option.
+                        if b2 & 0x0f > 1 || b2 & 0x01 != 0 {
                             sizes(ol)
                         } else {
                             sizes(ol.wrapping_sub(8))
