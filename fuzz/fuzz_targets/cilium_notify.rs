@@ -5,8 +5,8 @@
 #![no_main]
 
 use engine::cilium::{
-    connection_summary, decode, format::Verbosity, tables::CiliumRelease, DecodeOptions,
-    Formatter, SummaryOpts,
+    connection_summary, decode, format::Verbosity, tables::CiliumRelease, DecodeOptions, Formatter,
+    SummaryOpts,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -28,11 +28,24 @@ fuzz_target!(|data: &[u8]| {
         Err(_) => return,
     };
     assert_eq!(d.header_len + d.packet.len() + d.trailing, rec.len());
-    assert_eq!(d.packet.len() + d.missing, d.notification.cap_len() as usize);
+    assert_eq!(
+        d.packet.len() + d.missing,
+        d.notification.cap_len() as usize
+    );
     let mut out = String::new();
-    for verbosity in [Verbosity::Info, Verbosity::Debug, Verbosity::Verbose, Verbosity::Json] {
+    for verbosity in [
+        Verbosity::Info,
+        Verbosity::Debug,
+        Verbosity::Verbose,
+        Verbosity::Json,
+    ] {
         for hex in [false, true] {
-            let f = Formatter { release, numeric_identities: hex, verbosity, hex };
+            let f = Formatter {
+                release,
+                numeric_identities: hex,
+                verbosity,
+                hex,
+            };
             out.clear();
             f.write_line(&mut out, Some(u32::from(cfg)), &d.notification, d.packet);
         }

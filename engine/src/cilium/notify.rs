@@ -232,6 +232,9 @@ struct Hdr([u8; 56]);
 impl Hdr {
     #[inline(always)]
     fn new(d: &[u8]) -> Hdr {
+        if let Some(full) = d.first_chunk::<56>() {
+            return Hdr(*full);
+        }
         let mut b = [0u8; 56];
         let n = d.len().min(56);
         if let (Some(dst), Some(src)) = (b.get_mut(..n), d.get(..n)) {

