@@ -641,7 +641,7 @@ fn decode_layers<'a>(
     loop {
         // Go slices may be re-sliced up to their capacity: the end of the whole buffer.
         let off = (data.as_ptr() as usize).wrapping_sub(whole.as_ptr() as usize);
-        let cap = whole.len().checked_sub(off).unwrap_or(0).max(data.len());
+        let cap = whole.len().saturating_sub(off).max(data.len());
         let (next, payload) = decode_one(typ, data, cap, overlay, c)?;
         if c.first.is_none() {
             c.first = Some(typ);
