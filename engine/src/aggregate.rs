@@ -28,6 +28,9 @@ pub enum ReasonKey {
     Kernel(u32),
     /// Cilium drop notification sub-type (its `DROP_*` code).
     Cilium(u8),
+    /// A Cilium notification that is not a drop (trace, allowed policy verdict, debug, ...),
+    /// keyed by its message type (byte 0).
+    CiliumEvent(u8),
     /// Not a drop.
     Captured,
 }
@@ -355,6 +358,7 @@ impl KeyHasher {
             ReasonKey::Kernel(r) => 1 << 32 | u64::from(r),
             ReasonKey::Cilium(r) => 2 << 32 | u64::from(r),
             ReasonKey::Captured => 3 << 32,
+            ReasonKey::CiliumEvent(t) => 4 << 32 | u64::from(t),
         };
         let w5 = u64::from(k.ifindex) | u64::from(k.netns) << 32;
         let w7 = u64::from(k.src_identity) | u64::from(k.dst_identity) << 32;

@@ -26,6 +26,8 @@ pub enum Cause {
         /// `skb->protocol` in host order.
         protocol: u16,
     },
+    /// A notification from Cilium's datapath (drop, trace, policy verdict, debug, ...).
+    Cilium(crate::cilium::notify::Notification),
     /// Not a drop: an ordinary packet from a capture source or a pcap file.
     Captured,
 }

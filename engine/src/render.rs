@@ -19,6 +19,7 @@ pub struct Names {
     pub kernel_reasons: KernelReasons,
     pub kallsyms: Option<Kallsyms>,
     pub ifnames: IfNames,
+    pub cilium: crate::cilium_glue::CiliumContext,
 }
 
 impl Names {
@@ -37,6 +38,7 @@ impl Names {
             } else {
                 IfNames::new()
             },
+            cilium: crate::cilium_glue::CiliumContext::default(),
         }
     }
 
@@ -44,6 +46,7 @@ impl Names {
         match r {
             ReasonKey::Kernel(n) => self.kernel_reasons.name(n).into_owned(),
             ReasonKey::Cilium(c) => crate::cilium_glue::reason_name(c),
+            ReasonKey::CiliumEvent(t) => format!("cilium {}", crate::cilium_glue::event_type_name(t)),
             ReasonKey::Captured => "captured".to_string(),
         }
     }
@@ -53,6 +56,7 @@ impl Names {
         match r {
             ReasonKey::Kernel(n) => format!("{} ({n})", self.kernel_reasons.name(n)),
             ReasonKey::Cilium(c) => format!("cilium {} ({c})", crate::cilium_glue::reason_name(c)),
+            ReasonKey::CiliumEvent(t) => format!("cilium {}", crate::cilium_glue::event_type_name(t)),
             ReasonKey::Captured => "captured".to_string(),
         }
     }
@@ -67,8 +71,7 @@ pub fn reason_and_identities(e: &Event) -> (ReasonKey, u32, u32) {
     match &e.cause {
         Cause::Kernel { reason, .. } => (ReasonKey::Kernel(*reason), 0, 0),
         Cause::Captured => (ReasonKey::Captured, 0, 0),
-        #[allow(unreachable_patterns)]
-        other => crate::cilium_glue::reason_and_identities(other),
+        other @ Cause::Cilium(_) => crate::cilium_glue::reason_and_identities(other),
     }
 }
 
@@ -174,8 +177,7 @@ impl<'n> Renderer<'n> {
                 );
             }
             Cause::Captured => {}
-            #[allow(unreachable_patterns)]
-            other => crate::cilium_glue::comment(&mut self.scratch, e, other),
+            other @ Cause::Cilium(_) => crate::cilium_glue::comment(&mut self.scratch, e, other, &self.names.cilium),
         }
         &self.scratch
     }
@@ -183,6 +185,10 @@ impl<'n> Renderer<'n> {
     /// One text line (no newline), in the spirit of `cilium monitor --type drop`, prefixed
     /// with the time as tcpdump does.
     pub fn text_line(&mut self, out: &mut String, e: &Event, s: &PacketSummary) {
+        if let Cause::Cilium(n) = &e.cause {
+            crate::cilium_glue::text_line(out, self.names, e, n);
+            return;
+        }
         out.push_str(&crate::timefmt::clock_us(e.ts_ns));
         out.push(' ');
         match &e.cause {
@@ -211,8 +217,7 @@ impl<'n> Renderer<'n> {
             Cause::Captured => {
                 let _ = write!(out, "{} ", self.names.ifnames.display(e.ifindex, e.netns));
             }
-            #[allow(unreachable_patterns)]
-            other => crate::cilium_glue::text_prefix(out, self.names, e, other),
+            Cause::Cilium(_) => {}
         }
         write_summary(out, s);
         let _ = write!(out, ", length {}", e.orig_len);
@@ -223,7 +228,6 @@ impl<'n> Renderer<'n> {
         let mut m = serde_json::Map::new();
         m.insert("time".into(), crate::timefmt::rfc3339_ns(e.ts_ns).into());
         m.insert("ts_ns".into(), e.ts_ns.into());
-        let (rk, sid, did) = reason_and_identities(e);
         match &e.cause {
             Cause::Kernel {
                 reason,
@@ -245,10 +249,8 @@ impl<'n> Renderer<'n> {
             Cause::Captured => {
                 m.insert("origin".into(), "capture".into());
             }
-            #[allow(unreachable_patterns)]
-            other => crate::cilium_glue::json_fields(&mut m, self.names, e, other),
+            other @ Cause::Cilium(_) => crate::cilium_glue::json_fields(&mut m, self.names, e, other),
         }
-        let _ = (rk, sid, did);
         m.insert("ifindex".into(), e.ifindex.into());
         if let Some(n) = self.names.ifnames.lookup(e.ifindex, e.netns) {
             m.insert("ifname".into(), n.into());

@@ -17,6 +17,7 @@ fn origin(r: ReasonKey) -> (&'static str, Option<u32>) {
     match r {
         ReasonKey::Kernel(n) => ("kernel", Some(n)),
         ReasonKey::Cilium(c) => ("cilium", Some(u32::from(c))),
+        ReasonKey::CiliumEvent(t) => ("cilium", Some(u32::from(t))),
         ReasonKey::Captured => ("capture", None),
     }
 }

@@ -96,7 +96,7 @@ pub struct ReadStats {
     pub interfaces: u64,
     /// Packets whose comment parsed as a kernel drop.
     pub kernel_comments_seen: u64,
-    /// Packets whose comment parsed as a Cilium drop (emitted as `Cause::Captured` for now).
+    /// Packets whose comment parsed as a Cilium drop.
     pub cilium_comments_seen: u64,
     /// Packets of a link type dropscope does not decode.
     pub skipped_linktype: u64,
@@ -893,9 +893,21 @@ fn make_packet(
             };
             p.netns = netns;
         }
-        Some(ParsedCause::Cilium { .. }) => {
-            // Hook: events cannot carry a Cilium cause yet; `parsed_causes()` keeps it.
+        Some(ParsedCause::Cilium {
+            code,
+            src_identity,
+            dst_identity,
+        }) => {
+            // Our comment records the reason, identities and ifindex of a Cilium drop; the
+            // rest of the notification is not in the file.
             stats.cilium_comments_seen += 1;
+            p.cause = Cause::Cilium(crate::cilium_glue::drop_from_comment(
+                code,
+                src_identity,
+                dst_identity,
+                p.ifindex,
+                p.orig_len,
+            ));
         }
         None => {}
     }
@@ -1038,7 +1050,16 @@ mod tests {
             assert_eq!((ev[1].ifindex, ev[1].netns), (1, 0));
             assert_eq!(ev[1].link, LinkType::RawIp);
             assert_eq!(&ev[1].data[..], &raw[..]);
-            assert_eq!(ev[1].cause, Cause::Captured);
+            assert_eq!(
+                ev[1].cause,
+                Cause::Cilium(crate::cilium_glue::drop_from_comment(
+                    133,
+                    12345,
+                    678,
+                    ev[1].ifindex,
+                    ev[1].orig_len
+                ))
+            );
             assert_eq!(
                 causes[1],
                 Some(ParsedCause::Cilium {
