@@ -559,7 +559,9 @@ fn ring_full_is_counted_and_reconciles() {
     eprintln!("4 KiB ring: {delivered_ours} of {N} delivered, NO_SOCKET counter {ours:?}");
     assert!(ours.seen >= N as u64);
     assert!(ours.ring_full > 0, "a 4 KiB ring cannot hold {N} records");
-    assert!(delivered_ours > 0 && delivered_ours < N);
+    // Other tests' drops share the ring, so ours may not be the ones that fit.
+    assert!(delivered_ours < N);
+    assert!(stats.delivered_total() > 0 && stats.delivered_total() < N as u64);
     assert_eq!(
         k.ring_full,
         k.per_reason.values().map(|c| c.ring_full).sum::<u64>()
