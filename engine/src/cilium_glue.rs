@@ -41,8 +41,18 @@ impl Default for CiliumContext {
 
 /// Decodes one raw notification (a perf sample as the agent relays it) into an event whose
 /// packet bytes are a slice of `sample`.
-pub fn event_from_sample(sample: &Bytes, cpu: u32, ts_ns: u64, opts: &DecodeOptions) -> Result<Event, NotifyError> {
-    let Decoded { notification, packet, header_len, .. } = decode(sample, opts)?;
+pub fn event_from_sample(
+    sample: &Bytes,
+    cpu: u32,
+    ts_ns: u64,
+    opts: &DecodeOptions,
+) -> Result<Event, NotifyError> {
+    let Decoded {
+        notification,
+        packet,
+        header_len,
+        ..
+    } = decode(sample, opts)?;
     let plen = packet.len();
     let data = sample.slice(header_len.min(sample.len())..(header_len + plen).min(sample.len()));
     let (link, ifindex, orig_len) = match &notification {
@@ -53,7 +63,16 @@ pub fn event_from_sample(sample: &Bytes, cpu: u32, ts_ns: u64, opts: &DecodeOpti
         Notification::RecorderCapture(r) => (LinkType::Ethernet, 0, r.orig_len),
         Notification::Debug(_) | Notification::TraceSock(_) => (LinkType::Ethernet, 0, 0),
     };
-    Ok(Event { ts_ns, ifindex, netns: 0, cpu, orig_len, link, data, cause: Cause::Cilium(notification) })
+    Ok(Event {
+        ts_ns,
+        ifindex,
+        netns: 0,
+        cpu,
+        orig_len,
+        link,
+        data,
+        cause: Cause::Cilium(notification),
+    })
 }
 
 fn link_of(l3: bool) -> LinkType {
@@ -65,7 +84,13 @@ fn link_of(l3: bool) -> LinkType {
 }
 
 /// A synthetic drop notification carrying what a pcapng comment of ours records (replay).
-pub fn drop_from_comment(code: u8, src_identity: u32, dst_identity: u32, ifindex: u32, orig_len: u32) -> Notification {
+pub fn drop_from_comment(
+    code: u8,
+    src_identity: u32,
+    dst_identity: u32,
+    ifindex: u32,
+    orig_len: u32,
+) -> Notification {
     Notification::Drop(crate::cilium::notify::DropNotify {
         msg_type: 1,
         subtype: code,
@@ -92,7 +117,8 @@ fn msg_type(n: &Notification) -> u8 {
 
 /// Monitor name of a Cilium drop code (`Policy denied`), `unknown(N)` if it has none.
 pub fn reason_name(code: u8) -> String {
-    drop_reason_str_in(code, CiliumRelease::default()).map_or_else(|| format!("unknown({code})"), str::to_string)
+    drop_reason_str_in(code, CiliumRelease::default())
+        .map_or_else(|| format!("unknown({code})"), str::to_string)
 }
 
 /// Name of a non-drop notification type, as `cilium monitor -t` spells it.
@@ -126,7 +152,11 @@ pub fn reason_and_identities(c: &Cause) -> (ReasonKey, u32, u32) {
         Notification::Drop(d) => (ReasonKey::Cilium(d.subtype), d.src_label, d.dst_label),
         Notification::PolicyVerdict(p) => {
             // The remote identity is the source for ingress, the destination for egress.
-            let (src, dst) = if p.flags & 0x3 == 2 { (0, p.remote_label) } else { (p.remote_label, 0) };
+            let (src, dst) = if p.flags & 0x3 == 2 {
+                (0, p.remote_label)
+            } else {
+                (p.remote_label, 0)
+            };
             match denied_code(p.verdict) {
                 Some(code) => (ReasonKey::Cilium(code), src, dst),
                 None => (ReasonKey::CiliumEvent(5), src, dst),
@@ -161,7 +191,8 @@ pub fn comment(out: &mut String, e: &Event, c: &Cause, ctx: &CiliumContext) {
     let Cause::Cilium(n) = c else { return };
     match n {
         Notification::Drop(d) => {
-            let text = drop_reason_str_in(d.subtype, ctx.release).map_or_else(|| format!("unknown({})", d.subtype), str::to_string);
+            let text = drop_reason_str_in(d.subtype, ctx.release)
+                .map_or_else(|| format!("unknown({})", d.subtype), str::to_string);
             let file = bpf_file_name(d.file, ctx.release);
             let fname;
             let src = match file {
@@ -172,12 +203,22 @@ pub fn comment(out: &mut String, e: &Event, c: &Cause, ctx: &CiliumContext) {
                 }
                 None => None,
             };
-            crate::comment::cilium_comment(out, &text, d.subtype, d.src_label, d.dst_label, d.dst_id as u16, d.ifindex, src);
+            crate::comment::cilium_comment(
+                out,
+                &text,
+                d.subtype,
+                d.src_label,
+                d.dst_label,
+                d.dst_id as u16,
+                d.ifindex,
+                src,
+            );
         }
         Notification::PolicyVerdict(p) if p.verdict < 0 => {
             let (_, src, dst) = reason_and_identities(c);
             let code = denied_code(p.verdict).unwrap_or(0);
-            let text = drop_reason_str_in(code, ctx.release).map_or_else(|| format!("unknown({code})"), str::to_string);
+            let text = drop_reason_str_in(code, ctx.release)
+                .map_or_else(|| format!("unknown({code})"), str::to_string);
             crate::comment::cilium_comment(out, &text, code, src, dst, p.source, e.ifindex, None);
         }
         _ => {
@@ -194,7 +235,10 @@ pub fn comment(out: &mut String, e: &Event, c: &Cause, ctx: &CiliumContext) {
 /// The whole text line of a Cilium event, exactly as `cilium monitor` prints it.
 pub fn text_line(out: &mut String, names: &Names, e: &Event, n: &Notification) {
     let ifname = |i: u32| names.ifnames.lookup(i, 0);
-    names.cilium.formatter.write_line_with(out, cpu_of(e), n, &e.data, &ifname);
+    names
+        .cilium
+        .formatter
+        .write_line_with(out, cpu_of(e), n, &e.data, &ifname);
     while out.ends_with('\n') {
         out.pop();
     }
@@ -205,7 +249,12 @@ fn cpu_of(e: &Event) -> Option<u32> {
 }
 
 /// Every decoded field of a Cilium event, for JSON lines.
-pub fn json_fields(m: &mut serde_json::Map<String, serde_json::Value>, names: &Names, e: &Event, c: &Cause) {
+pub fn json_fields(
+    m: &mut serde_json::Map<String, serde_json::Value>,
+    names: &Names,
+    e: &Event,
+    c: &Cause,
+) {
     let Cause::Cilium(n) = c else { return };
     let mut s = String::new();
     let ifname = |i: u32| names.ifnames.lookup(i, 0);
@@ -220,7 +269,9 @@ pub fn json_fields(m: &mut serde_json::Map<String, serde_json::Value>, names: &N
         m.insert("src_identity".into(), src.into());
         m.insert("dst_identity".into(), dst.into());
     }
-    if let Ok(serde_json::Value::Object(o)) = serde_json::from_str::<serde_json::Value>(s.trim_end()) {
+    if let Ok(serde_json::Value::Object(o)) =
+        serde_json::from_str::<serde_json::Value>(s.trim_end())
+    {
         m.insert("cilium".into(), serde_json::Value::Object(o));
     }
 }

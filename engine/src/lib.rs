@@ -8,9 +8,9 @@
 
 pub mod accounting;
 pub mod aggregate;
+pub mod cilium;
 pub mod cilium_glue;
 pub mod comment;
-pub mod cilium;
 pub mod event;
 pub mod kernel;
 pub mod names;

@@ -46,7 +46,9 @@ impl Names {
         match r {
             ReasonKey::Kernel(n) => self.kernel_reasons.name(n).into_owned(),
             ReasonKey::Cilium(c) => crate::cilium_glue::reason_name(c),
-            ReasonKey::CiliumEvent(t) => format!("cilium {}", crate::cilium_glue::event_type_name(t)),
+            ReasonKey::CiliumEvent(t) => {
+                format!("cilium {}", crate::cilium_glue::event_type_name(t))
+            }
             ReasonKey::Captured => "captured".to_string(),
         }
     }
@@ -56,7 +58,9 @@ impl Names {
         match r {
             ReasonKey::Kernel(n) => format!("{} ({n})", self.kernel_reasons.name(n)),
             ReasonKey::Cilium(c) => format!("cilium {} ({c})", crate::cilium_glue::reason_name(c)),
-            ReasonKey::CiliumEvent(t) => format!("cilium {}", crate::cilium_glue::event_type_name(t)),
+            ReasonKey::CiliumEvent(t) => {
+                format!("cilium {}", crate::cilium_glue::event_type_name(t))
+            }
             ReasonKey::Captured => "captured".to_string(),
         }
     }
@@ -177,7 +181,9 @@ impl<'n> Renderer<'n> {
                 );
             }
             Cause::Captured => {}
-            other @ Cause::Cilium(_) => crate::cilium_glue::comment(&mut self.scratch, e, other, &self.names.cilium),
+            other @ Cause::Cilium(_) => {
+                crate::cilium_glue::comment(&mut self.scratch, e, other, &self.names.cilium)
+            }
         }
         &self.scratch
     }
@@ -249,7 +255,9 @@ impl<'n> Renderer<'n> {
             Cause::Captured => {
                 m.insert("origin".into(), "capture".into());
             }
-            other @ Cause::Cilium(_) => crate::cilium_glue::json_fields(&mut m, self.names, e, other),
+            other @ Cause::Cilium(_) => {
+                crate::cilium_glue::json_fields(&mut m, self.names, e, other)
+            }
         }
         m.insert("ifindex".into(), e.ifindex.into());
         if let Some(n) = self.names.ifnames.lookup(e.ifindex, e.netns) {
