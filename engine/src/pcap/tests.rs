@@ -262,6 +262,13 @@ fn pcapng_read_back_by_us_pcap_file_tshark_tcpdump() {
                 location: 0xffffffff81aa0000 + i as u64,
                 protocol: 0,
             },
+            2 => Cause::Cilium(crate::cilium_glue::drop_from_comment(
+                133,
+                12345,
+                678 + i as u32,
+                e.ifindex,
+                e.orig_len,
+            )),
             _ => Cause::Captured,
         };
         assert_eq!(e.cause, want_cause, "{i}");
@@ -723,7 +730,10 @@ fn foreign_files() {
     assert_eq!((ev[0].ifindex, ev[0].netns), (0, 4026531840));
     assert_eq!(
         (ev[1].cause, ev[2].cause),
-        (Cause::Captured, Cause::Captured)
+        (
+            Cause::Captured,
+            Cause::Cilium(crate::cilium_glue::drop_from_comment(133, 2, 4, ev[2].ifindex, 42))
+        )
     );
     assert_eq!(causes[1], None);
     assert_eq!(
