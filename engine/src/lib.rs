@@ -6,5 +6,6 @@
 //! JSON printers) consume them. Every stage that skips or loses something counts it with a
 //! reason in [`accounting`].
 
+pub mod cilium_socket;
 pub mod event;
 pub mod packet;
