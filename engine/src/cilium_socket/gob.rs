@@ -24,6 +24,12 @@ pub const DEFAULT_MAX_MESSAGE: usize = 16 << 20;
 pub const MAX_DEPTH: usize = 64;
 /// Most type definitions one stream may make.
 pub const MAX_TYPES: usize = 4096;
+/// Most bytes of type definitions one stream may send (Payload's is 57): bounds the memory
+/// the registry holds whatever the input.
+pub const MAX_TYPE_DEF_BYTES: usize = 4 << 20;
+/// Most nodes one generically decoded value may have: bounds [`Value`] memory (a one-byte
+/// wire element becomes a 48-byte node).
+pub const MAX_VALUES: usize = 1 << 20;
 
 /// Go's predefined type ids (`encoding/gob/type.go`, `bootstrapType`).
 pub mod builtin {
@@ -54,6 +60,10 @@ pub enum GobError {
     DuplicateType { id: i64 },
     #[error("gob stream defines more than {max} types")]
     TooManyTypes { max: usize },
+    #[error("gob stream sends more than {max} bytes of type definitions")]
+    TypeDefsTooLarge { max: usize },
+    #[error("gob value has more than {max} elements")]
+    TooManyValues { max: usize },
     #[error("malformed gob type definition: {what}")]
     BadTypeDef { what: &'static str },
     #[error("gob value uses undefined type id {id}")]
@@ -83,6 +93,8 @@ impl GobError {
             GobError::BadTypeId { .. } => "bad_type_id",
             GobError::DuplicateType { .. } => "duplicate_type",
             GobError::TooManyTypes { .. } => "too_many_types",
+            GobError::TypeDefsTooLarge { .. } => "type_definitions_too_large",
+            GobError::TooManyValues { .. } => "too_many_values",
             GobError::BadTypeDef { .. } => "bad_type_definition",
             GobError::UnknownType { .. } => "unknown_type",
             GobError::FieldOutOfRange { .. } => "field_out_of_range",
@@ -505,6 +517,7 @@ pub fn parse_wire_type(cur: &mut Cursor<'_>) -> Result<WireType> {
 #[derive(Clone, Debug, Default)]
 pub struct TypeRegistry {
     types: HashMap<i64, Arc<WireType>>,
+    def_bytes: usize,
 }
 
 impl TypeRegistry {
@@ -539,9 +552,17 @@ impl TypeRegistry {
 
     pub fn clear(&mut self) {
         self.types.clear();
+        self.def_bytes = 0;
     }
 
-    fn define(&mut self, id: i64, wt: WireType) -> Result<()> {
+    /// Records type `id`, whose definition took `wire_bytes` bytes.
+    fn define(&mut self, id: i64, wt: WireType, wire_bytes: usize) -> Result<()> {
+        self.def_bytes = self.def_bytes.saturating_add(wire_bytes);
+        if self.def_bytes > MAX_TYPE_DEF_BYTES {
+            return Err(GobError::TypeDefsTooLarge {
+                max: MAX_TYPE_DEF_BYTES,
+            });
+        }
         if id <= builtin::INTERFACE || id > i64::from(i32::MAX) {
             return Err(GobError::BadTypeId { id: -id });
         }
@@ -611,6 +632,8 @@ impl Value {
 pub struct GobStream {
     types: TypeRegistry,
     max_message: usize,
+    /// Nodes the current generic decode may still build.
+    value_budget: usize,
 }
 
 impl Default for GobStream {
@@ -624,6 +647,7 @@ impl GobStream {
         GobStream {
             types: TypeRegistry::default(),
             max_message,
+            value_budget: MAX_VALUES,
         }
     }
 
@@ -662,7 +686,7 @@ impl GobStream {
                     count: cur.remaining(),
                 });
             }
-            self.types.define(id, wt)?;
+            self.types.define(id, wt, body.len())?;
             return Ok(Some((Frame::TypeDef { id }, total)));
         }
         if id == 0 {
@@ -713,6 +737,7 @@ impl GobStream {
     ) -> Result<(Value, usize)> {
         let mut cur = Cursor::spanning(input, start, end);
         self.top_level_prefix(type_id, &mut cur)?;
+        self.value_budget = MAX_VALUES;
         let v = self.decode(type_id, &mut cur, 0)?;
         if !cur.is_empty() {
             return Err(GobError::TrailingBytes {
@@ -848,8 +873,10 @@ impl GobStream {
                 return Ok(Some((name, id)));
             }
             let def = id.checked_neg().ok_or(GobError::BadTypeId { id })?;
+            let start = cur.position();
             let wt = parse_wire_type(cur)?;
-            self.types.define(def, wt)?;
+            self.types
+                .define(def, wt, cur.position().saturating_sub(start))?;
             if !cur.is_empty() {
                 cur.read_uint()?;
             }
@@ -877,6 +904,10 @@ impl GobStream {
         if depth > MAX_DEPTH {
             return Err(GobError::TooDeep { max: MAX_DEPTH });
         }
+        self.value_budget = self
+            .value_budget
+            .checked_sub(1)
+            .ok_or(GobError::TooManyValues { max: MAX_VALUES })?;
         Ok(match id {
             builtin::BOOL => Value::Bool(cur.read_uint()? != 0),
             builtin::INT => Value::Int(cur.read_int()?),
@@ -1539,6 +1570,47 @@ mod tests {
         assert_eq!(
             s.decode_value(66, &[0, 1, 1, 0]),
             Ok(Value::Slice(vec![Value::Slice(vec![Value::Slice(vec![])])]))
+        );
+    }
+
+    #[test]
+    fn memory_is_bounded() {
+        // A []bool (id 66) of MAX_VALUES + 1 elements: skipping is fine, building is refused.
+        let mut s = GobStream::new(4 << 20);
+        let mut m = Vec::new();
+        let mut b = Vec::new();
+        put_int(&mut b, -66);
+        b.extend_from_slice(&[2, 1, 0, 1, 2, 0, 0]); // SliceT{CommonType{}, Elem: bool}
+        put_message(&mut m, &b);
+        s.next_frame(&m).unwrap().unwrap();
+        let mut v = vec![0u8];
+        put_uint(&mut v, MAX_VALUES as u64 + 1);
+        v.resize(v.len() + MAX_VALUES + 1, 1);
+        assert_eq!(s.skip_value(66, &v), Ok(()));
+        assert_eq!(
+            s.decode_value(66, &v),
+            Err(GobError::TooManyValues { max: MAX_VALUES })
+        );
+        // Type definitions beyond MAX_TYPE_DEF_BYTES in total are refused.
+        let mut s = GobStream::new(1 << 20);
+        let name = "n".repeat(500 << 10);
+        let mut err = None;
+        for id in 65..80 {
+            let mut m = Vec::new();
+            struct_def_message(&mut m, id, &name, &[("X", 2)]);
+            if let Err(e) = s.next_frame(&m) {
+                err = Some((id, e));
+                break;
+            }
+        }
+        assert_eq!(
+            err,
+            Some((
+                73,
+                GobError::TypeDefsTooLarge {
+                    max: MAX_TYPE_DEF_BYTES
+                }
+            ))
         );
     }
 
