@@ -217,6 +217,10 @@ fn go_agent_sim_two_processes_exact_counts_and_replay() {
     }
     assert_eq!(s.unknown, u(&want, "unknown"));
     assert_eq!(s.unknown, 8);
+    // By Payload.Type: 9 for samples/agent/L7, 2 for lost, one Type 99 per phase.
+    assert_eq!(s.other_payload_types, 2);
+    assert_eq!(s.event_samples, payloads - s.lost_records - 2);
+    eprintln!("{stats}");
     // Nothing malformed; the message cut in half at the restart is counted as truncated.
     assert_eq!(s.malformed_total(), 0, "{:?}", s.malformed);
     assert_eq!(s.streams_abandoned, 0);

@@ -152,6 +152,10 @@ pub struct StreamStats {
     pub type_definitions: u64,
     /// Payload values decoded.
     pub payloads: u64,
+    /// Payloads with `Type` 9 (perf samples, including agent and L7 records).
+    pub event_samples: u64,
+    /// Payloads with a `Type` other than 9 and 2 (also counted in `unknown`).
+    pub other_payload_types: u64,
     /// Samples by `Data[0]` (index 1..=7; index 0 unused).
     pub samples_by_type: [u64; 8],
     pub lost_records: u64,
@@ -189,6 +193,8 @@ impl StreamStats {
         self.messages += other.messages;
         self.type_definitions += other.type_definitions;
         self.payloads += other.payloads;
+        self.event_samples += other.event_samples;
+        self.other_payload_types += other.other_payload_types;
         for (a, b) in self.samples_by_type.iter_mut().zip(other.samples_by_type) {
             *a += b;
         }
@@ -221,6 +227,9 @@ pub fn classify(p: Payload, stats: &mut StreamStats) -> MonitorMessage {
         lost,
         typ,
     } = p;
+    if typ == EVENT_SAMPLE {
+        stats.event_samples += 1;
+    }
     match typ {
         EVENT_SAMPLE => match data.first().copied() {
             Some(t @ 1..=7) => {
@@ -268,6 +277,7 @@ pub fn classify(p: Payload, stats: &mut StreamStats) -> MonitorMessage {
         }
         _ => {
             stats.unknown += 1;
+            stats.other_payload_types += 1;
             MonitorMessage::Unknown {
                 typ,
                 cpu,
@@ -476,6 +486,10 @@ fn decode_with(
 const RESERVE: usize = 256 << 10;
 
 /// Incremental decoder of one monitor gob stream (one connection).
+///
+/// A value split over several messages (Go does that only for an interface-typed field
+/// whose concrete type it defines mid-value; `Payload` has none) is not followed here: its
+/// first message is counted as malformed.
 #[derive(Debug)]
 pub struct PayloadStream {
     buf: BytesMut,
@@ -950,6 +964,7 @@ mod tests {
             (2, 0, 3)
         );
         assert_eq!(stats.payloads, 14);
+        assert_eq!((stats.event_samples, stats.other_payload_types), (11, 1));
         assert_eq!(stats.malformed_total(), 0);
     }
 

@@ -81,6 +81,41 @@ pub struct SocketStats {
     pub stream: StreamStats,
 }
 
+impl std::fmt::Display for SocketStats {
+    /// One line: connections, then what the streams held, then what was lost or skipped.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = &self.stream;
+        write!(
+            f,
+            "{} connection(s), {} reconnect(s), {} failed attempt(s); {} payloads: samples",
+            self.connections, self.reconnects, self.connect_failures, s.payloads
+        )?;
+        for (t, n) in s.samples_by_type.iter().enumerate().skip(1) {
+            if *n > 0 {
+                let name = super::payload::message_type_name(t as u8);
+                write!(f, " {name}={n}")?;
+            }
+        }
+        write!(
+            f,
+            ", agent {}, l7 {}, unknown {}; perf ring lost {} record(s) in {} notice(s)",
+            s.agent + s.agent_undecodable,
+            s.l7,
+            s.unknown,
+            s.lost_total,
+            s.lost_records
+        )?;
+        if s.malformed_total() > 0 || s.truncated_at_close > 0 {
+            write!(
+                f,
+                "; malformed {:?}, {} stream(s) abandoned, {} cut short",
+                s.malformed, s.streams_abandoned, s.truncated_at_close
+            )?;
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Error)]
 pub enum SocketError {
     #[error("cilium monitor socket {} does not exist: is cilium-agent running? use --cilium-socket PATH", path.display())]
@@ -443,6 +478,12 @@ mod tests {
         assert_eq!(stats.stream.malformed.get("bad_uint"), Some(&1));
         assert_eq!(stats.stream.lost_total, 1 << 40);
         assert_eq!(stats.stream.payloads, 4);
+        assert_eq!(
+            stats.to_string(),
+            "3 connection(s), 2 reconnect(s), 0 failed attempt(s); 4 payloads: samples drop=1 \
+             trace=1, agent 1, l7 0, unknown 0; perf ring lost 1099511627776 record(s) in 1 \
+             notice(s); malformed {\"bad_uint\": 1}, 1 stream(s) abandoned, 1 cut short"
+        );
         let _ = std::fs::remove_file(&path);
     }
 }
