@@ -105,12 +105,15 @@ impl std::fmt::Display for SocketStats {
             s.lost_total,
             s.lost_records
         )?;
-        if s.malformed_total() > 0 || s.truncated_at_close > 0 {
+        if s.malformed_total() > 0 {
             write!(
                 f,
-                "; malformed {:?}, {} stream(s) abandoned, {} cut short",
-                s.malformed, s.streams_abandoned, s.truncated_at_close
+                "; malformed {:?}, {} stream(s) abandoned",
+                s.malformed, s.streams_abandoned
             )?;
+        }
+        if s.truncated_at_close > 0 {
+            write!(f, "; {} message(s) cut short", s.truncated_at_close)?;
         }
         Ok(())
     }
@@ -482,7 +485,7 @@ mod tests {
             stats.to_string(),
             "3 connection(s), 2 reconnect(s), 0 failed attempt(s); 4 payloads: samples drop=1 \
              trace=1, agent 1, l7 0, unknown 0; perf ring lost 1099511627776 record(s) in 1 \
-             notice(s); malformed {\"bad_uint\": 1}, 1 stream(s) abandoned, 1 cut short"
+             notice(s); malformed {\"bad_uint\": 1}, 1 stream(s) abandoned; 1 message(s) cut short"
         );
         let _ = std::fs::remove_file(&path);
     }
