@@ -11,6 +11,7 @@ pub mod aggregate;
 pub mod cilium;
 pub mod cilium_glue;
 pub mod comment;
+pub mod cilium_socket;
 pub mod event;
 pub mod kernel;
 pub mod names;

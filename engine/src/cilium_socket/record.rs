@@ -1,0 +1,667 @@
+//! Recording and replaying what Cilium's monitor socket sent, and files of raw notification
+//! records.
+//!
+//! # `.gobstream`: a raw recording of the socket
+//!
+//! Exactly the bytes read from the socket, split where connections began so that a replay
+//! restarts the gob decoder (new type definitions) at every reconnect:
+//!
+//! ```text
+//! file   = header chunk*
+//! header = "DSCILGOB" (8 bytes) ‖ version u16 LE (= 1) ‖ flags u16 LE (= 0) ‖ reserved u32 LE (= 0)
+//! chunk  = word u64 LE ‖ bytes
+//!          word bit 63   : 1 = these bytes start a new connection (a new gob stream)
+//!          word bits 0-62: number of bytes that follow (at most MAX_CHUNK)
+//! ```
+//!
+//! A segment (one connection) is a flagged chunk and the unflagged chunks after it; the
+//! first chunk of a file is flagged. Chunks are written as they are read, so a recording can
+//! be streamed and a recording cut short by a crash ends inside a chunk: replay feeds the
+//! bytes that are present and counts the partial message it could not finish.
+//!
+//! # `.ciliumraw`: raw notification records
+//!
+//! The `Data` of `Type` 9 payloads (one perf sample each: notification struct ‖ packet ‖
+//! perf padding), without gob:
+//!
+//! ```text
+//! file   = record*            (no header)
+//! record = length u32 LE ‖ that many bytes (length at most MAX_RAW_SAMPLE)
+//! ```
+//!
+//! Everything read here is untrusted: no indexing, no unwrap, no allocation from a length
+//! before it is checked against its limit.
+
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::Path;
+
+use bytes::BytesMut;
+use thiserror::Error;
+
+use super::payload::{classify, MonitorMessage, Payload, PayloadStream, StreamStats, EVENT_SAMPLE};
+use super::socket::{feed, SocketStats};
+
+pub const GOBSTREAM_MAGIC: [u8; 8] = *b"DSCILGOB";
+pub const GOBSTREAM_VERSION: u16 = 1;
+pub const GOBSTREAM_HEADER_LEN: usize = 16;
+/// Largest chunk a `.gobstream` may hold.
+pub const MAX_CHUNK: u64 = 64 << 20;
+const NEW_CONNECTION: u64 = 1 << 63;
+/// Largest record a `.ciliumraw` may hold (a perf sample is below 64 KiB).
+pub const MAX_RAW_SAMPLE: u32 = 1 << 20;
+
+#[derive(Debug, Error)]
+pub enum RecordError {
+    #[error("i/o error: {0}")]
+    Io(#[from] io::Error),
+    #[error("not a .gobstream recording: magic {found:02x?}")]
+    BadMagic { found: [u8; 8] },
+    #[error("unsupported .gobstream version {version} (this build reads {GOBSTREAM_VERSION})")]
+    UnsupportedVersion { version: u16 },
+    #[error("recording header truncated: need {need} bytes, have {have}")]
+    TooShort { need: usize, have: usize },
+    #[error("corrupt .gobstream: chunk of {len} bytes at offset {offset} exceeds {max}")]
+    ChunkTooLarge { len: u64, max: u64, offset: u64 },
+    #[error("corrupt .ciliumraw: record of {len} bytes at offset {offset} exceeds {max}")]
+    SampleTooLarge { len: u32, max: u32, offset: u64 },
+}
+
+/// Tees socket bytes into a `.gobstream` file.
+pub struct GobStreamRecorder {
+    out: Box<dyn Write + Send>,
+    new_connection: bool,
+    bytes: u64,
+}
+
+impl std::fmt::Debug for GobStreamRecorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GobStreamRecorder")
+            .field("bytes", &self.bytes)
+            .finish()
+    }
+}
+
+impl GobStreamRecorder {
+    pub fn create(path: &Path) -> io::Result<Self> {
+        Self::new(BufWriter::with_capacity(1 << 20, File::create(path)?))
+    }
+
+    /// Writes the header to `w`.
+    pub fn new(mut w: impl Write + Send + 'static) -> io::Result<Self> {
+        let mut header = [0u8; GOBSTREAM_HEADER_LEN];
+        header[..8].copy_from_slice(&GOBSTREAM_MAGIC);
+        header[8..10].copy_from_slice(&GOBSTREAM_VERSION.to_le_bytes());
+        w.write_all(&header)?;
+        Ok(GobStreamRecorder {
+            out: Box::new(w),
+            new_connection: true,
+            bytes: 0,
+        })
+    }
+
+    /// The next chunk starts a new connection.
+    pub fn begin_connection(&mut self) {
+        self.new_connection = true;
+    }
+
+    /// Appends bytes read from the socket.
+    pub fn write_chunk(&mut self, data: &[u8]) -> io::Result<()> {
+        for part in data.chunks(MAX_CHUNK as usize) {
+            let mut word = part.len() as u64;
+            if self.new_connection {
+                word |= NEW_CONNECTION;
+                self.new_connection = false;
+            }
+            self.out.write_all(&word.to_le_bytes())?;
+            self.out.write_all(part)?;
+            self.bytes += part.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// Socket bytes recorded so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// One chunk of a `.gobstream`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Chunk<'a> {
+    pub new_connection: bool,
+    pub data: &'a [u8],
+    /// The file ended inside this chunk; `data` is the part present.
+    pub truncated: bool,
+}
+
+/// Reads a `.gobstream` chunk by chunk.
+#[derive(Debug)]
+pub struct GobStreamReader<R> {
+    r: R,
+    buf: Vec<u8>,
+    offset: u64,
+}
+
+impl GobStreamReader<BufReader<File>> {
+    pub fn open(path: &Path) -> Result<Self, RecordError> {
+        Self::new(BufReader::with_capacity(1 << 20, File::open(path)?))
+    }
+}
+
+/// Reads until `buf` is full or the input ends; returns the bytes read.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        let Some(rest) = buf.get_mut(n..) else { break };
+        match r.read(rest) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+impl<R: Read> GobStreamReader<R> {
+    /// Reads and checks the header.
+    pub fn new(mut r: R) -> Result<Self, RecordError> {
+        let mut header = [0u8; GOBSTREAM_HEADER_LEN];
+        let n = read_full(&mut r, &mut header)?;
+        if n < GOBSTREAM_HEADER_LEN {
+            return Err(RecordError::TooShort {
+                need: GOBSTREAM_HEADER_LEN,
+                have: n,
+            });
+        }
+        let [m0, m1, m2, m3, m4, m5, m6, m7, v0, v1, ..] = header;
+        let magic = [m0, m1, m2, m3, m4, m5, m6, m7];
+        if magic != GOBSTREAM_MAGIC {
+            return Err(RecordError::BadMagic { found: magic });
+        }
+        let version = u16::from_le_bytes([v0, v1]);
+        if version != GOBSTREAM_VERSION {
+            return Err(RecordError::UnsupportedVersion { version });
+        }
+        Ok(GobStreamReader {
+            r,
+            buf: Vec::new(),
+            offset: GOBSTREAM_HEADER_LEN as u64,
+        })
+    }
+
+    /// The next chunk, or `None` at the end of the file.
+    pub fn next_chunk(&mut self) -> Result<Option<Chunk<'_>>, RecordError> {
+        let mut word = [0u8; 8];
+        let n = read_full(&mut self.r, &mut word)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        if n < 8 {
+            self.offset += n as u64;
+            return Ok(Some(Chunk {
+                new_connection: false,
+                data: &[],
+                truncated: true,
+            }));
+        }
+        let word = u64::from_le_bytes(word);
+        let len = word & !NEW_CONNECTION;
+        if len > MAX_CHUNK {
+            return Err(RecordError::ChunkTooLarge {
+                len,
+                max: MAX_CHUNK,
+                offset: self.offset,
+            });
+        }
+        self.offset += 8;
+        // len <= MAX_CHUNK (64 MiB): bounded before allocating.
+        self.buf.resize(len as usize, 0);
+        let got = read_full(&mut self.r, &mut self.buf)?;
+        self.offset += got as u64;
+        Ok(Some(Chunk {
+            new_connection: word & NEW_CONNECTION != 0,
+            data: self.buf.get(..got).unwrap_or(&[]),
+            truncated: (got as u64) < len,
+        }))
+    }
+}
+
+/// Replays a `.gobstream` through the same decoder the socket source uses, restarting it at
+/// every recorded connection. Stats are those the live source would have counted.
+pub fn replay_gobstream<R: Read>(
+    reader: &mut GobStreamReader<R>,
+    max_message: usize,
+    on_batch: &mut dyn FnMut(&[MonitorMessage]),
+) -> Result<SocketStats, RecordError> {
+    let mut stats = SocketStats::default();
+    let mut stream = PayloadStream::new(max_message);
+    let mut batch = Vec::new();
+    while let Some(chunk) = reader.next_chunk()? {
+        if chunk.new_connection || stats.connections == 0 {
+            if stats.connections > 0 {
+                stream.reset(&mut stats.stream);
+                stats.reconnects += 1;
+            }
+            stats.connections += 1;
+        }
+        // A fatal error is counted in the stats and poisons the stream until the next
+        // connection, exactly as the live source drops the connection.
+        let _ = feed(
+            &mut stream,
+            chunk.data,
+            &mut batch,
+            &mut stats.stream,
+            on_batch,
+        );
+    }
+    stream.reset(&mut stats.stream);
+    Ok(stats)
+}
+
+/// Writes a `.ciliumraw` file.
+#[derive(Debug)]
+pub struct RawSampleWriter<W: Write> {
+    w: W,
+}
+
+impl RawSampleWriter<BufWriter<File>> {
+    pub fn create(path: &Path) -> io::Result<Self> {
+        Ok(Self::new(BufWriter::with_capacity(
+            1 << 20,
+            File::create(path)?,
+        )))
+    }
+}
+
+impl<W: Write> RawSampleWriter<W> {
+    pub fn new(w: W) -> Self {
+        RawSampleWriter { w }
+    }
+
+    pub fn write_sample(&mut self, data: &[u8]) -> io::Result<()> {
+        let len = u32::try_from(data.len())
+            .ok()
+            .filter(|&l| l <= MAX_RAW_SAMPLE)
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "raw sample of {} bytes exceeds {MAX_RAW_SAMPLE}",
+                        data.len()
+                    ),
+                )
+            })?;
+        self.w.write_all(&len.to_le_bytes())?;
+        self.w.write_all(data)
+    }
+
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.w.flush()
+    }
+
+    pub fn into_inner(self) -> W {
+        self.w
+    }
+}
+
+fn read_u32_le(b: &[u8], at: usize) -> Option<u32> {
+    let bytes = b.get(at..at.checked_add(4)?)?;
+    Some(u32::from_le_bytes(<[u8; 4]>::try_from(bytes).ok()?))
+}
+
+/// Reads a `.ciliumraw` file in batches; every record becomes the message a `Type` 9
+/// payload with that `Data` would (CPU unknown: -1).
+#[derive(Debug)]
+pub struct RawSampleReader<R> {
+    r: R,
+    buf: BytesMut,
+    read_buf: Vec<u8>,
+    offset: u64,
+    eof: bool,
+}
+
+impl RawSampleReader<File> {
+    pub fn open(path: &Path) -> io::Result<Self> {
+        Ok(Self::new(File::open(path)?))
+    }
+}
+
+impl<R: Read> RawSampleReader<R> {
+    pub fn new(r: R) -> Self {
+        RawSampleReader {
+            r,
+            buf: BytesMut::with_capacity(1 << 20),
+            read_buf: vec![0; 256 << 10],
+            offset: 0,
+            eof: false,
+        }
+    }
+
+    /// Appends up to `max` messages (at least one if any is left) to `out`; returns how many,
+    /// 0 at the end of the file. A record cut short by the end of the file is counted in
+    /// `stats.truncated_at_close`.
+    pub fn next_batch(
+        &mut self,
+        out: &mut Vec<MonitorMessage>,
+        stats: &mut StreamStats,
+        max: usize,
+    ) -> Result<usize, RecordError> {
+        let max = max.max(1);
+        loop {
+            // Find the complete records at the front of the buffer.
+            let mut end = 0usize;
+            let mut count = 0usize;
+            while count < max {
+                let Some(len) = read_u32_le(&self.buf, end) else {
+                    break;
+                };
+                if len > MAX_RAW_SAMPLE {
+                    return Err(RecordError::SampleTooLarge {
+                        len,
+                        max: MAX_RAW_SAMPLE,
+                        offset: self.offset + end as u64,
+                    });
+                }
+                let stop = end + 4 + len as usize;
+                if stop > self.buf.len() {
+                    break;
+                }
+                count += 1;
+                end = stop;
+            }
+            if count > 0 {
+                let chunk = self.buf.split_to(end).freeze();
+                self.offset += end as u64;
+                stats.bytes += end as u64;
+                let mut pos = 0usize;
+                while let Some(len) = read_u32_le(&chunk, pos) {
+                    let (a, b) = (pos + 4, pos + 4 + len as usize);
+                    if b > chunk.len() {
+                        break;
+                    }
+                    let p = Payload {
+                        data: chunk.slice(a..b),
+                        cpu: -1,
+                        lost: 0,
+                        typ: EVENT_SAMPLE,
+                    };
+                    out.push(classify(p, stats));
+                    pos = b;
+                }
+                return Ok(count);
+            }
+            if self.eof {
+                if !self.buf.is_empty() {
+                    stats.truncated_at_close += 1;
+                    stats.bytes_discarded += self.buf.len() as u64;
+                    stats.bytes += self.buf.len() as u64;
+                    self.offset += self.buf.len() as u64;
+                    self.buf.clear();
+                }
+                return Ok(0);
+            }
+            let n = loop {
+                match self.r.read(&mut self.read_buf) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            if n == 0 {
+                self.eof = true;
+            } else {
+                self.buf.reserve(n.max(1 << 20));
+                self.buf
+                    .extend_from_slice(self.read_buf.get(..n).unwrap_or(&[]));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cilium_socket::payload::{encode_agent_notify, PayloadEncoder};
+    use bytes::Bytes;
+    use std::sync::{Arc, Mutex};
+
+    /// A `Write` whose bytes the test can read back after the recorder took ownership.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn two_connections() -> (Vec<u8>, Vec<u8>) {
+        let mut a = Vec::new();
+        let mut enc = PayloadEncoder::new(65);
+        enc.encode(&[1, 0xaa, 0xbb], 1, 0, 9, &mut a);
+        enc.encode(&[], 2, 1 << 35, 2, &mut a);
+        let mut b = Vec::new();
+        let mut enc = PayloadEncoder::new(68); // another process: another id
+        enc.encode(&encode_agent_notify(2, "{}", 70), 0, 0, 9, &mut b);
+        enc.encode(&[4, 1, 2, 3], 3, 0, 9, &mut b);
+        (a, b)
+    }
+
+    #[test]
+    fn gobstream_round_trip_restarts_decoder_per_connection() {
+        let (a, b) = two_connections();
+        let sink = Shared::default();
+        let mut rec = GobStreamRecorder::new(sink.clone()).unwrap();
+        rec.begin_connection();
+        rec.write_chunk(&a[..5]).unwrap();
+        rec.write_chunk(&a[5..]).unwrap();
+        rec.begin_connection();
+        rec.write_chunk(&b).unwrap();
+        rec.flush().unwrap();
+        assert_eq!(rec.bytes(), (a.len() + b.len()) as u64);
+        let file = sink.0.lock().unwrap().clone();
+        assert_eq!(&file[..8], b"DSCILGOB");
+        assert_eq!(file.len(), 16 + 3 * 8 + a.len() + b.len());
+        // First chunk word: flagged, length 5.
+        assert_eq!(file[16..24], (5u64 | 1 << 63).to_le_bytes());
+
+        let mut reader = GobStreamReader::new(&file[..]).unwrap();
+        let mut got = Vec::new();
+        let stats =
+            replay_gobstream(&mut reader, 1 << 20, &mut |m| got.extend_from_slice(m)).unwrap();
+        assert_eq!(
+            got,
+            vec![
+                MonitorMessage::Sample {
+                    cpu: 1,
+                    data: Bytes::from_static(&[1, 0xaa, 0xbb])
+                },
+                MonitorMessage::Lost {
+                    cpu: 2,
+                    count: 1 << 35
+                },
+                MonitorMessage::Agent {
+                    kind: 2,
+                    text: "{}".into()
+                },
+                MonitorMessage::Sample {
+                    cpu: 3,
+                    data: Bytes::from_static(&[4, 1, 2, 3])
+                },
+            ]
+        );
+        assert_eq!((stats.connections, stats.reconnects), (2, 1));
+        assert_eq!(stats.stream.type_definitions, 2);
+        assert_eq!(stats.stream.malformed_total(), 0);
+        assert_eq!(stats.stream.truncated_at_close, 0);
+    }
+
+    #[test]
+    fn without_connection_marks_the_second_stream_would_fail() {
+        // Two agent streams recorded as one connection: the second defines type 65 again,
+        // which is fatal for that stream (as it would be on a live socket).
+        let mut a = Vec::new();
+        PayloadEncoder::new(65).encode(&[1], 0, 0, 9, &mut a);
+        let rec_bytes = Shared::default();
+        let mut rec = GobStreamRecorder::new(rec_bytes.clone()).unwrap();
+        rec.write_chunk(&a).unwrap();
+        rec.write_chunk(&a).unwrap(); // same connection: duplicate type 65
+        drop(rec);
+        let file = std::mem::take(&mut *rec_bytes.0.lock().unwrap());
+        let mut reader = GobStreamReader::new(&file[..]).unwrap();
+        let mut n = 0;
+        let stats = replay_gobstream(&mut reader, 1 << 20, &mut |m| n += m.len()).unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(stats.connections, 1);
+        assert_eq!(stats.stream.malformed.get("duplicate_type"), Some(&1));
+        assert_eq!(stats.stream.streams_abandoned, 1);
+    }
+
+    #[test]
+    fn truncated_recording_and_bad_headers() {
+        let (a, _) = two_connections();
+        let sink = Shared::default();
+        let mut rec = GobStreamRecorder::new(sink.clone()).unwrap();
+        rec.write_chunk(&a).unwrap();
+        let file = sink.0.lock().unwrap().clone();
+        for cut in 0..file.len() {
+            match GobStreamReader::new(&file[..cut]) {
+                Err(RecordError::TooShort { need: 16, have }) => assert_eq!(have, cut),
+                Err(e) => panic!("cut {cut}: {e}"),
+                Ok(mut r) => {
+                    let mut n = 0;
+                    let stats = replay_gobstream(&mut r, 1 << 20, &mut |m| n += m.len()).unwrap();
+                    assert!(n < 2, "cut {cut}");
+                    assert_eq!(stats.stream.payloads, n as u64);
+                }
+            }
+        }
+        let mut bad = file.clone();
+        bad[0] = b'X';
+        assert!(matches!(
+            GobStreamReader::new(&bad[..]),
+            Err(RecordError::BadMagic { .. })
+        ));
+        let mut bad = file.clone();
+        bad[8] = 2;
+        assert!(matches!(
+            GobStreamReader::new(&bad[..]),
+            Err(RecordError::UnsupportedVersion { version: 2 })
+        ));
+        let mut bad = file.clone();
+        bad[16..24].copy_from_slice(&(MAX_CHUNK + 1).to_le_bytes());
+        let mut r = GobStreamReader::new(&bad[..]).unwrap();
+        assert!(matches!(
+            r.next_chunk(),
+            Err(RecordError::ChunkTooLarge { offset: 16, .. })
+        ));
+    }
+
+    #[test]
+    fn ciliumraw_round_trip_in_batches() {
+        let samples: Vec<Vec<u8>> = (0..200u32)
+            .map(|i| {
+                let t = (i % 9) as u8; // 0 and 8 are not datapath types
+                let mut v = vec![t];
+                v.extend((0..i % 50).map(|x| x as u8));
+                v
+            })
+            .collect();
+        let mut w = RawSampleWriter::new(Vec::new());
+        for s in &samples {
+            w.write_sample(s).unwrap();
+        }
+        let file = w.into_inner();
+        let mut r = RawSampleReader::new(&file[..]);
+        let mut stats = StreamStats::default();
+        let mut out = Vec::new();
+        let mut batches = 0;
+        while r.next_batch(&mut out, &mut stats, 7).unwrap() > 0 {
+            batches += 1;
+        }
+        assert_eq!(batches, 29); // ceil(200 / 7)
+        assert_eq!(out.len(), 200);
+        for (s, m) in samples.iter().zip(&out) {
+            match m {
+                MonitorMessage::Sample { cpu: -1, data } => assert_eq!(&data[..], &s[..]),
+                MonitorMessage::Unknown {
+                    typ: 9,
+                    cpu: -1,
+                    data,
+                    ..
+                } => {
+                    assert!(s[0] == 0 || s[0] == 8);
+                    assert_eq!(&data[..], &s[..]);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // i % 9 == 0 for 23 values of i, == 8 for 22: those 45 are not datapath types.
+        assert_eq!((stats.samples(), stats.unknown), (155, 45));
+        assert_eq!(stats.bytes, file.len() as u64);
+        assert_eq!(stats.truncated_at_close, 0);
+    }
+
+    #[test]
+    fn ciliumraw_truncation_and_limits() {
+        let mut w = RawSampleWriter::new(Vec::new());
+        w.write_sample(&[1, 2, 3]).unwrap();
+        w.write_sample(&[4, 5]).unwrap();
+        let file = w.into_inner();
+        for cut in 0..=file.len() {
+            let mut r = RawSampleReader::new(&file[..cut]);
+            let mut stats = StreamStats::default();
+            let mut out = Vec::new();
+            while r.next_batch(&mut out, &mut stats, 100).unwrap() > 0 {}
+            let want = if cut == file.len() {
+                2
+            } else if cut >= 7 {
+                1
+            } else {
+                0
+            };
+            assert_eq!(out.len(), want, "cut {cut}");
+            let partial = cut != 0 && cut != 7 && cut != file.len();
+            assert_eq!(stats.truncated_at_close, u64::from(partial), "cut {cut}");
+            assert_eq!(stats.bytes, cut as u64);
+        }
+        let mut bad = Vec::new();
+        bad.extend_from_slice(&(MAX_RAW_SAMPLE + 1).to_le_bytes());
+        let mut r = RawSampleReader::new(&bad[..]);
+        assert!(matches!(
+            r.next_batch(&mut Vec::new(), &mut StreamStats::default(), 1),
+            Err(RecordError::SampleTooLarge { offset: 0, .. })
+        ));
+        let mut w = RawSampleWriter::new(Vec::new());
+        assert!(w
+            .write_sample(&vec![0; MAX_RAW_SAMPLE as usize + 1])
+            .is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn readers_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            let mut r = RawSampleReader::new(&bytes[..]);
+            let mut stats = StreamStats::default();
+            let mut out = Vec::new();
+            while let Ok(n) = r.next_batch(&mut out, &mut stats, 16) {
+                if n == 0 { break; }
+            }
+            let mut with_header = GOBSTREAM_MAGIC.to_vec();
+            with_header.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0]);
+            with_header.extend_from_slice(&bytes);
+            if let Ok(mut g) = GobStreamReader::new(&with_header[..]) {
+                let _ = replay_gobstream(&mut g, 1 << 16, &mut |_| {});
+            }
+        }
+    }
+}
