@@ -124,7 +124,10 @@ pub struct ProbeConfig {
     pub off_sk_net: u32,
     /// `net->ns.inum`.
     pub off_net_inum: u32,
-    pub _pad: u32,
+    /// Wake the reader only when at least this many bytes are waiting in the ring (0: wake
+    /// it for every record). Waking another CPU per record costs more than the record; the
+    /// reader polls with a short timeout, so at low rates the delay stays small.
+    pub wakeup_bytes: u32,
 }
 
 /// Offset value meaning "this kernel has no such field".
@@ -196,6 +199,7 @@ pub const LAYOUTS: &[(&str, usize, &[(&str, usize)])] = &[
             ("off_skb_head", offset_of!(ProbeConfig, off_skb_head)),
             ("off_dev_ifindex", offset_of!(ProbeConfig, off_dev_ifindex)),
             ("off_net_inum", offset_of!(ProbeConfig, off_net_inum)),
+            ("wakeup_bytes", offset_of!(ProbeConfig, wakeup_bytes)),
         ],
     ),
     (

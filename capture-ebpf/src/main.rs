@@ -60,7 +60,7 @@ static CONFIG: ProbeConfig = ProbeConfig {
     off_dev_nd_net: OFF_ABSENT,
     off_sk_net: OFF_ABSENT,
     off_net_inum: OFF_ABSENT,
-    _pad: 0,
+    wakeup_bytes: 0,
 };
 
 /// Puts the ABI types into the object's BTF, where an engine test compares their layout with
@@ -109,6 +109,11 @@ static ABI_ANCHOR: AbiAnchor = AbiAnchor {
 
 /// Records for user space; user space sets the real size at load time.
 #[map]
+/// `bpf_ringbuf_output` flags and `bpf_ringbuf_query` selector (include/uapi/linux/bpf.h).
+const BPF_RB_NO_WAKEUP: u64 = 1;
+const BPF_RB_FORCE_WAKEUP: u64 = 2;
+const BPF_RB_AVAIL_DATA: u64 = 0;
+
 static EVENTS: RingBuf = RingBuf::with_byte_size(16 << 20, 0);
 
 /// `STAT_*` counters, per CPU.
@@ -410,7 +415,16 @@ fn emit(skb: u64, location: u64, reason: u32) -> Result<(), ()> {
     // SAFETY: `total` <= size_of::<Scratch>() because cap <= MAX_SNAPLEN; the slice lives in
     // the map value for the duration of the helper call.
     let record = unsafe { core::slice::from_raw_parts(scratch.cast::<u8>(), total as usize) };
-    EVENTS.output::<[u8]>(record, 0).map_err(|_| ())
+    // Wake the reader only once enough is waiting (see ProbeConfig::wakeup_bytes).
+    let wakeup = cfg(addr_of!(CONFIG.wakeup_bytes));
+    let flags = if wakeup == 0 {
+        0
+    } else if EVENTS.query(BPF_RB_AVAIL_DATA) >= u64::from(wakeup) {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    EVENTS.output::<[u8]>(record, flags).map_err(|_| ())
 }
 
 #[cfg(not(target_arch = "bpf"))]

@@ -51,16 +51,30 @@ pub struct Event {
     pub cause: Cause,
 }
 
+/// Something a source reports that is not a packet (Cilium's lost-record and agent
+/// notices), to be printed in order with the events.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// The agent's perf ring for `cpu` lost `count` records.
+    Lost { cpu: i64, count: u64 },
+    /// An agent notification (`kind` per Cilium's AgentNotification, `text` its JSON).
+    Agent { kind: u32, text: String },
+    /// An L7 proxy access-log record.
+    L7 { cpu: i64 },
+    /// A payload of an unknown type.
+    Unknown { typ: i64, cpu: i64 },
+}
+
 /// A group of events moved between pipeline stages together.
 #[derive(Debug, Default)]
 pub struct Batch {
     pub events: Vec<Event>,
+    /// Notices, each with the index of the event it came before (`events.len()` = after all).
+    pub notices: Vec<(usize, Notice)>,
 }
 
 impl Batch {
     pub fn with_capacity(n: usize) -> Self {
-        Batch {
-            events: Vec::with_capacity(n),
-        }
+        Batch { events: Vec::with_capacity(n), notices: Vec::new() }
     }
 }

@@ -307,7 +307,11 @@ fn sink_stage(
     let mut processed_total = 0u64;
     for d in rx {
         let mut bytes = 0u64;
-        for (e, s) in d.batch.events.iter().zip(&d.summaries) {
+        let mut notices = d.batch.notices.iter().peekable();
+        for (i, (e, s)) in d.batch.events.iter().zip(&d.summaries).enumerate() {
+            while let Some((_, n)) = notices.next_if(|(at, _)| *at <= i) {
+                sink.write_notice(n, &mut renderer)?;
+            }
             let key = agg_key(e, s);
             let c = per_reason.entry(key.reason).or_default();
             c.received += 1;
@@ -324,6 +328,9 @@ fn sink_stage(
                 count_reached.store(true, Ordering::Relaxed);
                 stop.store(true, Ordering::Relaxed);
             }
+        }
+        for (_, n) in notices {
+            sink.write_notice(n, &mut renderer)?;
         }
         sink.end_batch()?;
         let n = d.batch.events.len() as u64;

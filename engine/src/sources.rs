@@ -88,17 +88,103 @@ pub fn kernel(o: &KernelOptions) -> Result<SourceFn<'static>> {
     ))
 }
 
-/// Replays a capture file (pcap or pcapng).
-pub fn file(
-    path: &Path,
-    input_format: Option<&str>,
-    _cilium_release: Option<&str>,
-) -> Result<SourceFn<'static>> {
-    if let Some(f) = input_format {
-        if f != "pcap" && f != "pcapng" {
-            anyhow::bail!("--input-format {f} is not known: use pcap or pcapng");
+/// What `replay` can read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputFormat {
+    /// pcap or pcapng (told apart by their magic numbers).
+    Capture,
+    /// A saved Cilium monitor socket stream (`--save-stream`).
+    GobStream,
+    /// Raw Cilium notification records (u32 LE length + perf sample each).
+    CiliumRaw,
+}
+
+/// The input format: forced by `--input-format`, else by the first bytes (gob streams start
+/// with `DSCILGOB`), else by the `.ciliumraw` extension, else a capture file.
+pub fn detect_format(path: &Path, forced: Option<&str>) -> Result<InputFormat> {
+    match forced {
+        Some("pcap") | Some("pcapng") => return Ok(InputFormat::Capture),
+        Some("gobstream") => return Ok(InputFormat::GobStream),
+        Some("ciliumraw") => return Ok(InputFormat::CiliumRaw),
+        Some(f) => anyhow::bail!("--input-format {f} is not known: use pcap, gobstream or ciliumraw"),
+        None => {}
+    }
+    let mut head = [0u8; 8];
+    let n = {
+        use std::io::Read as _;
+        let mut f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        f.read(&mut head).with_context(|| format!("cannot read {}", path.display()))?
+    };
+    if n == 8 && head == crate::cilium_socket::record::GOBSTREAM_MAGIC {
+        return Ok(InputFormat::GobStream);
+    }
+    if path.extension().is_some_and(|e| e == "ciliumraw") {
+        return Ok(InputFormat::CiliumRaw);
+    }
+    Ok(InputFormat::Capture)
+}
+
+/// Replays a file: pcap/pcapng, a saved Cilium socket stream, or raw Cilium records.
+pub fn file(path: &Path, input_format: Option<&str>, cilium_release: Option<&str>, types: u8) -> Result<SourceFn<'static>> {
+    let release: crate::cilium::tables::CiliumRelease = match cilium_release {
+        Some(r) => r.parse().map_err(|_| anyhow::anyhow!("--cilium-release {r} is not known: use main, 1.19, 1.18, 1.17 or 1.16"))?,
+        None => Default::default(),
+    };
+    match detect_format(path, input_format)? {
+        InputFormat::Capture => capture_file(path),
+        InputFormat::GobStream => {
+            let mut reader = crate::cilium_socket::record::GobStreamReader::open(path)
+                .with_context(|| format!("cannot read {} as a saved Cilium stream", path.display()))?;
+            let mut batcher = CiliumBatcher::new(release, types);
+            let description = format!("saved cilium stream {}", path.display());
+            Ok(Box::new(move |tx: &Sender<Batch>, stop: &AtomicBool| -> Result<SourceReport> {
+                let mut gone = false;
+                let mut on_batch = |msgs: &[crate::cilium_socket::payload::MonitorMessage]| {
+                    if gone || stop.load(Ordering::Relaxed) {
+                        gone = true;
+                        return;
+                    }
+                    let mut batch = Batch::with_capacity(msgs.len());
+                    batcher.push(msgs, &mut batch, crate::timefmt::now_ns());
+                    gone = !send_batch(tx, &mut batch);
+                };
+                let stats = crate::cilium_socket::record::replay_gobstream(&mut reader, 16 << 20, &mut on_batch)?;
+                let mut report = SourceReport { description, ..Default::default() };
+                batcher.report(&mut report, &stats.stream);
+                report.notes.push(format!("cilium stream: {stats}"));
+                Ok(report)
+            }))
+        }
+        InputFormat::CiliumRaw => {
+            let mut reader = crate::cilium_socket::record::RawSampleReader::open(path)
+                .with_context(|| format!("cannot open {}", path.display()))?;
+            let mut batcher = CiliumBatcher::new(release, types);
+            let description = format!("cilium records {}", path.display());
+            Ok(Box::new(move |tx: &Sender<Batch>, stop: &AtomicBool| -> Result<SourceReport> {
+                let mut stream = crate::cilium_socket::payload::StreamStats::default();
+                let mut msgs = Vec::with_capacity(1024);
+                while !stop.load(Ordering::Relaxed) {
+                    msgs.clear();
+                    let n = reader.next_batch(&mut msgs, &mut stream, 1024)?;
+                    if n == 0 {
+                        break;
+                    }
+                    let mut batch = Batch::with_capacity(msgs.len());
+                    batcher.push(&msgs, &mut batch, crate::timefmt::now_ns());
+                    if !send_batch(tx, &mut batch) {
+                        break;
+                    }
+                }
+                let mut report = SourceReport { description, ..Default::default() };
+                batcher.report(&mut report, &stream);
+                Ok(report)
+            }))
         }
     }
+}
+
+/// Replays a capture file (pcap or pcapng).
+fn capture_file(path: &Path) -> Result<SourceFn<'static>> {
     let mut src = FileSource::open(path)?;
     let description = format!("file {}", path.display());
     Ok(Box::new(
@@ -140,11 +226,197 @@ pub struct CiliumSocketOptions {
     pub path: PathBuf,
     pub save_stream: Option<PathBuf>,
     pub release: String,
+    /// Message-type bits to deliver (see [`cilium_type_bits`]).
+    pub types: u8,
 }
 
-/// Placeholder until the Cilium socket source is merged.
-pub fn cilium_socket(_o: &CiliumSocketOptions) -> Result<SourceFn<'static>> {
-    anyhow::bail!("the Cilium socket source is not built yet")
+/// Turns Cilium monitor messages into pipeline batches and keeps the books: what was
+/// delivered per reason, what could not be decoded (by kind), what the agent reported lost.
+pub struct CiliumBatcher {
+    opts: crate::cilium::notify::DecodeOptions,
+    /// Bit `t` set: deliver notifications of message type `t` (1..=7).
+    types: u8,
+    delivered: BTreeMap<ReasonKey, u64>,
+    decode_errors: BTreeMap<&'static str, u64>,
+    filtered: u64,
+    lost_records: u64,
+    lost_total: u64,
+    agent: u64,
+    l7: u64,
+    unknown: u64,
+}
+
+/// Message-type bits for `--type` names, as `cilium monitor -t` spells them.
+pub fn cilium_type_bits(names: &[String]) -> Result<u8> {
+    if names.is_empty() {
+        return Ok(0xff);
+    }
+    let mut bits = 0u8;
+    for n in names {
+        let t = match n.as_str() {
+            "drop" => 1,
+            "debug" => 2,
+            "capture" => 3,
+            "trace" => 4,
+            "policy-verdict" => 5,
+            "recorder" => 6,
+            "trace-sock" => 7,
+            other => anyhow::bail!(
+                "--type {other} is not a Cilium event type: use drop, debug, capture, trace, policy-verdict, recorder or trace-sock"
+            ),
+        };
+        bits |= 1 << t;
+    }
+    Ok(bits)
+}
+
+impl CiliumBatcher {
+    pub fn new(release: crate::cilium::tables::CiliumRelease, types: u8) -> Self {
+        CiliumBatcher {
+            opts: crate::cilium::notify::DecodeOptions::for_release(release),
+            types,
+            delivered: BTreeMap::new(),
+            decode_errors: BTreeMap::new(),
+            filtered: 0,
+            lost_records: 0,
+            lost_total: 0,
+            agent: 0,
+            l7: 0,
+            unknown: 0,
+        }
+    }
+
+    /// Appends the events and notices of `msgs` to `batch`; events are stamped `ts_ns`
+    /// (Cilium's notifications carry no time: like Hubble, the receive time is used).
+    pub fn push(&mut self, msgs: &[crate::cilium_socket::payload::MonitorMessage], batch: &mut Batch, ts_ns: u64) {
+        use crate::cilium::notify::NotifyError;
+        use crate::cilium_socket::payload::MonitorMessage as M;
+        use crate::event::Notice;
+        for m in msgs {
+            match m {
+                M::Sample { cpu, data } => {
+                    let t = data.first().copied().unwrap_or(0);
+                    if t < 8 && self.types & (1 << t) == 0 {
+                        self.filtered += 1;
+                        continue;
+                    }
+                    let cpu = u32::try_from(*cpu).unwrap_or(u32::MAX);
+                    match crate::cilium_glue::event_from_sample(data, cpu, ts_ns, &self.opts) {
+                        Ok(e) => {
+                            let (k, _, _) = crate::render::reason_and_identities(&e);
+                            *self.delivered.entry(k).or_default() += 1;
+                            batch.events.push(e);
+                        }
+                        Err(err) => {
+                            let kind = match err {
+                                NotifyError::Empty => "notification_empty",
+                                NotifyError::UnknownType(_) => "notification_unknown_type",
+                                NotifyError::TooShort { .. } => "notification_too_short",
+                                NotifyError::UnknownVersion { .. } => "notification_unknown_version",
+                            };
+                            *self.decode_errors.entry(kind).or_default() += 1;
+                        }
+                    }
+                }
+                M::Lost { cpu, count } => {
+                    self.lost_records += 1;
+                    self.lost_total = self.lost_total.saturating_add(*count);
+                    batch.notices.push((batch.events.len(), Notice::Lost { cpu: *cpu, count: *count }));
+                }
+                M::Agent { kind, text } => {
+                    self.agent += 1;
+                    batch.notices.push((batch.events.len(), Notice::Agent { kind: *kind, text: text.clone() }));
+                }
+                M::L7 { cpu, .. } => {
+                    self.l7 += 1;
+                    batch.notices.push((batch.events.len(), Notice::L7 { cpu: *cpu }));
+                }
+                M::Unknown { typ, cpu, .. } => {
+                    self.unknown += 1;
+                    batch.notices.push((batch.events.len(), Notice::Unknown { typ: *typ, cpu: *cpu }));
+                }
+            }
+        }
+    }
+
+    /// Moves the books into a source report.
+    pub fn report(&self, report: &mut SourceReport, stream: &crate::cilium_socket::payload::StreamStats) {
+        report.delivered = self.delivered.clone();
+        report.losses.push(loss("cilium-agent", "perf_ring_lost_records", self.lost_total));
+        for (k, n) in &self.decode_errors {
+            report.losses.push(loss("decode", k, *n));
+        }
+        report.losses.push(loss("filter", "filtered_by_type", self.filtered));
+        for (k, n) in &stream.malformed {
+            report.losses.push(loss("socket", &format!("malformed_{k}"), *n));
+        }
+        report.losses.push(loss("socket", "streams_abandoned", stream.streams_abandoned));
+        report.losses.push(loss("socket", "message_cut_at_close", stream.truncated_at_close));
+        report.losses.push(loss("socket", "bytes_discarded", stream.bytes_discarded));
+        report.losses.push(loss("socket", "agent_notification_undecodable", stream.agent_undecodable));
+        report.losses.push(loss("socket", "l7_record_undecodable", stream.l7_undecodable));
+        report.losses.retain(|l| l.count > 0);
+        report.notes.push(format!(
+            "cilium: {} lost-record notices ({} records lost in the agent's perf ring), {} agent notifications, {} L7 records, {} unknown payloads",
+            self.lost_records, self.lost_total, self.agent, self.l7, self.unknown
+        ));
+    }
+}
+
+/// Sends a batch unless it is empty; false when the pipeline has gone.
+fn send_batch(tx: &Sender<Batch>, batch: &mut Batch) -> bool {
+    if batch.events.is_empty() && batch.notices.is_empty() {
+        return true;
+    }
+    tx.send(std::mem::take(batch)).is_ok()
+}
+
+/// The live Cilium source: the agent's monitor socket (one gob stream per connection),
+/// reconnecting with back-off when the agent restarts.
+pub fn cilium_socket(o: &CiliumSocketOptions) -> Result<SourceFn<'static>> {
+    use std::os::unix::fs::FileTypeExt as _;
+    let release: crate::cilium::tables::CiliumRelease =
+        o.release.parse().map_err(|_| anyhow::anyhow!("--cilium-release {} is not known: use main, 1.19, 1.18, 1.17 or 1.16", o.release))?;
+    match std::fs::metadata(&o.path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
+            "the Cilium monitor socket {} does not exist: is cilium-agent running? use --cilium-socket PATH",
+            o.path.display()
+        ),
+        Err(e) => anyhow::bail!("cannot use the Cilium monitor socket {}: {e}", o.path.display()),
+        Ok(m) if !m.file_type().is_socket() => {
+            anyhow::bail!("{} is not a Unix socket: give the agent's monitor socket with --cilium-socket PATH", o.path.display())
+        }
+        Ok(_) => {}
+    }
+    let mut cfg = crate::cilium_socket::socket::SocketConfig::new(&o.path);
+    cfg.quiet = false;
+    let mut src = crate::cilium_socket::socket::CiliumSocketSource::new(cfg);
+    if let Some(p) = &o.save_stream {
+        let rec = crate::cilium_socket::record::GobStreamRecorder::create(p).with_context(|| format!("cannot create {}", p.display()))?;
+        src = src.with_recorder(rec);
+    }
+    let mut batcher = CiliumBatcher::new(release, o.types);
+    let description = format!("cilium monitor socket {}", o.path.display());
+    Ok(Box::new(move |tx: &Sender<Batch>, stop: &AtomicBool| -> Result<SourceReport> {
+        let mut gone = false;
+        let mut on_batch = |msgs: &[crate::cilium_socket::payload::MonitorMessage]| {
+            if gone {
+                return;
+            }
+            let mut batch = Batch::with_capacity(msgs.len());
+            batcher.push(msgs, &mut batch, crate::timefmt::now_ns());
+            if !send_batch(tx, &mut batch) {
+                gone = true;
+                stop.store(true, Ordering::Relaxed);
+            }
+        };
+        let stats = src.run(&mut on_batch, stop)?;
+        let mut report = SourceReport { description, ..Default::default() };
+        batcher.report(&mut report, &stats.stream);
+        report.notes.push(format!("cilium socket: {stats}"));
+        report.notes.push("cilium: the agent drops events silently when its per-listener queue is full (not reported to clients)".into());
+        Ok(report)
+    }))
 }
 
 /// `dropscope reasons`: the running kernel's drop reasons (from BTF) and Cilium's.

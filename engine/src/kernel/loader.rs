@@ -262,7 +262,7 @@ pub fn probe_config(
         off_dev_nd_net: optional("net_device", "nd_net.net", 8),
         off_sk_net: optional("sock", "__sk_common.skc_net.net", 8),
         off_net_inum: optional("net", "ns.inum", 4),
-        _pad: 0,
+        wakeup_bytes: 0,
     })
 }
 
@@ -348,6 +348,9 @@ pub fn load_and_attach(opts: &LoadOptions) -> Result<Loaded, LoadError> {
             source: io::Error::other(one_line(&e.to_string())),
         },
     })?;
+    let mut config = config;
+    // Wake the reader when an eighth of the ring is waiting; it also polls every few ms.
+    config.wakeup_bytes = ring_size(opts.ring_bytes) / 8;
     let mut ebpf = load_object(&config, opts.ring_bytes, Some(&aya_btf))?;
 
     let attached = match opts.attach {
@@ -623,7 +626,7 @@ print fmt: \"skbaddr=%p\", REC->skbaddr
                 off_dev_nd_net: 64,
                 off_sk_net: 48,
                 off_net_inum: 24,
-                _pad: 0,
+                wakeup_bytes: 0,
             }
         );
     }

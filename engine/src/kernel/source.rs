@@ -39,7 +39,7 @@ use super::{
 use crate::event::{Batch, Cause, Event, LinkType};
 
 /// How long one poll waits before re-checking the stop flag.
-const POLL_TIMEOUT_MS: i32 = 50;
+const POLL_TIMEOUT_MS: i32 = 5;
 /// Pause between detaching and the final drain, so programs already running finish.
 const DETACH_GRACE: Duration = Duration::from_millis(20);
 
