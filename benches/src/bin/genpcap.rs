@@ -26,6 +26,9 @@ const TCP_PORTS: [u16; 8] = [22, 25, 80, 443, 3306, 5432, 6379, 8080];
 const MIN_FRAME: usize = 60;
 const MAX_FRAME: usize = 200;
 
+/// A directional flow: (IPv6?, src, dst, protocol, source port, destination port).
+type FlowTuple = (bool, [u8; 16], [u8; 16], u8, u16, u16);
+
 struct Rng(u64);
 
 impl Rng {
@@ -341,7 +344,7 @@ fn generate(out: &str, meta: &str, packets: u64, nconv: usize, seed: u64) -> std
     w.write_all(&1u32.to_le_bytes())?;
     let mut file_bytes = 24u64;
 
-    let mut flows: HashSet<(bool, [u8; 16], [u8; 16], u8, u16, u16)> = HashSet::new();
+    let mut flows: HashSet<FlowTuple> = HashSet::new();
     let mut used_convs: HashSet<usize> = HashSet::new();
     let mut by_kind: [(Kind, u64, u64); 4] = [
         (Kind::V4Udp, 0, 0),
