@@ -18,6 +18,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 PACKETS=1000000
 RUNS=5
 TSHARK_RUNS=2
+TSHARK_WARMUP=0
 SETUPS="dropscope,tcpdump,tshark"
 DROPSCOPE="${DROPSCOPE:-$ROOT/target/release/dropscope}"
 OUT="$ROOT/target/bench-replay.json"
@@ -31,6 +32,7 @@ usage: $0 [options]
   --packets N       packets in the generated input (default $PACKETS)
   --runs N          hyperfine runs for dropscope and tcpdump (default $RUNS)
   --tshark-runs N   hyperfine runs for tshark, which is much slower (default $TSHARK_RUNS)
+  --tshark-warmup N warmup runs for tshark (default $TSHARK_WARMUP: the input is cached by then)
   --setups LIST     comma-separated subset of: dropscope,tcpdump,tshark (default all)
   --dropscope PATH  dropscope binary (default target/release/dropscope, or \$DROPSCOPE)
   --out FILE        JSON with every raw number (default target/bench-replay.json)
@@ -45,6 +47,7 @@ while [ $# -gt 0 ]; do
     --packets) PACKETS="$2"; shift 2 ;;
     --runs) RUNS="$2"; shift 2 ;;
     --tshark-runs) TSHARK_RUNS="$2"; shift 2 ;;
+    --tshark-warmup) TSHARK_WARMUP="$2"; shift 2 ;;
     --setups) SETUPS="$2"; shift 2 ;;
     --dropscope) DROPSCOPE="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
@@ -61,6 +64,7 @@ die() { printf 'bench-replay: ERROR: %s\n' "$*" >&2; exit 1; }
 [[ "$PACKETS" =~ ^[1-9][0-9]*$ ]] || die "--packets must be a positive integer"
 [[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive integer"
 [[ "$TSHARK_RUNS" =~ ^[1-9][0-9]*$ ]] || die "--tshark-runs must be a positive integer"
+[[ "$TSHARK_WARMUP" =~ ^[0-9]+$ ]] || die "--tshark-warmup must be a non-negative integer"
 for s in ${SETUPS//,/ }; do
   case "$s" in dropscope|tcpdump|tshark) ;; *) die "unknown setup '$s' in --setups" ;; esac
 done
@@ -110,6 +114,10 @@ TD_CMD="tcpdump -r $(q "$IN") -w $(q "$WORK/out.pcap")"
 TS_CMD="tshark -r $(q "$IN") -q -z conv,udp"
 
 # ---------------------------------------------------------------- timing
+LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
+if python3 -c "import os,sys; sys.exit(0 if os.getloadavg()[0] > os.cpu_count() / 2 else 1)"; then
+  log "WARNING: load average $LOAD_BEFORE on $(nproc) CPUs: wall times will be inflated; compare the CPU column"
+fi
 HF_ARGS=(--style basic --warmup 1)
 args=()
 has_setup dropscope && args+=(-n dropscope "$DS_CMD")
@@ -119,8 +127,11 @@ if [ "${#args[@]}" -gt 0 ]; then
   hyperfine "${HF_ARGS[@]}" --runs "$RUNS" --export-json "$WORK/hf-fast.json" "${args[@]}" >&2
 fi
 if has_setup tshark; then
+  # No warmup (the input is in the page cache by now) and the last run's table kept for
+  # the checks: tshark on 1M packets takes tens of seconds per run.
   log "hyperfine: $TSHARK_RUNS runs of tshark (slow)"
-  hyperfine "${HF_ARGS[@]}" --runs "$TSHARK_RUNS" --export-json "$WORK/hf-tshark.json" -n tshark "$TS_CMD" >&2
+  hyperfine --style basic --warmup "$TSHARK_WARMUP" --runs "$TSHARK_RUNS" --export-json "$WORK/hf-tshark.json" \
+    --output "$WORK/tshark.conv" -n tshark "$TS_CMD" >&2
 fi
 
 # ---------------------------------------------------------------- checks
@@ -132,15 +143,13 @@ if [ "$VERIFY" = 1 ]; then
       capinfos -c -M -T -r "$WORK/out.pcap" | awk -F'\t' 'NF >= 2 { print $2; exit }' >"$WORK/tcpdump.count"
     fi
   fi
-  if has_setup tshark; then
-    tshark -r "$IN" -q -z conv,udp >"$WORK/tshark.conv" 2>/dev/null
-  fi
 fi
 
+LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
 mkdir -p "$(dirname "$OUT")"
 rc=0
-R_IN="$IN" R_META="$META" R_WORK="$WORK" R_SETUPS="$SETUPS" R_RUNS="$RUNS" R_TSHARK_RUNS="$TSHARK_RUNS" \
-R_VERIFY="$VERIFY" R_MISSING="$DROPSCOPE_MISSING" R_DS_CMD="$DS_CMD" R_TD_CMD="$TD_CMD" R_TS_CMD="$TS_CMD" \
+R_LOAD="$LOAD_BEFORE -> $LOAD_AFTER" R_IN="$IN" R_META="$META" R_WORK="$WORK" R_SETUPS="$SETUPS" R_RUNS="$RUNS" R_TSHARK_RUNS="$TSHARK_RUNS" \
+R_TSHARK_WARMUP="$TSHARK_WARMUP" R_VERIFY="$VERIFY" R_MISSING="$DROPSCOPE_MISSING" R_DS_CMD="$DS_CMD" R_TD_CMD="$TD_CMD" R_TS_CMD="$TS_CMD" \
 python3 - "$OUT" <<'PY' || rc=$?
 import json, os, platform, re, subprocess, sys
 
@@ -212,14 +221,18 @@ for s in ("dropscope", "tcpdump", "tshark"):
     if r:
         summary[s] = {"mean_s": r["mean"], "stddev_s": r.get("stddev"), "min_s": r["min"], "max_s": r["max"],
                       "runs": len(r.get("times", [])), "user_s": r.get("user"), "system_s": r.get("system"),
+                      "cpu_s": (r.get("user") or 0.0) + (r.get("system") or 0.0),
                       "packets_per_s": meta["packets"] / r["mean"] if r["mean"] else None}
 ds = summary.get("dropscope", {}).get("mean_s")
+ds_cpu = summary.get("dropscope", {}).get("cpu_s")
 for s in summary:
     summary[s]["ratio_vs_dropscope"] = round(summary[s]["mean_s"] / ds, 2) if ds else None
+    summary[s]["cpu_ratio_vs_dropscope"] = round(summary[s]["cpu_s"] / ds_cpu, 2) if ds_cpu else None
 
 doc = {"schema": "dropscope.bench-replay/1", "input": E["R_IN"], "generator": meta, "kernel": platform.release(),
        "commands": {"dropscope": E["R_DS_CMD"], "tcpdump": E["R_TD_CMD"], "tshark": E["R_TS_CMD"]},
-       "runs": int(E["R_RUNS"]), "tshark_runs": int(E["R_TSHARK_RUNS"]),
+       "runs": int(E["R_RUNS"]), "tshark_runs": int(E["R_TSHARK_RUNS"]), "tshark_warmup": int(E["R_TSHARK_WARMUP"]),
+       "load_average": E.get("R_LOAD"),
        "dropscope_missing": E["R_MISSING"] or None, "summary": summary, "checks": checks,
        "hyperfine": results}
 json.dump(doc, open(out_path, "w"), indent=2)
@@ -231,20 +244,22 @@ P()
 P(f"Input: {meta['packets']:,} packets, {meta['bytes']:,} bytes ({meta['file_bytes']/1e6:.1f} MB file), "
   f"{meta['flows']} directional flows ({meta['conversations']} conversations: IPv4/IPv6 x UDP/TCP), "
   f"frames {meta['min_frame']}-{meta['max_frame']} B; kernel {platform.release()}. hyperfine mean of "
-  f"{E['R_RUNS']} runs ({E['R_TSHARK_RUNS']} for tshark) after 1 warmup.")
+  f"{E['R_RUNS']} runs after 1 warmup ({E['R_TSHARK_RUNS']} runs, {E['R_TSHARK_WARMUP']} warmup for tshark); "
+  f"load average {E.get('R_LOAD')}.")
 P()
-P("| tool | mean | ± stddev | packets/s | time vs dropscope | command |")
-P("|---|---:|---:|---:|---:|---|")
+P("| tool | mean (wall) | ± stddev | CPU (user+sys) | packets/s | time vs dropscope | CPU vs dropscope | command |")
+P("|---|---:|---:|---:|---:|---:|---:|---|")
 for s in ("dropscope", "tcpdump", "tshark"):
     if s == "dropscope" and E["R_MISSING"]:
-        P("| dropscope | - | - | - | - | NOT RUN: binary missing (cargo build --release -p dropscope) |")
+        P("| dropscope | - | - | - | - | - | - | NOT RUN: binary missing (cargo build --release -p dropscope) |")
         continue
     m = summary.get(s)
     if not m:
         continue
     ratio = f"{m['ratio_vs_dropscope']}x" if m["ratio_vs_dropscope"] is not None else "-"
     sd = f"{m['stddev_s']:.3f} s" if m.get("stddev_s") is not None else "-"
-    P(f"| {s} | {m['mean_s']:.3f} s | {sd} | {m['packets_per_s']:,.0f} | {ratio} | `{doc['commands'][s]}` |")
+    cr = f"{m['cpu_ratio_vs_dropscope']}x" if m["cpu_ratio_vs_dropscope"] is not None else "-"
+    P(f"| {s} | {m['mean_s']:.3f} s | {sd} | {m['cpu_s']:.3f} s | {m['packets_per_s']:,.0f} | {ratio} | {cr} | `{doc['commands'][s]}` |")
 if checks:
     P()
     P("| check | expected | got | |")
