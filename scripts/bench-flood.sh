@@ -80,7 +80,7 @@ die() { printf 'bench-flood: ERROR: %s\n' "$*" >&2; exit 1; }
 # ---------------------------------------------------------------- environment checks
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "--rounds must be a positive integer"
 [[ "$DURATION" =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "--duration must be a number of seconds"
-[[ "$FLOWS" =~ ^[1-9][0-9]*$ ]] && [ "$FLOWS" -le 1000 ] || die "--flows must be 1..1000"
+if ! [[ "$FLOWS" =~ ^[1-9][0-9]*$ ]] || [ "$FLOWS" -gt 1000 ]; then die "--flows must be 1..1000"; fi
 [[ "$NICE" =~ ^-?[0-9]+$ ]] || die "--nice must be an integer"
 [ "$(id -u)" -eq 0 ] || die "must run as root (network namespaces, eBPF, packet capture): sudo $0"
 IFS=',' read -r -a SETUP_LIST <<<"$SETUPS"
@@ -204,12 +204,15 @@ BT_PROG="tracepoint:skb:kfree_skb { @[$BT_ARG] = count(); }"
 # CPU ticks (utime + stime) of a live process, "" if gone.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || true; }
 
+# What PID's open file descriptors point at, one a line.
+fd_targets() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 -printf '%l\n' 2>/dev/null || true; }
+
 # Waits until PID holds a perf event or BPF link (its tracepoint program is attached).
 wait_attached() {
   local pid=$1 limit=$2 i
   for ((i = 0; i < limit * 20; i++)); do
     kill -0 "$pid" 2>/dev/null || return 1
-    if ls -l "/proc/$pid/fd" 2>/dev/null | grep -q 'anon_inode:\[perf_event\]\|anon_inode:bpf[-_]link'; then
+    if fd_targets "$pid" | grep -q 'anon_inode:\[perf_event\]\|anon_inode:bpf[-_]link'; then
       return 0
     fi
     sleep 0.05
@@ -235,6 +238,7 @@ start_tool() {
   local dir=$1
   shift
   (
+    set +e
     "$@" </dev/null >"$dir/tool.out" 2>"$dir/tool.err" &
     echo $! >"$dir/pid"
     wait $!
@@ -270,6 +274,27 @@ stop_tool() {
   WRAP_PID=""
 }
 
+# A tool that never became ready: stop it and record why (exit code, last stderr lines).
+not_ready() {
+  local dir=$1 what=$2
+  stop_tool "$dir"
+  echo "$what (exit code $(cat "$dir/tool_rc" 2>/dev/null || echo '?')): $(tail -n 3 "$dir/tool.err" | tr '\n' ' ')" >"$dir/error"
+  log "round $(cat "$dir/round") $(cat "$dir/setup"): $(cat "$dir/error")"
+}
+
+# Other processes with BPF programs loaded (e.g. another dropscope on kfree_skb): their
+# per-packet cost lands on the flood too, so the rates are not comparable while they run.
+other_bpf_users() {
+  local p
+  for p in /proc/[0-9]*; do
+    [ "${p#/proc/}" = "$$" ] && continue
+    if fd_targets "${p#/proc/}" | grep -q 'anon_inode:bpf-prog\|anon_inode:bpf[-_]link'; then
+      printf '%s %s\n' "${p#/proc/}" "$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null | cut -c1-100)"
+    fi
+  done
+}
+
+# shellcheck disable=SC2016 # an awk program
 udp_noports() { ip netns exec "$NS_B" awk '/^Udp:/ { if (!h) { for (i = 1; i <= NF; i++) c[$i] = i; h = 1 } else print $c["NoPorts"] }' /proc/net/snmp; }
 
 flood() {
@@ -299,9 +324,7 @@ run_one() {
     dropscope)
       start_tool "$dir" "${TOOL_RUN[@]}" "$DROPSCOPE" capture -w "$WORK/cap.pcapng" -q --stats-json "$dir/stats.json"
       if ! wait_attached "$TOOL_PID" 60; then
-        echo "dropscope did not attach: $(tail -n 3 "$dir/tool.err" | tr '\n' ' ')" >"$dir/error"
-        log "round $round dropscope: $(cat "$dir/error")"
-        stop_tool "$dir"
+        not_ready "$dir" "dropscope did not attach"
         return 0
       fi
       sleep 0.3
@@ -316,9 +339,7 @@ run_one() {
     tcpdump)
       start_tool "$dir" ip netns exec "$NS_B" "${TOOL_RUN[@]}" tcpdump -i "$VETH_B" -w "$WORK/cap.pcap"
       if ! wait_text "$TOOL_PID" "$dir/tool.err" "listening on" 30; then
-        echo "tcpdump did not start: $(tail -n 3 "$dir/tool.err" | tr '\n' ' ')" >"$dir/error"
-        log "round $round tcpdump: $(cat "$dir/error")"
-        stop_tool "$dir"
+        not_ready "$dir" "tcpdump did not start"
         return 0
       fi
       cpu_ticks "$TOOL_PID" >"$dir/ticks0"
@@ -332,9 +353,7 @@ run_one() {
     bpftrace)
       start_tool "$dir" "${TOOL_RUN[@]}" bpftrace -e "$BT_PROG"
       if ! wait_text "$TOOL_PID" "$dir/tool.out" "Attaching" 60 || ! wait_attached "$TOOL_PID" 30; then
-        echo "bpftrace did not attach: $(tail -n 3 "$dir/tool.err" | tr '\n' ' ')" >"$dir/error"
-        log "round $round bpftrace: $(cat "$dir/error")"
-        stop_tool "$dir"
+        not_ready "$dir" "bpftrace did not attach"
         return 0
       fi
       sleep 0.3
@@ -349,6 +368,11 @@ run_one() {
 
 # ---------------------------------------------------------------- the runs
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
+other_bpf_users >"$WORK/bpf_users_before"
+if [ -s "$WORK/bpf_users_before" ]; then
+  log "WARNING: other processes hold BPF programs (their per-packet cost slows the flood too; rates are not comparable):"
+  sed 's/^/  /' "$WORK/bpf_users_before" >&2
+fi
 if python3 -c "import os,sys; sys.exit(0 if os.getloadavg()[0] > os.cpu_count() / 2 else 1)"; then
   log "WARNING: load average $LOAD_BEFORE on $NCPU CPUs: other work on this machine will make the rates noisy"
 fi
@@ -362,6 +386,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
   done
 done
 LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
+other_bpf_users >"$WORK/bpf_users_after"
 log "runs took $(($(date +%s) - START)) s; load average before $LOAD_BEFORE, after $LOAD_AFTER"
 
 # ---------------------------------------------------------------- summary
@@ -382,6 +407,14 @@ cfg = {
     "cpus": int(E["B_NCPU"]), "dropscope": E["B_DROPSCOPE"], "dropscope_missing": E["B_MISSING"] or None,
     "bpftrace_program": E["B_BT_PROG"], "load_average": E["B_LOAD"],
 }
+def lines(p):
+    try:
+        return [l for l in open(p).read().splitlines() if l.strip()]
+    except OSError:
+        return []
+work = os.path.dirname(runs_dir)
+cfg["other_bpf_users_before"] = lines(os.path.join(work, "bpf_users_before"))
+cfg["other_bpf_users_after"] = lines(os.path.join(work, "bpf_users_after"))
 HZ = os.sysconf("SC_CLK_TCK")
 
 def read(d, name, default=None):
@@ -616,6 +649,12 @@ if bt:
     P("|---:|---:|---:|---:|---:|")
     for r in bt:
         P(f"| {r['round']} | {r.get('sent')} | {r['bpftrace_no_socket']} | {sum(r['bpftrace_counts'].values())} | {r.get('tool_cpu_total_s')} s |")
+P()
+others = sorted(set(cfg["other_bpf_users_before"]) | set(cfg["other_bpf_users_after"]))
+if others:
+    P()
+    P(f"**Warning**: {len(others)} other process(es) held BPF programs during the runs; their cost "
+      "slows every setup, so the rates are not clean: " + "; ".join(f"`{o}`" for o in others[:5]))
 P()
 P(f"Raw numbers: {out_path}")
 PY
