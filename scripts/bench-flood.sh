@@ -28,6 +28,8 @@ OUT="$ROOT/target/bench-flood.json"
 SETUPS="baseline,dropscope,tcpdump,bpftrace"
 DROPSCOPE="${DROPSCOPE:-$ROOT/target/release/dropscope}"
 PIN=1
+FLOOD_CPU=0
+TOOL_CPU=1
 NICE=-10
 VERIFY=1
 KEEP=0
@@ -46,7 +48,10 @@ usage: $0 [options]
   --dropscope PATH  dropscope binary (default target/release/dropscope, or \$DROPSCOPE)
   --out FILE        JSON file with every raw number (default target/bench-flood.json)
   --workdir DIR     where captures are written while a run lasts (default \$TMPDIR or /tmp)
-  --no-pin          do not pin the flood to CPU 0 and the watching tool to CPU 1
+  --no-pin          do not pin the flood and the watching tool to CPUs
+  --flood-cpu N     CPU for the flood (default $FLOOD_CPU)
+  --tool-cpu N      CPU for the watching tool (default $TOOL_CPU: another CPU than the flood's,
+                    as on a real node; the same CPU hides cross-CPU wakeup costs)
   --nice N          nice value for the flood and the tool (default $NICE: ahead of builds)
   --no-verify       do not count the packets in the written files (capinfos)
   --keep            keep the scratch directory (captures, logs) instead of removing it
@@ -66,6 +71,8 @@ while [ $# -gt 0 ]; do
     --out) OUT="$2"; shift 2 ;;
     --workdir) WORKBASE="$2"; shift 2 ;;
     --no-pin) PIN=0; shift ;;
+    --flood-cpu) FLOOD_CPU="$2"; shift 2 ;;
+    --tool-cpu) TOOL_CPU="$2"; shift 2 ;;
     --nice) NICE="$2"; shift 2 ;;
     --no-verify) VERIFY=0; shift ;;
     --keep) KEEP=1; shift ;;
@@ -82,6 +89,9 @@ die() { printf 'bench-flood: ERROR: %s\n' "$*" >&2; exit 1; }
 [[ "$DURATION" =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "--duration must be a number of seconds"
 if ! [[ "$FLOWS" =~ ^[1-9][0-9]*$ ]] || [ "$FLOWS" -gt 1000 ]; then die "--flows must be 1..1000"; fi
 [[ "$NICE" =~ ^-?[0-9]+$ ]] || die "--nice must be an integer"
+for c in "$FLOOD_CPU" "$TOOL_CPU"; do
+  if ! [[ "$c" =~ ^[0-9]+$ ]] || [ "$c" -ge "$(nproc)" ]; then die "--flood-cpu/--tool-cpu: $c is not a CPU number below $(nproc)"; fi
+done
 [ "$(id -u)" -eq 0 ] || die "must run as root (network namespaces, eBPF, packet capture): sudo $0"
 IFS=',' read -r -a SETUP_LIST <<<"$SETUPS"
 for s in "${SETUP_LIST[@]}"; do
@@ -123,8 +133,8 @@ NCPU="$(nproc)"
 FLOOD_RUN=(nice -n "$NICE")
 TOOL_RUN=(nice -n "$NICE")
 if [ "$PIN" = 1 ] && [ "$NCPU" -ge 2 ] && command -v taskset >/dev/null 2>&1; then
-  FLOOD_RUN+=(taskset -c 0)
-  TOOL_RUN+=(taskset -c 1)
+  FLOOD_RUN+=(taskset -c "$FLOOD_CPU")
+  TOOL_RUN+=(taskset -c "$TOOL_CPU")
 else
   PIN=0
   log "not pinning (needs 2+ CPUs and taskset, and no --no-pin)"
@@ -377,7 +387,7 @@ if python3 -c "import os,sys; sys.exit(0 if os.getloadavg()[0] > os.cpu_count() 
   log "WARNING: load average $LOAD_BEFORE on $NCPU CPUs: other work on this machine will make the rates noisy"
 fi
 START=$(date +%s)
-log "setups: ${SETUP_LIST[*]}; $ROUNDS rounds x ${DURATION}s; payload $SIZE B; $FLOWS flows; pinned: $PIN"
+log "setups: ${SETUP_LIST[*]}; $ROUNDS rounds x ${DURATION}s; payload $SIZE B; $FLOWS flows; pinned: $PIN (flood CPU $FLOOD_CPU, tool CPU $TOOL_CPU)"
 for ((r = 1; r <= ROUNDS; r++)); do
   n=${#SETUP_LIST[@]}
   for ((k = 0; k < n; k++)); do
@@ -393,7 +403,7 @@ log "runs took $(($(date +%s) - START)) s; load average before $LOAD_BEFORE, aft
 mkdir -p "$(dirname "$OUT")"
 REASONS_FMT=/sys/kernel/tracing/events/skb/kfree_skb/format
 B_ROUNDS=$ROUNDS B_DURATION=$DURATION B_SIZE=$SIZE B_FLOWS=$FLOWS B_BATCH=$BATCH B_DST="$IP_B:$PORT" \
-B_SRC=$IP_A B_SPORTS=$SPORTS B_SETUPS="${SETUP_LIST[*]}" B_PIN=$PIN B_NCPU=$NCPU B_DROPSCOPE="$DROPSCOPE" \
+B_SRC=$IP_A B_SPORTS=$SPORTS B_SETUPS="${SETUP_LIST[*]}" B_PIN=$PIN B_FLOOD_CPU=$FLOOD_CPU B_TOOL_CPU=$TOOL_CPU B_NCPU=$NCPU B_DROPSCOPE="$DROPSCOPE" \
 B_MISSING="$DROPSCOPE_MISSING" B_BT_PROG="$BT_PROG" B_LOAD="$LOAD_BEFORE -> $LOAD_AFTER" \
 python3 - "$WORK/runs" "$OUT" "$REASONS_FMT" <<'PY'
 import json, os, re, statistics, sys, platform, subprocess
@@ -404,6 +414,7 @@ cfg = {
     "rounds": int(E["B_ROUNDS"]), "duration_s": float(E["B_DURATION"]), "payload_bytes": int(E["B_SIZE"]),
     "flows": int(E["B_FLOWS"]), "batch": int(E["B_BATCH"]), "dst": E["B_DST"], "src": E["B_SRC"],
     "sports": E["B_SPORTS"], "setups": E["B_SETUPS"].split(), "pinned": E["B_PIN"] == "1",
+    "flood_cpu": int(E["B_FLOOD_CPU"]), "tool_cpu": int(E["B_TOOL_CPU"]),
     "cpus": int(E["B_NCPU"]), "dropscope": E["B_DROPSCOPE"], "dropscope_missing": E["B_MISSING"] or None,
     "bpftrace_program": E["B_BT_PROG"], "load_average": E["B_LOAD"],
 }
@@ -573,12 +584,13 @@ with open(out_path, "w") as f:
     json.dump(doc, f, indent=2)
 
 # ---- markdown on stdout
+pinning = f"flood on CPU {cfg['flood_cpu']}, tool on CPU {cfg['tool_cpu']}" if cfg["pinned"] else "not pinned"
 P = print
 P(f"### UDP flood into a closed port: sender rate while a tool watches")
 P()
 P(f"{cfg['rounds']} rounds x {cfg['duration_s']} s, payload {cfg['payload_bytes']} B, {cfg['flows']} flows, "
   f"sendmmsg batch {cfg['batch']}, veth between two namespaces; kernel {doc['kernel']}, {cfg['cpus']} CPUs ({cpu_model}); "
-  f"{'flood on CPU 0, tool on CPU 1' if cfg['pinned'] else 'not pinned'}; load average {cfg['load_average']}.")
+  f"{pinning}; load average {cfg['load_average']}.")
 P()
 P("| setup | median pps | vs baseline | per round (kpps) | tool CPU during flood | notes |")
 P("|---|---:|---:|---|---:|---|")
