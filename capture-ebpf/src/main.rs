@@ -107,13 +107,13 @@ static ABI_ANCHOR: AbiAnchor = AbiAnchor {
     },
 };
 
-/// Records for user space; user space sets the real size at load time.
-#[map]
 /// `bpf_ringbuf_output` flags and `bpf_ringbuf_query` selector (include/uapi/linux/bpf.h).
 const BPF_RB_NO_WAKEUP: u64 = 1;
 const BPF_RB_FORCE_WAKEUP: u64 = 2;
 const BPF_RB_AVAIL_DATA: u64 = 0;
 
+/// Records for user space; user space sets the real size at load time.
+#[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(16 << 20, 0);
 
 /// `STAT_*` counters, per CPU.

@@ -134,11 +134,6 @@ impl OutputArgs {
         }
         Ok(())
     }
-
-    /// Interface names are looked up on this machine only for live captures.
-    pub fn offline_names(&self) -> bool {
-        false
-    }
 }
 
 #[derive(Args, Debug)]
@@ -165,6 +160,10 @@ pub struct CaptureArgs {
     /// Cilium release whose source-file ids and old layouts to use: main, 1.19, 1.18, 1.17, 1.16.
     #[arg(long, default_value = "main", value_name = "RELEASE")]
     pub cilium_release: String,
+    /// Cilium event types to keep (repeatable), as `cilium monitor -t`: drop, trace,
+    /// policy-verdict, debug, capture, trace-sock, recorder. Default: all.
+    #[arg(short = 't', long = "type", value_name = "TYPE")]
+    pub types: Vec<String>,
     #[command(flatten)]
     pub out: OutputArgs,
 }
@@ -180,6 +179,9 @@ pub struct ReplayArgs {
     /// Cilium release of a saved stream: main, 1.19, 1.18, 1.17, 1.16.
     #[arg(long, value_name = "RELEASE")]
     pub cilium_release: Option<String>,
+    /// Cilium event types to keep from a saved stream (repeatable): drop, trace, ...
+    #[arg(short = 't', long = "type", value_name = "TYPE")]
+    pub types: Vec<String>,
     #[command(flatten)]
     pub out: OutputArgs,
 }

@@ -157,6 +157,12 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(r?)
 }
 
+fn parse_release(r: &str) -> Result<engine::cilium::tables::CiliumRelease> {
+    r.parse().map_err(|_| {
+        anyhow::anyhow!("--cilium-release {r} is not known: use main, 1.19, 1.18, 1.17 or 1.16")
+    })
+}
+
 fn capture(c: args::CaptureArgs) -> Result<i32> {
     c.out.validate()?;
     let snaplen = c.snaplen;
@@ -169,7 +175,8 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
     if let Some(p) = &c.out.stats_json {
         engine::sink::check_writable(p)?;
     }
-    let names = Names::load(c.out.offline_names());
+    let mut names = Names::load(false);
+    names.cilium = engine::cilium_glue::CiliumContext::new(parse_release(&c.cilium_release)?);
     let interrupt = install_interrupt()?;
     let (source, names): (SourceFn<'_>, Names) = match c.source {
         args::SourceKind::Kernel => {
@@ -184,6 +191,7 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
                 path: c.cilium_socket.clone(),
                 save_stream: c.save_stream.clone(),
                 release: c.cilium_release.clone(),
+                types: engine::sources::cilium_type_bits(&c.types)?,
             })?;
             (src, names)
         }
@@ -209,12 +217,16 @@ fn replay(r: args::ReplayArgs) -> Result<i32> {
     if let Some(p) = &r.out.stats_json {
         engine::sink::check_writable(p)?;
     }
-    let names = Names::load(true);
+    let mut names = Names::load(true);
+    names.cilium = engine::cilium_glue::CiliumContext::new(parse_release(
+        r.cilium_release.as_deref().unwrap_or("main"),
+    )?);
     let interrupt = install_interrupt()?;
     let source = engine::sources::file(
         &r.file,
         r.input_format.as_deref(),
         r.cilium_release.as_deref(),
+        engine::sources::cilium_type_bits(&r.types)?,
     )?;
     let sink = make_sink(&r.out, engine::MAX_REPLAY_SNAPLEN)?;
     let progress = Progress::default();

@@ -75,6 +75,9 @@ pub struct Batch {
 
 impl Batch {
     pub fn with_capacity(n: usize) -> Self {
-        Batch { events: Vec::with_capacity(n), notices: Vec::new() }
+        Batch {
+            events: Vec::with_capacity(n),
+            notices: Vec::new(),
+        }
     }
 }

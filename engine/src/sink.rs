@@ -133,19 +133,36 @@ impl OutputSink {
         let f = &r.names.cilium.formatter;
         match (self.mode, n) {
             (PrintMode::None, _) => return Ok(()),
-            (PrintMode::Text, Notice::Lost { cpu, count }) => f.write_lost(&mut self.line, (*cpu).clamp(0, i64::from(u32::MAX)) as u32, *count),
-            (PrintMode::Text, Notice::Agent { kind, text }) => f.write_agent(&mut self.line, *kind, text),
-            (PrintMode::Text, Notice::L7 { cpu }) => self.line.push_str(&format!("CPU {cpu:02}: L7 access-log record\n")),
-            (PrintMode::Text, Notice::Unknown { typ, cpu }) => self.line.push_str(&format!("Unknown payload type: {typ}, CPU {cpu:02}\n")),
+            (PrintMode::Text, Notice::Lost { cpu, count }) => f.write_lost(
+                &mut self.line,
+                (*cpu).clamp(0, i64::from(u32::MAX)) as u32,
+                *count,
+            ),
+            (PrintMode::Text, Notice::Agent { kind, text }) => {
+                f.write_agent(&mut self.line, *kind, text)
+            }
+            (PrintMode::Text, Notice::L7 { cpu }) => self
+                .line
+                .push_str(&format!("CPU {cpu:02}: L7 access-log record\n")),
+            (PrintMode::Text, Notice::Unknown { typ, cpu }) => self
+                .line
+                .push_str(&format!("Unknown payload type: {typ}, CPU {cpu:02}\n")),
             (PrintMode::Json, n) => {
                 let v = match n {
-                    Notice::Lost { cpu, count } => serde_json::json!({"origin": "cilium", "type": "lost", "cpu": cpu, "lost": count}),
+                    Notice::Lost { cpu, count } => {
+                        serde_json::json!({"origin": "cilium", "type": "lost", "cpu": cpu, "lost": count})
+                    }
                     Notice::Agent { kind, text } => {
-                        let msg: serde_json::Value = serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.clone()));
+                        let msg: serde_json::Value = serde_json::from_str(text)
+                            .unwrap_or_else(|_| serde_json::Value::String(text.clone()));
                         serde_json::json!({"origin": "cilium", "type": "agent", "subtype": crate::cilium::tables::AgentTypeDisplay(*kind).to_string(), "message": msg})
                     }
-                    Notice::L7 { cpu } => serde_json::json!({"origin": "cilium", "type": "l7", "cpu": cpu}),
-                    Notice::Unknown { typ, cpu } => serde_json::json!({"origin": "cilium", "type": "unknown", "payload_type": typ, "cpu": cpu}),
+                    Notice::L7 { cpu } => {
+                        serde_json::json!({"origin": "cilium", "type": "l7", "cpu": cpu})
+                    }
+                    Notice::Unknown { typ, cpu } => {
+                        serde_json::json!({"origin": "cilium", "type": "unknown", "payload_type": typ, "cpu": cpu})
+                    }
                 };
                 self.line.push_str(&v.to_string());
                 self.line.push('\n');

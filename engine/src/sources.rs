@@ -106,14 +106,18 @@ pub fn detect_format(path: &Path, forced: Option<&str>) -> Result<InputFormat> {
         Some("pcap") | Some("pcapng") => return Ok(InputFormat::Capture),
         Some("gobstream") => return Ok(InputFormat::GobStream),
         Some("ciliumraw") => return Ok(InputFormat::CiliumRaw),
-        Some(f) => anyhow::bail!("--input-format {f} is not known: use pcap, gobstream or ciliumraw"),
+        Some(f) => {
+            anyhow::bail!("--input-format {f} is not known: use pcap, gobstream or ciliumraw")
+        }
         None => {}
     }
     let mut head = [0u8; 8];
     let n = {
         use std::io::Read as _;
-        let mut f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-        f.read(&mut head).with_context(|| format!("cannot read {}", path.display()))?
+        let mut f =
+            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        f.read(&mut head)
+            .with_context(|| format!("cannot read {}", path.display()))?
     };
     if n == 8 && head == crate::cilium_socket::record::GOBSTREAM_MAGIC {
         return Ok(InputFormat::GobStream);
@@ -125,60 +129,84 @@ pub fn detect_format(path: &Path, forced: Option<&str>) -> Result<InputFormat> {
 }
 
 /// Replays a file: pcap/pcapng, a saved Cilium socket stream, or raw Cilium records.
-pub fn file(path: &Path, input_format: Option<&str>, cilium_release: Option<&str>, types: u8) -> Result<SourceFn<'static>> {
+pub fn file(
+    path: &Path,
+    input_format: Option<&str>,
+    cilium_release: Option<&str>,
+    types: u8,
+) -> Result<SourceFn<'static>> {
     let release: crate::cilium::tables::CiliumRelease = match cilium_release {
-        Some(r) => r.parse().map_err(|_| anyhow::anyhow!("--cilium-release {r} is not known: use main, 1.19, 1.18, 1.17 or 1.16"))?,
+        Some(r) => r.parse().map_err(|_| {
+            anyhow::anyhow!("--cilium-release {r} is not known: use main, 1.19, 1.18, 1.17 or 1.16")
+        })?,
         None => Default::default(),
     };
     match detect_format(path, input_format)? {
         InputFormat::Capture => capture_file(path),
         InputFormat::GobStream => {
             let mut reader = crate::cilium_socket::record::GobStreamReader::open(path)
-                .with_context(|| format!("cannot read {} as a saved Cilium stream", path.display()))?;
+                .with_context(|| {
+                    format!("cannot read {} as a saved Cilium stream", path.display())
+                })?;
             let mut batcher = CiliumBatcher::new(release, types);
             let description = format!("saved cilium stream {}", path.display());
-            Ok(Box::new(move |tx: &Sender<Batch>, stop: &AtomicBool| -> Result<SourceReport> {
-                let mut gone = false;
-                let mut on_batch = |msgs: &[crate::cilium_socket::payload::MonitorMessage]| {
-                    if gone || stop.load(Ordering::Relaxed) {
-                        gone = true;
-                        return;
-                    }
-                    let mut batch = Batch::with_capacity(msgs.len());
-                    batcher.push(msgs, &mut batch, crate::timefmt::now_ns());
-                    gone = !send_batch(tx, &mut batch);
-                };
-                let stats = crate::cilium_socket::record::replay_gobstream(&mut reader, 16 << 20, &mut on_batch)?;
-                let mut report = SourceReport { description, ..Default::default() };
-                batcher.report(&mut report, &stats.stream);
-                report.notes.push(format!("cilium stream: {stats}"));
-                Ok(report)
-            }))
+            Ok(Box::new(
+                move |tx: &Sender<Batch>, stop: &AtomicBool| -> Result<SourceReport> {
+                    let mut gone = false;
+                    let mut on_batch =
+                        |msgs: &[crate::cilium_socket::payload::MonitorMessage]| {
+                            if gone || stop.load(Ordering::Relaxed) {
+                                gone = true;
+                                return;
+                            }
+                            let mut batch = Batch::with_capacity(msgs.len());
+                            batcher.push(msgs, &mut batch, crate::timefmt::now_ns());
+                            gone = !send_batch(tx, &mut batch);
+                        };
+                    let stats = crate::cilium_socket::record::replay_gobstream(
+                        &mut reader,
+                        16 << 20,
+                        &mut on_batch,
+                    )?;
+                    let mut report = SourceReport {
+                        description,
+                        ..Default::default()
+                    };
+                    batcher.report(&mut report, &stats.stream);
+                    report.notes.push(format!("cilium stream: {stats}"));
+                    Ok(report)
+                },
+            ))
         }
         InputFormat::CiliumRaw => {
             let mut reader = crate::cilium_socket::record::RawSampleReader::open(path)
                 .with_context(|| format!("cannot open {}", path.display()))?;
             let mut batcher = CiliumBatcher::new(release, types);
             let description = format!("cilium records {}", path.display());
-            Ok(Box::new(move |tx: &Sender<Batch>, stop: &AtomicBool| -> Result<SourceReport> {
-                let mut stream = crate::cilium_socket::payload::StreamStats::default();
-                let mut msgs = Vec::with_capacity(1024);
-                while !stop.load(Ordering::Relaxed) {
-                    msgs.clear();
-                    let n = reader.next_batch(&mut msgs, &mut stream, 1024)?;
-                    if n == 0 {
-                        break;
+            Ok(Box::new(
+                move |tx: &Sender<Batch>, stop: &AtomicBool| -> Result<SourceReport> {
+                    let mut stream = crate::cilium_socket::payload::StreamStats::default();
+                    let mut msgs = Vec::with_capacity(1024);
+                    while !stop.load(Ordering::Relaxed) {
+                        msgs.clear();
+                        let n = reader.next_batch(&mut msgs, &mut stream, 1024)?;
+                        if n == 0 {
+                            break;
+                        }
+                        let mut batch = Batch::with_capacity(msgs.len());
+                        batcher.push(&msgs, &mut batch, crate::timefmt::now_ns());
+                        if !send_batch(tx, &mut batch) {
+                            break;
+                        }
                     }
-                    let mut batch = Batch::with_capacity(msgs.len());
-                    batcher.push(&msgs, &mut batch, crate::timefmt::now_ns());
-                    if !send_batch(tx, &mut batch) {
-                        break;
-                    }
-                }
-                let mut report = SourceReport { description, ..Default::default() };
-                batcher.report(&mut report, &stream);
-                Ok(report)
-            }))
+                    let mut report = SourceReport {
+                        description,
+                        ..Default::default()
+                    };
+                    batcher.report(&mut report, &stream);
+                    Ok(report)
+                },
+            ))
         }
     }
 }
@@ -288,7 +316,12 @@ impl CiliumBatcher {
 
     /// Appends the events and notices of `msgs` to `batch`; events are stamped `ts_ns`
     /// (Cilium's notifications carry no time: like Hubble, the receive time is used).
-    pub fn push(&mut self, msgs: &[crate::cilium_socket::payload::MonitorMessage], batch: &mut Batch, ts_ns: u64) {
+    pub fn push(
+        &mut self,
+        msgs: &[crate::cilium_socket::payload::MonitorMessage],
+        batch: &mut Batch,
+        ts_ns: u64,
+    ) {
         use crate::cilium::notify::NotifyError;
         use crate::cilium_socket::payload::MonitorMessage as M;
         use crate::event::Notice;
@@ -312,7 +345,9 @@ impl CiliumBatcher {
                                 NotifyError::Empty => "notification_empty",
                                 NotifyError::UnknownType(_) => "notification_unknown_type",
                                 NotifyError::TooShort { .. } => "notification_too_short",
-                                NotifyError::UnknownVersion { .. } => "notification_unknown_version",
+                                NotifyError::UnknownVersion { .. } => {
+                                    "notification_unknown_version"
+                                }
                             };
                             *self.decode_errors.entry(kind).or_default() += 1;
                         }
@@ -321,40 +356,90 @@ impl CiliumBatcher {
                 M::Lost { cpu, count } => {
                     self.lost_records += 1;
                     self.lost_total = self.lost_total.saturating_add(*count);
-                    batch.notices.push((batch.events.len(), Notice::Lost { cpu: *cpu, count: *count }));
+                    batch.notices.push((
+                        batch.events.len(),
+                        Notice::Lost {
+                            cpu: *cpu,
+                            count: *count,
+                        },
+                    ));
                 }
                 M::Agent { kind, text } => {
                     self.agent += 1;
-                    batch.notices.push((batch.events.len(), Notice::Agent { kind: *kind, text: text.clone() }));
+                    batch.notices.push((
+                        batch.events.len(),
+                        Notice::Agent {
+                            kind: *kind,
+                            text: text.clone(),
+                        },
+                    ));
                 }
                 M::L7 { cpu, .. } => {
                     self.l7 += 1;
-                    batch.notices.push((batch.events.len(), Notice::L7 { cpu: *cpu }));
+                    batch
+                        .notices
+                        .push((batch.events.len(), Notice::L7 { cpu: *cpu }));
                 }
                 M::Unknown { typ, cpu, .. } => {
                     self.unknown += 1;
-                    batch.notices.push((batch.events.len(), Notice::Unknown { typ: *typ, cpu: *cpu }));
+                    batch.notices.push((
+                        batch.events.len(),
+                        Notice::Unknown {
+                            typ: *typ,
+                            cpu: *cpu,
+                        },
+                    ));
                 }
             }
         }
     }
 
     /// Moves the books into a source report.
-    pub fn report(&self, report: &mut SourceReport, stream: &crate::cilium_socket::payload::StreamStats) {
+    pub fn report(
+        &self,
+        report: &mut SourceReport,
+        stream: &crate::cilium_socket::payload::StreamStats,
+    ) {
         report.delivered = self.delivered.clone();
-        report.losses.push(loss("cilium-agent", "perf_ring_lost_records", self.lost_total));
+        report.losses.push(loss(
+            "cilium-agent",
+            "perf_ring_lost_records",
+            self.lost_total,
+        ));
         for (k, n) in &self.decode_errors {
             report.losses.push(loss("decode", k, *n));
         }
-        report.losses.push(loss("filter", "filtered_by_type", self.filtered));
+        report
+            .losses
+            .push(loss("filter", "filtered_by_type", self.filtered));
         for (k, n) in &stream.malformed {
-            report.losses.push(loss("socket", &format!("malformed_{k}"), *n));
+            report
+                .losses
+                .push(loss("socket", &format!("malformed_{k}"), *n));
         }
-        report.losses.push(loss("socket", "streams_abandoned", stream.streams_abandoned));
-        report.losses.push(loss("socket", "message_cut_at_close", stream.truncated_at_close));
-        report.losses.push(loss("socket", "bytes_discarded", stream.bytes_discarded));
-        report.losses.push(loss("socket", "agent_notification_undecodable", stream.agent_undecodable));
-        report.losses.push(loss("socket", "l7_record_undecodable", stream.l7_undecodable));
+        report.losses.push(loss(
+            "socket",
+            "streams_abandoned",
+            stream.streams_abandoned,
+        ));
+        report.losses.push(loss(
+            "socket",
+            "message_cut_at_close",
+            stream.truncated_at_close,
+        ));
+        report
+            .losses
+            .push(loss("socket", "bytes_discarded", stream.bytes_discarded));
+        report.losses.push(loss(
+            "socket",
+            "agent_notification_undecodable",
+            stream.agent_undecodable,
+        ));
+        report.losses.push(loss(
+            "socket",
+            "l7_record_undecodable",
+            stream.l7_undecodable,
+        ));
         report.losses.retain(|l| l.count > 0);
         report.notes.push(format!(
             "cilium: {} lost-record notices ({} records lost in the agent's perf ring), {} agent notifications, {} L7 records, {} unknown payloads",
@@ -375,8 +460,12 @@ fn send_batch(tx: &Sender<Batch>, batch: &mut Batch) -> bool {
 /// reconnecting with back-off when the agent restarts.
 pub fn cilium_socket(o: &CiliumSocketOptions) -> Result<SourceFn<'static>> {
     use std::os::unix::fs::FileTypeExt as _;
-    let release: crate::cilium::tables::CiliumRelease =
-        o.release.parse().map_err(|_| anyhow::anyhow!("--cilium-release {} is not known: use main, 1.19, 1.18, 1.17 or 1.16", o.release))?;
+    let release: crate::cilium::tables::CiliumRelease = o.release.parse().map_err(|_| {
+        anyhow::anyhow!(
+            "--cilium-release {} is not known: use main, 1.19, 1.18, 1.17 or 1.16",
+            o.release
+        )
+    })?;
     match std::fs::metadata(&o.path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
             "the Cilium monitor socket {} does not exist: is cilium-agent running? use --cilium-socket PATH",
@@ -392,31 +481,37 @@ pub fn cilium_socket(o: &CiliumSocketOptions) -> Result<SourceFn<'static>> {
     cfg.quiet = false;
     let mut src = crate::cilium_socket::socket::CiliumSocketSource::new(cfg);
     if let Some(p) = &o.save_stream {
-        let rec = crate::cilium_socket::record::GobStreamRecorder::create(p).with_context(|| format!("cannot create {}", p.display()))?;
+        let rec = crate::cilium_socket::record::GobStreamRecorder::create(p)
+            .with_context(|| format!("cannot create {}", p.display()))?;
         src = src.with_recorder(rec);
     }
     let mut batcher = CiliumBatcher::new(release, o.types);
     let description = format!("cilium monitor socket {}", o.path.display());
-    Ok(Box::new(move |tx: &Sender<Batch>, stop: &AtomicBool| -> Result<SourceReport> {
-        let mut gone = false;
-        let mut on_batch = |msgs: &[crate::cilium_socket::payload::MonitorMessage]| {
-            if gone {
-                return;
-            }
-            let mut batch = Batch::with_capacity(msgs.len());
-            batcher.push(msgs, &mut batch, crate::timefmt::now_ns());
-            if !send_batch(tx, &mut batch) {
-                gone = true;
-                stop.store(true, Ordering::Relaxed);
-            }
-        };
-        let stats = src.run(&mut on_batch, stop)?;
-        let mut report = SourceReport { description, ..Default::default() };
-        batcher.report(&mut report, &stats.stream);
-        report.notes.push(format!("cilium socket: {stats}"));
-        report.notes.push("cilium: the agent drops events silently when its per-listener queue is full (not reported to clients)".into());
-        Ok(report)
-    }))
+    Ok(Box::new(
+        move |tx: &Sender<Batch>, stop: &AtomicBool| -> Result<SourceReport> {
+            let mut gone = false;
+            let mut on_batch = |msgs: &[crate::cilium_socket::payload::MonitorMessage]| {
+                if gone {
+                    return;
+                }
+                let mut batch = Batch::with_capacity(msgs.len());
+                batcher.push(msgs, &mut batch, crate::timefmt::now_ns());
+                if !send_batch(tx, &mut batch) {
+                    gone = true;
+                    stop.store(true, Ordering::Relaxed);
+                }
+            };
+            let stats = src.run(&mut on_batch, stop)?;
+            let mut report = SourceReport {
+                description,
+                ..Default::default()
+            };
+            batcher.report(&mut report, &stats.stream);
+            report.notes.push(format!("cilium socket: {stats}"));
+            report.notes.push("cilium: the agent drops events silently when its per-listener queue is full (not reported to clients)".into());
+            Ok(report)
+        },
+    ))
 }
 
 /// `dropscope reasons`: the running kernel's drop reasons (from BTF) and Cilium's.

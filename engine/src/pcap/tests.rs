@@ -732,7 +732,13 @@ fn foreign_files() {
         (ev[1].cause, ev[2].cause),
         (
             Cause::Captured,
-            Cause::Cilium(crate::cilium_glue::drop_from_comment(133, 2, 4, ev[2].ifindex, 42))
+            Cause::Cilium(crate::cilium_glue::drop_from_comment(
+                133,
+                2,
+                4,
+                ev[2].ifindex,
+                42
+            ))
         )
     );
     assert_eq!(causes[1], None);
