@@ -149,6 +149,10 @@ fn finish(names: &Names, o: &OutputArgs, report: &RunReport) -> Result<i32> {
 
 /// Writes `bytes` to `path` through a temporary file, so a failure leaves nothing behind.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    if engine::pcap::output_is_special(path) {
+        // /dev/stdout, /dev/null, a FIFO: write in place; renaming over it would replace it.
+        return Ok(std::fs::write(path, bytes)?);
+    }
     let tmp = engine::sink::tmp_path(path);
     let r = std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path));
     if r.is_err() {

@@ -55,6 +55,10 @@ pub fn tmp_path(path: &std::path::Path) -> std::path::PathBuf {
 
 /// Fails early, with the path in the message, when `path` cannot be created.
 pub fn check_writable(path: &std::path::Path) -> Result<()> {
+    if crate::pcap::output_is_special(path) {
+        std::fs::OpenOptions::new().write(true).open(path).with_context(|| format!("cannot write {}", path.display()))?;
+        return Ok(());
+    }
     let tmp = tmp_path(path);
     std::fs::write(&tmp, b"").with_context(|| format!("cannot write {}", path.display()))?;
     let _ = std::fs::remove_file(&tmp);

@@ -297,11 +297,16 @@ pub struct LiveCapture {
 impl LiveCapture {
     /// Starts `dropscope capture ARGS` and waits until it says it is capturing.
     pub fn start(args: &[&str]) -> LiveCapture {
+        Self::start_to(args, std::process::Stdio::null())
+    }
+
+    /// [`LiveCapture::start`] with stdout sent to `stdout`.
+    pub fn start_to(args: &[&str], stdout: std::process::Stdio) -> LiveCapture {
         use std::io::BufRead as _;
         let mut child = dropscope()
             .arg("capture")
             .args(args)
-            .stdout(std::process::Stdio::null())
+            .stdout(stdout)
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("spawn dropscope");
@@ -359,6 +364,16 @@ impl LiveCapture {
             self.seen.push(l);
         }
         (st, self.seen.join("\n"))
+    }
+}
+
+impl Drop for LiveCapture {
+    /// A test that fails while a capture runs must not leave it attached to the kernel.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 

@@ -13,6 +13,7 @@ mod cursor;
 mod file_source;
 pub mod linktype;
 mod output;
+pub use output::is_special as output_is_special;
 mod pcap_writer;
 mod pcapng_writer;
 

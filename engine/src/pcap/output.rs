@@ -1,7 +1,9 @@
 //! The file a writer fills: `<path>.tmp` behind a large buffer, renamed to `<path>` on commit.
 //!
 //! It must never leave a partial file behind: on the first I/O error, or when dropped without
-//! [`TmpFile::commit`], it removes the temporary file.
+//! [`TmpFile::commit`], it removes the temporary file. A path that exists and is not a
+//! regular file (`/dev/null`, `/dev/stdout`, a FIFO) is written directly: renaming a file
+//! over a device would replace the device.
 
 use std::ffi::OsString;
 use std::fs::{self, File};
@@ -19,14 +21,31 @@ pub(super) struct TmpFile {
     tmp: PathBuf,
     path: PathBuf,
     written: u64,
+    /// Writing straight to a device or FIFO: no rename, nothing to remove.
+    direct: bool,
+}
+
+/// True when `path` exists and is not a regular file (a device, FIFO or socket).
+pub fn is_special(path: &Path) -> bool {
+    fs::metadata(path).is_ok_and(|m| !m.file_type().is_file() && !m.is_dir())
 }
 
 impl TmpFile {
     pub(super) fn create(path: &Path) -> Result<Self, WriteError> {
-        let mut tmp = OsString::from(path.as_os_str());
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
-        let file = File::create(&tmp).map_err(|source| WriteError::Io {
+        let direct = is_special(path);
+        let tmp = if direct {
+            path.to_path_buf()
+        } else {
+            let mut tmp = OsString::from(path.as_os_str());
+            tmp.push(".tmp");
+            PathBuf::from(tmp)
+        };
+        let opened = if direct {
+            fs::OpenOptions::new().write(true).open(&tmp)
+        } else {
+            File::create(&tmp)
+        };
+        let file = opened.map_err(|source| WriteError::Io {
             op: "create",
             path: tmp.clone(),
             source,
@@ -36,6 +55,7 @@ impl TmpFile {
             tmp,
             path: path.to_path_buf(),
             written: 0,
+            direct,
         })
     }
 
@@ -76,6 +96,9 @@ impl TmpFile {
             }
         };
         drop(file);
+        if self.direct {
+            return Ok(self.written);
+        }
         if let Err(source) = fs::rename(&self.tmp, &self.path) {
             return Err(self.fail("rename", source));
         }
@@ -87,7 +110,9 @@ impl TmpFile {
         if let Some(w) = self.w.take() {
             let (_file, _buffer) = w.into_parts();
         }
-        let _ = fs::remove_file(&self.tmp);
+        if !self.direct {
+            let _ = fs::remove_file(&self.tmp);
+        }
         WriteError::Io {
             op,
             path: self.tmp.clone(),
@@ -100,7 +125,9 @@ impl Drop for TmpFile {
     fn drop(&mut self) {
         if let Some(w) = self.w.take() {
             let (_file, _buffer) = w.into_parts();
-            let _ = fs::remove_file(&self.tmp);
+            if !self.direct {
+                let _ = fs::remove_file(&self.tmp);
+            }
         }
     }
 }
@@ -115,6 +142,22 @@ mod tests {
         let _ = fs::remove_dir_all(&d);
         fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    #[test]
+    fn devices_are_written_in_place_never_replaced() {
+        use std::os::unix::fs::FileTypeExt as _;
+        let dev = Path::new("/dev/null");
+        let mut t = TmpFile::create(dev).unwrap();
+        t.put(b"abc").unwrap();
+        assert_eq!(t.commit().unwrap(), 3);
+        assert!(fs::metadata(dev).unwrap().file_type().is_char_device());
+        assert!(!Path::new("/dev/null.tmp").exists());
+        // Dropped without commit: the device is not removed either.
+        let mut t = TmpFile::create(dev).unwrap();
+        t.put(b"x").unwrap();
+        drop(t);
+        assert!(fs::metadata(dev).unwrap().file_type().is_char_device());
     }
 
     #[test]
