@@ -33,7 +33,11 @@ fn build_sim(dir: &Path) -> Option<PathBuf> {
         .env("GOPATH", dir.join("gopath"))
         .output()
         .expect("go build");
-    assert!(out.status.success(), "go build: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "go build: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     Some(bin)
 }
 
@@ -42,7 +46,12 @@ fn rows_by_reason(stats: &serde_json::Value) -> Vec<(String, u64)> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| (r["name"].as_str().unwrap().to_string(), r["delivered"].as_u64().unwrap()))
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap().to_string(),
+                r["delivered"].as_u64().unwrap(),
+            )
+        })
         .collect();
     v.sort();
     v
@@ -61,18 +70,37 @@ fn go_gob_agent_stream_is_decoded_and_accounted_exactly() {
         .spawn()
         .expect("start simulator");
     let mut line = String::new();
-    std::io::BufReader::new(agent.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    std::io::BufReader::new(agent.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     let want: serde_json::Value = serde_json::from_str(&line).expect("simulator summary");
-    let samples: u64 = want["samples"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+    let samples: u64 = want["samples"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
     let drops = want["samples"]["1"].as_u64().unwrap();
 
-    let (stats, pcapng, stream, lines) =
-        (dir.path("s.json"), dir.path("c.pcapng"), dir.path("c.gobstream"), dir.path("events.jsonl"));
+    let (stats, pcapng, stream, lines) = (
+        dir.path("s.json"),
+        dir.path("c.pcapng"),
+        dir.path("c.gobstream"),
+        dir.path("events.jsonl"),
+    );
     let cap = LiveCapture::start_to(
         &[
-            "--source", "cilium", "--cilium-socket", sock.to_str().unwrap(),
-            "--json", "--stats-json", stats.to_str().unwrap(),
-            "-w", pcapng.to_str().unwrap(), "--save-stream", stream.to_str().unwrap(),
+            "--source",
+            "cilium",
+            "--cilium-socket",
+            sock.to_str().unwrap(),
+            "--json",
+            "--stats-json",
+            stats.to_str().unwrap(),
+            "-w",
+            pcapng.to_str().unwrap(),
+            "--save-stream",
+            stream.to_str().unwrap(),
         ],
         Stdio::from(std::fs::File::create(&lines).unwrap()),
     );
@@ -80,22 +108,52 @@ fn go_gob_agent_stream_is_decoded_and_accounted_exactly() {
     std::thread::sleep(std::time::Duration::from_millis(500));
     let (st, err) = cap.stop();
     assert!(st.success(), "{err}");
-    assert!(err.contains("reconnect"), "a restart of the agent must be said on stderr: {err}");
+    assert!(
+        err.contains("reconnect"),
+        "a restart of the agent must be said on stderr: {err}"
+    );
 
     // JSON lines: every sample as an event of its type, every notice in the stream.
     let text = std::fs::read_to_string(&lines).unwrap();
-    let objs: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
-    let count = |f: &dyn Fn(&serde_json::Value) -> bool| objs.iter().filter(|o| f(o)).count() as u64;
-    for (t, name) in [(1, "drop"), (2, "debug"), (3, "debug_capture"), (4, "trace"), (5, "policy_verdict"), (6, "recorder_capture"), (7, "trace_sock")] {
+    let objs: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    let count =
+        |f: &dyn Fn(&serde_json::Value) -> bool| objs.iter().filter(|o| f(o)).count() as u64;
+    for (t, name) in [
+        (1, "drop"),
+        (2, "debug"),
+        (3, "debug_capture"),
+        (4, "trace"),
+        (5, "policy_verdict"),
+        (6, "recorder_capture"),
+        (7, "trace_sock"),
+    ] {
         let n = count(&|o| o["origin"] == "cilium" && o["cilium"]["type"] == name);
-        assert_eq!(n, want["samples"][t.to_string()].as_u64().unwrap(), "events of type {name}");
+        assert_eq!(
+            n,
+            want["samples"][t.to_string()].as_u64().unwrap(),
+            "events of type {name}"
+        );
     }
     let lost: Vec<&serde_json::Value> = objs.iter().filter(|o| o["type"] == "lost").collect();
     assert_eq!(lost.len() as u64, want["lost_records"].as_u64().unwrap());
-    assert_eq!(lost.iter().map(|o| o["lost"].as_u64().unwrap()).sum::<u64>(), want["lost_total"].as_u64().unwrap());
-    assert_eq!(count(&|o| o["type"] == "agent"), want["agent"].as_array().unwrap().len() as u64);
+    assert_eq!(
+        lost.iter()
+            .map(|o| o["lost"].as_u64().unwrap())
+            .sum::<u64>(),
+        want["lost_total"].as_u64().unwrap()
+    );
+    assert_eq!(
+        count(&|o| o["type"] == "agent"),
+        want["agent"].as_array().unwrap().len() as u64
+    );
     assert_eq!(count(&|o| o["type"] == "l7"), want["l7"].as_u64().unwrap());
-    assert_eq!(count(&|o| o["type"] == "unknown"), want["unknown"].as_u64().unwrap());
+    assert_eq!(
+        count(&|o| o["type"] == "unknown"),
+        want["unknown"].as_u64().unwrap()
+    );
 
     // Stats: everything delivered was processed, the agent's lost records are in the ledger.
     let s = read_json(&stats);
@@ -110,24 +168,54 @@ fn go_gob_agent_stream_is_decoded_and_accounted_exactly() {
         .expect("lost records in the ledger")["count"]
         .clone();
     assert_eq!(agent_lost, want["lost_total"]);
-    let denied: u64 = s["flows"].as_array().unwrap().iter().filter(|f| f["reason_name"] == "Policy denied").map(|f| f["packets"].as_u64().unwrap()).sum();
+    let denied: u64 = s["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["reason_name"] == "Policy denied")
+        .map(|f| f["packets"].as_u64().unwrap())
+        .sum();
     assert!(denied > 0, "the drop samples include Policy denied (133)");
-    assert!(s["flows"].as_array().unwrap().iter().any(|f| f["reason_name"] == "Policy denied" && f["src_identity"] == 12345));
+    assert!(s["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["reason_name"] == "Policy denied" && f["src_identity"] == 12345));
 
     // pcapng: one packet per event, the drop comment on every drop, read by stock tshark.
     if tshark_available() {
         assert_eq!(tshark_count(&pcapng, "frame"), samples as usize);
-        assert_eq!(tshark_count(&pcapng, "frame.comment contains \"DROP Policy denied (133) identity 12345->\""), denied as usize);
+        assert_eq!(
+            tshark_count(
+                &pcapng,
+                "frame.comment contains \"DROP Policy denied (133) identity 12345->\""
+            ),
+            denied as usize
+        );
         assert!(tshark_count(&pcapng, "frame.comment contains \"DROP \"") as u64 >= drops);
     }
 
     // Replaying the saved socket stream gives the same ledger and the same flow table.
     let rs = dir.path("r.json");
-    run_ok(dropscope().args(["replay", stream.to_str().unwrap(), "-q", "--stats-json", rs.to_str().unwrap()]));
+    run_ok(dropscope().args([
+        "replay",
+        stream.to_str().unwrap(),
+        "-q",
+        "--stats-json",
+        rs.to_str().unwrap(),
+    ]));
     let r = read_json(&rs);
     assert_eq!(rows_by_reason(&r), rows_by_reason(&s));
-    assert_eq!(r["accounting"]["stage_losses"], s["accounting"]["stage_losses"]);
-    let key = |f: &serde_json::Value| format!("{} {} {} {}", f["reason_name"], f["src"], f["src_identity"], f["packets"]);
+    assert_eq!(
+        r["accounting"]["stage_losses"],
+        s["accounting"]["stage_losses"]
+    );
+    let key = |f: &serde_json::Value| {
+        format!(
+            "{} {} {} {}",
+            f["reason_name"], f["src"], f["src_identity"], f["packets"]
+        )
+    };
     let mut a: Vec<String> = s["flows"].as_array().unwrap().iter().map(key).collect();
     let mut b: Vec<String> = r["flows"].as_array().unwrap().iter().map(key).collect();
     a.sort();
@@ -136,17 +224,41 @@ fn go_gob_agent_stream_is_decoded_and_accounted_exactly() {
 
     // Replaying the pcapng recovers the Cilium drops (reason and identities) from the comments.
     let rp = dir.path("p.json");
-    run_ok(dropscope().args(["replay", pcapng.to_str().unwrap(), "-q", "--stats-json", rp.to_str().unwrap()]));
+    run_ok(dropscope().args([
+        "replay",
+        pcapng.to_str().unwrap(),
+        "-q",
+        "--stats-json",
+        rp.to_str().unwrap(),
+    ]));
     let p = read_json(&rp);
-    let denied_replayed: u64 = p["flows"].as_array().unwrap().iter().filter(|f| f["reason_name"] == "Policy denied" && f["origin"] == "cilium").map(|f| f["packets"].as_u64().unwrap()).sum();
+    let denied_replayed: u64 = p["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["reason_name"] == "Policy denied" && f["origin"] == "cilium")
+        .map(|f| f["packets"].as_u64().unwrap())
+        .sum();
     assert_eq!(denied_replayed, denied);
 }
 
 #[test]
 fn missing_socket_is_one_clear_error() {
-    let out = dropscope().args(["capture", "--source", "cilium", "--cilium-socket", "/nonexistent/monitor.sock"]).output().unwrap();
+    let out = dropscope()
+        .args([
+            "capture",
+            "--source",
+            "cilium",
+            "--cilium-socket",
+            "/nonexistent/monitor.sock",
+        ])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("/nonexistent/monitor.sock") && err.contains("--cilium-socket"), "{err}");
+    assert!(
+        err.contains("/nonexistent/monitor.sock") && err.contains("--cilium-socket"),
+        "{err}"
+    );
 }

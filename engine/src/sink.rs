@@ -56,7 +56,10 @@ pub fn tmp_path(path: &std::path::Path) -> std::path::PathBuf {
 /// Fails early, with the path in the message, when `path` cannot be created.
 pub fn check_writable(path: &std::path::Path) -> Result<()> {
     if crate::pcap::output_is_special(path) {
-        std::fs::OpenOptions::new().write(true).open(path).with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
         return Ok(());
     }
     let tmp = tmp_path(path);

@@ -526,6 +526,16 @@ pub fn reasons_table(kernel_only: bool, cilium_only: bool, json: bool) -> Result
                 rows.push(serde_json::json!({"origin": "kernel", "code": v, "name": n, "source": k.source()}));
             }
         }
+        if !kernel_only {
+            for (code, name, monitor) in crate::cilium::tables::reason_table() {
+                let info = crate::cilium::tables::drop_reason_info(code);
+                rows.push(serde_json::json!({
+                    "origin": "cilium", "code": code, "name": name,
+                    "monitor": if monitor.is_empty() { serde_json::Value::Null } else { monitor.into() },
+                    "hubble": info.and_then(|i| i.hubble),
+                }));
+            }
+        }
         out = serde_json::to_string_pretty(&rows)?;
         out.push('\n');
         return Ok(out);
@@ -533,13 +543,29 @@ pub fn reasons_table(kernel_only: bool, cilium_only: bool, json: bool) -> Result
     if !cilium_only {
         let _ = writeln!(
             out,
-            "kernel drop reasons (enum skb_drop_reason, from {}):",
+            "kernel drop reasons (enum skb_drop_reason, names from {}):",
             k.source()
         );
         for (v, n) in k.iter() {
             let _ = writeln!(out, "  {v:>10}  {n}");
         }
     }
-    let _ = kernel_only;
+    if !kernel_only {
+        if !cilium_only {
+            out.push('\n');
+        }
+        let _ = writeln!(
+            out,
+            "cilium drop reasons (drop notification sub-type; monitor text, C name):"
+        );
+        for (code, name, monitor) in crate::cilium::tables::reason_table() {
+            let m = if monitor.is_empty() {
+                "(no monitor text)"
+            } else {
+                monitor
+            };
+            let _ = writeln!(out, "  {code:>10}  {m:<58} {name}");
+        }
+    }
     Ok(out)
 }
