@@ -1,10 +1,22 @@
 #!/usr/bin/env bash
-# Runs every test: unit, property, fixture, CLI end-to-end, and (as root) the live eBPF tests
-# in network namespaces they create themselves. Assumes scripts/setup.sh has run.
+# Runs every test: unit, property, fixture, CLI end-to-end, Go gob interop, and (as root) the
+# live eBPF tests in network namespaces they create themselves. Assumes scripts/setup.sh ran.
+# Ends with one line "tests: N passed, M failed" summing every test binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mountpoint -q /sys/kernel/tracing 2>/dev/null || mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null || true
 export PROPTEST_CASES="${PROPTEST_CASES:-256}"
 cargo fmt --all -- --check
 cargo build --workspace --all-targets
-cargo test --workspace --no-fail-fast -- --test-threads=2
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace --no-fail-fast -- --test-threads=2 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+set -e
+passed=$(awk '/^test result:/ { for (i = 1; i < NF; i++) if ($(i+1) ~ /^passed/) s += $i } END { print s + 0 }' "$log")
+failed=$(awk '/^test result:/ { for (i = 1; i < NF; i++) if ($(i+1) ~ /^failed/) s += $i } END { print s + 0 }' "$log")
+echo "tests: ${passed:-0} passed, ${failed:-0} failed"
+if [ "$rc" -ne 0 ] || [ "${passed:-0}" -eq 0 ]; then
+  exit 1
+fi

@@ -161,9 +161,11 @@ const _: () = assert!(offset_of!(ProbeConfig, off_skb_head) == 16);
 const _: () = assert!(offset_of!(ProbeConfig, off_net_inum) == 68);
 const _: () = assert!(size_of::<ReasonCounter>() == 16);
 
-/// Layout facts user space checks against the BTF of the built object:
-/// (struct name, size, [(field, offset)]).
-pub const LAYOUTS: &[(&str, usize, &[(&str, usize)])] = &[
+/// One struct's layout: (name, size, [(field, offset)]).
+pub type Layout = (&'static str, usize, &'static [(&'static str, usize)]);
+
+/// Layout facts user space checks against the BTF of the built object.
+pub const LAYOUTS: &[Layout] = &[
     (
         "RecordHeader",
         size_of::<RecordHeader>(),
