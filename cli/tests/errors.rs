@@ -115,18 +115,22 @@ fn missing_privileges_name_the_capabilities() {
         eprintln!("SKIPPED: needs root and setpriv to drop privileges");
         return;
     }
-    let bin = env!("CARGO_BIN_EXE_dropscope");
+    // The build tree may sit below a directory `nobody` cannot enter: run a copy.
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = TempDir::new("priv");
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = dir.path("dropscope");
+    std::fs::copy(env!("CARGO_BIN_EXE_dropscope"), &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
     let out = std::process::Command::new("setpriv")
         .args([
             "--reuid=65534",
             "--regid=65534",
             "--clear-groups",
             "--inh-caps=-all",
-            bin,
-            "capture",
-            "-c",
-            "1",
         ])
+        .arg(&bin)
+        .args(["capture", "-c", "1"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
