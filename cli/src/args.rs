@@ -138,9 +138,10 @@ impl OutputArgs {
 
 #[derive(Args, Debug)]
 pub struct CaptureArgs {
-    /// Where drops come from.
-    #[arg(long, value_enum, default_value_t = SourceKind::Kernel)]
-    pub source: SourceKind,
+    /// Where drops come from: kernel, cilium, or both (`--source kernel,cilium`: one stream,
+    /// one file, one per-flow table).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "kernel")]
+    pub source: Vec<SourceKind>,
     /// Bytes of each packet to keep, from its MAC header (max 2048).
     #[arg(short = 's', long = "snaplen", default_value_t = engine::DEFAULT_SNAPLEN, value_name = "SNAPLEN")]
     pub snaplen: u32,

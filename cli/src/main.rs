@@ -204,23 +204,29 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
     let mut names = Names::load(false);
     names.cilium = engine::cilium_glue::CiliumContext::new(parse_release(&c.cilium_release)?);
     let interrupt = install_interrupt()?;
-    let (source, names): (SourceFn<'_>, Names) = match c.source {
-        args::SourceKind::Kernel => {
-            let src = engine::sources::kernel(&engine::sources::KernelOptions {
+    let mut kinds = c.source.clone();
+    kinds.dedup();
+    let mut sources: Vec<SourceFn<'static>> = Vec::new();
+    for kind in &kinds {
+        sources.push(match kind {
+            args::SourceKind::Kernel => engine::sources::kernel(&engine::sources::KernelOptions {
                 snaplen,
                 ring_bytes: c.ring_size_mib.saturating_mul(1 << 20),
-            })?;
-            (src, names)
-        }
-        args::SourceKind::Cilium => {
-            let src = engine::sources::cilium_socket(&engine::sources::CiliumSocketOptions {
-                path: c.cilium_socket.clone(),
-                save_stream: c.save_stream.clone(),
-                release: c.cilium_release.clone(),
-                types: engine::sources::cilium_type_bits(&c.types)?,
-            })?;
-            (src, names)
-        }
+            })?,
+            args::SourceKind::Cilium => {
+                engine::sources::cilium_socket(&engine::sources::CiliumSocketOptions {
+                    path: c.cilium_socket.clone(),
+                    save_stream: c.save_stream.clone(),
+                    release: c.cilium_release.clone(),
+                    types: engine::sources::cilium_type_bits(&c.types)?,
+                })?
+            }
+        });
+    }
+    let source: SourceFn<'_> = if sources.len() == 1 {
+        sources.remove(0)
+    } else {
+        engine::sources::merge(sources)
     };
     let sink = make_sink(&c.out, snaplen)?;
     // Printed even with -q (as tcpdump's "listening on"): scripts wait for it.

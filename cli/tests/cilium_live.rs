@@ -262,3 +262,83 @@ fn missing_socket_is_one_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn kernel_and_cilium_drops_in_one_capture_one_file_one_table() {
+    require_root!();
+    let dir = TempDir::new("joint");
+    let Some(sim) = build_sim(&dir.0) else { return };
+    let sock = dir.path("monitor1_2.sock");
+    let mut agent = Command::new(&sim)
+        .arg("-socket")
+        .arg(&sock)
+        .args(["-phases", "1", "-drops", "300", "-each", "2"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start simulator");
+    let mut line = String::new();
+    std::io::BufReader::new(agent.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let want: serde_json::Value = serde_json::from_str(&line).expect("simulator summary");
+    let samples: u64 = want["samples"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+
+    let ns = NetnsPair::new();
+    let (stats, pcapng) = (dir.path("s.json"), dir.path("j.pcapng"));
+    let cap = LiveCapture::start(&[
+        "--source",
+        "kernel,cilium",
+        "--cilium-socket",
+        sock.to_str().unwrap(),
+        "-q",
+        "--stats-json",
+        stats.to_str().unwrap(),
+        "-w",
+        pcapng.to_str().unwrap(),
+    ]);
+    const N: usize = 250;
+    ns.send_udp(false, 40007, 9, N, 20);
+    assert!(agent.wait().unwrap().success());
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let (st, err) = cap.stop();
+    assert!(st.success(), "{err}");
+
+    let s = read_json(&stats);
+    assert_eq!(s["accounting"]["reconciled"], true, "{err}");
+    let k = flow_rows(&s, &ns.ip4_a.to_string(), &ns.ip4_b.to_string(), 40007, 9);
+    assert_eq!(k.len(), 1);
+    assert_eq!(
+        (
+            k[0]["origin"].as_str(),
+            k[0]["reason_name"].as_str(),
+            k[0]["packets"].as_u64()
+        ),
+        (Some("kernel"), Some("NO_SOCKET"), Some(N as u64))
+    );
+    let cilium_delivered: u64 = s["accounting"]["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["origin"] == "cilium")
+        .map(|r| r["delivered"].as_u64().unwrap())
+        .sum();
+    assert_eq!(cilium_delivered, samples);
+    assert!(
+        s["source"].as_str().unwrap().contains(" + "),
+        "{}",
+        s["source"]
+    );
+    if tshark_available() {
+        let kf = format!(
+            "frame.comment contains \"NO_SOCKET\" && udp.srcport == 40007 && ip.src == {}",
+            ns.ip4_a
+        );
+        assert_eq!(tshark_count(&pcapng, &kf), N);
+        assert!(tshark_count(&pcapng, "frame.comment contains \"DROP Policy denied\"") > 0);
+    }
+}

@@ -569,3 +569,55 @@ pub fn reasons_table(kernel_only: bool, cilium_only: bool, json: bool) -> Result
     }
     Ok(out)
 }
+
+/// Runs several sources at once into one pipeline (e.g. kernel and Cilium drops in one
+/// stream, one file, one flow table). The first error stops the others and is returned;
+/// the reports are merged (per-reason counts of different origins never collide).
+pub fn merge(sources: Vec<SourceFn<'static>>) -> SourceFn<'static> {
+    Box::new(
+        move |tx: &Sender<Batch>, stop: &AtomicBool| -> Result<SourceReport> {
+            let results: Vec<Result<SourceReport>> = std::thread::scope(|s| {
+                let handles: Vec<_> = sources
+                    .into_iter()
+                    .map(|src| {
+                        s.spawn(move || {
+                            let r = src(tx, stop);
+                            if r.is_err() {
+                                stop.store(true, Ordering::Relaxed);
+                            }
+                            r
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| Err(anyhow::anyhow!("a source thread panicked")))
+                    })
+                    .collect()
+            });
+            let mut merged = SourceReport::default();
+            let mut descriptions = Vec::new();
+            for r in results {
+                let r = r?;
+                descriptions.push(r.description);
+                for (k, n) in r.delivered {
+                    *merged.delivered.entry(k).or_default() += n;
+                }
+                if let Some(obs) = r.observed {
+                    let m = merged.observed.get_or_insert_with(BTreeMap::new);
+                    for (k, (a, b)) in obs {
+                        let e = m.entry(k).or_insert((0, 0));
+                        e.0 += a;
+                        e.1 += b;
+                    }
+                }
+                merged.losses.extend(r.losses);
+                merged.notes.extend(r.notes);
+            }
+            merged.description = descriptions.join(" + ");
+            Ok(merged)
+        },
+    )
+}
