@@ -8,6 +8,10 @@ mountpoint -q /sys/kernel/tracing 2>/dev/null || mount -t tracefs nodev /sys/ker
 export PROPTEST_CASES="${PROPTEST_CASES:-256}"
 cargo fmt --all -- --check
 cargo build --workspace --all-targets
+# A short libFuzzer run of every decoder's fuzz target (longer: bash scripts/fuzz.sh 600).
+if [ "${DROPSCOPE_SKIP_FUZZ:-0}" != 1 ]; then
+  bash scripts/fuzz.sh "${FUZZ_SECS:-15}"
+fi
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 set +e
