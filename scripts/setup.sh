@@ -5,6 +5,7 @@
 #   - nightly rust-src (for -Z build-std=core, used to build the eBPF object)
 #   - bpf-linker 0.13.0, linked against the nightly toolchain's own LLVM
 #     (Debian's LLVM is too old for it; see shared/docs/ebpf-toolchain.md)
+#   - cargo-fuzz (libFuzzer targets of every decoder, scripts/fuzz.sh)
 #   - tracefs mounted at /sys/kernel/tracing (the tracepoint fallback reads its format files)
 set -euo pipefail
 
@@ -38,6 +39,11 @@ if ! bpf-linker --version >/dev/null 2>&1; then
       --no-default-features --features "llvm-$LLVM_MAJOR,no-llvm-linking"
 fi
 bpf-linker --version >&2
+
+if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+  log "installing cargo-fuzz (for scripts/fuzz.sh)"
+  cargo install cargo-fuzz --locked
+fi
 
 if ! mountpoint -q /sys/kernel/tracing 2>/dev/null; then
   mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null || log "could not mount tracefs (tracepoint fallback unavailable)"
