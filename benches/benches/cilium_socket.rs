@@ -117,29 +117,11 @@ fn end_to_end_unix_socket(c: &mut Criterion) {
 }
 
 fn go_sim() -> Option<PathBuf> {
-    if Command::new("go").arg("version").output().is_err() {
-        eprintln!("cilium_socket/go_sim: skipped, `go` is not installed");
-        return None;
-    }
     let dir = std::env::temp_dir().join("dropscope-bench-gosim");
     std::fs::create_dir_all(&dir).ok()?;
-    let bin = dir.join("cilium-agent-sim");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/cilium-agent-sim/main.go");
-    let ok = Command::new("go")
-        .arg("build")
-        .arg("-o")
-        .arg(&bin)
-        .arg(&src)
-        .env("GO111MODULE", "off")
-        .env("GOFLAGS", "")
-        .env("GOPROXY", "off")
-        .env("CGO_ENABLED", "0")
-        .env("GOCACHE", dir.join("gocache"))
-        .env("GOPATH", dir.join("gopath"))
-        .status()
-        .ok()?
-        .success();
-    ok.then_some(bin)
+    engine::cilium_socket::agent_sim::build(&dir)
+        .map_err(|why| eprintln!("cilium_socket/go_sim: skipped, {why}"))
+        .ok()
 }
 
 /// The Go simulator writes as fast as Go's gob encoder and the socket allow, one `Encode`

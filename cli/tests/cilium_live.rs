@@ -14,31 +14,28 @@ use std::process::{Command, Stdio};
 use common::*;
 
 fn build_sim(dir: &Path) -> Option<PathBuf> {
-    if Command::new("go").arg("version").output().is_err() {
-        eprintln!("SKIPPED: go is not installed (scripts/setup.sh installs golang-go)");
-        return None;
-    }
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/cilium-agent-sim/main.go");
-    let bin = dir.join("cilium-agent-sim");
-    let out = Command::new("go")
-        .arg("build")
-        .arg("-o")
-        .arg(&bin)
-        .arg(&src)
-        .env("GO111MODULE", "off")
-        .env("GOFLAGS", "")
-        .env("GOPROXY", "off")
-        .env("CGO_ENABLED", "0")
-        .env("GOCACHE", dir.join("gocache"))
-        .env("GOPATH", dir.join("gopath"))
-        .output()
-        .expect("go build");
-    assert!(
-        out.status.success(),
-        "go build: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Some(bin)
+    engine::cilium_socket::agent_sim::build(dir)
+        .map_err(|why| eprintln!("SKIPPED: {why}"))
+        .ok()
+}
+
+/// Starts the simulated agent on `sock`; returns it and the summary it prints once listening.
+fn start_agent(sim: &Path, sock: &Path, args: &[&str]) -> (std::process::Child, serde_json::Value) {
+    let mut agent = Command::new(sim)
+        .arg("-socket")
+        .arg(sock)
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start simulator");
+    let mut line = String::new();
+    std::io::BufReader::new(agent.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (
+        agent,
+        serde_json::from_str(&line).expect("simulator summary"),
+    )
 }
 
 fn rows_by_reason(stats: &serde_json::Value) -> Vec<(String, u64)> {
@@ -62,18 +59,11 @@ fn go_gob_agent_stream_is_decoded_and_accounted_exactly() {
     let dir = TempDir::new("cilium");
     let Some(sim) = build_sim(&dir.0) else { return };
     let sock = dir.path("monitor1_2.sock");
-    let mut agent = Command::new(&sim)
-        .arg("-socket")
-        .arg(&sock)
-        .args(["-phases", "2", "-drops", "400", "-each", "5"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start simulator");
-    let mut line = String::new();
-    std::io::BufReader::new(agent.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let want: serde_json::Value = serde_json::from_str(&line).expect("simulator summary");
+    let (mut agent, want) = start_agent(
+        &sim,
+        &sock,
+        &["-phases", "2", "-drops", "400", "-each", "5"],
+    );
     let samples: u64 = want["samples"]
         .as_object()
         .unwrap()
@@ -269,18 +259,11 @@ fn kernel_and_cilium_drops_in_one_capture_one_file_one_table() {
     let dir = TempDir::new("joint");
     let Some(sim) = build_sim(&dir.0) else { return };
     let sock = dir.path("monitor1_2.sock");
-    let mut agent = Command::new(&sim)
-        .arg("-socket")
-        .arg(&sock)
-        .args(["-phases", "1", "-drops", "300", "-each", "2"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start simulator");
-    let mut line = String::new();
-    std::io::BufReader::new(agent.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let want: serde_json::Value = serde_json::from_str(&line).expect("simulator summary");
+    let (mut agent, want) = start_agent(
+        &sim,
+        &sock,
+        &["-phases", "1", "-drops", "300", "-each", "2"],
+    );
     let samples: u64 = want["samples"]
         .as_object()
         .unwrap()

@@ -22,6 +22,8 @@ pub mod render;
 pub mod report;
 pub mod sink;
 pub mod sources;
+#[cfg(test)]
+mod testutil;
 pub mod timefmt;
 
 pub use capture_common::{DEFAULT_SNAPLEN, MAX_SNAPLEN};

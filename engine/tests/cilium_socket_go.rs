@@ -28,33 +28,9 @@ fn tmp_dir() -> PathBuf {
 fn sim_binary() -> Option<&'static Path> {
     static BIN: OnceLock<Option<PathBuf>> = OnceLock::new();
     BIN.get_or_init(|| {
-        if Command::new("go").arg("version").output().is_err() {
-            eprintln!("skipping: `go` is not installed (scripts/setup.sh installs golang-go)");
-            return None;
-        }
-        let dir = tmp_dir();
-        let src =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/cilium-agent-sim/main.go");
-        let bin = dir.join("cilium-agent-sim");
-        let out = Command::new("go")
-            .arg("build")
-            .arg("-o")
-            .arg(&bin)
-            .arg(&src)
-            .env("GO111MODULE", "off")
-            .env("GOFLAGS", "")
-            .env("GOPROXY", "off")
-            .env("CGO_ENABLED", "0")
-            .env("GOCACHE", dir.join("gocache"))
-            .env("GOPATH", dir.join("gopath"))
-            .output()
-            .expect("run go build");
-        assert!(
-            out.status.success(),
-            "go build failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Some(bin)
+        engine::cilium_socket::agent_sim::build(&tmp_dir())
+            .map_err(|why| eprintln!("skipping: {why}"))
+            .ok()
     })
     .as_deref()
 }

@@ -965,12 +965,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::testutil::hex;
 
     // vectors.md §1
     const DROP_V1: &str = "00010302070605040b0a0908100e010014131211181716151c1b1a191e1d202125242322000000000000000000000000";

@@ -1092,12 +1092,7 @@ fn decode_geneve(d: &[u8]) -> Result<(Layer, &[u8]), ()> {
 mod tests {
     use super::*;
 
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::testutil::hex;
 
     fn sum(h: &str, opts: SummaryOpts) -> String {
         connection_summary(&hex(h), opts).to_string()

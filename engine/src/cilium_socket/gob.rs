@@ -1093,12 +1093,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::testutil::hex;
 
     /// vectors.md §11.1: Payload{Data:{1,2,3,4}, Lost:5243, CPU:12, Type:9}, fresh encoder.
     const V11_1: &str = "38ff81030101075061796c6f616401ff82000104010444617461010a00010343505501040001044c6f7374010600010454797065010400000011ff82010401020304011801fe147b011200";

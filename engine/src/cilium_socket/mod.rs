@@ -10,6 +10,7 @@
 //!
 //! Decoding the notifications inside samples (drop, trace, ...) is not done here.
 
+pub mod agent_sim;
 pub mod gob;
 pub mod payload;
 pub mod record;
