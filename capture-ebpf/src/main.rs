@@ -34,8 +34,9 @@ use aya_ebpf::{
 };
 use capture_common::{
     KfreeSkbEvent, ProbeConfig, ReasonCounter, RecordHeader, ABI_VERSION, DEFAULT_SNAPLEN, FLAG_L3,
-    FLAG_LINEAR_END, FLAG_READ_FAILED, KIND_KFREE_SKB, MAX_SNAPLEN, OFF_ABSENT, REASON_MAP_ENTRIES,
-    STAT_COUNT, STAT_READ_FAILED, STAT_REASON_MAP_FULL, STAT_RING_FULL, STAT_SEEN,
+    FLAG_LINEAR_END, FLAG_READ_FAILED, KIND_KFREE_SKB, MAX_SNAPLEN, OFF_ABSENT,
+    REASON_ARRAY_ENTRIES, REASON_MAP_ENTRIES, STAT_COUNT, STAT_READ_FAILED, STAT_REASON_MAP_FULL,
+    STAT_RING_FULL,
 };
 
 /// Written by user space at load time (`EbpfLoader::override_global`); these defaults make
@@ -120,7 +121,13 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(16 << 20, 0);
 #[map]
 static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_COUNT, 0);
 
-/// Drops per raw reason value, per CPU.
+/// Drops per reason for reasons below `REASON_ARRAY_ENTRIES` (all core reasons), per CPU:
+/// an array slot costs no hashing.
+#[map]
+static REASON_ARRAY: PerCpuArray<ReasonCounter> =
+    PerCpuArray::with_max_entries(REASON_ARRAY_ENTRIES, 0);
+
+/// Drops per raw reason value for the other reasons (subsystem reasons), per CPU.
 #[map]
 static REASON_COUNTS: PerCpuHashMap<u32, ReasonCounter> =
     PerCpuHashMap::with_max_entries(REASON_MAP_ENTRIES, 0);
@@ -152,7 +159,7 @@ fn try_kfree_skb_btf(ctx: &BtfTracePointContext) -> Result<i32, i64> {
     let skb: u64 = ctx.arg(0);
     let location: u64 = ctx.arg(1);
     let reason: u32 = ctx.arg(2);
-    on_drop(skb, location, reason);
+    on_drop::<Direct>(skb, location, reason);
     Ok(0)
 }
 
@@ -185,7 +192,7 @@ fn try_kfree_skb_tp(ctx: &TracePointContext) -> Result<u32, i64> {
         // SAFETY: as above.
         unsafe { ctx.read_at(off_reason as usize) }.unwrap_or(0)
     };
-    on_drop(skb, location, reason);
+    on_drop::<Probe>(skb, location, reason);
     Ok(0)
 }
 
@@ -218,35 +225,64 @@ fn stat_inc(index: u32) {
     }
 }
 
-/// Reads a `T` at `base + off` in kernel memory; `None` if the field is absent or unreadable.
-#[inline(always)]
-fn field<T: Copy>(base: u64, off: u32) -> Option<T> {
-    if base == 0 || off == OFF_ABSENT {
-        return None;
+/// How a program reads kernel struct fields: `T` at `base + off`, `None` when the field is
+/// absent on this kernel (`OFF_ABSENT`) or `base` is null.
+trait Kmem {
+    fn read<T: Copy>(base: u64, off: u32) -> Option<T>;
+}
+
+/// `bpf_probe_read_kernel` per field: for the classic tracepoint, whose skb is a plain number.
+struct Probe;
+
+impl Kmem for Probe {
+    #[inline(always)]
+    fn read<T: Copy>(base: u64, off: u32) -> Option<T> {
+        if base == 0 || off == OFF_ABSENT {
+            return None;
+        }
+        let mut v = core::mem::MaybeUninit::<T>::uninit();
+        // SAFETY: bpf_probe_read_kernel checks the source address; the destination is a
+        // local of exactly `size_of::<T>()` bytes.
+        let ret = unsafe {
+            read_raw(
+                v.as_mut_ptr().cast::<c_void>(),
+                size_of::<T>() as u32,
+                (base.wrapping_add(u64::from(off))) as *const c_void,
+            )
+        };
+        if ret == 0 {
+            // SAFETY: the helper filled all bytes on success; T is a plain integer.
+            Some(unsafe { v.assume_init() })
+        } else {
+            None
+        }
     }
-    let mut v = core::mem::MaybeUninit::<T>::uninit();
-    // SAFETY: bpf_probe_read_kernel checks the source address; the destination is a local of
-    // exactly `size_of::<T>()` bytes.
-    let ret = unsafe {
-        read_raw(
-            v.as_mut_ptr().cast::<c_void>(),
-            size_of::<T>() as u32,
-            (base.wrapping_add(u64::from(off))) as *const c_void,
-        )
-    };
-    if ret == 0 {
-        // SAFETY: the helper filled all bytes on success; T is a plain integer.
-        Some(unsafe { v.assume_init() })
-    } else {
-        None
+}
+
+/// Plain loads through typed pointers: for `tp_btf`, whose skb argument the verifier types
+/// as `struct sk_buff *`. The offsets are constants of the frozen `.rodata`, so the verifier
+/// knows each one, checks it against the kernel's BTF (member, size) and turns the load into
+/// a fault-safe one (a bad pointer reads 0). One instruction per field instead of a helper
+/// call; pointers read this way (`dev`, `sk`, `nd_net.net`) stay typed, so the chase goes on.
+struct Direct;
+
+impl Kmem for Direct {
+    #[inline(always)]
+    fn read<T: Copy>(base: u64, off: u32) -> Option<T> {
+        if base == 0 || off == OFF_ABSENT {
+            return None;
+        }
+        // SAFETY: the verifier checks this load against the kernel's BTF and makes it
+        // fault-safe (see above); T is a plain integer of the member's size.
+        Some(unsafe { read_volatile(base.wrapping_add(u64::from(off)) as *const T) })
     }
 }
 
 /// Counts the drop, then tries to deliver it; a delivery failure is counted as ring-full.
 #[inline(always)]
-fn on_drop(skb: u64, location: u64, reason: u32) {
+fn on_drop<M: Kmem>(skb: u64, location: u64, reason: u32) {
     let counter = count_seen(reason);
-    if emit(skb, location, reason).is_err() {
+    if emit::<M>(skb, location, reason).is_err() {
         if let Some(c) = counter {
             // SAFETY: per-CPU slot of REASON_COUNTS; see stat_inc.
             unsafe { (*c).ring_full += 1 };
@@ -255,9 +291,17 @@ fn on_drop(skb: u64, location: u64, reason: u32) {
     }
 }
 
+/// Counts one drop of `reason`: in `REASON_ARRAY` when the reason fits, else in
+/// `REASON_COUNTS`, else (that map full) in `STAT_REASON_MAP_FULL`; exactly one of the three.
 #[inline(always)]
 fn count_seen(reason: u32) -> Option<*mut ReasonCounter> {
-    stat_inc(STAT_SEEN);
+    if reason < REASON_ARRAY_ENTRIES {
+        if let Some(c) = REASON_ARRAY.get_ptr_mut(reason) {
+            // SAFETY: per-CPU slot; see stat_inc.
+            unsafe { (*c).seen += 1 };
+            return Some(c);
+        }
+    }
     if let Some(c) = REASON_COUNTS.get_ptr_mut(reason) {
         // SAFETY: per-CPU slot; see stat_inc.
         unsafe { (*c).seen += 1 };
@@ -286,17 +330,17 @@ fn count_seen(reason: u32) -> Option<*mut ReasonCounter> {
 /// Builds the record in the per-CPU scratch buffer and copies `48 + cap_len` bytes of it to
 /// the ring. `Err` only when the record could not be put in the ring.
 #[inline(always)]
-fn emit(skb: u64, location: u64, reason: u32) -> Result<(), ()> {
+fn emit<M: Kmem>(skb: u64, location: u64, reason: u32) -> Result<(), ()> {
     let scratch = SCRATCH.get_ptr_mut(0).ok_or(())?;
 
-    let head: u64 = field(skb, cfg(addr_of!(CONFIG.off_skb_head))).unwrap_or(0);
-    let data: u64 = field(skb, cfg(addr_of!(CONFIG.off_skb_data))).unwrap_or(0);
-    let len: u32 = field(skb, cfg(addr_of!(CONFIG.off_skb_len))).unwrap_or(0);
-    let data_len: u32 = field(skb, cfg(addr_of!(CONFIG.off_skb_data_len))).unwrap_or(0);
-    let mac: u16 = field(skb, cfg(addr_of!(CONFIG.off_skb_mac_header))).unwrap_or(HEADER_UNSET);
+    let head: u64 = M::read(skb, cfg(addr_of!(CONFIG.off_skb_head))).unwrap_or(0);
+    let data: u64 = M::read(skb, cfg(addr_of!(CONFIG.off_skb_data))).unwrap_or(0);
+    let len: u32 = M::read(skb, cfg(addr_of!(CONFIG.off_skb_len))).unwrap_or(0);
+    let data_len: u32 = M::read(skb, cfg(addr_of!(CONFIG.off_skb_data_len))).unwrap_or(0);
+    let mac: u16 = M::read(skb, cfg(addr_of!(CONFIG.off_skb_mac_header))).unwrap_or(HEADER_UNSET);
     let network: u16 =
-        field(skb, cfg(addr_of!(CONFIG.off_skb_network_header))).unwrap_or(HEADER_UNSET);
-    let protocol: u16 = field(skb, cfg(addr_of!(CONFIG.off_skb_protocol))).unwrap_or(0);
+        M::read(skb, cfg(addr_of!(CONFIG.off_skb_network_header))).unwrap_or(HEADER_UNSET);
+    let protocol: u16 = M::read(skb, cfg(addr_of!(CONFIG.off_skb_protocol))).unwrap_or(0);
 
     let mut flags = 0u8;
     // No MAC header, or an empty one (L3 devices such as tun or wireguard set mac_header
@@ -372,21 +416,21 @@ fn emit(skb: u64, location: u64, reason: u32) -> Result<(), ()> {
         stat_inc(STAT_READ_FAILED);
     }
 
-    let dev: u64 = field(skb, cfg(addr_of!(CONFIG.off_skb_dev))).unwrap_or(0);
+    let dev: u64 = M::read(skb, cfg(addr_of!(CONFIG.off_skb_dev))).unwrap_or(0);
     let mut ifindex: u32 = 0;
     let mut net: u64 = 0;
     if dev != 0 {
-        ifindex = field(dev, cfg(addr_of!(CONFIG.off_dev_ifindex))).unwrap_or(0);
-        net = field(dev, cfg(addr_of!(CONFIG.off_dev_nd_net))).unwrap_or(0);
+        ifindex = M::read(dev, cfg(addr_of!(CONFIG.off_dev_ifindex))).unwrap_or(0);
+        net = M::read(dev, cfg(addr_of!(CONFIG.off_dev_nd_net))).unwrap_or(0);
     }
     if ifindex == 0 {
-        ifindex = field(skb, cfg(addr_of!(CONFIG.off_skb_iif))).unwrap_or(0);
+        ifindex = M::read(skb, cfg(addr_of!(CONFIG.off_skb_iif))).unwrap_or(0);
     }
     if net == 0 {
-        let sk: u64 = field(skb, cfg(addr_of!(CONFIG.off_skb_sk))).unwrap_or(0);
-        net = field(sk, cfg(addr_of!(CONFIG.off_sk_net))).unwrap_or(0);
+        let sk: u64 = M::read(skb, cfg(addr_of!(CONFIG.off_skb_sk))).unwrap_or(0);
+        net = M::read(sk, cfg(addr_of!(CONFIG.off_sk_net))).unwrap_or(0);
     }
-    let netns_ino: u32 = field(net, cfg(addr_of!(CONFIG.off_net_inum))).unwrap_or(0);
+    let netns_ino: u32 = M::read(net, cfg(addr_of!(CONFIG.off_net_inum))).unwrap_or(0);
 
     let ev = KfreeSkbEvent {
         hdr: RecordHeader {
