@@ -137,7 +137,18 @@ static REASON_COUNTS: PerCpuHashMap<u32, ReasonCounter> =
 pub struct Scratch {
     pub ev: KfreeSkbEvent,
     pub data: [u8; MAX_SNAPLEN as usize],
+    /// Records this CPU still sends before it next asks how much of the ring waits.
+    pub until_wakeup_check: u32,
 }
+
+/// How often (in records, per CPU) the program checks whether to wake the reader.
+const WAKEUP_CHECK_EVERY: u32 = 16;
+
+// `flags` and `_pad` end the event and are written as one aligned little-endian u32.
+const _: () = assert!(core::mem::offset_of!(KfreeSkbEvent, flags) % 4 == 0);
+const _: () =
+    assert!(core::mem::offset_of!(KfreeSkbEvent, flags) + 4 == size_of::<KfreeSkbEvent>());
+const _: () = assert!(cfg!(target_endian = "little"));
 
 #[map]
 static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
@@ -432,41 +443,56 @@ fn emit<M: Kmem>(skb: u64, location: u64, reason: u32) -> Result<(), ()> {
     }
     let netns_ino: u32 = M::read(net, cfg(addr_of!(CONFIG.off_net_inum))).unwrap_or(0);
 
-    let ev = KfreeSkbEvent {
-        hdr: RecordHeader {
+    // SAFETY: scratch is this CPU's map value, large enough for the event; the fields are
+    // written one by one so that no store covers `_pad` alone (a byte array the compiler
+    // would clear with a memset call).
+    unsafe {
+        let ev = addr_of_mut!((*scratch).ev);
+        addr_of_mut!((*ev).hdr).write(RecordHeader {
             version: ABI_VERSION,
             kind: KIND_KFREE_SKB,
             hdr_len: EVENT_LEN as u16,
-            // SAFETY: plain helper calls without arguments.
-            cpu: unsafe { bpf_get_smp_processor_id() },
-            // SAFETY: as above.
-            ts_ns: unsafe { bpf_ktime_get_ns() },
-        },
-        location,
-        reason,
-        ifindex,
-        netns_ino,
-        orig_len,
-        cap_len: cap as u16,
-        protocol,
-        flags,
-        _pad: [0; 3],
-    };
-    // SAFETY: scratch is this CPU's map value, large enough for the event.
-    unsafe { addr_of_mut!((*scratch).ev).write(ev) };
+            cpu: bpf_get_smp_processor_id(),
+            ts_ns: bpf_ktime_get_ns(),
+        });
+        addr_of_mut!((*ev).location).write(location);
+        addr_of_mut!((*ev).reason).write(reason);
+        addr_of_mut!((*ev).ifindex).write(ifindex);
+        addr_of_mut!((*ev).netns_ino).write(netns_ino);
+        addr_of_mut!((*ev).orig_len).write(orig_len);
+        addr_of_mut!((*ev).cap_len).write(cap as u16);
+        addr_of_mut!((*ev).protocol).write(protocol);
+        // `flags` and the three zero padding bytes after it, in one aligned store.
+        addr_of_mut!((*ev).flags)
+            .cast::<u32>()
+            .write(u32::from(flags));
+    }
 
     let total = EVENT_LEN + cap;
     // SAFETY: `total` <= size_of::<Scratch>() because cap <= MAX_SNAPLEN; the slice lives in
     // the map value for the duration of the helper call.
     let record = unsafe { core::slice::from_raw_parts(scratch.cast::<u8>(), total as usize) };
-    // Wake the reader only once enough is waiting (see ProbeConfig::wakeup_bytes).
+    // Wake the reader only once enough is waiting (see ProbeConfig::wakeup_bytes). Asking the
+    // ring how much waits costs a helper call and a read of the consumer's cache line, so each
+    // CPU asks only every WAKEUP_CHECK_EVERY records: the reader is woken at most that many
+    // records late (it also polls every few milliseconds).
     let wakeup = cfg(addr_of!(CONFIG.wakeup_bytes));
     let flags = if wakeup == 0 {
         0
-    } else if EVENTS.query(BPF_RB_AVAIL_DATA) >= u64::from(wakeup) {
-        BPF_RB_FORCE_WAKEUP
     } else {
-        BPF_RB_NO_WAKEUP
+        // SAFETY: this CPU's scratch value; see stat_inc for why a plain update cannot race.
+        let left = unsafe { &mut *addr_of_mut!((*scratch).until_wakeup_check) };
+        if *left == 0 {
+            *left = WAKEUP_CHECK_EVERY - 1;
+            if EVENTS.query(BPF_RB_AVAIL_DATA) >= u64::from(wakeup) {
+                BPF_RB_FORCE_WAKEUP
+            } else {
+                BPF_RB_NO_WAKEUP
+            }
+        } else {
+            *left -= 1;
+            BPF_RB_NO_WAKEUP
+        }
     };
     EVENTS.output::<[u8]>(record, flags).map_err(|_| ())
 }
