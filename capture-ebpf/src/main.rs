@@ -292,8 +292,12 @@ impl Kmem for Direct {
 /// Counts the drop, then tries to deliver it; a delivery failure is counted as ring-full.
 #[inline(always)]
 fn on_drop<M: Kmem>(skb: u64, location: u64, reason: u32) {
+    // The clock first: reading it waits for every load in flight to finish (rdtscp/lfence),
+    // so here, before the field loads below, it costs far less than after them.
+    // SAFETY: a helper call without arguments.
+    let ts_ns = unsafe { bpf_ktime_get_ns() };
     let counter = count_seen(reason);
-    if emit::<M>(skb, location, reason).is_err() {
+    if emit::<M>(skb, location, reason, ts_ns).is_err() {
         if let Some(c) = counter {
             // SAFETY: per-CPU slot of REASON_COUNTS; see stat_inc.
             unsafe { (*c).ring_full += 1 };
@@ -341,7 +345,7 @@ fn count_seen(reason: u32) -> Option<*mut ReasonCounter> {
 /// Builds the record in the per-CPU scratch buffer and copies `48 + cap_len` bytes of it to
 /// the ring. `Err` only when the record could not be put in the ring.
 #[inline(always)]
-fn emit<M: Kmem>(skb: u64, location: u64, reason: u32) -> Result<(), ()> {
+fn emit<M: Kmem>(skb: u64, location: u64, reason: u32, ts_ns: u64) -> Result<(), ()> {
     let scratch = SCRATCH.get_ptr_mut(0).ok_or(())?;
 
     let head: u64 = M::read(skb, cfg(addr_of!(CONFIG.off_skb_head))).unwrap_or(0);
@@ -453,7 +457,7 @@ fn emit<M: Kmem>(skb: u64, location: u64, reason: u32) -> Result<(), ()> {
             kind: KIND_KFREE_SKB,
             hdr_len: EVENT_LEN as u16,
             cpu: bpf_get_smp_processor_id(),
-            ts_ns: bpf_ktime_get_ns(),
+            ts_ns,
         });
         addr_of_mut!((*ev).location).write(location);
         addr_of_mut!((*ev).reason).write(reason);
