@@ -28,18 +28,24 @@ pub const FLAG_READ_FAILED: u8 = 1 << 1;
 /// `KfreeSkbEvent::flags`: the capture was cut at the end of the linear data, before snaplen.
 pub const FLAG_LINEAR_END: u8 = 1 << 2;
 
-/// Indices of the per-CPU `STATS` array (u64 counters).
-pub const STAT_SEEN: u32 = 0;
+/// Indices of the per-CPU `STATS` array (u64 counters). There is no "seen" total: every drop
+/// is counted once, per reason, in `REASON_ARRAY` or `REASON_COUNTS`, else in
+/// `STAT_REASON_MAP_FULL`, so seen = the sum of those (one counter per drop is cheaper).
+///
 /// Events whose `bpf_ringbuf_output` failed (ring full): counted, never retried.
-pub const STAT_RING_FULL: u32 = 1;
+pub const STAT_RING_FULL: u32 = 0;
 /// Events whose packet bytes could not be read (still delivered, with `FLAG_READ_FAILED`).
-pub const STAT_READ_FAILED: u32 = 2;
+pub const STAT_READ_FAILED: u32 = 1;
 /// Events whose reason could not get a slot in `REASON_COUNTS` (map full): counted here only.
-pub const STAT_REASON_MAP_FULL: u32 = 3;
+pub const STAT_REASON_MAP_FULL: u32 = 2;
 /// Number of entries of `STATS`.
-pub const STAT_COUNT: u32 = 4;
+pub const STAT_COUNT: u32 = 3;
 
-/// Maximum number of distinct reasons `REASON_COUNTS` tracks.
+/// Reasons below this bound (every core `enum skb_drop_reason` value: 128 on Linux 6.18) are
+/// counted in the per-CPU array `REASON_ARRAY`, indexed by reason: no hashing per drop.
+pub const REASON_ARRAY_ENTRIES: u32 = 512;
+/// Maximum number of distinct other reasons (subsystem reasons, upper 16 bits set) that
+/// the per-CPU hash `REASON_COUNTS` tracks.
 pub const REASON_MAP_ENTRIES: u32 = 1024;
 
 /// Name of the eBPF programs and maps, shared so user space and kernel agree.
@@ -48,6 +54,7 @@ pub const PROG_TRACEPOINT: &str = "kfree_skb_tp";
 pub const PROG_TC_SHOT: &str = "tc_shot";
 pub const MAP_EVENTS: &str = "EVENTS";
 pub const MAP_STATS: &str = "STATS";
+pub const MAP_REASON_ARRAY: &str = "REASON_ARRAY";
 pub const MAP_REASON_COUNTS: &str = "REASON_COUNTS";
 pub const GLOBAL_CONFIG: &str = "CONFIG";
 

@@ -34,8 +34,9 @@ use aya_ebpf::{
 };
 use capture_common::{
     KfreeSkbEvent, ProbeConfig, ReasonCounter, RecordHeader, ABI_VERSION, DEFAULT_SNAPLEN, FLAG_L3,
-    FLAG_LINEAR_END, FLAG_READ_FAILED, KIND_KFREE_SKB, MAX_SNAPLEN, OFF_ABSENT, REASON_MAP_ENTRIES,
-    STAT_COUNT, STAT_READ_FAILED, STAT_REASON_MAP_FULL, STAT_RING_FULL, STAT_SEEN,
+    FLAG_LINEAR_END, FLAG_READ_FAILED, KIND_KFREE_SKB, MAX_SNAPLEN, OFF_ABSENT,
+    REASON_ARRAY_ENTRIES, REASON_MAP_ENTRIES, STAT_COUNT, STAT_READ_FAILED, STAT_REASON_MAP_FULL,
+    STAT_RING_FULL,
 };
 
 /// Written by user space at load time (`EbpfLoader::override_global`); these defaults make
@@ -120,7 +121,13 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(16 << 20, 0);
 #[map]
 static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_COUNT, 0);
 
-/// Drops per raw reason value, per CPU.
+/// Drops per reason for reasons below `REASON_ARRAY_ENTRIES` (all core reasons), per CPU:
+/// an array slot costs no hashing.
+#[map]
+static REASON_ARRAY: PerCpuArray<ReasonCounter> =
+    PerCpuArray::with_max_entries(REASON_ARRAY_ENTRIES, 0);
+
+/// Drops per raw reason value for the other reasons (subsystem reasons), per CPU.
 #[map]
 static REASON_COUNTS: PerCpuHashMap<u32, ReasonCounter> =
     PerCpuHashMap::with_max_entries(REASON_MAP_ENTRIES, 0);
@@ -130,7 +137,18 @@ static REASON_COUNTS: PerCpuHashMap<u32, ReasonCounter> =
 pub struct Scratch {
     pub ev: KfreeSkbEvent,
     pub data: [u8; MAX_SNAPLEN as usize],
+    /// Records this CPU still sends before it next asks how much of the ring waits.
+    pub until_wakeup_check: u32,
 }
+
+/// How often (in records, per CPU) the program checks whether to wake the reader.
+const WAKEUP_CHECK_EVERY: u32 = 16;
+
+// `flags` and `_pad` end the event and are written as one aligned little-endian u32.
+const _: () = assert!(core::mem::offset_of!(KfreeSkbEvent, flags) % 4 == 0);
+const _: () =
+    assert!(core::mem::offset_of!(KfreeSkbEvent, flags) + 4 == size_of::<KfreeSkbEvent>());
+const _: () = assert!(cfg!(target_endian = "little"));
 
 #[map]
 static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
@@ -152,7 +170,7 @@ fn try_kfree_skb_btf(ctx: &BtfTracePointContext) -> Result<i32, i64> {
     let skb: u64 = ctx.arg(0);
     let location: u64 = ctx.arg(1);
     let reason: u32 = ctx.arg(2);
-    on_drop(skb, location, reason);
+    on_drop::<Direct>(skb, location, reason);
     Ok(0)
 }
 
@@ -185,7 +203,7 @@ fn try_kfree_skb_tp(ctx: &TracePointContext) -> Result<u32, i64> {
         // SAFETY: as above.
         unsafe { ctx.read_at(off_reason as usize) }.unwrap_or(0)
     };
-    on_drop(skb, location, reason);
+    on_drop::<Probe>(skb, location, reason);
     Ok(0)
 }
 
@@ -218,35 +236,68 @@ fn stat_inc(index: u32) {
     }
 }
 
-/// Reads a `T` at `base + off` in kernel memory; `None` if the field is absent or unreadable.
-#[inline(always)]
-fn field<T: Copy>(base: u64, off: u32) -> Option<T> {
-    if base == 0 || off == OFF_ABSENT {
-        return None;
+/// How a program reads kernel struct fields: `T` at `base + off`, `None` when the field is
+/// absent on this kernel (`OFF_ABSENT`) or `base` is null.
+trait Kmem {
+    fn read<T: Copy>(base: u64, off: u32) -> Option<T>;
+}
+
+/// `bpf_probe_read_kernel` per field: for the classic tracepoint, whose skb is a plain number.
+struct Probe;
+
+impl Kmem for Probe {
+    #[inline(always)]
+    fn read<T: Copy>(base: u64, off: u32) -> Option<T> {
+        if base == 0 || off == OFF_ABSENT {
+            return None;
+        }
+        let mut v = core::mem::MaybeUninit::<T>::uninit();
+        // SAFETY: bpf_probe_read_kernel checks the source address; the destination is a
+        // local of exactly `size_of::<T>()` bytes.
+        let ret = unsafe {
+            read_raw(
+                v.as_mut_ptr().cast::<c_void>(),
+                size_of::<T>() as u32,
+                (base.wrapping_add(u64::from(off))) as *const c_void,
+            )
+        };
+        if ret == 0 {
+            // SAFETY: the helper filled all bytes on success; T is a plain integer.
+            Some(unsafe { v.assume_init() })
+        } else {
+            None
+        }
     }
-    let mut v = core::mem::MaybeUninit::<T>::uninit();
-    // SAFETY: bpf_probe_read_kernel checks the source address; the destination is a local of
-    // exactly `size_of::<T>()` bytes.
-    let ret = unsafe {
-        read_raw(
-            v.as_mut_ptr().cast::<c_void>(),
-            size_of::<T>() as u32,
-            (base.wrapping_add(u64::from(off))) as *const c_void,
-        )
-    };
-    if ret == 0 {
-        // SAFETY: the helper filled all bytes on success; T is a plain integer.
-        Some(unsafe { v.assume_init() })
-    } else {
-        None
+}
+
+/// Plain loads through typed pointers: for `tp_btf`, whose skb argument the verifier types
+/// as `struct sk_buff *`. The offsets are constants of the frozen `.rodata`, so the verifier
+/// knows each one, checks it against the kernel's BTF (member, size) and turns the load into
+/// a fault-safe one (a bad pointer reads 0). One instruction per field instead of a helper
+/// call; pointers read this way (`dev`, `sk`, `nd_net.net`) stay typed, so the chase goes on.
+struct Direct;
+
+impl Kmem for Direct {
+    #[inline(always)]
+    fn read<T: Copy>(base: u64, off: u32) -> Option<T> {
+        if base == 0 || off == OFF_ABSENT {
+            return None;
+        }
+        // SAFETY: the verifier checks this load against the kernel's BTF and makes it
+        // fault-safe (see above); T is a plain integer of the member's size.
+        Some(unsafe { read_volatile(base.wrapping_add(u64::from(off)) as *const T) })
     }
 }
 
 /// Counts the drop, then tries to deliver it; a delivery failure is counted as ring-full.
 #[inline(always)]
-fn on_drop(skb: u64, location: u64, reason: u32) {
+fn on_drop<M: Kmem>(skb: u64, location: u64, reason: u32) {
+    // The clock first: reading it waits for every load in flight to finish (rdtscp/lfence),
+    // so here, before the field loads below, it costs far less than after them.
+    // SAFETY: a helper call without arguments.
+    let ts_ns = unsafe { bpf_ktime_get_ns() };
     let counter = count_seen(reason);
-    if emit(skb, location, reason).is_err() {
+    if emit::<M>(skb, location, reason, ts_ns).is_err() {
         if let Some(c) = counter {
             // SAFETY: per-CPU slot of REASON_COUNTS; see stat_inc.
             unsafe { (*c).ring_full += 1 };
@@ -255,9 +306,17 @@ fn on_drop(skb: u64, location: u64, reason: u32) {
     }
 }
 
+/// Counts one drop of `reason`: in `REASON_ARRAY` when the reason fits, else in
+/// `REASON_COUNTS`, else (that map full) in `STAT_REASON_MAP_FULL`; exactly one of the three.
 #[inline(always)]
 fn count_seen(reason: u32) -> Option<*mut ReasonCounter> {
-    stat_inc(STAT_SEEN);
+    if reason < REASON_ARRAY_ENTRIES {
+        if let Some(c) = REASON_ARRAY.get_ptr_mut(reason) {
+            // SAFETY: per-CPU slot; see stat_inc.
+            unsafe { (*c).seen += 1 };
+            return Some(c);
+        }
+    }
     if let Some(c) = REASON_COUNTS.get_ptr_mut(reason) {
         // SAFETY: per-CPU slot; see stat_inc.
         unsafe { (*c).seen += 1 };
@@ -286,17 +345,17 @@ fn count_seen(reason: u32) -> Option<*mut ReasonCounter> {
 /// Builds the record in the per-CPU scratch buffer and copies `48 + cap_len` bytes of it to
 /// the ring. `Err` only when the record could not be put in the ring.
 #[inline(always)]
-fn emit(skb: u64, location: u64, reason: u32) -> Result<(), ()> {
+fn emit<M: Kmem>(skb: u64, location: u64, reason: u32, ts_ns: u64) -> Result<(), ()> {
     let scratch = SCRATCH.get_ptr_mut(0).ok_or(())?;
 
-    let head: u64 = field(skb, cfg(addr_of!(CONFIG.off_skb_head))).unwrap_or(0);
-    let data: u64 = field(skb, cfg(addr_of!(CONFIG.off_skb_data))).unwrap_or(0);
-    let len: u32 = field(skb, cfg(addr_of!(CONFIG.off_skb_len))).unwrap_or(0);
-    let data_len: u32 = field(skb, cfg(addr_of!(CONFIG.off_skb_data_len))).unwrap_or(0);
-    let mac: u16 = field(skb, cfg(addr_of!(CONFIG.off_skb_mac_header))).unwrap_or(HEADER_UNSET);
+    let head: u64 = M::read(skb, cfg(addr_of!(CONFIG.off_skb_head))).unwrap_or(0);
+    let data: u64 = M::read(skb, cfg(addr_of!(CONFIG.off_skb_data))).unwrap_or(0);
+    let len: u32 = M::read(skb, cfg(addr_of!(CONFIG.off_skb_len))).unwrap_or(0);
+    let data_len: u32 = M::read(skb, cfg(addr_of!(CONFIG.off_skb_data_len))).unwrap_or(0);
+    let mac: u16 = M::read(skb, cfg(addr_of!(CONFIG.off_skb_mac_header))).unwrap_or(HEADER_UNSET);
     let network: u16 =
-        field(skb, cfg(addr_of!(CONFIG.off_skb_network_header))).unwrap_or(HEADER_UNSET);
-    let protocol: u16 = field(skb, cfg(addr_of!(CONFIG.off_skb_protocol))).unwrap_or(0);
+        M::read(skb, cfg(addr_of!(CONFIG.off_skb_network_header))).unwrap_or(HEADER_UNSET);
+    let protocol: u16 = M::read(skb, cfg(addr_of!(CONFIG.off_skb_protocol))).unwrap_or(0);
 
     let mut flags = 0u8;
     // No MAC header, or an empty one (L3 devices such as tun or wireguard set mac_header
@@ -372,57 +431,72 @@ fn emit(skb: u64, location: u64, reason: u32) -> Result<(), ()> {
         stat_inc(STAT_READ_FAILED);
     }
 
-    let dev: u64 = field(skb, cfg(addr_of!(CONFIG.off_skb_dev))).unwrap_or(0);
+    let dev: u64 = M::read(skb, cfg(addr_of!(CONFIG.off_skb_dev))).unwrap_or(0);
     let mut ifindex: u32 = 0;
     let mut net: u64 = 0;
     if dev != 0 {
-        ifindex = field(dev, cfg(addr_of!(CONFIG.off_dev_ifindex))).unwrap_or(0);
-        net = field(dev, cfg(addr_of!(CONFIG.off_dev_nd_net))).unwrap_or(0);
+        ifindex = M::read(dev, cfg(addr_of!(CONFIG.off_dev_ifindex))).unwrap_or(0);
+        net = M::read(dev, cfg(addr_of!(CONFIG.off_dev_nd_net))).unwrap_or(0);
     }
     if ifindex == 0 {
-        ifindex = field(skb, cfg(addr_of!(CONFIG.off_skb_iif))).unwrap_or(0);
+        ifindex = M::read(skb, cfg(addr_of!(CONFIG.off_skb_iif))).unwrap_or(0);
     }
     if net == 0 {
-        let sk: u64 = field(skb, cfg(addr_of!(CONFIG.off_skb_sk))).unwrap_or(0);
-        net = field(sk, cfg(addr_of!(CONFIG.off_sk_net))).unwrap_or(0);
+        let sk: u64 = M::read(skb, cfg(addr_of!(CONFIG.off_skb_sk))).unwrap_or(0);
+        net = M::read(sk, cfg(addr_of!(CONFIG.off_sk_net))).unwrap_or(0);
     }
-    let netns_ino: u32 = field(net, cfg(addr_of!(CONFIG.off_net_inum))).unwrap_or(0);
+    let netns_ino: u32 = M::read(net, cfg(addr_of!(CONFIG.off_net_inum))).unwrap_or(0);
 
-    let ev = KfreeSkbEvent {
-        hdr: RecordHeader {
+    // SAFETY: scratch is this CPU's map value, large enough for the event; the fields are
+    // written one by one so that no store covers `_pad` alone (a byte array the compiler
+    // would clear with a memset call).
+    unsafe {
+        let ev = addr_of_mut!((*scratch).ev);
+        addr_of_mut!((*ev).hdr).write(RecordHeader {
             version: ABI_VERSION,
             kind: KIND_KFREE_SKB,
             hdr_len: EVENT_LEN as u16,
-            // SAFETY: plain helper calls without arguments.
-            cpu: unsafe { bpf_get_smp_processor_id() },
-            // SAFETY: as above.
-            ts_ns: unsafe { bpf_ktime_get_ns() },
-        },
-        location,
-        reason,
-        ifindex,
-        netns_ino,
-        orig_len,
-        cap_len: cap as u16,
-        protocol,
-        flags,
-        _pad: [0; 3],
-    };
-    // SAFETY: scratch is this CPU's map value, large enough for the event.
-    unsafe { addr_of_mut!((*scratch).ev).write(ev) };
+            cpu: bpf_get_smp_processor_id(),
+            ts_ns,
+        });
+        addr_of_mut!((*ev).location).write(location);
+        addr_of_mut!((*ev).reason).write(reason);
+        addr_of_mut!((*ev).ifindex).write(ifindex);
+        addr_of_mut!((*ev).netns_ino).write(netns_ino);
+        addr_of_mut!((*ev).orig_len).write(orig_len);
+        addr_of_mut!((*ev).cap_len).write(cap as u16);
+        addr_of_mut!((*ev).protocol).write(protocol);
+        // `flags` and the three zero padding bytes after it, in one aligned store.
+        addr_of_mut!((*ev).flags)
+            .cast::<u32>()
+            .write(u32::from(flags));
+    }
 
     let total = EVENT_LEN + cap;
     // SAFETY: `total` <= size_of::<Scratch>() because cap <= MAX_SNAPLEN; the slice lives in
     // the map value for the duration of the helper call.
     let record = unsafe { core::slice::from_raw_parts(scratch.cast::<u8>(), total as usize) };
-    // Wake the reader only once enough is waiting (see ProbeConfig::wakeup_bytes).
+    // Wake the reader only once enough is waiting (see ProbeConfig::wakeup_bytes). Asking the
+    // ring how much waits costs a helper call and a read of the consumer's cache line, so each
+    // CPU asks only every WAKEUP_CHECK_EVERY records: the reader is woken at most that many
+    // records late (it also polls every few milliseconds).
     let wakeup = cfg(addr_of!(CONFIG.wakeup_bytes));
     let flags = if wakeup == 0 {
         0
-    } else if EVENTS.query(BPF_RB_AVAIL_DATA) >= u64::from(wakeup) {
-        BPF_RB_FORCE_WAKEUP
     } else {
-        BPF_RB_NO_WAKEUP
+        // SAFETY: this CPU's scratch value; see stat_inc for why a plain update cannot race.
+        let left = unsafe { &mut *addr_of_mut!((*scratch).until_wakeup_check) };
+        if *left == 0 {
+            *left = WAKEUP_CHECK_EVERY - 1;
+            if EVENTS.query(BPF_RB_AVAIL_DATA) >= u64::from(wakeup) {
+                BPF_RB_FORCE_WAKEUP
+            } else {
+                BPF_RB_NO_WAKEUP
+            }
+        } else {
+            *left -= 1;
+            BPF_RB_NO_WAKEUP
+        }
     };
     EVENTS.output::<[u8]>(record, flags).map_err(|_| ())
 }

@@ -26,9 +26,9 @@ use aya::{
 };
 use bytes::BytesMut;
 use capture_common::{
-    KfreeSkbEvent, ProbeConfig, ReasonCounter, FLAG_L3, MAP_EVENTS, MAP_REASON_COUNTS, MAP_STATS,
-    PROG_TP_BTF, PROG_TRACEPOINT, STAT_READ_FAILED, STAT_REASON_MAP_FULL, STAT_RING_FULL,
-    STAT_SEEN,
+    KfreeSkbEvent, ProbeConfig, ReasonCounter, FLAG_L3, MAP_EVENTS, MAP_REASON_ARRAY,
+    MAP_REASON_COUNTS, MAP_STATS, PROG_TP_BTF, PROG_TRACEPOINT, STAT_READ_FAILED,
+    STAT_REASON_MAP_FULL, STAT_RING_FULL,
 };
 use crossbeam_channel::Sender;
 
@@ -102,7 +102,10 @@ impl SourceStats {
 /// The kernel program's own counters, summed over CPUs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct KernelCounters {
+    /// Reasons with at least one drop (from the kernel's reason array and reason hash).
     pub per_reason: BTreeMap<u32, ReasonCounter>,
+    /// Every drop the program saw: the per-reason counts plus `reason_map_full` (the kernel
+    /// counts each drop exactly once, in one of those).
     pub seen: u64,
     pub ring_full: u64,
     pub read_failed: u64,
@@ -374,10 +377,28 @@ impl KernelSource {
             })?;
             Ok(values.iter().sum())
         };
-        out.seen = stat(STAT_SEEN)?;
         out.ring_full = stat(STAT_RING_FULL)?;
         out.read_failed = stat(STAT_READ_FAILED)?;
         out.reason_map_full = stat(STAT_REASON_MAP_FULL)?;
+
+        let array_map = self
+            .ebpf
+            .map(MAP_REASON_ARRAY)
+            .ok_or(SourceError::MissingMap {
+                name: MAP_REASON_ARRAY,
+            })?;
+        let array: PerCpuArray<&MapData, ReasonCounter> = PerCpuArray::try_from(array_map)
+            .map_err(|e| SourceError::Map {
+                name: MAP_REASON_ARRAY,
+                message: e.to_string(),
+            })?;
+        for (reason, values) in array.iter().enumerate() {
+            let values = values.map_err(|e| SourceError::Map {
+                name: MAP_REASON_ARRAY,
+                message: e.to_string(),
+            })?;
+            add_reason(&mut out.per_reason, reason as u32, values.iter());
+        }
 
         let reasons_map = self
             .ebpf
@@ -395,15 +416,34 @@ impl KernelSource {
                 name: MAP_REASON_COUNTS,
                 message: e.to_string(),
             })?;
-            let mut sum = ReasonCounter::default();
-            for v in values.iter() {
-                sum.seen += v.seen;
-                sum.ring_full += v.ring_full;
-            }
-            out.per_reason.insert(reason, sum);
+            add_reason(&mut out.per_reason, reason, values.iter());
         }
+        out.seen = out
+            .per_reason
+            .values()
+            .fold(out.reason_map_full, |acc, c| acc.saturating_add(c.seen));
         Ok(out)
     }
+}
+
+/// Adds one reason's per-CPU counters into `per_reason`; a reason never seen stays absent.
+/// A reason is in the kernel's array or its hash, not both, but adding keeps either case exact.
+fn add_reason<'a>(
+    per_reason: &mut BTreeMap<u32, ReasonCounter>,
+    reason: u32,
+    per_cpu: impl Iterator<Item = &'a ReasonCounter>,
+) {
+    let mut sum = ReasonCounter::default();
+    for v in per_cpu {
+        sum.seen = sum.seen.saturating_add(v.seen);
+        sum.ring_full = sum.ring_full.saturating_add(v.ring_full);
+    }
+    if sum.seen == 0 && sum.ring_full == 0 {
+        return;
+    }
+    let slot = per_reason.entry(reason).or_default();
+    slot.seen = slot.seen.saturating_add(sum.seen);
+    slot.ring_full = slot.ring_full.saturating_add(sum.ring_full);
 }
 
 fn send(builder: &mut BatchBuilder, tx: &Sender<Batch>) -> Result<(), SourceError> {
