@@ -230,8 +230,14 @@ fn replay(r: args::ReplayArgs) -> Result<i32> {
     )?;
     let sink = make_sink(&r.out, engine::MAX_REPLAY_SNAPLEN)?;
     let progress = Progress::default();
+    // File batches are large (a read buffer each) and the file never stalls: a few in flight
+    // keep every stage busy, and fewer buffers in flight means they are reused warm.
+    let cfg = PipelineConfig {
+        channel_depth: 4,
+        ..pipeline_config(&r.out)
+    };
     let report = engine::pipeline::run(
-        &pipeline_config(&r.out),
+        &cfg,
         source,
         sink,
         &names,

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
-use crossbeam_channel::{bounded, Receiver, Sender};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 
 use crate::accounting::{Ledger, StageLoss};
 use crate::aggregate::{AggKey, FlowTable, ReasonKey};
@@ -156,6 +156,9 @@ pub fn run(
     let (dec_tx, dec_rx) = bounded::<Decoded>(cfg.channel_depth);
     let hint = cfg.tunnel_hint;
 
+    // Dropped by the source thread when it returns: wakes the main thread at once.
+    let (done_tx, done_rx) = bounded::<()>(0);
+
     let result = std::thread::scope(|scope| -> Result<(SourceReport, SinkOutcome, StopCause)> {
         let stop_ref = &stop;
         let src = std::thread::Builder::new()
@@ -163,6 +166,7 @@ pub fn run(
             .spawn_scoped(scope, move || {
                 let r = source(&raw_tx, stop_ref);
                 drop(raw_tx);
+                drop(done_tx);
                 r
             })
             .context("starting the source thread")?;
@@ -189,8 +193,13 @@ pub fn run(
         // The main thread watches the clock and the interrupt flag.
         let mut stopped_by = StopCause::SourceEnded;
         let mut last_tick = Instant::now();
-        while !src.is_finished() {
-            std::thread::sleep(Duration::from_millis(20));
+        loop {
+            // Returns early (disconnected) when the source ends; else every 20 ms.
+            if let Err(RecvTimeoutError::Disconnected) =
+                done_rx.recv_timeout(Duration::from_millis(20))
+            {
+                break;
+            }
             if stop.load(Ordering::Relaxed) {
                 break;
             }
@@ -258,16 +267,9 @@ pub fn run(
 
 fn decode_stage(rx: Receiver<Batch>, tx: Sender<Decoded>, hint: TunnelHint) {
     for batch in rx {
-        let mut summaries = Vec::with_capacity(batch.events.len());
-        for e in &batch.events {
-            let mut s = PacketSummary::default();
-            summarize_into(
-                &e.data,
-                e.link,
-                crate::render::tunnel_hint_for(e, hint),
-                &mut s,
-            );
-            summaries.push(s);
+        let mut summaries = vec![PacketSummary::default(); batch.events.len()];
+        for (e, s) in batch.events.iter().zip(summaries.iter_mut()) {
+            summarize_into(&e.data, e.link, crate::render::tunnel_hint_for(e, hint), s);
         }
         if tx.send(Decoded { batch, summaries }).is_err() {
             // The sink stage ended early (an error): nothing more can be processed.
@@ -305,15 +307,35 @@ fn sink_stage(
     let mut flows = FlowTable::new(max_flows);
     let mut renderer = Renderer::new(names);
     let mut processed_total = 0u64;
+    // The counts of the reason the last event had: consecutive events mostly share one, so
+    // the map is updated once per run of a reason, not per event.
+    let mut run: Option<(ReasonKey, StageCounts)> = None;
+    let flush = |per_reason: &mut BTreeMap<ReasonKey, StageCounts>,
+                 (k, c): (ReasonKey, StageCounts)| {
+        let e = per_reason.entry(k).or_default();
+        e.received += c.received;
+        e.skipped += c.skipped;
+        e.processed += c.processed;
+    };
     for d in rx {
         let mut bytes = 0u64;
         let mut notices = d.batch.notices.iter().peekable();
         for (i, (e, s)) in d.batch.events.iter().zip(&d.summaries).enumerate() {
-            while let Some((_, n)) = notices.next_if(|(at, _)| *at <= i) {
-                sink.write_notice(n, &mut renderer)?;
+            if !d.batch.notices.is_empty() {
+                while let Some((_, n)) = notices.next_if(|(at, _)| *at <= i) {
+                    sink.write_notice(n, &mut renderer)?;
+                }
             }
             let key = agg_key(e, s);
-            let c = per_reason.entry(key.reason).or_default();
+            let c = match &mut run {
+                Some((k, c)) if *k == key.reason => c,
+                _ => {
+                    if let Some(prev) = run.take() {
+                        flush(&mut per_reason, prev);
+                    }
+                    &mut run.insert((key.reason, StageCounts::default())).1
+                }
+            };
             c.received += 1;
             if count.is_some_and(|n| processed_total >= n) {
                 c.skipped += 1;
@@ -337,6 +359,9 @@ fn sink_stage(
         progress.received.fetch_add(n, Ordering::Relaxed);
         progress.processed.store(processed_total, Ordering::Relaxed);
         progress.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+    if let Some(last) = run {
+        flush(&mut per_reason, last);
     }
     Ok(SinkOutcome {
         per_reason,

@@ -14,9 +14,41 @@ use crate::kernel::reasons::KernelReasons;
 use crate::names::IfNames;
 use crate::packet::{FlowKey, PacketSummary, TunnelHint, TunnelKind, FAMILY_V4, FAMILY_V6};
 
+/// Kernel drop-reason names, read from the running kernel when first used. Reading them
+/// (BTF) costs milliseconds that replaying a capture of ordinary packets never needs.
+pub struct LazyKernelReasons(std::sync::OnceLock<KernelReasons>);
+
+impl LazyKernelReasons {
+    /// Loads on first use ([`KernelReasons::load`]).
+    pub fn new() -> Self {
+        LazyKernelReasons(std::sync::OnceLock::new())
+    }
+}
+
+impl Default for LazyKernelReasons {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl From<KernelReasons> for LazyKernelReasons {
+    /// Already loaded.
+    fn from(r: KernelReasons) -> Self {
+        LazyKernelReasons(std::sync::OnceLock::from(r))
+    }
+}
+
+impl std::ops::Deref for LazyKernelReasons {
+    type Target = KernelReasons;
+
+    fn deref(&self) -> &KernelReasons {
+        self.0.get_or_init(KernelReasons::load)
+    }
+}
+
 /// Lookup tables shared by every stage (read-only).
 pub struct Names {
-    pub kernel_reasons: KernelReasons,
+    pub kernel_reasons: LazyKernelReasons,
     pub kallsyms: Option<Kallsyms>,
     pub ifnames: IfNames,
     pub cilium: crate::cilium_glue::CiliumContext,
@@ -24,10 +56,15 @@ pub struct Names {
 
 impl Names {
     /// Reason names from the running kernel's BTF, symbols from /proc/kallsyms, interface
-    /// names of our namespace (none when `offline`: the events come from elsewhere).
+    /// names of our namespace (none when `offline`: the events come from elsewhere). Offline,
+    /// reason names are read on first use only (most replayed packets have no kernel reason).
     pub fn load(offline: bool) -> Names {
         Names {
-            kernel_reasons: KernelReasons::load(),
+            kernel_reasons: if offline {
+                LazyKernelReasons::new()
+            } else {
+                KernelReasons::load().into()
+            },
             kallsyms: if offline {
                 None
             } else {

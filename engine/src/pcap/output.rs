@@ -2,20 +2,28 @@
 //!
 //! It must never leave a partial file behind: on the first I/O error, or when dropped without
 //! [`TmpFile::commit`], it removes the temporary file.
+//!
+//! Writers append whole blocks to the buffer ([`TmpFile::block`] makes room for one, then the
+//! writer extends the returned `Vec` directly), so a packet costs a few copies into memory that
+//! stays in cache, and the file sees one `write` per buffer.
 
 use std::ffi::OsString;
 use std::fs::{self, File};
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::WriteError;
 
-/// Buffer size: large enough that the kernel sees few, big writes.
-const BUF_SIZE: usize = 1 << 20;
+/// Buffer size. Large enough that the kernel sees few writes; not much larger: on this size
+/// of write the kernel allocates page-cache folios as large as the write, and large fresh
+/// folios measured slower to fill (benches/README.md, bench-replay) than 256 KiB ones.
+const BUF_SIZE: usize = 256 << 10;
 
 pub(super) struct TmpFile {
     /// `None` once failed or committed.
-    w: Option<BufWriter<File>>,
+    file: Option<File>,
+    /// Bytes not yet handed to `file`.
+    buf: Vec<u8>,
     tmp: PathBuf,
     path: PathBuf,
     written: u64,
@@ -32,7 +40,8 @@ impl TmpFile {
             source,
         })?;
         Ok(TmpFile {
-            w: Some(BufWriter::with_capacity(BUF_SIZE, file)),
+            file: Some(file),
+            buf: Vec::with_capacity(BUF_SIZE),
             tmp,
             path: path.to_path_buf(),
             written: 0,
@@ -42,18 +51,30 @@ impl TmpFile {
     /// Appends `bytes`. After the first error every call fails and the file is gone.
     #[inline]
     pub(super) fn put(&mut self, bytes: &[u8]) -> Result<(), WriteError> {
-        let Some(w) = self.w.as_mut() else {
+        if bytes.len() >= BUF_SIZE {
+            // Larger than the buffer: straight to the file, after what is buffered.
+            self.flush_buf()?;
+            self.written += bytes.len() as u64;
+            return self.write_file(bytes);
+        }
+        self.block(bytes.len())?.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    /// Room for a block of `len` bytes: the caller appends exactly `len` bytes to the
+    /// returned buffer (fewer or more would miscount [`TmpFile::written`]).
+    #[inline]
+    pub(super) fn block(&mut self, len: usize) -> Result<&mut Vec<u8>, WriteError> {
+        if self.file.is_none() {
             return Err(WriteError::Failed {
                 path: self.path.clone(),
             });
-        };
-        match w.write_all(bytes) {
-            Ok(()) => {
-                self.written += bytes.len() as u64;
-                Ok(())
-            }
-            Err(source) => Err(self.fail("write", source)),
         }
+        if self.buf.len().saturating_add(len) > BUF_SIZE && !self.buf.is_empty() {
+            self.flush_buf()?;
+        }
+        self.written += len as u64;
+        Ok(&mut self.buf)
     }
 
     /// Bytes handed to [`TmpFile::put`] so far.
@@ -61,19 +82,37 @@ impl TmpFile {
         self.written
     }
 
-    /// Flushes and renames `<path>.tmp` to `<path>`; returns the file size.
-    pub(super) fn commit(mut self) -> Result<u64, WriteError> {
-        let Some(w) = self.w.take() else {
+    /// Writes the buffer to the file.
+    fn flush_buf(&mut self) -> Result<(), WriteError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let buf = std::mem::take(&mut self.buf);
+        let r = self.write_file(&buf);
+        self.buf = buf;
+        self.buf.clear();
+        r
+    }
+
+    fn write_file(&mut self, bytes: &[u8]) -> Result<(), WriteError> {
+        let Some(file) = self.file.as_mut() else {
             return Err(WriteError::Failed {
                 path: self.path.clone(),
             });
         };
-        let file = match w.into_inner() {
-            Ok(f) => f,
-            Err(e) => {
-                let source = e.into_error();
-                return Err(self.fail("write", source));
-            }
+        match file.write_all(bytes) {
+            Ok(()) => Ok(()),
+            Err(source) => Err(self.fail("write", source)),
+        }
+    }
+
+    /// Flushes and renames `<path>.tmp` to `<path>`; returns the file size.
+    pub(super) fn commit(mut self) -> Result<u64, WriteError> {
+        self.flush_buf()?;
+        let Some(file) = self.file.take() else {
+            return Err(WriteError::Failed {
+                path: self.path.clone(),
+            });
         };
         drop(file);
         if let Err(source) = fs::rename(&self.tmp, &self.path) {
@@ -83,10 +122,9 @@ impl TmpFile {
     }
 
     fn fail(&mut self, op: &'static str, source: std::io::Error) -> WriteError {
-        // Dropping the BufWriter would try to flush into the broken file: forget its buffer.
-        if let Some(w) = self.w.take() {
-            let (_file, _buffer) = w.into_parts();
-        }
+        // Nothing more goes to the broken file.
+        self.file = None;
+        self.buf = Vec::new();
         let _ = fs::remove_file(&self.tmp);
         WriteError::Io {
             op,
@@ -98,8 +136,7 @@ impl TmpFile {
 
 impl Drop for TmpFile {
     fn drop(&mut self) {
-        if let Some(w) = self.w.take() {
-            let (_file, _buffer) = w.into_parts();
+        if self.file.take().is_some() {
             let _ = fs::remove_file(&self.tmp);
         }
     }
