@@ -14,6 +14,104 @@ use std::path::{Path, PathBuf};
 
 use super::WriteError;
 
+/// Once this much more has been written, the flusher is asked to start writing it back.
+const KICK_BYTES: u64 = 4 << 20;
+
+/// Starts writeback of the temporary file as it grows, on its own thread, when the file will
+/// replace an existing one.
+///
+/// Renaming over an existing file makes ext4 (`auto_da_alloc`, the default) write the renamed
+/// file back before `rename` returns, so that a crash leaves the old or the new contents,
+/// never an empty file. For a large capture that `rename` then waits on the disk for the
+/// whole file (block-layer writeback throttling holds it: 100 ms for 165 MB here), at the very
+/// end of the run. Writing back as we go overlaps that I/O with the run and leaves `rename`
+/// little to do. `sync_file_range(SYNC_FILE_RANGE_WRITE)` only starts writeback; it waits for
+/// nothing but the block layer, and on its own thread nobody waits for it. A new file is
+/// left to the kernel's background writeback, as before.
+///
+/// The same thread first drops the file being replaced from the page cache
+/// (`POSIX_FADV_DONTNEED`: its contents stay on disk, whole, until the rename): `rename`
+/// would otherwise free all its cached pages itself at the end of the run, and the pages freed
+/// early are reused, warm, for the new file.
+struct Flusher {
+    tx: Option<crossbeam_channel::Sender<u64>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// File offset up to which writeback was requested.
+    kicked: u64,
+}
+
+impl Flusher {
+    fn start(file: &File, replaced: &Path) -> Option<Flusher> {
+        use std::os::fd::AsRawFd as _;
+        let file = file.try_clone().ok()?;
+        let replaced = replaced.to_path_buf();
+        let (tx, rx) = crossbeam_channel::bounded::<u64>(64);
+        let thread = std::thread::Builder::new()
+            .name("dropscope-flush".into())
+            .spawn(move || {
+                if let Ok(old) = File::open(&replaced) {
+                    // SAFETY: a plain system call on a descriptor this thread owns.
+                    let _ = unsafe {
+                        libc::posix_fadvise(old.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED)
+                    };
+                }
+                let mut from = 0u64;
+                for to in rx {
+                    let (Ok(off), Ok(len)) = (i64::try_from(from), i64::try_from(to - from)) else {
+                        break;
+                    };
+                    // SAFETY: a plain system call on a descriptor this thread owns.
+                    let r = unsafe {
+                        libc::sync_file_range(
+                            file.as_raw_fd(),
+                            off,
+                            len,
+                            libc::SYNC_FILE_RANGE_WRITE,
+                        )
+                    };
+                    if r != 0 {
+                        // Only a hint (e.g. a file system without it): stop asking.
+                        break;
+                    }
+                    from = to;
+                }
+            })
+            .ok()?;
+        Some(Flusher {
+            tx: Some(tx),
+            thread: Some(thread),
+            kicked: 0,
+        })
+    }
+
+    /// `end` bytes are in the file.
+    #[inline]
+    fn written(&mut self, end: u64) {
+        if end.saturating_sub(self.kicked) >= KICK_BYTES {
+            if let Some(tx) = &self.tx {
+                // Full: the thread is behind, ask again later.
+                if tx.try_send(end).is_ok() {
+                    self.kicked = end;
+                }
+            }
+        }
+    }
+
+    /// Stops the thread (after the range it is on).
+    fn stop(&mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 /// Buffer size. Large enough that the kernel sees few writes; not much larger: on this size
 /// of write the kernel allocates page-cache folios as large as the write, and large fresh
 /// folios measured slower to fill (benches/README.md, bench-replay) than 256 KiB ones.
@@ -27,6 +125,9 @@ pub(super) struct TmpFile {
     tmp: PathBuf,
     path: PathBuf,
     written: u64,
+    /// Bytes handed to `file`.
+    in_file: u64,
+    flusher: Option<Flusher>,
 }
 
 impl TmpFile {
@@ -39,12 +140,20 @@ impl TmpFile {
             path: tmp.clone(),
             source,
         })?;
+        let replacing = fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file());
+        let flusher = if replacing {
+            Flusher::start(&file, path)
+        } else {
+            None
+        };
         Ok(TmpFile {
             file: Some(file),
             buf: Vec::with_capacity(BUF_SIZE),
             tmp,
             path: path.to_path_buf(),
             written: 0,
+            in_file: 0,
+            flusher,
         })
     }
 
@@ -101,7 +210,13 @@ impl TmpFile {
             });
         };
         match file.write_all(bytes) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.in_file += bytes.len() as u64;
+                if let Some(f) = &mut self.flusher {
+                    f.written(self.in_file);
+                }
+                Ok(())
+            }
             Err(source) => Err(self.fail("write", source)),
         }
     }
@@ -115,6 +230,9 @@ impl TmpFile {
             });
         };
         drop(file);
+        if let Some(mut f) = self.flusher.take() {
+            f.stop();
+        }
         if let Err(source) = fs::rename(&self.tmp, &self.path) {
             return Err(self.fail("rename", source));
         }
@@ -124,6 +242,7 @@ impl TmpFile {
     fn fail(&mut self, op: &'static str, source: std::io::Error) -> WriteError {
         // Nothing more goes to the broken file.
         self.file = None;
+        self.flusher = None;
         self.buf = Vec::new();
         let _ = fs::remove_file(&self.tmp);
         WriteError::Io {
@@ -166,6 +285,33 @@ mod tests {
         assert_eq!(t.commit().unwrap(), 5);
         assert_eq!(fs::read(&path).unwrap(), b"abcde");
         assert!(!d.join("a.pcapng.tmp").exists());
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn replacing_a_file_writes_back_as_it_goes() {
+        let d = dir("replace");
+        let path = d.join("r.pcapng");
+        fs::write(&path, vec![7u8; 1 << 20]).unwrap();
+        let mut t = TmpFile::create(&path).unwrap();
+        assert!(t.flusher.is_some());
+        // 10 MiB in odd-sized blocks: the flusher is asked twice (every 4 MiB).
+        let block: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
+        for _ in 0..10_486 {
+            t.put(&block).unwrap();
+        }
+        // The old file is untouched until the rename.
+        assert_eq!(fs::read(&path).unwrap(), vec![7u8; 1 << 20]);
+        assert_eq!(t.commit().unwrap(), 10_486_000);
+        let got = fs::read(&path).unwrap();
+        assert_eq!(got.len(), 10_486_000);
+        assert_eq!(&got[..1000], &block[..]);
+        assert_eq!(&got[got.len() - 1000..], &block[..]);
+        assert!(!d.join("r.pcapng.tmp").exists());
+        // A new file gets no flusher.
+        let t = TmpFile::create(&d.join("new.pcapng")).unwrap();
+        assert!(t.flusher.is_none());
+        drop(t);
         fs::remove_dir_all(&d).unwrap();
     }
 
