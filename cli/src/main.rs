@@ -139,9 +139,8 @@ fn finish(names: &Names, o: &OutputArgs, report: &RunReport) -> Result<i32> {
         eprint!("\r\x1b[K");
     }
     if let Some(p) = &o.stats_json {
-        let doc = engine::report::stats_json(names, report);
-        write_atomically(p, serde_json::to_string_pretty(&doc)?.as_bytes())
-            .with_context(|| format!("writing {}", p.display()))?;
+        let doc = engine::report::stats_json_pretty(names, report)?;
+        write_atomically(p, doc.as_bytes()).with_context(|| format!("writing {}", p.display()))?;
     }
     eprint!("{}", engine::report::summary_text(names, report, o.top));
     Ok(0)
