@@ -161,9 +161,8 @@ fn finish(names: &Names, o: &OutputArgs, report: &RunReport) -> Result<i32> {
         eprint!("\r\x1b[K");
     }
     if let Some(p) = &o.stats_json {
-        let doc = engine::report::stats_json(names, report);
-        write_atomically(p, serde_json::to_string_pretty(&doc)?.as_bytes())
-            .with_context(|| format!("writing {}", p.display()))?;
+        let doc = engine::report::stats_json_pretty(names, report)?;
+        write_atomically(p, doc.as_bytes()).with_context(|| format!("writing {}", p.display()))?;
     }
     eprint!("{}", engine::report::summary_text(names, report, o.top));
     Ok(0)
@@ -262,8 +261,14 @@ fn replay(r: args::ReplayArgs) -> Result<i32> {
     )?;
     let sink = make_sink(&r.out, engine::MAX_REPLAY_SNAPLEN)?;
     let progress = Progress::default();
+    // File batches are large (a read buffer each) and the file never stalls: a few in flight
+    // keep every stage busy, and fewer buffers in flight means they are reused warm.
+    let cfg = PipelineConfig {
+        channel_depth: 4,
+        ..pipeline_config(&r.out)
+    };
     let report = engine::pipeline::run(
-        &pipeline_config(&r.out),
+        &cfg,
         source,
         sink,
         &names,

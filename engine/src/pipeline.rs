@@ -1,13 +1,21 @@
 //! The pipeline: source -> decode -> sinks, as threads joined by bounded channels.
 //!
 //! ```text
-//!  source thread --Batch--> decode thread --Decoded--> sink thread (aggregate, file, printer)
+//!  source thread --Batch--> decode thread --Decoded--> sink thread (file, printer)
+//!                           (decode, aggregate) <--spent batches--'
 //! ```
 //! Channels block when full: a slow sink slows the source, and for the kernel source that
 //! pushes loss into the ring, where the kernel program counts it per reason. So no stage in
 //! user space drops events; each still counts what it saw, and [`RunReport::ledger`] checks
-//! that the counts agree. The sink stage stops the run after `-c COUNT` events; events still
-//! in flight after that are counted as `skipped`.
+//! that the counts agree. With `-c COUNT` the first COUNT events are processed: the decode
+//! stage adds them to the flow table and the sink writes them (both go by event order, so they
+//! pick the same ones), then the sink stops the run; events still in flight after that are
+//! counted as `skipped`.
+//!
+//! The decode stage aggregates because it has just decoded the packet (its summary is in
+//! cache there) and because the sink, which copies every packet into the output, is the
+//! busiest stage. For the same reason the sink hands spent batches back to the decode thread,
+//! which frees them (dropping a batch releases each event's packet bytes).
 //!
 //! Must never: drop an event without counting it; allocate per event on the hot path
 //! (batches are allocated, events are not).
@@ -17,7 +25,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
-use crossbeam_channel::{bounded, Receiver, Sender};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 
 use crate::accounting::{Ledger, StageLoss};
 use crate::aggregate::{AggKey, FlowTable, ReasonKey};
@@ -154,77 +162,90 @@ pub fn run(
     let count_reached = AtomicBool::new(false);
     let (raw_tx, raw_rx) = bounded::<Batch>(cfg.channel_depth);
     let (dec_tx, dec_rx) = bounded::<Decoded>(cfg.channel_depth);
+    // Never waited on: the sink drops a spent batch itself when this is full.
+    let (spent_tx, spent_rx) = bounded::<Decoded>(cfg.channel_depth.saturating_mul(2).max(2));
     let hint = cfg.tunnel_hint;
+    let count = cfg.count;
+    let max_flows = cfg.max_flows;
 
-    let result = std::thread::scope(|scope| -> Result<(SourceReport, SinkOutcome, StopCause)> {
-        let stop_ref = &stop;
-        let src = std::thread::Builder::new()
-            .name("dropscope-source".into())
-            .spawn_scoped(scope, move || {
-                let r = source(&raw_tx, stop_ref);
-                drop(raw_tx);
-                r
-            })
-            .context("starting the source thread")?;
-        let dec = std::thread::Builder::new()
-            .name("dropscope-decode".into())
-            .spawn_scoped(scope, move || decode_stage(raw_rx, dec_tx, hint))
-            .context("starting the decode thread")?;
-        let count = cfg.count;
-        let max_flows = cfg.max_flows;
-        let cr = &count_reached;
-        let snk = std::thread::Builder::new()
-            .name("dropscope-sink".into())
-            .spawn_scoped(scope, move || {
-                sink_stage(
-                    dec_rx, &mut sink, names, count, max_flows, stop_ref, cr, progress,
-                )
-                .and_then(|mut o| {
-                    o.sink_stats = sink.finish()?;
-                    Ok(o)
+    // Dropped by the source thread when it returns: wakes the main thread at once.
+    let (done_tx, done_rx) = bounded::<()>(0);
+
+    let result = std::thread::scope(
+        |scope| -> Result<(SourceReport, AggOutcome, SinkStats, StopCause)> {
+            let stop_ref = &stop;
+            let src = std::thread::Builder::new()
+                .name("dropscope-source".into())
+                .spawn_scoped(scope, move || {
+                    let r = source(&raw_tx, stop_ref);
+                    drop(raw_tx);
+                    drop(done_tx);
+                    r
                 })
-            })
-            .context("starting the sink thread")?;
+                .context("starting the source thread")?;
+            let dec = std::thread::Builder::new()
+                .name("dropscope-decode".into())
+                .spawn_scoped(scope, move || {
+                    decode_stage(raw_rx, dec_tx, spent_rx, hint, count, max_flows)
+                })
+                .context("starting the decode thread")?;
+            let cr = &count_reached;
+            let snk = std::thread::Builder::new()
+                .name("dropscope-sink".into())
+                .spawn_scoped(scope, move || {
+                    sink_stage(
+                        dec_rx, spent_tx, &mut sink, names, count, stop_ref, cr, progress,
+                    )?;
+                    sink.finish()
+                })
+                .context("starting the sink thread")?;
 
-        // The main thread watches the clock and the interrupt flag.
-        let mut stopped_by = StopCause::SourceEnded;
-        let mut last_tick = Instant::now();
-        while !src.is_finished() {
-            std::thread::sleep(Duration::from_millis(20));
-            if stop.load(Ordering::Relaxed) {
-                break;
+            // The main thread watches the clock and the interrupt flag.
+            let mut stopped_by = StopCause::SourceEnded;
+            let mut last_tick = Instant::now();
+            loop {
+                // Returns early (disconnected) when the source ends; else every 20 ms.
+                if let Err(RecvTimeoutError::Disconnected) =
+                    done_rx.recv_timeout(Duration::from_millis(20))
+                {
+                    break;
+                }
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                if interrupt.load(Ordering::Relaxed) {
+                    stopped_by = StopCause::Interrupted;
+                    stop.store(true, Ordering::Relaxed);
+                    break;
+                }
+                if cfg.duration.is_some_and(|d| started.elapsed() >= d) {
+                    stopped_by = StopCause::Duration;
+                    stop.store(true, Ordering::Relaxed);
+                    break;
+                }
+                if last_tick.elapsed() >= Duration::from_secs(1) {
+                    last_tick = Instant::now();
+                    on_tick(progress, started.elapsed());
+                }
             }
-            if interrupt.load(Ordering::Relaxed) {
-                stopped_by = StopCause::Interrupted;
-                stop.store(true, Ordering::Relaxed);
-                break;
+            let report = src
+                .join()
+                .map_err(|_| anyhow::anyhow!("the source thread panicked"))?;
+            // If the source failed, the sink still finishes what it got (and the file is closed),
+            // then the error is returned.
+            let agg = dec.join();
+            let sink_stats = snk
+                .join()
+                .map_err(|_| anyhow::anyhow!("the sink thread panicked"))??;
+            let agg = agg.map_err(|_| anyhow::anyhow!("the decode thread panicked"))?;
+            if count_reached.load(Ordering::Relaxed) {
+                stopped_by = StopCause::Count;
             }
-            if cfg.duration.is_some_and(|d| started.elapsed() >= d) {
-                stopped_by = StopCause::Duration;
-                stop.store(true, Ordering::Relaxed);
-                break;
-            }
-            if last_tick.elapsed() >= Duration::from_secs(1) {
-                last_tick = Instant::now();
-                on_tick(progress, started.elapsed());
-            }
-        }
-        let report = src
-            .join()
-            .map_err(|_| anyhow::anyhow!("the source thread panicked"))?;
-        // If the source failed, the sink still finishes what it got (and the file is closed),
-        // then the error is returned.
-        let _ = dec.join();
-        let outcome = snk
-            .join()
-            .map_err(|_| anyhow::anyhow!("the sink thread panicked"))??;
-        if count_reached.load(Ordering::Relaxed) {
-            stopped_by = StopCause::Count;
-        }
-        Ok((report?, outcome, stopped_by))
-    })?;
+            Ok((report?, agg, sink_stats, stopped_by))
+        },
+    )?;
 
-    let (source_report, outcome, stopped_by) = result;
+    let (source_report, outcome, sink_stats, stopped_by) = result;
     let mut ledger = Ledger::default();
     for (k, n) in &source_report.delivered {
         ledger.row(*k).delivered = *n;
@@ -249,31 +270,82 @@ pub fn run(
         source: source_report,
         ledger,
         flows: outcome.flows,
-        sinks: outcome.sink_stats,
+        sinks: sink_stats,
         elapsed: started.elapsed(),
         started_ns,
         stopped_by,
     })
 }
 
-fn decode_stage(rx: Receiver<Batch>, tx: Sender<Decoded>, hint: TunnelHint) {
+/// Decodes each event, counts it per reason and adds the first `count` events to the flow
+/// table (the sink writes the same ones), then passes the batch on. Spent batches coming back
+/// from the sink are freed here; their summaries' memory is reused.
+fn decode_stage(
+    rx: Receiver<Batch>,
+    tx: Sender<Decoded>,
+    spent: Receiver<Decoded>,
+    hint: TunnelHint,
+    count: Option<u64>,
+    max_flows: usize,
+) -> AggOutcome {
+    let mut per_reason: BTreeMap<ReasonKey, StageCounts> = BTreeMap::new();
+    let mut flows = FlowTable::new(max_flows);
+    let mut processed_total = 0u64;
+    // The counts of the reason the last event had: consecutive events mostly share one, so
+    // the map is updated once per run of a reason, not per event.
+    let mut run: Option<(ReasonKey, StageCounts)> = None;
+    let mut spare: Vec<Vec<PacketSummary>> = Vec::new();
     for batch in rx {
-        let mut summaries = Vec::with_capacity(batch.events.len());
-        for e in &batch.events {
-            let mut s = PacketSummary::default();
-            summarize_into(
-                &e.data,
-                e.link,
-                crate::render::tunnel_hint_for(e, hint),
-                &mut s,
-            );
-            summaries.push(s);
+        while let Ok(d) = spent.try_recv() {
+            let Decoded {
+                batch: done,
+                mut summaries,
+            } = d;
+            drop(done);
+            summaries.clear();
+            if spare.len() < 4 {
+                spare.push(summaries);
+            }
+        }
+        let mut summaries = spare.pop().unwrap_or_default();
+        summaries.resize(batch.events.len(), PacketSummary::default());
+        for (e, s) in batch.events.iter().zip(summaries.iter_mut()) {
+            summarize_into(&e.data, e.link, crate::render::tunnel_hint_for(e, hint), s);
+            let key = agg_key(e, s);
+            let c = match &mut run {
+                Some((k, c)) if *k == key.reason => c,
+                _ => {
+                    if let Some(prev) = run.take() {
+                        add_counts(&mut per_reason, prev);
+                    }
+                    &mut run.insert((key.reason, StageCounts::default())).1
+                }
+            };
+            c.received += 1;
+            if count.is_some_and(|n| processed_total >= n) {
+                c.skipped += 1;
+                continue;
+            }
+            flows.add(&key, e.orig_len, e.ts_ns);
+            c.processed += 1;
+            processed_total += 1;
         }
         if tx.send(Decoded { batch, summaries }).is_err() {
             // The sink stage ended early (an error): nothing more can be processed.
-            return;
+            break;
         }
     }
+    if let Some(last) = run {
+        add_counts(&mut per_reason, last);
+    }
+    AggOutcome { per_reason, flows }
+}
+
+fn add_counts(per_reason: &mut BTreeMap<ReasonKey, StageCounts>, (k, c): (ReasonKey, StageCounts)) {
+    let e = per_reason.entry(k).or_default();
+    e.received += c.received;
+    e.skipped += c.skipped;
+    e.processed += c.processed;
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -284,44 +356,39 @@ struct StageCounts {
 }
 
 #[derive(Debug)]
-struct SinkOutcome {
+struct AggOutcome {
     per_reason: BTreeMap<ReasonKey, StageCounts>,
     flows: FlowTable,
-    sink_stats: SinkStats,
 }
 
+/// Writes the first `count` events (all without a count) to the outputs, in order with the
+/// notices, and stops the run when `count` is reached. Spent batches go back on `spent`.
 #[allow(clippy::too_many_arguments)]
 fn sink_stage(
     rx: Receiver<Decoded>,
+    spent: Sender<Decoded>,
     sink: &mut OutputSink,
     names: &Names,
     count: Option<u64>,
-    max_flows: usize,
     stop: &AtomicBool,
     count_reached: &AtomicBool,
     progress: &Progress,
-) -> Result<SinkOutcome> {
-    let mut per_reason: BTreeMap<ReasonKey, StageCounts> = BTreeMap::new();
-    let mut flows = FlowTable::new(max_flows);
+) -> Result<()> {
     let mut renderer = Renderer::new(names);
     let mut processed_total = 0u64;
     for d in rx {
         let mut bytes = 0u64;
         let mut notices = d.batch.notices.iter().peekable();
         for (i, (e, s)) in d.batch.events.iter().zip(&d.summaries).enumerate() {
-            while let Some((_, n)) = notices.next_if(|(at, _)| *at <= i) {
-                sink.write_notice(n, &mut renderer)?;
+            if !d.batch.notices.is_empty() {
+                while let Some((_, n)) = notices.next_if(|(at, _)| *at <= i) {
+                    sink.write_notice(n, &mut renderer)?;
+                }
             }
-            let key = agg_key(e, s);
-            let c = per_reason.entry(key.reason).or_default();
-            c.received += 1;
             if count.is_some_and(|n| processed_total >= n) {
-                c.skipped += 1;
                 continue;
             }
-            flows.add(&key, e.orig_len, e.ts_ns);
             sink.write(e, s, &mut renderer)?;
-            c.processed += 1;
             processed_total += 1;
             bytes += u64::from(e.orig_len);
             if count.is_some_and(|n| processed_total >= n) {
@@ -337,10 +404,196 @@ fn sink_stage(
         progress.received.fetch_add(n, Ordering::Relaxed);
         progress.processed.store(processed_total, Ordering::Relaxed);
         progress.bytes.fetch_add(bytes, Ordering::Relaxed);
+        // Freed by the decode thread; by this one when that cannot take it.
+        if let Err(e) = spent.try_send(d) {
+            drop(e.into_inner());
+        }
     }
-    Ok(SinkOutcome {
-        per_reason,
-        flows,
-        sink_stats: SinkStats::default(),
-    })
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Cause, LinkType};
+    use crate::sink::PrintMode;
+    use bytes::Bytes;
+
+    /// Ethernet + IPv4 + UDP, 10.0.0.1:`sport` -> 10.0.0.2:9.
+    fn frame(sport: u16) -> Bytes {
+        let mut p = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+        p.extend_from_slice(&[
+            0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ]);
+        p.extend_from_slice(&sport.to_be_bytes());
+        p.extend_from_slice(&[0, 9, 0, 8, 0, 0]);
+        Bytes::from(p)
+    }
+
+    const KERNEL: Cause = Cause::Kernel {
+        reason: 3,
+        location: 0,
+        protocol: 0,
+    };
+
+    fn batch(events: &[(u16, Cause)], ts: u64) -> Batch {
+        let mut b = Batch::with_capacity(events.len());
+        for (i, (sport, cause)) in events.iter().enumerate() {
+            b.events.push(Event {
+                ts_ns: ts + i as u64,
+                ifindex: 1,
+                netns: 0,
+                cpu: 0,
+                orig_len: 42,
+                link: LinkType::Ethernet,
+                data: frame(*sport),
+                cause: *cause,
+            });
+        }
+        b
+    }
+
+    /// Two batches: 7 captured packets of flow :1000 and 5 kernel drops of flow :2000, mixed.
+    fn batches() -> Vec<Batch> {
+        let c = Cause::Captured;
+        vec![
+            batch(
+                &[
+                    (1000, c),
+                    (1000, c),
+                    (1000, c),
+                    (2000, KERNEL),
+                    (2000, KERNEL),
+                ],
+                100,
+            ),
+            batch(
+                &[
+                    (1000, c),
+                    (1000, c),
+                    (1000, c),
+                    (1000, c),
+                    (2000, KERNEL),
+                    (2000, KERNEL),
+                    (2000, KERNEL),
+                ],
+                200,
+            ),
+        ]
+    }
+
+    fn run_on(name: &str, count: Option<u64>) -> (RunReport, Vec<u8>) {
+        let dir =
+            std::env::temp_dir().join(format!("dropscope-pipeline-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("out.pcapng");
+        let names = Names::load(true);
+        let writer = crate::pcap::create(&path, crate::pcap::FileFormat::Pcapng, 0).unwrap();
+        let sink = OutputSink::new(
+            Some((writer, path.display().to_string(), "pcapng".into())),
+            PrintMode::None,
+            Box::new(std::io::sink()),
+        );
+        let input = batches();
+        let source: SourceFn<'_> = Box::new(move |tx, _stop| {
+            let mut report = SourceReport::default();
+            for b in input {
+                for e in &b.events {
+                    let k = crate::render::reason_and_identities(e).0;
+                    *report.delivered.entry(k).or_default() += 1;
+                }
+                if tx.send(b).is_err() {
+                    break;
+                }
+            }
+            Ok(report)
+        });
+        let cfg = PipelineConfig {
+            count,
+            channel_depth: 1,
+            ..PipelineConfig::default()
+        };
+        let report = run(
+            &cfg,
+            source,
+            sink,
+            &names,
+            &AtomicBool::new(false),
+            &Progress::default(),
+            |_, _| {},
+        )
+        .unwrap();
+        let file = std::fs::read(&path).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        (report, file)
+    }
+
+    fn flow_packets(r: &RunReport) -> Vec<(u16, ReasonKey, u64)> {
+        let mut v: Vec<_> = r
+            .flows
+            .sorted_by_packets()
+            .iter()
+            .map(|(k, v)| (k.flow.sport, k.reason, v.packets))
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn row(r: &RunReport, k: ReasonKey) -> (u64, u64, u64, u64) {
+        let row = r.ledger.rows.get(&k).cloned().unwrap_or_default();
+        (row.delivered, row.received, row.skipped, row.processed)
+    }
+
+    #[test]
+    fn every_event_is_counted_aggregated_and_written() {
+        let (r, file) = run_on("all", None);
+        assert_eq!(r.stopped_by, StopCause::SourceEnded);
+        assert_eq!(row(&r, ReasonKey::Captured), (7, 7, 0, 7));
+        assert_eq!(row(&r, ReasonKey::Kernel(3)), (5, 5, 0, 5));
+        assert_eq!(
+            flow_packets(&r),
+            [
+                (1000, ReasonKey::Captured, 7),
+                (2000, ReasonKey::Kernel(3), 5)
+            ]
+        );
+        let f = r.sinks.file.as_ref().unwrap();
+        assert_eq!((f.packets, f.bytes), (12, 12 * 42));
+        // Every enhanced packet block is in the file (type 6, little-endian).
+        assert_eq!(count_epbs(&file), 12);
+        assert!(r.ledger.mismatches(&|k| format!("{k:?}")).is_empty());
+    }
+
+    #[test]
+    fn count_limit_processes_the_first_events_in_order() {
+        let (r, file) = run_on("count", Some(5));
+        assert_eq!(r.stopped_by, StopCause::Count);
+        // The first five: three captured, two kernel; the other seven are skipped.
+        assert_eq!(row(&r, ReasonKey::Captured), (7, 7, 4, 3));
+        assert_eq!(row(&r, ReasonKey::Kernel(3)), (5, 5, 3, 2));
+        assert_eq!(
+            flow_packets(&r),
+            [
+                (1000, ReasonKey::Captured, 3),
+                (2000, ReasonKey::Kernel(3), 2)
+            ]
+        );
+        assert_eq!(r.sinks.file.as_ref().unwrap().packets, 5);
+        assert_eq!(count_epbs(&file), 5);
+        assert!(r.ledger.mismatches(&|k| format!("{k:?}")).is_empty());
+    }
+
+    /// Enhanced packet blocks in a little-endian pcapng file.
+    fn count_epbs(file: &[u8]) -> usize {
+        let mut at = 0;
+        let mut n = 0;
+        while let Some(h) = file.get(at..at + 8) {
+            let t = u32::from_le_bytes(h[..4].try_into().unwrap());
+            let len = u32::from_le_bytes(h[4..].try_into().unwrap()) as usize;
+            n += usize::from(t == 6);
+            at += len.max(12);
+        }
+        n
+    }
 }

@@ -14,9 +14,41 @@ use crate::kernel::reasons::KernelReasons;
 use crate::names::IfNames;
 use crate::packet::{FlowKey, PacketSummary, TunnelHint, TunnelKind, FAMILY_V4, FAMILY_V6};
 
+/// Kernel drop-reason names, read from the running kernel when first used. Reading them
+/// (BTF) costs milliseconds that replaying a capture of ordinary packets never needs.
+pub struct LazyKernelReasons(std::sync::OnceLock<KernelReasons>);
+
+impl LazyKernelReasons {
+    /// Loads on first use ([`KernelReasons::load`]).
+    pub fn new() -> Self {
+        LazyKernelReasons(std::sync::OnceLock::new())
+    }
+}
+
+impl Default for LazyKernelReasons {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl From<KernelReasons> for LazyKernelReasons {
+    /// Already loaded.
+    fn from(r: KernelReasons) -> Self {
+        LazyKernelReasons(std::sync::OnceLock::from(r))
+    }
+}
+
+impl std::ops::Deref for LazyKernelReasons {
+    type Target = KernelReasons;
+
+    fn deref(&self) -> &KernelReasons {
+        self.0.get_or_init(KernelReasons::load)
+    }
+}
+
 /// Lookup tables shared by every stage (read-only).
 pub struct Names {
-    pub kernel_reasons: KernelReasons,
+    pub kernel_reasons: LazyKernelReasons,
     pub kallsyms: Option<Kallsyms>,
     pub ifnames: IfNames,
     pub cilium: crate::cilium_glue::CiliumContext,
@@ -24,10 +56,15 @@ pub struct Names {
 
 impl Names {
     /// Reason names from the running kernel's BTF, symbols from /proc/kallsyms, interface
-    /// names of our namespace (none when `offline`: the events come from elsewhere).
+    /// names of our namespace (none when `offline`: the events come from elsewhere). Offline,
+    /// reason names are read on first use only (most replayed packets have no kernel reason).
     pub fn load(offline: bool) -> Names {
         Names {
-            kernel_reasons: KernelReasons::load(),
+            kernel_reasons: if offline {
+                LazyKernelReasons::new()
+            } else {
+                KernelReasons::load().into()
+            },
             kallsyms: if offline {
                 None
             } else {
@@ -298,26 +335,66 @@ pub fn write_summary(out: &mut String, s: &PacketSummary) {
     }
 }
 
-pub fn flow_json(m: &mut serde_json::Map<String, serde_json::Value>, f: &FlowKey) {
-    m.insert(
-        "family".into(),
-        match f.family {
+/// A scalar JSON member value, for writers that serialize without building a
+/// `serde_json::Value` (and for those that do: `Value::from`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum JsonScalar {
+    U(u64),
+    S(String),
+    Str(&'static str),
+    Null,
+}
+
+impl serde::Serialize for JsonScalar {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            JsonScalar::U(n) => s.serialize_u64(*n),
+            JsonScalar::S(v) => s.serialize_str(v),
+            JsonScalar::Str(v) => s.serialize_str(v),
+            JsonScalar::Null => s.serialize_unit(),
+        }
+    }
+}
+
+impl From<JsonScalar> for serde_json::Value {
+    fn from(v: JsonScalar) -> Self {
+        match v {
+            JsonScalar::U(n) => n.into(),
+            JsonScalar::S(v) => v.into(),
+            JsonScalar::Str(v) => v.into(),
+            JsonScalar::Null => serde_json::Value::Null,
+        }
+    }
+}
+
+/// The members [`flow_json`] adds, in no particular order.
+pub fn flow_members(out: &mut Vec<(&'static str, JsonScalar)>, f: &FlowKey) {
+    out.push((
+        "family",
+        JsonScalar::Str(match f.family {
             FAMILY_V4 => "ipv4",
             FAMILY_V6 => "ipv6",
             _ => "none",
-        }
-        .into(),
-    );
+        }),
+    ));
     if let (Some(a), Some(b)) = (ip_of(f.family, &f.src), ip_of(f.family, &f.dst)) {
-        m.insert("src".into(), a.to_string().into());
-        m.insert("dst".into(), b.to_string().into());
+        out.push(("src", JsonScalar::S(a.to_string())));
+        out.push(("dst", JsonScalar::S(b.to_string())));
     }
-    m.insert("proto".into(), f.proto.into());
-    m.insert("proto_name".into(), proto_name(f.proto).into());
-    m.insert("sport".into(), f.sport.into());
-    m.insert("dport".into(), f.dport.into());
+    out.push(("proto", JsonScalar::U(f.proto.into())));
+    out.push(("proto_name", JsonScalar::Str(proto_name(f.proto))));
+    out.push(("sport", JsonScalar::U(f.sport.into())));
+    out.push(("dport", JsonScalar::U(f.dport.into())));
     if f.vlan != 0 {
-        m.insert("vlan".into(), f.vlan.into());
+        out.push(("vlan", JsonScalar::U(f.vlan.into())));
+    }
+}
+
+pub fn flow_json(m: &mut serde_json::Map<String, serde_json::Value>, f: &FlowKey) {
+    let mut members = Vec::with_capacity(8);
+    flow_members(&mut members, f);
+    for (k, v) in members {
+        m.insert(k.into(), v.into());
     }
 }
 

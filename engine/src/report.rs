@@ -5,11 +5,13 @@
 
 use std::fmt::Write as _;
 
+use serde::ser::{SerializeMap as _, Serializer};
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::aggregate::{AggKey, AggValue, ReasonKey};
 use crate::pipeline::RunReport;
-use crate::render::{flow_json, write_flow, Names};
+use crate::render::{flow_members, write_flow, JsonScalar, Names};
 
 pub const STATS_SCHEMA: &str = "dropscope.stats/1";
 
@@ -22,37 +24,127 @@ fn origin(r: ReasonKey) -> (&'static str, Option<u32>) {
     }
 }
 
+/// The members of one `flows[]` entry, in no particular order.
+fn flow_entry_members(names: &Names, k: &AggKey, v: &AggValue) -> Vec<(&'static str, JsonScalar)> {
+    let mut m = Vec::with_capacity(24);
+    flow_members(&mut m, &k.flow);
+    m.push(("ifindex", JsonScalar::U(k.ifindex.into())));
+    m.push((
+        "ifname",
+        JsonScalar::S(names.ifnames.display(k.ifindex, k.netns)),
+    ));
+    m.push(("netns", JsonScalar::U(k.netns.into())));
+    let (o, code) = origin(k.reason);
+    m.push(("origin", JsonScalar::Str(o)));
+    m.push((
+        "reason",
+        code.map_or(JsonScalar::Null, |c| JsonScalar::U(c.into())),
+    ));
+    m.push(("reason_name", JsonScalar::S(names.reason_name(k.reason))));
+    if matches!(k.reason, ReasonKey::Cilium(_)) {
+        m.push(("src_identity", JsonScalar::U(k.src_identity.into())));
+        m.push(("dst_identity", JsonScalar::U(k.dst_identity.into())));
+    }
+    m.push(("packets", JsonScalar::U(v.packets)));
+    m.push(("bytes", JsonScalar::U(v.bytes)));
+    m.push((
+        "first",
+        JsonScalar::S(crate::timefmt::rfc3339_ns(v.first_ns)),
+    ));
+    m.push(("last", JsonScalar::S(crate::timefmt::rfc3339_ns(v.last_ns))));
+    m.push(("first_ns", JsonScalar::U(v.first_ns)));
+    m.push(("last_ns", JsonScalar::U(v.last_ns)));
+    m
+}
+
 pub fn flow_entry_json(names: &Names, k: &AggKey, v: &AggValue) -> Value {
     let mut m = serde_json::Map::new();
-    flow_json(&mut m, &k.flow);
-    m.insert("ifindex".into(), k.ifindex.into());
-    m.insert(
-        "ifname".into(),
-        names.ifnames.display(k.ifindex, k.netns).into(),
-    );
-    m.insert("netns".into(), k.netns.into());
-    let (o, code) = origin(k.reason);
-    m.insert("origin".into(), o.into());
-    m.insert("reason".into(), code.map_or(Value::Null, Value::from));
-    m.insert("reason_name".into(), names.reason_name(k.reason).into());
-    if matches!(k.reason, ReasonKey::Cilium(_)) {
-        m.insert("src_identity".into(), k.src_identity.into());
-        m.insert("dst_identity".into(), k.dst_identity.into());
+    for (key, x) in flow_entry_members(names, k, v) {
+        m.insert(key.into(), x.into());
     }
-    m.insert("packets".into(), v.packets.into());
-    m.insert("bytes".into(), v.bytes.into());
-    m.insert(
-        "first".into(),
-        crate::timefmt::rfc3339_ns(v.first_ns).into(),
-    );
-    m.insert("last".into(), crate::timefmt::rfc3339_ns(v.last_ns).into());
-    m.insert("first_ns".into(), v.first_ns.into());
-    m.insert("last_ns".into(), v.last_ns.into());
     Value::Object(m)
+}
+
+/// A `flows[]` entry serialized straight from its members, sorted by name as serde_json's
+/// map keeps them: the same text as [`flow_entry_json`], without building the `Value`.
+struct FlowEntry<'a> {
+    names: &'a Names,
+    k: &'a AggKey,
+    v: &'a AggValue,
+}
+
+impl Serialize for FlowEntry<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut members = flow_entry_members(self.names, self.k, self.v);
+        members.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let mut m = s.serialize_map(Some(members.len()))?;
+        for (k, v) in &members {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+/// The document of [`stats_json`] with `flows` serialized by [`FlowEntry`].
+struct StatsDoc<'a> {
+    rest: serde_json::Map<String, Value>,
+    names: &'a Names,
+    flows: Vec<(AggKey, AggValue)>,
+}
+
+impl Serialize for StatsDoc<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.rest.len()))?;
+        for (k, v) in &self.rest {
+            if k == "flows" {
+                m.serialize_entry(k, &FlowsSer(self))?;
+            } else {
+                m.serialize_entry(k, v)?;
+            }
+        }
+        m.end()
+    }
+}
+
+struct FlowsSer<'a, 'b>(&'a StatsDoc<'b>);
+
+impl Serialize for FlowsSer<'_, '_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let d = self.0;
+        s.collect_seq(d.flows.iter().map(|(k, v)| FlowEntry {
+            names: d.names,
+            k,
+            v,
+        }))
+    }
+}
+
+/// `--stats-json` as pretty-printed text: exactly `to_string_pretty(&stats_json(..))`, in a
+/// fraction of the time for large flow tables (no `Value` per flow).
+pub fn stats_json_pretty(names: &Names, r: &RunReport) -> serde_json::Result<String> {
+    let Value::Object(rest) = stats_doc(names, r, Value::Null) else {
+        return serde_json::to_string_pretty(&stats_json(names, r));
+    };
+    serde_json::to_string_pretty(&StatsDoc {
+        rest,
+        names,
+        flows: r.flows.sorted_by_packets(),
+    })
 }
 
 /// The whole `--stats-json` document.
 pub fn stats_json(names: &Names, r: &RunReport) -> Value {
+    let flows: Vec<Value> = r
+        .flows
+        .sorted_by_packets()
+        .iter()
+        .map(|(k, v)| flow_entry_json(names, k, v))
+        .collect();
+    stats_doc(names, r, Value::Array(flows))
+}
+
+/// The document with `flows` as given.
+fn stats_doc(names: &Names, r: &RunReport, flows: Value) -> Value {
     let name = |k: ReasonKey| names.reason_name(k);
     let reasons: Vec<Value> = r
         .ledger
@@ -74,12 +166,6 @@ pub fn stats_json(names: &Names, r: &RunReport) -> Value {
         })
         .collect();
     let mismatches = r.ledger.mismatches(&name);
-    let flows: Vec<Value> = r
-        .flows
-        .sorted_by_packets()
-        .iter()
-        .map(|(k, v)| flow_entry_json(names, k, v))
-        .collect();
     json!({
         "schema": STATS_SCHEMA,
         "source": r.source.description,
@@ -187,4 +273,75 @@ pub fn summary_text(names: &Names, r: &RunReport, top: usize) -> String {
         let _ = writeln!(s, "{n}");
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate::FlowTable;
+    use crate::packet::FlowKey;
+    use crate::pipeline::{SourceReport, StopCause};
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    #[test]
+    fn pretty_stats_are_the_documents_text() {
+        let mut flows = FlowTable::with_seed(100, 7);
+        let v4 = FlowKey::v4(
+            Ipv4Addr::new(10, 0, 0, 1),
+            5000,
+            Ipv4Addr::new(10, 0, 0, 2),
+            9,
+            17,
+        );
+        let v6 = FlowKey::v6(Ipv6Addr::LOCALHOST, 1, "fd00::2".parse().unwrap(), 80, 6);
+        let keys = [
+            (v4, ReasonKey::Captured, 0, 0),
+            (v4.with_vlan(12), ReasonKey::Kernel(3), 0, 0),
+            (v6, ReasonKey::Cilium(133), 12345, 678),
+            (FlowKey::default(), ReasonKey::CiliumEvent(4), 0, 0),
+        ];
+        for (i, (flow, reason, s, d)) in keys.iter().enumerate() {
+            let key = AggKey {
+                flow: *flow,
+                ifindex: i as u32,
+                netns: 4026531840,
+                reason: *reason,
+                src_identity: *s,
+                dst_identity: *d,
+            };
+            for j in 0..=i {
+                flows.add(&key, 60 + j as u32, 1_700_000_000_000_000_000 + j as u64);
+            }
+        }
+        let r = RunReport {
+            source: SourceReport {
+                description: "test".into(),
+                notes: vec!["a note".into()],
+                ..Default::default()
+            },
+            ledger: Default::default(),
+            flows,
+            sinks: Default::default(),
+            elapsed: std::time::Duration::from_millis(1500),
+            started_ns: 1_700_000_000_000_000_000,
+            stopped_by: StopCause::SourceEnded,
+        };
+        let names = Names::load(true);
+        let fast = stats_json_pretty(&names, &r).unwrap();
+        assert_eq!(
+            fast,
+            serde_json::to_string_pretty(&stats_json(&names, &r)).unwrap()
+        );
+        let v: Value = serde_json::from_str(&fast).unwrap();
+        let f = v["flows"].as_array().unwrap();
+        assert_eq!(f.len(), 4);
+        // Most packets first: the flow without an IP header (4 packets).
+        assert_eq!(f[0]["family"], "none");
+        assert_eq!(f[0]["packets"], 4);
+        assert_eq!(f[1]["src"], "::1");
+        assert_eq!(f[1]["src_identity"], 12345);
+        assert_eq!(f[2]["vlan"], 12);
+        assert_eq!(f[3]["reason"], Value::Null);
+        assert_eq!(f[3]["bytes"], 60);
+    }
 }

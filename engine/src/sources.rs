@@ -221,21 +221,38 @@ fn capture_file(path: &Path) -> Result<SourceFn<'static>> {
                 description,
                 ..Default::default()
             };
+            // A batch ends at its read buffer's end (a few thousand small packets) or here.
+            const MAX_EVENTS: usize = 8192;
+            let mut capacity = 1024;
             loop {
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
-                let mut batch = Batch::with_capacity(1024);
-                let n = src.next_batch(&mut batch, 1024)?;
+                let mut batch = Batch::with_capacity(capacity);
+                let n = src.next_batch(&mut batch, MAX_EVENTS)?;
                 if n == 0 {
                     break;
                 }
+                capacity = n.next_power_of_two().clamp(64, MAX_EVENTS);
+                // Runs of one reason are counted together: one map update per run.
+                let mut run: Option<(ReasonKey, u64)> = None;
                 for e in &batch.events {
                     let k = match e.cause {
                         Cause::Kernel { reason, .. } => ReasonKey::Kernel(reason),
+                        Cause::Captured => ReasonKey::Captured,
                         _ => crate::render::reason_and_identities(e).0,
                     };
-                    *report.delivered.entry(k).or_default() += 1;
+                    match &mut run {
+                        Some((rk, n)) if *rk == k => *n += 1,
+                        _ => {
+                            if let Some((rk, n)) = run.replace((k, 1)) {
+                                *report.delivered.entry(rk).or_default() += n;
+                            }
+                        }
+                    }
+                }
+                if let Some((rk, n)) = run {
+                    *report.delivered.entry(rk).or_default() += n;
                 }
                 if tx.send(batch).is_err() {
                     break;

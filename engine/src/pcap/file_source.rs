@@ -19,19 +19,22 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use crossbeam_channel::{bounded, Receiver, Sender};
 
 use super::cursor::{bytes_at, u16_at, u32_at, u64_at, Endian};
 use super::linktype::{framing, strip_cooked, CookedError, Framing};
 use crate::comment::{parse_comment, ParsedCause};
 use crate::event::{Batch, Cause, Event, LinkType};
 
-/// How much is read from the file at a time.
-const CHUNK: usize = 1 << 20;
-/// ... while in its first CHUNK bytes: small files (and fuzz inputs) need no large buffer.
+/// Size of the buffers the file is read into; each batch's events point into one of them.
+/// Large enough for few reads, small enough that the batches in flight stay in cache-sized
+/// pieces and a buffer is rarely shared by two batches.
+const CHUNK: usize = 256 << 10;
+/// ... the first buffer: small files (and fuzz inputs) need no large one.
 const FIRST_CHUNK: usize = 64 << 10;
-/// A batch ends early once its bytes reach this, whatever `max` is.
-const BATCH_BYTES: usize = 32 << 20;
+/// Buffers kept for reuse once the batches that pointed into them are gone.
+const POOL: usize = 32;
 /// No sane block or record is larger; a larger length means the file is corrupt.
 const MAX_BLOCK: usize = 64 << 20;
 
@@ -156,18 +159,58 @@ pub enum SourceFormat {
 }
 
 /// Reads packets from a pcap or pcapng file.
+///
+/// The file is read into buffers of [`CHUNK`] bytes. Events are cut from the buffer they were
+/// parsed in (one reference count per buffer, so a batch's events share it with nothing the
+/// sink thread is releasing at the same time), and a buffer goes back to a small pool once the
+/// last of its events is dropped: steady state reads into warm memory, with no zeroing and no
+/// allocation per batch.
 pub struct FileSource {
     path: String,
     src: Box<dyn Read + Send>,
-    /// Unconsumed file bytes; `buf[0]` is the start of a block or record at `buf_offset`.
-    buf: BytesMut,
+    /// The buffer being parsed while no event points into it: `data[..filled]` holds file
+    /// bytes, `data[pos..filled]` the unconsumed ones. Empty while `shared` is set.
+    data: Vec<u8>,
+    /// The same buffer once events were cut from it: read-only from then on.
+    shared: Option<Bytes>,
+    filled: usize,
+    pos: usize,
+    /// File offset of the byte at `pos`.
     buf_offset: u64,
+    pool_tx: Sender<Vec<u8>>,
+    pool_rx: Receiver<Vec<u8>>,
     eof: bool,
     done: bool,
     parser: Parser,
     pending: Vec<Pending>,
     causes: Vec<Option<ParsedCause>>,
     stats: ReadStats,
+}
+
+/// A read buffer lent to the events cut from it; back to the pool when the last one goes.
+/// Aligned to two cache lines: `Bytes` keeps each buffer's reference count next to it, and
+/// the source thread counts up one buffer's while the sink thread counts down the previous
+/// one's; sharing a line made both slow.
+#[repr(align(128))]
+struct PoolBuf {
+    data: Vec<u8>,
+    len: usize,
+    pool: Sender<Vec<u8>>,
+}
+
+impl AsRef<[u8]> for PoolBuf {
+    fn as_ref(&self) -> &[u8] {
+        self.data.get(..self.len).unwrap_or(&[])
+    }
+}
+
+impl Drop for PoolBuf {
+    fn drop(&mut self) {
+        if self.data.len() == CHUNK {
+            // A full pool, or a reader gone, just frees it.
+            let _ = self.pool.try_send(std::mem::take(&mut self.data));
+        }
+    }
 }
 
 impl FileSource {
@@ -183,11 +226,17 @@ impl FileSource {
 
     /// Reads a capture from any byte stream (`name` is used in messages), e.g. stdin.
     pub fn from_reader(name: &str, src: Box<dyn Read + Send>) -> Result<Self, ReadError> {
+        let (pool_tx, pool_rx) = bounded(POOL);
         let mut s = FileSource {
             path: name.to_string(),
             src,
-            buf: BytesMut::new(),
+            data: Vec::new(),
+            shared: None,
+            filled: 0,
+            pos: 0,
             buf_offset: 0,
+            pool_tx,
+            pool_rx,
             eof: false,
             done: false,
             parser: Parser::Pcapng(Pcapng::default()),
@@ -222,123 +271,176 @@ impl FileSource {
     }
 
     /// Appends up to `max` events to `batch`; returns how many. 0 means the file is done
-    /// (or `max` was 0).
+    /// (or `max` was 0). A batch also ends where its read buffer does, so it may hold fewer
+    /// than `max` events before the end of the file.
     pub fn next_batch(&mut self, batch: &mut Batch, max: usize) -> Result<usize, ReadError> {
         self.pending.clear();
         self.causes.clear();
-        let mut pos = 0usize;
         while !self.done && self.pending.len() < max {
-            if pos >= CHUNK && self.pending.is_empty() {
-                // Only skipped blocks so far: drop their bytes rather than hold them.
-                let _ = self.buf.split_to(pos.min(self.buf.len()));
-                self.buf_offset += pos as u64;
-                pos = 0;
-            } else if pos >= BATCH_BYTES {
-                break;
-            }
-            let rest = self.buf.get(pos..).unwrap_or(&[]);
-            let step = self.parser.step(rest, &mut self.stats);
-            match step {
-                Step::Need(n) if n <= rest.len() => {
+            let bytes: &[u8] = match &self.shared {
+                Some(b) => b,
+                None => self.data.get(..self.filled).unwrap_or(&[]),
+            };
+            let rest = bytes.get(self.pos..).unwrap_or(&[]);
+            let have = rest.len();
+            match self.parser.step(rest, &mut self.stats) {
+                Step::Need(n) if n <= have => {
                     // A parser asking for bytes it has would loop: treat as corrupt.
                     self.stats.corrupt_block += 1;
                     self.done = true;
                 }
                 Step::Need(n) => {
                     if self.eof {
-                        if !rest.is_empty() {
+                        if have > 0 {
                             self.stats.truncated_file += 1;
                         }
                         self.done = true;
+                    } else if !self.pending.is_empty()
+                        && (self.shared.is_some() || self.pos.saturating_add(n) > self.data.len())
+                    {
+                        // The pending packets point into this buffer and the block does not
+                        // fit in what is left of it: the batch ends here.
+                        break;
                     } else {
-                        let want = pos.saturating_add(n);
-                        self.fill(want)?;
+                        self.fill(n)?;
                     }
                 }
-                Step::Skip(n) => pos = pos.saturating_add(n),
+                Step::Skip(n) => self.consume(n),
                 Step::Packet(n, mut p) => {
-                    p.off = p.off.saturating_add(pos);
+                    p.off = p.off.saturating_add(self.pos);
                     self.pending.push(p);
-                    pos = pos.saturating_add(n);
+                    self.consume(n);
                 }
                 Step::Stop => self.done = true,
             }
         }
-        let pos = pos.min(self.buf.len());
-        let chunk: Bytes = self.buf.split_to(pos).freeze();
-        self.buf_offset += pos as u64;
         let before = batch.events.len();
-        for p in &self.pending {
-            let Some(end) = p.off.checked_add(p.len).filter(|e| *e <= chunk.len()) else {
-                // Offsets come from the parser over these very bytes: cannot happen.
-                self.stats.corrupt_block += 1;
-                continue;
+        if !self.pending.is_empty() {
+            let whole = match &self.shared {
+                Some(b) => b.clone(),
+                None => {
+                    let b = Bytes::from_owner(PoolBuf {
+                        data: std::mem::take(&mut self.data),
+                        len: self.filled,
+                        pool: self.pool_tx.clone(),
+                    });
+                    self.shared = Some(b.clone());
+                    b
+                }
             };
-            batch.events.push(Event {
-                ts_ns: p.ts_ns,
-                ifindex: p.ifindex,
-                netns: p.netns,
-                cpu: u32::MAX,
-                orig_len: p.orig_len,
-                link: p.link,
-                data: chunk.slice(p.off..end),
-                cause: p.cause,
-            });
-            self.causes.push(p.parsed);
-            self.stats.packets += 1;
-            self.stats.bytes += p.len as u64;
+            batch.events.reserve(self.pending.len());
+            for p in &self.pending {
+                let Some(end) = p.off.checked_add(p.len).filter(|e| *e <= whole.len()) else {
+                    // Offsets come from the parser over these very bytes: cannot happen.
+                    self.stats.corrupt_block += 1;
+                    continue;
+                };
+                batch.events.push(Event {
+                    ts_ns: p.ts_ns,
+                    ifindex: p.ifindex,
+                    netns: p.netns,
+                    cpu: u32::MAX,
+                    orig_len: p.orig_len,
+                    link: p.link,
+                    data: whole.slice(p.off..end),
+                    cause: p.cause,
+                });
+                self.causes.push(p.parsed);
+                self.stats.packets += 1;
+                self.stats.bytes += p.len as u64;
+            }
         }
         if self.done {
-            // Release the buffer.
-            self.buf = BytesMut::new();
+            // Release the buffers (those still lent come back to a pool nobody reads).
+            self.shared = None;
+            self.data = Vec::new();
+            while self.pool_rx.try_recv().is_ok() {}
         }
         Ok(batch.events.len() - before)
     }
 
-    /// Reads until `buf` holds at least `want` bytes or the input ends.
-    fn fill(&mut self, want: usize) -> Result<(), ReadError> {
-        // Grows one chunk at a time, so a corrupt length near MAX_BLOCK in a short file costs
-        // one chunk, not the whole claimed size.
-        while self.buf.len() < want && !self.eof {
-            let old = self.buf.len();
-            let early = self.buf_offset.saturating_add(old as u64) < CHUNK as u64;
-            self.buf.resize(
-                old.saturating_add(if early { FIRST_CHUNK } else { CHUNK }),
-                0,
-            );
-            let mut filled = old;
-            let result = loop {
-                let Some(dst) = self.buf.get_mut(filled..) else {
-                    break Ok(());
+    /// Moves past `n` bytes (a step's whole block or record).
+    #[inline]
+    fn consume(&mut self, n: usize) {
+        let n = n.min(self.filled.saturating_sub(self.pos));
+        self.pos += n;
+        self.buf_offset += n as u64;
+    }
+
+    /// A writable buffer of at least `size` bytes: a pooled one for the usual size.
+    fn take_buffer(&self, size: usize) -> Vec<u8> {
+        if size <= CHUNK {
+            if let Ok(b) = self.pool_rx.try_recv() {
+                return b;
+            }
+            if size <= FIRST_CHUNK && self.buf_offset < CHUNK as u64 {
+                return vec![0; FIRST_CHUNK];
+            }
+            return vec![0; CHUNK];
+        }
+        // A block larger than a buffer (rare): calloc'd, so a corrupt length in a short file
+        // costs address space, not memory, until bytes are actually read into it.
+        vec![0; size]
+    }
+
+    /// Reads until `need` bytes from `pos` are buffered or the input ends. Unconsumed bytes
+    /// move to the front of a (new, when events point into this one) buffer when the block
+    /// does not fit after them. Callers with pending packets only call this when it fits.
+    fn fill(&mut self, need: usize) -> Result<(), ReadError> {
+        let have = self.filled.saturating_sub(self.pos);
+        if self.shared.is_some() || self.pos.saturating_add(need) > self.data.len() {
+            if self.shared.is_none()
+                && need <= self.data.len()
+                && self.pos <= self.filled
+                && self.filled <= self.data.len()
+            {
+                self.data.copy_within(self.pos..self.filled, 0);
+            } else {
+                let mut next = self.take_buffer(need);
+                let old: &[u8] = match &self.shared {
+                    Some(b) => b,
+                    None => &self.data,
                 };
-                if dst.is_empty() || filled >= want {
-                    break Ok(());
+                if let (Some(dst), Some(src)) =
+                    (next.get_mut(..have), old.get(self.pos..self.filled))
+                {
+                    dst.copy_from_slice(src);
                 }
-                match self.src.read(dst) {
-                    Ok(0) => {
-                        self.eof = true;
-                        break Ok(());
-                    }
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(source) => break Err(source),
+                self.shared = None;
+                let old = std::mem::replace(&mut self.data, next);
+                if old.len() == CHUNK {
+                    let _ = self.pool_tx.try_send(old);
                 }
+            }
+            self.pos = 0;
+            self.filled = have;
+        }
+        let want = self.pos.saturating_add(need);
+        while self.filled < want && !self.eof {
+            let Some(dst) = self.data.get_mut(self.filled..) else {
+                break;
             };
-            // A regular file usually filled the whole chunk in one read; keep what came.
-            self.buf.truncate(filled);
-            if let Err(source) = result {
-                return Err(ReadError::Io {
-                    path: self.path.clone(),
-                    offset: self.buf_offset + filled as u64,
-                    source,
-                });
+            if dst.is_empty() {
+                break;
+            }
+            match self.src.read(dst) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.filled += n.min(dst.len()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(source) => {
+                    return Err(ReadError::Io {
+                        path: self.path.clone(),
+                        offset: self.buf_offset + (self.filled - self.pos) as u64,
+                        source,
+                    })
+                }
             }
         }
         Ok(())
     }
 
     fn read_file_header(&mut self) -> Result<Parser, ReadError> {
-        let b: &[u8] = &self.buf;
+        let b: &[u8] = self.data.get(..self.filled).unwrap_or(&[]);
         let path = || self.path.clone();
         if b.is_empty() {
             return Err(ReadError::Empty { path: path() });
@@ -382,8 +484,7 @@ impl FileSource {
                 have: b.len(),
             });
         };
-        self.buf_offset = 24;
-        let _ = self.buf.split_to(24);
+        self.consume(24);
         Ok(Parser::Pcap(Pcap {
             endian,
             nanos,

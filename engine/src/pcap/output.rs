@@ -4,23 +4,132 @@
 //! [`TmpFile::commit`], it removes the temporary file. A path that exists and is not a
 //! regular file (`/dev/null`, `/dev/stdout`, a FIFO) is written directly: renaming a file
 //! over a device would replace the device.
+//!
+//! Writers append whole blocks to the buffer ([`TmpFile::block`] makes room for one, then the
+//! writer extends the returned `Vec` directly), so a packet costs a few copies into memory that
+//! stays in cache, and the file sees one `write` per buffer.
 
 use std::ffi::OsString;
 use std::fs::{self, File};
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::WriteError;
 
-/// Buffer size: large enough that the kernel sees few, big writes.
-const BUF_SIZE: usize = 1 << 20;
+/// Once this much more has been written, the flusher is asked to start writing it back.
+const KICK_BYTES: u64 = 4 << 20;
+
+/// Starts writeback of the temporary file as it grows, on its own thread, when the file will
+/// replace an existing one.
+///
+/// Renaming over an existing file makes ext4 (`auto_da_alloc`, the default) write the renamed
+/// file back before `rename` returns, so that a crash leaves the old or the new contents,
+/// never an empty file. For a large capture that `rename` then waits on the disk for the
+/// whole file (block-layer writeback throttling holds it: 100 ms for 165 MB here), at the very
+/// end of the run. Writing back as we go overlaps that I/O with the run and leaves `rename`
+/// little to do. `sync_file_range(SYNC_FILE_RANGE_WRITE)` only starts writeback; it waits for
+/// nothing but the block layer, and on its own thread nobody waits for it. A new file is
+/// left to the kernel's background writeback, as before.
+///
+/// The same thread first drops the file being replaced from the page cache
+/// (`POSIX_FADV_DONTNEED`: its contents stay on disk, whole, until the rename): `rename`
+/// would otherwise free all its cached pages itself at the end of the run, and the pages freed
+/// early are reused, warm, for the new file.
+struct Flusher {
+    tx: Option<crossbeam_channel::Sender<u64>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// File offset up to which writeback was requested.
+    kicked: u64,
+}
+
+impl Flusher {
+    fn start(file: &File, replaced: &Path) -> Option<Flusher> {
+        use std::os::fd::AsRawFd as _;
+        let file = file.try_clone().ok()?;
+        let replaced = replaced.to_path_buf();
+        let (tx, rx) = crossbeam_channel::bounded::<u64>(64);
+        let thread = std::thread::Builder::new()
+            .name("dropscope-flush".into())
+            .spawn(move || {
+                if let Ok(old) = File::open(&replaced) {
+                    // SAFETY: a plain system call on a descriptor this thread owns.
+                    let _ = unsafe {
+                        libc::posix_fadvise(old.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED)
+                    };
+                }
+                let mut from = 0u64;
+                for to in rx {
+                    let (Ok(off), Ok(len)) = (i64::try_from(from), i64::try_from(to - from)) else {
+                        break;
+                    };
+                    // SAFETY: a plain system call on a descriptor this thread owns.
+                    let r = unsafe {
+                        libc::sync_file_range(
+                            file.as_raw_fd(),
+                            off,
+                            len,
+                            libc::SYNC_FILE_RANGE_WRITE,
+                        )
+                    };
+                    if r != 0 {
+                        // Only a hint (e.g. a file system without it): stop asking.
+                        break;
+                    }
+                    from = to;
+                }
+            })
+            .ok()?;
+        Some(Flusher {
+            tx: Some(tx),
+            thread: Some(thread),
+            kicked: 0,
+        })
+    }
+
+    /// `end` bytes are in the file.
+    #[inline]
+    fn written(&mut self, end: u64) {
+        if end.saturating_sub(self.kicked) >= KICK_BYTES {
+            if let Some(tx) = &self.tx {
+                // Full: the thread is behind, ask again later.
+                if tx.try_send(end).is_ok() {
+                    self.kicked = end;
+                }
+            }
+        }
+    }
+
+    /// Stops the thread (after the range it is on).
+    fn stop(&mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Buffer size. Large enough that the kernel sees few writes; not much larger: on this size
+/// of write the kernel allocates page-cache folios as large as the write, and large fresh
+/// folios measured slower to fill (benches/README.md, bench-replay) than 256 KiB ones.
+const BUF_SIZE: usize = 256 << 10;
 
 pub(super) struct TmpFile {
     /// `None` once failed or committed.
-    w: Option<BufWriter<File>>,
+    file: Option<File>,
+    /// Bytes not yet handed to `file`.
+    buf: Vec<u8>,
     tmp: PathBuf,
     path: PathBuf,
     written: u64,
+    /// Bytes handed to `file`.
+    in_file: u64,
+    flusher: Option<Flusher>,
     /// Writing straight to a device or FIFO: no rename, nothing to remove.
     direct: bool,
 }
@@ -50,11 +159,20 @@ impl TmpFile {
             path: tmp.clone(),
             source,
         })?;
+        let replacing = fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file());
+        let flusher = if replacing && !direct {
+            Flusher::start(&file, path)
+        } else {
+            None
+        };
         Ok(TmpFile {
-            w: Some(BufWriter::with_capacity(BUF_SIZE, file)),
+            file: Some(file),
+            buf: Vec::with_capacity(BUF_SIZE),
             tmp,
             path: path.to_path_buf(),
             written: 0,
+            in_file: 0,
+            flusher,
             direct,
         })
     }
@@ -62,18 +180,30 @@ impl TmpFile {
     /// Appends `bytes`. After the first error every call fails and the file is gone.
     #[inline]
     pub(super) fn put(&mut self, bytes: &[u8]) -> Result<(), WriteError> {
-        let Some(w) = self.w.as_mut() else {
+        if bytes.len() >= BUF_SIZE {
+            // Larger than the buffer: straight to the file, after what is buffered.
+            self.flush_buf()?;
+            self.written += bytes.len() as u64;
+            return self.write_file(bytes);
+        }
+        self.block(bytes.len())?.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    /// Room for a block of `len` bytes: the caller appends exactly `len` bytes to the
+    /// returned buffer (fewer or more would miscount [`TmpFile::written`]).
+    #[inline]
+    pub(super) fn block(&mut self, len: usize) -> Result<&mut Vec<u8>, WriteError> {
+        if self.file.is_none() {
             return Err(WriteError::Failed {
                 path: self.path.clone(),
             });
-        };
-        match w.write_all(bytes) {
-            Ok(()) => {
-                self.written += bytes.len() as u64;
-                Ok(())
-            }
-            Err(source) => Err(self.fail("write", source)),
         }
+        if self.buf.len().saturating_add(len) > BUF_SIZE && !self.buf.is_empty() {
+            self.flush_buf()?;
+        }
+        self.written += len as u64;
+        Ok(&mut self.buf)
     }
 
     /// Bytes handed to [`TmpFile::put`] so far.
@@ -81,21 +211,48 @@ impl TmpFile {
         self.written
     }
 
-    /// Flushes and renames `<path>.tmp` to `<path>`; returns the file size.
-    pub(super) fn commit(mut self) -> Result<u64, WriteError> {
-        let Some(w) = self.w.take() else {
+    /// Writes the buffer to the file.
+    fn flush_buf(&mut self) -> Result<(), WriteError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let buf = std::mem::take(&mut self.buf);
+        let r = self.write_file(&buf);
+        self.buf = buf;
+        self.buf.clear();
+        r
+    }
+
+    fn write_file(&mut self, bytes: &[u8]) -> Result<(), WriteError> {
+        let Some(file) = self.file.as_mut() else {
             return Err(WriteError::Failed {
                 path: self.path.clone(),
             });
         };
-        let file = match w.into_inner() {
-            Ok(f) => f,
-            Err(e) => {
-                let source = e.into_error();
-                return Err(self.fail("write", source));
+        match file.write_all(bytes) {
+            Ok(()) => {
+                self.in_file += bytes.len() as u64;
+                if let Some(f) = &mut self.flusher {
+                    f.written(self.in_file);
+                }
+                Ok(())
             }
+            Err(source) => Err(self.fail("write", source)),
+        }
+    }
+
+    /// Flushes and renames `<path>.tmp` to `<path>`; returns the file size.
+    pub(super) fn commit(mut self) -> Result<u64, WriteError> {
+        self.flush_buf()?;
+        let Some(file) = self.file.take() else {
+            return Err(WriteError::Failed {
+                path: self.path.clone(),
+            });
         };
         drop(file);
+        if let Some(mut f) = self.flusher.take() {
+            f.stop();
+        }
         if self.direct {
             return Ok(self.written);
         }
@@ -106,10 +263,10 @@ impl TmpFile {
     }
 
     fn fail(&mut self, op: &'static str, source: std::io::Error) -> WriteError {
-        // Dropping the BufWriter would try to flush into the broken file: forget its buffer.
-        if let Some(w) = self.w.take() {
-            let (_file, _buffer) = w.into_parts();
-        }
+        // Nothing more goes to the broken file.
+        self.file = None;
+        self.flusher = None;
+        self.buf = Vec::new();
         if !self.direct {
             let _ = fs::remove_file(&self.tmp);
         }
@@ -123,11 +280,8 @@ impl TmpFile {
 
 impl Drop for TmpFile {
     fn drop(&mut self) {
-        if let Some(w) = self.w.take() {
-            let (_file, _buffer) = w.into_parts();
-            if !self.direct {
-                let _ = fs::remove_file(&self.tmp);
-            }
+        if self.file.take().is_some() && !self.direct {
+            let _ = fs::remove_file(&self.tmp);
         }
     }
 }
@@ -172,6 +326,33 @@ mod tests {
         assert_eq!(t.commit().unwrap(), 5);
         assert_eq!(fs::read(&path).unwrap(), b"abcde");
         assert!(!d.join("a.pcapng.tmp").exists());
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn replacing_a_file_writes_back_as_it_goes() {
+        let d = dir("replace");
+        let path = d.join("r.pcapng");
+        fs::write(&path, vec![7u8; 1 << 20]).unwrap();
+        let mut t = TmpFile::create(&path).unwrap();
+        assert!(t.flusher.is_some());
+        // 10 MiB in odd-sized blocks: the flusher is asked twice (every 4 MiB).
+        let block: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
+        for _ in 0..10_486 {
+            t.put(&block).unwrap();
+        }
+        // The old file is untouched until the rename.
+        assert_eq!(fs::read(&path).unwrap(), vec![7u8; 1 << 20]);
+        assert_eq!(t.commit().unwrap(), 10_486_000);
+        let got = fs::read(&path).unwrap();
+        assert_eq!(got.len(), 10_486_000);
+        assert_eq!(&got[..1000], &block[..]);
+        assert_eq!(&got[got.len() - 1000..], &block[..]);
+        assert!(!d.join("r.pcapng.tmp").exists());
+        // A new file gets no flusher.
+        let t = TmpFile::create(&d.join("new.pcapng")).unwrap();
+        assert!(t.flusher.is_none());
+        drop(t);
         fs::remove_dir_all(&d).unwrap();
     }
 

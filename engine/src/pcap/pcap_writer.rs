@@ -79,9 +79,10 @@ impl PacketWriter for PcapWriter {
         h[4..8].copy_from_slice(&nanos.to_le_bytes());
         h[8..12].copy_from_slice(&cap.to_le_bytes());
         h[12..16].copy_from_slice(&f.orig_len.to_le_bytes());
-        self.out.put(&h)?;
-        self.out.put(f.prefix())?;
-        self.out.put(f.data)?;
+        let out = self.out.block(h.len() + f.cap_len())?;
+        out.extend_from_slice(&h);
+        out.extend_from_slice(f.prefix());
+        out.extend_from_slice(f.data);
         self.stats.packets += 1;
         self.stats.bytes += u64::from(cap);
         Ok(())

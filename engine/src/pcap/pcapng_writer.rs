@@ -159,23 +159,25 @@ impl PacketWriter for PcapngWriter {
         put_u32(&mut h, 16, p.ts_ns as u32);
         put_u32(&mut h, 20, cap);
         put_u32(&mut h, 24, f.orig_len);
-        self.out.put(&h)?;
-        self.out.put(f.prefix())?;
-        self.out.put(f.data)?;
-        self.out.put(ZEROS.get(..data_pad).unwrap_or(&[]))?;
+        // The whole block, appended to the output buffer in place.
+        let out = self.out.block(total as usize)?;
+        out.extend_from_slice(&h);
+        out.extend_from_slice(f.prefix());
+        out.extend_from_slice(f.data);
+        out.extend_from_slice(ZEROS.get(..data_pad).unwrap_or(&[]));
         if let Some(c) = comment {
             let mut oh = [0u8; 4];
             oh[..2].copy_from_slice(&OPT_COMMENT.to_le_bytes());
             oh[2..].copy_from_slice(&(c.len() as u16).to_le_bytes());
-            self.out.put(&oh)?;
-            self.out.put(c.as_bytes())?;
+            out.extend_from_slice(&oh);
+            out.extend_from_slice(c.as_bytes());
             let mut tail = [0u8; 3 + 4 + 4];
             let pad = pad4(c.len());
             // opt_endofopt is already zero; then the trailing total length.
             put_u32(&mut tail, pad + 4, total);
-            self.out.put(tail.get(..pad + 8).unwrap_or(&[]))?;
+            out.extend_from_slice(tail.get(..pad + 8).unwrap_or(&[]));
         } else {
-            self.out.put(&total.to_le_bytes())?;
+            out.extend_from_slice(&total.to_le_bytes());
         }
         self.stats.packets += 1;
         self.stats.bytes += u64::from(cap);
