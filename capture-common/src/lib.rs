@@ -135,7 +135,16 @@ pub struct ProbeConfig {
     /// it for every record). Waking another CPU per record costs more than the record; the
     /// reader polls with a short timeout, so at low rates the delay stays small.
     pub wakeup_bytes: u32,
+    /// `sk_buff` bytes `[skb_copy_off, skb_copy_off + skb_copy_len)` hold every `off_skb_*`
+    /// member above: the tracepoint program reads them with one `bpf_probe_read_kernel`
+    /// instead of one per member. `skb_copy_len` is 0 when the span is longer than
+    /// [`SKB_COPY_MAX`] (the program then reads member by member).
+    pub skb_copy_off: u32,
+    pub skb_copy_len: u32,
 }
+
+/// Longest `sk_buff` span the tracepoint program copies at once (`ProbeConfig::skb_copy_len`).
+pub const SKB_COPY_MAX: u32 = 256;
 
 /// Offset value meaning "this kernel has no such field".
 pub const OFF_ABSENT: u32 = u32::MAX;
@@ -163,9 +172,12 @@ const _: () = assert!(offset_of!(KfreeSkbEvent, orig_len) == 36);
 const _: () = assert!(offset_of!(KfreeSkbEvent, cap_len) == 40);
 const _: () = assert!(offset_of!(KfreeSkbEvent, protocol) == 42);
 const _: () = assert!(offset_of!(KfreeSkbEvent, flags) == 44);
-const _: () = assert!(size_of::<ProbeConfig>() == 76);
+const _: () = assert!(size_of::<ProbeConfig>() == 84);
 const _: () = assert!(offset_of!(ProbeConfig, off_skb_head) == 16);
 const _: () = assert!(offset_of!(ProbeConfig, off_net_inum) == 68);
+const _: () = assert!(offset_of!(ProbeConfig, wakeup_bytes) == 72);
+const _: () = assert!(offset_of!(ProbeConfig, skb_copy_off) == 76);
+const _: () = assert!(offset_of!(ProbeConfig, skb_copy_len) == 80);
 const _: () = assert!(size_of::<ReasonCounter>() == 16);
 
 /// One struct's layout: (name, size, [(field, offset)]).
@@ -209,6 +221,8 @@ pub const LAYOUTS: &[Layout] = &[
             ("off_dev_ifindex", offset_of!(ProbeConfig, off_dev_ifindex)),
             ("off_net_inum", offset_of!(ProbeConfig, off_net_inum)),
             ("wakeup_bytes", offset_of!(ProbeConfig, wakeup_bytes)),
+            ("skb_copy_off", offset_of!(ProbeConfig, skb_copy_off)),
+            ("skb_copy_len", offset_of!(ProbeConfig, skb_copy_len)),
         ],
     ),
     (

@@ -35,8 +35,8 @@ use aya_ebpf::{
 use capture_common::{
     KfreeSkbEvent, ProbeConfig, ReasonCounter, RecordHeader, ABI_VERSION, DEFAULT_SNAPLEN, FLAG_L3,
     FLAG_LINEAR_END, FLAG_READ_FAILED, KIND_KFREE_SKB, MAX_SNAPLEN, OFF_ABSENT,
-    REASON_ARRAY_ENTRIES, REASON_MAP_ENTRIES, STAT_COUNT, STAT_READ_FAILED, STAT_REASON_MAP_FULL,
-    STAT_RING_FULL,
+    REASON_ARRAY_ENTRIES, REASON_MAP_ENTRIES, SKB_COPY_MAX, STAT_COUNT, STAT_READ_FAILED,
+    STAT_REASON_MAP_FULL, STAT_RING_FULL,
 };
 
 /// Written by user space at load time (`EbpfLoader::override_global`); these defaults make
@@ -62,6 +62,8 @@ static CONFIG: ProbeConfig = ProbeConfig {
     off_sk_net: OFF_ABSENT,
     off_net_inum: OFF_ABSENT,
     wakeup_bytes: 0,
+    skb_copy_off: 0,
+    skb_copy_len: 0,
 };
 
 /// Puts the ABI types into the object's BTF, where an engine test compares their layout with
@@ -139,6 +141,8 @@ pub struct Scratch {
     pub data: [u8; MAX_SNAPLEN as usize],
     /// Records this CPU still sends before it next asks how much of the ring waits.
     pub until_wakeup_check: u32,
+    /// The tracepoint program's copy of the `sk_buff` bytes it needs (`Probe::skb_fields`).
+    pub skb: [u8; SKB_COPY_MAX as usize],
 }
 
 /// How often (in records, per CPU) the program checks whether to wake the reader.
@@ -240,6 +244,55 @@ fn stat_inc(index: u32) {
 /// absent on this kernel (`OFF_ABSENT`) or `base` is null.
 trait Kmem {
     fn read<T: Copy>(base: u64, off: u32) -> Option<T>;
+
+    /// The `sk_buff` members the record needs; by default one [`Kmem::read`] each.
+    #[inline(always)]
+    fn skb_fields(skb: u64, _scratch: *mut Scratch) -> SkbFields {
+        SkbFields {
+            head: Self::read(skb, cfg(addr_of!(CONFIG.off_skb_head))).unwrap_or(0),
+            data: Self::read(skb, cfg(addr_of!(CONFIG.off_skb_data))).unwrap_or(0),
+            len: Self::read(skb, cfg(addr_of!(CONFIG.off_skb_len))).unwrap_or(0),
+            data_len: Self::read(skb, cfg(addr_of!(CONFIG.off_skb_data_len))).unwrap_or(0),
+            mac: Self::read(skb, cfg(addr_of!(CONFIG.off_skb_mac_header))).unwrap_or(HEADER_UNSET),
+            network: Self::read(skb, cfg(addr_of!(CONFIG.off_skb_network_header)))
+                .unwrap_or(HEADER_UNSET),
+            protocol: Self::read(skb, cfg(addr_of!(CONFIG.off_skb_protocol))).unwrap_or(0),
+            dev: Self::read(skb, cfg(addr_of!(CONFIG.off_skb_dev))).unwrap_or(0),
+            iif: Self::read(skb, cfg(addr_of!(CONFIG.off_skb_iif))).unwrap_or(0),
+            sk: Self::read(skb, cfg(addr_of!(CONFIG.off_skb_sk))).unwrap_or(0),
+        }
+    }
+}
+
+/// The `sk_buff` members a record is built from; absent or unreadable ones are 0 (the two
+/// headers: `HEADER_UNSET`).
+struct SkbFields {
+    head: u64,
+    data: u64,
+    len: u32,
+    data_len: u32,
+    mac: u16,
+    network: u16,
+    protocol: u16,
+    dev: u64,
+    iif: u32,
+    sk: u64,
+}
+
+/// Reads a `T` at `off` (an `sk_buff` offset) from the copy of `sk_buff` bytes
+/// `[base, base + len)` in `copy`; `None` if the field is absent or outside the copy.
+#[inline(always)]
+fn from_copy<T: Copy>(copy: *const u8, base: u32, len: u32, off: u32) -> Option<T> {
+    if off == OFF_ABSENT || off < base {
+        return None;
+    }
+    let rel = off - base;
+    if rel > SKB_COPY_MAX - size_of::<T>() as u32 || rel + size_of::<T>() as u32 > len {
+        return None;
+    }
+    // SAFETY: `rel + size_of::<T>() <= SKB_COPY_MAX`, the size of the buffer `copy` points
+    // to; T is a plain integer, read unaligned.
+    Some(unsafe { copy.add(rel as usize).cast::<T>().read_unaligned() })
 }
 
 /// `bpf_probe_read_kernel` per field: for the classic tracepoint, whose skb is a plain number.
@@ -267,6 +320,68 @@ impl Kmem for Probe {
         } else {
             None
         }
+    }
+
+    /// One `bpf_probe_read_kernel` of the `sk_buff` bytes that hold every member needed
+    /// (user space computed their span, `skb_copy_off/len`), instead of one call per member;
+    /// per member when there is no span (it would not fit the buffer).
+    #[inline(always)]
+    fn skb_fields(skb: u64, scratch: *mut Scratch) -> SkbFields {
+        let base = cfg(addr_of!(CONFIG.skb_copy_off));
+        let len = cfg(addr_of!(CONFIG.skb_copy_len));
+        if len == 0 || len > SKB_COPY_MAX || skb == 0 {
+            return Self::skb_fields_each(skb);
+        }
+        // SAFETY: `skb` in scratch is SKB_COPY_MAX bytes of this CPU's map value and
+        // len <= SKB_COPY_MAX; the helper checks the source address.
+        let copy = unsafe { addr_of_mut!((*scratch).skb).cast::<u8>() };
+        let ret = unsafe {
+            read_raw(
+                copy.cast::<c_void>(),
+                len,
+                skb.wrapping_add(u64::from(base)) as *const c_void,
+            )
+        };
+        if ret != 0 {
+            return Self::skb_fields_each(skb);
+        }
+        let copy = copy.cast_const();
+        SkbFields {
+            head: from_copy(copy, base, len, cfg(addr_of!(CONFIG.off_skb_head))).unwrap_or(0),
+            data: from_copy(copy, base, len, cfg(addr_of!(CONFIG.off_skb_data))).unwrap_or(0),
+            len: from_copy(copy, base, len, cfg(addr_of!(CONFIG.off_skb_len))).unwrap_or(0),
+            data_len: from_copy(copy, base, len, cfg(addr_of!(CONFIG.off_skb_data_len)))
+                .unwrap_or(0),
+            mac: from_copy(copy, base, len, cfg(addr_of!(CONFIG.off_skb_mac_header)))
+                .unwrap_or(HEADER_UNSET),
+            network: from_copy(
+                copy,
+                base,
+                len,
+                cfg(addr_of!(CONFIG.off_skb_network_header)),
+            )
+            .unwrap_or(HEADER_UNSET),
+            protocol: from_copy(copy, base, len, cfg(addr_of!(CONFIG.off_skb_protocol)))
+                .unwrap_or(0),
+            dev: from_copy(copy, base, len, cfg(addr_of!(CONFIG.off_skb_dev))).unwrap_or(0),
+            iif: from_copy(copy, base, len, cfg(addr_of!(CONFIG.off_skb_iif))).unwrap_or(0),
+            sk: from_copy(copy, base, len, cfg(addr_of!(CONFIG.off_skb_sk))).unwrap_or(0),
+        }
+    }
+}
+
+impl Probe {
+    /// The default [`Kmem::skb_fields`]: one helper call per member.
+    #[inline(always)]
+    fn skb_fields_each(skb: u64) -> SkbFields {
+        struct Each;
+        impl Kmem for Each {
+            #[inline(always)]
+            fn read<T: Copy>(base: u64, off: u32) -> Option<T> {
+                Probe::read(base, off)
+            }
+        }
+        Each::skb_fields(skb, core::ptr::null_mut())
     }
 }
 
@@ -348,14 +463,18 @@ fn count_seen(reason: u32) -> Option<*mut ReasonCounter> {
 fn emit<M: Kmem>(skb: u64, location: u64, reason: u32, ts_ns: u64) -> Result<(), ()> {
     let scratch = SCRATCH.get_ptr_mut(0).ok_or(())?;
 
-    let head: u64 = M::read(skb, cfg(addr_of!(CONFIG.off_skb_head))).unwrap_or(0);
-    let data: u64 = M::read(skb, cfg(addr_of!(CONFIG.off_skb_data))).unwrap_or(0);
-    let len: u32 = M::read(skb, cfg(addr_of!(CONFIG.off_skb_len))).unwrap_or(0);
-    let data_len: u32 = M::read(skb, cfg(addr_of!(CONFIG.off_skb_data_len))).unwrap_or(0);
-    let mac: u16 = M::read(skb, cfg(addr_of!(CONFIG.off_skb_mac_header))).unwrap_or(HEADER_UNSET);
-    let network: u16 =
-        M::read(skb, cfg(addr_of!(CONFIG.off_skb_network_header))).unwrap_or(HEADER_UNSET);
-    let protocol: u16 = M::read(skb, cfg(addr_of!(CONFIG.off_skb_protocol))).unwrap_or(0);
+    let SkbFields {
+        head,
+        data,
+        len,
+        data_len,
+        mac,
+        network,
+        protocol,
+        dev,
+        iif,
+        sk,
+    } = M::skb_fields(skb, scratch);
 
     let mut flags = 0u8;
     // No MAC header, or an empty one (L3 devices such as tun or wireguard set mac_header
@@ -431,7 +550,6 @@ fn emit<M: Kmem>(skb: u64, location: u64, reason: u32, ts_ns: u64) -> Result<(),
         stat_inc(STAT_READ_FAILED);
     }
 
-    let dev: u64 = M::read(skb, cfg(addr_of!(CONFIG.off_skb_dev))).unwrap_or(0);
     let mut ifindex: u32 = 0;
     let mut net: u64 = 0;
     if dev != 0 {
@@ -439,10 +557,9 @@ fn emit<M: Kmem>(skb: u64, location: u64, reason: u32, ts_ns: u64) -> Result<(),
         net = M::read(dev, cfg(addr_of!(CONFIG.off_dev_nd_net))).unwrap_or(0);
     }
     if ifindex == 0 {
-        ifindex = M::read(skb, cfg(addr_of!(CONFIG.off_skb_iif))).unwrap_or(0);
+        ifindex = iif;
     }
     if net == 0 {
-        let sk: u64 = M::read(skb, cfg(addr_of!(CONFIG.off_skb_sk))).unwrap_or(0);
         net = M::read(sk, cfg(addr_of!(CONFIG.off_sk_net))).unwrap_or(0);
     }
     let netns_ino: u32 = M::read(net, cfg(addr_of!(CONFIG.off_net_inum))).unwrap_or(0);

@@ -413,6 +413,17 @@ fn tracepoint_fallback_also_counts_exactly() {
     assert!(matching.iter().all(
         |e| matches!(e.cause, Cause::Kernel { reason, .. } if reasons.name(reason) == "NO_SOCKET")
     ));
+    // The same fields as through tp_btf (this program reads the sk_buff with one bulk copy).
+    let frame_len = 14 + 20 + 8 + PAYLOAD;
+    for e in &matching {
+        assert!(
+            matches!(e.cause, Cause::Kernel { protocol: 0x0800, location, .. } if location != 0)
+        );
+        assert_eq!(e.link, LinkType::Ethernet);
+        assert_eq!(e.ifindex, pair.ifindex_b());
+        assert_eq!(e.orig_len as usize, frame_len);
+        assert_eq!(e.data.len(), frame_len);
+    }
     assert_reconciles(&Capture {
         matching,
         stats,

@@ -19,7 +19,7 @@ use aya::{
 };
 use capture_common::{
     ProbeConfig, DEFAULT_SNAPLEN, GLOBAL_CONFIG, MAP_EVENTS, MAX_SNAPLEN, OFF_ABSENT, PROG_TP_BTF,
-    PROG_TRACEPOINT,
+    PROG_TRACEPOINT, SKB_COPY_MAX,
 };
 
 use super::btf::{Btf, BtfError, VMLINUX_BTF};
@@ -243,7 +243,7 @@ pub fn probe_config(
         location: OFF_ABSENT,
         reason: OFF_ABSENT,
     });
-    Ok(ProbeConfig {
+    let mut c = ProbeConfig {
         snaplen: snaplen.min(MAX_SNAPLEN),
         tp_off_skbaddr: tp.skbaddr,
         tp_off_location: tp.location,
@@ -263,7 +263,44 @@ pub fn probe_config(
         off_sk_net: optional("sock", "__sk_common.skc_net.net", 8),
         off_net_inum: optional("net", "ns.inum", 4),
         wakeup_bytes: 0,
-    })
+        skb_copy_off: 0,
+        skb_copy_len: 0,
+    };
+    (c.skb_copy_off, c.skb_copy_len) = skb_copy_span(&c);
+    Ok(c)
+}
+
+/// The `sk_buff` bytes that hold every `off_skb_*` member of `c` (each with its size):
+/// `(start, length)`, or `(0, 0)` when they span more than `SKB_COPY_MAX` bytes.
+pub fn skb_copy_span(c: &ProbeConfig) -> (u32, u32) {
+    let members = [
+        (c.off_skb_head, 8),
+        (c.off_skb_data, 8),
+        (c.off_skb_len, 4),
+        (c.off_skb_data_len, 4),
+        (c.off_skb_mac_header, 2),
+        (c.off_skb_network_header, 2),
+        (c.off_skb_protocol, 2),
+        (c.off_skb_dev, 8),
+        (c.off_skb_iif, 4),
+        (c.off_skb_sk, 8),
+    ];
+    let mut start = u32::MAX;
+    let mut end = 0u32;
+    for (off, size) in members {
+        if off == OFF_ABSENT {
+            continue;
+        }
+        let Some(member_end) = off.checked_add(size) else {
+            return (0, 0);
+        };
+        start = start.min(off);
+        end = end.max(member_end);
+    }
+    match end.checked_sub(start) {
+        Some(len) if len > 0 && len <= SKB_COPY_MAX => (start, len),
+        _ => (0, 0),
+    }
 }
 
 fn check_size(btf: &Btf, owner: &str, path: &str, size: u32) -> Result<(), BtfError> {
@@ -627,8 +664,43 @@ print fmt: \"skbaddr=%p\", REC->skbaddr
                 off_sk_net: 48,
                 off_net_inum: 24,
                 wakeup_bytes: 0,
+                // dev (16) .. data (200 + 8)
+                skb_copy_off: 16,
+                skb_copy_len: 192,
             }
         );
+    }
+
+    #[test]
+    fn skb_copy_span_covers_present_members_only() {
+        let mut c = ProbeConfig {
+            off_skb_head: 192,
+            off_skb_data: 200,
+            off_skb_len: 112,
+            ..ProbeConfig::default()
+        };
+        for off in [
+            &mut c.off_skb_data_len,
+            &mut c.off_skb_mac_header,
+            &mut c.off_skb_network_header,
+            &mut c.off_skb_protocol,
+            &mut c.off_skb_dev,
+            &mut c.off_skb_iif,
+            &mut c.off_skb_sk,
+        ] {
+            *off = OFF_ABSENT;
+        }
+        assert_eq!(skb_copy_span(&c), (112, 96));
+        c.off_skb_mac_header = 100;
+        assert_eq!(skb_copy_span(&c), (100, 108));
+        // Longer than SKB_COPY_MAX: no span, the program reads member by member.
+        c.off_skb_sk = 100 + SKB_COPY_MAX - 8 + 1;
+        assert_eq!(skb_copy_span(&c), (0, 0));
+        c.off_skb_sk = 100 + SKB_COPY_MAX - 8;
+        assert_eq!(skb_copy_span(&c), (100, SKB_COPY_MAX));
+        // An offset that overflows with its size is never trusted.
+        c.off_skb_sk = u32::MAX - 4;
+        assert_eq!(skb_copy_span(&c), (0, 0));
     }
 
     #[test]
@@ -695,6 +767,9 @@ print fmt: \"skbaddr=%p\", REC->skbaddr
             c.off_skb_head + 8,
             "head and data are adjacent in sk_buff"
         );
+        // The tracepoint program reads all sk_buff members with one copy here.
+        assert_ne!(c.skb_copy_len, 0);
+        assert_eq!((c.skb_copy_off, c.skb_copy_len), skb_copy_span(&c));
     }
 
     #[test]

@@ -579,6 +579,23 @@ mod tests {
     }
 
     #[test]
+    fn reason_counts_sum_cpus_skip_zero_and_merge() {
+        let rc = |seen, ring_full| ReasonCounter { seen, ring_full };
+        let mut per_reason = BTreeMap::new();
+        // An array slot no CPU touched stays absent.
+        add_reason(&mut per_reason, 0, [rc(0, 0), rc(0, 0)].iter());
+        add_reason(&mut per_reason, 2, [rc(3, 1), rc(4, 0)].iter());
+        add_reason(&mut per_reason, 0x0003_0001, [rc(1, 0)].iter());
+        // The same reason from both maps adds up (not expected, but never lost).
+        add_reason(&mut per_reason, 2, [rc(1, 1)].iter());
+        add_reason(&mut per_reason, 7, [rc(u64::MAX, 0), rc(5, 0)].iter());
+        assert_eq!(
+            per_reason,
+            BTreeMap::from([(2, rc(8, 2)), (7, rc(u64::MAX, 0)), (0x0003_0001, rc(1, 0))])
+        );
+    }
+
+    #[test]
     fn orig_len_never_below_captured() {
         let mut e = ev(3, 4, 0);
         e.orig_len = 1;
