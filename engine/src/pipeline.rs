@@ -125,7 +125,8 @@ impl StopCause {
     }
 }
 
-/// A batch with the decode stage's result for each event.
+/// A batch with the decode stage's result for each event (none when the sink does not print:
+/// the summaries then stay in the decode thread).
 struct Decoded {
     batch: Batch,
     summaries: Vec<PacketSummary>,
@@ -167,6 +168,7 @@ pub fn run(
     let hint = cfg.tunnel_hint;
     let count = cfg.count;
     let max_flows = cfg.max_flows;
+    let keep_summaries = sink.needs_summaries();
 
     // Dropped by the source thread when it returns: wakes the main thread at once.
     let (done_tx, done_rx) = bounded::<()>(0);
@@ -186,7 +188,8 @@ pub fn run(
             let dec = std::thread::Builder::new()
                 .name("dropscope-decode".into())
                 .spawn_scoped(scope, move || {
-                    decode_stage(raw_rx, dec_tx, spent_rx, hint, count, max_flows)
+                    let agg = Aggregator::new(count, max_flows);
+                    decode_stage(raw_rx, dec_tx, spent_rx, hint, keep_summaries, agg)
                 })
                 .context("starting the decode thread")?;
             let cr = &count_reached;
@@ -278,23 +281,19 @@ pub fn run(
 }
 
 /// Decodes each event, counts it per reason and adds the first `count` events to the flow
-/// table (the sink writes the same ones), then passes the batch on. Spent batches coming back
-/// from the sink are freed here; their summaries' memory is reused.
+/// table (the sink writes the same ones), then passes the batch on, with the summaries when
+/// `keep_summaries`. Spent batches coming back from the sink are freed here; their summaries'
+/// memory is reused.
 fn decode_stage(
     rx: Receiver<Batch>,
     tx: Sender<Decoded>,
     spent: Receiver<Decoded>,
     hint: TunnelHint,
-    count: Option<u64>,
-    max_flows: usize,
+    keep_summaries: bool,
+    mut agg: Aggregator,
 ) -> AggOutcome {
-    let mut per_reason: BTreeMap<ReasonKey, StageCounts> = BTreeMap::new();
-    let mut flows = FlowTable::new(max_flows);
-    let mut processed_total = 0u64;
-    // The counts of the reason the last event had: consecutive events mostly share one, so
-    // the map is updated once per run of a reason, not per event.
-    let mut run: Option<(ReasonKey, StageCounts)> = None;
     let mut spare: Vec<Vec<PacketSummary>> = Vec::new();
+    let mut scratch = PacketSummary::default();
     for batch in rx {
         while let Ok(d) = spent.try_recv() {
             let Decoded {
@@ -308,37 +307,81 @@ fn decode_stage(
             }
         }
         let mut summaries = spare.pop().unwrap_or_default();
-        summaries.resize(batch.events.len(), PacketSummary::default());
-        for (e, s) in batch.events.iter().zip(summaries.iter_mut()) {
-            summarize_into(&e.data, e.link, crate::render::tunnel_hint_for(e, hint), s);
-            let key = agg_key(e, s);
-            let c = match &mut run {
-                Some((k, c)) if *k == key.reason => c,
-                _ => {
-                    if let Some(prev) = run.take() {
-                        add_counts(&mut per_reason, prev);
-                    }
-                    &mut run.insert((key.reason, StageCounts::default())).1
-                }
-            };
-            c.received += 1;
-            if count.is_some_and(|n| processed_total >= n) {
-                c.skipped += 1;
-                continue;
+        if keep_summaries {
+            summaries.resize(batch.events.len(), PacketSummary::default());
+            for (e, s) in batch.events.iter().zip(summaries.iter_mut()) {
+                summarize_into(&e.data, e.link, crate::render::tunnel_hint_for(e, hint), s);
+                agg.add(e, s);
             }
-            flows.add(&key, e.orig_len, e.ts_ns);
-            c.processed += 1;
-            processed_total += 1;
+        } else {
+            for e in &batch.events {
+                let s = &mut scratch;
+                summarize_into(&e.data, e.link, crate::render::tunnel_hint_for(e, hint), s);
+                agg.add(e, s);
+            }
         }
         if tx.send(Decoded { batch, summaries }).is_err() {
             // The sink stage ended early (an error): nothing more can be processed.
             break;
         }
     }
-    if let Some(last) = run {
-        add_counts(&mut per_reason, last);
+    agg.finish()
+}
+
+/// The decode stage's books: per-reason counts and the flow table of the first `count`
+/// events.
+struct Aggregator {
+    count: Option<u64>,
+    per_reason: BTreeMap<ReasonKey, StageCounts>,
+    flows: FlowTable,
+    processed: u64,
+    /// The counts of the reason the last event had: consecutive events mostly share one, so
+    /// the map is updated once per run of a reason, not per event.
+    run: Option<(ReasonKey, StageCounts)>,
+}
+
+impl Aggregator {
+    fn new(count: Option<u64>, max_flows: usize) -> Self {
+        Aggregator {
+            count,
+            per_reason: BTreeMap::new(),
+            flows: FlowTable::new(max_flows),
+            processed: 0,
+            run: None,
+        }
     }
-    AggOutcome { per_reason, flows }
+
+    #[inline]
+    fn add(&mut self, e: &Event, s: &PacketSummary) {
+        let key = agg_key(e, s);
+        let c = match &mut self.run {
+            Some((k, c)) if *k == key.reason => c,
+            _ => {
+                if let Some(prev) = self.run.take() {
+                    add_counts(&mut self.per_reason, prev);
+                }
+                &mut self.run.insert((key.reason, StageCounts::default())).1
+            }
+        };
+        c.received += 1;
+        if self.count.is_some_and(|n| self.processed >= n) {
+            c.skipped += 1;
+            return;
+        }
+        c.processed += 1;
+        self.processed += 1;
+        self.flows.add(&key, e.orig_len, e.ts_ns);
+    }
+
+    fn finish(mut self) -> AggOutcome {
+        if let Some(last) = self.run.take() {
+            add_counts(&mut self.per_reason, last);
+        }
+        AggOutcome {
+            per_reason: self.per_reason,
+            flows: self.flows,
+        }
+    }
 }
 
 fn add_counts(per_reason: &mut BTreeMap<ReasonKey, StageCounts>, (k, c): (ReasonKey, StageCounts)) {
@@ -376,10 +419,14 @@ fn sink_stage(
 ) -> Result<()> {
     let mut renderer = Renderer::new(names);
     let mut processed_total = 0u64;
+    // What `sink.write` gets when the summaries stayed in the decode thread (it does not
+    // read it then).
+    let none = PacketSummary::default();
     for d in rx {
         let mut bytes = 0u64;
         let mut notices = d.batch.notices.iter().peekable();
-        for (i, (e, s)) in d.batch.events.iter().zip(&d.summaries).enumerate() {
+        for (i, e) in d.batch.events.iter().enumerate() {
+            let s = d.summaries.get(i).unwrap_or(&none);
             if !d.batch.notices.is_empty() {
                 while let Some((_, n)) = notices.next_if(|(at, _)| *at <= i) {
                     sink.write_notice(n, &mut renderer)?;
@@ -482,7 +529,29 @@ mod tests {
         ]
     }
 
+    /// Standard output for tests: shared so the test can read what the sink printed.
+    #[derive(Clone, Default)]
+    struct Printed(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Printed {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
     fn run_on(name: &str, count: Option<u64>) -> (RunReport, Vec<u8>) {
+        run_printing(name, count, PrintMode::None).0
+    }
+
+    fn run_printing(
+        name: &str,
+        count: Option<u64>,
+        mode: PrintMode,
+    ) -> ((RunReport, Vec<u8>), String) {
         let dir =
             std::env::temp_dir().join(format!("dropscope-pipeline-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -490,10 +559,11 @@ mod tests {
         let path = dir.join("out.pcapng");
         let names = Names::load(true);
         let writer = crate::pcap::create(&path, crate::pcap::FileFormat::Pcapng, 0).unwrap();
+        let printed = Printed::default();
         let sink = OutputSink::new(
             Some((writer, path.display().to_string(), "pcapng".into())),
-            PrintMode::None,
-            Box::new(std::io::sink()),
+            mode,
+            Box::new(printed.clone()),
         );
         let input = batches();
         let source: SourceFn<'_> = Box::new(move |tx, _stop| {
@@ -526,7 +596,8 @@ mod tests {
         .unwrap();
         let file = std::fs::read(&path).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
-        (report, file)
+        let text = String::from_utf8(printed.0.lock().unwrap().clone()).unwrap();
+        ((report, file), text)
     }
 
     fn flow_packets(r: &RunReport) -> Vec<(u16, ReasonKey, u64)> {
@@ -582,6 +653,23 @@ mod tests {
         assert_eq!(r.sinks.file.as_ref().unwrap().packets, 5);
         assert_eq!(count_epbs(&file), 5);
         assert!(r.ledger.mismatches(&|k| format!("{k:?}")).is_empty());
+    }
+
+    #[test]
+    fn printed_lines_carry_each_packets_decoded_flow() {
+        let ((r, file), text) = run_printing("print", Some(6), PrintMode::Json);
+        assert_eq!(r.sinks.file.as_ref().unwrap().packets, 6);
+        assert_eq!(count_epbs(&file), 6);
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 6);
+        let ports: Vec<u64> = lines.iter().map(|v| v["sport"].as_u64().unwrap()).collect();
+        assert_eq!(ports, [1000, 1000, 1000, 2000, 2000, 1000]);
+        assert!(lines
+            .iter()
+            .all(|v| v["dport"] == 9 && v["src"] == "10.0.0.1"));
     }
 
     /// Enhanced packet blocks in a little-endian pcapng file.

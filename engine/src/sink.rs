@@ -91,6 +91,12 @@ impl OutputSink {
         }
     }
 
+    /// Whether [`OutputSink::write`] reads its summary argument (only to print): when not,
+    /// the pipeline does not carry summaries to the sink.
+    pub fn needs_summaries(&self) -> bool {
+        self.mode != PrintMode::None
+    }
+
     pub fn write(&mut self, e: &Event, s: &PacketSummary, r: &mut Renderer<'_>) -> Result<()> {
         if let Some((w, path, _)) = &mut self.writer {
             let names = r.names;
