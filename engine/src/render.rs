@@ -190,13 +190,30 @@ pub fn write_tcp_flags(out: &mut String, flags: u8) {
 pub struct Renderer<'n> {
     pub names: &'n Names,
     pub scratch: String,
+    /// The last location resolved: consecutive drops mostly share their drop site, and a
+    /// kallsyms lookup per event was a large part of the sink's time.
+    last_symbol: Option<(u64, Option<(&'n str, u64)>)>,
 }
 
 impl<'n> Renderer<'n> {
+    /// `names.symbol(addr)`, remembering the last answer.
+    pub fn symbol(&mut self, addr: u64) -> Option<(&'n str, u64)> {
+        if let Some((a, sym)) = self.last_symbol {
+            if a == addr {
+                return sym;
+            }
+        }
+        let names: &'n Names = self.names;
+        let sym = names.symbol(addr);
+        self.last_symbol = Some((addr, sym));
+        sym
+    }
+
     pub fn new(names: &'n Names) -> Self {
         Renderer {
             names,
             scratch: String::with_capacity(256),
+            last_symbol: None,
         }
     }
 
@@ -207,12 +224,13 @@ impl<'n> Renderer<'n> {
             Cause::Kernel {
                 reason, location, ..
             } => {
+                let sym = self.symbol(*location);
                 let name = self.names.kernel_reasons.name(*reason);
                 crate::comment::kernel_comment(
                     &mut self.scratch,
                     &name,
                     *reason,
-                    self.names.symbol(*location),
+                    sym,
                     *location,
                     e.netns,
                 );
@@ -243,7 +261,7 @@ impl<'n> Renderer<'n> {
                     "xx drop ({}) at ",
                     self.names.kernel_reasons.name(*reason)
                 );
-                match self.names.symbol(*location) {
+                match self.symbol(*location) {
                     Some((sym, off)) => {
                         let _ = write!(out, "{sym}+{off:#x}");
                     }
@@ -284,7 +302,7 @@ impl<'n> Renderer<'n> {
                     self.names.kernel_reasons.name(*reason).into_owned().into(),
                 );
                 m.insert("location".into(), format!("{location:#x}").into());
-                if let Some((sym, off)) = self.names.symbol(*location) {
+                if let Some((sym, off)) = self.symbol(*location) {
                     m.insert("symbol".into(), format!("{sym}+{off:#x}").into());
                 }
                 m.insert("skb_protocol".into(), format!("{protocol:#06x}").into());
