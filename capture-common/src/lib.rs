@@ -11,7 +11,7 @@
 use core::mem::{offset_of, size_of};
 
 /// Version of the record layout below; bumped on any change.
-pub const ABI_VERSION: u8 = 1;
+pub const ABI_VERSION: u8 = 2;
 
 /// `RecordHeader::kind` of a [`KfreeSkbEvent`]: a packet freed through `skb:kfree_skb`.
 pub const KIND_KFREE_SKB: u8 = 1;
@@ -32,7 +32,7 @@ pub const FLAG_LINEAR_END: u8 = 1 << 2;
 /// is counted once, per reason, in `REASON_ARRAY` or `REASON_COUNTS`, else in
 /// `STAT_REASON_MAP_FULL`, so seen = the sum of those (one counter per drop is cheaper).
 ///
-/// Events whose `bpf_ringbuf_output` failed (ring full): counted, never retried.
+/// Events this CPU's ring had no room for (ring full): counted, never retried.
 pub const STAT_RING_FULL: u32 = 0;
 /// Events whose packet bytes could not be read (still delivered, with `FLAG_READ_FAILED`).
 pub const STAT_READ_FAILED: u32 = 1;
@@ -52,7 +52,10 @@ pub const REASON_MAP_ENTRIES: u32 = 1024;
 pub const PROG_TP_BTF: &str = "kfree_skb_btf";
 pub const PROG_TRACEPOINT: &str = "kfree_skb_tp";
 pub const PROG_TC_SHOT: &str = "tc_shot";
-pub const MAP_EVENTS: &str = "EVENTS";
+/// The per-CPU rings' bytes: [`RING_ELEM`]-byte blocks, `ring_blocks` per CPU (see [`RingPos`]).
+pub const MAP_RING_DATA: &str = "RING_DATA";
+/// The per-CPU rings' positions: one [`RingPos`] per CPU.
+pub const MAP_RING_POS: &str = "RING_POS";
 pub const MAP_STATS: &str = "STATS";
 pub const MAP_REASON_ARRAY: &str = "REASON_ARRAY";
 pub const MAP_REASON_COUNTS: &str = "REASON_COUNTS";
@@ -131,16 +134,63 @@ pub struct ProbeConfig {
     pub off_sk_net: u32,
     /// `net->ns.inum`.
     pub off_net_inum: u32,
-    /// Wake the reader only when at least this many bytes are waiting in the ring (0: wake
-    /// it for every record). Waking another CPU per record costs more than the record; the
-    /// reader polls with a short timeout, so at low rates the delay stays small.
-    pub wakeup_bytes: u32,
+    /// Blocks of [`RING_BLOCK`] bytes in each CPU's ring: a power of two, at least 1 (0: the
+    /// program has no ring and counts every drop as ring-full).
+    pub ring_blocks: u32,
     /// `sk_buff` bytes `[skb_copy_off, skb_copy_off + skb_copy_len)` hold every `off_skb_*`
     /// member above: the tracepoint program reads them with one `bpf_probe_read_kernel`
     /// instead of one per member. `skb_copy_len` is 0 when the span is longer than
     /// [`SKB_COPY_MAX`] (the program then reads member by member).
     pub skb_copy_off: u32,
     pub skb_copy_len: u32,
+}
+
+/// Each CPU has its own ring, written only by the kernel program on that CPU and read by
+/// user space through `mmap`: no lock, no shared cache line between CPUs, no wake-ups (the
+/// reader polls). A ring is `ring_blocks` blocks of `RING_BLOCK` bytes, addressed by a
+/// 64-bit byte position that only grows: block `(pos >> RING_BLOCK_SHIFT) % ring_blocks`,
+/// offset `pos % RING_BLOCK`. Each record is a [`FrameHeader`] and its payload, 8-aligned,
+/// and never crosses a block: when it would not fit, the program writes a frame of length
+/// [`FRAME_PAD`] ("the rest of this block is unused") and starts at the next block.
+///
+/// Bytes per block.
+pub const RING_BLOCK: u32 = 1 << RING_BLOCK_SHIFT;
+pub const RING_BLOCK_SHIFT: u32 = 16;
+/// Largest frame: header, event and `MAX_SNAPLEN` packet bytes, 8-aligned.
+pub const MAX_FRAME: u32 =
+    (size_of::<FrameHeader>() as u32 + size_of::<KfreeSkbEvent>() as u32 + MAX_SNAPLEN + 7) & !7;
+/// Size of one `RING_DATA` element: a block plus room for one largest frame past its end, so
+/// the verifier can prove every write in bounds from `offset < RING_BLOCK` alone. The slack
+/// is never used for data (frames never cross `RING_BLOCK`).
+pub const RING_ELEM: u32 = RING_BLOCK + MAX_FRAME;
+/// `FrameHeader::len` of a padding frame: the rest of the block holds no record.
+pub const FRAME_PAD: u32 = u32::MAX;
+
+/// Starts every frame in a per-CPU ring.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FrameHeader {
+    /// Bytes of the frame including this header, a multiple of 8; or [`FRAME_PAD`].
+    pub len: u32,
+    pub _reserved: u32,
+}
+
+/// One CPU's ring positions (a `RING_POS` element). Each written field has its own cache
+/// line, so the reader's stores never touch the line the producer writes on every record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RingPos {
+    /// End of the last published frame; written by the kernel program (after the frame's
+    /// bytes), read by user space.
+    pub prod: u64,
+    pub _pad0: [u64; 7],
+    /// Everything before this position has been read; written by user space.
+    pub cons: u64,
+    pub _pad1: [u64; 7],
+    /// The producer's own copy of `cons + ring bytes`: it reads `cons` (the reader's cache
+    /// line) only when a frame would pass this limit. Never read by user space.
+    pub limit: u64,
+    pub _pad2: [u64; 7],
 }
 
 /// Longest `sk_buff` span the tracepoint program copies at once (`ProbeConfig::skb_copy_len`).
@@ -175,10 +225,15 @@ const _: () = assert!(offset_of!(KfreeSkbEvent, flags) == 44);
 const _: () = assert!(size_of::<ProbeConfig>() == 84);
 const _: () = assert!(offset_of!(ProbeConfig, off_skb_head) == 16);
 const _: () = assert!(offset_of!(ProbeConfig, off_net_inum) == 68);
-const _: () = assert!(offset_of!(ProbeConfig, wakeup_bytes) == 72);
+const _: () = assert!(offset_of!(ProbeConfig, ring_blocks) == 72);
 const _: () = assert!(offset_of!(ProbeConfig, skb_copy_off) == 76);
 const _: () = assert!(offset_of!(ProbeConfig, skb_copy_len) == 80);
 const _: () = assert!(size_of::<ReasonCounter>() == 16);
+const _: () = assert!(size_of::<FrameHeader>() == 8);
+const _: () = assert!(size_of::<RingPos>() == 192);
+const _: () = assert!(offset_of!(RingPos, cons) == 64);
+const _: () = assert!(offset_of!(RingPos, limit) == 128);
+const _: () = assert!(MAX_FRAME.is_multiple_of(8) && RING_ELEM.is_multiple_of(8));
 
 /// One struct's layout: (name, size, [(field, offset)]).
 pub type Layout = (&'static str, usize, &'static [(&'static str, usize)]);
@@ -220,9 +275,26 @@ pub const LAYOUTS: &[Layout] = &[
             ("off_skb_head", offset_of!(ProbeConfig, off_skb_head)),
             ("off_dev_ifindex", offset_of!(ProbeConfig, off_dev_ifindex)),
             ("off_net_inum", offset_of!(ProbeConfig, off_net_inum)),
-            ("wakeup_bytes", offset_of!(ProbeConfig, wakeup_bytes)),
+            ("ring_blocks", offset_of!(ProbeConfig, ring_blocks)),
             ("skb_copy_off", offset_of!(ProbeConfig, skb_copy_off)),
             ("skb_copy_len", offset_of!(ProbeConfig, skb_copy_len)),
+        ],
+    ),
+    (
+        "FrameHeader",
+        size_of::<FrameHeader>(),
+        &[
+            ("len", offset_of!(FrameHeader, len)),
+            ("_reserved", offset_of!(FrameHeader, _reserved)),
+        ],
+    ),
+    (
+        "RingPos",
+        size_of::<RingPos>(),
+        &[
+            ("prod", offset_of!(RingPos, prod)),
+            ("cons", offset_of!(RingPos, cons)),
+            ("limit", offset_of!(RingPos, limit)),
         ],
     ),
     (
@@ -237,7 +309,7 @@ pub const LAYOUTS: &[Layout] = &[
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY: all four types are repr(C), contain only integers and byte arrays, and have
+    // SAFETY: all these types are repr(C), contain only integers and byte arrays, and have
     // no implicit padding (asserted above), so every bit pattern is a valid value.
     unsafe impl aya::Pod for super::RecordHeader {}
     // SAFETY: as above.
@@ -246,4 +318,8 @@ mod pod {
     unsafe impl aya::Pod for super::ProbeConfig {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::ReasonCounter {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::FrameHeader {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::RingPos {}
 }

@@ -1,15 +1,26 @@
 //! dropscope's kernel programs: every packet the kernel frees through `skb:kfree_skb` becomes
-//! one ring-buffer record (a [`KfreeSkbEvent`] followed by up to `snaplen` packet bytes).
+//! one record (a [`KfreeSkbEvent`] followed by up to `snaplen` packet bytes) in the ring of
+//! the CPU it was freed on.
 //!
 //! Two entry points feed one function: `kfree_skb_btf` (`tp_btf/kfree_skb`, typed arguments)
 //! and `kfree_skb_tp` (the classic tracepoint, arguments at offsets user space reads from the
 //! tracepoint's `format` file). Every drop is counted per reason *before* the ring is touched,
 //! so user space can reconcile exactly: `seen == delivered + ring_full` for every reason.
+//!
+//! Output goes to per-CPU rings in two mmap-able array maps (layout: capture-common,
+//! [`RingPos`]) instead of a BPF ring buffer: the program writes the record straight into
+//! its own CPU's ring (one copy of the packet, no lock, no cache line shared with other
+//! CPUs) and publishes it by storing the new end position; user space polls. Each ring has
+//! exactly one writer because the kernel never runs a tracing program nested on one CPU
+//! (a nested run is skipped and counted by the kernel in the program's `recursion_misses`).
+//! The publishing store is a plain store after a compiler fence: a release store on x86-64
+//! (TSO), which is what this is built and tested for; a weakly ordered CPU would need the
+//! BPF store-release instruction (Linux 6.15+) there.
 //! `tc_shot` is a test helper that drops every packet it sees (tests only).
 //!
 //! Must never: change what happens to traffic (tracing programs return 0), hard-code a kernel
-//! struct offset (they all come from [`ProbeConfig`] in `.rodata`), retry a failed ring
-//! output, or emit a record whose length differs from `48 + cap_len`.
+//! struct offset (they all come from [`ProbeConfig`] in `.rodata`), retry a full ring,
+//! write past the reader's position, or publish a frame before its bytes are written.
 // Built for bpfel-unknown-none by engine/build.rs. On the host it compiles to a stub
 // binary, so workspace-wide `cargo check/clippy/test --workspace` keep working.
 #![cfg_attr(target_arch = "bpf", no_std)]
@@ -20,7 +31,7 @@
 use core::{
     ffi::c_void,
     mem::size_of,
-    ptr::{addr_of, addr_of_mut, read_volatile},
+    ptr::{addr_of, addr_of_mut, read_volatile, write_volatile},
 };
 
 use aya_ebpf::{
@@ -29,14 +40,15 @@ use aya_ebpf::{
         bpf_get_smp_processor_id, bpf_ktime_get_ns, generated::bpf_probe_read_kernel as read_raw,
     },
     macros::{btf_tracepoint, classifier, map, tracepoint},
-    maps::{PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, PerCpuArray, PerCpuHashMap},
     programs::{BtfTracePointContext, TcContext, TracePointContext},
 };
 use capture_common::{
-    KfreeSkbEvent, ProbeConfig, ReasonCounter, RecordHeader, ABI_VERSION, DEFAULT_SNAPLEN, FLAG_L3,
-    FLAG_LINEAR_END, FLAG_READ_FAILED, KIND_KFREE_SKB, MAX_SNAPLEN, OFF_ABSENT,
-    REASON_ARRAY_ENTRIES, REASON_MAP_ENTRIES, SKB_COPY_MAX, STAT_COUNT, STAT_READ_FAILED,
-    STAT_REASON_MAP_FULL, STAT_RING_FULL,
+    FrameHeader, KfreeSkbEvent, ProbeConfig, ReasonCounter, RecordHeader, RingPos, ABI_VERSION,
+    DEFAULT_SNAPLEN, FLAG_L3, FLAG_LINEAR_END, FLAG_READ_FAILED, FRAME_PAD, KIND_KFREE_SKB,
+    MAX_SNAPLEN, OFF_ABSENT, REASON_ARRAY_ENTRIES, REASON_MAP_ENTRIES, RING_BLOCK,
+    RING_BLOCK_SHIFT, RING_ELEM, SKB_COPY_MAX, STAT_COUNT, STAT_READ_FAILED, STAT_REASON_MAP_FULL,
+    STAT_RING_FULL,
 };
 
 /// Written by user space at load time (`EbpfLoader::override_global`); these defaults make
@@ -61,7 +73,7 @@ static CONFIG: ProbeConfig = ProbeConfig {
     off_dev_nd_net: OFF_ABSENT,
     off_sk_net: OFF_ABSENT,
     off_net_inum: OFF_ABSENT,
-    wakeup_bytes: 0,
+    ring_blocks: 0,
     skb_copy_off: 0,
     skb_copy_len: 0,
 };
@@ -74,6 +86,8 @@ pub struct AbiAnchor {
     pub event: KfreeSkbEvent,
     pub header: RecordHeader,
     pub counter: ReasonCounter,
+    pub frame: FrameHeader,
+    pub pos: RingPos,
 }
 
 #[no_mangle]
@@ -108,16 +122,31 @@ static ABI_ANCHOR: AbiAnchor = AbiAnchor {
         seen: 0,
         ring_full: 0,
     },
+    frame: FrameHeader {
+        len: 0,
+        _reserved: 0,
+    },
+    pos: RingPos {
+        prod: 0,
+        _pad0: [0; 7],
+        cons: 0,
+        _pad1: [0; 7],
+        limit: 0,
+        _pad2: [0; 7],
+    },
 };
 
-/// `bpf_ringbuf_output` flags and `bpf_ringbuf_query` selector (include/uapi/linux/bpf.h).
-const BPF_RB_NO_WAKEUP: u64 = 1;
-const BPF_RB_FORCE_WAKEUP: u64 = 2;
-const BPF_RB_AVAIL_DATA: u64 = 0;
+/// `BPF_F_MMAPABLE` (include/uapi/linux/bpf.h): user space maps the array's values.
+const BPF_F_MMAPABLE: u32 = 1 << 10;
 
-/// Records for user space; user space sets the real size at load time.
+/// The rings' bytes: CPU `c` owns elements `c * ring_blocks ..= c * ring_blocks + ring_blocks
+/// - 1`. User space sets the real number of elements at load time.
 #[map]
-static EVENTS: RingBuf = RingBuf::with_byte_size(16 << 20, 0);
+static RING_DATA: Array<[u8; RING_ELEM as usize]> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+
+/// The rings' positions, one element per CPU; user space sets the number at load time.
+#[map]
+static RING_POS: Array<RingPos> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 
 /// `STAT_*` counters, per CPU.
 #[map]
@@ -134,19 +163,12 @@ static REASON_ARRAY: PerCpuArray<ReasonCounter> =
 static REASON_COUNTS: PerCpuHashMap<u32, ReasonCounter> =
     PerCpuHashMap::with_max_entries(REASON_MAP_ENTRIES, 0);
 
-/// One record under construction per CPU: too big for the 512-byte stack.
+/// Per-CPU room for the tracepoint program's copy of the `sk_buff` bytes it needs
+/// (`Probe::skb_fields`): too big for the 512-byte stack.
 #[repr(C)]
 pub struct Scratch {
-    pub ev: KfreeSkbEvent,
-    pub data: [u8; MAX_SNAPLEN as usize],
-    /// Records this CPU still sends before it next asks how much of the ring waits.
-    pub until_wakeup_check: u32,
-    /// The tracepoint program's copy of the `sk_buff` bytes it needs (`Probe::skb_fields`).
     pub skb: [u8; SKB_COPY_MAX as usize],
 }
-
-/// How often (in records, per CPU) the program checks whether to wake the reader.
-const WAKEUP_CHECK_EVERY: u32 = 16;
 
 // `flags` and `_pad` end the event and are written as one aligned little-endian u32.
 const _: () = assert!(core::mem::offset_of!(KfreeSkbEvent, flags) % 4 == 0);
@@ -160,6 +182,10 @@ static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 /// The header value meaning "not set" (`(typeof(skb->mac_header))~0U`).
 const HEADER_UNSET: u16 = 0xffff;
 const EVENT_LEN: u32 = size_of::<KfreeSkbEvent>() as u32;
+const FRAME_HDR_LEN: u32 = size_of::<FrameHeader>() as u32;
+/// Where the packet bytes start in a frame.
+const PACKET_OFF: usize = (FRAME_HDR_LEN + EVENT_LEN) as usize;
+const BLOCK: u64 = RING_BLOCK as u64;
 
 #[btf_tracepoint(function = "kfree_skb")]
 pub fn kfree_skb_btf(ctx: BtfTracePointContext) -> i32 {
@@ -247,7 +273,7 @@ trait Kmem {
 
     /// The `sk_buff` members the record needs; by default one [`Kmem::read`] each.
     #[inline(always)]
-    fn skb_fields(skb: u64, _scratch: *mut Scratch) -> SkbFields {
+    fn skb_fields(skb: u64) -> SkbFields {
         SkbFields {
             head: Self::read(skb, cfg(addr_of!(CONFIG.off_skb_head))).unwrap_or(0),
             data: Self::read(skb, cfg(addr_of!(CONFIG.off_skb_data))).unwrap_or(0),
@@ -326,12 +352,15 @@ impl Kmem for Probe {
     /// (user space computed their span, `skb_copy_off/len`), instead of one call per member;
     /// per member when there is no span (it would not fit the buffer).
     #[inline(always)]
-    fn skb_fields(skb: u64, scratch: *mut Scratch) -> SkbFields {
+    fn skb_fields(skb: u64) -> SkbFields {
         let base = cfg(addr_of!(CONFIG.skb_copy_off));
         let len = cfg(addr_of!(CONFIG.skb_copy_len));
         if len == 0 || len > SKB_COPY_MAX || skb == 0 {
             return Self::skb_fields_each(skb);
         }
+        let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+            return Self::skb_fields_each(skb);
+        };
         // SAFETY: `skb` in scratch is SKB_COPY_MAX bytes of this CPU's map value and
         // len <= SKB_COPY_MAX; the helper checks the source address.
         let copy = unsafe { addr_of_mut!((*scratch).skb).cast::<u8>() };
@@ -381,7 +410,7 @@ impl Probe {
                 Probe::read(base, off)
             }
         }
-        Each::skb_fields(skb, core::ptr::null_mut())
+        Each::skb_fields(skb)
     }
 }
 
@@ -457,11 +486,17 @@ fn count_seen(reason: u32) -> Option<*mut ReasonCounter> {
     None
 }
 
-/// Builds the record in the per-CPU scratch buffer and copies `48 + cap_len` bytes of it to
-/// the ring. `Err` only when the record could not be put in the ring.
+/// Writes the record into this CPU's ring and publishes it. `Err` only when it could not be
+/// put in the ring (no room, or no ring for this CPU).
 #[inline(always)]
 fn emit<M: Kmem>(skb: u64, location: u64, reason: u32, ts_ns: u64) -> Result<(), ()> {
-    let scratch = SCRATCH.get_ptr_mut(0).ok_or(())?;
+    let blocks = cfg(addr_of!(CONFIG.ring_blocks));
+    if blocks == 0 {
+        return Err(());
+    }
+    // SAFETY: a helper call without arguments.
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    let pos = RING_POS.get_ptr_mut(cpu).ok_or(())?;
 
     let SkbFields {
         head,
@@ -474,7 +509,7 @@ fn emit<M: Kmem>(skb: u64, location: u64, reason: u32, ts_ns: u64) -> Result<(),
         dev,
         iif,
         sk,
-    } = M::skb_fields(skb, scratch);
+    } = M::skb_fields(skb);
 
     let mut flags = 0u8;
     // No MAC header, or an empty one (L3 devices such as tun or wireguard set mac_header
@@ -529,12 +564,61 @@ fn emit<M: Kmem>(skb: u64, location: u64, reason: u32, ts_ns: u64) -> Result<(),
     if cap > MAX_SNAPLEN {
         cap = MAX_SNAPLEN;
     }
+
+    // Room in the ring: the frame goes at `prod`, or at the next block when it would cross
+    // this one's end. `limit` is this CPU's cached `cons + ring bytes`; the reader's line is
+    // read only when the frame would pass it.
+    let total = (FRAME_HDR_LEN + EVENT_LEN + cap + 7) & !7;
+    // SAFETY: `pos` is this CPU's RING_POS element; only this CPU's program writes `prod`
+    // and `limit` (no nested runs on one CPU), user space writes `cons` (read volatile).
+    let prod = unsafe { read_volatile(addr_of!((*pos).prod)) };
+    let off = prod & (BLOCK - 1);
+    let at = if off + u64::from(total) > BLOCK {
+        prod + (BLOCK - off)
+    } else {
+        prod
+    };
+    let end = at + u64::from(total);
+    // SAFETY: as above.
+    unsafe {
+        if end > (*pos).limit {
+            let cons = read_volatile(addr_of!((*pos).cons));
+            (*pos).limit = cons.wrapping_add(u64::from(blocks) << RING_BLOCK_SHIFT);
+            if end > (*pos).limit {
+                return Err(());
+            }
+        }
+    }
+    let first = u64::from(cpu) * u64::from(blocks);
+    let mask = u64::from(blocks) - 1;
+    if at != prod {
+        // The rest of prod's block stays empty: say so where the reader looks next.
+        let block = RING_DATA
+            .get_ptr_mut((first + ((prod >> RING_BLOCK_SHIFT) & mask)) as u32)
+            .ok_or(())?
+            .cast::<u8>();
+        // SAFETY: the offset is below RING_BLOCK and 8-aligned, the element RING_ELEM bytes.
+        unsafe {
+            write_volatile(
+                block.add((off & (BLOCK - 8)) as usize).cast::<u32>(),
+                FRAME_PAD,
+            )
+        };
+    }
+    let block = RING_DATA
+        .get_ptr_mut((first + ((at >> RING_BLOCK_SHIFT) & mask)) as u32)
+        .ok_or(())?
+        .cast::<u8>();
+    // SAFETY: the offset is below RING_BLOCK and 8-aligned, and a frame is at most MAX_FRAME
+    // bytes: RING_ELEM = RING_BLOCK + MAX_FRAME holds it (the verifier checks this too).
+    let frame = unsafe { block.add((at & (BLOCK - 8)) as usize) };
+
     if cap > 0 {
-        // SAFETY: scratch is this CPU's map value; the destination range
-        // [data, data + cap) lies inside it because cap <= MAX_SNAPLEN.
+        // SAFETY: [frame + PACKET_OFF, + cap) lies in the element (see above); the helper
+        // checks the source address.
         let ret = unsafe {
             read_raw(
-                addr_of_mut!((*scratch).data).cast::<c_void>(),
+                frame.add(PACKET_OFF).cast::<c_void>(),
                 cap,
                 start as *const c_void,
             )
@@ -564,58 +648,45 @@ fn emit<M: Kmem>(skb: u64, location: u64, reason: u32, ts_ns: u64) -> Result<(),
     }
     let netns_ino: u32 = M::read(net, cfg(addr_of!(CONFIG.off_net_inum))).unwrap_or(0);
 
-    // SAFETY: scratch is this CPU's map value, large enough for the event; the fields are
-    // written one by one so that no store covers `_pad` alone (a byte array the compiler
-    // would clear with a memset call).
+    // SAFETY: the frame header and event lie in the element (see above); the fields are
+    // written one by one, volatile (see the publishing store below), so that no store covers `_pad` alone (a byte array the compiler
+    // would clear with a memset call). A failed packet read leaves zeros the frame length
+    // still covers; `cap_len` says 0.
     unsafe {
-        let ev = addr_of_mut!((*scratch).ev);
-        addr_of_mut!((*ev).hdr).write(RecordHeader {
-            version: ABI_VERSION,
-            kind: KIND_KFREE_SKB,
-            hdr_len: EVENT_LEN as u16,
-            cpu: bpf_get_smp_processor_id(),
-            ts_ns,
-        });
-        addr_of_mut!((*ev).location).write(location);
-        addr_of_mut!((*ev).reason).write(reason);
-        addr_of_mut!((*ev).ifindex).write(ifindex);
-        addr_of_mut!((*ev).netns_ino).write(netns_ino);
-        addr_of_mut!((*ev).orig_len).write(orig_len);
-        addr_of_mut!((*ev).cap_len).write(cap as u16);
-        addr_of_mut!((*ev).protocol).write(protocol);
+        write_volatile(
+            frame.cast::<FrameHeader>(),
+            FrameHeader {
+                len: total,
+                _reserved: 0,
+            },
+        );
+        let ev = frame.add(FRAME_HDR_LEN as usize).cast::<KfreeSkbEvent>();
+        write_volatile(
+            addr_of_mut!((*ev).hdr),
+            RecordHeader {
+                version: ABI_VERSION,
+                kind: KIND_KFREE_SKB,
+                hdr_len: EVENT_LEN as u16,
+                cpu,
+                ts_ns,
+            },
+        );
+        write_volatile(addr_of_mut!((*ev).location), location);
+        write_volatile(addr_of_mut!((*ev).reason), reason);
+        write_volatile(addr_of_mut!((*ev).ifindex), ifindex);
+        write_volatile(addr_of_mut!((*ev).netns_ino), netns_ino);
+        write_volatile(addr_of_mut!((*ev).orig_len), orig_len);
+        write_volatile(addr_of_mut!((*ev).cap_len), cap as u16);
+        write_volatile(addr_of_mut!((*ev).protocol), protocol);
         // `flags` and the three zero padding bytes after it, in one aligned store.
-        addr_of_mut!((*ev).flags)
-            .cast::<u32>()
-            .write(u32::from(flags));
+        write_volatile(addr_of_mut!((*ev).flags).cast::<u32>(), u32::from(flags));
     }
-
-    let total = EVENT_LEN + cap;
-    // SAFETY: `total` <= size_of::<Scratch>() because cap <= MAX_SNAPLEN; the slice lives in
-    // the map value for the duration of the helper call.
-    let record = unsafe { core::slice::from_raw_parts(scratch.cast::<u8>(), total as usize) };
-    // Wake the reader only once enough is waiting (see ProbeConfig::wakeup_bytes). Asking the
-    // ring how much waits costs a helper call and a read of the consumer's cache line, so each
-    // CPU asks only every WAKEUP_CHECK_EVERY records: the reader is woken at most that many
-    // records late (it also polls every few milliseconds).
-    let wakeup = cfg(addr_of!(CONFIG.wakeup_bytes));
-    let flags = if wakeup == 0 {
-        0
-    } else {
-        // SAFETY: this CPU's scratch value; see stat_inc for why a plain update cannot race.
-        let left = unsafe { &mut *addr_of_mut!((*scratch).until_wakeup_check) };
-        if *left == 0 {
-            *left = WAKEUP_CHECK_EVERY - 1;
-            if EVENTS.query(BPF_RB_AVAIL_DATA) >= u64::from(wakeup) {
-                BPF_RB_FORCE_WAKEUP
-            } else {
-                BPF_RB_NO_WAKEUP
-            }
-        } else {
-            *left -= 1;
-            BPF_RB_NO_WAKEUP
-        }
-    };
-    EVENTS.output::<[u8]>(record, flags).map_err(|_| ())
+    // Publish: the stores above are volatile, so the compiler keeps them before this one
+    // (the packet bytes were written by the helper call before them); on x86-64 the CPU
+    // keeps stores in order too (see the module doc).
+    // SAFETY: this CPU's RING_POS element; see above.
+    unsafe { write_volatile(addr_of_mut!((*pos).prod), end) };
+    Ok(())
 }
 
 #[cfg(not(target_arch = "bpf"))]

@@ -145,8 +145,9 @@ pub struct CaptureArgs {
     /// Bytes of each packet to keep, from its MAC header (max 2048).
     #[arg(short = 's', long = "snaplen", default_value_t = engine::DEFAULT_SNAPLEN, value_name = "SNAPLEN")]
     pub snaplen: u32,
-    /// Size of the kernel ring buffer, in MiB (rounded up to a power of two).
-    #[arg(long = "ring-size", default_value_t = 16, value_name = "MIB")]
+    /// Size of each CPU's kernel ring, in MiB (rounded up to a power of two, at most 256).
+    /// A full ring loses drops (counted, shown in the summary); raise it for long storms.
+    #[arg(long = "ring-size", default_value_t = 4, value_name = "MIB")]
     pub ring_size_mib: u32,
     /// Cilium monitor socket (with --source cilium).
     #[arg(

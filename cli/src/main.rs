@@ -210,7 +210,7 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
         sources.push(match kind {
             args::SourceKind::Kernel => engine::sources::kernel(&engine::sources::KernelOptions {
                 snaplen,
-                ring_bytes: c.ring_size_mib.saturating_mul(1 << 20),
+                ring_bytes_per_cpu: u64::from(c.ring_size_mib) << 20,
             })?,
             args::SourceKind::Cilium => {
                 engine::sources::cilium_socket(&engine::sources::CiliumSocketOptions {

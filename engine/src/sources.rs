@@ -21,7 +21,8 @@ use crate::pipeline::{SourceFn, SourceReport};
 
 pub struct KernelOptions {
     pub snaplen: u32,
-    pub ring_bytes: u32,
+    /// Bytes of each CPU's ring.
+    pub ring_bytes_per_cpu: u64,
 }
 
 fn loss(stage: &str, kind: &str, count: u64) -> StageLoss {
@@ -37,15 +38,13 @@ fn loss(stage: &str, kind: &str, count: u64) -> StageLoss {
 pub fn kernel(o: &KernelOptions) -> Result<SourceFn<'static>> {
     let mut src = KernelSource::open(&LoadOptions {
         snaplen: o.snaplen,
-        ring_bytes: o.ring_bytes,
+        ring_bytes_per_cpu: o.ring_bytes_per_cpu,
         attach: AttachMode::Auto,
     })?;
     let mode = src.mode();
     Ok(Box::new(
         move |tx: &Sender<Batch>, stop: &AtomicBool| -> Result<SourceReport> {
-            let stats = src
-                .run(tx, stop, 256)
-                .context("reading the kernel ring buffer")?;
+            let stats = src.run(tx, stop, 256).context("reading the kernel rings")?;
             let counters = src
                 .kernel_counters()
                 .context("reading the kernel program's counters")?;
@@ -75,6 +74,9 @@ pub fn kernel(o: &KernelOptions) -> Result<SourceFn<'static>> {
             report
                 .losses
                 .push(loss("source", "malformed_bad_header_len", m.bad_header_len));
+            report
+                .losses
+                .push(loss("source", "malformed_bad_frame", m.bad_frame));
             report
                 .losses
                 .push(loss("kernel", "reason_map_full", counters.reason_map_full));

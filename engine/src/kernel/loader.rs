@@ -18,8 +18,8 @@ use aya::{
     Ebpf, EbpfError, EbpfLoader,
 };
 use capture_common::{
-    ProbeConfig, DEFAULT_SNAPLEN, GLOBAL_CONFIG, MAP_EVENTS, MAX_SNAPLEN, OFF_ABSENT, PROG_TP_BTF,
-    PROG_TRACEPOINT, SKB_COPY_MAX,
+    ProbeConfig, DEFAULT_SNAPLEN, GLOBAL_CONFIG, MAP_RING_DATA, MAP_RING_POS, MAX_SNAPLEN,
+    OFF_ABSENT, PROG_TP_BTF, PROG_TRACEPOINT, SKB_COPY_MAX,
 };
 
 use super::btf::{Btf, BtfError, VMLINUX_BTF};
@@ -35,10 +35,10 @@ pub const KFREE_SKB_FORMAT_PATHS: [&str; 2] = [
     "/sys/kernel/debug/tracing/events/skb/kfree_skb/format",
 ];
 
-/// Default ring buffer size (bytes).
-pub const DEFAULT_RING_BYTES: u32 = 16 << 20;
-/// Largest ring buffer accepted (bytes).
-pub const MAX_RING_BYTES: u32 = 1 << 30;
+/// Default size of each CPU's ring (bytes): 4 MiB holds about 25,000 records of a 64-byte
+/// UDP packet, i.e. 40 ms of a one-CPU storm at 600,000 drops/s against the reader's 2 ms
+/// polls.
+pub const DEFAULT_RING_BYTES_PER_CPU: u64 = 4 << 20;
 
 const PERMISSION_HINT: &str = "loading the eBPF program needs CAP_BPF, CAP_PERFMON and \
 CAP_NET_ADMIN (or CAP_SYS_ADMIN on kernels before 5.8); run as root or grant them";
@@ -96,8 +96,9 @@ impl AttachMode {
 pub struct LoadOptions {
     /// Packet bytes to copy per drop (clamped to `MAX_SNAPLEN`).
     pub snaplen: u32,
-    /// Ring buffer size in bytes (rounded up to a power of two of at least one page).
-    pub ring_bytes: u32,
+    /// Size of each CPU's ring in bytes (rounded up to a power of two of 64 KiB blocks, at
+    /// most 256 MiB).
+    pub ring_bytes_per_cpu: u64,
     pub attach: AttachMode,
 }
 
@@ -105,7 +106,7 @@ impl Default for LoadOptions {
     fn default() -> Self {
         LoadOptions {
             snaplen: DEFAULT_SNAPLEN,
-            ring_bytes: DEFAULT_RING_BYTES,
+            ring_bytes_per_cpu: DEFAULT_RING_BYTES_PER_CPU,
             attach: AttachMode::Auto,
         }
     }
@@ -142,6 +143,8 @@ pub struct Loaded {
     pub ebpf: Ebpf,
     pub attached: Attached,
     pub config: ProbeConfig,
+    /// CPUs the rings were made for.
+    pub cpus: u32,
 }
 
 /// Parses a tracepoint `format` file into the kfree_skb field offsets.
@@ -262,7 +265,7 @@ pub fn probe_config(
         off_dev_nd_net: optional("net_device", "nd_net.net", 8),
         off_sk_net: optional("sock", "__sk_common.skc_net.net", 8),
         off_net_inum: optional("net", "ns.inum", 4),
-        wakeup_bytes: 0,
+        ring_blocks: 0,
         skb_copy_off: 0,
         skb_copy_len: 0,
     };
@@ -316,13 +319,17 @@ fn check_size(btf: &Btf, owner: &str, path: &str, size: u32) -> Result<(), BtfEr
     }
 }
 
-/// Rounds a requested ring size to what the kernel accepts: a power of two, at least one page.
-pub fn ring_size(bytes: u32) -> u32 {
-    // SAFETY: sysconf has no preconditions.
-    let page = u32::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
-        .unwrap_or(4096)
-        .max(4096);
-    bytes.clamp(page, MAX_RING_BYTES).next_power_of_two()
+/// CPUs the kernel may run the program on (`/sys/devices/system/cpu/possible`): one ring
+/// each, since `bpf_get_smp_processor_id()` can be any of them.
+pub fn possible_cpus() -> Result<u32, LoadError> {
+    let n = aya::util::nr_cpus().map_err(|(path, e)| LoadError::Ebpf {
+        step: "counting CPUs",
+        message: format!("{path}: {e}"),
+    })?;
+    u32::try_from(n).map_err(|_| LoadError::Ebpf {
+        step: "counting CPUs",
+        message: format!("{n} CPUs"),
+    })
 }
 
 /// Raises RLIMIT_MEMLOCK for kernels before 5.11; failure is expected on newer kernels.
@@ -340,10 +347,12 @@ fn raise_memlock() {
     }
 }
 
-/// Loads the object with `config` written into `.rodata` and the ring sized `ring_bytes`.
+/// Loads the object with `config` written into `.rodata` and rings for `cpus` CPUs of
+/// `config.ring_blocks` blocks each (0 blocks: one-element maps, and the program counts
+/// every drop as ring-full).
 pub fn load_object(
     config: &ProbeConfig,
-    ring_bytes: u32,
+    cpus: u32,
     btf: Option<&aya::Btf>,
 ) -> Result<Ebpf, LoadError> {
     let obj = object();
@@ -354,7 +363,12 @@ pub fn load_object(
     let mut loader = EbpfLoader::new();
     loader.btf(btf);
     loader.override_global(GLOBAL_CONFIG, config, true);
-    loader.map_max_entries(MAP_EVENTS, ring_size(ring_bytes));
+    let cpus = cpus.max(1);
+    loader.map_max_entries(
+        MAP_RING_DATA,
+        cpus.saturating_mul(config.ring_blocks).max(1),
+    );
+    loader.map_max_entries(MAP_RING_POS, cpus);
     loader
         .load(obj)
         .map_err(|e| classify("loading the eBPF object", PROG_TP_BTF, &e))
@@ -386,9 +400,9 @@ pub fn load_and_attach(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         },
     })?;
     let mut config = config;
-    // Wake the reader when an eighth of the ring is waiting; it also polls every few ms.
-    config.wakeup_bytes = ring_size(opts.ring_bytes) / 8;
-    let mut ebpf = load_object(&config, opts.ring_bytes, Some(&aya_btf))?;
+    config.ring_blocks = super::ring::blocks_for(opts.ring_bytes_per_cpu);
+    let cpus = possible_cpus()?;
+    let mut ebpf = load_object(&config, cpus, Some(&aya_btf))?;
 
     let attached = match opts.attach {
         AttachMode::TpBtf => attach_tp_btf(&mut ebpf, &aya_btf)?,
@@ -414,6 +428,7 @@ pub fn load_and_attach(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         ebpf,
         attached,
         config,
+        cpus,
     })
 }
 
@@ -663,7 +678,7 @@ print fmt: \"skbaddr=%p\", REC->skbaddr
                 off_dev_nd_net: 64,
                 off_sk_net: 48,
                 off_net_inum: 24,
-                wakeup_bytes: 0,
+                ring_blocks: 0,
                 // dev (16) .. data (200 + 8)
                 skb_copy_off: 16,
                 skb_copy_len: 192,
@@ -783,16 +798,15 @@ print fmt: \"skbaddr=%p\", REC->skbaddr
             err.to_string(),
             "this build has no eBPF object; rebuild without AYA_BUILD_SKIP"
         );
-        let err = load_object(&ProbeConfig::default(), 0, None).err().unwrap();
+        let err = load_object(&ProbeConfig::default(), 1, None).err().unwrap();
         assert!(matches!(err, LoadError::NoObject));
     }
 
     #[test]
-    fn ring_sizes() {
-        assert_eq!(ring_size(0), 4096);
-        assert_eq!(ring_size(5000), 8192);
-        assert_eq!(ring_size(16 << 20), 16 << 20);
-        assert_eq!(ring_size(u32::MAX), MAX_RING_BYTES);
+    fn possible_cpus_cover_the_online_ones() {
+        let possible = possible_cpus().unwrap();
+        let online = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+        assert!(possible >= online, "{possible} possible < {online} usable");
     }
 
     #[test]

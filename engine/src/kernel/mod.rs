@@ -16,6 +16,7 @@ pub mod kallsyms;
 pub mod loader;
 pub mod reasons;
 pub mod record;
+pub mod ring;
 pub mod source;
 pub mod testing;
 

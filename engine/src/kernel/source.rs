@@ -1,6 +1,6 @@
 //! `KernelSource`: the kernel drop capture as a pipeline source. It owns the loaded eBPF
-//! object, reads the ring buffer, decodes records into [`Event`]s and sends them in
-//! [`Batch`]es.
+//! object, reads the per-CPU rings ([`super::ring`]), decodes records into [`Event`]s and
+//! sends them in [`Batch`]es, each sorted by time (the rings are read one CPU after another).
 //!
 //! Accounting is exact: the kernel counts every drop per reason before it touches the ring,
 //! and on stop this source detaches the program first, then drains the ring completely, so
@@ -14,20 +14,20 @@
 
 use std::{
     collections::BTreeMap,
-    os::fd::{AsRawFd, RawFd},
+    os::fd::AsFd,
     sync::atomic::{AtomicBool, Ordering},
     time::Duration,
 };
 
 use aya::{
-    maps::{MapData, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Map, MapData, PerCpuArray, PerCpuHashMap},
     programs::{BtfTracePoint, TracePoint},
     Ebpf,
 };
 use bytes::BytesMut;
 use capture_common::{
-    KfreeSkbEvent, ProbeConfig, ReasonCounter, FLAG_L3, MAP_EVENTS, MAP_REASON_ARRAY,
-    MAP_REASON_COUNTS, MAP_STATS, PROG_TP_BTF, PROG_TRACEPOINT, STAT_READ_FAILED,
+    KfreeSkbEvent, ProbeConfig, ReasonCounter, FLAG_L3, MAP_REASON_ARRAY, MAP_REASON_COUNTS,
+    MAP_RING_DATA, MAP_RING_POS, MAP_STATS, PROG_TP_BTF, PROG_TRACEPOINT, STAT_READ_FAILED,
     STAT_REASON_MAP_FULL, STAT_RING_FULL,
 };
 use crossbeam_channel::Sender;
@@ -35,11 +35,16 @@ use crossbeam_channel::Sender;
 use super::{
     loader::{self, AttachMode, Attached, LoadError, LoadOptions},
     record::{self, RecordError},
+    ring::PerCpuRings,
 };
 use crate::event::{Batch, Cause, Event, LinkType};
 
-/// How long one poll waits before re-checking the stop flag.
-const POLL_TIMEOUT_MS: i32 = 5;
+/// Pause after a pass over the rings that found little: the kernel program never wakes the
+/// reader (that would cost the dropping CPU an IPI), so the reader polls. 2 ms keeps the
+/// delay short and costs a few hundred wakeups a second when idle.
+const POLL_INTERVAL: Duration = Duration::from_millis(2);
+/// A pass that consumed at least this many bytes is followed by another at once.
+const BUSY_PASS_BYTES: u64 = 256 << 10;
 /// Pause between detaching and the final drain, so programs already running finish.
 const DETACH_GRACE: Duration = Duration::from_millis(20);
 
@@ -51,8 +56,8 @@ pub enum SourceError {
     MissingMap { name: &'static str },
     #[error("reading map {name} failed: {message}")]
     Map { name: &'static str, message: String },
-    #[error("polling the ring buffer failed: {0}")]
-    Poll(std::io::Error),
+    #[error("mapping the per-CPU rings failed: {0}")]
+    Mmap(std::io::Error),
     #[error("detaching the kfree_skb program failed: {0}")]
     Detach(String),
     #[error("the event receiver hung up after {delivered} events")]
@@ -66,11 +71,14 @@ pub struct MalformedCounts {
     pub bad_version: u64,
     pub bad_kind: u64,
     pub bad_header_len: u64,
+    /// Ring frames with an impossible length (the rest of their block was skipped, so the
+    /// records in it are missing from `delivered`: the reconciliation shows them).
+    pub bad_frame: u64,
 }
 
 impl MalformedCounts {
     pub fn total(&self) -> u64 {
-        self.too_short + self.bad_version + self.bad_kind + self.bad_header_len
+        self.too_short + self.bad_version + self.bad_kind + self.bad_header_len + self.bad_frame
     }
 
     fn count(&mut self, e: RecordError) {
@@ -221,8 +229,11 @@ impl BatchBuilder {
         self.pending.is_empty()
     }
 
-    /// Turns the pending records into a batch (one shared buffer, sliced per event).
+    /// Turns the pending records into a batch (one shared buffer, sliced per event), in time
+    /// order: the per-CPU rings come in one CPU after another.
     pub fn take(&mut self) -> Batch {
+        // Stable and run-aware: already-sorted runs (one per CPU) merge in linear time.
+        self.pending.sort_by_key(|p| p.ev.hdr.ts_ns);
         // The next batch likely needs about as many bytes: allocate them once, up front.
         let next = BytesMut::with_capacity(self.buf.len());
         let bytes = std::mem::replace(&mut self.buf, next).freeze();
@@ -239,11 +250,24 @@ impl BatchBuilder {
 
 /// The kernel drop source.
 pub struct KernelSource {
+    // Field order matters: the mappings go before the maps whose fds they came from.
+    rings: PerCpuRings,
+    _ring_maps: (MapData, MapData),
     ebpf: Ebpf,
-    ring: RingBuf<MapData>,
     attached: Option<Attached>,
     mode: AttachMode,
     config: ProbeConfig,
+}
+
+fn array_map(ebpf: &mut Ebpf, name: &'static str) -> Result<MapData, SourceError> {
+    match ebpf.take_map(name) {
+        Some(Map::Array(data)) => Ok(data),
+        Some(_) => Err(SourceError::Map {
+            name,
+            message: "not an array map".to_string(),
+        }),
+        None => Err(SourceError::MissingMap { name }),
+    }
 }
 
 impl KernelSource {
@@ -253,18 +277,22 @@ impl KernelSource {
             mut ebpf,
             attached,
             config,
+            cpus,
         } = loader::load_and_attach(opts)?;
-        let map = ebpf
-            .take_map(MAP_EVENTS)
-            .ok_or(SourceError::MissingMap { name: MAP_EVENTS })?;
-        let ring = RingBuf::try_from(map).map_err(|e| SourceError::Map {
-            name: MAP_EVENTS,
-            message: e.to_string(),
-        })?;
+        let data = array_map(&mut ebpf, MAP_RING_DATA)?;
+        let pos = array_map(&mut ebpf, MAP_RING_POS)?;
+        let rings = PerCpuRings::map(
+            data.fd().as_fd(),
+            pos.fd().as_fd(),
+            cpus,
+            config.ring_blocks,
+        )
+        .map_err(SourceError::Mmap)?;
         let mode = attached.mode();
         Ok(KernelSource {
+            rings,
+            _ring_maps: (data, pos),
             ebpf,
-            ring,
             attached: Some(attached),
             mode,
             config,
@@ -286,8 +314,8 @@ impl KernelSource {
         self.attached.is_some()
     }
 
-    /// Reads the ring until `stop` is set, sending batches of at most `batch_max` events.
-    /// On stop: detaches the program, drains the ring completely, then returns.
+    /// Reads the rings until `stop` is set, sending batches of at most `batch_max` events.
+    /// On stop: detaches the program, drains the rings completely, then returns.
     pub fn run(
         &mut self,
         tx: &Sender<Batch>,
@@ -295,7 +323,6 @@ impl KernelSource {
         batch_max: usize,
     ) -> Result<SourceStats, SourceError> {
         let mut builder = BatchBuilder::new(batch_max, ClockOffset::now());
-        let fd = self.ring.as_raw_fd();
         loop {
             if stop.load(Ordering::Relaxed) {
                 self.detach()?;
@@ -306,24 +333,32 @@ impl KernelSource {
                 self.drain(&mut builder, tx)?;
                 return Ok(builder.stats);
             }
-            poll_readable(fd, POLL_TIMEOUT_MS)?;
-            self.drain(&mut builder, tx)?;
+            if self.drain(&mut builder, tx)? < BUSY_PASS_BYTES {
+                std::thread::sleep(POLL_INTERVAL);
+            }
         }
     }
 
-    /// Reads every record now in the ring, sending full batches and then the remainder.
-    fn drain(&mut self, builder: &mut BatchBuilder, tx: &Sender<Batch>) -> Result<(), SourceError> {
-        while let Some(item) = self.ring.next() {
-            let full = builder.push(&item);
-            drop(item);
-            if full {
-                send(builder, tx)?;
+    /// Reads every record now in the rings, sending full batches and then the remainder;
+    /// returns the bytes consumed.
+    fn drain(
+        &mut self,
+        builder: &mut BatchBuilder,
+        tx: &Sender<Batch>,
+    ) -> Result<u64, SourceError> {
+        let mut sent: Result<(), SourceError> = Ok(());
+        let bad_before = self.rings.stats().bad_frames;
+        let consumed = self.rings.drain(|rec| {
+            if builder.push(rec) && sent.is_ok() {
+                sent = send(builder, tx);
             }
-        }
+        });
+        builder.stats.malformed.bad_frame += self.rings.stats().bad_frames - bad_before;
+        sent?;
         if !builder.is_empty() {
             send(builder, tx)?;
         }
-        Ok(())
+        Ok(consumed)
     }
 
     /// Detaches the kfree_skb program (idempotent).
@@ -453,24 +488,6 @@ fn send(builder: &mut BatchBuilder, tx: &Sender<Batch>) -> Result<(), SourceErro
     })
 }
 
-/// Waits until `fd` is readable or `timeout_ms` passes; EINTR counts as a timeout.
-fn poll_readable(fd: RawFd, timeout_ms: i32) -> Result<(), SourceError> {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd owned by this frame; fd stays open (owned by self.ring).
-    let n = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
-    if n < 0 {
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
-            return Err(SourceError::Poll(e));
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -556,7 +573,7 @@ mod tests {
     fn malformed_kinds_are_counted() {
         let mut b = BatchBuilder::new(8, ClockOffset::from_offset(0));
         let mut bad_version = rec(&ev(3, 0, 0), &[]);
-        bad_version[0] = 2;
+        bad_version[0] = ABI_VERSION + 1;
         let mut bad_kind = rec(&ev(3, 0, 0), &[]);
         bad_kind[1] = 9;
         let mut bad_hdr = rec(&ev(3, 0, 0), &[]);
@@ -572,7 +589,8 @@ mod tests {
                 too_short: 1,
                 bad_version: 1,
                 bad_kind: 1,
-                bad_header_len: 1
+                bad_header_len: 1,
+                bad_frame: 0,
             }
         );
         assert_eq!(b.stats.malformed.total(), 4);

@@ -124,7 +124,7 @@ fn attach_here(netns: &str, ifname: &str) -> Result<aya::Ebpf, LoadError> {
         off_net_inum: OFF_ABSENT,
         ..ProbeConfig::default()
     };
-    let mut ebpf = loader::load_object(&config, 0, None)?;
+    let mut ebpf = loader::load_object(&config, 1, None)?;
     let prog: &mut SchedClassifier = ebpf
         .program_mut(PROG_TC_SHOT)
         .ok_or(LoadError::Ebpf {

@@ -1,0 +1,476 @@
+//! The reading side of the kernel program's per-CPU rings (layout: capture-common's
+//! [`RingPos`] and [`RING_BLOCK`] docs): two `BPF_F_MMAPABLE` array maps mapped into this
+//! process, one holding every CPU's ring blocks, one each CPU's positions.
+//!
+//! For each CPU the reader takes `prod` (acquire), walks the frames between its `cons` and
+//! `prod`, hands each record to a callback, and stores the new `cons` (release), which is
+//! what lets the kernel program reuse the space. Frames are untrusted: a length that is not
+//! a multiple of 8, shorter than a frame header, crossing its block, or past `prod` is counted
+//! ([`RingStats::bad_frames`]) and reading goes on at the next block (the kernel program
+//! starts a block with a fresh frame, so that is the next place a frame boundary is known).
+//!
+//! Must never: read at or past `prod` (the producer may be writing there), dereference a
+//! position outside the mapped area, or store a `cons` past `prod`.
+
+use std::{
+    io,
+    os::fd::{AsRawFd, BorrowedFd},
+    ptr::NonNull,
+    sync::atomic::{AtomicU64, Ordering},
+};
+
+use capture_common::{FrameHeader, RingPos, FRAME_PAD, RING_BLOCK, RING_BLOCK_SHIFT, RING_ELEM};
+
+const FRAME_HDR: u64 = std::mem::size_of::<FrameHeader>() as u64;
+const BLOCK: u64 = RING_BLOCK as u64;
+
+/// One shared mapping of a map's values; unmapped on drop.
+struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+impl Mapping {
+    fn new(fd: BorrowedFd<'_>, len: usize, writable: bool) -> io::Result<Self> {
+        let prot = if writable {
+            libc::PROT_READ | libc::PROT_WRITE
+        } else {
+            libc::PROT_READ
+        };
+        // SAFETY: a fresh shared mapping of `len` bytes of the map's values at offset 0; the
+        // kernel checks `len` against the array's size and the fd stays open while we live
+        // (the caller keeps the map).
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                prot,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave NULL"))?;
+        Ok(Mapping { ptr, len })
+    }
+
+    /// Zeroed private memory of `len` bytes (rings without a kernel: tests and benches).
+    fn anonymous(len: usize) -> io::Result<Self> {
+        // SAFETY: a fresh anonymous mapping; no file involved.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave NULL"))?;
+        Ok(Mapping { ptr, len })
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `new`; no reference into it outlives
+        // self (readers copy the bytes out before returning).
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+// SAFETY: the mapping is plain shared memory; all access goes through raw pointers with
+// atomics for the positions.
+unsafe impl Send for Mapping {}
+
+/// Page-rounded size of an mmap-able array's values (what the kernel lets one map).
+fn array_bytes(entries: usize, value_size: usize) -> usize {
+    let elem = value_size.next_multiple_of(8);
+    let page = page_size();
+    entries.saturating_mul(elem).next_multiple_of(page)
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(p).ok().filter(|&p| p > 0).unwrap_or(4096)
+}
+
+/// The u64 at `offset` in `cpu`'s [`RingPos`], as an atomic (the kernel writes these words
+/// concurrently). `cpu` must be below the CPU count the mapping was made for.
+fn pos_word(pos: &Mapping, cpu: u32, offset: usize) -> &AtomicU64 {
+    let at = cpu as usize * std::mem::size_of::<RingPos>() + offset;
+    assert!(
+        at + 8 <= pos.len && offset.is_multiple_of(8),
+        "ring position out of the mapping"
+    );
+    // SAFETY: `at + 8` is inside the mapping (asserted); the mapping is page-aligned and
+    // `at` a multiple of 8 (RingPos is 192 bytes, `offset` 8-aligned), so the address is
+    // aligned for a u64; the memory lives as long as `pos`.
+    unsafe { AtomicU64::from_ptr(pos.ptr.as_ptr().add(at).cast::<u64>()) }
+}
+
+/// What reading the rings did, summed over CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RingStats {
+    /// Records handed to the callback.
+    pub records: u64,
+    /// Bytes consumed (frames, padding and skipped bytes).
+    pub bytes: u64,
+    /// Frames whose header was impossible; the rest of their block was skipped.
+    pub bad_frames: u64,
+}
+
+/// The per-CPU rings, mapped.
+pub struct PerCpuRings {
+    data: Mapping,
+    pos: Mapping,
+    cpus: u32,
+    blocks: u32,
+    stats: RingStats,
+}
+
+impl PerCpuRings {
+    /// Maps the rings of `cpus` CPUs with `blocks` blocks each (the sizes the maps were
+    /// created with: `RING_DATA` has `cpus * blocks` elements, `RING_POS` has `cpus`).
+    pub fn map(
+        data_fd: BorrowedFd<'_>,
+        pos_fd: BorrowedFd<'_>,
+        cpus: u32,
+        blocks: u32,
+    ) -> io::Result<Self> {
+        if cpus == 0 || blocks == 0 || !blocks.is_power_of_two() {
+            return Err(io::Error::other(format!(
+                "bad ring geometry: {cpus} CPUs x {blocks} blocks"
+            )));
+        }
+        let entries = (cpus as usize).saturating_mul(blocks as usize);
+        let data = Mapping::new(data_fd, array_bytes(entries, RING_ELEM as usize), false)?;
+        let pos = Mapping::new(
+            pos_fd,
+            array_bytes(cpus as usize, std::mem::size_of::<RingPos>()),
+            true,
+        )?;
+        Ok(PerCpuRings {
+            data,
+            pos,
+            cpus,
+            blocks,
+            stats: RingStats::default(),
+        })
+    }
+
+    /// Rings in ordinary memory, written with [`PerCpuRings::produce`]: for tests and
+    /// benches of the reading side without a kernel.
+    pub fn anonymous(cpus: u32, blocks: u32) -> io::Result<Self> {
+        if cpus == 0 || blocks == 0 || !blocks.is_power_of_two() {
+            return Err(io::Error::other(format!(
+                "bad ring geometry: {cpus} CPUs x {blocks} blocks"
+            )));
+        }
+        let entries = (cpus as usize).saturating_mul(blocks as usize);
+        Ok(PerCpuRings {
+            data: Mapping::anonymous(array_bytes(entries, RING_ELEM as usize))?,
+            pos: Mapping::anonymous(array_bytes(cpus as usize, std::mem::size_of::<RingPos>()))?,
+            cpus,
+            blocks,
+            stats: RingStats::default(),
+        })
+    }
+
+    /// Appends one frame holding `payload` to `cpu`'s ring exactly as the kernel program
+    /// does (padding to the next block when it would cross one, the cached limit); false
+    /// when there is no room. Only for rings made by [`PerCpuRings::anonymous`].
+    pub fn produce(&mut self, cpu: u32, payload: &[u8]) -> bool {
+        if cpu >= self.cpus
+            || payload.len() as u64 + FRAME_HDR > u64::from(capture_common::MAX_FRAME)
+        {
+            return false;
+        }
+        let total = (payload.len() as u64 + FRAME_HDR).next_multiple_of(8);
+        let prod =
+            pos_word(&self.pos, cpu, std::mem::offset_of!(RingPos, prod)).load(Ordering::Relaxed);
+        let off = prod & (BLOCK - 1);
+        let at = if off + total > BLOCK {
+            prod + (BLOCK - off)
+        } else {
+            prod
+        };
+        let end = at + total;
+        let limit_word = pos_word(&self.pos, cpu, std::mem::offset_of!(RingPos, limit));
+        if end > limit_word.load(Ordering::Relaxed) {
+            let cons = pos_word(&self.pos, cpu, std::mem::offset_of!(RingPos, cons))
+                .load(Ordering::Acquire);
+            limit_word.store(cons + self.bytes_per_cpu(), Ordering::Relaxed);
+            if end > cons + self.bytes_per_cpu() {
+                return false;
+            }
+        }
+        let mask = u64::from(self.blocks) - 1;
+        let first = u64::from(cpu) * u64::from(self.blocks);
+        let addr = |pos: u64| {
+            (first + ((pos >> RING_BLOCK_SHIFT) & mask)) as usize * RING_ELEM as usize
+                + (pos & (BLOCK - 1)) as usize
+        };
+        let data = self.data.ptr.as_ptr();
+        if at != prod {
+            // SAFETY: addr() is inside the mapping (element < cpus * blocks, offset < BLOCK
+            // - 8 because positions are 8-aligned); the memory is ours alone.
+            unsafe { std::ptr::write_unaligned(data.add(addr(prod)).cast::<u32>(), FRAME_PAD) };
+        }
+        let frame = addr(at);
+        // SAFETY: the frame fits its block (at most MAX_FRAME < RING_ELEM - offset bytes).
+        unsafe {
+            std::ptr::write_unaligned(data.add(frame).cast::<u32>(), total as u32);
+            std::ptr::write_unaligned(data.add(frame + 4).cast::<u32>(), 0);
+            std::ptr::copy_nonoverlapping(
+                payload.as_ptr(),
+                data.add(frame + FRAME_HDR as usize),
+                payload.len(),
+            );
+        }
+        pos_word(&self.pos, cpu, std::mem::offset_of!(RingPos, prod)).store(end, Ordering::Release);
+        true
+    }
+
+    /// Overwrites 4 bytes at `cpu`'s ring position `pos` (tests: corrupt a frame header).
+    #[doc(hidden)]
+    pub fn poke_u32(&mut self, cpu: u32, pos: u64, value: u32) {
+        let mask = u64::from(self.blocks) - 1;
+        let elem = u64::from(cpu.min(self.cpus - 1)) * u64::from(self.blocks)
+            + ((pos >> RING_BLOCK_SHIFT) & mask);
+        let at = elem as usize * RING_ELEM as usize + (pos & (BLOCK - 8)) as usize;
+        // SAFETY: inside the mapping (element in range, offset below BLOCK).
+        unsafe { std::ptr::write_unaligned(self.data.ptr.as_ptr().add(at).cast::<u32>(), value) };
+    }
+
+    /// Sets `cpu`'s published end (tests: a producer position that cannot be).
+    #[doc(hidden)]
+    pub fn set_prod(&mut self, cpu: u32, prod: u64) {
+        pos_word(
+            &self.pos,
+            cpu.min(self.cpus - 1),
+            std::mem::offset_of!(RingPos, prod),
+        )
+        .store(prod, Ordering::Release);
+    }
+
+    pub fn stats(&self) -> RingStats {
+        self.stats
+    }
+
+    /// Bytes of one CPU's ring.
+    pub fn bytes_per_cpu(&self) -> u64 {
+        u64::from(self.blocks) << RING_BLOCK_SHIFT
+    }
+
+    /// Reads every record published so far on every CPU; returns the bytes consumed.
+    pub fn drain(&mut self, mut on_record: impl FnMut(&[u8])) -> u64 {
+        let mut consumed = 0;
+        for cpu in 0..self.cpus {
+            consumed += self.drain_cpu(cpu, &mut on_record);
+        }
+        consumed
+    }
+
+    fn drain_cpu(&mut self, cpu: u32, on_record: &mut impl FnMut(&[u8])) -> u64 {
+        let prod =
+            pos_word(&self.pos, cpu, std::mem::offset_of!(RingPos, prod)).load(Ordering::Acquire);
+        let cons_word = pos_word(&self.pos, cpu, std::mem::offset_of!(RingPos, cons));
+        let start = cons_word.load(Ordering::Relaxed);
+        let mut cons = start;
+        // A producer never runs more than a ring ahead; if `prod` says otherwise it is not to
+        // be trusted: skip to it (counted as one bad frame).
+        if prod < cons || prod - cons > self.bytes_per_cpu() {
+            if prod != cons {
+                self.stats.bad_frames += 1;
+                cons_word.store(prod, Ordering::Release);
+                return 0;
+            }
+            return 0;
+        }
+        let mask = u64::from(self.blocks) - 1;
+        let first = u64::from(cpu) * u64::from(self.blocks);
+        while cons < prod {
+            let off = cons & (BLOCK - 1);
+            let block_end = cons - off + BLOCK;
+            let elem = first + ((cons >> RING_BLOCK_SHIFT) & mask);
+            // In bounds: elem < cpus * blocks and off + len <= BLOCK < RING_ELEM (checked
+            // below before any read of the frame's bytes).
+            let base = elem as usize * RING_ELEM as usize + off as usize;
+            if off + FRAME_HDR > BLOCK || cons + FRAME_HDR > prod {
+                self.stats.bad_frames += 1;
+                cons = block_end.min(prod);
+                continue;
+            }
+            // SAFETY: [base, base + 8) is inside the data mapping (see above) and before
+            // `prod`, so the producer has finished writing it.
+            let len = u64::from(unsafe {
+                std::ptr::read_unaligned(self.data.ptr.as_ptr().add(base).cast::<u32>())
+            });
+            if len == u64::from(FRAME_PAD) {
+                cons = block_end.min(prod);
+                continue;
+            }
+            if len < FRAME_HDR || len % 8 != 0 || off + len > BLOCK || cons + len > prod {
+                self.stats.bad_frames += 1;
+                cons = block_end.min(prod);
+                continue;
+            }
+            // SAFETY: as above for [base, base + len): inside one block of the mapping and
+            // wholly before `prod`. The slice lives only for the callback, which copies.
+            let frame = unsafe {
+                std::slice::from_raw_parts(self.data.ptr.as_ptr().add(base), len as usize)
+            };
+            on_record(&frame[FRAME_HDR as usize..]);
+            self.stats.records += 1;
+            cons += len;
+        }
+        cons_word.store(cons, Ordering::Release);
+        let n = cons - start;
+        self.stats.bytes += n;
+        n
+    }
+}
+
+/// Blocks per CPU for a requested ring size: a power of two, at least one block.
+pub fn blocks_for(bytes_per_cpu: u64) -> u32 {
+    let blocks = bytes_per_cpu
+        .div_ceil(BLOCK)
+        .clamp(1, u64::from(MAX_BLOCKS));
+    (blocks as u32).next_power_of_two().min(MAX_BLOCKS)
+}
+
+/// Largest ring per CPU: 4096 blocks of 64 KiB (256 MiB).
+pub const MAX_BLOCKS: u32 = 4096;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_counts() {
+        assert_eq!(blocks_for(0), 1);
+        assert_eq!(blocks_for(1), 1);
+        assert_eq!(blocks_for(BLOCK), 1);
+        assert_eq!(blocks_for(BLOCK + 1), 2);
+        assert_eq!(blocks_for(3 * BLOCK), 4);
+        assert_eq!(blocks_for(4 << 20), 64);
+        assert_eq!(blocks_for(u64::MAX), MAX_BLOCKS);
+    }
+
+    fn payload(tag: u8, len: usize) -> Vec<u8> {
+        (0..len).map(|i| tag.wrapping_add(i as u8)).collect()
+    }
+
+    fn drain_all(r: &mut PerCpuRings) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        r.drain(|rec| out.push(rec.to_vec()));
+        out
+    }
+
+    /// Frames come back exactly, with their 8-byte padding (the record parser ignores it).
+    fn unpadded(rec: &[u8], len: usize) -> &[u8] {
+        assert_eq!(
+            rec.len(),
+            len.next_multiple_of(8),
+            "frame payload is padded to 8"
+        );
+        &rec[..len]
+    }
+
+    #[test]
+    fn records_come_back_in_order_per_cpu_across_blocks_and_wraps() {
+        // 2 CPUs x 2 blocks; records of 1000 bytes: 65 fit a block, then a pad frame.
+        let mut r = PerCpuRings::anonymous(2, 2).unwrap();
+        let mut expect: [Vec<Vec<u8>>; 2] = Default::default();
+        let mut seq = 0u32;
+        for _round in 0..20 {
+            for _ in 0..100 {
+                for cpu in 0..2 {
+                    let p = payload(seq as u8, 993 + (seq % 7) as usize);
+                    assert!(r.produce(cpu, &p), "room for record {seq}");
+                    expect[cpu as usize].push(p);
+                    seq += 1;
+                }
+            }
+            let got = drain_all(&mut r);
+            // CPU 0's records first, then CPU 1's, each in order.
+            let flat: Vec<&Vec<u8>> = expect[0].iter().chain(expect[1].iter()).collect();
+            assert_eq!(got.len(), flat.len());
+            for (g, e) in got.iter().zip(flat) {
+                assert_eq!(unpadded(g, e.len()), &e[..]);
+            }
+            expect = Default::default();
+        }
+        let s = r.stats();
+        assert_eq!(s.records, 4000);
+        assert_eq!(s.bad_frames, 0);
+        // Every byte of 20 x 100 records per CPU went through: frames plus pads.
+        assert!(s.bytes > 4000 * 1000);
+    }
+
+    #[test]
+    fn a_full_ring_refuses_until_read() {
+        let mut r = PerCpuRings::anonymous(1, 1).unwrap();
+        let p = payload(1, 1016); // 1024-byte frames: exactly 64 fill the block
+        let mut n = 0;
+        while r.produce(0, &p) {
+            n += 1;
+        }
+        assert_eq!(n, 64);
+        assert!(!r.produce(0, &p));
+        assert_eq!(drain_all(&mut r).len(), 64);
+        // Room again, after the reader's position moved.
+        assert!(r.produce(0, &p));
+        assert_eq!(drain_all(&mut r).len(), 1);
+    }
+
+    #[test]
+    fn bad_frames_are_counted_and_skipped_to_the_next_block() {
+        let mut r = PerCpuRings::anonymous(1, 4).unwrap();
+        let p = payload(7, 100); // 112-byte frames
+        for _ in 0..3 {
+            assert!(r.produce(0, &p));
+        }
+        // Corrupt the second frame's length: not a multiple of 8.
+        r.poke_u32(0, 112, 13);
+        let got = drain_all(&mut r);
+        assert_eq!(
+            got.len(),
+            1,
+            "the first frame only; the rest of the block is skipped"
+        );
+        assert_eq!(r.stats().bad_frames, 1);
+        // A length past the end of the block.
+        let mut r = PerCpuRings::anonymous(1, 4).unwrap();
+        assert!(r.produce(0, &p));
+        r.poke_u32(0, 0, 70_000);
+        assert!(drain_all(&mut r).is_empty());
+        assert_eq!(r.stats().bad_frames, 1);
+        // A producer position more than a ring ahead: skipped to, counted once.
+        let mut r = PerCpuRings::anonymous(1, 1).unwrap();
+        r.set_prod(0, 10 * BLOCK);
+        assert!(drain_all(&mut r).is_empty());
+        assert_eq!(r.stats().bad_frames, 1);
+        // ...and reading goes on from there.
+        assert!(r.produce(0, &p));
+        assert_eq!(drain_all(&mut r).len(), 1);
+        assert_eq!(r.stats().bad_frames, 1);
+    }
+
+    #[test]
+    fn array_sizes_round_to_pages() {
+        let page = page_size();
+        assert_eq!(array_bytes(1, 192), page);
+        assert_eq!(array_bytes(2, RING_ELEM as usize) % page, 0);
+        assert!(array_bytes(2, RING_ELEM as usize) >= 2 * RING_ELEM as usize);
+    }
+}
