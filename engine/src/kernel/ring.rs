@@ -251,6 +251,24 @@ impl PerCpuRings {
         unsafe { std::ptr::write_unaligned(self.data.ptr.as_ptr().add(at).cast::<u32>(), value) };
     }
 
+    /// Overwrites ring bytes from `cpu`'s block 0, offset 0 on, as far as they reach into
+    /// the CPU's blocks (fuzzing: arbitrary ring contents).
+    #[doc(hidden)]
+    pub fn poke_blocks(&mut self, cpu: u32, bytes: &[u8]) {
+        let first = cpu.min(self.cpus - 1) as usize * self.blocks as usize;
+        for (i, chunk) in bytes.chunks(RING_BLOCK as usize).take(self.blocks as usize).enumerate() {
+            let at = (first + i) * RING_ELEM as usize;
+            // SAFETY: element first + i exists (i < blocks) and a chunk is at most one block.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    chunk.as_ptr(),
+                    self.data.ptr.as_ptr().add(at),
+                    chunk.len(),
+                )
+            };
+        }
+    }
+
     /// Sets `cpu`'s published end (tests: a producer position that cannot be).
     #[doc(hidden)]
     pub fn set_prod(&mut self, cpu: u32, prod: u64) {
