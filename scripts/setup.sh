@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything dropscope needs on a fresh machine of this kind (Debian 12, root).
 # Idempotent: each step is skipped when its result is already there.
-#   - Debian packages: tshark, tcpdump, nftables, iptables, iproute2, bpftrace, golang-go
+#   - Debian packages: tshark, tcpdump, nftables, iptables, iproute2, bpftrace, bpftool,
+#     golang-go, hyperfine
 #   - nightly rust-src (for -Z build-std=core, used to build the eBPF object)
 #   - bpf-linker 0.13.0, linked against the nightly toolchain's own LLVM
 #     (Debian's LLVM is too old for it; see shared/docs/ebpf-toolchain.md)
@@ -12,7 +13,7 @@ set -euo pipefail
 log() { printf 'setup: %s\n' "$*" >&2; }
 
 need_pkgs=()
-for p in tshark tcpdump nft iptables ip bpftrace go hyperfine; do
+for p in tshark tcpdump nft iptables ip bpftrace bpftool go hyperfine; do
   command -v "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
@@ -21,7 +22,7 @@ if [ "${#need_pkgs[@]}" -gt 0 ]; then
   echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends \
-    tshark tcpdump nftables iptables iproute2 bpftrace golang-go hyperfine >/dev/null
+    tshark tcpdump nftables iptables iproute2 bpftrace bpftool golang-go hyperfine >/dev/null
 fi
 
 if ! rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^rust-src'; then

@@ -256,7 +256,11 @@ impl PerCpuRings {
     #[doc(hidden)]
     pub fn poke_blocks(&mut self, cpu: u32, bytes: &[u8]) {
         let first = cpu.min(self.cpus - 1) as usize * self.blocks as usize;
-        for (i, chunk) in bytes.chunks(RING_BLOCK as usize).take(self.blocks as usize).enumerate() {
+        for (i, chunk) in bytes
+            .chunks(RING_BLOCK as usize)
+            .take(self.blocks as usize)
+            .enumerate()
+        {
             let at = (first + i) * RING_ELEM as usize;
             // SAFETY: element first + i exists (i < blocks) and a chunk is at most one block.
             unsafe {
