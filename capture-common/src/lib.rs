@@ -193,6 +193,35 @@ pub struct RingPos {
     pub _pad2: [u64; 7],
 }
 
+impl ProbeConfig {
+    /// A configuration with every kernel field absent and no rings: the program counts drops
+    /// (all as ring-full) and reads nothing. The object's `.rodata` default, and what test
+    /// loads that never attach the kfree_skb program use.
+    pub const UNCONFIGURED: ProbeConfig = ProbeConfig {
+        snaplen: DEFAULT_SNAPLEN,
+        tp_off_skbaddr: OFF_ABSENT,
+        tp_off_location: OFF_ABSENT,
+        tp_off_reason: OFF_ABSENT,
+        off_skb_head: OFF_ABSENT,
+        off_skb_data: OFF_ABSENT,
+        off_skb_len: OFF_ABSENT,
+        off_skb_data_len: OFF_ABSENT,
+        off_skb_mac_header: OFF_ABSENT,
+        off_skb_network_header: OFF_ABSENT,
+        off_skb_protocol: OFF_ABSENT,
+        off_skb_dev: OFF_ABSENT,
+        off_skb_iif: OFF_ABSENT,
+        off_skb_sk: OFF_ABSENT,
+        off_dev_ifindex: OFF_ABSENT,
+        off_dev_nd_net: OFF_ABSENT,
+        off_sk_net: OFF_ABSENT,
+        off_net_inum: OFF_ABSENT,
+        ring_blocks: 0,
+        skb_copy_off: 0,
+        skb_copy_len: 0,
+    };
+}
+
 /// Longest `sk_buff` span the tracepoint program copies at once (`ProbeConfig::skb_copy_len`).
 pub const SKB_COPY_MAX: u32 = 256;
 

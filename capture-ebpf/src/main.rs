@@ -45,38 +45,15 @@ use aya_ebpf::{
 };
 use capture_common::{
     FrameHeader, KfreeSkbEvent, ProbeConfig, ReasonCounter, RecordHeader, RingPos, ABI_VERSION,
-    DEFAULT_SNAPLEN, FLAG_L3, FLAG_LINEAR_END, FLAG_READ_FAILED, FRAME_PAD, KIND_KFREE_SKB,
-    MAX_SNAPLEN, OFF_ABSENT, REASON_ARRAY_ENTRIES, REASON_MAP_ENTRIES, RING_BLOCK,
-    RING_BLOCK_SHIFT, RING_ELEM, SKB_COPY_MAX, STAT_COUNT, STAT_READ_FAILED, STAT_REASON_MAP_FULL,
-    STAT_RING_FULL,
+    FLAG_L3, FLAG_LINEAR_END, FLAG_READ_FAILED, FRAME_PAD, KIND_KFREE_SKB, MAX_SNAPLEN, OFF_ABSENT,
+    REASON_ARRAY_ENTRIES, REASON_MAP_ENTRIES, RING_BLOCK, RING_BLOCK_SHIFT, RING_ELEM,
+    SKB_COPY_MAX, STAT_COUNT, STAT_READ_FAILED, STAT_REASON_MAP_FULL, STAT_RING_FULL,
 };
 
-/// Written by user space at load time (`EbpfLoader::override_global`); these defaults make
+/// Written by user space at load time (`EbpfLoader::override_global`); the default makes
 /// every kernel field absent, so an unconfigured program still counts drops safely.
 #[no_mangle]
-static CONFIG: ProbeConfig = ProbeConfig {
-    snaplen: DEFAULT_SNAPLEN,
-    tp_off_skbaddr: OFF_ABSENT,
-    tp_off_location: OFF_ABSENT,
-    tp_off_reason: OFF_ABSENT,
-    off_skb_head: OFF_ABSENT,
-    off_skb_data: OFF_ABSENT,
-    off_skb_len: OFF_ABSENT,
-    off_skb_data_len: OFF_ABSENT,
-    off_skb_mac_header: OFF_ABSENT,
-    off_skb_network_header: OFF_ABSENT,
-    off_skb_protocol: OFF_ABSENT,
-    off_skb_dev: OFF_ABSENT,
-    off_skb_iif: OFF_ABSENT,
-    off_skb_sk: OFF_ABSENT,
-    off_dev_ifindex: OFF_ABSENT,
-    off_dev_nd_net: OFF_ABSENT,
-    off_sk_net: OFF_ABSENT,
-    off_net_inum: OFF_ABSENT,
-    ring_blocks: 0,
-    skb_copy_off: 0,
-    skb_copy_len: 0,
-};
+static CONFIG: ProbeConfig = ProbeConfig::UNCONFIGURED;
 
 /// Puts the ABI types into the object's BTF, where an engine test compares their layout with
 /// capture-common's (the maps above are legacy maps, whose value types BTF does not see).

@@ -61,22 +61,11 @@ pub fn kernel(o: &KernelOptions) -> Result<SourceFn<'static>> {
             }
             // Reasons that found no slot in the kernel's per-reason map are only in the totals.
             report.observed = Some(observed);
-            let m = stats.malformed;
-            report
-                .losses
-                .push(loss("source", "malformed_too_short", m.too_short));
-            report
-                .losses
-                .push(loss("source", "malformed_bad_version", m.bad_version));
-            report
-                .losses
-                .push(loss("source", "malformed_bad_kind", m.bad_kind));
-            report
-                .losses
-                .push(loss("source", "malformed_bad_header_len", m.bad_header_len));
-            report
-                .losses
-                .push(loss("source", "malformed_bad_frame", m.bad_frame));
+            for (kind, n) in stats.malformed.by_kind() {
+                report
+                    .losses
+                    .push(loss("source", &format!("malformed_{kind}"), n));
+            }
             report
                 .losses
                 .push(loss("kernel", "reason_map_full", counters.reason_map_full));

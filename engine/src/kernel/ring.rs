@@ -31,45 +31,22 @@ struct Mapping {
 }
 
 impl Mapping {
-    fn new(fd: BorrowedFd<'_>, len: usize, writable: bool) -> io::Result<Self> {
+    /// A shared mapping of the first `len` bytes of a map's values (`Some(fd)`), or zeroed
+    /// private memory (`None`: rings without a kernel, for tests and benches).
+    fn new(fd: Option<BorrowedFd<'_>>, len: usize, writable: bool) -> io::Result<Self> {
         let prot = if writable {
             libc::PROT_READ | libc::PROT_WRITE
         } else {
             libc::PROT_READ
         };
-        // SAFETY: a fresh shared mapping of `len` bytes of the map's values at offset 0; the
-        // kernel checks `len` against the array's size and the fd stays open while we live
-        // (the caller keeps the map).
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                prot,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
-            )
+        let (flags, raw_fd) = match fd {
+            Some(fd) => (libc::MAP_SHARED, fd.as_raw_fd()),
+            None => (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1),
         };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let ptr = NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave NULL"))?;
-        Ok(Mapping { ptr, len })
-    }
-
-    /// Zeroed private memory of `len` bytes (rings without a kernel: tests and benches).
-    fn anonymous(len: usize) -> io::Result<Self> {
-        // SAFETY: a fresh anonymous mapping; no file involved.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
+        // SAFETY: a fresh mapping of `len` bytes at offset 0; for a map, the kernel checks
+        // `len` against the array's size, and the fd stays open while we live (the caller
+        // keeps the map).
+        let p = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, flags, raw_fd, 0) };
         if p == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
@@ -146,43 +123,43 @@ impl PerCpuRings {
         cpus: u32,
         blocks: u32,
     ) -> io::Result<Self> {
+        Self::new(Some((data_fd, pos_fd)), cpus, blocks)
+    }
+
+    /// Rings in ordinary memory, written with [`PerCpuRings::produce`]: for tests and
+    /// benches of the reading side without a kernel.
+    pub fn anonymous(cpus: u32, blocks: u32) -> io::Result<Self> {
+        Self::new(None, cpus, blocks)
+    }
+
+    fn new(
+        fds: Option<(BorrowedFd<'_>, BorrowedFd<'_>)>,
+        cpus: u32,
+        blocks: u32,
+    ) -> io::Result<Self> {
         if cpus == 0 || blocks == 0 || !blocks.is_power_of_two() {
             return Err(io::Error::other(format!(
                 "bad ring geometry: {cpus} CPUs x {blocks} blocks"
             )));
         }
         let entries = (cpus as usize).saturating_mul(blocks as usize);
-        let data = Mapping::new(data_fd, array_bytes(entries, RING_ELEM as usize), false)?;
-        let pos = Mapping::new(
-            pos_fd,
-            array_bytes(cpus as usize, std::mem::size_of::<RingPos>()),
-            true,
-        )?;
+        let data_len = array_bytes(entries, RING_ELEM as usize);
+        let pos_len = array_bytes(cpus as usize, std::mem::size_of::<RingPos>());
         Ok(PerCpuRings {
-            data,
-            pos,
+            data: Mapping::new(fds.map(|f| f.0), data_len, fds.is_none())?,
+            pos: Mapping::new(fds.map(|f| f.1), pos_len, true)?,
             cpus,
             blocks,
             stats: RingStats::default(),
         })
     }
 
-    /// Rings in ordinary memory, written with [`PerCpuRings::produce`]: for tests and
-    /// benches of the reading side without a kernel.
-    pub fn anonymous(cpus: u32, blocks: u32) -> io::Result<Self> {
-        if cpus == 0 || blocks == 0 || !blocks.is_power_of_two() {
-            return Err(io::Error::other(format!(
-                "bad ring geometry: {cpus} CPUs x {blocks} blocks"
-            )));
-        }
-        let entries = (cpus as usize).saturating_mul(blocks as usize);
-        Ok(PerCpuRings {
-            data: Mapping::anonymous(array_bytes(entries, RING_ELEM as usize))?,
-            pos: Mapping::anonymous(array_bytes(cpus as usize, std::mem::size_of::<RingPos>()))?,
-            cpus,
-            blocks,
-            stats: RingStats::default(),
-        })
+    /// Offset in the data mapping of `cpu`'s ring position `pos` (`cpu < self.cpus`): the
+    /// element of its block plus its offset in the block, always inside the mapping.
+    fn offset(&self, cpu: u32, pos: u64) -> usize {
+        let mask = u64::from(self.blocks) - 1;
+        let elem = u64::from(cpu) * u64::from(self.blocks) + ((pos >> RING_BLOCK_SHIFT) & mask);
+        elem as usize * RING_ELEM as usize + (pos & (BLOCK - 1)) as usize
     }
 
     /// Appends one frame holding `payload` to `cpu`'s ring exactly as the kernel program
@@ -213,19 +190,15 @@ impl PerCpuRings {
                 return false;
             }
         }
-        let mask = u64::from(self.blocks) - 1;
-        let first = u64::from(cpu) * u64::from(self.blocks);
-        let addr = |pos: u64| {
-            (first + ((pos >> RING_BLOCK_SHIFT) & mask)) as usize * RING_ELEM as usize
-                + (pos & (BLOCK - 1)) as usize
-        };
         let data = self.data.ptr.as_ptr();
         if at != prod {
-            // SAFETY: addr() is inside the mapping (element < cpus * blocks, offset < BLOCK
-            // - 8 because positions are 8-aligned); the memory is ours alone.
-            unsafe { std::ptr::write_unaligned(data.add(addr(prod)).cast::<u32>(), FRAME_PAD) };
+            // SAFETY: offset() is inside the mapping, and 8 bytes before its block's end
+            // because positions are 8-aligned; the memory is ours alone.
+            unsafe {
+                std::ptr::write_unaligned(data.add(self.offset(cpu, prod)).cast::<u32>(), FRAME_PAD)
+            };
         }
-        let frame = addr(at);
+        let frame = self.offset(cpu, at);
         // SAFETY: the frame fits its block (at most MAX_FRAME < RING_ELEM - offset bytes).
         unsafe {
             std::ptr::write_unaligned(data.add(frame).cast::<u32>(), total as u32);
@@ -243,11 +216,8 @@ impl PerCpuRings {
     /// Overwrites 4 bytes at `cpu`'s ring position `pos` (tests: corrupt a frame header).
     #[doc(hidden)]
     pub fn poke_u32(&mut self, cpu: u32, pos: u64, value: u32) {
-        let mask = u64::from(self.blocks) - 1;
-        let elem = u64::from(cpu.min(self.cpus - 1)) * u64::from(self.blocks)
-            + ((pos >> RING_BLOCK_SHIFT) & mask);
-        let at = elem as usize * RING_ELEM as usize + (pos & (BLOCK - 8)) as usize;
-        // SAFETY: inside the mapping (element in range, offset below BLOCK).
+        let at = self.offset(cpu.min(self.cpus - 1), pos & !7);
+        // SAFETY: inside the mapping, 8 bytes before the block's end (8-aligned offset).
         unsafe { std::ptr::write_unaligned(self.data.ptr.as_ptr().add(at).cast::<u32>(), value) };
     }
 
@@ -311,22 +281,16 @@ impl PerCpuRings {
         // A producer never runs more than a ring ahead; if `prod` says otherwise it is not to
         // be trusted: skip to it (counted as one bad frame).
         if prod < cons || prod - cons > self.bytes_per_cpu() {
-            if prod != cons {
-                self.stats.bad_frames += 1;
-                cons_word.store(prod, Ordering::Release);
-                return 0;
-            }
+            self.stats.bad_frames += 1;
+            cons_word.store(prod, Ordering::Release);
             return 0;
         }
-        let mask = u64::from(self.blocks) - 1;
-        let first = u64::from(cpu) * u64::from(self.blocks);
         while cons < prod {
             let off = cons & (BLOCK - 1);
             let block_end = cons - off + BLOCK;
-            let elem = first + ((cons >> RING_BLOCK_SHIFT) & mask);
-            // In bounds: elem < cpus * blocks and off + len <= BLOCK < RING_ELEM (checked
-            // below before any read of the frame's bytes).
-            let base = elem as usize * RING_ELEM as usize + off as usize;
+            // In bounds: offset() is inside the mapping and off + len <= BLOCK < RING_ELEM
+            // (checked below before any read of the frame's bytes).
+            let base = self.offset(cpu, cons);
             if off + FRAME_HDR > BLOCK || cons + FRAME_HDR > prod {
                 self.stats.bad_frames += 1;
                 cons = block_end.min(prod);

@@ -78,7 +78,18 @@ pub struct MalformedCounts {
 
 impl MalformedCounts {
     pub fn total(&self) -> u64 {
-        self.too_short + self.bad_version + self.bad_kind + self.bad_header_len + self.bad_frame
+        self.by_kind().iter().map(|(_, n)| n).sum()
+    }
+
+    /// Each count with its name in the ledger's stage losses (`malformed_<kind>`).
+    pub fn by_kind(&self) -> [(&'static str, u64); 5] {
+        [
+            ("too_short", self.too_short),
+            ("bad_version", self.bad_version),
+            ("bad_kind", self.bad_kind),
+            ("bad_header_len", self.bad_header_len),
+            ("bad_frame", self.bad_frame),
+        ]
     }
 
     fn count(&mut self, e: RecordError) {

@@ -9,7 +9,7 @@
 use std::{fs::File, io, os::fd::AsRawFd, path::PathBuf, sync::mpsc, thread::JoinHandle};
 
 use aya::programs::{tc, SchedClassifier, TcAttachType};
-use capture_common::{ProbeConfig, OFF_ABSENT, PROG_TC_SHOT};
+use capture_common::{ProbeConfig, PROG_TC_SHOT};
 
 use super::loader::{self, LoadError};
 
@@ -104,26 +104,7 @@ fn attach_here(netns: &str, ifname: &str) -> Result<aya::Ebpf, LoadError> {
         step: "entering the network namespace",
         message: format!("{}: {e}", netns_path(netns).display()),
     })?;
-    let config = ProbeConfig {
-        tp_off_skbaddr: OFF_ABSENT,
-        tp_off_location: OFF_ABSENT,
-        tp_off_reason: OFF_ABSENT,
-        off_skb_head: OFF_ABSENT,
-        off_skb_data: OFF_ABSENT,
-        off_skb_len: OFF_ABSENT,
-        off_skb_data_len: OFF_ABSENT,
-        off_skb_mac_header: OFF_ABSENT,
-        off_skb_network_header: OFF_ABSENT,
-        off_skb_protocol: OFF_ABSENT,
-        off_skb_dev: OFF_ABSENT,
-        off_skb_iif: OFF_ABSENT,
-        off_skb_sk: OFF_ABSENT,
-        off_dev_ifindex: OFF_ABSENT,
-        off_dev_nd_net: OFF_ABSENT,
-        off_sk_net: OFF_ABSENT,
-        off_net_inum: OFF_ABSENT,
-        ..ProbeConfig::default()
-    };
+    let config = ProbeConfig::UNCONFIGURED;
     let mut ebpf = loader::load_object(&config, 1, None)?;
     let prog: &mut SchedClassifier = ebpf
         .program_mut(PROG_TC_SHOT)
