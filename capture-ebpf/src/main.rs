@@ -25,6 +25,11 @@
 // binary, so workspace-wide `cargo check/clippy/test --workspace` keep working.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
+// The BPF target has no atomic read-modify-write in `core::sync::atomic` (no CAS); the
+// exemplar budget's shared counter uses the add intrinsic (BPF_XADD, whose result is unused:
+// fetching needs BPF v3, and the object is built for the generic CPU).
+#![cfg_attr(target_arch = "bpf", feature(core_intrinsics))]
+#![cfg_attr(target_arch = "bpf", allow(internal_features))]
 // Entry points keep the aya-template shape `match try_x(ctx) { Ok(v) => v, Err(_) => 0 }`.
 #![allow(clippy::manual_unwrap_or_default, clippy::manual_unwrap_or)]
 
@@ -40,12 +45,13 @@ use aya_ebpf::{
         bpf_get_smp_processor_id, bpf_ktime_get_ns, generated::bpf_probe_read_kernel as read_raw,
     },
     macros::{btf_tracepoint, classifier, map, tracepoint},
-    maps::{Array, PerCpuArray, PerCpuHashMap},
+    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap},
     programs::{BtfTracePointContext, TcContext, TracePointContext},
 };
 use capture_common::{
-    FrameHeader, KfreeSkbEvent, ProbeConfig, ReasonCounter, RecordHeader, RingPos, ABI_VERSION,
-    FLAG_L3, FLAG_LINEAR_END, FLAG_READ_FAILED, FRAME_PAD, KIND_KFREE_SKB, MAX_SNAPLEN, OFF_ABSENT,
+    FrameHeader, KFlowKey, KFlowValue, KfreeSkbEvent, ProbeConfig, ReasonCounter, RecordHeader,
+    RingPos, ABI_VERSION, EXEMPLARS_ALL, FLAG_L3, FLAG_LINEAR_END, FLAG_READ_FAILED, FRAME_PAD,
+    KEY_HDR_BYTES, KFAMILY_NONE, KFAMILY_V4, KFAMILY_V6, KIND_KFREE_SKB, MAX_SNAPLEN, OFF_ABSENT,
     REASON_ARRAY_ENTRIES, REASON_MAP_ENTRIES, RING_BLOCK, RING_BLOCK_SHIFT, RING_ELEM,
     SKB_COPY_MAX, STAT_COUNT, STAT_READ_FAILED, STAT_REASON_MAP_FULL, STAT_RING_FULL,
 };
@@ -65,6 +71,8 @@ pub struct AbiAnchor {
     pub counter: ReasonCounter,
     pub frame: FrameHeader,
     pub pos: RingPos,
+    pub key: KFlowKey,
+    pub value: KFlowValue,
 }
 
 #[no_mangle]
@@ -98,6 +106,8 @@ static ABI_ANCHOR: AbiAnchor = AbiAnchor {
     counter: ReasonCounter {
         seen: 0,
         ring_full: 0,
+        table_full: 0,
+        not_copied: 0,
     },
     frame: FrameHeader {
         len: 0,
@@ -105,11 +115,37 @@ static ABI_ANCHOR: AbiAnchor = AbiAnchor {
     },
     pos: RingPos {
         prod: 0,
-        _pad0: [0; 7],
+        storm_since: 0,
+        storm_count: 0,
+        storm_total_ns: 0,
+        _pad0: [0; 4],
         cons: 0,
         _pad1: [0; 7],
         limit: 0,
         _pad2: [0; 7],
+    },
+    key: KFlowKey {
+        reason: 0,
+        ifindex: 0,
+        netns_ino: 0,
+        cpu: 0,
+        location: 0,
+        saddr: [0; 16],
+        daddr: [0; 16],
+        sport: 0,
+        dport: 0,
+        protocol: 0,
+        l4proto: 0,
+        family: 0,
+    },
+    value: KFlowValue {
+        packets: 0,
+        bytes: 0,
+        first_ns: 0,
+        last_ns: 0,
+        copied: 0,
+        budget_used: 0,
+        _pad: 0,
     },
 };
 
@@ -140,11 +176,30 @@ static REASON_ARRAY: PerCpuArray<ReasonCounter> =
 static REASON_COUNTS: PerCpuHashMap<u32, ReasonCounter> =
     PerCpuHashMap::with_max_entries(REASON_MAP_ENTRIES, 0);
 
+/// The kernel flow table, generation 0 and 1 (see capture-common's `MAP_FLOWS_0`): every
+/// drop counted per [`KFlowKey`]. User space sets the size (`--kernel-flows`) at load time.
+#[map]
+static FLOWS_0: HashMap<KFlowKey, KFlowValue> = HashMap::with_max_entries(1, 0);
+#[map]
+static FLOWS_1: HashMap<KFlowKey, KFlowValue> = HashMap::with_max_entries(1, 0);
+
+/// Exemplar copies per key (with `cpu` 0) in generation 0 and 1, shared by all CPUs.
+#[map]
+static BUDGET_0: HashMap<KFlowKey, u64> = HashMap::with_max_entries(1, 0);
+#[map]
+static BUDGET_1: HashMap<KFlowKey, u64> = HashMap::with_max_entries(1, 0);
+
+/// The table generation programs count into (bit 0 of element 0), set by user space.
+#[map]
+static FLOW_GEN: Array<u32> = Array::with_max_entries(1, 0);
+
 /// Per-CPU room for the tracepoint program's copy of the `sk_buff` bytes it needs
-/// (`Probe::skb_fields`): too big for the 512-byte stack.
+/// (`Probe::skb_fields`), too big for the 512-byte stack, and for the network-header bytes
+/// a drop is keyed by.
 #[repr(C)]
 pub struct Scratch {
     pub skb: [u8; SKB_COPY_MAX as usize],
+    pub hdr: [u8; KEY_HDR_BYTES as usize],
 }
 
 // `flags` and `_pad` end the event and are written as one aligned little-endian u32.
@@ -410,17 +465,429 @@ impl Kmem for Direct {
     }
 }
 
-/// Counts the drop, then tries to deliver it; a delivery failure is counted as ring-full.
+/// What one drop's packet looks like from where a capture starts (the MAC header, else the
+/// network header, else `skb->data`).
+struct Span {
+    start: u64,
+    orig_len: u32,
+    /// Bytes to copy (at most the snap length and the linear data).
+    cap: u32,
+    flags: u8,
+    read_failed: bool,
+}
+
+#[inline(always)]
+fn span(f: &SkbFields) -> Span {
+    let mut flags = 0u8;
+    // No MAC header, or an empty one (L3 devices such as tun or wireguard set mac_header
+    // equal to network_header): the capture starts at the network header.
+    let start = if f.mac != HEADER_UNSET && f.mac != f.network {
+        f.head.wrapping_add(u64::from(f.mac))
+    } else {
+        flags |= FLAG_L3;
+        if f.network != HEADER_UNSET {
+            f.head.wrapping_add(u64::from(f.network))
+        } else {
+            f.data
+        }
+    };
+    let snaplen = cfg(addr_of!(CONFIG.snaplen));
+    let snaplen = if snaplen > MAX_SNAPLEN {
+        MAX_SNAPLEN
+    } else {
+        snaplen
+    };
+    let mut orig_len = f.len;
+    let mut cap: u32 = 0;
+    let mut read_failed = snaplen > 0;
+    if f.head != 0 && f.data != 0 {
+        // Bytes between the capture start and skb->data (negative when data is before it).
+        let lead = (f.data as i64).wrapping_sub(start as i64);
+        let orig = lead.wrapping_add(i64::from(f.len));
+        orig_len = if orig < 0 {
+            0
+        } else if orig > i64::from(u32::MAX) {
+            u32::MAX
+        } else {
+            orig as u32
+        };
+        // Only the linear part can be read with one copy: up to skb->tail.
+        let avail = lead.wrapping_add(i64::from(f.len).wrapping_sub(i64::from(f.data_len)));
+        let want = if snaplen > orig_len {
+            orig_len
+        } else {
+            snaplen
+        };
+        if avail > 0 && want > 0 {
+            cap = want;
+            if avail < i64::from(want) {
+                cap = avail as u32;
+                flags |= FLAG_LINEAR_END;
+            }
+        }
+        read_failed = want > 0 && cap == 0;
+    }
+    if cap > MAX_SNAPLEN {
+        cap = MAX_SNAPLEN;
+    }
+    Span {
+        start,
+        orig_len,
+        cap,
+        flags,
+        read_failed,
+    }
+}
+
+/// The device's ifindex (else `skb_iif`) and the inode of its network namespace (else the
+/// socket's).
+#[inline(always)]
+fn dev_info<M: Kmem>(f: &SkbFields) -> (u32, u32) {
+    let mut ifindex: u32 = 0;
+    let mut net: u64 = 0;
+    if f.dev != 0 {
+        ifindex = M::read(f.dev, cfg(addr_of!(CONFIG.off_dev_ifindex))).unwrap_or(0);
+        net = M::read(f.dev, cfg(addr_of!(CONFIG.off_dev_nd_net))).unwrap_or(0);
+    }
+    if ifindex == 0 {
+        ifindex = f.iif;
+    }
+    if net == 0 {
+        net = M::read(f.sk, cfg(addr_of!(CONFIG.off_sk_net))).unwrap_or(0);
+    }
+    (
+        ifindex,
+        M::read(net, cfg(addr_of!(CONFIG.off_net_inum))).unwrap_or(0),
+    )
+}
+
+/// Fills the IP part of `key` (family, addresses, protocol, ports or ICMP type/code) from
+/// the network header, as far as the linear data reaches; leaves it zero otherwise.
+#[inline(always)]
+fn key_l3(key: &mut KFlowKey, f: &SkbFields) {
+    if f.head == 0 || f.network == HEADER_UNSET {
+        return;
+    }
+    let net = f.head.wrapping_add(u64::from(f.network));
+    let linear_end = f
+        .data
+        .wrapping_add(u64::from(f.len.wrapping_sub(f.data_len)));
+    let avail = (linear_end as i64).wrapping_sub(net as i64);
+    if avail < 20 {
+        return;
+    }
+    let n: u32 = if avail > KEY_HDR_BYTES as i64 {
+        KEY_HDR_BYTES
+    } else {
+        avail as u32
+    };
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: `hdr` is KEY_HDR_BYTES bytes of this CPU's map value.
+    let hdr = unsafe { addr_of_mut!((*scratch).hdr).cast::<u8>() };
+    // SAFETY: 20 <= n <= KEY_HDR_BYTES, the buffer's size; the helper checks the source.
+    if unsafe { read_raw(hdr.cast::<c_void>(), n, net as *const c_void) } != 0 {
+        return;
+    }
+    let at = |i: u32| -> u8 {
+        // SAFETY: callers keep i below KEY_HDR_BYTES (masked), inside the buffer.
+        unsafe { *hdr.add((i & (KEY_HDR_BYTES - 1)) as usize) }
+    };
+    let b0 = at(0);
+    let l4: u32;
+    if b0 >> 4 == 4 {
+        let ihl = u32::from(b0 & 0x0f) * 4;
+        if ihl < 20 {
+            return;
+        }
+        key.family = KFAMILY_V4;
+        key.l4proto = at(9);
+        let mut i = 0;
+        while i < 4 {
+            key.saddr[i] = at(12 + i as u32);
+            key.daddr[i] = at(16 + i as u32);
+            i += 1;
+        }
+        // Only the first fragment carries the transport header.
+        if (u16::from(at(6)) << 8 | u16::from(at(7))) & 0x1fff != 0 {
+            return;
+        }
+        l4 = ihl;
+    } else if b0 >> 4 == 6 && n >= 40 {
+        key.family = KFAMILY_V6;
+        key.l4proto = at(6);
+        let mut i = 0;
+        while i < 16 {
+            key.saddr[i] = at(8 + i as u32);
+            key.daddr[i] = at(24 + i as u32);
+            i += 1;
+        }
+        l4 = 40;
+    } else {
+        return;
+    }
+    if l4 + 4 > n {
+        return;
+    }
+    match key.l4proto {
+        // TCP, UDP, DCCP, SCTP, UDP-Lite: ports.
+        6 | 17 | 33 | 132 | 136 => {
+            key.sport = u16::from(at(l4)) << 8 | u16::from(at(l4 + 1));
+            key.dport = u16::from(at(l4 + 2)) << 8 | u16::from(at(l4 + 3));
+        }
+        // ICMP, ICMPv6: type and code.
+        1 | 58 => {
+            key.sport = u16::from(at(l4));
+            key.dport = u16::from(at(l4 + 1));
+        }
+        _ => {}
+    }
+}
+
+/// This drop's entry in the current table generation, created if new; `None` when the
+/// table is full.
+#[inline(always)]
+fn flow_entry(gen: u32, key: &KFlowKey, orig_len: u32, now: u64) -> Option<*mut KFlowValue> {
+    let lookup = |k: &KFlowKey| {
+        if gen == 0 {
+            FLOWS_0.get_ptr_mut(k)
+        } else {
+            FLOWS_1.get_ptr_mut(k)
+        }
+    };
+    if let Some(v) = lookup(key) {
+        // SAFETY: the entry's key holds this CPU, so only this CPU's program writes it (and
+        // it never runs nested on one CPU); user space reads this generation only after
+        // switching away from it and waiting out every program that could still use it.
+        unsafe {
+            (*v).packets += 1;
+            (*v).bytes += u64::from(orig_len);
+            (*v).last_ns = now;
+        }
+        return Some(v);
+    }
+    let first = KFlowValue {
+        packets: 1,
+        bytes: u64::from(orig_len),
+        first_ns: now,
+        last_ns: now,
+        copied: 0,
+        budget_used: 0,
+        _pad: 0,
+    };
+    let inserted = if gen == 0 {
+        FLOWS_0.insert(key, first, u64::from(BPF_NOEXIST))
+    } else {
+        FLOWS_1.insert(key, first, u64::from(BPF_NOEXIST))
+    };
+    if inserted.is_ok() {
+        return lookup(key);
+    }
+    None
+}
+
+/// Whether the exemplar budget of `n` copies per key and generation lets this drop be
+/// copied. Each CPU first checks its own count for the key (no shared memory touched once
+/// it has spent `n`); under that, the key's shared count in `BUDGET_<gen>` decides with one
+/// atomic add, so at most `n` copies are made over all CPUs.
+#[inline(always)]
+fn budget_allows(gen: u32, entry: *mut KFlowValue, key: &KFlowKey, n: u32) -> bool {
+    if n == 0 {
+        return false;
+    }
+    // SAFETY: this CPU's entry; see flow_entry.
+    let used = unsafe { (*entry).budget_used };
+    if used >= n {
+        return false;
+    }
+    // SAFETY: as above.
+    unsafe { (*entry).budget_used = used + 1 };
+    let mut shared = *key;
+    shared.cpu = 0;
+    let get = |k: &KFlowKey| {
+        if gen == 0 {
+            BUDGET_0.get_ptr_mut(k)
+        } else {
+            BUDGET_1.get_ptr_mut(k)
+        }
+    };
+    let slot = match get(&shared) {
+        Some(p) => Some(p),
+        None => {
+            // Another CPU may insert the key first (EEXIST): then its entry is used.
+            let _ = if gen == 0 {
+                BUDGET_0.insert(shared, 0u64, u64::from(BPF_NOEXIST))
+            } else {
+                BUDGET_1.insert(shared, 0u64, u64::from(BPF_NOEXIST))
+            };
+            get(&shared)
+        }
+    };
+    // No room for the shared count: copying could exceed the budget, so do not copy.
+    let Some(slot) = slot else {
+        // SAFETY: as above.
+        unsafe { (*entry).budget_used = n };
+        return false;
+    };
+    // The count after our add is at least our own position among the adds, so at most `n`
+    // drops (over all CPUs) ever see a count <= n. Under contention a CPU may see others'
+    // adds too and not copy: fewer than `n` copies, never more.
+    let after = add_then_read(slot);
+    if after > u64::from(n) {
+        // Spent by the other CPUs: stop asking for this generation.
+        // SAFETY: as above.
+        unsafe { (*entry).budget_used = n };
+        return false;
+    }
+    true
+}
+
+/// Atomically adds 1 to `*p` (BPF_XADD), then reads it.
+#[cfg(target_arch = "bpf")]
+#[inline(always)]
+fn add_then_read(p: *mut u64) -> u64 {
+    // SAFETY: `p` is an 8-aligned u64 in a map value that lives while this program runs;
+    // other CPUs update it with atomic adds only. The add's result is unused (BPF_XADD).
+    unsafe {
+        let _ = core::intrinsics::atomic_xadd::<
+            u64,
+            u64,
+            { core::intrinsics::AtomicOrdering::Relaxed },
+        >(p, 1);
+        read_volatile(p)
+    }
+}
+
+/// The host stub build has no eBPF maps to share; a plain add keeps it compiling.
+#[cfg(not(target_arch = "bpf"))]
+#[inline(always)]
+fn add_then_read(p: *mut u64) -> u64 {
+    // SAFETY: as above (never run: the host build is a stub).
+    unsafe {
+        *p += 1;
+        *p
+    }
+}
+
+/// The automatic storm switch of this CPU's ring: true while the ring holds more than
+/// `storm_on_bytes` (from when it passed that until it falls below `storm_off_bytes`).
+/// Outside a storm it reads the reader's position only when the cached limit says the ring
+/// may be that full.
+#[inline(always)]
+fn in_storm(pos: *mut RingPos, blocks: u32, now: u64) -> bool {
+    let on = cfg(addr_of!(CONFIG.storm_on_bytes));
+    if on == 0 || blocks == 0 {
+        return false;
+    }
+    let ring = u64::from(blocks) << RING_BLOCK_SHIFT;
+    // SAFETY: this CPU's RING_POS element: only this CPU's program writes prod, limit and
+    // the storm fields; user space writes cons (read volatile).
+    unsafe {
+        let prod = (*pos).prod;
+        let since = (*pos).storm_since;
+        if since == 0 {
+            let cached_cons = (*pos).limit.wrapping_sub(ring);
+            if prod.wrapping_sub(cached_cons) <= u64::from(on) {
+                return false;
+            }
+            let cons = read_volatile(addr_of!((*pos).cons));
+            (*pos).limit = cons.wrapping_add(ring);
+            if prod.wrapping_sub(cons) <= u64::from(on) {
+                return false;
+            }
+            (*pos).storm_since = if now == 0 { 1 } else { now };
+            (*pos).storm_count += 1;
+            return true;
+        }
+        let cons = read_volatile(addr_of!((*pos).cons));
+        (*pos).limit = cons.wrapping_add(ring);
+        if prod.wrapping_sub(cons) >= u64::from(cfg(addr_of!(CONFIG.storm_off_bytes))) {
+            return true;
+        }
+        (*pos).storm_total_ns += now.wrapping_sub(since);
+        (*pos).storm_since = 0;
+        false
+    }
+}
+
+/// Counts the drop (per reason, and per flow in the kernel table), decides whether to copy
+/// it (everything, or the exemplar budget), and copies it into this CPU's ring.
 #[inline(always)]
 fn on_drop<M: Kmem>(skb: u64, location: u64, reason: u32) {
-    // The clock first: reading it waits for every load in flight to finish (rdtscp/lfence),
-    // so here, before the field loads below, it costs far less than after them.
-    // SAFETY: a helper call without arguments.
-    let ts_ns = unsafe { bpf_ktime_get_ns() };
     let counter = count_seen(reason);
-    if emit::<M>(skb, location, reason, ts_ns).is_err() {
+    let f = M::skb_fields(skb);
+    let (ifindex, netns_ino) = dev_info::<M>(&f);
+    // SAFETY: helper calls without arguments.
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    // One clock read per drop, for the table and the record: tracing programs may not use
+    // the coarse clock (the verifier refuses bpf_ktime_get_coarse_ns for them).
+    // SAFETY: as above.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let sp = span(&f);
+
+    let mut key = KFlowKey {
+        reason,
+        ifindex,
+        netns_ino,
+        cpu,
+        location,
+        saddr: [0; 16],
+        daddr: [0; 16],
+        sport: 0,
+        dport: 0,
+        protocol: f.protocol,
+        l4proto: 0,
+        family: KFAMILY_NONE,
+    };
+    key_l3(&mut key, &f);
+    let gen = match FLOW_GEN.get(0) {
+        Some(g) => *g & 1,
+        None => 0,
+    };
+    let entry = flow_entry(gen, &key, sp.orig_len, now);
+    if entry.is_none() {
         if let Some(c) = counter {
-            // SAFETY: per-CPU slot of REASON_COUNTS; see stat_inc.
+            // SAFETY: per-CPU slot; see stat_inc.
+            unsafe { (*c).table_full += 1 };
+        }
+    }
+
+    let blocks = cfg(addr_of!(CONFIG.ring_blocks));
+    let pos = RING_POS.get_ptr_mut(cpu);
+    let exemplars = cfg(addr_of!(CONFIG.exemplars));
+    let budget = if exemplars != EXEMPLARS_ALL {
+        Some(exemplars)
+    } else {
+        match pos {
+            Some(p) if in_storm(p, blocks, now) => Some(cfg(addr_of!(CONFIG.storm_exemplars))),
+            _ => None,
+        }
+    };
+    let copy = match (budget, entry) {
+        (None, _) => true,
+        (Some(n), Some(e)) => budget_allows(gen, e, &key, n),
+        (Some(_), None) => false,
+    };
+    if !copy {
+        if let Some(c) = counter {
+            // SAFETY: per-CPU slot; see stat_inc.
+            unsafe { (*c).not_copied += 1 };
+        }
+        return;
+    }
+    let ok = match pos {
+        Some(p) => emit(p, cpu, blocks, &sp, &key, now).is_ok(),
+        None => false,
+    };
+    if ok {
+        if let Some(e) = entry {
+            // SAFETY: this CPU's entry; see flow_entry.
+            unsafe { (*e).copied += 1 };
+        }
+    } else {
+        if let Some(c) = counter {
+            // SAFETY: per-CPU slot; see stat_inc.
             unsafe { (*c).ring_full += 1 };
         }
         stat_inc(STAT_RING_FULL);
@@ -446,6 +913,8 @@ fn count_seen(reason: u32) -> Option<*mut ReasonCounter> {
     let first = ReasonCounter {
         seen: 1,
         ring_full: 0,
+        table_full: 0,
+        not_copied: 0,
     };
     if REASON_COUNTS
         .insert(reason, first, u64::from(BPF_NOEXIST))
@@ -466,81 +935,20 @@ fn count_seen(reason: u32) -> Option<*mut ReasonCounter> {
 /// Writes the record into this CPU's ring and publishes it. `Err` only when it could not be
 /// put in the ring (no room, or no ring for this CPU).
 #[inline(always)]
-fn emit<M: Kmem>(skb: u64, location: u64, reason: u32, ts_ns: u64) -> Result<(), ()> {
-    let blocks = cfg(addr_of!(CONFIG.ring_blocks));
+fn emit(
+    pos: *mut RingPos,
+    cpu: u32,
+    blocks: u32,
+    sp: &Span,
+    key: &KFlowKey,
+    ts_ns: u64,
+) -> Result<(), ()> {
     if blocks == 0 {
         return Err(());
     }
-    // SAFETY: a helper call without arguments.
-    let cpu = unsafe { bpf_get_smp_processor_id() };
-    let pos = RING_POS.get_ptr_mut(cpu).ok_or(())?;
-
-    let SkbFields {
-        head,
-        data,
-        len,
-        data_len,
-        mac,
-        network,
-        protocol,
-        dev,
-        iif,
-        sk,
-    } = M::skb_fields(skb);
-
-    let mut flags = 0u8;
-    // No MAC header, or an empty one (L3 devices such as tun or wireguard set mac_header
-    // equal to network_header): the capture starts at the network header.
-    let start = if mac != HEADER_UNSET && mac != network {
-        head.wrapping_add(u64::from(mac))
-    } else {
-        flags |= FLAG_L3;
-        if network != HEADER_UNSET {
-            head.wrapping_add(u64::from(network))
-        } else {
-            data
-        }
-    };
-
-    let snaplen = cfg(addr_of!(CONFIG.snaplen));
-    let snaplen = if snaplen > MAX_SNAPLEN {
-        MAX_SNAPLEN
-    } else {
-        snaplen
-    };
-    let mut orig_len = len;
-    let mut cap: u32 = 0;
-    let mut read_failed = snaplen > 0;
-    if head != 0 && data != 0 {
-        // Bytes between the capture start and skb->data (negative when data is before it).
-        let lead = (data as i64).wrapping_sub(start as i64);
-        let orig = lead.wrapping_add(i64::from(len));
-        orig_len = if orig < 0 {
-            0
-        } else if orig > i64::from(u32::MAX) {
-            u32::MAX
-        } else {
-            orig as u32
-        };
-        // Only the linear part can be read with one copy: up to skb->tail.
-        let avail = lead.wrapping_add(i64::from(len).wrapping_sub(i64::from(data_len)));
-        let want = if snaplen > orig_len {
-            orig_len
-        } else {
-            snaplen
-        };
-        if avail > 0 && want > 0 {
-            cap = want;
-            if avail < i64::from(want) {
-                cap = avail as u32;
-                flags |= FLAG_LINEAR_END;
-            }
-        }
-        read_failed = want > 0 && cap == 0;
-    }
-    if cap > MAX_SNAPLEN {
-        cap = MAX_SNAPLEN;
-    }
+    let mut cap = sp.cap;
+    let mut flags = sp.flags;
+    let mut read_failed = sp.read_failed;
 
     // Room in the ring: the frame goes at `prod`, or at the next block when it would cross
     // this one's end. `limit` is this CPU's cached `cons + ring bytes`; the reader's line is
@@ -556,7 +964,8 @@ fn emit<M: Kmem>(skb: u64, location: u64, reason: u32, ts_ns: u64) -> Result<(),
         prod
     };
     let end = at + u64::from(total);
-    // SAFETY: as above.
+    // SAFETY: as above. The acquire side of the reader's release store of `cons`: on x86-64
+    // a plain load (TSO), see the module doc.
     unsafe {
         if end > (*pos).limit {
             let cons = read_volatile(addr_of!((*pos).cons));
@@ -597,7 +1006,7 @@ fn emit<M: Kmem>(skb: u64, location: u64, reason: u32, ts_ns: u64) -> Result<(),
             read_raw(
                 frame.add(PACKET_OFF).cast::<c_void>(),
                 cap,
-                start as *const c_void,
+                sp.start as *const c_void,
             )
         };
         if ret != 0 {
@@ -611,24 +1020,10 @@ fn emit<M: Kmem>(skb: u64, location: u64, reason: u32, ts_ns: u64) -> Result<(),
         stat_inc(STAT_READ_FAILED);
     }
 
-    let mut ifindex: u32 = 0;
-    let mut net: u64 = 0;
-    if dev != 0 {
-        ifindex = M::read(dev, cfg(addr_of!(CONFIG.off_dev_ifindex))).unwrap_or(0);
-        net = M::read(dev, cfg(addr_of!(CONFIG.off_dev_nd_net))).unwrap_or(0);
-    }
-    if ifindex == 0 {
-        ifindex = iif;
-    }
-    if net == 0 {
-        net = M::read(sk, cfg(addr_of!(CONFIG.off_sk_net))).unwrap_or(0);
-    }
-    let netns_ino: u32 = M::read(net, cfg(addr_of!(CONFIG.off_net_inum))).unwrap_or(0);
-
     // SAFETY: the frame header and event lie in the element (see above); the fields are
-    // written one by one, volatile (see the publishing store below), so that no store covers `_pad` alone (a byte array the compiler
-    // would clear with a memset call). A failed packet read leaves zeros the frame length
-    // still covers; `cap_len` says 0.
+    // written one by one, volatile (see the publishing store below), so that no store
+    // covers `_pad` alone (a byte array the compiler would clear with a memset call). A
+    // failed packet read leaves zeros the frame length still covers; `cap_len` says 0.
     unsafe {
         write_volatile(
             frame.cast::<FrameHeader>(),
@@ -648,19 +1043,21 @@ fn emit<M: Kmem>(skb: u64, location: u64, reason: u32, ts_ns: u64) -> Result<(),
                 ts_ns,
             },
         );
-        write_volatile(addr_of_mut!((*ev).location), location);
-        write_volatile(addr_of_mut!((*ev).reason), reason);
-        write_volatile(addr_of_mut!((*ev).ifindex), ifindex);
-        write_volatile(addr_of_mut!((*ev).netns_ino), netns_ino);
-        write_volatile(addr_of_mut!((*ev).orig_len), orig_len);
+        write_volatile(addr_of_mut!((*ev).location), key.location);
+        write_volatile(addr_of_mut!((*ev).reason), key.reason);
+        write_volatile(addr_of_mut!((*ev).ifindex), key.ifindex);
+        write_volatile(addr_of_mut!((*ev).netns_ino), key.netns_ino);
+        write_volatile(addr_of_mut!((*ev).orig_len), sp.orig_len);
         write_volatile(addr_of_mut!((*ev).cap_len), cap as u16);
-        write_volatile(addr_of_mut!((*ev).protocol), protocol);
+        write_volatile(addr_of_mut!((*ev).protocol), key.protocol);
         // `flags` and the three zero padding bytes after it, in one aligned store.
         write_volatile(addr_of_mut!((*ev).flags).cast::<u32>(), u32::from(flags));
     }
-    // Publish: the stores above are volatile, so the compiler keeps them before this one
-    // (the packet bytes were written by the helper call before them); on x86-64 the CPU
-    // keeps stores in order too (see the module doc).
+    // Publish: the release side paired with the reader's acquire load of `prod`
+    // (engine/src/kernel/ring.rs). The stores above are volatile, so the compiler keeps
+    // them before this one (the packet bytes were written by the helper call before them);
+    // x86-64 keeps stores in order (TSO), so a plain store is a release store there. The
+    // loader refuses other architectures (see the module doc).
     // SAFETY: this CPU's RING_POS element; see above.
     unsafe { write_volatile(addr_of_mut!((*pos).prod), end) };
     Ok(())

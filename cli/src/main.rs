@@ -205,13 +205,18 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
     let interrupt = install_interrupt()?;
     let mut kinds = c.source.clone();
     kinds.dedup();
+    let kernel = if kinds.contains(&args::SourceKind::Kernel) {
+        Some(kernel_options(&c, snaplen)?)
+    } else {
+        None
+    };
     let mut sources: Vec<SourceFn<'static>> = Vec::new();
     for kind in &kinds {
         sources.push(match kind {
-            args::SourceKind::Kernel => engine::sources::kernel(&engine::sources::KernelOptions {
-                snaplen,
-                ring_bytes_per_cpu: u64::from(c.ring_size_mib) << 20,
-            })?,
+            args::SourceKind::Kernel => match &kernel {
+                Some((o, _)) => engine::sources::kernel(o)?,
+                None => bail!("internal: kernel options missing"),
+            },
             args::SourceKind::Cilium => {
                 engine::sources::cilium_socket(&engine::sources::CiliumSocketOptions {
                     path: c.cilium_socket.clone(),
@@ -229,7 +234,12 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
     };
     let sink = make_sink(&c.out, snaplen)?;
     // Printed even with -q (as tcpdump's "listening on"): scripts wait for it.
-    eprintln!("dropscope: capturing drops (snaplen {snaplen}); Ctrl-C to stop");
+    match &kernel {
+        Some((_, memory)) => {
+            eprintln!("dropscope: capturing drops (snaplen {snaplen}; {memory}); Ctrl-C to stop")
+        }
+        None => eprintln!("dropscope: capturing drops (snaplen {snaplen}); Ctrl-C to stop"),
+    }
     let progress = Progress::default();
     let report = engine::pipeline::run(
         &pipeline_config(&c.out),
@@ -241,6 +251,96 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
         progress_printer(c.out.quiet),
     )?;
     finish(&names, &c.out, &report)
+}
+
+/// The kernel source's options from the flags, checked against the node's memory before
+/// anything is loaded; with the line saying how much kernel memory they take.
+fn kernel_options(
+    c: &args::CaptureArgs,
+    snaplen: u32,
+) -> Result<(engine::sources::KernelOptions, String)> {
+    use engine::kernel::loader as l;
+    if c.kernel_flows == 0 {
+        bail!(
+            "--kernel-flows 0 would count nothing per flow: give at least 1 (default {})",
+            l::DEFAULT_KERNEL_FLOWS
+        );
+    }
+    if c.kernel_flows > l::MAX_KERNEL_FLOWS {
+        bail!(
+            "--kernel-flows {} is more than the {} entries dropscope allows: lower it",
+            c.kernel_flows,
+            l::MAX_KERNEL_FLOWS
+        );
+    }
+    if let Some(n) = c.exemplars {
+        if n > MAX_EXEMPLARS {
+            bail!("--exemplars {n} is more than {MAX_EXEMPLARS} per flow and second: leave --exemplars out to copy every drop");
+        }
+    }
+    if c.ring_size_mib == Some(0) {
+        bail!("--ring-size 0 leaves no room for packets: give at least 1 MiB, or use --exemplars 0 for counts only");
+    }
+    let cpus = l::possible_cpus()?;
+    let ring_bytes_per_cpu = match c.ring_size_mib {
+        Some(m) => u64::from(m) << 20,
+        None => l::default_ring_bytes_per_cpu(cpus),
+    };
+    let ring_bytes = engine::kernel::ring::ring_bytes(ring_bytes_per_cpu);
+    let rings_total = ring_bytes * u64::from(cpus);
+    let table_total = 2 * u64::from(c.kernel_flows) * l::TABLE_BYTES_PER_ENTRY;
+    let total = rings_total + table_total;
+    if let Some(avail) = mem_available() {
+        if total > avail / 2 {
+            bail!(
+                "the rings ({} CPUs x {}) and the kernel flow table (2 x {} entries, {}) need {}, more than half of the {} this node has available: lower --ring-size or --kernel-flows",
+                cpus,
+                mib(ring_bytes),
+                c.kernel_flows,
+                mib(table_total),
+                mib(total),
+                mib(avail)
+            );
+        }
+    }
+    let memory = format!(
+        "kernel memory {}: rings {} CPUs x {}, flow table 2 x {} entries {}",
+        mib(total),
+        cpus,
+        mib(ring_bytes),
+        c.kernel_flows,
+        mib(table_total)
+    );
+    Ok((
+        engine::sources::KernelOptions {
+            snaplen,
+            ring_bytes_per_cpu,
+            kernel_flows: c.kernel_flows,
+            exemplars: c.exemplars,
+            auto_storm: !c.no_auto_storm,
+            max_rows: c.out.max_flows,
+        },
+        memory,
+    ))
+}
+
+/// Largest `--exemplars`.
+const MAX_EXEMPLARS: u32 = 1_000_000;
+
+fn mib(bytes: u64) -> String {
+    if bytes >= 1 << 20 {
+        format!("{:.1} MiB", bytes as f64 / f64::from(1u32 << 20))
+    } else {
+        format!("{} KiB", bytes >> 10)
+    }
+}
+
+/// MemAvailable from /proc/meminfo, in bytes.
+fn mem_available() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 fn replay(r: args::ReplayArgs) -> Result<i32> {

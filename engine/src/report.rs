@@ -90,7 +90,11 @@ struct StatsDoc<'a> {
     rest: serde_json::Map<String, Value>,
     names: &'a Names,
     flows: Vec<(AggKey, AggValue)>,
+    storm: Option<&'a crate::storm::StormProfile>,
 }
+
+/// Top-list length of the storm profile in `--stats-json`.
+const STORM_TOP: usize = 20;
 
 impl Serialize for StatsDoc<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -98,6 +102,18 @@ impl Serialize for StatsDoc<'_> {
         for (k, v) in &self.rest {
             if k == "flows" {
                 m.serialize_entry(k, &FlowsSer(self))?;
+            } else if k == "storm" && self.storm.is_some() {
+                if let Some(p) = self.storm {
+                    m.serialize_entry(
+                        k,
+                        &crate::storm::StormJson {
+                            profile: p,
+                            names: self.names,
+                            rows: None,
+                            top: STORM_TOP,
+                        },
+                    )?;
+                }
             } else {
                 m.serialize_entry(k, v)?;
             }
@@ -129,6 +145,7 @@ pub fn stats_json_pretty(names: &Names, r: &RunReport) -> serde_json::Result<Str
         rest,
         names,
         flows: r.flows.sorted_by_packets(),
+        storm: r.source.storm.as_ref(),
     })
 }
 
@@ -140,7 +157,18 @@ pub fn stats_json(names: &Names, r: &RunReport) -> Value {
         .iter()
         .map(|(k, v)| flow_entry_json(names, k, v))
         .collect();
-    stats_doc(names, r, Value::Array(flows))
+    let mut doc = stats_doc(names, r, Value::Array(flows));
+    if let (Some(p), Value::Object(m)) = (&r.source.storm, &mut doc) {
+        let storm = serde_json::to_value(crate::storm::StormJson {
+            profile: p,
+            names,
+            rows: None,
+            top: STORM_TOP,
+        })
+        .unwrap_or(Value::Null);
+        m.insert("storm".into(), storm);
+    }
+    doc
 }
 
 /// The document with `flows` as given.
@@ -157,6 +185,9 @@ fn stats_doc(names: &Names, r: &RunReport, flows: Value) -> Value {
                 "reason": code,
                 "name": name(*k),
                 "observed": row.observed,
+                "in_table": row.in_table,
+                "table_full": row.table_full,
+                "not_copied": row.not_copied,
                 "lost_ring": row.lost_ring,
                 "delivered": row.delivered,
                 "received": row.received,
@@ -186,6 +217,7 @@ fn stats_doc(names: &Names, r: &RunReport, flows: Value) -> Value {
             "overflowed_packets": r.flows.overflowed_packets(),
         },
         "outputs": r.sinks,
+        "storm": Value::Null,
         "notes": r.source.notes,
     })
 }
@@ -213,11 +245,17 @@ pub fn summary_text(names: &Names, r: &RunReport, top: usize) -> String {
     s.push_str(&r.ledger.render_text(&name));
     let mism = r.ledger.mismatches(&name);
     if mism.is_empty() {
-        if let Some(obs) = t.observed {
+        if let (Some(obs), Some(tab)) = (t.observed, t.in_table) {
             let _ = writeln!(
                 s,
-                "accounting: reconciled: {obs} observed = {} lost in ring + {} delivered; {} skipped after the count limit",
-                t.lost_ring, t.delivered, t.skipped
+                "accounting: reconciled: {obs} observed = {tab} in the kernel flow table + {} table full = {} not copied + {} lost in ring + {} delivered; {} skipped after the count limit",
+                t.table_full, t.not_copied, t.lost_ring, t.delivered, t.skipped
+            );
+        } else if let Some(obs) = t.observed {
+            let _ = writeln!(
+                s,
+                "accounting: reconciled: {obs} observed = {} not copied + {} lost in ring + {} delivered; {} skipped after the count limit",
+                t.not_copied, t.lost_ring, t.delivered, t.skipped
             );
         } else {
             let _ = writeln!(
@@ -268,6 +306,9 @@ pub fn summary_text(names: &Names, r: &RunReport, top: usize) -> String {
             r.flows.overflowed_keys(),
             r.flows.overflowed_packets()
         );
+    }
+    if let Some(p) = &r.source.storm {
+        s.push_str(&p.summary_text(names, top));
     }
     for n in &r.source.notes {
         let _ = writeln!(s, "{n}");
