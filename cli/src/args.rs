@@ -152,16 +152,16 @@ pub struct CaptureArgs {
     /// Size of each CPU's kernel ring, in MiB (rounded up to a power of two, at most 256).
     /// Default: 32 MiB shared by all CPUs (4 MiB each on up to 8 CPUs, 256 KiB on 128).
     /// A full ring loses copies (counted; per-flow counts stay exact in the kernel table).
-    #[arg(long = "ring-size", value_name = "MIB")]
+    #[arg(long = "ring-size", value_name = "MIB", allow_hyphen_values = true)]
     pub ring_size_mib: Option<u32>,
     /// Storm mode: copy at most N packets per flow x reason x drop site per second into the
     /// ring (and the file); every drop is still counted, per flow, in the kernel. 0: counts
     /// only, no packet bytes. Default: copy every drop.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub exemplars: Option<u32>,
     /// Entries of the kernel flow table per second (two such tables alternate). More
     /// distinct flow x reason x site x CPU keys in one second are counted per reason only.
-    #[arg(long, default_value_t = engine::kernel::loader::DEFAULT_KERNEL_FLOWS, value_name = "N")]
+    #[arg(long, default_value_t = engine::kernel::loader::DEFAULT_KERNEL_FLOWS, value_name = "N", allow_hyphen_values = true)]
     pub kernel_flows: u32,
     /// Without --exemplars, a CPU whose ring is half full copies only a few packets per key
     /// per second until it drains (reported in the summary); this turns that off.

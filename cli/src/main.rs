@@ -290,10 +290,10 @@ fn kernel_options(
     let rings_total = ring_bytes * u64::from(cpus);
     let table_total = 2 * u64::from(c.kernel_flows) * l::TABLE_BYTES_PER_ENTRY;
     let total = rings_total + table_total;
-    if let Some(avail) = mem_available() {
+    if let Some((avail, what)) = memory_available() {
         if total > avail / 2 {
             bail!(
-                "the rings ({} CPUs x {}) and the kernel flow table (2 x {} entries, {}) need {}, more than half of the {} this node has available: lower --ring-size or --kernel-flows",
+                "the rings ({} CPUs x {}) and the kernel flow table (2 x {} entries, {}) need {}, more than half of the {} {what}: lower --ring-size or --kernel-flows",
                 cpus,
                 mib(ring_bytes),
                 c.kernel_flows,
@@ -335,12 +335,72 @@ fn mib(bytes: u64) -> String {
     }
 }
 
-/// MemAvailable from /proc/meminfo, in bytes.
-fn mem_available() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+/// The memory this process may still take (bytes) and where that limit comes from: the
+/// node's MemAvailable, or less when its memory cgroup (v1 or v2, or an ancestor) has a
+/// limit. BPF maps are charged to the creating process's memory cgroup (Linux 5.11+), so a
+/// pod's limit is the one that counts.
+fn memory_available() -> Option<(u64, &'static str)> {
+    let node = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+            let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kb * 1024)
+        });
+    let mut best = node.map(|n| (n, "this node has available"));
+    if let Some(cg) = cgroup_headroom() {
+        if best.is_none_or(|(n, _)| cg < n) {
+            best = Some((cg, "this memory cgroup still allows"));
+        }
+    }
+    best
+}
+
+/// Limit minus usage of this process's memory cgroup and its ancestors (the smallest).
+fn cgroup_headroom() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let read = |p: &std::path::Path| -> Option<u64> {
+        let v = std::fs::read_to_string(p).ok()?;
+        let v = v.trim();
+        // "max" (v2) or a huge v1 value: no limit.
+        v.parse::<u64>().ok().filter(|&n| n < 1 << 62)
+    };
+    let mut best: Option<u64> = None;
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_), Some(ctrls), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        let (roots, limit, usage): (&[&str], &str, &str) = if ctrls.is_empty() {
+            (
+                &["/sys/fs/cgroup", "/sys/fs/cgroup/unified"],
+                "memory.max",
+                "memory.current",
+            )
+        } else if ctrls.split(',').any(|c| c == "memory") {
+            (
+                &["/sys/fs/cgroup/memory"],
+                "memory.limit_in_bytes",
+                "memory.usage_in_bytes",
+            )
+        } else {
+            continue;
+        };
+        for root in roots {
+            let mut dir = std::path::PathBuf::from(format!("{root}{path}"));
+            loop {
+                if let Some(lim) = read(&dir.join(limit)) {
+                    let used = read(&dir.join(usage)).unwrap_or(0);
+                    let room = lim.saturating_sub(used);
+                    best = Some(best.map_or(room, |b| b.min(room)));
+                }
+                if dir.as_os_str().len() <= root.len() || !dir.pop() {
+                    break;
+                }
+            }
+        }
+    }
+    best
 }
 
 fn replay(r: args::ReplayArgs) -> Result<i32> {
