@@ -118,6 +118,9 @@ for r in $(seq 1 "$ROUNDS"); do
     [ "$CPUS" = 2 ] && wait "$F2"
     read -r ns runs < <(prog_ns "$TOOL")
     kill -INT "$TOOL" 2>/dev/null || true
+    # A tool that does not exit within 20 s of SIGINT (bpftrace sometimes hangs) is killed.
+    for _ in $(seq 200); do kill -0 "$TOOL" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$TOOL" 2>/dev/null || true
     wait "$TOOL" 2>/dev/null || true
     TOOL=""
     echo "$i $ns $runs" >>"$WORK/results"

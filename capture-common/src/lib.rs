@@ -38,8 +38,12 @@ pub const STAT_RING_FULL: u32 = 0;
 pub const STAT_READ_FAILED: u32 = 1;
 /// Events whose reason could not get a slot in `REASON_COUNTS` (map full): counted here only.
 pub const STAT_REASON_MAP_FULL: u32 = 2;
+/// Drops turned away because the program was already running on that CPU (a nested run:
+/// possible on kernels before 6.1, which lack the raw tracepoint recursion guard). They are
+/// not counted per reason: the nested run must not touch the outer run's counters.
+pub const STAT_NESTED: u32 = 3;
 /// Number of entries of `STATS`.
-pub const STAT_COUNT: u32 = 3;
+pub const STAT_COUNT: u32 = 4;
 
 /// `ProbeConfig::exemplars` meaning "no budget: copy every drop" (the default capture).
 pub const EXEMPLARS_ALL: u32 = u32::MAX;
@@ -54,6 +58,14 @@ pub const MAP_FLOWS_1: &str = "FLOWS_1";
 pub const MAP_BUDGET_0: &str = "BUDGET_0";
 pub const MAP_BUDGET_1: &str = "BUDGET_1";
 pub const MAP_FLOW_GEN: &str = "FLOW_GEN";
+/// In front of each generation's hash, a per-CPU cache of [`CACHE_SLOTS`] [`CacheSlot`]s
+/// (two-way, by a hash of the key): a hit counts with plain adds and no helper call; a new
+/// key takes a slot and spills the slot's old entry into the hash. A slot belongs to the
+/// table epoch in its value (`KFlowValue::epoch`); slots of other epochs are empty.
+pub const MAP_CACHE_0: &str = "CACHE_0";
+pub const MAP_CACHE_1: &str = "CACHE_1";
+/// Slots of each CPU's cache per generation (a power of two).
+pub const CACHE_SLOTS: u32 = 256;
 
 /// `KFlowKey::family` values.
 pub const KFAMILY_NONE: u8 = 0;
@@ -323,7 +335,16 @@ pub struct KFlowValue {
     /// Exemplar decisions this CPU made for the key in this generation (the local gate in
     /// front of the shared budget).
     pub budget_used: u32,
-    pub _pad: u32,
+    /// The table epoch (`FLOW_GEN[0]`) a cache slot's counts belong to.
+    pub epoch: u32,
+}
+
+/// One slot of the per-CPU flow cache.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheSlot {
+    pub key: KFlowKey,
+    pub val: KFlowValue,
 }
 
 const _: () = assert!(size_of::<RecordHeader>() == 16);
@@ -353,6 +374,9 @@ const _: () = assert!(offset_of!(KFlowKey, family) == 63);
 const _: () = assert!(size_of::<KFlowValue>() == 48);
 const _: () = assert!(offset_of!(KFlowValue, copied) == 32);
 const _: () = assert!(offset_of!(KFlowValue, budget_used) == 40);
+const _: () = assert!(offset_of!(KFlowValue, epoch) == 44);
+const _: () = assert!(size_of::<CacheSlot>() == 112);
+const _: () = assert!(CACHE_SLOTS.is_power_of_two());
 const _: () = assert!(offset_of!(ProbeConfig, off_skb_head) == 16);
 const _: () = assert!(offset_of!(ProbeConfig, off_net_inum) == 68);
 const _: () = assert!(offset_of!(ProbeConfig, ring_blocks) == 72);
@@ -474,6 +498,15 @@ pub const LAYOUTS: &[Layout] = &[
             ("last_ns", offset_of!(KFlowValue, last_ns)),
             ("copied", offset_of!(KFlowValue, copied)),
             ("budget_used", offset_of!(KFlowValue, budget_used)),
+            ("epoch", offset_of!(KFlowValue, epoch)),
+        ],
+    ),
+    (
+        "CacheSlot",
+        size_of::<CacheSlot>(),
+        &[
+            ("key", offset_of!(CacheSlot, key)),
+            ("val", offset_of!(CacheSlot, val)),
         ],
     ),
 ];
@@ -497,4 +530,6 @@ mod pod {
     unsafe impl aya::Pod for super::KFlowKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::KFlowValue {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::CacheSlot {}
 }

@@ -1,26 +1,41 @@
-//! dropscope's kernel programs: every packet the kernel frees through `skb:kfree_skb` becomes
-//! one record (a [`KfreeSkbEvent`] followed by up to `snaplen` packet bytes) in the ring of
-//! the CPU it was freed on.
+//! dropscope's kernel programs: every packet the kernel frees through `skb:kfree_skb` is
+//! counted per reason and per flow, and (by policy) copied as one record (a
+//! [`KfreeSkbEvent`] followed by up to `snaplen` packet bytes) into the ring of the CPU it
+//! was freed on.
 //!
 //! Two entry points feed one function: `kfree_skb_btf` (`tp_btf/kfree_skb`, typed arguments)
 //! and `kfree_skb_tp` (the classic tracepoint, arguments at offsets user space reads from the
-//! tracepoint's `format` file). Every drop is counted per reason *before* the ring is touched,
-//! so user space can reconcile exactly: `seen == delivered + ring_full` for every reason.
+//! tracepoint's `format` file). Per drop, in this order:
+//! 1. the reason counter (`REASON_ARRAY`/`REASON_COUNTS`, per CPU);
+//! 2. the kernel flow table (`FLOWS_<gen>`): a [`KFlowKey`] built from the skb and up to
+//!    [`KEY_HDR_BYTES`] of its network header, holding this CPU's number, so each entry has
+//!    one writer and counts with plain adds; no room: the reason's `table_full`;
+//! 3. the copy decision: every drop, or the exemplar budget (`--exemplars`, or the automatic
+//!    storm switch while this CPU's ring is more than `storm_on_bytes` full): this CPU's
+//!    count for the key in this generation, then the key's shared count in `BUDGET_<gen>`
+//!    (one atomic add); not copied: the reason's `not_copied`;
+//! 4. the copy into the ring; no room: the reason's `ring_full`.
+//! So user space can reconcile exactly: `seen == in table + table_full` and
+//! `seen == not_copied + ring_full + delivered` for every reason.
 //!
 //! Output goes to per-CPU rings in two mmap-able array maps (layout: capture-common,
 //! [`RingPos`]) instead of a BPF ring buffer: the program writes the record straight into
 //! its own CPU's ring (one copy of the packet, no lock, no cache line shared with other
 //! CPUs) and publishes it by storing the new end position; user space polls. Each ring has
 //! exactly one writer because the kernel never runs a tracing program nested on one CPU
-//! (a nested run is skipped and counted by the kernel in the program's `recursion_misses`).
-//! The publishing store is a plain store after a compiler fence: a release store on x86-64
-//! (TSO), which is what this is built and tested for; a weakly ordered CPU would need the
-//! BPF store-release instruction (Linux 6.15+) there.
+//! (a nested run is skipped and counted by the kernel in the program's `recursion_misses`;
+//! raw tracepoints have that guard in `__bpf_trace_run`, the classic tracepoint path the
+//! CPU-wide `bpf_prog_active` one, so neither can run twice at once on a CPU).
+//! The publishing store is a plain store after the frame's volatile stores: a release store
+//! on x86-64 (TSO), paired with the reader's acquire load of `prod`; user space refuses to
+//! load the program on other architectures (they would need the BPF store-release
+//! instruction, Linux 6.15+, which this toolchain does not emit).
 //! `tc_shot` is a test helper that drops every packet it sees (tests only).
 //!
 //! Must never: change what happens to traffic (tracing programs return 0), hard-code a kernel
 //! struct offset (they all come from [`ProbeConfig`] in `.rodata`), retry a full ring,
-//! write past the reader's position, or publish a frame before its bytes are written.
+//! write past the reader's position, publish a frame before its bytes are written, or write
+//! a flow entry of another CPU.
 // Built for bpfel-unknown-none by engine/build.rs. On the host it compiles to a stub
 // binary, so workspace-wide `cargo check/clippy/test --workspace` keep working.
 #![cfg_attr(target_arch = "bpf", no_std)]
@@ -49,11 +64,12 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, TcContext, TracePointContext},
 };
 use capture_common::{
-    FrameHeader, KFlowKey, KFlowValue, KfreeSkbEvent, ProbeConfig, ReasonCounter, RecordHeader,
-    RingPos, ABI_VERSION, EXEMPLARS_ALL, FLAG_L3, FLAG_LINEAR_END, FLAG_READ_FAILED, FRAME_PAD,
-    KEY_HDR_BYTES, KFAMILY_NONE, KFAMILY_V4, KFAMILY_V6, KIND_KFREE_SKB, MAX_SNAPLEN, OFF_ABSENT,
-    REASON_ARRAY_ENTRIES, REASON_MAP_ENTRIES, RING_BLOCK, RING_BLOCK_SHIFT, RING_ELEM,
-    SKB_COPY_MAX, STAT_COUNT, STAT_READ_FAILED, STAT_REASON_MAP_FULL, STAT_RING_FULL,
+    CacheSlot, FrameHeader, KFlowKey, KFlowValue, KfreeSkbEvent, ProbeConfig, ReasonCounter,
+    RecordHeader, RingPos, ABI_VERSION, CACHE_SLOTS, EXEMPLARS_ALL, FLAG_L3, FLAG_LINEAR_END,
+    FLAG_READ_FAILED, FRAME_PAD, KEY_HDR_BYTES, KFAMILY_NONE, KFAMILY_V4, KFAMILY_V6,
+    KIND_KFREE_SKB, MAX_SNAPLEN, OFF_ABSENT, REASON_ARRAY_ENTRIES, REASON_MAP_ENTRIES, RING_BLOCK,
+    RING_BLOCK_SHIFT, RING_ELEM, SKB_COPY_MAX, STAT_COUNT, STAT_NESTED, STAT_READ_FAILED,
+    STAT_REASON_MAP_FULL, STAT_RING_FULL,
 };
 
 /// Written by user space at load time (`EbpfLoader::override_global`); the default makes
@@ -73,6 +89,7 @@ pub struct AbiAnchor {
     pub pos: RingPos,
     pub key: KFlowKey,
     pub value: KFlowValue,
+    pub slot: CacheSlot,
 }
 
 #[no_mangle]
@@ -145,7 +162,32 @@ static ABI_ANCHOR: AbiAnchor = AbiAnchor {
         last_ns: 0,
         copied: 0,
         budget_used: 0,
-        _pad: 0,
+        epoch: 0,
+    },
+    slot: CacheSlot {
+        key: KFlowKey {
+            reason: 0,
+            ifindex: 0,
+            netns_ino: 0,
+            cpu: 0,
+            location: 0,
+            saddr: [0; 16],
+            daddr: [0; 16],
+            sport: 0,
+            dport: 0,
+            protocol: 0,
+            l4proto: 0,
+            family: 0,
+        },
+        val: KFlowValue {
+            packets: 0,
+            bytes: 0,
+            first_ns: 0,
+            last_ns: 0,
+            copied: 0,
+            budget_used: 0,
+            epoch: 0,
+        },
     },
 };
 
@@ -189,9 +231,16 @@ static BUDGET_0: HashMap<KFlowKey, u64> = HashMap::with_max_entries(1, 0);
 #[map]
 static BUDGET_1: HashMap<KFlowKey, u64> = HashMap::with_max_entries(1, 0);
 
-/// The table generation programs count into (bit 0 of element 0), set by user space.
+/// The table epoch programs count into (element 0; its bit 0 is the generation), set by
+/// user space.
 #[map]
 static FLOW_GEN: Array<u32> = Array::with_max_entries(1, 0);
+
+/// The per-CPU flow caches of generation 0 and 1 (see capture-common's `MAP_CACHE_0`).
+#[map]
+static CACHE_0: PerCpuArray<CacheSlot> = PerCpuArray::with_max_entries(CACHE_SLOTS, 0);
+#[map]
+static CACHE_1: PerCpuArray<CacheSlot> = PerCpuArray::with_max_entries(CACHE_SLOTS, 0);
 
 /// Per-CPU room for the tracepoint program's copy of the `sk_buff` bytes it needs
 /// (`Probe::skb_fields`), too big for the 512-byte stack, and for the network-header bytes
@@ -200,6 +249,8 @@ static FLOW_GEN: Array<u32> = Array::with_max_entries(1, 0);
 pub struct Scratch {
     pub skb: [u8; SKB_COPY_MAX as usize],
     pub hdr: [u8; KEY_HDR_BYTES as usize],
+    /// Non-zero while a run of the program is on this CPU (see `on_drop`).
+    pub busy: u64,
 }
 
 // `flags` and `_pad` end the event and are written as one aligned little-endian u32.
@@ -590,11 +641,31 @@ fn key_l3(key: &mut KFlowKey, f: &SkbFields) {
     if unsafe { read_raw(hdr.cast::<c_void>(), n, net as *const c_void) } != 0 {
         return;
     }
-    let at = |i: u32| -> u8 {
+    // Word loads: `hdr` is 8-aligned (it follows 256 bytes in an 8-aligned value), the
+    // fields read are at multiples of their size, and `key`'s address fields too.
+    let byte = |i: u32| -> u8 {
         // SAFETY: callers keep i below KEY_HDR_BYTES (masked), inside the buffer.
         unsafe { *hdr.add((i & (KEY_HDR_BYTES - 1)) as usize) }
     };
-    let b0 = at(0);
+    let word32 = |i: u32| -> u32 {
+        // SAFETY: i is a multiple of 4 below KEY_HDR_BYTES - 3 (masked), inside the buffer.
+        unsafe {
+            hdr.add((i & (KEY_HDR_BYTES - 4)) as usize)
+                .cast::<u32>()
+                .read()
+        }
+    };
+    let word64 = |i: u32| -> u64 {
+        // SAFETY: i is a multiple of 8 below KEY_HDR_BYTES - 7 (masked), inside the buffer.
+        unsafe {
+            hdr.add((i & (KEY_HDR_BYTES - 8)) as usize)
+                .cast::<u64>()
+                .read()
+        }
+    };
+    let saddr = key.saddr.as_mut_ptr();
+    let daddr = key.daddr.as_mut_ptr();
+    let b0 = byte(0);
     let l4: u32;
     if b0 >> 4 == 4 {
         let ihl = u32::from(b0 & 0x0f) * 4;
@@ -602,26 +673,26 @@ fn key_l3(key: &mut KFlowKey, f: &SkbFields) {
             return;
         }
         key.family = KFAMILY_V4;
-        key.l4proto = at(9);
-        let mut i = 0;
-        while i < 4 {
-            key.saddr[i] = at(12 + i as u32);
-            key.daddr[i] = at(16 + i as u32);
-            i += 1;
+        key.l4proto = byte(9);
+        // SAFETY: saddr/daddr are 8-aligned 16-byte arrays of `key` (offsets 24 and 40).
+        unsafe {
+            saddr.cast::<u32>().write(word32(12));
+            daddr.cast::<u32>().write(word32(16));
         }
         // Only the first fragment carries the transport header.
-        if (u16::from(at(6)) << 8 | u16::from(at(7))) & 0x1fff != 0 {
+        if (u16::from(byte(6)) << 8 | u16::from(byte(7))) & 0x1fff != 0 {
             return;
         }
         l4 = ihl;
     } else if b0 >> 4 == 6 && n >= 40 {
         key.family = KFAMILY_V6;
-        key.l4proto = at(6);
-        let mut i = 0;
-        while i < 16 {
-            key.saddr[i] = at(8 + i as u32);
-            key.daddr[i] = at(24 + i as u32);
-            i += 1;
+        key.l4proto = byte(6);
+        // SAFETY: as above.
+        unsafe {
+            saddr.cast::<u64>().write(word64(8));
+            saddr.add(8).cast::<u64>().write(word64(16));
+            daddr.cast::<u64>().write(word64(24));
+            daddr.add(8).cast::<u64>().write(word64(32));
         }
         l4 = 40;
     } else {
@@ -630,61 +701,158 @@ fn key_l3(key: &mut KFlowKey, f: &SkbFields) {
     if l4 + 4 > n {
         return;
     }
+    // The first four transport bytes, as loaded little-endian: ports are big-endian.
+    let p = word32(l4);
     match key.l4proto {
         // TCP, UDP, DCCP, SCTP, UDP-Lite: ports.
         6 | 17 | 33 | 132 | 136 => {
-            key.sport = u16::from(at(l4)) << 8 | u16::from(at(l4 + 1));
-            key.dport = u16::from(at(l4 + 2)) << 8 | u16::from(at(l4 + 3));
+            key.sport = u16::swap_bytes(p as u16);
+            key.dport = u16::swap_bytes((p >> 16) as u16);
         }
         // ICMP, ICMPv6: type and code.
         1 | 58 => {
-            key.sport = u16::from(at(l4));
-            key.dport = u16::from(at(l4 + 1));
+            key.sport = u16::from(p as u8);
+            key.dport = u16::from((p >> 8) as u8);
         }
         _ => {}
     }
 }
 
-/// This drop's entry in the current table generation, created if new; `None` when the
-/// table is full.
+/// A hash of the key's eight words, for the cache's two slots.
 #[inline(always)]
-fn flow_entry(gen: u32, key: &KFlowKey, orig_len: u32, now: u64) -> Option<*mut KFlowValue> {
-    let lookup = |k: &KFlowKey| {
-        if gen == 0 {
-            FLOWS_0.get_ptr_mut(k)
-        } else {
-            FLOWS_1.get_ptr_mut(k)
-        }
-    };
-    if let Some(v) = lookup(key) {
-        // SAFETY: the entry's key holds this CPU, so only this CPU's program writes it (and
-        // it never runs nested on one CPU); user space reads this generation only after
-        // switching away from it and waiting out every program that could still use it.
-        unsafe {
-            (*v).packets += 1;
-            (*v).bytes += u64::from(orig_len);
-            (*v).last_ns = now;
-        }
-        return Some(v);
+fn key_hash(key: &KFlowKey) -> u64 {
+    let w = (key as *const KFlowKey).cast::<u64>();
+    let mut h: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut i = 0;
+    while i < 8 {
+        // SAFETY: KFlowKey is 64 bytes, 8-aligned (it holds a u64): eight u64 words.
+        let x = unsafe { w.add(i).read() };
+        h = (h ^ x).wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 32;
+        i += 1;
     }
-    let first = KFlowValue {
-        packets: 1,
-        bytes: u64::from(orig_len),
-        first_ns: now,
-        last_ns: now,
-        copied: 0,
-        budget_used: 0,
-        _pad: 0,
-    };
-    let inserted = if gen == 0 {
-        FLOWS_0.insert(key, first, u64::from(BPF_NOEXIST))
+    h
+}
+
+#[inline(always)]
+fn keys_equal(a: *const KFlowKey, b: &KFlowKey) -> bool {
+    let (x, y) = (a.cast::<u64>(), (b as *const KFlowKey).cast::<u64>());
+    let mut diff: u64 = 0;
+    let mut i = 0;
+    while i < 8 {
+        // SAFETY: both point to 64-byte, 8-aligned keys (one in a map value, one on the
+        // stack).
+        diff |= unsafe { x.add(i).read() ^ y.add(i).read() };
+        i += 1;
+    }
+    diff == 0
+}
+
+/// This CPU's counter of `reason` (the drop was counted there already).
+#[inline(always)]
+fn reason_counter(reason: u32) -> Option<*mut ReasonCounter> {
+    if reason < REASON_ARRAY_ENTRIES {
+        REASON_ARRAY.get_ptr_mut(reason)
     } else {
-        FLOWS_1.insert(key, first, u64::from(BPF_NOEXIST))
-    };
-    if inserted.is_ok() {
-        return lookup(key);
+        REASON_COUNTS.get_ptr_mut(reason)
     }
-    None
+}
+
+/// Moves a cache slot's counts into its generation's hash (adding to the key's entry there,
+/// written by this CPU only); no room: they are counted as table-full under their reason.
+#[inline(always)]
+fn spill(gen: u32, slot: *mut CacheSlot) {
+    // SAFETY: this CPU's cache slot (a per-CPU array value), valid while the program runs.
+    let (key, val) = unsafe { (&(*slot).key, (*slot).val) };
+    let found = if gen == 0 {
+        FLOWS_0.get_ptr_mut(key)
+    } else {
+        FLOWS_1.get_ptr_mut(key)
+    };
+    if let Some(v) = found {
+        // SAFETY: the entry's key holds this CPU: only this CPU writes it (see flow_entry).
+        unsafe {
+            (*v).packets += val.packets;
+            (*v).bytes += val.bytes;
+            if val.first_ns < (*v).first_ns {
+                (*v).first_ns = val.first_ns;
+            }
+            if val.last_ns > (*v).last_ns {
+                (*v).last_ns = val.last_ns;
+            }
+            (*v).copied += val.copied;
+        }
+        return;
+    }
+    let inserted = if gen == 0 {
+        FLOWS_0.insert(key, val, u64::from(BPF_NOEXIST))
+    } else {
+        FLOWS_1.insert(key, val, u64::from(BPF_NOEXIST))
+    };
+    if inserted.is_err() {
+        if let Some(c) = reason_counter(key.reason) {
+            // SAFETY: per-CPU slot; see stat_inc.
+            unsafe { (*c).table_full += val.packets };
+        }
+    }
+}
+
+/// This drop's counts in the current generation: its slot in this CPU's cache (taken when
+/// new, spilling the slot's old key into the hash). Never `None` while the cache map
+/// exists; a drop whose old slot could not be spilled is counted as table-full then.
+#[inline(always)]
+fn flow_entry(epoch: u32, key: &KFlowKey, orig_len: u32, now: u64) -> Option<*mut KFlowValue> {
+    let gen = epoch & 1;
+    let h = key_hash(key);
+    let slot = |i: u32| {
+        if gen == 0 {
+            CACHE_0.get_ptr_mut(i)
+        } else {
+            CACHE_1.get_ptr_mut(i)
+        }
+    };
+    let a = slot((h as u32) & (CACHE_SLOTS - 1))?;
+    let b = slot(((h >> 40) as u32) & (CACHE_SLOTS - 1))?;
+    // SAFETY: this CPU's cache slots (per-CPU array values): only this CPU's program writes
+    // them, never nested (see on_drop); user space reads a generation only after switching
+    // away from it and waiting out every run that could still use it.
+    unsafe {
+        for s in [a, b] {
+            let v = addr_of_mut!((*s).val);
+            if (*v).epoch == epoch && (*v).packets != 0 && keys_equal(addr_of!((*s).key), key) {
+                (*v).packets += 1;
+                (*v).bytes += u64::from(orig_len);
+                (*v).last_ns = now;
+                return Some(v);
+            }
+        }
+        // A new key: an empty (or stale) slot, else the smaller of the two is spilled.
+        let live = |s: *mut CacheSlot| (*s).val.epoch == epoch && (*s).val.packets != 0;
+        let victim = if !live(a) {
+            a
+        } else if !live(b) {
+            b
+        } else {
+            let v = if (*b).val.packets < (*a).val.packets {
+                b
+            } else {
+                a
+            };
+            spill(gen, v);
+            v
+        };
+        (*victim).key = *key;
+        (*victim).val = KFlowValue {
+            packets: 1,
+            bytes: u64::from(orig_len),
+            first_ns: now,
+            last_ns: now,
+            copied: 0,
+            budget_used: 0,
+            epoch,
+        };
+        Some(addr_of_mut!((*victim).val))
+    }
 }
 
 /// Whether the exemplar budget of `n` copies per key and generation lets this drop be
@@ -811,10 +979,34 @@ fn in_storm(pos: *mut RingPos, blocks: u32, now: u64) -> bool {
     }
 }
 
+/// One run per CPU at a time: the kernel guarantees it for raw tracepoints from Linux 6.1
+/// (`prog->active` in `__bpf_trace_run`) and for classic tracepoints always (the CPU-wide
+/// `bpf_prog_active`); on older kernels a drop in an interrupt could run the program nested
+/// in itself, and two writers would share this CPU's ring, flow entries, counters and
+/// scratch. This guard turns the nested run away and counts it (`STAT_NESTED`).
+#[inline(always)]
+fn on_drop<M: Kmem>(skb: u64, location: u64, reason: u32) {
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's scratch; a nested run can only start between these instructions
+    // and the clear below, and sees `busy` set.
+    unsafe {
+        if read_volatile(addr_of!((*scratch).busy)) != 0 {
+            stat_inc(STAT_NESTED);
+            return;
+        }
+        write_volatile(addr_of_mut!((*scratch).busy), 1);
+    }
+    on_drop_unguarded::<M>(skb, location, reason);
+    // SAFETY: as above.
+    unsafe { write_volatile(addr_of_mut!((*scratch).busy), 0) };
+}
+
 /// Counts the drop (per reason, and per flow in the kernel table), decides whether to copy
 /// it (everything, or the exemplar budget), and copies it into this CPU's ring.
 #[inline(always)]
-fn on_drop<M: Kmem>(skb: u64, location: u64, reason: u32) {
+fn on_drop_unguarded<M: Kmem>(skb: u64, location: u64, reason: u32) {
     let counter = count_seen(reason);
     let f = M::skb_fields(skb);
     let (ifindex, netns_ino) = dev_info::<M>(&f);
@@ -841,11 +1033,12 @@ fn on_drop<M: Kmem>(skb: u64, location: u64, reason: u32) {
         family: KFAMILY_NONE,
     };
     key_l3(&mut key, &f);
-    let gen = match FLOW_GEN.get(0) {
-        Some(g) => *g & 1,
+    let epoch = match FLOW_GEN.get(0) {
+        Some(e) => *e,
         None => 0,
     };
-    let entry = flow_entry(gen, &key, sp.orig_len, now);
+    let gen = epoch & 1;
+    let entry = flow_entry(epoch, &key, sp.orig_len, now);
     if entry.is_none() {
         if let Some(c) = counter {
             // SAFETY: per-CPU slot; see stat_inc.

@@ -288,7 +288,8 @@ fn kernel_options(
     };
     let ring_bytes = engine::kernel::ring::ring_bytes(ring_bytes_per_cpu);
     let rings_total = ring_bytes * u64::from(cpus);
-    let table_total = 2 * u64::from(c.kernel_flows) * l::TABLE_BYTES_PER_ENTRY;
+    let table_total =
+        2 * u64::from(c.kernel_flows) * l::TABLE_BYTES_PER_ENTRY + l::cache_bytes(cpus);
     let total = rings_total + table_total;
     if let Some((avail, what)) = memory_available() {
         if total > avail / 2 {

@@ -104,6 +104,9 @@ pub fn kernel(o: &KernelOptions) -> Result<SourceFn<'static>> {
             if let Some(m) = counters.recursion_misses {
                 report.losses.push(loss("kernel", "recursion_misses", m));
             }
+            report
+                .losses
+                .push(loss("kernel", "nested_runs_refused", counters.nested));
             report.notes.push(format!(
                 "kernel: {} drops seen, {} lost in the ring, {} without packet bytes (unreadable)",
                 counters.seen, counters.ring_full, counters.read_failed

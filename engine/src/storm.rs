@@ -766,7 +766,7 @@ mod tests {
             last_ns: last,
             copied,
             budget_used: 0,
-            _pad: 0,
+            epoch: 0,
         }
     }
 

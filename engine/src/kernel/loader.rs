@@ -52,6 +52,14 @@ pub const DEFAULT_KERNEL_FLOWS: u32 = 65_536;
 pub const MAX_KERNEL_FLOWS: u32 = 1 << 24;
 /// Exemplar budget of a CPU in an automatic storm (copies per key and table generation).
 pub const AUTO_STORM_EXEMPLARS: u32 = 8;
+/// Kernel memory of the per-CPU flow caches: two generations of `CACHE_SLOTS` slots of
+/// 112 bytes per CPU.
+pub fn cache_bytes(cpus: u32) -> u64 {
+    2 * u64::from(capture_common::CACHE_SLOTS)
+        * std::mem::size_of::<capture_common::CacheSlot>() as u64
+        * u64::from(cpus)
+}
+
 /// Kernel memory per kernel-flow-table entry, both maps of one generation together: a
 /// preallocated hash element (about 48 bytes of overhead, the 64-byte key, the 48-byte flow
 /// value or 8-byte budget count, each rounded to 8).

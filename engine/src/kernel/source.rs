@@ -29,10 +29,10 @@ use aya::{
 };
 use bytes::BytesMut;
 use capture_common::{
-    KfreeSkbEvent, ProbeConfig, ReasonCounter, FLAG_L3, MAP_BUDGET_0, MAP_BUDGET_1, MAP_FLOWS_0,
-    MAP_FLOWS_1, MAP_FLOW_GEN, MAP_REASON_ARRAY, MAP_REASON_COUNTS, MAP_RING_DATA, MAP_RING_POS,
-    MAP_STATS, PROG_TP_BTF, PROG_TRACEPOINT, STAT_READ_FAILED, STAT_REASON_MAP_FULL,
-    STAT_RING_FULL,
+    KfreeSkbEvent, ProbeConfig, ReasonCounter, FLAG_L3, MAP_BUDGET_0, MAP_BUDGET_1, MAP_CACHE_0,
+    MAP_CACHE_1, MAP_FLOWS_0, MAP_FLOWS_1, MAP_FLOW_GEN, MAP_REASON_ARRAY, MAP_REASON_COUNTS,
+    MAP_RING_DATA, MAP_RING_POS, MAP_STATS, PROG_TP_BTF, PROG_TRACEPOINT, STAT_NESTED,
+    STAT_READ_FAILED, STAT_REASON_MAP_FULL, STAT_RING_FULL,
 };
 use crossbeam_channel::Sender;
 
@@ -142,6 +142,8 @@ pub struct KernelCounters {
     pub ring_full: u64,
     pub read_failed: u64,
     pub reason_map_full: u64,
+    /// Nested runs the program's own guard turned away (not in `seen`).
+    pub nested: u64,
 }
 
 /// Converts `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) to Unix time.
@@ -431,6 +433,12 @@ impl KernelSource {
                 take_map(&mut ebpf, MAP_FLOWS_1)?,
             ],
             [
+                ebpf.take_map(MAP_CACHE_0)
+                    .ok_or(SourceError::MissingMap { name: MAP_CACHE_0 })?,
+                ebpf.take_map(MAP_CACHE_1)
+                    .ok_or(SourceError::MissingMap { name: MAP_CACHE_1 })?,
+            ],
+            [
                 take_map(&mut ebpf, MAP_BUDGET_0)?,
                 take_map(&mut ebpf, MAP_BUDGET_1)?,
             ],
@@ -618,6 +626,7 @@ impl KernelSource {
         out.ring_full = stat(STAT_RING_FULL)?;
         out.read_failed = stat(STAT_READ_FAILED)?;
         out.reason_map_full = stat(STAT_REASON_MAP_FULL)?;
+        out.nested = stat(STAT_NESTED)?;
         out.per_reason = self.table.reason_counters().map_err(|e| SourceError::Map {
             name: MAP_REASON_ARRAY,
             message: e.to_string(),

@@ -1,14 +1,16 @@
 //! The user-space side of the kernel flow table: switching generations and draining them
 //! without losing an increment, and reading the per-reason counters.
 //!
-//! The program counts into generation `FLOW_GEN[0] & 1` (`FLOWS_<g>`, `BUDGET_<g>`). Once a
-//! second [`KernelTable::rotate`]: writes the other generation into `FLOW_GEN`, waits for an
-//! RCU grace period ([`RcuFence`]: every program run that could have read the old value has
-//! finished), then reads and deletes every entry of the old generation. No program writes an
-//! entry after the grace period, so the drained counts are final and nothing is counted
-//! twice or lost; deleting only after the grace period also means no program ever holds a
+//! The program counts into epoch `FLOW_GEN[0]`, generation `epoch & 1`: its per-CPU cache
+//! `CACHE_<g>` (slots tagged with the epoch) backed by the hash `FLOWS_<g>`, with the budget
+//! `BUDGET_<g>`. Once a second [`KernelTable::rotate`]: writes the next epoch into
+//! `FLOW_GEN`, waits for an RCU grace period ([`RcuFence`]: every program run that could
+//! have read the old value has finished), then reads the old epoch's cache slots and reads
+//! and deletes every entry of its hash. No program writes either after the grace period, so
+//! the drained counts are final and nothing is counted twice (slots of older epochs are
+//! skipped) or lost; deleting only after the grace period also means no program ever holds a
 //! pointer to a deleted (and reused) element. At the end, after the program is detached,
-//! [`KernelTable::finish`] waits once more and drains both generations.
+//! [`KernelTable::finish`] waits once more and drains the current epoch.
 //!
 //! Must never: delete from the generation programs count into, or read a drained value
 //! before the grace period after the switch.
@@ -16,7 +18,7 @@
 use std::{collections::BTreeMap, io, os::fd::AsFd};
 
 use aya::maps::{Map, MapData, PerCpuArray, PerCpuHashMap};
-use capture_common::{KFlowKey, KFlowValue, ReasonCounter};
+use capture_common::{CacheSlot, KFlowKey, KFlowValue, ReasonCounter};
 
 use super::bpfsys::{self, RcuFence};
 use super::source::ClockOffset;
@@ -26,12 +28,13 @@ use crate::storm::KernelFlows;
 /// object so a thread of their own can drain them.
 pub struct KernelTable {
     pub(crate) flows: [MapData; 2],
+    pub(crate) caches: [Map; 2],
     pub(crate) budget: [MapData; 2],
     pub(crate) gen_map: MapData,
     pub(crate) reason_array: Map,
     pub(crate) reason_counts: Map,
     pub(crate) fence: RcuFence,
-    gen: u32,
+    epoch: u32,
     scratch: Vec<(KFlowKey, KFlowValue)>,
     budget_scratch: Vec<(KFlowKey, u64)>,
     /// Generations drained.
@@ -43,6 +46,7 @@ pub struct KernelTable {
 impl KernelTable {
     pub(crate) fn new(
         flows: [MapData; 2],
+        caches: [Map; 2],
         budget: [MapData; 2],
         gen_map: MapData,
         reason_array: Map,
@@ -52,12 +56,13 @@ impl KernelTable {
         bpfsys::array_set_u32(gen_map.fd().as_fd(), 0, 0)?;
         Ok(KernelTable {
             flows,
+            caches,
             budget,
             gen_map,
             reason_array,
             reason_counts,
             fence,
-            gen: 0,
+            epoch: 0,
             scratch: Vec::new(),
             budget_scratch: Vec::new(),
             generations: 0,
@@ -68,28 +73,46 @@ impl KernelTable {
     /// Switches programs to the other generation, waits until none can still write the old
     /// one, and adds the old one's entries into `into`; returns how many there were.
     pub fn rotate(&mut self, into: &mut KernelFlows, clock: ClockOffset) -> io::Result<usize> {
-        let old = self.gen;
-        let new = old ^ 1;
+        let old = self.epoch;
+        let new = old.wrapping_add(1);
         bpfsys::array_set_u32(self.gen_map.fd().as_fd(), 0, new)?;
         self.fence.wait()?;
-        self.gen = new;
+        self.epoch = new;
         self.drain(old, into, clock)
     }
 
-    /// After the program is detached: waits out runs still in flight, then drains both
-    /// generations (the current one holds the last counts).
+    /// After the program is detached: waits out runs still in flight, then drains the
+    /// current epoch (it holds the last counts).
     pub fn finish(&mut self, into: &mut KernelFlows, clock: ClockOffset) -> io::Result<usize> {
         self.fence.wait()?;
-        let cur = self.gen;
-        Ok(self.drain(cur, into, clock)? + self.drain(cur ^ 1, into, clock)?)
+        let cur = self.epoch;
+        self.drain(cur, into, clock)
     }
 
-    fn drain(&mut self, g: u32, into: &mut KernelFlows, clock: ClockOffset) -> io::Result<usize> {
-        let g = (g & 1) as usize;
+    /// Adds epoch `epoch`'s cache slots and hash entries into `into` (emptying the hash);
+    /// returns how many there were.
+    fn drain(
+        &mut self,
+        epoch: u32,
+        into: &mut KernelFlows,
+        clock: ClockOffset,
+    ) -> io::Result<usize> {
+        let g = (epoch & 1) as usize;
         self.scratch.clear();
-        let n = bpfsys::lookup_and_delete_all(self.flows[g].fd().as_fd(), &mut self.scratch)?;
+        let mut n = bpfsys::lookup_and_delete_all(self.flows[g].fd().as_fd(), &mut self.scratch)?;
         for (k, v) in &self.scratch {
             into.add(k, v, clock);
+        }
+        let cache: PerCpuArray<&MapData, CacheSlot> =
+            PerCpuArray::try_from(&self.caches[g]).map_err(io::Error::other)?;
+        for slots in cache.iter() {
+            let slots = slots.map_err(io::Error::other)?;
+            for s in slots.iter() {
+                if s.val.epoch == epoch && s.val.packets != 0 {
+                    into.add(&s.key, &s.val, clock);
+                    n += 1;
+                }
+            }
         }
         self.budget_scratch.clear();
         bpfsys::lookup_and_delete_all(self.budget[g].fd().as_fd(), &mut self.budget_scratch)?;
