@@ -57,7 +57,7 @@ use core::{
 use aya_ebpf::{
     bindings::{BPF_NOEXIST, TC_ACT_SHOT},
     helpers::{
-        bpf_get_smp_processor_id, bpf_ktime_get_ns, generated::bpf_probe_read_kernel as read_raw,
+        bpf_get_smp_processor_id, bpf_jiffies64, bpf_ktime_get_ns, generated::bpf_probe_read_kernel as read_raw,
     },
     macros::{btf_tracepoint, classifier, map, tracepoint},
     maps::{Array, HashMap, PerCpuArray, PerCpuHashMap},
@@ -251,6 +251,9 @@ pub struct Scratch {
     pub hdr: [u8; KEY_HDR_BYTES as usize],
     /// Non-zero while a run of the program is on this CPU (see `on_drop`).
     pub busy: u64,
+    /// The jiffy of the last precise clock read on this CPU, and that read (see `tick_now`).
+    pub tick_jiffies: u64,
+    pub tick_ns: u64,
 }
 
 // `flags` and `_pad` end the event and are written as one aligned little-endian u32.
@@ -615,7 +618,7 @@ fn dev_info<M: Kmem>(f: &SkbFields) -> (u32, u32) {
 /// Fills the IP part of `key` (family, addresses, protocol, ports or ICMP type/code) from
 /// the network header, as far as the linear data reaches; leaves it zero otherwise.
 #[inline(always)]
-fn key_l3(key: &mut KFlowKey, f: &SkbFields) {
+fn key_l3(key: &mut KFlowKey, f: &SkbFields, scratch: *mut Scratch) {
     if f.head == 0 || f.network == HEADER_UNSET {
         return;
     }
@@ -631,9 +634,6 @@ fn key_l3(key: &mut KFlowKey, f: &SkbFields) {
         KEY_HDR_BYTES
     } else {
         avail as u32
-    };
-    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
-        return;
     };
     // SAFETY: `hdr` is KEY_HDR_BYTES bytes of this CPU's map value.
     let hdr = unsafe { addr_of_mut!((*scratch).hdr).cast::<u8>() };
@@ -718,20 +718,47 @@ fn key_l3(key: &mut KFlowKey, f: &SkbFields) {
     }
 }
 
+/// CLOCK_MONOTONIC at tick resolution: the precise clock (about 40 ns a read here) is read
+/// once per jiffy per CPU (`bpf_jiffies64` is a plain load) and reused until the jiffy
+/// changes. For the kernel table's first/last times when drops are not all copied.
+#[inline(always)]
+fn tick_now(scratch: *mut Scratch) -> u64 {
+    // SAFETY: helper calls without arguments; `scratch` is this CPU's value, guarded by
+    // on_drop against nested runs.
+    unsafe {
+        let j = bpf_jiffies64();
+        if (*scratch).tick_jiffies != j || (*scratch).tick_ns == 0 {
+            (*scratch).tick_jiffies = j;
+            (*scratch).tick_ns = bpf_ktime_get_ns();
+        }
+        (*scratch).tick_ns
+    }
+}
+
 /// A hash of the key's eight words, for the cache's two slots.
 #[inline(always)]
 fn key_hash(key: &KFlowKey) -> u64 {
+    // A sum of the words times distinct odd constants (independent multiplies, no chain),
+    // then one mix: placement only, a collision costs a spill, never a wrong count.
+    const K: [u64; 8] = [
+        0x9e37_79b9_7f4a_7c15,
+        0xff51_afd7_ed55_8ccd,
+        0xc4ce_b9fe_1a85_ec53,
+        0xd6e8_feb8_6659_fd93,
+        0xa076_1d64_78bd_642f,
+        0xe703_7ed1_a0b4_28db,
+        0x8ebc_6af0_9c88_c6e3,
+        0x5899_65cc_7537_4cc3,
+    ];
     let w = (key as *const KFlowKey).cast::<u64>();
-    let mut h: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut h: u64 = 0;
     let mut i = 0;
     while i < 8 {
         // SAFETY: KFlowKey is 64 bytes, 8-aligned (it holds a u64): eight u64 words.
-        let x = unsafe { w.add(i).read() };
-        h = (h ^ x).wrapping_mul(0xff51_afd7_ed55_8ccd);
-        h ^= h >> 32;
+        h = h.wrapping_add(unsafe { w.add(i).read() }.wrapping_mul(K[i]));
         i += 1;
     }
-    h
+    h ^ (h >> 29)
 }
 
 #[inline(always)]
@@ -998,7 +1025,7 @@ fn on_drop<M: Kmem>(skb: u64, location: u64, reason: u32) {
         }
         write_volatile(addr_of_mut!((*scratch).busy), 1);
     }
-    on_drop_unguarded::<M>(skb, location, reason);
+    on_drop_unguarded::<M>(skb, location, reason, scratch);
     // SAFETY: as above.
     unsafe { write_volatile(addr_of_mut!((*scratch).busy), 0) };
 }
@@ -1006,17 +1033,37 @@ fn on_drop<M: Kmem>(skb: u64, location: u64, reason: u32) {
 /// Counts the drop (per reason, and per flow in the kernel table), decides whether to copy
 /// it (everything, or the exemplar budget), and copies it into this CPU's ring.
 #[inline(always)]
-fn on_drop_unguarded<M: Kmem>(skb: u64, location: u64, reason: u32) {
+fn on_drop_unguarded<M: Kmem>(skb: u64, location: u64, reason: u32, scratch: *mut Scratch) {
     let counter = count_seen(reason);
     let f = M::skb_fields(skb);
     let (ifindex, netns_ino) = dev_info::<M>(&f);
     // SAFETY: helper calls without arguments.
     let cpu = unsafe { bpf_get_smp_processor_id() };
-    // One clock read per drop, for the table and the record: tracing programs may not use
-    // the coarse clock (the verifier refuses bpf_ktime_get_coarse_ns for them).
-    // SAFETY: as above.
-    let now = unsafe { bpf_ktime_get_ns() };
     let sp = span(&f);
+    let blocks = cfg(addr_of!(CONFIG.ring_blocks));
+    let pos = RING_POS.get_ptr_mut(cpu);
+    let exemplars = cfg(addr_of!(CONFIG.exemplars));
+    // Copying every drop: the record needs the precise clock, and the table takes it too.
+    // Otherwise the table's times come from `tick_now` (the precise clock read once per
+    // jiffy per CPU), and only an exemplar reads the clock again.
+    let mut copy_all = exemplars == EXEMPLARS_ALL;
+    let mut now = if copy_all {
+        // SAFETY: a helper call without arguments.
+        unsafe { bpf_ktime_get_ns() }
+    } else {
+        tick_now(scratch)
+    };
+    let budget = if !copy_all {
+        Some(exemplars)
+    } else {
+        match pos {
+            Some(p) if in_storm(p, blocks, now) => {
+                copy_all = false;
+                Some(cfg(addr_of!(CONFIG.storm_exemplars)))
+            }
+            _ => None,
+        }
+    };
 
     let mut key = KFlowKey {
         reason,
@@ -1032,7 +1079,7 @@ fn on_drop_unguarded<M: Kmem>(skb: u64, location: u64, reason: u32) {
         l4proto: 0,
         family: KFAMILY_NONE,
     };
-    key_l3(&mut key, &f);
+    key_l3(&mut key, &f, scratch);
     let epoch = match FLOW_GEN.get(0) {
         Some(e) => *e,
         None => 0,
@@ -1046,17 +1093,6 @@ fn on_drop_unguarded<M: Kmem>(skb: u64, location: u64, reason: u32) {
         }
     }
 
-    let blocks = cfg(addr_of!(CONFIG.ring_blocks));
-    let pos = RING_POS.get_ptr_mut(cpu);
-    let exemplars = cfg(addr_of!(CONFIG.exemplars));
-    let budget = if exemplars != EXEMPLARS_ALL {
-        Some(exemplars)
-    } else {
-        match pos {
-            Some(p) if in_storm(p, blocks, now) => Some(cfg(addr_of!(CONFIG.storm_exemplars))),
-            _ => None,
-        }
-    };
     let copy = match (budget, entry) {
         (None, _) => true,
         (Some(n), Some(e)) => budget_allows(gen, e, &key, n),
@@ -1068,6 +1104,11 @@ fn on_drop_unguarded<M: Kmem>(skb: u64, location: u64, reason: u32) {
             unsafe { (*c).not_copied += 1 };
         }
         return;
+    }
+    if !copy_all {
+        // An exemplar: its record gets the precise time.
+        // SAFETY: a helper call without arguments.
+        now = unsafe { bpf_ktime_get_ns() };
     }
     let ok = match pos {
         Some(p) => emit(p, cpu, blocks, &sp, &key, now).is_ok(),
