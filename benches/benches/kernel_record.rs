@@ -28,7 +28,8 @@ fn records(n: usize, pkt_len: usize) -> Vec<Vec<u8>> {
                 cap_len: pkt_len as u16,
                 protocol: 0x0008,
                 flags: 0,
-                _pad: [0; 3],
+                _pad: 0,
+                net_off: 0,
             };
             let mut v = Vec::new();
             record::encode(&ev, &vec![0x5a; pkt_len], &mut v);

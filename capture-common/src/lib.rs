@@ -27,6 +27,12 @@ pub const FLAG_L3: u8 = 1 << 0;
 pub const FLAG_READ_FAILED: u8 = 1 << 1;
 /// `KfreeSkbEvent::flags`: the capture was cut at the end of the linear data, before snaplen.
 pub const FLAG_LINEAR_END: u8 = 1 << 2;
+/// `KfreeSkbEvent::flags`: this drop is counted in the kernel flow table; user space must
+/// not count it again. Without it (every drop copied, and the copy holds the network header
+/// bytes the key needs from `net_off` on), user space counts the drop from the record with
+/// the same key the kernel would have used (`engine::storm::key_of_record`), and the kernel
+/// skips its table: a copied drop costs no table work in the kernel.
+pub const FLAG_COUNTED: u8 = 1 << 3;
 
 /// Indices of the per-CPU `STATS` array (u64 counters). There is no "seen" total: every drop
 /// is counted once, per reason, in `REASON_ARRAY` or `REASON_COUNTS`, else in
@@ -132,7 +138,10 @@ pub struct KfreeSkbEvent {
     pub protocol: u16,
     /// `FLAG_*`.
     pub flags: u8,
-    pub _pad: [u8; 3],
+    pub _pad: u8,
+    /// Offset of the network header in the packet bytes (meaningful without
+    /// `FLAG_COUNTED`).
+    pub net_off: u16,
 }
 
 /// Load-time configuration, written into the program's `.rodata` by user space.
@@ -360,6 +369,7 @@ const _: () = assert!(offset_of!(KfreeSkbEvent, orig_len) == 36);
 const _: () = assert!(offset_of!(KfreeSkbEvent, cap_len) == 40);
 const _: () = assert!(offset_of!(KfreeSkbEvent, protocol) == 42);
 const _: () = assert!(offset_of!(KfreeSkbEvent, flags) == 44);
+const _: () = assert!(offset_of!(KfreeSkbEvent, net_off) == 46);
 const _: () = assert!(size_of::<ProbeConfig>() == 100);
 const _: () = assert!(offset_of!(ProbeConfig, exemplars) == 84);
 const _: () = assert!(offset_of!(ProbeConfig, storm_exemplars) == 96);
@@ -420,6 +430,7 @@ pub const LAYOUTS: &[Layout] = &[
             ("cap_len", offset_of!(KfreeSkbEvent, cap_len)),
             ("protocol", offset_of!(KfreeSkbEvent, protocol)),
             ("flags", offset_of!(KfreeSkbEvent, flags)),
+            ("net_off", offset_of!(KfreeSkbEvent, net_off)),
         ],
     ),
     (

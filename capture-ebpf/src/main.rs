@@ -57,7 +57,8 @@ use core::{
 use aya_ebpf::{
     bindings::{BPF_NOEXIST, TC_ACT_SHOT},
     helpers::{
-        bpf_get_smp_processor_id, bpf_jiffies64, bpf_ktime_get_ns, generated::bpf_probe_read_kernel as read_raw,
+        bpf_get_smp_processor_id, bpf_jiffies64, bpf_ktime_get_ns,
+        generated::bpf_probe_read_kernel as read_raw,
     },
     macros::{btf_tracepoint, classifier, map, tracepoint},
     maps::{Array, HashMap, PerCpuArray, PerCpuHashMap},
@@ -65,11 +66,11 @@ use aya_ebpf::{
 };
 use capture_common::{
     CacheSlot, FrameHeader, KFlowKey, KFlowValue, KfreeSkbEvent, ProbeConfig, ReasonCounter,
-    RecordHeader, RingPos, ABI_VERSION, CACHE_SLOTS, EXEMPLARS_ALL, FLAG_L3, FLAG_LINEAR_END,
-    FLAG_READ_FAILED, FRAME_PAD, KEY_HDR_BYTES, KFAMILY_NONE, KFAMILY_V4, KFAMILY_V6,
-    KIND_KFREE_SKB, MAX_SNAPLEN, OFF_ABSENT, REASON_ARRAY_ENTRIES, REASON_MAP_ENTRIES, RING_BLOCK,
-    RING_BLOCK_SHIFT, RING_ELEM, SKB_COPY_MAX, STAT_COUNT, STAT_NESTED, STAT_READ_FAILED,
-    STAT_REASON_MAP_FULL, STAT_RING_FULL,
+    RecordHeader, RingPos, ABI_VERSION, CACHE_SLOTS, EXEMPLARS_ALL, FLAG_COUNTED, FLAG_L3,
+    FLAG_LINEAR_END, FLAG_READ_FAILED, FRAME_PAD, KEY_HDR_BYTES, KFAMILY_NONE, KFAMILY_V4,
+    KFAMILY_V6, KIND_KFREE_SKB, MAX_SNAPLEN, OFF_ABSENT, REASON_ARRAY_ENTRIES, REASON_MAP_ENTRIES,
+    RING_BLOCK, RING_BLOCK_SHIFT, RING_ELEM, SKB_COPY_MAX, STAT_COUNT, STAT_NESTED,
+    STAT_READ_FAILED, STAT_REASON_MAP_FULL, STAT_RING_FULL,
 };
 
 /// Written by user space at load time (`EbpfLoader::override_global`); the default makes
@@ -111,7 +112,8 @@ static ABI_ANCHOR: AbiAnchor = AbiAnchor {
         cap_len: 0,
         protocol: 0,
         flags: 0,
-        _pad: [0; 3],
+        _pad: 0,
+        net_off: 0,
     },
     header: RecordHeader {
         version: 0,
@@ -1046,8 +1048,8 @@ fn on_drop_unguarded<M: Kmem>(skb: u64, location: u64, reason: u32, scratch: *mu
     // Copying every drop: the record needs the precise clock, and the table takes it too.
     // Otherwise the table's times come from `tick_now` (the precise clock read once per
     // jiffy per CPU), and only an exemplar reads the clock again.
-    let mut copy_all = exemplars == EXEMPLARS_ALL;
-    let mut now = if copy_all {
+    let copy_all = exemplars == EXEMPLARS_ALL;
+    let now = if copy_all {
         // SAFETY: a helper call without arguments.
         unsafe { bpf_ktime_get_ns() }
     } else {
@@ -1057,10 +1059,7 @@ fn on_drop_unguarded<M: Kmem>(skb: u64, location: u64, reason: u32, scratch: *mu
         Some(exemplars)
     } else {
         match pos {
-            Some(p) if in_storm(p, blocks, now) => {
-                copy_all = false;
-                Some(cfg(addr_of!(CONFIG.storm_exemplars)))
-            }
+            Some(p) if in_storm(p, blocks, now) => Some(cfg(addr_of!(CONFIG.storm_exemplars))),
             _ => None,
         }
     };
@@ -1079,6 +1078,24 @@ fn on_drop_unguarded<M: Kmem>(skb: u64, location: u64, reason: u32, scratch: *mu
         l4proto: 0,
         family: KFAMILY_NONE,
     };
+
+    // Every drop copied: the copy first. When it holds the key's header bytes, user space
+    // counts the drop from the record and the kernel table is not touched at all.
+    let mut copied = false;
+    if budget.is_none() {
+        match pos.map(|p| emit(p, cpu, blocks, &sp, &key, now, user_key_span(&f, &sp))) {
+            Some(Ok(false)) => return,
+            Some(Ok(true)) => copied = true,
+            _ => {
+                if let Some(c) = counter {
+                    // SAFETY: per-CPU slot; see stat_inc.
+                    unsafe { (*c).ring_full += 1 };
+                }
+                stat_inc(STAT_RING_FULL);
+            }
+        }
+    }
+
     key_l3(&mut key, &f, scratch);
     let epoch = match FLOW_GEN.get(0) {
         Some(e) => *e,
@@ -1092,11 +1109,17 @@ fn on_drop_unguarded<M: Kmem>(skb: u64, location: u64, reason: u32, scratch: *mu
             unsafe { (*c).table_full += 1 };
         }
     }
-
-    let copy = match (budget, entry) {
-        (None, _) => true,
-        (Some(n), Some(e)) => budget_allows(gen, e, &key, n),
-        (Some(_), None) => false,
+    let Some(n) = budget else {
+        // Copied (or lost in the ring) above.
+        if let (true, Some(e)) = (copied, entry) {
+            // SAFETY: this CPU's entry; see flow_entry.
+            unsafe { (*e).copied += 1 };
+        }
+        return;
+    };
+    let copy = match entry {
+        Some(e) => budget_allows(gen, e, &key, n),
+        None => false,
     };
     if !copy {
         if let Some(c) = counter {
@@ -1105,13 +1128,11 @@ fn on_drop_unguarded<M: Kmem>(skb: u64, location: u64, reason: u32, scratch: *mu
         }
         return;
     }
-    if !copy_all {
-        // An exemplar: its record gets the precise time.
-        // SAFETY: a helper call without arguments.
-        now = unsafe { bpf_ktime_get_ns() };
-    }
+    // An exemplar: its record gets the precise time.
+    // SAFETY: a helper call without arguments.
+    let ts = unsafe { bpf_ktime_get_ns() };
     let ok = match pos {
-        Some(p) => emit(p, cpu, blocks, &sp, &key, now).is_ok(),
+        Some(p) => emit(p, cpu, blocks, &sp, &key, ts, None).is_ok(),
         None => false,
     };
     if ok {
@@ -1176,7 +1197,8 @@ fn emit(
     sp: &Span,
     key: &KFlowKey,
     ts_ns: u64,
-) -> Result<(), ()> {
+    user_key: Option<(u16, u32)>,
+) -> Result<bool, ()> {
     if blocks == 0 {
         return Err(());
     }
@@ -1253,6 +1275,15 @@ fn emit(
         flags &= !FLAG_LINEAR_END;
         stat_inc(STAT_READ_FAILED);
     }
+    // User space counts the drop from the record when the copy holds the header bytes the
+    // key is made of; else the kernel counts it (and says so in the record).
+    let (net_off, counted) = match user_key {
+        Some((off, need_end)) if !read_failed && need_end <= cap => (off, false),
+        _ => (0, true),
+    };
+    if counted {
+        flags |= FLAG_COUNTED;
+    }
 
     // SAFETY: the frame header and event lie in the element (see above); the fields are
     // written one by one, volatile (see the publishing store below), so that no store
@@ -1284,8 +1315,11 @@ fn emit(
         write_volatile(addr_of_mut!((*ev).orig_len), sp.orig_len);
         write_volatile(addr_of_mut!((*ev).cap_len), cap as u16);
         write_volatile(addr_of_mut!((*ev).protocol), key.protocol);
-        // `flags` and the three zero padding bytes after it, in one aligned store.
-        write_volatile(addr_of_mut!((*ev).flags).cast::<u32>(), u32::from(flags));
+        // `flags`, its padding byte and `net_off`, in one aligned store.
+        write_volatile(
+            addr_of_mut!((*ev).flags).cast::<u32>(),
+            u32::from(flags) | u32::from(net_off) << 16,
+        );
     }
     // Publish: the release side paired with the reader's acquire load of `prod`
     // (engine/src/kernel/ring.rs). The stores above are volatile, so the compiler keeps
@@ -1294,7 +1328,34 @@ fn emit(
     // loader refuses other architectures (see the module doc).
     // SAFETY: this CPU's RING_POS element; see above.
     unsafe { write_volatile(addr_of_mut!((*pos).prod), end) };
-    Ok(())
+    Ok(counted)
+}
+
+/// Where the key's header bytes are in a copy made from `sp.start`: (offset of the network
+/// header, end of the bytes the key reads: up to `KEY_HDR_BYTES` of linear data from it).
+/// `None` when the copy cannot hold them (no network header, or before the start).
+#[inline(always)]
+fn user_key_span(f: &SkbFields, sp: &Span) -> Option<(u16, u32)> {
+    if f.head == 0 || f.data == 0 || f.network == HEADER_UNSET {
+        return None;
+    }
+    let net = f.head.wrapping_add(u64::from(f.network));
+    let off = (net as i64).wrapping_sub(sp.start as i64);
+    if !(0..=1024).contains(&off) {
+        return None;
+    }
+    let linear_end = f
+        .data
+        .wrapping_add(u64::from(f.len.wrapping_sub(f.data_len)));
+    let avail = (linear_end as i64).wrapping_sub(net as i64);
+    let need = if avail < 0 {
+        0
+    } else if avail > KEY_HDR_BYTES as i64 {
+        KEY_HDR_BYTES
+    } else {
+        avail as u32
+    };
+    Some((off as u16, off as u32 + need))
 }
 
 #[cfg(not(target_arch = "bpf"))]

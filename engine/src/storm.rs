@@ -13,10 +13,11 @@
 //! reason, counted in `overflowed_*`), or sort a whole large table to print its top rows.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use capture_common::{KFlowKey, KFlowValue, KFAMILY_V4, KFAMILY_V6};
+use capture_common::{KFlowKey, KFlowValue, KfreeSkbEvent, KEY_HDR_BYTES, KFAMILY_V4, KFAMILY_V6};
+use hashbrown::HashMap;
 use serde::ser::{SerializeMap as _, SerializeSeq as _, Serializer};
 use serde::Serialize;
 
@@ -118,6 +119,31 @@ impl KernelFlows {
         self.rows.insert(k, *row);
     }
 
+    /// Adds every row of `other` (rows that do not fit fold per reason as usual).
+    pub fn merge(&mut self, other: KernelFlows) {
+        self.overflowed_keys += other.overflowed_keys;
+        self.overflowed_packets = self
+            .overflowed_packets
+            .saturating_add(other.overflowed_packets);
+        for (k, r) in other.rows {
+            self.add_row(k, &r);
+        }
+    }
+
+    /// Counts one copied drop user space keyed from its record (see [`key_of_record`]).
+    pub fn add_record(&mut self, key: KFlowKey, orig_len: u32, unix_ns: u64) {
+        self.add_row(
+            key,
+            &KRow {
+                packets: 1,
+                bytes: u64::from(orig_len),
+                first_ns: unix_ns,
+                last_ns: unix_ns,
+                copied: 1,
+            },
+        );
+    }
+
     pub fn len(&self) -> usize {
         self.rows.len()
     }
@@ -166,6 +192,79 @@ impl KernelFlows {
         });
         v
     }
+}
+
+/// The kernel table key of a copied drop, from its record: the same key the kernel program
+/// builds (`key_l3` in capture-ebpf) from the same bytes. The program leaves `FLAG_COUNTED`
+/// off only when the copy holds, from `net_off`, every header byte its key would read
+/// (`min(linear bytes from the network header, KEY_HDR_BYTES)`), so reading
+/// `min(bytes from net_off, KEY_HDR_BYTES)` here gives the kernel's bytes exactly. `cpu` is
+/// 0 (rows merge CPUs). Never panics on any bytes.
+pub fn key_of_record(ev: &KfreeSkbEvent, data: &[u8]) -> KFlowKey {
+    let mut key = KFlowKey {
+        reason: ev.reason,
+        ifindex: ev.ifindex,
+        netns_ino: ev.netns_ino,
+        cpu: 0,
+        location: ev.location,
+        protocol: ev.protocol,
+        ..KFlowKey::default()
+    };
+    let Some(hdr) = data.get(usize::from(ev.net_off)..) else {
+        return key;
+    };
+    let hdr = hdr
+        .get(..hdr.len().min(KEY_HDR_BYTES as usize))
+        .unwrap_or(hdr);
+    let n = hdr.len();
+    if n < 20 {
+        return key;
+    }
+    let byte = |i: usize| hdr.get(i).copied().unwrap_or(0);
+    let copy = |dst: &mut [u8; 16], from: usize, len: usize| {
+        if let (Some(d), Some(s)) = (dst.get_mut(..len), hdr.get(from..from + len)) {
+            d.copy_from_slice(s);
+        }
+    };
+    let l4 = match byte(0) >> 4 {
+        4 => {
+            let ihl = usize::from(byte(0) & 0x0f) * 4;
+            if ihl < 20 {
+                return key;
+            }
+            key.family = KFAMILY_V4;
+            key.l4proto = byte(9);
+            copy(&mut key.saddr, 12, 4);
+            copy(&mut key.daddr, 16, 4);
+            if (u16::from(byte(6)) << 8 | u16::from(byte(7))) & 0x1fff != 0 {
+                return key;
+            }
+            ihl
+        }
+        6 if n >= 40 => {
+            key.family = KFAMILY_V6;
+            key.l4proto = byte(6);
+            copy(&mut key.saddr, 8, 16);
+            copy(&mut key.daddr, 24, 16);
+            40
+        }
+        _ => return key,
+    };
+    if l4 + 4 > n {
+        return key;
+    }
+    match key.l4proto {
+        6 | 17 | 33 | 132 | 136 => {
+            key.sport = u16::from(byte(l4)) << 8 | u16::from(byte(l4 + 1));
+            key.dport = u16::from(byte(l4 + 2)) << 8 | u16::from(byte(l4 + 3));
+        }
+        1 | 58 => {
+            key.sport = u16::from(byte(l4));
+            key.dport = u16::from(byte(l4 + 1));
+        }
+        _ => {}
+    }
+    key
 }
 
 /// Keeps the `n` smallest elements of `v` by `key`, sorted (all of them when `n` is `None`).
@@ -855,6 +954,64 @@ mod tests {
         assert_eq!(p50, 300);
         assert_eq!(max, 1000);
         assert!((mean - 400.0).abs() < 1.0, "{mean}");
+    }
+
+    fn ev(net_off: u16) -> KfreeSkbEvent {
+        KfreeSkbEvent {
+            reason: 3,
+            ifindex: 2,
+            netns_ino: 7,
+            location: 0xffff_ffff_8100_0000,
+            protocol: 0x0008,
+            net_off,
+            ..KfreeSkbEvent::default()
+        }
+    }
+
+    #[test]
+    fn record_keys_mirror_the_kernel_parse() {
+        // Ethernet + IPv4 (ihl 5) + UDP 4000 -> 9.
+        let mut p = vec![0u8; 14];
+        p.extend_from_slice(&[
+            0x45, 0, 0, 44, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ]);
+        p.extend_from_slice(&[0x0f, 0xa0, 0, 9, 0, 24, 0, 0]);
+        let k = key_of_record(&ev(14), &p);
+        assert_eq!(k, key(3, 2, 9, 0));
+        // Cut before the ports: addresses only, as the kernel with that many bytes.
+        let k = key_of_record(&ev(14), &p[..36]);
+        assert_eq!(
+            (k.family, k.sport, k.dport, k.l4proto),
+            (KFAMILY_V4, 0, 0, 17)
+        );
+        // A later fragment: no ports.
+        let mut frag = p.clone();
+        frag[14 + 7] = 1;
+        assert_eq!(key_of_record(&ev(14), &frag).sport, 0);
+        // IPv4 options (ihl 6): ports after them.
+        let mut opt = vec![0u8; 14];
+        opt.extend_from_slice(&[
+            0x46, 0, 0, 48, 0, 0, 0, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, 1, 1, 1, 1,
+        ]);
+        opt.extend_from_slice(&[0, 80, 1, 187]);
+        let k = key_of_record(&ev(14), &opt);
+        assert_eq!((k.sport, k.dport, k.l4proto), (80, 443, 6));
+        // IPv6 ICMPv6 echo at offset 0.
+        let mut v6 = vec![0x60, 0, 0, 0, 0, 8, 58, 64];
+        v6.extend((1..=32).map(|i| i as u8));
+        v6.extend_from_slice(&[128, 0, 0, 0]);
+        let k = key_of_record(&ev(0), &v6);
+        assert_eq!(
+            (k.family, k.l4proto, k.sport, k.dport),
+            (KFAMILY_V6, 58, 128, 0)
+        );
+        assert_eq!(k.saddr[0], 1);
+        assert_eq!(k.daddr[15], 32);
+        // Nonsense never panics and keys by what is known.
+        for off in [0u16, 13, 200, u16::MAX] {
+            let k = key_of_record(&ev(off), &p[..10]);
+            assert_eq!((k.family, k.reason, k.ifindex), (0, 3, 2));
+        }
     }
 
     #[test]

@@ -38,7 +38,8 @@ fn object_btf_matches_capture_common_layouts() {
             "cap_len",
             "protocol",
             "flags",
-            "_pad"
+            "_pad",
+            "net_off"
         ]
     );
 }

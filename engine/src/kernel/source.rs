@@ -29,10 +29,10 @@ use aya::{
 };
 use bytes::BytesMut;
 use capture_common::{
-    KfreeSkbEvent, ProbeConfig, ReasonCounter, FLAG_L3, MAP_BUDGET_0, MAP_BUDGET_1, MAP_CACHE_0,
-    MAP_CACHE_1, MAP_FLOWS_0, MAP_FLOWS_1, MAP_FLOW_GEN, MAP_REASON_ARRAY, MAP_REASON_COUNTS,
-    MAP_RING_DATA, MAP_RING_POS, MAP_STATS, PROG_TP_BTF, PROG_TRACEPOINT, STAT_NESTED,
-    STAT_READ_FAILED, STAT_REASON_MAP_FULL, STAT_RING_FULL,
+    KfreeSkbEvent, ProbeConfig, ReasonCounter, FLAG_COUNTED, FLAG_L3, MAP_BUDGET_0, MAP_BUDGET_1,
+    MAP_CACHE_0, MAP_CACHE_1, MAP_FLOWS_0, MAP_FLOWS_1, MAP_FLOW_GEN, MAP_REASON_ARRAY,
+    MAP_REASON_COUNTS, MAP_RING_DATA, MAP_RING_POS, MAP_STATS, PROG_TP_BTF, PROG_TRACEPOINT,
+    STAT_NESTED, STAT_READ_FAILED, STAT_REASON_MAP_FULL, STAT_RING_FULL,
 };
 use crossbeam_channel::Sender;
 
@@ -212,17 +212,25 @@ struct Pending {
     len: usize,
 }
 
-/// Accumulates records into batches: packet bytes go into one `BytesMut` per batch.
+/// Accumulates records into batches: packet bytes go into one `BytesMut` per batch. Drops
+/// the kernel left to user space to count (no `FLAG_COUNTED`) are counted here, per kernel
+/// table key, in `flows`.
 pub struct BatchBuilder {
     pending: Vec<Pending>,
     buf: BytesMut,
     max: usize,
     clock: ClockOffset,
     pub stats: SourceStats,
+    pub flows: crate::storm::KernelFlows,
 }
 
 impl BatchBuilder {
     pub fn new(max: usize, clock: ClockOffset) -> Self {
+        Self::with_rows(max, clock, 1 << 20)
+    }
+
+    /// Like [`BatchBuilder::new`], keeping at most `rows` user-counted table rows.
+    pub fn with_rows(max: usize, clock: ClockOffset, rows: usize) -> Self {
         let max = max.max(1);
         BatchBuilder {
             pending: Vec::with_capacity(max),
@@ -230,6 +238,7 @@ impl BatchBuilder {
             max,
             clock,
             stats: SourceStats::default(),
+            flows: crate::storm::KernelFlows::new(rows),
         }
     }
 
@@ -238,6 +247,13 @@ impl BatchBuilder {
     pub fn push(&mut self, rec: &[u8]) -> bool {
         match record::parse(rec) {
             Ok((ev, packet)) => {
+                if ev.flags & FLAG_COUNTED == 0 {
+                    self.flows.add_record(
+                        crate::storm::key_of_record(&ev, packet),
+                        ev.orig_len,
+                        self.clock.to_unix_ns(ev.hdr.ts_ns),
+                    );
+                }
                 let start = self.buf.len();
                 self.buf.extend_from_slice(packet);
                 self.pending.push(Pending {
@@ -289,6 +305,7 @@ pub struct KernelSource {
     misses_at_end: Option<u64>,
     profile: StormProfile,
     clock: ClockOffset,
+    max_rows: usize,
 }
 
 /// Takes a map of any of the kinds the program defines out of the object.
@@ -474,6 +491,7 @@ impl KernelSource {
             misses_at_end: None,
             profile: StormProfile::new(policy, max_rows),
             clock: ClockOffset::now(),
+            max_rows,
         })
     }
 
@@ -515,7 +533,7 @@ impl KernelSource {
         batch_max: usize,
     ) -> Result<SourceStats, SourceError> {
         let clock = self.clock;
-        let mut builder = BatchBuilder::new(batch_max, clock);
+        let mut builder = BatchBuilder::with_rows(batch_max, clock, self.max_rows);
         let detached = AtomicBool::new(false);
         let KernelSource {
             rings,
@@ -567,6 +585,8 @@ impl KernelSource {
         });
         ring_result?;
         let (generations, peak) = table_result.map_err(SourceError::Table)?;
+        let counted_here = std::mem::replace(&mut builder.flows, crate::storm::KernelFlows::new(1));
+        self.profile.flows.merge(counted_here);
         self.profile.generations = generations;
         self.profile.peak_entries = peak;
         self.profile.storm_spans = watch.spans;
@@ -767,7 +787,8 @@ mod tests {
             cap_len: cap,
             protocol: 0x0008, // ETH_P_IP as stored (big endian) on a little-endian host
             flags,
-            _pad: [0; 3],
+            _pad: 0,
+            net_off: 0,
         }
     }
 
