@@ -5,18 +5,24 @@
 //!
 //! Two entry points feed one function: `kfree_skb_btf` (`tp_btf/kfree_skb`, typed arguments)
 //! and `kfree_skb_tp` (the classic tracepoint, arguments at offsets user space reads from the
-//! tracepoint's `format` file). Per drop, in this order:
+//! tracepoint's `format` file). Per drop:
 //! 1. the reason counter (`REASON_ARRAY`/`REASON_COUNTS`, per CPU);
-//! 2. the kernel flow table (`FLOWS_<gen>`): a [`KFlowKey`] built from the skb and up to
-//!    [`KEY_HDR_BYTES`] of its network header, holding this CPU's number, so each entry has
-//!    one writer and counts with plain adds; no room: the reason's `table_full`;
-//! 3. the copy decision: every drop, or the exemplar budget (`--exemplars`, or the automatic
-//!    storm switch while this CPU's ring is more than `storm_on_bytes` full): this CPU's
-//!    count for the key in this generation, then the key's shared count in `BUDGET_<gen>`
-//!    (one atomic add); not copied: the reason's `not_copied`;
-//! 4. the copy into the ring; no room: the reason's `ring_full`.
-//! So user space can reconcile exactly: `seen == in table + table_full` and
-//! `seen == not_copied + ring_full + delivered` for every reason.
+//! 2. when every drop is copied (no budget): the copy into the ring first; if it holds the
+//!    network-header bytes the flow key is made of, the record goes without `FLAG_COUNTED`
+//!    and user space counts the drop per flow from it, with the same key; the kernel table
+//!    is not touched. No room in the ring: the reason's `ring_full`, and step 3;
+//! 3. otherwise the kernel flow table (`CACHE_<gen>` in front of `FLOWS_<gen>`): a
+//!    [`KFlowKey`] built from the skb and up to [`KEY_HDR_BYTES`] of its network header,
+//!    holding this CPU's number, so each entry has one writer and counts with plain adds;
+//!    no room: the reason's `table_full`;
+//! 4. with a budget (`--exemplars`, or the automatic storm switch while this CPU's ring is
+//!    more than `storm_on_bytes` full): this CPU's count for the key in this generation,
+//!    then the key's shared count in `BUDGET_<gen>` (one atomic add) decide whether to copy
+//!    (with `FLAG_COUNTED`); not copied: the reason's `not_copied`.
+//!
+//! So user space can reconcile exactly, for every reason: `seen == in table + table_full`
+//! (the table being the kernel's rows plus the rows user space counted from records) and
+//! `seen == not_copied + ring_full + delivered`.
 //!
 //! Output goes to per-CPU rings in two mmap-able array maps (layout: capture-common,
 //! [`RingPos`]) instead of a BPF ring buffer: the program writes the record straight into
