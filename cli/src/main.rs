@@ -419,6 +419,7 @@ fn replay(r: args::ReplayArgs) -> Result<i32> {
         r.input_format.as_deref(),
         r.cilium_release.as_deref(),
         engine::sources::cilium_type_bits(&r.types)?,
+        r.out.max_flows,
     )?;
     let sink = make_sink(&r.out, engine::MAX_REPLAY_SNAPLEN)?;
     let progress = Progress::default();

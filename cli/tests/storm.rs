@@ -250,6 +250,28 @@ fn storm_with_exemplar_budget_counts_every_flow_exactly() {
     }
     let ns_row = reason_row(&s, "NO_SOCKET");
     assert!(ns_row["not_copied"].as_u64().unwrap() >= total - 2 * gens * FLOWS.len() as u64);
+    // The file carries the kernel table: a replay reports the same exact counts, and stock
+    // tshark still reads the file (the block is a copyable pcapng Custom Block).
+    let replayed = dir.path("r.json");
+    run_ok(dropscope().args([
+        "replay",
+        file.to_str().unwrap(),
+        "-q",
+        "--stats-json",
+        replayed.to_str().unwrap(),
+    ]));
+    let r = read_json(&replayed);
+    assert_eq!(
+        kernel_rows(&r, &ns, 9),
+        rows,
+        "replay reports the kernel table"
+    );
+    assert_eq!(r["storm"]["policy"]["exemplars"], 2);
+    if tshark_available() {
+        let copies: u64 = rows.values().map(|(_, c)| c).sum();
+        let filter = format!("ip.src == {} && udp.dstport == 9", ns.ip4_a);
+        assert_eq!(tshark_count(&file, &filter) as u64, copies);
+    }
     assert_eq!(s["storm"]["policy"]["exemplars"], 2);
     assert!(err.contains("top flows x reason"), "{err}");
 }

@@ -203,9 +203,14 @@ pub fn run(
 
     // Dropped by the source thread when it returns: wakes the main thread at once.
     let (done_tx, done_rx) = bounded::<()>(0);
+    // The kernel table's profile, for the file's trailing block: sent by the main thread once
+    // the source has ended, read by the sink thread before it closes the file.
+    let (trailer_tx, trailer_rx) = bounded::<Option<Vec<u8>>>(1);
 
     let result = std::thread::scope(
         |scope| -> Result<(SourceReport, AggOutcome, SinkStats, StopCause)> {
+            // Owned here: dropped on every early return, so the sink never waits for it.
+            let trailer_tx = trailer_tx;
             let stop_ref = &stop;
             let src = std::thread::Builder::new()
                 .name("dropscope-source".into())
@@ -230,6 +235,9 @@ pub fn run(
                     sink_stage(
                         dec_rx, spent_tx, &mut sink, names, count, stop_ref, cr, progress,
                     )?;
+                    if let Ok(Some(t)) = trailer_rx.recv() {
+                        sink.write_custom(crate::storm::BLOCK_PEN, &t)?;
+                    }
                     sink.finish()
                 })
                 .context("starting the sink thread")?;
@@ -265,6 +273,12 @@ pub fn run(
             let report = src
                 .join()
                 .map_err(|_| anyhow::anyhow!("the source thread panicked"))?;
+            let trailer = report
+                .as_ref()
+                .ok()
+                .and_then(|r| r.storm.as_ref())
+                .map(|p| p.to_block(crate::storm::BLOCK_MAX_ROWS));
+            let _ = trailer_tx.send(trailer);
             // If the source failed, the sink still finishes what it got (and the file is closed),
             // then the error is returned.
             let agg = dec.join();

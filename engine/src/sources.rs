@@ -164,6 +164,7 @@ pub fn file(
     input_format: Option<&str>,
     cilium_release: Option<&str>,
     types: u8,
+    max_rows: usize,
 ) -> Result<SourceFn<'static>> {
     let release: crate::cilium::tables::CiliumRelease = match cilium_release {
         Some(r) => r.parse().map_err(|_| {
@@ -172,7 +173,7 @@ pub fn file(
         None => Default::default(),
     };
     match detect_format(path, input_format)? {
-        InputFormat::Capture => capture_file(path),
+        InputFormat::Capture => capture_file(path, max_rows),
         InputFormat::GobStream => {
             let mut reader = crate::cilium_socket::record::GobStreamReader::open(path)
                 .with_context(|| {
@@ -241,8 +242,8 @@ pub fn file(
     }
 }
 
-/// Replays a capture file (pcap or pcapng).
-fn capture_file(path: &Path) -> Result<SourceFn<'static>> {
+/// Replays a capture file (pcap or pcapng); `max_rows`: rows of a kernel table it carries.
+fn capture_file(path: &Path, max_rows: usize) -> Result<SourceFn<'static>> {
     let mut src = FileSource::open(path)?;
     let description = format!("file {}", path.display());
     Ok(Box::new(
@@ -290,6 +291,23 @@ fn capture_file(path: &Path) -> Result<SourceFn<'static>> {
             }
             for (kind, n) in src.stats().skipped() {
                 report.losses.push(loss("file", kind, n));
+            }
+            // A dropscope capture carries its kernel table: the replay reports its exact
+            // counts too.
+            if let Some(block) = src.take_kernel_table() {
+                match crate::storm::StormProfile::from_block(&block, max_rows) {
+                    Some((p, omitted)) => {
+                        if omitted > 0 {
+                            report.notes.push(format!(
+                                "kernel table from the file: its {omitted} smallest rows were not kept in it"
+                            ));
+                        }
+                        report.storm = Some(p);
+                    }
+                    None => report
+                        .losses
+                        .push(loss("file", "kernel_table_unreadable", 1)),
+                }
             }
             report.losses.retain(|l| l.count > 0);
             Ok(report)

@@ -194,6 +194,211 @@ impl KernelFlows {
     }
 }
 
+/// Private Enterprise Number of the pcapng Custom Block that carries the kernel table in a
+/// capture file. 32473 is IANA's number for examples and documentation (RFC 5612): dropscope
+/// has none of its own yet; the data also starts with [`BLOCK_MAGIC`].
+pub const BLOCK_PEN: u32 = 32473;
+/// First bytes of the block's data (then one JSON document, [`TableDoc`]).
+pub const BLOCK_MAGIC: &[u8] = b"dropscope.kernel-table/1\n";
+/// Rows of the kernel table a capture file keeps (most drops first); the rest are counted
+/// in the block as omitted.
+pub const BLOCK_MAX_ROWS: usize = 50_000;
+
+/// The kernel table as stored in a capture file: numbers only, addresses in hex.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct TableDoc {
+    /// (exemplars, auto_storm, kernel_flows)
+    policy: (Option<u32>, Option<u32>, u32),
+    generations: u64,
+    peak_entries: usize,
+    rows_total: usize,
+    overflowed_keys: u64,
+    overflowed_packets: u64,
+    /// reason, ifindex, netns, location, family, l4proto, protocol, saddr, daddr, sport,
+    /// dport, packets, bytes, first_ns, last_ns, copied.
+    #[allow(clippy::type_complexity)]
+    rows: Vec<(
+        u32,
+        u32,
+        u32,
+        u64,
+        u8,
+        u8,
+        u16,
+        String,
+        String,
+        u16,
+        u16,
+        u64,
+        u64,
+        u64,
+        u64,
+        u64,
+    )>,
+    series: Vec<(u64, u64, Vec<(u32, u64)>)>,
+    spans: Vec<(u32, u64, Option<u64>, u64)>,
+    cpus: Vec<(u32, u64, u64)>,
+    recursion_misses: Option<u64>,
+}
+
+fn hex16(a: &[u8; 16]) -> String {
+    a.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex16(s: &str) -> Option<[u8; 16]> {
+    let mut out = [0u8; 16];
+    if s.len() != 32 || !s.is_ascii() {
+        return None;
+    }
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+impl StormProfile {
+    /// The profile as a capture file's Custom Block data: [`BLOCK_MAGIC`] and a JSON
+    /// document with at most `max_rows` rows (most drops first).
+    pub fn to_block(&self, max_rows: usize) -> Vec<u8> {
+        let rows = self
+            .flows
+            .top(Some(max_rows))
+            .into_iter()
+            .map(|(k, r)| {
+                (
+                    k.reason,
+                    k.ifindex,
+                    k.netns_ino,
+                    k.location,
+                    k.family,
+                    k.l4proto,
+                    k.protocol,
+                    hex16(&k.saddr),
+                    hex16(&k.daddr),
+                    k.sport,
+                    k.dport,
+                    r.packets,
+                    r.bytes,
+                    r.first_ns,
+                    r.last_ns,
+                    r.copied,
+                )
+            })
+            .collect();
+        let doc = TableDoc {
+            policy: (
+                self.policy.exemplars,
+                self.policy.auto_storm,
+                self.policy.kernel_flows,
+            ),
+            generations: self.generations,
+            peak_entries: self.peak_entries,
+            rows_total: self.flows.len(),
+            overflowed_keys: self.flows.overflowed_keys(),
+            overflowed_packets: self.flows.overflowed_packets(),
+            rows,
+            series: self
+                .series
+                .iter()
+                .map(|p| (p.t_ns, p.dt_ns, p.drops.clone()))
+                .collect(),
+            spans: self
+                .storm_spans
+                .iter()
+                .map(|s| (s.cpu, s.start_ns, s.end_ns, s.storms))
+                .collect(),
+            cpus: self
+                .storm_cpus
+                .iter()
+                .map(|c| (c.cpu, c.storms, c.total_ns))
+                .collect(),
+            recursion_misses: self.recursion_misses,
+        };
+        let mut out = BLOCK_MAGIC.to_vec();
+        // Serializing numbers and strings into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut out, &doc);
+        out
+    }
+
+    /// A profile read back from a capture file's block data; `None` when the data is not
+    /// ours or does not parse (untrusted: never panics). Rows past `max_rows` fold per
+    /// reason. `rows_omitted`: rows the file did not keep.
+    pub fn from_block(data: &[u8], max_rows: usize) -> Option<(StormProfile, usize)> {
+        let json = data.strip_prefix(BLOCK_MAGIC)?;
+        // The writer pads the block to 4 bytes with zeros.
+        let end = json.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+        let doc: TableDoc = serde_json::from_slice(json.get(..end)?).ok()?;
+        let mut p = StormProfile::new(
+            CopyPolicy {
+                exemplars: doc.policy.0,
+                auto_storm: doc.policy.1,
+                kernel_flows: doc.policy.2,
+            },
+            max_rows,
+        );
+        let kept = doc.rows.len();
+        for r in doc.rows {
+            let key = KFlowKey {
+                reason: r.0,
+                ifindex: r.1,
+                netns_ino: r.2,
+                cpu: 0,
+                location: r.3,
+                family: r.4,
+                l4proto: r.5,
+                protocol: r.6,
+                saddr: unhex16(&r.7)?,
+                daddr: unhex16(&r.8)?,
+                sport: r.9,
+                dport: r.10,
+            };
+            p.flows.add_row(
+                key,
+                &KRow {
+                    packets: r.11,
+                    bytes: r.12,
+                    first_ns: r.13,
+                    last_ns: r.14,
+                    copied: r.15,
+                },
+            );
+        }
+        p.flows.overflowed_keys += doc.overflowed_keys;
+        p.flows.overflowed_packets = p
+            .flows
+            .overflowed_packets
+            .saturating_add(doc.overflowed_packets);
+        p.generations = doc.generations;
+        p.peak_entries = doc.peak_entries;
+        p.series = doc
+            .series
+            .into_iter()
+            .map(|(t_ns, dt_ns, drops)| SeriesPoint { t_ns, dt_ns, drops })
+            .collect();
+        p.storm_spans = doc
+            .spans
+            .into_iter()
+            .map(|(cpu, start_ns, end_ns, storms)| StormSpan {
+                cpu,
+                start_ns,
+                end_ns,
+                storms,
+            })
+            .collect();
+        p.storm_cpus = doc
+            .cpus
+            .into_iter()
+            .map(|(cpu, storms, total_ns)| StormCpu {
+                cpu,
+                storms,
+                total_ns,
+            })
+            .collect();
+        p.recursion_misses = doc.recursion_misses;
+        Some((p, doc.rows_total.saturating_sub(kept)))
+    }
+}
+
 /// The kernel table key of a copied drop, from its record: the same key the kernel program
 /// builds (`key_l3` in capture-ebpf) from the same bytes. The program leaves `FLAG_COUNTED`
 /// off only when the copy holds, from `net_off`, every header byte its key would read
@@ -1012,6 +1217,64 @@ mod tests {
             let k = key_of_record(&ev(off), &p[..10]);
             assert_eq!((k.family, k.reason, k.ifindex), (0, 3, 2));
         }
+    }
+
+    #[test]
+    fn the_file_block_round_trips_and_refuses_garbage() {
+        let c = ClockOffset::from_offset(0);
+        let mut p = StormProfile::new(
+            CopyPolicy {
+                exemplars: Some(2),
+                auto_storm: None,
+                kernel_flows: 64,
+            },
+            100,
+        );
+        for d in 1..=5u8 {
+            p.flows
+                .add(&key(3, d, 9, 0), &val(u64::from(d) * 10, 5, 9, 2), c);
+        }
+        p.generations = 7;
+        p.series.push(SeriesPoint {
+            t_ns: 1,
+            dt_ns: 2,
+            drops: vec![(3, 150)],
+        });
+        p.storm_cpus.push(StormCpu {
+            cpu: 1,
+            storms: 2,
+            total_ns: 3,
+        });
+        p.recursion_misses = Some(4);
+        let block = p.to_block(3);
+        let (q, omitted) = StormProfile::from_block(&block, 100).unwrap();
+        assert_eq!(omitted, 2);
+        assert_eq!(q.flows.len(), 3);
+        let top: Vec<_> = q
+            .flows
+            .top(None)
+            .into_iter()
+            .map(|(k, r)| (*k, *r))
+            .collect();
+        let want: Vec<_> = p
+            .flows
+            .top(Some(3))
+            .into_iter()
+            .map(|(k, r)| (*k, *r))
+            .collect();
+        assert_eq!(top, want);
+        assert_eq!((q.generations, q.recursion_misses), (7, Some(4)));
+        assert_eq!(q.series, p.series);
+        assert_eq!(q.storm_cpus, p.storm_cpus);
+        assert_eq!(q.policy, p.policy);
+        // Padding zeros are ignored; anything else is not ours.
+        let mut padded = block.clone();
+        padded.extend_from_slice(&[0, 0, 0]);
+        assert!(StormProfile::from_block(&padded, 100).is_some());
+        assert!(StormProfile::from_block(b"other data", 100).is_none());
+        let mut bad = block.clone();
+        bad.truncate(block.len() - 5);
+        assert!(StormProfile::from_block(&bad, 100).is_none());
     }
 
     #[test]
