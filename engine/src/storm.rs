@@ -206,6 +206,7 @@ pub const BLOCK_MAX_ROWS: usize = 50_000;
 
 /// The kernel table as stored in a capture file: numbers only, addresses in hex.
 #[derive(serde::Serialize, serde::Deserialize)]
+#[allow(clippy::type_complexity)]
 struct TableDoc {
     /// (exemplars, auto_storm, kernel_flows)
     policy: (Option<u32>, Option<u32>, u32),
@@ -216,7 +217,6 @@ struct TableDoc {
     overflowed_packets: u64,
     /// reason, ifindex, netns, location, family, l4proto, protocol, saddr, daddr, sport,
     /// dport, packets, bytes, first_ns, last_ns, copied.
-    #[allow(clippy::type_complexity)]
     rows: Vec<(
         u32,
         u32,
