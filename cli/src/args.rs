@@ -159,8 +159,9 @@ pub struct CaptureArgs {
     /// only, no packet bytes. Default: copy every drop.
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub exemplars: Option<u32>,
-    /// Entries of the kernel flow table per second (two such tables alternate). More
-    /// distinct flow x reason x site x CPU keys in one second are counted per reason only.
+    /// Hash entries of the kernel flow table per second (two such tables alternate, each
+    /// behind a 256-slot cache per CPU). More distinct flow x reason x site x CPU keys in
+    /// one second are counted per reason only (table-full).
     #[arg(long, default_value_t = engine::kernel::loader::DEFAULT_KERNEL_FLOWS, value_name = "N", allow_hyphen_values = true)]
     pub kernel_flows: u32,
     /// Without --exemplars, a CPU whose ring is half full copies only a few packets per key
