@@ -2,18 +2,48 @@
 //!
 //! The JSON schema is documented in README.md ("Stats JSON"); its `schema` member changes
 //! whenever a member is renamed or removed.
+//!
+//! The document is written straight to its writer ([`write_stats_json`]): rows are taken
+//! from the flow table in order, one at a time, and each is serialized from its members, so
+//! a table of a million rows needs no `String` or `Value` per row nor the document in memory.
+//! Its text is exactly `serde_json::to_string_pretty(&stats_json(..))` (members sorted by
+//! name, as serde_json's map keeps them).
+//!
+//! Must never: write a document whose text depends on how it was produced, or a `flows[]`
+//! that silently leaves rows out (the omitted rows are counted in `flow_table`).
 
 use std::fmt::Write as _;
+use std::net::IpAddr;
 
-use serde::ser::{SerializeMap as _, Serializer};
+use serde::ser::{SerializeMap as _, SerializeSeq as _, Serializer};
 use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::aggregate::{AggKey, AggValue, ReasonKey};
+use crate::packet::{FAMILY_V4, FAMILY_V6};
 use crate::pipeline::RunReport;
-use crate::render::{flow_members, write_flow, JsonScalar, Names};
+use crate::render::{ip_of, proto_name, write_flow, Names};
 
 pub const STATS_SCHEMA: &str = "dropscope.stats/1";
+
+/// How many `flows[]` rows the stats JSON keeps: all (the default), or the `n` with most
+/// packets. Rows left out are counted in `flow_table.rows_omitted`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FlowRows {
+    #[default]
+    All,
+    Top(usize),
+}
+
+impl FlowRows {
+    /// The most rows kept (`usize::MAX` for all).
+    pub fn limit(self) -> usize {
+        match self {
+            FlowRows::All => usize::MAX,
+            FlowRows::Top(n) => n,
+        }
+    }
+}
 
 fn origin(r: ReasonKey) -> (&'static str, Option<u32>) {
     match r {
@@ -24,72 +54,94 @@ fn origin(r: ReasonKey) -> (&'static str, Option<u32>) {
     }
 }
 
-/// The members of one `flows[]` entry, in no particular order.
-fn flow_entry_members(names: &Names, k: &AggKey, v: &AggValue) -> Vec<(&'static str, JsonScalar)> {
-    let mut m = Vec::with_capacity(24);
-    flow_members(&mut m, &k.flow);
-    m.push(("ifindex", JsonScalar::U(k.ifindex.into())));
-    m.push((
-        "ifname",
-        JsonScalar::S(names.ifnames.display(k.ifindex, k.netns)),
-    ));
-    m.push(("netns", JsonScalar::U(k.netns.into())));
-    let (o, code) = origin(k.reason);
-    m.push(("origin", JsonScalar::Str(o)));
-    m.push((
-        "reason",
-        code.map_or(JsonScalar::Null, |c| JsonScalar::U(c.into())),
-    ));
-    m.push(("reason_name", JsonScalar::S(names.reason_name(k.reason))));
-    if matches!(k.reason, ReasonKey::Cilium(_)) {
-        m.push(("src_identity", JsonScalar::U(k.src_identity.into())));
-        m.push(("dst_identity", JsonScalar::U(k.dst_identity.into())));
+/// A value serialized as the string its `Display` writes, without an intermediate `String`.
+struct AsStr<T>(T);
+
+impl<T: std::fmt::Display> Serialize for AsStr<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
     }
-    m.push(("packets", JsonScalar::U(v.packets)));
-    m.push(("bytes", JsonScalar::U(v.bytes)));
-    m.push((
-        "first",
-        JsonScalar::S(crate::timefmt::rfc3339_ns(v.first_ns)),
-    ));
-    m.push(("last", JsonScalar::S(crate::timefmt::rfc3339_ns(v.last_ns))));
-    m.push(("first_ns", JsonScalar::U(v.first_ns)));
-    m.push(("last_ns", JsonScalar::U(v.last_ns)));
-    m
 }
 
-pub fn flow_entry_json(names: &Names, k: &AggKey, v: &AggValue) -> Value {
-    let mut m = serde_json::Map::new();
-    for (key, x) in flow_entry_members(names, k, v) {
-        m.insert(key.into(), x.into());
-    }
-    Value::Object(m)
-}
-
-/// A `flows[]` entry serialized straight from its members, sorted by name as serde_json's
-/// map keeps them: the same text as [`flow_entry_json`], without building the `Value`.
+/// One `flows[]` entry, serialized straight from the row. Members are written in the order
+/// of their names, which is the order serde_json's map keeps: the text is that of
+/// [`flow_entry_json`]'s `Value` (tests check both against the members as first defined).
 struct FlowEntry<'a> {
-    names: &'a Names,
     k: &'a AggKey,
     v: &'a AggValue,
+    /// `names.reason_name(k.reason)`, looked up once per run of rows with the same reason.
+    reason_name: &'a str,
+    /// `names.ifnames.display(k.ifindex, k.netns)`, likewise.
+    ifname: &'a str,
 }
 
 impl Serialize for FlowEntry<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut members = flow_entry_members(self.names, self.k, self.v);
-        members.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        let mut m = s.serialize_map(Some(members.len()))?;
-        for (k, v) in &members {
-            m.serialize_entry(k, v)?;
+        let (k, v, f) = (self.k, self.v, &self.k.flow);
+        // Addresses only when the packet had an IP header.
+        let ips: Option<(IpAddr, IpAddr)> = ip_of(f.family, &f.src).zip(ip_of(f.family, &f.dst));
+        let cilium = matches!(k.reason, ReasonKey::Cilium(_));
+        let (origin, code) = origin(k.reason);
+        let family = match f.family {
+            FAMILY_V4 => "ipv4",
+            FAMILY_V6 => "ipv6",
+            _ => "none",
+        };
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("bytes", &v.bytes)?;
+        m.serialize_entry("dport", &f.dport)?;
+        if let Some((_, dst)) = ips {
+            m.serialize_entry("dst", &AsStr(dst))?;
+        }
+        if cilium {
+            m.serialize_entry("dst_identity", &k.dst_identity)?;
+        }
+        m.serialize_entry("family", family)?;
+        m.serialize_entry("first", &crate::timefmt::rfc3339_ns(v.first_ns))?;
+        m.serialize_entry("first_ns", &v.first_ns)?;
+        m.serialize_entry("ifindex", &k.ifindex)?;
+        m.serialize_entry("ifname", self.ifname)?;
+        m.serialize_entry("last", &crate::timefmt::rfc3339_ns(v.last_ns))?;
+        m.serialize_entry("last_ns", &v.last_ns)?;
+        m.serialize_entry("netns", &k.netns)?;
+        m.serialize_entry("origin", origin)?;
+        m.serialize_entry("packets", &v.packets)?;
+        m.serialize_entry("proto", &f.proto)?;
+        m.serialize_entry("proto_name", proto_name(f.proto))?;
+        m.serialize_entry("reason", &code)?;
+        m.serialize_entry("reason_name", self.reason_name)?;
+        m.serialize_entry("sport", &f.sport)?;
+        if let Some((src, _)) = ips {
+            m.serialize_entry("src", &AsStr(src))?;
+        }
+        if cilium {
+            m.serialize_entry("src_identity", &k.src_identity)?;
+        }
+        if f.vlan != 0 {
+            m.serialize_entry("vlan", &f.vlan)?;
         }
         m.end()
     }
 }
 
-/// The document of [`stats_json`] with `flows` serialized by [`FlowEntry`].
+/// One `flows[]` entry as a `Value`.
+pub fn flow_entry_json(names: &Names, k: &AggKey, v: &AggValue) -> Value {
+    let entry = FlowEntry {
+        k,
+        v,
+        reason_name: &names.reason_name(k.reason),
+        ifname: &names.ifnames.display(k.ifindex, k.netns),
+    };
+    // Serializing into a `Value` cannot fail: every map key is a string.
+    serde_json::to_value(entry).unwrap_or(Value::Null)
+}
+
+/// The document of [`stats_json`] with `flows` streamed row by row.
 struct StatsDoc<'a> {
     rest: serde_json::Map<String, Value>,
     names: &'a Names,
-    flows: Vec<(AggKey, AggValue)>,
+    r: &'a RunReport,
+    rows: usize,
 }
 
 impl Serialize for StatsDoc<'_> {
@@ -111,40 +163,96 @@ struct FlowsSer<'a, 'b>(&'a StatsDoc<'b>);
 impl Serialize for FlowsSer<'_, '_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let d = self.0;
-        s.collect_seq(d.flows.iter().map(|(k, v)| FlowEntry {
-            names: d.names,
-            k,
-            v,
-        }))
+        let rows = d.r.flows.top_by_packets(d.rows);
+        let mut seq = s.serialize_seq(Some(rows.len()))?;
+        // Rows in a run mostly share their reason and interface: name them once per run.
+        let mut reason: Option<(ReasonKey, String)> = None;
+        let mut ifname: Option<((u32, u32), String)> = None;
+        for (k, v) in rows {
+            let reason_name = match &reason {
+                Some((r, n)) if *r == k.reason => n,
+                _ => &reason.insert((k.reason, d.names.reason_name(k.reason))).1,
+            };
+            let iface = (k.ifindex, k.netns);
+            let ifname = match &ifname {
+                Some((i, n)) if *i == iface => n,
+                _ => {
+                    &ifname
+                        .insert((iface, d.names.ifnames.display(k.ifindex, k.netns)))
+                        .1
+                }
+            };
+            seq.serialize_element(&FlowEntry {
+                k,
+                v,
+                reason_name,
+                ifname,
+            })?;
+        }
+        seq.end()
     }
 }
 
-/// `--stats-json` as pretty-printed text: exactly `to_string_pretty(&stats_json(..))`, in a
-/// fraction of the time for large flow tables (no `Value` per flow).
-pub fn stats_json_pretty(names: &Names, r: &RunReport) -> serde_json::Result<String> {
-    let Value::Object(rest) = stats_doc(names, r, Value::Null) else {
-        return serde_json::to_string_pretty(&stats_json(names, r));
-    };
-    serde_json::to_string_pretty(&StatsDoc {
-        rest,
-        names,
-        flows: r.flows.sorted_by_packets(),
-    })
+impl<'a> StatsDoc<'a> {
+    fn new(names: &'a Names, r: &'a RunReport, rows: FlowRows) -> StatsDoc<'a> {
+        let rows = rows.limit().min(r.flows.len());
+        let rest = match stats_doc(names, r, Value::Null, rows) {
+            Value::Object(m) => m,
+            // stats_doc always makes an object.
+            _ => serde_json::Map::new(),
+        };
+        StatsDoc {
+            rest,
+            names,
+            r,
+            rows,
+        }
+    }
 }
 
-/// The whole `--stats-json` document.
+/// Writes the `--stats-json` document, pretty-printed, to `w` as it is serialized: exactly
+/// the text of `to_string_pretty(&stats_json_with(names, r, rows))`. `w` should be buffered.
+///
+/// Rows come from [`crate::aggregate::FlowTable::top_by_packets`]: call
+/// `r.flows.sort_top_by_packets(rows.limit())` first to order the table in place, else a
+/// large selection goes through a vector of one reference per row.
+pub fn write_stats_json<W: std::io::Write>(
+    w: W,
+    names: &Names,
+    r: &RunReport,
+    rows: FlowRows,
+) -> serde_json::Result<()> {
+    serde_json::to_writer_pretty(w, &StatsDoc::new(names, r, rows))
+}
+
+/// `--stats-json` (every row) as pretty-printed text: exactly
+/// `to_string_pretty(&stats_json(..))`, written by [`write_stats_json`].
+pub fn stats_json_pretty(names: &Names, r: &RunReport) -> serde_json::Result<String> {
+    let mut out = Vec::new();
+    write_stats_json(&mut out, names, r, FlowRows::All)?;
+    // serde_json writes UTF-8 only.
+    String::from_utf8(out).map_err(|e| serde::ser::Error::custom(e.to_string()))
+}
+
+/// The whole `--stats-json` document, every row.
 pub fn stats_json(names: &Names, r: &RunReport) -> Value {
+    stats_json_with(names, r, FlowRows::All)
+}
+
+/// The `--stats-json` document with the rows `rows` keeps, as a `Value` (one per row: for
+/// tests and small tables; [`write_stats_json`] streams).
+pub fn stats_json_with(names: &Names, r: &RunReport, rows: FlowRows) -> Value {
+    let n = rows.limit().min(r.flows.len());
     let flows: Vec<Value> = r
         .flows
-        .sorted_by_packets()
-        .iter()
+        .top_by_packets(n)
         .map(|(k, v)| flow_entry_json(names, k, v))
         .collect();
-    stats_doc(names, r, Value::Array(flows))
+    stats_doc(names, r, Value::Array(flows), n)
 }
 
-/// The document with `flows` as given.
-fn stats_doc(names: &Names, r: &RunReport, flows: Value) -> Value {
+/// The document with `flows` as given, which holds the first `rows_written` rows.
+fn stats_doc(names: &Names, r: &RunReport, flows: Value, rows_written: usize) -> Value {
     let name = |k: ReasonKey| names.reason_name(k);
     let reasons: Vec<Value> = r
         .ledger
@@ -184,6 +292,8 @@ fn stats_doc(names: &Names, r: &RunReport, flows: Value) -> Value {
             "entries": r.flows.len(),
             "overflowed_keys": r.flows.overflowed_keys(),
             "overflowed_packets": r.flows.overflowed_packets(),
+            "rows_written": rows_written,
+            "rows_omitted": r.flows.len().saturating_sub(rows_written),
         },
         "outputs": r.sinks,
         "notes": r.source.notes,
@@ -235,15 +345,10 @@ pub fn summary_text(names: &Names, r: &RunReport, top: usize) -> String {
             );
         }
     }
-    let flows = r.flows.sorted_by_packets();
-    if !flows.is_empty() {
-        let _ = writeln!(
-            s,
-            "{} flows x reasons; top {}:",
-            flows.len(),
-            top.min(flows.len())
-        );
-        for (k, v) in flows.iter().take(top) {
+    if !r.flows.is_empty() {
+        let flows = r.flows.top_by_packets(top);
+        let _ = writeln!(s, "{} flows x reasons; top {}:", r.flows.len(), flows.len());
+        for (k, v) in flows {
             let mut f = String::new();
             write_flow(&mut f, &k.flow);
             let _ = write!(
@@ -281,11 +386,51 @@ mod tests {
     use crate::aggregate::FlowTable;
     use crate::packet::FlowKey;
     use crate::pipeline::{SourceReport, StopCause};
+    use crate::render::{flow_members, JsonScalar};
     use std::net::{Ipv4Addr, Ipv6Addr};
 
-    #[test]
-    fn pretty_stats_are_the_documents_text() {
-        let mut flows = FlowTable::with_seed(100, 7);
+    /// A `flows[]` entry as first defined (before entries were streamed): the members, in
+    /// no order, put in a map. The streamed text must stay exactly this.
+    fn reference_entry(names: &Names, k: &AggKey, v: &AggValue) -> Value {
+        let mut m: Vec<(&'static str, JsonScalar)> = Vec::new();
+        flow_members(&mut m, &k.flow);
+        m.push(("ifindex", JsonScalar::U(k.ifindex.into())));
+        m.push((
+            "ifname",
+            JsonScalar::S(names.ifnames.display(k.ifindex, k.netns)),
+        ));
+        m.push(("netns", JsonScalar::U(k.netns.into())));
+        let (o, code) = origin(k.reason);
+        m.push(("origin", JsonScalar::Str(o)));
+        m.push((
+            "reason",
+            code.map_or(JsonScalar::Null, |c| JsonScalar::U(c.into())),
+        ));
+        m.push(("reason_name", JsonScalar::S(names.reason_name(k.reason))));
+        if matches!(k.reason, ReasonKey::Cilium(_)) {
+            m.push(("src_identity", JsonScalar::U(k.src_identity.into())));
+            m.push(("dst_identity", JsonScalar::U(k.dst_identity.into())));
+        }
+        m.push(("packets", JsonScalar::U(v.packets)));
+        m.push(("bytes", JsonScalar::U(v.bytes)));
+        m.push((
+            "first",
+            JsonScalar::S(crate::timefmt::rfc3339_ns(v.first_ns)),
+        ));
+        m.push(("last", JsonScalar::S(crate::timefmt::rfc3339_ns(v.last_ns))));
+        m.push(("first_ns", JsonScalar::U(v.first_ns)));
+        m.push(("last_ns", JsonScalar::U(v.last_ns)));
+        let mut map = serde_json::Map::new();
+        for (key, x) in m {
+            map.insert(key.into(), x.into());
+        }
+        Value::Object(map)
+    }
+
+    /// Rows of every kind (v4, v4 with a VLAN, v6 Cilium with identities, no IP header);
+    /// row i gets i + 1 packets, plus `extra` rows of one packet each.
+    fn report(extra: u32) -> RunReport {
+        let mut flows = FlowTable::with_seed(10_000, 7);
         let v4 = FlowKey::v4(
             Ipv4Addr::new(10, 0, 0, 1),
             5000,
@@ -313,7 +458,25 @@ mod tests {
                 flows.add(&key, 60 + j as u32, 1_700_000_000_000_000_000 + j as u64);
             }
         }
-        let r = RunReport {
+        for n in 0..extra {
+            let flow = FlowKey::v4(
+                Ipv4Addr::from(0x0a01_0000 + n),
+                (n % 50_000) as u16,
+                Ipv4Addr::new(10, 2, 0, 1),
+                53,
+                17,
+            );
+            let key = AggKey {
+                flow,
+                ifindex: 7,
+                netns: 4026531840,
+                reason: ReasonKey::Kernel(3),
+                src_identity: 0,
+                dst_identity: 0,
+            };
+            flows.add(&key, 100 + n % 3, 1_700_000_001_000_000_000 + u64::from(n));
+        }
+        RunReport {
             source: SourceReport {
                 description: "test".into(),
                 notes: vec!["a note".into()],
@@ -325,23 +488,152 @@ mod tests {
             elapsed: std::time::Duration::from_millis(1500),
             started_ns: 1_700_000_000_000_000_000,
             stopped_by: StopCause::SourceEnded,
-        };
+        }
+    }
+
+    fn streamed(names: &Names, r: &RunReport, rows: FlowRows) -> String {
+        let mut out = Vec::new();
+        write_stats_json(&mut out, names, r, rows).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn pretty_stats_are_the_documents_text() {
+        let r = report(0);
         let names = Names::load(true);
         let fast = stats_json_pretty(&names, &r).unwrap();
-        assert_eq!(
-            fast,
-            serde_json::to_string_pretty(&stats_json(&names, &r)).unwrap()
-        );
+        let doc = stats_json(&names, &r);
+        assert_eq!(fast, serde_json::to_string_pretty(&doc).unwrap());
+        assert_eq!(fast, streamed(&names, &r, FlowRows::All));
         let v: Value = serde_json::from_str(&fast).unwrap();
         let f = v["flows"].as_array().unwrap();
         assert_eq!(f.len(), 4);
         // Most packets first: the flow without an IP header (4 packets).
         assert_eq!(f[0]["family"], "none");
         assert_eq!(f[0]["packets"], 4);
+        assert!(f[0].get("src").is_none());
         assert_eq!(f[1]["src"], "::1");
         assert_eq!(f[1]["src_identity"], 12345);
         assert_eq!(f[2]["vlan"], 12);
         assert_eq!(f[3]["reason"], Value::Null);
         assert_eq!(f[3]["bytes"], 60);
+        // Each entry is the entry as first defined, member for member.
+        for ((k, val), got) in r.flows.sorted_by_packets().iter().zip(f) {
+            assert_eq!(*got, reference_entry(&names, k, val));
+        }
+        assert_eq!(
+            v["flow_table"],
+            json!({"entries": 4, "overflowed_keys": 0, "overflowed_packets": 0,
+                   "rows_written": 4, "rows_omitted": 0})
+        );
+    }
+
+    #[test]
+    fn a_cilium_entry_reads_exactly() {
+        let r = report(0);
+        let names = Names::load(true);
+        let text = streamed(&names, &r, FlowRows::Top(2));
+        let want = r#"
+    {
+      "bytes": 183,
+      "dport": 80,
+      "dst": "fd00::2",
+      "dst_identity": 678,
+      "family": "ipv6",
+      "first": "2023-11-14T22:13:20.000000000Z",
+      "first_ns": 1700000000000000000,
+      "ifindex": 2,
+      "ifname": "if2@netns4026531840",
+      "last": "2023-11-14T22:13:20.000000002Z",
+      "last_ns": 1700000000000000002,
+      "netns": 4026531840,
+      "origin": "cilium",
+      "packets": 3,
+      "proto": 6,
+      "proto_name": "tcp",
+      "reason": 133,
+      "reason_name": "Policy denied",
+      "sport": 1,
+      "src": "::1",
+      "src_identity": 12345
+    }
+  ],
+  "notes": ["#;
+        // Members sorted by name: `flow_table` comes before `flows`.
+        let table = r#"
+  "flow_table": {
+    "entries": 4,
+    "overflowed_keys": 0,
+    "overflowed_packets": 0,
+    "rows_omitted": 2,
+    "rows_written": 2
+  },
+  "flows": [
+    {
+      "bytes": 246,"#;
+        assert!(text.contains(table), "{text}");
+        assert!(text.contains(want), "{text}");
+    }
+
+    #[test]
+    fn top_rows_are_the_first_rows_and_the_rest_are_counted() {
+        let names = Names::load(true);
+        // 4 rows of 1-4 packets and 3000 of one packet (tied by packets, split by bytes
+        // 100/101/102, then by key): every way of picking them.
+        let mut r = report(3000);
+        let all = stats_json(&names, &r);
+        let all_flows = all["flows"].as_array().unwrap().clone();
+        assert_eq!(all_flows.len(), 3004);
+        assert_eq!(all_flows[4]["bytes"], 102);
+        assert_eq!(all_flows[3003]["bytes"], 60);
+        for n in [0usize, 1, 3, 4, 5, 150, 187, 188, 1000, 3003, 3004, 5000] {
+            for in_place in [false, true] {
+                if in_place {
+                    r.flows.sort_top_by_packets(n);
+                }
+                let rows = FlowRows::Top(n);
+                let text = streamed(&names, &r, rows);
+                assert_eq!(
+                    text,
+                    serde_json::to_string_pretty(&stats_json_with(&names, &r, rows)).unwrap(),
+                    "n = {n}"
+                );
+                let v: Value = serde_json::from_str(&text).unwrap();
+                let kept = n.min(3004);
+                assert_eq!(
+                    v["flows"].as_array().unwrap()[..],
+                    all_flows[..kept],
+                    "n = {n}"
+                );
+                assert_eq!(v["flow_table"]["entries"], 3004);
+                assert_eq!(v["flow_table"]["rows_written"], kept);
+                assert_eq!(v["flow_table"]["rows_omitted"], 3004 - kept);
+            }
+        }
+        // Arranged in place for all rows: still the same document.
+        r.flows.sort_top_by_packets(usize::MAX);
+        assert_eq!(
+            streamed(&names, &r, FlowRows::All),
+            serde_json::to_string_pretty(&all).unwrap()
+        );
+    }
+
+    #[test]
+    fn summary_lists_the_top_flows() {
+        let r = report(3000);
+        let names = Names::load(true);
+        let text = summary_text(&names, &r, 2);
+        assert!(text.contains("3004 flows x reasons; top 2:\n"), "{text}");
+        let lines: Vec<&str> = text.lines().filter(|l| l.contains(" pkts ")).collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(
+            lines[0].starts_with("          4 pkts         246 B  cilium "),
+            "{text}"
+        );
+        assert!(
+            lines[1].contains("3 pkts         183 B  cilium Policy denied (133)"),
+            "{text}"
+        );
+        assert!(lines[1].ends_with("identity 12345->678"), "{text}");
     }
 }
