@@ -99,7 +99,7 @@ pub struct OutputArgs {
     pub stats_json: Option<PathBuf>,
     /// Flow rows kept in --stats-json: the N with most packets, or all (default). The
     /// document counts the rows left out (flow_table.rows_omitted).
-    #[arg(long, value_name = "N|all", value_parser = parse_stats_flows)]
+    #[arg(long, value_name = "N|all", value_parser = parse_stats_flows, allow_negative_numbers = true)]
     pub stats_flows: Option<FlowRows>,
     /// Flows listed in the summary on stderr.
     #[arg(long, default_value_t = 10, value_name = "N")]

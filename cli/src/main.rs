@@ -166,7 +166,7 @@ fn finish(names: &Names, o: &OutputArgs, mut report: RunReport) -> Result<i32> {
         // In place: a copy of a large table would double its memory.
         report.flows.sort_top_by_packets(rows.limit());
         write_atomically(p, |w| {
-            engine::report::write_stats_json(w, names, &report, rows).map_err(Into::into)
+            engine::report::write_stats_json(w, names, &report, rows)
         })
         .with_context(|| format!("writing {}", p.display()))?;
     }
@@ -200,6 +200,17 @@ fn write_atomically(
     r
 }
 
+/// Fails early when the `--stats-json` file cannot be written. A FIFO is not tried: opening
+/// and closing it would end the reader's stream before the document is written (and the
+/// open waits for a reader anyway).
+fn check_stats_path(p: &Path) -> Result<()> {
+    use std::os::unix::fs::FileTypeExt as _;
+    if std::fs::metadata(p).is_ok_and(|m| m.file_type().is_fifo()) {
+        return Ok(());
+    }
+    engine::sink::check_writable(p)
+}
+
 fn parse_release(r: &str) -> Result<engine::cilium::tables::CiliumRelease> {
     r.parse().map_err(|_| {
         anyhow::anyhow!("--cilium-release {r} is not known: use main, 1.19, 1.18, 1.17 or 1.16")
@@ -216,7 +227,7 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
         );
     }
     if let Some(p) = &c.out.stats_json {
-        engine::sink::check_writable(p)?;
+        check_stats_path(p)?;
     }
     let mut names = Names::load(false);
     names.cilium = engine::cilium_glue::CiliumContext::new(parse_release(&c.cilium_release)?);
@@ -264,7 +275,7 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
 fn replay(r: args::ReplayArgs) -> Result<i32> {
     r.out.validate()?;
     if let Some(p) = &r.out.stats_json {
-        engine::sink::check_writable(p)?;
+        check_stats_path(p)?;
     }
     let mut names = Names::load(true);
     names.cilium = engine::cilium_glue::CiliumContext::new(parse_release(

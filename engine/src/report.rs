@@ -4,10 +4,12 @@
 //! whenever a member is renamed or removed.
 //!
 //! The document is written straight to its writer ([`write_stats_json`]): rows are taken
-//! from the flow table in order, one at a time, and each is serialized from its members, so
-//! a table of a million rows needs no `String` or `Value` per row nor the document in memory.
-//! Its text is exactly `serde_json::to_string_pretty(&stats_json(..))` (members sorted by
-//! name, as serde_json's map keeps them).
+//! from the flow table in order, one at a time, and each is written from its members into
+//! one reused buffer, in serde_json's pretty format, so a table of a million rows needs no
+//! `String` or `Value` per row nor the document in memory (serde_json's serializer took
+//! three times as long for the same text). The text is exactly
+//! `serde_json::to_string_pretty(&stats_json(..))`: members sorted by name, as serde_json's
+//! map keeps them.
 //!
 //! Must never: write a document whose text depends on how it was produced, or a `flows[]`
 //! that silently leaves rows out (the omitted rows are counted in `flow_table`).
@@ -15,8 +17,6 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use serde::ser::{SerializeMap as _, SerializeSeq as _, Serializer};
-use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::aggregate::{AggKey, AggValue, ReasonKey};
@@ -54,183 +54,246 @@ fn origin(r: ReasonKey) -> (&'static str, Option<u32>) {
     }
 }
 
-/// A value serialized as the string its `Display` writes, without an intermediate `String`.
-struct AsStr<T>(T);
-
-impl<T: std::fmt::Display> Serialize for AsStr<T> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&self.0)
-    }
-}
-
-/// One `flows[]` entry, serialized straight from the row. Members are written in the order
-/// of their names, which is the order serde_json's map keeps: the text is that of
-/// [`flow_entry_json`]'s `Value` (tests check both against the members as first defined).
+/// What one `flows[]` entry is written from. The names are JSON string literals (quoted and
+/// escaped), made once per run of rows that share them.
 struct FlowEntry<'a> {
     k: &'a AggKey,
     v: &'a AggValue,
-    /// `names.reason_name(k.reason)`, looked up once per run of rows with the same reason.
+    /// `names.reason_name(k.reason)` as a JSON string.
     reason_name: &'a str,
-    /// `names.ifnames.display(k.ifindex, k.netns)`, likewise.
+    /// `names.ifnames.display(k.ifindex, k.netns)` as a JSON string.
     ifname: &'a str,
 }
 
-impl Serialize for FlowEntry<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let (k, v, f) = (self.k, self.v, &self.k.flow);
-        // Addresses only when the packet had an IP header.
-        let ips: Option<(IpAddr, IpAddr)> = ip_of(f.family, &f.src).zip(ip_of(f.family, &f.dst));
-        let cilium = matches!(k.reason, ReasonKey::Cilium(_));
-        let (origin, code) = origin(k.reason);
-        let family = match f.family {
-            FAMILY_V4 => "ipv4",
-            FAMILY_V6 => "ipv6",
-            _ => "none",
-        };
-        let mut m = s.serialize_map(None)?;
-        m.serialize_entry("bytes", &v.bytes)?;
-        m.serialize_entry("dport", &f.dport)?;
-        if let Some((_, dst)) = ips {
-            m.serialize_entry("dst", &AsStr(dst))?;
+/// `s` as a JSON string literal, escaped as serde_json escapes.
+fn json_str(s: &str) -> String {
+    // Serializing a `str` cannot fail.
+    serde_json::to_string(s).unwrap_or_else(|_| String::from("\"\""))
+}
+
+/// Appends `n` in decimal, as serde_json writes integers (a third of an entry's time went
+/// to `write!` for them).
+fn push_u64(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
         }
-        if cilium {
-            m.serialize_entry("dst_identity", &k.dst_identity)?;
-        }
-        m.serialize_entry("family", family)?;
-        m.serialize_entry("first", &crate::timefmt::rfc3339_ns(v.first_ns))?;
-        m.serialize_entry("first_ns", &v.first_ns)?;
-        m.serialize_entry("ifindex", &k.ifindex)?;
-        m.serialize_entry("ifname", self.ifname)?;
-        m.serialize_entry("last", &crate::timefmt::rfc3339_ns(v.last_ns))?;
-        m.serialize_entry("last_ns", &v.last_ns)?;
-        m.serialize_entry("netns", &k.netns)?;
-        m.serialize_entry("origin", origin)?;
-        m.serialize_entry("packets", &v.packets)?;
-        m.serialize_entry("proto", &f.proto)?;
-        m.serialize_entry("proto_name", proto_name(f.proto))?;
-        m.serialize_entry("reason", &code)?;
-        m.serialize_entry("reason_name", self.reason_name)?;
-        m.serialize_entry("sport", &f.sport)?;
-        if let Some((src, _)) = ips {
-            m.serialize_entry("src", &AsStr(src))?;
-        }
-        if cilium {
-            m.serialize_entry("src_identity", &k.src_identity)?;
-        }
-        if f.vlan != 0 {
-            m.serialize_entry("vlan", &f.vlan)?;
-        }
-        m.end()
     }
+    // ASCII digits: always UTF-8.
+    if let Ok(text) = std::str::from_utf8(&digits[at..]) {
+        out.push_str(text);
+    }
+}
+
+/// Appends `s` in quotes: for strings that need no escaping.
+fn push_quoted(out: &mut String, s: &str) {
+    out.push('"');
+    out.push_str(s);
+    out.push('"');
+}
+
+/// Appends one `flows[]` entry as serde_json's pretty printer writes it: members sorted by
+/// name (the order of serde_json's map), each on its own line after `pad`, the closing brace
+/// after `close_pad`. This is the one definition of an entry: [`flow_entry_json`] parses
+/// what it writes, and tests check both against the members as first defined.
+fn write_flow_entry(out: &mut String, e: &FlowEntry<'_>, pad: &str, close_pad: &str) {
+    let (k, v, f) = (e.k, e.v, &e.k.flow);
+    // Addresses only when the packet had an IP header.
+    let ips: Option<(IpAddr, IpAddr)> = ip_of(f.family, &f.src).zip(ip_of(f.family, &f.dst));
+    let cilium = matches!(k.reason, ReasonKey::Cilium(_));
+    let (origin, code) = origin(k.reason);
+    let family = match f.family {
+        FAMILY_V4 => "ipv4",
+        FAMILY_V6 => "ipv6",
+        _ => "none",
+    };
+    let first_time = crate::timefmt::rfc3339_ns(v.first_ns);
+    let last_time = if v.last_ns == v.first_ns {
+        None
+    } else {
+        Some(crate::timefmt::rfc3339_ns(v.last_ns))
+    };
+    let mut first = true;
+    let mut key = |out: &mut String, name: &str| {
+        out.push_str(if first { "\n" } else { ",\n" });
+        first = false;
+        out.push_str(pad);
+        out.push('"');
+        out.push_str(name);
+        out.push_str("\": ");
+    };
+    // Strings below other than the names need no escaping: digits, letters, `.:-`.
+    out.push('{');
+    key(out, "bytes");
+    push_u64(out, v.bytes);
+    key(out, "dport");
+    push_u64(out, u64::from(f.dport));
+    if let Some((_, dst)) = ips {
+        key(out, "dst");
+        let _ = write!(out, "\"{dst}\"");
+    }
+    if cilium {
+        key(out, "dst_identity");
+        push_u64(out, u64::from(k.dst_identity));
+    }
+    key(out, "family");
+    push_quoted(out, family);
+    key(out, "first");
+    push_quoted(out, &first_time);
+    key(out, "first_ns");
+    push_u64(out, v.first_ns);
+    key(out, "ifindex");
+    push_u64(out, u64::from(k.ifindex));
+    key(out, "ifname");
+    out.push_str(e.ifname);
+    key(out, "last");
+    push_quoted(out, last_time.as_deref().unwrap_or(&first_time));
+    key(out, "last_ns");
+    push_u64(out, v.last_ns);
+    key(out, "netns");
+    push_u64(out, u64::from(k.netns));
+    key(out, "origin");
+    push_quoted(out, origin);
+    key(out, "packets");
+    push_u64(out, v.packets);
+    key(out, "proto");
+    push_u64(out, u64::from(f.proto));
+    key(out, "proto_name");
+    push_quoted(out, proto_name(f.proto));
+    key(out, "reason");
+    match code {
+        Some(c) => push_u64(out, u64::from(c)),
+        None => out.push_str("null"),
+    }
+    key(out, "reason_name");
+    out.push_str(e.reason_name);
+    key(out, "sport");
+    push_u64(out, u64::from(f.sport));
+    if let Some((src, _)) = ips {
+        key(out, "src");
+        let _ = write!(out, "\"{src}\"");
+    }
+    if cilium {
+        key(out, "src_identity");
+        push_u64(out, u64::from(k.src_identity));
+    }
+    if f.vlan != 0 {
+        key(out, "vlan");
+        push_u64(out, u64::from(f.vlan));
+    }
+    out.push('\n');
+    out.push_str(close_pad);
+    out.push('}');
 }
 
 /// One `flows[]` entry as a `Value`.
 pub fn flow_entry_json(names: &Names, k: &AggKey, v: &AggValue) -> Value {
+    let mut text = String::new();
     let entry = FlowEntry {
         k,
         v,
-        reason_name: &names.reason_name(k.reason),
-        ifname: &names.ifnames.display(k.ifindex, k.netns),
+        reason_name: &json_str(&names.reason_name(k.reason)),
+        ifname: &json_str(&names.ifnames.display(k.ifindex, k.netns)),
     };
-    // Serializing into a `Value` cannot fail: every map key is a string.
-    serde_json::to_value(entry).unwrap_or(Value::Null)
+    write_flow_entry(&mut text, &entry, "  ", "");
+    // The text is JSON by construction.
+    serde_json::from_str(&text).unwrap_or(Value::Null)
 }
 
-/// The document of [`stats_json`] with `flows` streamed row by row.
-struct StatsDoc<'a> {
-    rest: serde_json::Map<String, Value>,
-    names: &'a Names,
-    r: &'a RunReport,
-    rows: usize,
-}
-
-impl Serialize for StatsDoc<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(self.rest.len()))?;
-        for (k, v) in &self.rest {
-            if k == "flows" {
-                m.serialize_entry(k, &FlowsSer(self))?;
-            } else {
-                m.serialize_entry(k, v)?;
+/// Writes `flows[]` (the first `n` rows, at depth 1 of the document) to `w`, one entry at a
+/// time through one reused buffer.
+fn write_flows<W: std::io::Write>(
+    w: &mut W,
+    names: &Names,
+    r: &RunReport,
+    n: usize,
+) -> std::io::Result<()> {
+    let rows = r.flows.top_by_packets(n);
+    if rows.len() == 0 {
+        return w.write_all(b"[]");
+    }
+    w.write_all(b"[")?;
+    let mut buf = String::with_capacity(1024);
+    // Rows in a run mostly share their reason and interface: name them once per run.
+    let mut reason: Option<(ReasonKey, String)> = None;
+    let mut ifname: Option<((u32, u32), String)> = None;
+    for (i, (k, v)) in rows.enumerate() {
+        let reason_name = match &reason {
+            Some((r, n)) if *r == k.reason => n,
+            _ => {
+                let name = json_str(&names.reason_name(k.reason));
+                &reason.insert((k.reason, name)).1
             }
-        }
-        m.end()
-    }
-}
-
-struct FlowsSer<'a, 'b>(&'a StatsDoc<'b>);
-
-impl Serialize for FlowsSer<'_, '_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let d = self.0;
-        let rows = d.r.flows.top_by_packets(d.rows);
-        let mut seq = s.serialize_seq(Some(rows.len()))?;
-        // Rows in a run mostly share their reason and interface: name them once per run.
-        let mut reason: Option<(ReasonKey, String)> = None;
-        let mut ifname: Option<((u32, u32), String)> = None;
-        for (k, v) in rows {
-            let reason_name = match &reason {
-                Some((r, n)) if *r == k.reason => n,
-                _ => &reason.insert((k.reason, d.names.reason_name(k.reason))).1,
-            };
-            let iface = (k.ifindex, k.netns);
-            let ifname = match &ifname {
-                Some((i, n)) if *i == iface => n,
-                _ => {
-                    &ifname
-                        .insert((iface, d.names.ifnames.display(k.ifindex, k.netns)))
-                        .1
-                }
-            };
-            seq.serialize_element(&FlowEntry {
-                k,
-                v,
-                reason_name,
-                ifname,
-            })?;
-        }
-        seq.end()
-    }
-}
-
-impl<'a> StatsDoc<'a> {
-    fn new(names: &'a Names, r: &'a RunReport, rows: FlowRows) -> StatsDoc<'a> {
-        let rows = rows.limit().min(r.flows.len());
-        let rest = match stats_doc(names, r, Value::Null, rows) {
-            Value::Object(m) => m,
-            // stats_doc always makes an object.
-            _ => serde_json::Map::new(),
         };
-        StatsDoc {
-            rest,
-            names,
-            r,
-            rows,
-        }
+        let iface = (k.ifindex, k.netns);
+        let ifname = match &ifname {
+            Some((i, n)) if *i == iface => n,
+            _ => {
+                let name = json_str(&names.ifnames.display(k.ifindex, k.netns));
+                &ifname.insert((iface, name)).1
+            }
+        };
+        buf.clear();
+        buf.push_str(if i == 0 { "\n    " } else { ",\n    " });
+        let entry = FlowEntry {
+            k,
+            v,
+            reason_name,
+            ifname,
+        };
+        write_flow_entry(&mut buf, &entry, "      ", "    ");
+        w.write_all(buf.as_bytes())?;
     }
+    w.write_all(b"\n  ]")
 }
 
-/// Writes the `--stats-json` document, pretty-printed, to `w` as it is serialized: exactly
-/// the text of `to_string_pretty(&stats_json_with(names, r, rows))`. `w` should be buffered.
+/// Writes the `--stats-json` document to `w` as it is made: exactly the text of
+/// `serde_json::to_string_pretty(&stats_json_with(names, r, rows))`. `w` should be
+/// buffered. The members other than `flows` (a few, small) are made as `Value`s; `flows[]`
+/// is written row by row.
 ///
 /// Rows come from [`crate::aggregate::FlowTable::top_by_packets`]: call
 /// `r.flows.sort_top_by_packets(rows.limit())` first to order the table in place, else a
 /// large selection goes through a vector of one reference per row.
 pub fn write_stats_json<W: std::io::Write>(
-    w: W,
+    mut w: W,
     names: &Names,
     r: &RunReport,
     rows: FlowRows,
-) -> serde_json::Result<()> {
-    serde_json::to_writer_pretty(w, &StatsDoc::new(names, r, rows))
+) -> std::io::Result<()> {
+    let n = rows.limit().min(r.flows.len());
+    let Value::Object(rest) = stats_doc(names, r, Value::Null, n) else {
+        // stats_doc always makes an object.
+        return w.write_all(b"{}");
+    };
+    // The document's own members, at depth 1: two spaces more after each line break (JSON
+    // text has line breaks only between tokens, never inside a string).
+    w.write_all(b"{")?;
+    for (i, (key, value)) in rest.iter().enumerate() {
+        w.write_all(if i == 0 { b"\n  " } else { b",\n  " })?;
+        w.write_all(json_str(key).as_bytes())?;
+        w.write_all(b": ")?;
+        if key == "flows" {
+            write_flows(&mut w, names, r, n)?;
+        } else {
+            let text = serde_json::to_string_pretty(value)?;
+            w.write_all(text.replace('\n', "\n  ").as_bytes())?;
+        }
+    }
+    w.write_all(if rest.is_empty() { b"}" } else { b"\n}" })
 }
 
 /// `--stats-json` (every row) as pretty-printed text: exactly
 /// `to_string_pretty(&stats_json(..))`, written by [`write_stats_json`].
 pub fn stats_json_pretty(names: &Names, r: &RunReport) -> serde_json::Result<String> {
     let mut out = Vec::new();
-    write_stats_json(&mut out, names, r, FlowRows::All)?;
-    // serde_json writes UTF-8 only.
+    write_stats_json(&mut out, names, r, FlowRows::All).map_err(serde_json::Error::io)?;
+    // Every piece written is UTF-8.
     String::from_utf8(out).map_err(|e| serde::ser::Error::custom(e.to_string()))
 }
 
@@ -476,13 +539,21 @@ mod tests {
             };
             flows.add(&key, 100 + n % 3, 1_700_000_001_000_000_000 + u64::from(n));
         }
+        // Nested members of every kind: a reconciled row, a mismatched one, a stage loss,
+        // a string that needs escaping.
+        let mut ledger = crate::accounting::Ledger::default();
+        let row = ledger.row(ReasonKey::Kernel(3));
+        row.observed = Some(5);
+        (row.delivered, row.received, row.processed) = (5, 5, 5);
+        ledger.row(ReasonKey::Captured).delivered = 2;
+        ledger.add_loss("source", "malformed_too_short", 1);
         RunReport {
             source: SourceReport {
-                description: "test".into(),
-                notes: vec!["a note".into()],
+                description: "test \"quoted\"\tfile".into(),
+                notes: vec!["a note".into(), "another\nnote".into()],
                 ..Default::default()
             },
-            ledger: Default::default(),
+            ledger,
             flows,
             sinks: Default::default(),
             elapsed: std::time::Duration::from_millis(1500),
@@ -525,6 +596,23 @@ mod tests {
             v["flow_table"],
             json!({"entries": 4, "overflowed_keys": 0, "overflowed_packets": 0,
                    "rows_written": 4, "rows_omitted": 0})
+        );
+        assert_eq!(v["source"], "test \"quoted\"\tfile");
+        assert_eq!(v["accounting"]["reasons"].as_array().unwrap().len(), 2);
+        assert_eq!(v["accounting"]["reconciled"], false);
+        assert_eq!(v["accounting"]["stage_losses"][0]["count"], 1);
+        // Nested members keep serde_json's indentation.
+        assert!(fast.contains("\n  \"accounting\": {\n    \"mismatches\": [\n      {\n        \""));
+        // No rows: an empty array, as serde_json writes it.
+        let empty = RunReport {
+            flows: FlowTable::with_seed(10, 1),
+            ..report(0)
+        };
+        let text = streamed(&names, &empty, FlowRows::All);
+        assert!(text.contains("\n  \"flows\": [],\n"), "{text}");
+        assert_eq!(
+            text,
+            serde_json::to_string_pretty(&stats_json(&names, &empty)).unwrap()
         );
     }
 
