@@ -313,11 +313,13 @@ impl FlowTable {
     }
 
     /// All rows, most packets first (then most bytes, then by key, so the order is total):
-    /// a copy of the whole table. Reports walk [`FlowTable::top_by_packets`] instead.
+    /// a sorted copy of the whole table. Reports walk [`FlowTable::top_by_packets`] instead.
     pub fn sorted_by_packets(&self) -> Vec<(AggKey, AggValue)> {
-        self.top_by_packets(usize::MAX)
-            .map(|(k, v)| (*k, *v))
-            .collect()
+        let mut v = self.rows.clone();
+        if self.sorted_prefix < v.len() {
+            v.sort_unstable_by(by_packets);
+        }
+        v
     }
 
     /// The `n` rows with most packets (all rows when `n` is at least [`FlowTable::len`]), in
@@ -326,7 +328,8 @@ impl FlowTable {
     /// Rows already arranged by [`FlowTable::sort_top_by_packets`] are walked as they lie.
     /// Otherwise a few rows (`n` up to [`HEAP_PICK_MAX`] and a sixteenth of the table) are
     /// picked with a heap of `n` entries in one pass; more are selected and sorted through a
-    /// vector of one reference per row.
+    /// vector of 24 bytes per row (their counts and a reference), which is slower than
+    /// ordering the rows in place when keys decide many ties.
     pub fn top_by_packets(&self, n: usize) -> TopRows<'_> {
         let n = n.min(self.rows.len());
         let inner = if n <= self.sorted_prefix {
@@ -334,10 +337,10 @@ impl FlowTable {
         } else if uses_heap(n, self.rows.len()) {
             TopInner::Picked(pick_top(&self.rows, n).into_iter())
         } else {
-            let mut refs: Vec<&(AggKey, AggValue)> = self.rows.iter().collect();
-            select_top(&mut refs, n, |a, b| by_packets(a, b));
-            refs.truncate(n);
-            TopInner::Picked(refs.into_iter())
+            let mut counted: Vec<Counted<'_>> = self.rows.iter().map(Counted::new).collect();
+            select_top(&mut counted, n, Counted::order);
+            counted.truncate(n);
+            TopInner::Counted(counted.into_iter())
         };
         TopRows { inner }
     }
@@ -515,6 +518,31 @@ fn pick_top(rows: &[(AggKey, AggValue)], n: usize) -> Vec<&(AggKey, AggValue)> {
     heap.into_sorted_vec().into_iter().map(|r| r.0).collect()
 }
 
+/// A row with its counts beside it, so that ordering compares nearby memory and reads the
+/// row only to break a tie by key.
+struct Counted<'a> {
+    packets: u64,
+    bytes: u64,
+    row: &'a (AggKey, AggValue),
+}
+
+impl<'a> Counted<'a> {
+    fn new(row: &'a (AggKey, AggValue)) -> Self {
+        Counted {
+            packets: row.1.packets,
+            bytes: row.1.bytes,
+            row,
+        }
+    }
+
+    /// [`by_packets`].
+    fn order(a: &Counted<'_>, b: &Counted<'_>) -> Ordering {
+        (b.packets, b.bytes)
+            .cmp(&(a.packets, a.bytes))
+            .then_with(|| a.row.0.cmp(&b.row.0))
+    }
+}
+
 /// Rows in report order, from [`FlowTable::top_by_packets`].
 pub struct TopRows<'a> {
     inner: TopInner<'a>,
@@ -525,6 +553,8 @@ enum TopInner<'a> {
     Sorted(std::slice::Iter<'a, (AggKey, AggValue)>),
     /// Rows picked into a vector of references.
     Picked(std::vec::IntoIter<&'a (AggKey, AggValue)>),
+    /// Rows selected with their counts.
+    Counted(std::vec::IntoIter<Counted<'a>>),
 }
 
 impl<'a> Iterator for TopRows<'a> {
@@ -534,6 +564,7 @@ impl<'a> Iterator for TopRows<'a> {
         let row = match &mut self.inner {
             TopInner::Sorted(it) => it.next(),
             TopInner::Picked(it) => it.next(),
+            TopInner::Counted(it) => it.next().map(|c| c.row),
         }?;
         Some((&row.0, &row.1))
     }
@@ -542,6 +573,7 @@ impl<'a> Iterator for TopRows<'a> {
         match &self.inner {
             TopInner::Sorted(it) => it.size_hint(),
             TopInner::Picked(it) => it.size_hint(),
+            TopInner::Counted(it) => it.size_hint(),
         }
     }
 }
