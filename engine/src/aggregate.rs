@@ -13,11 +13,12 @@
 //! derived `Hash`) and std's SipHash.
 //!
 //! Memory: rows live packed in one `Vec` (96 bytes each) and the hash table holds only their
-//! positions and 32 bits of hash (12 bytes a bucket). A table of rows in place would be half empty after each
-//! doubling and copy every row at each resize: 1M rows took 200 MB and peaked near 300 MB
-//! while resizing; packed, they take about 115 MB. Reports need the rows in order: the
-//! largest few are picked with a bounded heap ([`FlowTable::top_by_packets`]), and a whole
-//! ordering is done in place ([`FlowTable::sort_top_by_packets`]), never on a copy.
+//! positions and 32 bits of hash (12 bytes a bucket). A table of rows in place would be half
+//! empty after each doubling and copy every row at each resize: 1M rows took 200 MB and
+//! peaked near 300 MB while resizing; packed, they take about 125 MB (96 MB of rows, 27 MB
+//! of index). Reports need the rows in order: the largest few are picked with a bounded heap
+//! ([`FlowTable::top_by_packets`]), and a whole ordering is done in place
+//! ([`FlowTable::sort_top_by_packets`]), never on a copy.
 //!
 //! Must never: lose or double-count a packet, allocate per packet for a known key, or panic.
 
