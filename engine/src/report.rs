@@ -7,7 +7,8 @@
 //! from the flow table in order, one at a time, and each is written from its members into
 //! one reused buffer, in serde_json's pretty format, so a table of a million rows needs no
 //! `String` or `Value` per row nor the document in memory (serde_json's serializer took
-//! three times as long for the same text). The text is exactly
+//! half as long again for the same text: 1.35 s against 0.9 s of CPU for 1M rows, sort
+//! included). The text is exactly
 //! `serde_json::to_string_pretty(&stats_json(..))`: members sorted by name, as serde_json's
 //! map keeps them.
 //!
