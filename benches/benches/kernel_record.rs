@@ -5,7 +5,7 @@ use capture_common::{KfreeSkbEvent, RecordHeader, ABI_VERSION, KIND_KFREE_SKB};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use engine::kernel::{
     record,
-    ring::PerCpuRings,
+    ring::TestRings,
     source::{BatchBuilder, ClockOffset},
 };
 
@@ -72,7 +72,7 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("kernel::ring");
     let recs = records(1024, 106);
     g.throughput(Throughput::Elements(2 * recs.len() as u64));
-    let mut rings = PerCpuRings::anonymous(2, 8).unwrap();
+    let mut rings = TestRings::new(2, 8).unwrap();
     let mut builder = BatchBuilder::new(256, ClockOffset::from_offset(0));
     g.bench_function("produce_and_drain_2cpu_106B", |b| {
         b.iter(|| {

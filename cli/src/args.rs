@@ -13,6 +13,10 @@ Examples:
   dropscope capture -w drops.pcapng -c 1000  save 1000 drops, reason in each packet's comment
   dropscope capture --duration 30 -q --stats-json stats.json
                                              profile a drop storm: per-flow x reason table
+  dropscope capture --exemplars 2 --duration 60 -w storm.pcapng --stats-json storm.json
+                                             a drop storm: every drop counted per flow in
+                                             the kernel, 2 packets per flow per second saved
+  dropscope capture --exemplars 0 -q         counts only (cheapest), per-flow profile at the end
   dropscope capture --source cilium          Cilium datapath drops from the agent's socket
   tshark -r drops.pcapng -Y 'frame.comment contains \"NO_SOCKET\"'
 
@@ -167,9 +171,23 @@ pub struct CaptureArgs {
     #[arg(short = 's', long = "snaplen", default_value_t = engine::DEFAULT_SNAPLEN, value_name = "SNAPLEN")]
     pub snaplen: u32,
     /// Size of each CPU's kernel ring, in MiB (rounded up to a power of two, at most 256).
-    /// A full ring loses drops (counted, shown in the summary); raise it for long storms.
-    #[arg(long = "ring-size", default_value_t = 4, value_name = "MIB")]
-    pub ring_size_mib: u32,
+    /// Default: 32 MiB shared by all CPUs (4 MiB each on up to 8 CPUs, 256 KiB on 128).
+    /// A full ring loses copies (counted; per-flow counts stay exact in the kernel table).
+    #[arg(long = "ring-size", value_name = "MIB", allow_hyphen_values = true)]
+    pub ring_size_mib: Option<u32>,
+    /// Storm mode: copy at most N packets per flow x reason x drop site per second into the
+    /// ring (and the file); every drop is still counted, per flow, in the kernel. 0: counts
+    /// only, no packet bytes. Default: copy every drop.
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub exemplars: Option<u32>,
+    /// Entries of the kernel flow table per second (two such tables alternate). More
+    /// distinct flow x reason x site x CPU keys in one second are counted per reason only.
+    #[arg(long, default_value_t = engine::kernel::loader::DEFAULT_KERNEL_FLOWS, value_name = "N", allow_hyphen_values = true)]
+    pub kernel_flows: u32,
+    /// Without --exemplars, a CPU whose ring is half full copies only a few packets per key
+    /// per second until it drains (reported in the summary); this turns that off.
+    #[arg(long)]
+    pub no_auto_storm: bool,
     /// Cilium monitor socket (with --source cilium).
     #[arg(
         long,

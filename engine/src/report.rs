@@ -253,10 +253,27 @@ fn write_flows<W: std::io::Write>(
     w.write_all(b"\n  ]")
 }
 
+/// Top-list length of the storm profile in `--stats-json`.
+const STORM_TOP: usize = 20;
+
+/// The `storm` member of the document.
+fn storm_json<'a>(
+    names: &'a Names,
+    profile: &'a crate::storm::StormProfile,
+) -> crate::storm::StormJson<'a> {
+    crate::storm::StormJson {
+        profile,
+        names,
+        rows: None,
+        top: STORM_TOP,
+    }
+}
+
 /// Writes the `--stats-json` document to `w` as it is made: exactly the text of
-/// `serde_json::to_string_pretty(&stats_json_with(names, r, rows))`. `w` should be
-/// buffered. The members other than `flows` (a few, small) are made as `Value`s; `flows[]`
-/// is written row by row.
+/// `serde_json::to_string_pretty(&stats_json_with(names, r, rows))`, but for the members
+/// of `storm`, which keep the order `StormJson` writes them in (as the CLI always wrote
+/// them; the `Value` sorts them). `w` should be buffered. The members other than `flows`
+/// (a few, small) are made as `Value`s; `flows[]` is written row by row.
 ///
 /// Rows come from [`crate::aggregate::FlowTable::top_by_packets`]: call
 /// `r.flows.sort_top_by_packets(rows.limit())` first to order the table in place, else a
@@ -281,6 +298,10 @@ pub fn write_stats_json<W: std::io::Write>(
         w.write_all(b": ")?;
         if key == "flows" {
             write_flows(&mut w, names, r, n)?;
+        } else if let (true, Some(p)) = (key == "storm", &r.source.storm) {
+            // Serialized as it always was (members in the order it gives them).
+            let text = serde_json::to_string_pretty(&storm_json(names, p))?;
+            w.write_all(text.replace('\n', "\n  ").as_bytes())?;
         } else {
             let text = serde_json::to_string_pretty(value)?;
             w.write_all(text.replace('\n', "\n  ").as_bytes())?;
@@ -312,7 +333,12 @@ pub fn stats_json_with(names: &Names, r: &RunReport, rows: FlowRows) -> Value {
         .top_by_packets(n)
         .map(|(k, v)| flow_entry_json(names, k, v))
         .collect();
-    stats_doc(names, r, Value::Array(flows), n)
+    let mut doc = stats_doc(names, r, Value::Array(flows), n);
+    if let (Some(p), Value::Object(m)) = (&r.source.storm, &mut doc) {
+        let storm = serde_json::to_value(storm_json(names, p)).unwrap_or(Value::Null);
+        m.insert("storm".into(), storm);
+    }
+    doc
 }
 
 /// The document with `flows` as given, which holds the first `rows_written` rows.
@@ -329,6 +355,9 @@ fn stats_doc(names: &Names, r: &RunReport, flows: Value, rows_written: usize) ->
                 "reason": code,
                 "name": name(*k),
                 "observed": row.observed,
+                "in_table": row.in_table,
+                "table_full": row.table_full,
+                "not_copied": row.not_copied,
                 "lost_ring": row.lost_ring,
                 "delivered": row.delivered,
                 "received": row.received,
@@ -360,6 +389,7 @@ fn stats_doc(names: &Names, r: &RunReport, flows: Value, rows_written: usize) ->
             "rows_omitted": r.flows.len().saturating_sub(rows_written),
         },
         "outputs": r.sinks,
+        "storm": Value::Null,
         "notes": r.source.notes,
     })
 }
@@ -387,11 +417,17 @@ pub fn summary_text(names: &Names, r: &RunReport, top: usize) -> String {
     s.push_str(&r.ledger.render_text(&name));
     let mism = r.ledger.mismatches(&name);
     if mism.is_empty() {
-        if let Some(obs) = t.observed {
+        if let (Some(obs), Some(tab)) = (t.observed, t.in_table) {
             let _ = writeln!(
                 s,
-                "accounting: reconciled: {obs} observed = {} lost in ring + {} delivered; {} skipped after the count limit",
-                t.lost_ring, t.delivered, t.skipped
+                "accounting: reconciled: {obs} observed = {tab} in the kernel flow table + {} table full = {} not copied + {} lost in ring + {} delivered; {} skipped after the count limit",
+                t.table_full, t.not_copied, t.lost_ring, t.delivered, t.skipped
+            );
+        } else if let Some(obs) = t.observed {
+            let _ = writeln!(
+                s,
+                "accounting: reconciled: {obs} observed = {} not copied + {} lost in ring + {} delivered; {} skipped after the count limit",
+                t.not_copied, t.lost_ring, t.delivered, t.skipped
             );
         } else {
             let _ = writeln!(
@@ -437,6 +473,9 @@ pub fn summary_text(names: &Names, r: &RunReport, top: usize) -> String {
             r.flows.overflowed_keys(),
             r.flows.overflowed_packets()
         );
+    }
+    if let Some(p) = &r.source.storm {
+        s.push_str(&p.summary_text(names, top));
     }
     for n in &r.source.notes {
         let _ = writeln!(s, "{n}");
@@ -705,6 +744,36 @@ mod tests {
             streamed(&names, &r, FlowRows::All),
             serde_json::to_string_pretty(&all).unwrap()
         );
+    }
+
+    #[test]
+    fn the_storm_member_is_written_as_before() {
+        use crate::storm::{CopyPolicy, SeriesPoint, StormProfile};
+        let names = Names::load(true);
+        let mut profile = StormProfile::new(CopyPolicy::default(), 10);
+        profile.series.push(SeriesPoint {
+            t_ns: 1,
+            dt_ns: 1_000_000_000,
+            drops: vec![(3, 7)],
+        });
+        let mut r = report(0);
+        r.source.storm = Some(profile);
+        let text = streamed(&names, &r, FlowRows::All);
+        // Its members in the order StormJson gives them, as the CLI always wrote them...
+        let storm =
+            serde_json::to_string_pretty(&storm_json(&names, r.source.storm.as_ref().unwrap()))
+                .unwrap();
+        assert!(
+            text.contains(&format!(
+                ",\n  \"storm\": {}\n}}",
+                storm.replace('\n', "\n  ")
+            )),
+            "{text}"
+        );
+        // ... and the same document as the `Value`.
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v, stats_json(&names, &r));
+        assert!(v["storm"].is_object());
     }
 
     #[test]

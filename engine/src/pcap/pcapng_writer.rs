@@ -184,7 +184,17 @@ impl PacketWriter for PcapngWriter {
         Ok(())
     }
 
-    fn finish(self: Box<Self>) -> Result<WriterStats, WriteError> {
+    fn finish(mut self: Box<Self>) -> Result<WriterStats, WriteError> {
+        if self.ifaces.is_empty() {
+            // A file without packets still gets one interface: tcpdump (libpcap) refuses a
+            // pcapng file that has no Interface Description Block at all.
+            let none = IfaceKey {
+                ifindex: 0,
+                netns: 0,
+                link: crate::event::LinkType::Ethernet,
+            };
+            self.write_idb(&none, "none")?;
+        }
         let mut stats = self.stats;
         stats.file_bytes = self.out.written();
         self.out.commit()?;
