@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use engine::pcap::FileFormat;
+use engine::report::FlowRows;
 
 const CAPTURE_EXAMPLES: &str = "\
 Examples:
@@ -100,6 +101,10 @@ pub struct OutputArgs {
     /// Write the final per-flow x reason table and the accounting as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     pub stats_json: Option<PathBuf>,
+    /// Flow rows kept in --stats-json: the N with most packets, or all (default). The
+    /// document counts the rows left out (flow_table.rows_omitted).
+    #[arg(long, value_name = "N|all", value_parser = parse_stats_flows, allow_negative_numbers = true)]
+    pub stats_flows: Option<FlowRows>,
     /// Flows listed in the summary on stderr.
     #[arg(long, default_value_t = 10, value_name = "N")]
     pub top: usize,
@@ -136,8 +141,24 @@ impl OutputArgs {
         if self.json && self.quiet {
             bail!("--json and -q contradict each other: -q prints no per-event lines");
         }
+        if self.stats_flows.is_some() && self.stats_json.is_none() {
+            bail!("--stats-flows needs --stats-json FILE: it sets the rows that file keeps");
+        }
         Ok(())
     }
+}
+
+/// `--stats-flows`: a number of rows (digits only) or `all`.
+fn parse_stats_flows(s: &str) -> std::result::Result<FlowRows, String> {
+    if s == "all" {
+        return Ok(FlowRows::All);
+    }
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("give a number of rows (0 or more) or `all`".into());
+    }
+    s.parse()
+        .map(FlowRows::Top)
+        .map_err(|_| "too many rows: give a smaller number, or `all`".into())
 }
 
 #[derive(Args, Debug)]

@@ -6,7 +6,8 @@
 
 mod args;
 
-use std::io::{IsTerminal as _, Write as _};
+use std::fs::File;
+use std::io::{BufWriter, IsTerminal as _, Write as _};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -156,30 +157,58 @@ fn progress_printer(quiet: bool) -> impl FnMut(&Progress, Duration) {
     }
 }
 
-fn finish(names: &Names, o: &OutputArgs, report: &RunReport) -> Result<i32> {
+fn finish(names: &Names, o: &OutputArgs, mut report: RunReport) -> Result<i32> {
     if std::io::stderr().is_terminal() && !o.quiet {
         eprint!("\r\x1b[K");
     }
     if let Some(p) = &o.stats_json {
-        let doc = engine::report::stats_json_pretty(names, report)?;
-        write_atomically(p, doc.as_bytes()).with_context(|| format!("writing {}", p.display()))?;
+        let rows = o.stats_flows.unwrap_or_default();
+        // In place: a copy of a large table would double its memory.
+        report.flows.sort_top_by_packets(rows.limit());
+        write_atomically(p, |w| {
+            engine::report::write_stats_json(w, names, &report, rows)
+        })
+        .with_context(|| format!("writing {}", p.display()))?;
     }
-    eprint!("{}", engine::report::summary_text(names, report, o.top));
+    eprint!("{}", engine::report::summary_text(names, &report, o.top));
     Ok(0)
 }
 
-/// Writes `bytes` to `path` through a temporary file, so a failure leaves nothing behind.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Writes `path` through `write` as it goes, via a temporary file renamed at the end, so a
+/// failure leaves nothing behind. `write` gets the buffered file itself (not a `dyn Write`):
+/// serializers write many small pieces, and each is then a copy into the buffer.
+fn write_atomically(
+    path: &Path,
+    write: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let buffered = |file: File| -> std::io::Result<()> {
+        let mut w = BufWriter::with_capacity(1 << 18, file);
+        write(&mut w)?;
+        w.flush()
+    };
     if engine::pcap::output_is_special(path) {
         // /dev/stdout, /dev/null, a FIFO: write in place; renaming over it would replace it.
-        return Ok(std::fs::write(path, bytes)?);
+        return buffered(File::create(path)?);
     }
     let tmp = engine::sink::tmp_path(path);
-    let r = std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path));
+    let r = File::create(&tmp)
+        .and_then(buffered)
+        .and_then(|()| std::fs::rename(&tmp, path));
     if r.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
-    Ok(r?)
+    r
+}
+
+/// Fails early when the `--stats-json` file cannot be written. A FIFO is not tried: opening
+/// and closing it would end the reader's stream before the document is written (and the
+/// open waits for a reader anyway).
+fn check_stats_path(p: &Path) -> Result<()> {
+    use std::os::unix::fs::FileTypeExt as _;
+    if std::fs::metadata(p).is_ok_and(|m| m.file_type().is_fifo()) {
+        return Ok(());
+    }
+    engine::sink::check_writable(p)
 }
 
 fn parse_release(r: &str) -> Result<engine::cilium::tables::CiliumRelease> {
@@ -198,7 +227,7 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
         );
     }
     if let Some(p) = &c.out.stats_json {
-        engine::sink::check_writable(p)?;
+        check_stats_path(p)?;
     }
     let mut names = Names::load(false);
     names.cilium = engine::cilium_glue::CiliumContext::new(parse_release(&c.cilium_release)?);
@@ -250,7 +279,7 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
         &progress,
         progress_printer(c.out.quiet),
     )?;
-    finish(&names, &c.out, &report)
+    finish(&names, &c.out, report)
 }
 
 /// The kernel source's options from the flags, checked against the node's memory before
@@ -407,7 +436,7 @@ fn cgroup_headroom() -> Option<u64> {
 fn replay(r: args::ReplayArgs) -> Result<i32> {
     r.out.validate()?;
     if let Some(p) = &r.out.stats_json {
-        engine::sink::check_writable(p)?;
+        check_stats_path(p)?;
     }
     let mut names = Names::load(true);
     names.cilium = engine::cilium_glue::CiliumContext::new(parse_release(
@@ -438,7 +467,7 @@ fn replay(r: args::ReplayArgs) -> Result<i32> {
         &progress,
         progress_printer(r.out.quiet),
     )?;
-    finish(&names, &r.out, &report)
+    finish(&names, &r.out, report)
 }
 
 fn reasons(r: args::ReasonsArgs) -> Result<i32> {
