@@ -194,6 +194,9 @@ pub struct ProbeConfig {
     pub storm_on_bytes: u32,
     pub storm_off_bytes: u32,
     pub storm_exemplars: u32,
+    /// Non-zero: the program turns away a run nested in another on the same CPU (kernels
+    /// before 6.1, whose raw tracepoints lack that guard; see `STAT_NESTED`).
+    pub nest_guard: u32,
 }
 
 /// Each CPU has its own ring, written only by the kernel program on that CPU and read by
@@ -280,6 +283,7 @@ impl ProbeConfig {
         storm_on_bytes: 0,
         storm_off_bytes: 0,
         storm_exemplars: 0,
+        nest_guard: 1,
     };
 }
 
@@ -370,7 +374,7 @@ const _: () = assert!(offset_of!(KfreeSkbEvent, cap_len) == 40);
 const _: () = assert!(offset_of!(KfreeSkbEvent, protocol) == 42);
 const _: () = assert!(offset_of!(KfreeSkbEvent, flags) == 44);
 const _: () = assert!(offset_of!(KfreeSkbEvent, net_off) == 46);
-const _: () = assert!(size_of::<ProbeConfig>() == 100);
+const _: () = assert!(size_of::<ProbeConfig>() == 104);
 const _: () = assert!(offset_of!(ProbeConfig, exemplars) == 84);
 const _: () = assert!(offset_of!(ProbeConfig, storm_exemplars) == 96);
 const _: () = assert!(size_of::<KFlowKey>() == 64);
@@ -449,6 +453,7 @@ pub const LAYOUTS: &[Layout] = &[
             ("storm_on_bytes", offset_of!(ProbeConfig, storm_on_bytes)),
             ("storm_off_bytes", offset_of!(ProbeConfig, storm_off_bytes)),
             ("storm_exemplars", offset_of!(ProbeConfig, storm_exemplars)),
+            ("nest_guard", offset_of!(ProbeConfig, nest_guard)),
         ],
     ),
     (

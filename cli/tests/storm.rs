@@ -438,7 +438,11 @@ fn counts_only_over_a_long_run_from_two_cpus_is_exact_and_writes_no_packets() {
         .sum();
     assert_eq!(series, row["observed"].as_u64().unwrap());
     // This kernel (6.18) reports skipped runs: a number, not null.
-    assert!(s["storm"]["recursion_misses"].is_u64(), "{}", s["storm"]["recursion_misses"]);
+    assert!(
+        s["storm"]["recursion_misses"].is_u64(),
+        "{}",
+        s["storm"]["recursion_misses"]
+    );
     let pct = s["storm"]["rate_percentiles"].as_array().unwrap();
     assert!(pct
         .iter()

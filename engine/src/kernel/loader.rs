@@ -339,6 +339,7 @@ pub fn probe_config(
         storm_on_bytes: 0,
         storm_off_bytes: 0,
         storm_exemplars: 0,
+        nest_guard: 1,
     };
     (c.skb_copy_off, c.skb_copy_len) = skb_copy_span(&c);
     Ok(c)
@@ -388,6 +389,31 @@ fn check_size(btf: &Btf, owner: &str, path: &str, size: u32) -> Result<(), BtfEr
             member: format!("{path} of {size} bytes (it has {have})"),
         })
     }
+}
+
+/// The running kernel's (major, minor) version, from uname.
+pub fn kernel_release() -> Option<(u32, u32)> {
+    // SAFETY: uname fills the struct we pass; a zeroed utsname is a valid argument.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::uname(&mut u) } != 0 {
+        return None;
+    }
+    let bytes: Vec<u8> = u
+        .release
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    parse_release(&String::from_utf8_lossy(&bytes))
+}
+
+/// "6.18.0-13-amd64" -> (6, 18).
+pub fn parse_release(r: &str) -> Option<(u32, u32)> {
+    let mut it = r.split(|c: char| !c.is_ascii_digit());
+    let major = it.next()?.parse().ok()?;
+    let minor = it.next()?.parse().ok()?;
+    Some((major, minor))
 }
 
 /// CPUs the kernel may run the program on (`/sys/devices/system/cpu/possible`): one ring
@@ -483,6 +509,7 @@ pub fn load_and_attach(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     let mut config = config;
     config.ring_blocks = super::ring::blocks_for(opts.ring_bytes_per_cpu);
     opts.apply_policy(&mut config);
+    config.nest_guard = u32::from(kernel_release().is_none_or(|v| v < (6, 1)));
     let cpus = possible_cpus()?;
     let mut ebpf = load_object(&config, cpus, opts.kernel_flows, Some(&aya_btf))?;
 
@@ -768,6 +795,7 @@ print fmt: \"skbaddr=%p\", REC->skbaddr
                 storm_on_bytes: 0,
                 storm_off_bytes: 0,
                 storm_exemplars: 0,
+                nest_guard: 1,
             }
         );
     }
@@ -913,6 +941,15 @@ print fmt: \"skbaddr=%p\", REC->skbaddr
                 default_ring_bytes_per_cpu(cpus) * u64::from(cpus) <= DEFAULT_RING_BUDGET_BYTES
             );
         }
+    }
+
+    #[test]
+    fn kernel_releases_parse() {
+        assert_eq!(parse_release("6.18.0-13-amd64"), Some((6, 18)));
+        assert_eq!(parse_release("5.10.0"), Some((5, 10)));
+        assert_eq!(parse_release("6.1"), Some((6, 1)));
+        assert_eq!(parse_release("garbage"), None);
+        assert!(kernel_release().is_some());
     }
 
     #[test]
