@@ -53,35 +53,25 @@ BT_ARG='args.reason'
 bpftrace --version 2>/dev/null | grep -q 'v0\.1[0-9]\.' && BT_ARG='args->reason'
 
 TAG="dspc$(($$ % 100000))"
-NS_A="${TAG}a"; NS_B="${TAG}b"; X=$(($$ % 200 + 20))
+# shellcheck source=scripts/netns-pair.sh
+. "$ROOT/scripts/netns-pair.sh"
 WORK="$(mktemp -d)"
 TOOL=""
 STATS_WAS="$(sysctl -n kernel.bpf_stats_enabled)"
 cleanup() {
   [ -z "$TOOL" ] || { kill -KILL "$TOOL" 2>/dev/null; wait "$TOOL" 2>/dev/null; } || true
   sysctl -qw kernel.bpf_stats_enabled="$STATS_WAS" || true
-  ip netns del "$NS_A" 2>/dev/null || true
-  ip netns del "$NS_B" 2>/dev/null || true
+  netns_pair_del
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-ip netns add "$NS_A"; ip netns add "$NS_B"
-ip link add "${TAG}va" netns "$NS_A" type veth peer name "${TAG}vb" netns "$NS_B"
-for ns in "$NS_A" "$NS_B"; do
-  ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-done
-ip -n "$NS_A" addr add "10.$X.78.1/24" dev "${TAG}va"
-ip -n "$NS_B" addr add "10.$X.78.2/24" dev "${TAG}vb"
-ip -n "$NS_A" link set "${TAG}va" up
-ip -n "$NS_B" link set "${TAG}vb" up
-MAC_B="$(ip -n "$NS_B" -o link show "${TAG}vb" | grep -o 'link/ether [0-9a-f:]*' | cut -d' ' -f2)"
-ip -n "$NS_A" neigh replace "10.$X.78.2" lladdr "$MAC_B" dev "${TAG}va"
+netns_pair "$TAG" 78
 sysctl -qw kernel.bpf_stats_enabled=1
 
 flood() { # CPU SPORTS
-  nice -n -10 taskset -c "$1" "$UDPFLOOD" --netns "$NS_A" --src "10.$X.78.1" --dst "10.$X.78.2:9" \
+  nice -n -10 taskset -c "$1" "$UDPFLOOD" --netns "$NS_A" --src "$IP_A" --dst "$IP_B:9" \
     --sports "$2" --size 64 --batch 64 --duration "$DURATION" >/dev/null
 }
 prog_ns() { # PID -> ns per run of the kfree_skb programs PID holds (run_time / run_cnt)

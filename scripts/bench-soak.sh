@@ -35,29 +35,19 @@ die() { printf 'bench-soak: ERROR: %s\n' "$*" >&2; exit 1; }
 UDPFLOOD="$ROOT/target/release/udpflood"
 
 TAG="dssk$(($$ % 100000))"
-NS_A="${TAG}a"; NS_B="${TAG}b"; X=$(($$ % 200 + 20))
+# shellcheck source=scripts/netns-pair.sh
+. "$ROOT/scripts/netns-pair.sh"
 WORK="$(mktemp -d)"
 DS=""
 cleanup() {
   [ -z "$DS" ] || { kill -KILL "$DS" 2>/dev/null; wait "$DS" 2>/dev/null; } || true
-  ip netns del "$NS_A" 2>/dev/null || true
-  ip netns del "$NS_B" 2>/dev/null || true
+  netns_pair_del
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-ip netns add "$NS_A"; ip netns add "$NS_B"
-ip link add "${TAG}va" netns "$NS_A" type veth peer name "${TAG}vb" netns "$NS_B"
-for ns in "$NS_A" "$NS_B"; do
-  ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-done
-ip -n "$NS_A" addr add "10.$X.79.1/24" dev "${TAG}va"
-ip -n "$NS_B" addr add "10.$X.79.2/24" dev "${TAG}vb"
-ip -n "$NS_A" link set "${TAG}va" up
-ip -n "$NS_B" link set "${TAG}vb" up
-MAC_B="$(ip -n "$NS_B" -o link show "${TAG}vb" | grep -o 'link/ether [0-9a-f:]*' | cut -d' ' -f2)"
-ip -n "$NS_A" neigh replace "10.$X.79.2" lladdr "$MAC_B" dev "${TAG}va"
+netns_pair "$TAG" 79
 noports() { ip netns exec "$NS_B" awk '/^Udp:/ { if (h) { print $3; exit } h = 1 }' /proc/net/snmp; }
 
 BEFORE="$(noports)"
@@ -71,7 +61,7 @@ T0=$(date +%s)
 SAMPLER=$!
 
 flood() { # CPU SPORTS SECS -> JSON
-  taskset -c "$1" "$UDPFLOOD" --netns "$NS_A" --src "10.$X.79.1" --dst "10.$X.79.2:9" \
+  taskset -c "$1" "$UDPFLOOD" --netns "$NS_A" --src "$IP_A" --dst "$IP_B:9" \
     --sports "$2" --size 16 --batch 64 --duration "$3"
 }
 echo "bench-soak: flood ${FLOOD}s from 2 CPUs" >&2
@@ -85,7 +75,7 @@ i=0
 while [ "$(date +%s)" -lt "$END" ]; do
   base=$(( 41000 + (i / 60 % 100) * 200 ))
   ports="$(seq -s, "$base" $(( base + 199 )))"
-  taskset -c $(( i % 2 )) "$UDPFLOOD" --netns "$NS_A" --src "10.$X.79.1" --dst "10.$X.79.2:9" \
+  taskset -c $(( i % 2 )) "$UDPFLOOD" --netns "$NS_A" --src "$IP_A" --dst "$IP_B:9" \
     --sports "$ports" --size 16 --batch 10 --count 2000 >>"$WORK/soak.jsonl"
   i=$(( i + 1 ))
   sleep 1
@@ -96,7 +86,7 @@ DS=""
 kill "$SAMPLER" 2>/dev/null || true
 AFTER="$(noports)"
 
-python3 - "$WORK" "$BEFORE" "$AFTER" "10.$X.79.1" "10.$X.79.2" <<'EOF'
+python3 - "$WORK" "$BEFORE" "$AFTER" "$IP_A" "$IP_B" <<'EOF'
 import json, sys, collections
 work, before, after, src, dst = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
 sent = collections.Counter()

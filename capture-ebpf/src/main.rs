@@ -99,6 +99,31 @@ pub struct AbiAnchor {
     pub slot: CacheSlot,
 }
 
+const ZERO_KEY: KFlowKey = KFlowKey {
+    reason: 0,
+    ifindex: 0,
+    netns_ino: 0,
+    cpu: 0,
+    location: 0,
+    saddr: [0; 16],
+    daddr: [0; 16],
+    sport: 0,
+    dport: 0,
+    protocol: 0,
+    l4proto: 0,
+    family: 0,
+};
+
+const ZERO_VALUE: KFlowValue = KFlowValue {
+    packets: 0,
+    bytes: 0,
+    first_ns: 0,
+    last_ns: 0,
+    copied: 0,
+    budget_used: 0,
+    epoch: 0,
+};
+
 #[no_mangle]
 #[used]
 static ABI_ANCHOR: AbiAnchor = AbiAnchor {
@@ -149,53 +174,11 @@ static ABI_ANCHOR: AbiAnchor = AbiAnchor {
         limit: 0,
         _pad2: [0; 7],
     },
-    key: KFlowKey {
-        reason: 0,
-        ifindex: 0,
-        netns_ino: 0,
-        cpu: 0,
-        location: 0,
-        saddr: [0; 16],
-        daddr: [0; 16],
-        sport: 0,
-        dport: 0,
-        protocol: 0,
-        l4proto: 0,
-        family: 0,
-    },
-    value: KFlowValue {
-        packets: 0,
-        bytes: 0,
-        first_ns: 0,
-        last_ns: 0,
-        copied: 0,
-        budget_used: 0,
-        epoch: 0,
-    },
+    key: ZERO_KEY,
+    value: ZERO_VALUE,
     slot: CacheSlot {
-        key: KFlowKey {
-            reason: 0,
-            ifindex: 0,
-            netns_ino: 0,
-            cpu: 0,
-            location: 0,
-            saddr: [0; 16],
-            daddr: [0; 16],
-            sport: 0,
-            dport: 0,
-            protocol: 0,
-            l4proto: 0,
-            family: 0,
-        },
-        val: KFlowValue {
-            packets: 0,
-            bytes: 0,
-            first_ns: 0,
-            last_ns: 0,
-            copied: 0,
-            budget_used: 0,
-            epoch: 0,
-        },
+        key: ZERO_KEY,
+        val: ZERO_VALUE,
     },
 };
 

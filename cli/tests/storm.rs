@@ -190,6 +190,51 @@ fn assert_books(s: &serde_json::Value, err: &str) {
     }
 }
 
+/// One capture around one flood: the stats JSON (books checked), stderr, what was sent per
+/// source port and in all (checked against B's own NoPorts count), and the directory with
+/// the capture file `f.pcapng`.
+struct Run {
+    s: serde_json::Value,
+    err: String,
+    sent: BTreeMap<u16, u64>,
+    total: u64,
+    dir: TempDir,
+}
+
+fn run_flood(ns: &NetnsPair, tag: &str, flags: &[&str], amount: Amount<'_>) -> Run {
+    let dir = TempDir::new(tag);
+    let (file, stats) = (dir.path("f.pcapng"), dir.path("s.json"));
+    let before = no_ports(ns, &ns.b);
+    let mut args = vec!["-q"];
+    args.extend_from_slice(flags);
+    args.extend_from_slice(&[
+        "-w",
+        file.to_str().unwrap(),
+        "--stats-json",
+        stats.to_str().unwrap(),
+    ]);
+    let cap = LiveCapture::start(&args);
+    let sent = flood(ns, 9, amount);
+    std::thread::sleep(Duration::from_millis(200));
+    let (st, err) = cap.stop();
+    assert!(st.success(), "{err}");
+    let total: u64 = sent.values().sum();
+    assert_eq!(
+        no_ports(ns, &ns.b) - before,
+        total,
+        "the namespace's own count"
+    );
+    let s = read_json(&stats);
+    assert_books(&s, &err);
+    Run {
+        s,
+        err,
+        sent,
+        total,
+        dir,
+    }
+}
+
 const FLOWS: [(u16, u64); 6] = [
     (41001, 150_000),
     (41002, 120_000),
@@ -203,33 +248,20 @@ const FLOWS: [(u16, u64); 6] = [
 fn storm_with_exemplar_budget_counts_every_flow_exactly() {
     require_root!();
     let ns = NetnsPair::new();
-    let dir = TempDir::new("storm-ex");
-    let (file, stats) = (dir.path("s.pcapng"), dir.path("s.json"));
-    let before = no_ports(&ns, &ns.b);
-    let cap = LiveCapture::start(&[
-        "-q",
-        "--exemplars",
-        "2",
-        "--ring-size",
-        "1",
-        "-w",
-        file.to_str().unwrap(),
-        "--stats-json",
-        stats.to_str().unwrap(),
-    ]);
-    let sent = flood(&ns, 9, Amount::Count(&FLOWS));
-    std::thread::sleep(Duration::from_millis(200));
-    let (st, err) = cap.stop();
-    assert!(st.success(), "{err}");
-    let total: u64 = sent.values().sum();
-    assert!(total >= 500_000);
-    assert_eq!(
-        no_ports(&ns, &ns.b) - before,
+    let Run {
+        s,
+        err,
+        sent,
         total,
-        "the namespace's own count"
+        dir,
+    } = run_flood(
+        &ns,
+        "storm-ex",
+        &["--exemplars", "2", "--ring-size", "1"],
+        Amount::Count(&FLOWS),
     );
-    let s = read_json(&stats);
-    assert_books(&s, &err);
+    let file = dir.path("f.pcapng");
+    assert!(total >= 500_000);
     let rows = kernel_rows(&s, &ns, 9);
     let gens = s["storm"]["table"]["generations"].as_u64().unwrap();
     let in_file = file_counts(&file, &ns, 9);
@@ -352,32 +384,18 @@ fn storm_at_default_flags_switches_to_exemplars_and_counts_exactly() {
 fn more_flows_than_the_kernel_table_keeps_per_reason_totals_exact() {
     require_root!();
     let ns = NetnsPair::new();
-    let dir = TempDir::new("storm-full");
-    let stats = dir.path("f.json");
     // 600 flows, each dropped on both CPUs: 1200 keys, more than the two CPUs' caches (256
     // slots each, two-way) and the 8-entry hash together hold.
     let flows: Vec<(u16, u64)> = (0..600).map(|i| (42000 + i, 10)).collect();
-    let before = no_ports(&ns, &ns.b);
     // Counts only: every drop goes through the kernel table (when every drop is copied,
     // user space counts most of them from their records instead).
-    let cap = LiveCapture::start(&[
-        "-q",
-        "--exemplars",
-        "0",
-        "--kernel-flows",
-        "8",
-        "--stats-json",
-        stats.to_str().unwrap(),
-    ]);
-    let sent = flood(&ns, 9, Amount::Count(&flows));
-    std::thread::sleep(Duration::from_millis(200));
-    let (st, err) = cap.stop();
-    assert!(st.success(), "{err}");
-    let total: u64 = sent.values().sum();
+    let Run { s, total, .. } = run_flood(
+        &ns,
+        "storm-full",
+        &["--exemplars", "0", "--kernel-flows", "8"],
+        Amount::Count(&flows),
+    );
     assert_eq!(total, 6000);
-    assert_eq!(no_ports(&ns, &ns.b) - before, total);
-    let s = read_json(&stats);
-    assert_books(&s, &err);
     let row = reason_row(&s, "NO_SOCKET");
     assert!(row["table_full"].as_u64().unwrap() > 0, "{row}");
     let cache_slots = 256 * cpus() as u64;
@@ -395,29 +413,16 @@ fn more_flows_than_the_kernel_table_keeps_per_reason_totals_exact() {
 fn counts_only_over_a_long_run_from_two_cpus_is_exact_and_writes_no_packets() {
     require_root!();
     let ns = NetnsPair::new();
-    let dir = TempDir::new("storm-zero");
-    let (file, stats) = (dir.path("z.pcapng"), dir.path("z.json"));
-    let before = no_ports(&ns, &ns.b);
-    let cap = LiveCapture::start(&[
-        "-q",
-        "--exemplars",
-        "0",
-        "-w",
-        file.to_str().unwrap(),
-        "--stats-json",
-        stats.to_str().unwrap(),
-    ]);
     let ports = [43001u16, 43002, 43003];
     // Five seconds of flooding: the table switches generations about five times while
     // both CPUs write into it.
-    let sent = flood(&ns, 9, Amount::For(&ports, Duration::from_secs(5)));
-    std::thread::sleep(Duration::from_millis(200));
-    let (st, err) = cap.stop();
-    assert!(st.success(), "{err}");
-    let total: u64 = sent.values().sum();
-    assert_eq!(no_ports(&ns, &ns.b) - before, total);
-    let s = read_json(&stats);
-    assert_books(&s, &err);
+    let Run { s, sent, dir, .. } = run_flood(
+        &ns,
+        "storm-zero",
+        &["--exemplars", "0"],
+        Amount::For(&ports, Duration::from_secs(5)),
+    );
+    let file = dir.path("f.pcapng");
     assert!(s["storm"]["table"]["generations"].as_u64().unwrap() >= 5);
     let rows = kernel_rows(&s, &ns, 9);
     for p in ports {
