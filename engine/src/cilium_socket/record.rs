@@ -40,7 +40,7 @@ use bytes::BytesMut;
 use thiserror::Error;
 
 use super::payload::{classify, MonitorMessage, Payload, PayloadStream, StreamStats, EVENT_SAMPLE};
-use super::socket::{feed, SocketStats};
+use super::socket::SocketStats;
 
 pub const GOBSTREAM_MAGIC: [u8; 8] = *b"DSCILGOB";
 pub const GOBSTREAM_VERSION: u16 = 1;
@@ -232,8 +232,18 @@ impl<R: Read> GobStreamReader<R> {
     }
 }
 
+/// Bytes of chunks buffered before a replay decodes them: recorded chunks are single socket
+/// reads, often one message each, and decoding (and handing on) each alone would cost more
+/// than the message.
+pub const REPLAY_DECODE_BYTES: usize = 256 << 10;
+/// Messages a replay gathers before handing them on: batches this size make the pipeline's
+/// per-batch costs (channel hand-offs, thread wake-ups) small beside the per-event work.
+pub const REPLAY_BATCH_MESSAGES: usize = 2048;
+
 /// Replays a `.gobstream` through the same decoder the socket source uses, restarting it at
-/// every recorded connection. Stats are those the live source would have counted.
+/// every recorded connection. Stats are those the live source would have counted; messages
+/// come in stream order, in batches of about [`REPLAY_BATCH_MESSAGES`] (chunks are joined:
+/// batches do not follow the recorded reads).
 pub fn replay_gobstream<R: Read>(
     reader: &mut GobStreamReader<R>,
     max_message: usize,
@@ -241,27 +251,59 @@ pub fn replay_gobstream<R: Read>(
 ) -> Result<SocketStats, RecordError> {
     let mut stats = SocketStats::default();
     let mut stream = PayloadStream::new(max_message);
-    let mut batch = Vec::new();
+    let mut batch = Vec::with_capacity(REPLAY_BATCH_MESSAGES);
     while let Some(chunk) = reader.next_chunk()? {
         if chunk.new_connection || stats.connections == 0 {
             if stats.connections > 0 {
+                // What the old connection left buffered is decoded before its decoder ends.
+                decode_into(&mut stream, &mut batch, &mut stats.stream);
                 stream.reset(&mut stats.stream);
                 stats.reconnects += 1;
             }
             stats.connections += 1;
         }
-        // A fatal error is counted in the stats and poisons the stream until the next
-        // connection, exactly as the live source drops the connection.
-        let _ = feed(
-            &mut stream,
-            chunk.data,
-            &mut batch,
-            &mut stats.stream,
-            on_batch,
-        );
+        stream.push(chunk.data, &mut stats.stream);
+        if stream.buffered() >= REPLAY_DECODE_BYTES {
+            decode_into(&mut stream, &mut batch, &mut stats.stream);
+        }
+        hand_on_full(&mut batch, on_batch);
+    }
+    decode_into(&mut stream, &mut batch, &mut stats.stream);
+    hand_on_full(&mut batch, on_batch);
+    if !batch.is_empty() {
+        on_batch(&batch);
     }
     stream.reset(&mut stats.stream);
     Ok(stats)
+}
+
+/// Hands on batches of exactly [`REPLAY_BATCH_MESSAGES`] from the front of `batch`, keeping
+/// the rest for the next call.
+fn hand_on_full(batch: &mut Vec<MonitorMessage>, on_batch: &mut dyn FnMut(&[MonitorMessage])) {
+    let full = batch.len() - batch.len() % REPLAY_BATCH_MESSAGES;
+    if full == 0 {
+        return;
+    }
+    for part in batch
+        .get(..full)
+        .unwrap_or(&[])
+        .chunks(REPLAY_BATCH_MESSAGES)
+    {
+        on_batch(part);
+    }
+    batch.drain(..full);
+}
+
+/// Decodes what `stream` holds. A fatal error is counted in the stats and poisons the stream
+/// until the next connection, exactly as the live source drops the connection; the bytes
+/// after it are counted as discarded whether they were pushed before or after the error was
+/// found, so joining chunks changes no count.
+fn decode_into(
+    stream: &mut PayloadStream,
+    batch: &mut Vec<MonitorMessage>,
+    stats: &mut StreamStats,
+) {
+    let _ = stream.decode(batch, stats);
 }
 
 /// Writes a `.ciliumraw` file.
@@ -503,6 +545,122 @@ mod tests {
         assert_eq!(stats.stream.type_definitions, 2);
         assert_eq!(stats.stream.malformed_total(), 0);
         assert_eq!(stats.stream.truncated_at_close, 0);
+    }
+
+    /// Replays `file` chunk by chunk, decoding each chunk alone (what the live source does
+    /// per read): the reference the joined replay must match exactly.
+    fn replay_chunk_by_chunk(file: &[u8]) -> (Vec<MonitorMessage>, SocketStats) {
+        let mut reader = GobStreamReader::new(file).unwrap();
+        let mut stats = SocketStats::default();
+        let mut stream = PayloadStream::new(1 << 20);
+        let mut out = Vec::new();
+        while let Some(chunk) = reader.next_chunk().unwrap() {
+            if chunk.new_connection || stats.connections == 0 {
+                if stats.connections > 0 {
+                    stream.reset(&mut stats.stream);
+                    stats.reconnects += 1;
+                }
+                stats.connections += 1;
+            }
+            stream.push(chunk.data, &mut stats.stream);
+            let _ = stream.decode(&mut out, &mut stats.stream);
+        }
+        stream.reset(&mut stats.stream);
+        (out, stats)
+    }
+
+    /// A recording of three connections with one message per chunk (a live socket read at a
+    /// low rate): 3000 samples and lost notices, a message cut at the first reconnect, and a
+    /// framing error in the second connection after which its bytes are discarded.
+    fn many_small_chunks() -> Vec<u8> {
+        let sink = Shared::default();
+        let mut rec = GobStreamRecorder::new(sink.clone()).unwrap();
+        let mut msg = Vec::new();
+        let mut enc = PayloadEncoder::new(65);
+        rec.begin_connection();
+        for i in 0..3000u32 {
+            msg.clear();
+            let t = 1 + (i % 7) as u8;
+            enc.encode(
+                &[t, i as u8, (i >> 8) as u8],
+                i64::from(i % 4),
+                0,
+                9,
+                &mut msg,
+            );
+            if i % 500 == 499 {
+                enc.encode(&[], 1, u64::from(i), 2, &mut msg);
+            }
+            rec.write_chunk(&msg).unwrap();
+        }
+        msg.clear();
+        enc.encode(&[1; 40], 0, 0, 9, &mut msg);
+        rec.write_chunk(&msg[..msg.len() / 2]).unwrap();
+        rec.begin_connection();
+        let mut enc = PayloadEncoder::new(68);
+        for i in 0..1500u32 {
+            msg.clear();
+            enc.encode(&[4, i as u8], 2, 0, 9, &mut msg);
+            if i == 1000 {
+                msg.extend_from_slice(&[0x90, 0, 0]); // a bad length: the rest is lost
+            }
+            rec.write_chunk(&msg).unwrap();
+        }
+        rec.begin_connection();
+        let mut enc = PayloadEncoder::new(70);
+        for i in 0..700u32 {
+            msg.clear();
+            enc.encode(&[1, i as u8], 3, 0, 9, &mut msg);
+            rec.write_chunk(&msg).unwrap();
+        }
+        rec.flush().unwrap();
+        drop(rec);
+        let file = std::mem::take(&mut *sink.0.lock().unwrap());
+        file
+    }
+
+    #[test]
+    fn replay_joins_small_chunks_into_full_batches_with_identical_counts() {
+        let file = many_small_chunks();
+        let (want, want_stats) = replay_chunk_by_chunk(&file);
+        // 3000 samples + 6 lost, 1001 samples before the framing error, 700 samples.
+        assert_eq!(want.len(), 3006 + 1001 + 700);
+        assert_eq!(want_stats.stream.lost_records, 6);
+        assert_eq!(want_stats.stream.truncated_at_close, 1);
+        assert_eq!(want_stats.stream.streams_abandoned, 1);
+        assert!(want_stats.stream.bytes_discarded > 0);
+
+        let mut reader = GobStreamReader::new(&file[..]).unwrap();
+        let mut got = Vec::new();
+        let mut sizes = Vec::new();
+        let stats = replay_gobstream(&mut reader, 1 << 20, &mut |m| {
+            sizes.push(m.len());
+            got.extend_from_slice(m);
+        })
+        .unwrap();
+        assert_eq!(got, want);
+        assert_eq!(stats, want_stats);
+        assert_eq!((stats.connections, stats.reconnects), (3, 2));
+        // Full batches, then the rest: not one batch per recorded chunk.
+        assert_eq!(sizes, [2048, 2048, 611]);
+    }
+
+    #[test]
+    fn replay_of_every_cut_of_a_recording_counts_as_chunk_by_chunk() {
+        let file = many_small_chunks();
+        // Cuts inside the header, chunk words, messages, across the reconnects.
+        let cuts = (16..file.len())
+            .step_by(997)
+            .chain([file.len() - 1, file.len()]);
+        for cut in cuts {
+            let (want, want_stats) = replay_chunk_by_chunk(&file[..cut]);
+            let mut reader = GobStreamReader::new(&file[..cut]).unwrap();
+            let mut got = Vec::new();
+            let stats =
+                replay_gobstream(&mut reader, 1 << 20, &mut |m| got.extend_from_slice(m)).unwrap();
+            assert_eq!(got, want, "cut {cut}");
+            assert_eq!(stats, want_stats, "cut {cut}");
+        }
     }
 
     #[test]
