@@ -272,7 +272,7 @@ pub struct CiliumBatcher {
     opts: crate::cilium::notify::DecodeOptions,
     /// Bit `t` set: deliver notifications of message type `t` (1..=7).
     types: u8,
-    delivered: BTreeMap<ReasonKey, u64>,
+    delivered: DeliveredCounts,
     decode_errors: BTreeMap<&'static str, u64>,
     filtered: u64,
     lost_records: u64,
@@ -280,6 +280,60 @@ pub struct CiliumBatcher {
     agent: u64,
     l7: u64,
     unknown: u64,
+}
+
+/// Events delivered per reason, counted per event without a map look-up: Cilium's reason
+/// keys are a code or a message type (one byte each), so two tables cover them.
+#[derive(Clone, Debug)]
+struct DeliveredCounts {
+    /// By `ReasonKey::Cilium(code)`.
+    drops: [u64; 256],
+    /// By `ReasonKey::CiliumEvent(type)`.
+    events: [u64; 256],
+    /// Any other key (none comes from Cilium today).
+    other: BTreeMap<ReasonKey, u64>,
+}
+
+impl Default for DeliveredCounts {
+    fn default() -> Self {
+        DeliveredCounts {
+            drops: [0; 256],
+            events: [0; 256],
+            other: BTreeMap::new(),
+        }
+    }
+}
+
+impl DeliveredCounts {
+    #[inline]
+    fn add(&mut self, k: ReasonKey) {
+        let slot = match k {
+            ReasonKey::Cilium(c) => self.drops.get_mut(usize::from(c)),
+            ReasonKey::CiliumEvent(t) => self.events.get_mut(usize::from(t)),
+            ReasonKey::Kernel(_) | ReasonKey::Captured => None,
+        };
+        match slot {
+            Some(n) => *n += 1,
+            None => *self.other.entry(k).or_default() += 1,
+        }
+    }
+
+    /// The counts as the report keeps them (reasons with no event left out).
+    fn to_map(&self) -> BTreeMap<ReasonKey, u64> {
+        let mut m = self.other.clone();
+        let tables = [
+            (&self.drops, ReasonKey::Cilium as fn(u8) -> ReasonKey),
+            (&self.events, ReasonKey::CiliumEvent as fn(u8) -> ReasonKey),
+        ];
+        for (table, key) in tables {
+            for (b, &n) in (0..=u8::MAX).zip(table.iter()) {
+                if n > 0 {
+                    *m.entry(key(b)).or_default() += n;
+                }
+            }
+        }
+        m
+    }
 }
 
 /// Message-type bits for `--type` names, as `cilium monitor -t` spells them.
@@ -311,7 +365,7 @@ impl CiliumBatcher {
         CiliumBatcher {
             opts: crate::cilium::notify::DecodeOptions::for_release(release),
             types,
-            delivered: BTreeMap::new(),
+            delivered: DeliveredCounts::default(),
             decode_errors: BTreeMap::new(),
             filtered: 0,
             lost_records: 0,
@@ -345,7 +399,7 @@ impl CiliumBatcher {
                     match crate::cilium_glue::event_from_sample(data, cpu, ts_ns, &self.opts) {
                         Ok(e) => {
                             let (k, _, _) = crate::render::reason_and_identities(&e);
-                            *self.delivered.entry(k).or_default() += 1;
+                            self.delivered.add(k);
                             batch.events.push(e);
                         }
                         Err(err) => {
@@ -408,7 +462,7 @@ impl CiliumBatcher {
         report: &mut SourceReport,
         stream: &crate::cilium_socket::payload::StreamStats,
     ) {
-        report.delivered = self.delivered.clone();
+        report.delivered = self.delivered.to_map();
         report.losses.push(loss(
             "cilium-agent",
             "perf_ring_lost_records",
@@ -628,4 +682,145 @@ pub fn merge(sources: Vec<SourceFn<'static>>) -> SourceFn<'static> {
             Ok(merged)
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cilium_socket::payload::{MonitorMessage as M, StreamStats};
+    use crate::event::Notice;
+    use bytes::Bytes;
+
+    /// A drop notification v3 with Cilium code `code` and a 42-byte Ethernet/IPv4/UDP packet.
+    fn drop_v3(code: u8) -> Bytes {
+        let mut s = vec![0u8; 48];
+        s[0] = 1;
+        s[1] = code;
+        s[8] = 42; // orig_len
+        s[12] = 42; // cap_len
+        s[14] = 3; // version
+        s[16..20].copy_from_slice(&12345u32.to_le_bytes());
+        s.extend_from_slice(&[2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 8, 0]);
+        s.extend_from_slice(&[0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0]);
+        s.extend_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2, 0x9c, 0x40, 0, 9, 0, 8, 0, 0]);
+        Bytes::from(s)
+    }
+
+    fn sample(data: Bytes) -> M {
+        M::Sample { cpu: 1, data }
+    }
+
+    /// What the report must say: the events of the batch counted one by one in a map.
+    fn counted(batch: &Batch) -> BTreeMap<ReasonKey, u64> {
+        let mut m = BTreeMap::new();
+        for e in &batch.events {
+            *m.entry(crate::render::reason_and_identities(e).0)
+                .or_default() += 1;
+        }
+        m
+    }
+
+    #[test]
+    fn batcher_counts_every_reason_and_keeps_notices_in_place() {
+        // Debug captures (type 3) filtered out.
+        let mut b = CiliumBatcher::new(Default::default(), !(1 << 3));
+        let mut debug = vec![0u8; 20];
+        debug[0] = 2;
+        let msgs = vec![
+            M::Agent {
+                kind: 2,
+                text: "{}".into(),
+            },
+            sample(drop_v3(133)),
+            M::Lost { cpu: 3, count: 9 },
+            sample(drop_v3(133)),
+            sample(Bytes::from(debug)),
+            sample(Bytes::from_static(&[3; 30])),
+            sample(drop_v3(0)),
+            sample(Bytes::from_static(&[1, 133, 0, 0])), // too short
+            M::L7 {
+                cpu: 0,
+                data: Bytes::from_static(&[129]),
+            },
+            sample(drop_v3(255)),
+            M::Lost { cpu: 0, count: 1 },
+            M::Unknown {
+                typ: 77,
+                cpu: 0,
+                lost: 0,
+                data: Bytes::new(),
+            },
+        ];
+        let mut batch = Batch::default();
+        b.push(&msgs, &mut batch, 7);
+        // Pushing in two calls counts the same as one.
+        let mut batch2 = Batch::default();
+        b.push(&msgs[..4], &mut batch2, 8);
+        b.push(&msgs[4..], &mut batch2, 8);
+        assert_eq!(batch.events.len(), 5);
+        assert!(batch.events.iter().all(|e| e.ts_ns == 7));
+        let at: Vec<(usize, &Notice)> = batch.notices.iter().map(|(i, n)| (*i, n)).collect();
+        assert_eq!(
+            at,
+            [
+                (
+                    0,
+                    &Notice::Agent {
+                        kind: 2,
+                        text: "{}".into()
+                    }
+                ),
+                (1, &Notice::Lost { cpu: 3, count: 9 }),
+                (4, &Notice::L7 { cpu: 0 }),
+                (5, &Notice::Lost { cpu: 0, count: 1 }),
+                (5, &Notice::Unknown { typ: 77, cpu: 0 }),
+            ]
+        );
+        let mut report = SourceReport::default();
+        b.report(&mut report, &StreamStats::default());
+        let mut want = counted(&batch);
+        for v in want.values_mut() {
+            *v *= 2;
+        }
+        assert_eq!(report.delivered, want);
+        assert_eq!(
+            report.delivered,
+            BTreeMap::from([
+                (ReasonKey::Cilium(0), 2),
+                (ReasonKey::Cilium(133), 4),
+                (ReasonKey::Cilium(255), 2),
+                (ReasonKey::CiliumEvent(2), 2),
+            ])
+        );
+        let losses: Vec<(&str, &str, u64)> = report
+            .losses
+            .iter()
+            .map(|l| (l.stage.as_str(), l.kind.as_str(), l.count))
+            .collect();
+        assert_eq!(
+            losses,
+            [
+                ("cilium-agent", "perf_ring_lost_records", 20),
+                ("decode", "notification_too_short", 2),
+                ("filter", "filtered_by_type", 2),
+            ]
+        );
+    }
+
+    #[test]
+    fn batcher_counts_each_of_the_256_drop_codes() {
+        let mut b = CiliumBatcher::new(Default::default(), 0xff);
+        let msgs: Vec<M> = (0..=255u8)
+            .flat_map(|c| (0..=u32::from(c) % 3).map(move |_| sample(drop_v3(c))))
+            .collect();
+        let mut batch = Batch::default();
+        b.push(&msgs, &mut batch, 1);
+        let mut report = SourceReport::default();
+        b.report(&mut report, &StreamStats::default());
+        assert_eq!(report.delivered.len(), 256);
+        assert_eq!(report.delivered, counted(&batch));
+        assert_eq!(report.delivered.get(&ReasonKey::Cilium(255)), Some(&1));
+        assert_eq!(report.delivered.get(&ReasonKey::Cilium(254)), Some(&3));
+        assert_eq!(report.delivered.values().sum::<u64>(), msgs.len() as u64);
+    }
 }

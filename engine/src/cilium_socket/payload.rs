@@ -8,7 +8,7 @@
 //! (message boundaries are still known); a framing or type-definition error poisons the
 //! stream, which the caller then drops (a new connection starts a new stream).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use bytes::{Bytes, BytesMut};
 use thiserror::Error;
@@ -484,6 +484,10 @@ fn decode_with(
 
 /// Default number of bytes reserved at a time in the stream buffer.
 const RESERVE: usize = 256 << 10;
+/// Stream buffers kept for reuse: enough for the messages a pipeline holds in flight (a few
+/// batches of a few thousand), so a long stream reuses warm memory instead of faulting in
+/// fresh pages for every buffer.
+const MAX_SPARE_BUFFERS: usize = 16;
 
 /// Incremental decoder of one monitor gob stream (one connection).
 ///
@@ -493,6 +497,11 @@ const RESERVE: usize = 256 << 10;
 #[derive(Debug)]
 pub struct PayloadStream {
     buf: BytesMut,
+    /// Earlier buffers, oldest first: messages cut from them may still be alive; each is
+    /// reused once none is (`try_reclaim`).
+    spares: VecDeque<BytesMut>,
+    /// Buffers allocated so far (the first included).
+    buffers_allocated: u64,
     gob: GobStream,
     plan: Option<PayloadPlan>,
     poisoned: bool,
@@ -509,6 +518,8 @@ impl PayloadStream {
     pub fn new(max_message: usize) -> Self {
         PayloadStream {
             buf: BytesMut::with_capacity(RESERVE),
+            spares: VecDeque::new(),
+            buffers_allocated: 1,
             gob: GobStream::new(max_message),
             plan: None,
             poisoned: false,
@@ -518,6 +529,12 @@ impl PayloadStream {
     /// The stream's type definitions so far.
     pub fn gob(&self) -> &GobStream {
         &self.gob
+    }
+
+    /// Stream buffers allocated so far; a long stream whose messages are dropped as it goes
+    /// reuses a few.
+    pub fn buffers_allocated(&self) -> u64 {
+        self.buffers_allocated
     }
 
     /// Bytes held back waiting for the rest of a message.
@@ -551,9 +568,28 @@ impl PayloadStream {
             return;
         }
         if self.buf.capacity() - self.buf.len() < bytes.len() {
-            self.buf.reserve(bytes.len().max(RESERVE));
+            self.grow(bytes.len());
         }
         self.buf.extend_from_slice(bytes);
+    }
+
+    /// Moves to a buffer with room for `additional` more bytes: the oldest spare if no
+    /// message uses it any more, else a new one. The current buffer (holding at most part of
+    /// a message, which moves along) becomes a spare.
+    fn grow(&mut self, additional: usize) {
+        let need = self.buf.len() + additional.max(RESERVE);
+        let free = self.spares.front_mut().is_some_and(|s| s.try_reclaim(need));
+        let reused = if free { self.spares.pop_front() } else { None };
+        let mut next = reused.unwrap_or_else(|| {
+            self.buffers_allocated += 1;
+            BytesMut::with_capacity(need)
+        });
+        next.extend_from_slice(&self.buf);
+        let mut old = std::mem::replace(&mut self.buf, next);
+        old.clear();
+        if self.spares.len() < MAX_SPARE_BUFFERS {
+            self.spares.push_back(old);
+        }
     }
 
     /// Decodes every complete message buffered, appending messages to `out`. A malformed
@@ -987,6 +1023,66 @@ mod tests {
         }
         assert_eq!(out, want);
         assert_eq!(stats.bytes, bytes.len() as u64);
+    }
+
+    #[test]
+    fn buffers_are_reused_once_their_messages_are_dropped() {
+        // 40 MiB of 1000-byte samples, fed in pieces that cut messages anywhere; the last
+        // 3000 messages are kept alive (a pipeline's batches in flight), older ones dropped.
+        let mut enc = PayloadEncoder::new(65);
+        let mut one = Vec::new();
+        let mut s = PayloadStream::default();
+        let mut stats = StreamStats::default();
+        let mut live: VecDeque<MonitorMessage> = VecDeque::new();
+        let mut out = Vec::new();
+        let mut pending = Vec::new();
+        let n = 40_000u32;
+        let mut next = 0u32;
+        for i in 0..n {
+            let mut data = vec![1u8; 1000];
+            data[1..5].copy_from_slice(&i.to_le_bytes());
+            one.clear();
+            enc.encode(&data, 0, 0, 9, &mut one);
+            pending.extend_from_slice(&one);
+            if pending.len() > 7777 || i == n - 1 {
+                s.push(&pending, &mut stats);
+                pending.clear();
+                s.decode(&mut out, &mut stats).unwrap();
+                for m in out.drain(..) {
+                    let MonitorMessage::Sample { data, .. } = &m else {
+                        panic!("{m:?}")
+                    };
+                    // Every message intact, in order, whatever buffer it was cut from.
+                    assert_eq!(data.len(), 1000);
+                    assert_eq!(data[1..5], next.to_le_bytes());
+                    next += 1;
+                    live.push_back(m);
+                }
+                while live.len() > 3000 {
+                    live.pop_front();
+                }
+            }
+        }
+        assert_eq!(stats.payloads, u64::from(n));
+        let ids: Vec<u32> = live
+            .iter()
+            .map(|m| match m {
+                MonitorMessage::Sample { data, .. } => {
+                    u32::from_le_bytes(data[1..5].try_into().unwrap())
+                }
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(ids, (n - 3000..n).collect::<Vec<_>>());
+        // 3000 live messages span about 12 buffers of 256 KiB: a few more than that are
+        // allocated, not one per 256 KiB of the 40 MiB (about 160).
+        assert!(
+            s.buffers_allocated() <= MAX_SPARE_BUFFERS as u64 + 2,
+            "{} buffers",
+            s.buffers_allocated()
+        );
+        assert!(s.buffers_allocated() >= 12, "{}", s.buffers_allocated());
+        assert_eq!(s.buffered(), 0);
     }
 
     #[test]

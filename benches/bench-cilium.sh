@@ -1,0 +1,240 @@
+#!/usr/bin/env bash
+# The Cilium source's cost, for one or more dropscope builds side by side:
+#
+#   replay    dropscope replay s.gobstream -q --stats-json S               (flow table only)
+#   replay-w  dropscope replay s.gobstream -q -w out.pcapng --stats-json S  (and a pcapng)
+#   live      dropscope capture --source cilium --cilium-socket SOCK -q --stats-json S,
+#             while benches/src/bin/ciliumstream.rs plays the agent at --rate payloads/s,
+#             one write per payload as the agent does
+#
+# The saved stream is made once by `ciliumstream gen` (deterministic; cached under
+# target/bench-data/, keyed by its arguments and the generator's source hash): N drop
+# notifications in chunks of --per-chunk messages (1: a recording of a socket read at an
+# ordinary rate, one message per read), a lost-records notice every 100000 samples.
+#
+# Every round runs every build in every mode, the order of builds rotated per round, so a
+# busy machine slows all alike. Replays are pinned to one CPU (--pin, default 1) and timed:
+# wall, and user + sys from the process's rusage. Live runs read the dropscope process's CPU time from
+# /proc/PID/stat while the agent streams. Each run's stats JSON is checked: every notification
+# delivered and processed, the agent's lost records in the ledger, the ledger reconciled.
+#
+# usage: benches/bench-cilium.sh [options] [DROPSCOPE...]   (default target/release/dropscope)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+ROUNDS=8
+EVENTS=2020000
+PER_CHUNK=1
+PIN=1
+MODES="replay,replay-w,live"
+RATE=100000
+LIVE_SECONDS=10
+OUT="$ROOT/target/bench-cilium.json"
+DATA="$ROOT/target/bench-data"
+
+usage() {
+  cat <<EOF
+usage: $0 [options] [DROPSCOPE...]
+  --rounds N        rounds (default $ROUNDS)
+  --events N        notifications in the saved stream (default $EVENTS)
+  --per-chunk K     gob messages per recorded chunk (default $PER_CHUNK)
+  --pin CPU         CPU the replays run on, or 'none' (default $PIN)
+  --modes LIST      comma-separated subset of replay,replay-w,live (default $MODES)
+  --rate R          live: payloads per second the agent sends (default $RATE)
+  --live-seconds S  live: seconds the agent streams (default $LIVE_SECONDS)
+  --out FILE        every raw number as JSON (default target/bench-cilium.json)
+Builds are named by their path. Prints a markdown table on stdout, progress on stderr.
+EOF
+}
+
+BINS=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --rounds) ROUNDS="$2"; shift 2 ;;
+    --events) EVENTS="$2"; shift 2 ;;
+    --per-chunk) PER_CHUNK="$2"; shift 2 ;;
+    --pin) PIN="$2"; shift 2 ;;
+    --modes) MODES="$2"; shift 2 ;;
+    --rate) RATE="$2"; shift 2 ;;
+    --live-seconds) LIVE_SECONDS="$2"; shift 2 ;;
+    --out) OUT="$2"; shift 2 ;;
+    -h|--help) usage; exit 0 ;;
+    -*) echo "bench-cilium: unknown option $1 (see --help)" >&2; exit 2 ;;
+    *) BINS+=("$1"); shift ;;
+  esac
+done
+[ "${#BINS[@]}" -gt 0 ] || BINS=("$ROOT/target/release/dropscope")
+
+log() { printf 'bench-cilium: %s\n' "$*" >&2; }
+die() { printf 'bench-cilium: ERROR: %s\n' "$*" >&2; exit 1; }
+for n in "$ROUNDS" "$EVENTS" "$PER_CHUNK" "$RATE" "$LIVE_SECONDS"; do
+  [[ "$n" =~ ^[1-9][0-9]*$ ]] || die "counts must be positive integers (got '$n')"
+done
+for m in ${MODES//,/ }; do
+  case "$m" in replay|replay-w|live) ;; *) die "unknown mode '$m' in --modes" ;; esac
+done
+has_mode() { [[ ",$MODES," == *",$1,"* ]]; }
+for b in "${BINS[@]}"; do
+  [ -x "$b" ] || die "$b is not an executable (build with 'cargo build --release -p dropscope')"
+done
+command -v python3 >/dev/null || die "python3 times the runs and summarises the results"
+PIN_CMD=()
+if [ "$PIN" != none ]; then
+  command -v taskset >/dev/null || die "taskset not found (util-linux), or use --pin none"
+  PIN_CMD=(taskset -c "$PIN")
+fi
+
+log "building the stream generator (cargo build --release -p dropscope-benches --bin ciliumstream)"
+(cd "$ROOT" && cargo build --release -q -p dropscope-benches --bin ciliumstream) >&2 \
+  || die "building ciliumstream failed"
+GEN="$ROOT/target/release/ciliumstream"
+GEN_HASH="$(sha256sum "$ROOT/benches/src/bin/ciliumstream.rs" | cut -c1-10)"
+mkdir -p "$DATA"
+STREAM="$DATA/cilium-$EVENTS-$PER_CHUNK-$GEN_HASH.gobstream"
+if has_mode replay || has_mode replay-w; then
+  if [ -s "$STREAM" ] && [ -s "$STREAM.json" ]; then
+    log "input: $STREAM (cached)"
+  else
+    log "generating $STREAM"
+    "$GEN" gen "$STREAM" --events "$EVENTS" --per-chunk "$PER_CHUNK" >"$STREAM.json"
+  fi
+fi
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/dropscope-bench-cilium.XXXXXX")"
+SERVE_PID=""
+DS_PID=""
+cleanup() {
+  [ -n "$DS_PID" ] && kill "$DS_PID" 2>/dev/null || true
+  [ -n "$SERVE_PID" ] && kill "$SERVE_PID" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+RUNS="$WORK/runs.jsonl"
+: >"$RUNS"
+
+LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
+if python3 -c "import os,sys; sys.exit(0 if os.getloadavg()[0] > os.cpu_count() / 2 else 1)"; then
+  log "WARNING: load average $LOAD_BEFORE on $(nproc) CPUs: wall times are inflated; compare CPU"
+fi
+
+# check STATS SUMMARY: the run delivered and processed every notification of the summary.
+check() {
+  python3 - "$1" "$2" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1])); want = json.load(open(sys.argv[2]))
+a = s["accounting"]; t = a["totals"]
+lost = sum(l["count"] for l in a["stage_losses"] if l["kind"] == "perf_ring_lost_records")
+ok = (a["reconciled"] and t["delivered"] == want["samples"] and t["processed"] == want["samples"]
+      and t["received"] == want["samples"] and lost == want["lost_total"])
+print("ok" if ok else "MISMATCH delivered=%s processed=%s lost=%s want=%s/%s" % (
+    t["delivered"], t["processed"], lost, want["samples"], want["lost_total"]))
+PY
+}
+
+# timed FILE CMD...: runs CMD, writes "wall user sys" (seconds, from wait4's rusage) to FILE.
+timed() {
+  python3 -c '
+import os, subprocess, sys, time
+t = time.perf_counter()
+p = subprocess.Popen(sys.argv[2:])
+_, status, ru = os.wait4(p.pid, 0)
+wall = time.perf_counter() - t
+open(sys.argv[1], "w").write("%.4f %.4f %.4f\n" % (wall, ru.ru_utime, ru.ru_stime))
+sys.exit(os.waitstatus_to_exitcode(status))
+' "$@"
+}
+
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+run_replay() { # BIN MODE ROUND
+  local bin="$1" mode="$2" round="$3" extra=()
+  [ "$mode" = replay-w ] && extra=(-w "$WORK/out.pcapng")
+  timed "$WORK/time" "${PIN_CMD[@]}" "$bin" replay "$STREAM" -q \
+    --stats-json "$WORK/s.json" "${extra[@]}" 2>"$WORK/err" >/dev/null || {
+    cat "$WORK/err" >&2; die "$bin replay failed"; }
+  read -r wall user sys <"$WORK/time"
+  local verdict; verdict="$(check "$WORK/s.json" "$STREAM.json")"
+  printf '{"bin":"%s","mode":"%s","round":%d,"wall":%s,"user":%s,"sys":%s,"events":%d,"check":"%s"}\n' \
+    "$bin" "$mode" "$round" "$wall" "$user" "$sys" "$EVENTS" "$verdict" >>"$RUNS"
+  log "round $round $mode $(basename "$bin"): ${wall}s wall, $(python3 -c "print(round($user+$sys,2))")s CPU, $verdict"
+}
+
+run_live() { # BIN ROUND
+  local bin="$1" round="$2" sock="$WORK/monitor.sock" n=$((RATE * LIVE_SECONDS))
+  rm -f "$sock"
+  "$GEN" serve "$sock" --events "$n" --rate "$RATE" >"$WORK/serve.out" &
+  SERVE_PID=$!
+  for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
+  [ -S "$sock" ] || die "the agent simulator did not listen on $sock"
+  "$bin" capture --source cilium --cilium-socket "$sock" -q --stats-json "$WORK/live.json" \
+    2>"$WORK/live.err" >/dev/null &
+  DS_PID=$!
+  # The agent starts streaming when dropscope connects: its first line is printed before.
+  local t0; t0="$(ticks "$DS_PID")"
+  wait "$SERVE_PID" || die "the agent simulator failed"
+  SERVE_PID=""
+  local t1; t1="$(ticks "$DS_PID")"
+  sleep 0.3
+  kill -INT "$DS_PID"
+  wait "$DS_PID" || { cat "$WORK/live.err" >&2; die "$bin capture failed"; }
+  DS_PID=""
+  tail -n1 "$WORK/serve.out" >"$WORK/serve.json"
+  local verdict; verdict="$(check "$WORK/live.json" "$WORK/serve.json")"
+  local hz; hz="$(getconf CLK_TCK)"
+  python3 - "$bin" "$round" "$t0" "$t1" "$hz" "$WORK/serve.json" "$verdict" >>"$RUNS" <<'PY'
+import json, sys
+bin_, rnd, t0, t1, hz, serve, verdict = sys.argv[1:]
+s = json.load(open(serve))
+cpu = (int(t1) - int(t0)) / int(hz)
+print(json.dumps({"bin": bin_, "mode": "live", "round": int(rnd), "cpu": cpu,
+                  "seconds": s["seconds"], "events": s["samples"], "rate": s["payloads_per_sec"],
+                  "check": verdict}))
+PY
+  log "round $round live $(basename "$bin"): $(tail -n1 "$RUNS")"
+}
+
+nb=${#BINS[@]}
+for round in $(seq 1 "$ROUNDS"); do
+  for i in $(seq 0 $((nb - 1))); do
+    bin="${BINS[$(( (i + round) % nb ))]}"
+    has_mode replay && run_replay "$bin" replay "$round"
+    has_mode replay-w && run_replay "$bin" replay-w "$round"
+    has_mode live && run_live "$bin" "$round"
+  done
+done
+
+mkdir -p "$(dirname "$OUT")"
+python3 - "$RUNS" "$OUT" "$LOAD_BEFORE" "$(cut -d' ' -f1-3 /proc/loadavg)" "$PIN" <<'PY'
+import json, statistics as st, sys
+runs = [json.loads(l) for l in open(sys.argv[1])]
+json.dump({"runs": runs, "load_before": sys.argv[3], "load_after": sys.argv[4],
+           "pin": sys.argv[5]}, open(sys.argv[2], "w"), indent=1)
+print("load average before %s, after %s; replays pinned to CPU %s\n" % (sys.argv[3], sys.argv[4], sys.argv[5]))
+print("| build | mode | runs | median wall s (min-max) | median CPU s (min-max) | M events/s wall | M events/s per CPU-s | % core per 100k ev/s | checks |")
+print("|---|---|---|---|---|---|---|---|---|")
+keys = []
+for r in runs:
+    k = (r["bin"], r["mode"])
+    if k not in keys:
+        keys.append(k)
+for b, m in keys:
+    rs = [r for r in runs if (r["bin"], r["mode"]) == (b, m)]
+    checks = "all ok" if all(r["check"] == "ok" for r in rs) else "MISMATCH"
+    if m == "live":
+        cpu = [r["cpu"] for r in rs]
+        pct = [100 * r["cpu"] / r["seconds"] / (r["events"] / r["seconds"] / 1e5) for r in rs]
+        rate = st.median(r["rate"] for r in rs)
+        print("| %s | live %.0fk/s | %d | %.2f s streaming | %.2f (%.2f-%.2f) | | | %.1f (%.1f-%.1f) | %s |" % (
+            b, rate / 1e3, len(rs), st.median(r["seconds"] for r in rs), st.median(cpu), min(cpu), max(cpu),
+            st.median(pct), min(pct), max(pct), checks))
+    else:
+        wall = [r["wall"] for r in rs]
+        cpu = [r["user"] + r["sys"] for r in rs]
+        ev = rs[0]["events"]
+        print("| %s | %s | %d | %.3f (%.3f-%.3f) | %.3f (%.3f-%.3f) | %.2f | %.2f | | %s |" % (
+            b, m, len(rs), st.median(wall), min(wall), max(wall), st.median(cpu), min(cpu), max(cpu),
+            ev / st.median(wall) / 1e6, ev / st.median(cpu) / 1e6, checks))
+PY
+if grep -q MISMATCH "$RUNS"; then
+  die "some runs did not account for every notification (see $OUT)"
+fi
