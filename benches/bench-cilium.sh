@@ -5,7 +5,9 @@
 #   replay-w  dropscope replay s.gobstream -q -w out.pcapng --stats-json S  (and a pcapng)
 #   live      dropscope capture --source cilium --cilium-socket SOCK -q --stats-json S,
 #             while benches/src/bin/ciliumstream.rs plays the agent at --rate payloads/s,
-#             one write per payload as the agent does
+#             one write per payload as the agent does; and, as a reference, `ciliumstream
+#             drain` (row "floor"): a reader that only reads the socket, paced the same way,
+#             i.e. what the kernel charges any reader for receiving one write per payload
 #
 # The saved stream is made once by `ciliumstream gen` (deterministic; cached under
 # target/bench-data/, keyed by its arguments and the generator's source hash): N drop
@@ -30,6 +32,7 @@ MODES="replay,replay-w,live"
 RATE=100000
 LIVE_SECONDS=10
 OUT="$ROOT/target/bench-cilium.json"
+FLOOR=1
 DATA="$ROOT/target/bench-data"
 
 usage() {
@@ -43,6 +46,7 @@ usage: $0 [options] [DROPSCOPE...]
   --rate R          live: payloads per second the agent sends (default $RATE)
   --live-seconds S  live: seconds the agent streams (default $LIVE_SECONDS)
   --out FILE        every raw number as JSON (default target/bench-cilium.json)
+  --no-floor        live: leave out the reference reader that only reads the socket
 Builds are named by their path. Prints a markdown table on stdout, progress on stderr.
 EOF
 }
@@ -58,6 +62,7 @@ while [ $# -gt 0 ]; do
     --rate) RATE="$2"; shift 2 ;;
     --live-seconds) LIVE_SECONDS="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
+    --no-floor) FLOOR=0; shift ;;
     -h|--help) usage; exit 0 ;;
     -*) echo "bench-cilium: unknown option $1 (see --help)" >&2; exit 2 ;;
     *) BINS+=("$1"); shift ;;
@@ -159,27 +164,45 @@ run_replay() { # BIN MODE ROUND
   log "round $round $mode $(basename "$bin"): ${wall}s wall, $(python3 -c "print(round($user+$sys,2))")s CPU, $verdict"
 }
 
-run_live() { # BIN ROUND
+run_live() { # BIN ROUND; BIN "floor" runs `ciliumstream drain` (read and discard) instead
   local bin="$1" round="$2" sock="$WORK/monitor.sock" n=$((RATE * LIVE_SECONDS))
   rm -f "$sock"
   "$GEN" serve "$sock" --events "$n" --rate "$RATE" >"$WORK/serve.out" &
   SERVE_PID=$!
   for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
   [ -S "$sock" ] || die "the agent simulator did not listen on $sock"
-  "$bin" capture --source cilium --cilium-socket "$sock" -q --stats-json "$WORK/live.json" \
-    2>"$WORK/live.err" >/dev/null &
+  if [ "$bin" = floor ]; then
+    "$GEN" drain "$sock" >"$WORK/drain.out" &
+  else
+    "$bin" capture --source cilium --cilium-socket "$sock" -q --stats-json "$WORK/live.json" \
+      2>"$WORK/live.err" >/dev/null &
+  fi
   DS_PID=$!
-  # The agent starts streaming when dropscope connects: its first line is printed before.
-  local t0; t0="$(ticks "$DS_PID")"
+  # The agent starts streaming when the reader connects, which dropscope does once started:
+  # its start-up (loading names) is not counted.
+  local t0 t1 verdict
+  for _ in $(seq 1000); do [ "$(wc -l <"$WORK/serve.out")" -ge 2 ] && break; sleep 0.01; done
+  [ "$bin" = floor ] || t0="$(ticks "$DS_PID")"
   wait "$SERVE_PID" || die "the agent simulator failed"
   SERVE_PID=""
-  local t1; t1="$(ticks "$DS_PID")"
-  sleep 0.3
-  kill -INT "$DS_PID"
-  wait "$DS_PID" || { cat "$WORK/live.err" >&2; die "$bin capture failed"; }
-  DS_PID=""
+  [ "$bin" = floor ] || t1="$(ticks "$DS_PID")"
   tail -n1 "$WORK/serve.out" >"$WORK/serve.json"
-  local verdict; verdict="$(check "$WORK/live.json" "$WORK/serve.json")"
+  if [ "$bin" = floor ]; then
+    # drain counts its own ticks from its connection to the agent's close.
+    wait "$DS_PID" || die "ciliumstream drain failed"
+    DS_PID=""
+    t0=0
+    t1="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["cpu_ticks"])' "$WORK/drain.out")"
+    verdict="$(python3 -c 'import json,sys; a=json.load(open(sys.argv[1])); b=json.load(open(sys.argv[2]))
+print("ok" if a["bytes"] == b["bytes"] else "MISMATCH bytes %d of %d" % (a["bytes"], b["bytes"]))' \
+      "$WORK/drain.out" "$WORK/serve.json")"
+  else
+    sleep 0.3
+    kill -INT "$DS_PID"
+    wait "$DS_PID" || { cat "$WORK/live.err" >&2; die "$bin capture failed"; }
+    DS_PID=""
+    verdict="$(check "$WORK/live.json" "$WORK/serve.json")"
+  fi
   local hz; hz="$(getconf CLK_TCK)"
   python3 - "$bin" "$round" "$t0" "$t1" "$hz" "$WORK/serve.json" "$verdict" >>"$RUNS" <<'PY'
 import json, sys
@@ -201,6 +224,8 @@ for round in $(seq 1 "$ROUNDS"); do
     has_mode replay-w && run_replay "$bin" replay-w "$round"
     has_mode live && run_live "$bin" "$round"
   done
+  # The floor: the same agent read by a reader that only reads (kernel cost of the socket).
+  if has_mode live && [ "$FLOOR" = 1 ]; then run_live floor "$round"; fi
 done
 
 mkdir -p "$(dirname "$OUT")"

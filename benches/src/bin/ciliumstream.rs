@@ -6,7 +6,10 @@
 //!   notifications, split into chunks of K gob messages each, as a recording of a live agent
 //!   socket is (one chunk per `read`; at ordinary rates a read returns one message).
 //! * `serve SOCKET`: plays the agent on a Unix socket at a steady rate, one `write` per
-//!   payload as the agent's listener does (one `gob.Encoder.Encode` per payload).
+//!   payload as the agent's listener does (one `gob.Encoder.Encode` per payload). Prints a
+//!   line when it listens, one when a reader connects (streaming starts) and the summary.
+//! * `drain SOCKET`: the floor of any reader: connects, reads and throws the bytes away,
+//!   pausing between reads as dropscope's Cilium source does, until the agent closes.
 //!
 //! Both print one JSON line with what they wrote, so a reader's counts can be checked. The
 //! notifications are drop v3 records (48-byte header, Ethernet/IPv4/UDP packet of 64 bytes)
@@ -26,6 +29,7 @@ const USAGE: &str = "\
 usage: ciliumstream gen OUT.gobstream [--events N] [--per-chunk K] [--connections C]
                                       [--flows F] [--lost-every M]
        ciliumstream serve SOCKET [--events N] [--rate R] [--flows F] [--lost-every M]
+       ciliumstream drain SOCKET
   --events N       drop notifications in all (default 2020000)
   --per-chunk K    gob messages per recorded chunk, i.e. per socket read (default 1)
   --connections C  agent connections the recording holds (default 1)
@@ -219,17 +223,20 @@ fn gen(out: &str, o: &Opts) -> std::io::Result<()> {
 /// One connection at `--rate` payloads/s: every 200 µs the payloads due are written, one
 /// `write` each.
 fn serve(path: &str, o: &Opts) -> std::io::Result<()> {
+    let mut sum = Summary::default();
+    let mut msgs: Vec<Vec<u8>> = Vec::new();
+    // Encoded up front, so the pacing loop only writes.
+    connection(o, 0..o.events, 0, &mut sum, &mut |m| msgs.push(m.to_vec()));
     let _ = std::fs::remove_file(path);
     let listener = UnixListener::bind(path)?;
     println!(
         "{{\"mode\":\"serve\",\"socket\":\"{path}\",\"rate\":{}}}",
         o.rate
     );
+    std::io::stdout().flush()?;
     let (mut conn, _) = listener.accept()?;
-    let mut sum = Summary::default();
-    let mut msgs: Vec<Vec<u8>> = Vec::new();
-    // Encoded up front, so the pacing loop only writes.
-    connection(o, 0..o.events, 0, &mut sum, &mut |m| msgs.push(m.to_vec()));
+    println!("{{\"mode\":\"connected\"}}");
+    std::io::stdout().flush()?;
     let start = Instant::now();
     let mut sent = 0usize;
     while sent < msgs.len() {
@@ -255,6 +262,58 @@ fn serve(path: &str, o: &Opts) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Reads `path` until the agent closes, discarding the bytes, paced as dropscope's source is
+/// by default (the message count estimated from this generator's message size).
+fn drain(path: &str) -> std::io::Result<()> {
+    use std::io::Read;
+    let mut conn = loop {
+        match std::os::unix::net::UnixStream::connect(path) {
+            Ok(c) => break c,
+            Err(_) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    };
+    let ticks_at_connect = cpu_ticks()?;
+    let mut buf = vec![0u8; 256 << 10];
+    let (mut total, mut reads) = (0u64, 0u64);
+    let mut last = Instant::now();
+    let per_message = drop_sample(0, 1).len() + 10;
+    loop {
+        let n = conn.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        reads += 1;
+        let now = Instant::now();
+        let pause = engine::cilium_socket::socket::pause_after_read(
+            engine::cilium_socket::SocketConfig::default().batch_linger,
+            n / per_message,
+            n,
+            now - last,
+        );
+        last = now;
+        if !pause.is_zero() {
+            std::thread::sleep(pause);
+        }
+    }
+    let ticks = cpu_ticks()?.saturating_sub(ticks_at_connect);
+    println!("{{\"bytes\":{total},\"reads\":{reads},\"cpu_ticks\":{ticks}}}");
+    Ok(())
+}
+
+/// This process's user + system time in clock ticks (`/proc/self/stat` fields 14 and 15).
+fn cpu_ticks() -> std::io::Result<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // rest starts at field 3 (state): utime is field 14, stime 15.
+    Ok(f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0))
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (Some(cmd), Some(target)) = (args.first(), args.get(1)) else {
@@ -265,6 +324,7 @@ fn main() {
     let r = match cmd.as_str() {
         "gen" => gen(target, &o),
         "serve" => serve(target, &o),
+        "drain" => drain(target),
         _ => {
             eprintln!("{USAGE}");
             exit(2);

@@ -369,7 +369,7 @@ impl<R: Read> GobStreamReader<R> {
 /// Bytes of chunks buffered before a replay decodes them: recorded chunks are single socket
 /// reads, often one message each, and decoding (and handing on) each alone would cost more
 /// than the message.
-pub const REPLAY_DECODE_BYTES: usize = 256 << 10;
+pub const REPLAY_DECODE_BYTES: usize = 64 << 10;
 /// Messages a replay gathers before handing them on: batches this size make the pipeline's
 /// per-batch costs (channel hand-offs, thread wake-ups) small beside the per-event work.
 pub const REPLAY_BATCH_MESSAGES: usize = 1024;
