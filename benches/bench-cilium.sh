@@ -8,6 +8,9 @@
 #             one write per payload as the agent does; and, as a reference, `ciliumstream
 #             drain` (row "floor"): a reader that only reads the socket, paced the same way,
 #             i.e. what the kernel charges any reader for receiving one write per payload
+#   gosim     the same capture while testdata/cilium-agent-sim (Go's own encoding/gob, built
+#             with the system's go) writes --gosim-payloads payloads as fast as it can: the
+#             cost per 100k/s at the highest rate a Go agent reaches here
 #
 # The saved stream is made once by `ciliumstream gen` (deterministic; cached under
 # target/bench-data/, keyed by its arguments and the generator's source hash): N drop
@@ -28,9 +31,10 @@ ROUNDS=8
 EVENTS=2020000
 PER_CHUNK=1
 PIN=1
-MODES="replay,replay-w,live"
+MODES="replay,replay-w,live,gosim"
 RATE=100000
 LIVE_SECONDS=10
+GOSIM_PAYLOADS=1000000
 OUT="$ROOT/target/bench-cilium.json"
 FLOOR=1
 DATA="$ROOT/target/bench-data"
@@ -42,9 +46,10 @@ usage: $0 [options] [DROPSCOPE...]
   --events N        notifications in the saved stream (default $EVENTS)
   --per-chunk K     gob messages per recorded chunk (default $PER_CHUNK)
   --pin CPU         CPU the replays run on, or 'none' (default $PIN)
-  --modes LIST      comma-separated subset of replay,replay-w,live (default $MODES)
+  --modes LIST      comma-separated subset of replay,replay-w,live,gosim (default $MODES)
   --rate R          live: payloads per second the agent sends (default $RATE)
   --live-seconds S  live: seconds the agent streams (default $LIVE_SECONDS)
+  --gosim-payloads N  gosim: payloads the Go simulator floods (default $GOSIM_PAYLOADS)
   --out FILE        every raw number as JSON (default target/bench-cilium.json)
   --no-floor        live: leave out the reference reader that only reads the socket
 Builds are named by their path. Prints a markdown table on stdout, progress on stderr.
@@ -61,6 +66,7 @@ while [ $# -gt 0 ]; do
     --modes) MODES="$2"; shift 2 ;;
     --rate) RATE="$2"; shift 2 ;;
     --live-seconds) LIVE_SECONDS="$2"; shift 2 ;;
+    --gosim-payloads) GOSIM_PAYLOADS="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
     --no-floor) FLOOR=0; shift ;;
     -h|--help) usage; exit 0 ;;
@@ -72,11 +78,11 @@ done
 
 log() { printf 'bench-cilium: %s\n' "$*" >&2; }
 die() { printf 'bench-cilium: ERROR: %s\n' "$*" >&2; exit 1; }
-for n in "$ROUNDS" "$EVENTS" "$PER_CHUNK" "$RATE" "$LIVE_SECONDS"; do
+for n in "$ROUNDS" "$EVENTS" "$PER_CHUNK" "$RATE" "$LIVE_SECONDS" "$GOSIM_PAYLOADS"; do
   [[ "$n" =~ ^[1-9][0-9]*$ ]] || die "counts must be positive integers (got '$n')"
 done
 for m in ${MODES//,/ }; do
-  case "$m" in replay|replay-w|live) ;; *) die "unknown mode '$m' in --modes" ;; esac
+  case "$m" in replay|replay-w|live|gosim) ;; *) die "unknown mode '$m' in --modes" ;; esac
 done
 has_mode() { [[ ",$MODES," == *",$1,"* ]]; }
 for b in "${BINS[@]}"; do
@@ -103,6 +109,14 @@ if has_mode replay || has_mode replay-w; then
     log "generating $STREAM"
     "$GEN" gen "$STREAM" --events "$EVENTS" --per-chunk "$PER_CHUNK" >"$STREAM.json"
   fi
+fi
+
+GOSIM="$DATA/cilium-agent-sim"
+if has_mode gosim; then
+  command -v go >/dev/null || die "go is needed for the gosim mode (scripts/setup.sh installs golang-go), or leave it out of --modes"
+  log "building testdata/cilium-agent-sim (go build, offline)"
+  GO111MODULE=off GOFLAGS= GOPROXY=off CGO_ENABLED=0 GOCACHE="$DATA/gocache" GOPATH="$DATA/gopath" \
+    go build -o "$GOSIM" "$ROOT/testdata/cilium-agent-sim/main.go" >&2 || die "building the Go simulator failed"
 fi
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/dropscope-bench-cilium.XXXXXX")"
@@ -216,6 +230,44 @@ PY
   log "round $round live $(basename "$bin"): $(tail -n1 "$RUNS")"
 }
 
+run_gosim() { # BIN ROUND
+  local bin="$1" round="$2" sock="$WORK/gosim.sock"
+  rm -f "$sock"
+  "$GOSIM" -socket "$sock" -flood "$GOSIM_PAYLOADS" -sample-len 180 >"$WORK/gosim.out" &
+  SERVE_PID=$!
+  for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
+  [ -S "$sock" ] || die "the Go simulator did not listen on $sock"
+  "$bin" capture --source cilium --cilium-socket "$sock" -q --stats-json "$WORK/gosim.json" \
+    2>"$WORK/gosim.err" >/dev/null &
+  DS_PID=$!
+  # The simulator starts writing when dropscope's source thread connects: counted from then.
+  for _ in $(seq 1000); do
+    grep -qs dropscope-sourc /proc/"$DS_PID"/task/*/comm && break
+    sleep 0.005
+  done
+  local t0 t1
+  t0="$(ticks "$DS_PID")"
+  wait "$SERVE_PID" || die "the Go simulator failed"
+  SERVE_PID=""
+  t1="$(ticks "$DS_PID")"
+  sleep 0.3
+  kill -INT "$DS_PID"
+  wait "$DS_PID" || { cat "$WORK/gosim.err" >&2; die "$bin capture failed"; }
+  DS_PID=""
+  python3 - "$bin" "$round" "$t0" "$t1" "$(getconf CLK_TCK)" "$WORK/gosim.out" "$WORK/gosim.json" >>"$RUNS" <<'PY'
+import json, sys
+bin_, rnd, t0, t1, hz, out, stats = sys.argv[1:]
+sim = [json.loads(l) for l in open(out)][-1]
+a = json.load(open(stats))["accounting"]
+ok = a["reconciled"] and a["totals"]["delivered"] == sim["payloads"] == a["totals"]["processed"]
+print(json.dumps({"bin": bin_, "mode": "gosim", "round": int(rnd),
+                  "cpu": (int(t1) - int(t0)) / int(hz), "seconds": sim["seconds"],
+                  "events": sim["payloads"], "rate": sim["payloads_per_sec"],
+                  "check": "ok" if ok else "MISMATCH delivered %d of %d" % (a["totals"]["delivered"], sim["payloads"])}))
+PY
+  log "round $round gosim $(basename "$bin"): $(tail -n1 "$RUNS")"
+}
+
 nb=${#BINS[@]}
 for round in $(seq 1 "$ROUNDS"); do
   for i in $(seq 0 $((nb - 1))); do
@@ -223,6 +275,7 @@ for round in $(seq 1 "$ROUNDS"); do
     has_mode replay && run_replay "$bin" replay "$round"
     has_mode replay-w && run_replay "$bin" replay-w "$round"
     has_mode live && run_live "$bin" "$round"
+    has_mode gosim && run_gosim "$bin" "$round"
   done
   # The floor: the same agent read by a reader that only reads (kernel cost of the socket).
   if has_mode live && [ "$FLOOR" = 1 ]; then run_live floor "$round"; fi
@@ -245,12 +298,12 @@ for r in runs:
 for b, m in keys:
     rs = [r for r in runs if (r["bin"], r["mode"]) == (b, m)]
     checks = "all ok" if all(r["check"] == "ok" for r in rs) else "MISMATCH"
-    if m == "live":
+    if m in ("live", "gosim"):
         cpu = [r["cpu"] for r in rs]
         pct = [100 * r["cpu"] / r["seconds"] / (r["events"] / r["seconds"] / 1e5) for r in rs]
         rate = st.median(r["rate"] for r in rs)
-        print("| %s | live %.0fk/s | %d | %.2f s streaming | %.2f (%.2f-%.2f) | | | %.1f (%.1f-%.1f) | %s |" % (
-            b, rate / 1e3, len(rs), st.median(r["seconds"] for r in rs), st.median(cpu), min(cpu), max(cpu),
+        print("| %s | %s %.0fk/s | %d | %.2f s streaming | %.2f (%.2f-%.2f) | | | %.1f (%.1f-%.1f) | %s |" % (
+            b, m, rate / 1e3, len(rs), st.median(r["seconds"] for r in rs), st.median(cpu), min(cpu), max(cpu),
             st.median(pct), min(pct), max(pct), checks))
     else:
         wall = [r["wall"] for r in rs]
