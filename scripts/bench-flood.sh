@@ -27,6 +27,7 @@ PORT=9
 OUT="$ROOT/target/bench-flood.json"
 SETUPS="baseline,dropscope,tcpdump,bpftrace"
 DROPSCOPE="${DROPSCOPE:-$ROOT/target/release/dropscope}"
+DS_FLAGS=""
 PIN=1
 FLOOD_CPU=0
 TOOL_CPU=1
@@ -46,6 +47,7 @@ usage: $0 [options]
   --setups LIST     comma-separated subset of: baseline,dropscope,tcpdump,bpftrace
                     (default all)
   --dropscope PATH  dropscope binary (default target/release/dropscope, or \$DROPSCOPE)
+  --dropscope-flags "FLAGS"  extra capture flags for dropscope, e.g. "--exemplars 4" (storm mode)
   --out FILE        JSON file with every raw number (default target/bench-flood.json)
   --workdir DIR     where captures are written while a run lasts (default \$TMPDIR or /tmp)
   --no-pin          do not pin the flood and the watching tool to CPUs
@@ -68,6 +70,7 @@ while [ $# -gt 0 ]; do
     --batch) BATCH="$2"; shift 2 ;;
     --setups) SETUPS="$2"; shift 2 ;;
     --dropscope) DROPSCOPE="$2"; shift 2 ;;
+    --dropscope-flags) DS_FLAGS="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
     --workdir) WORKBASE="$2"; shift 2 ;;
     --no-pin) PIN=0; shift ;;
@@ -332,7 +335,8 @@ run_one() {
       flood "$dir"
       ;;
     dropscope)
-      start_tool "$dir" "${TOOL_RUN[@]}" "$DROPSCOPE" capture -w "$WORK/cap.pcapng" -q --stats-json "$dir/stats.json"
+      # shellcheck disable=SC2086 # DS_FLAGS is a list of flags
+      start_tool "$dir" "${TOOL_RUN[@]}" "$DROPSCOPE" capture -w "$WORK/cap.pcapng" -q --stats-json "$dir/stats.json" $DS_FLAGS
       if ! wait_attached "$TOOL_PID" 60; then
         not_ready "$dir" "dropscope did not attach"
         return 0
@@ -530,7 +534,13 @@ for name in sorted(os.listdir(runs_dir)):
             sent = rec.get("sent") or 0
             outs = st.get("outputs") or {}
             file_out = outs.get("file") or {}
+            # The kernel flow table's exact per-flow counts (storm mode and full capture).
+            table = sum(f.get("packets", 0) for f in ((st.get("storm") or {}).get("flows") or [])
+                        if f.get("dst") == ip_b and f.get("dport") == int(port)
+                        and f.get("src") == cfg["src"] and f.get("sport") in sports)
             rec["dropscope"] = {
+                "table_packets": table,
+                "table_pct": round(100.0 * table / sent, 3) if sent else None,
                 "flood_flows": len(flood_flows),
                 "flood_packets_by_reason": by_reason,
                 "flood_delivered": delivered,
@@ -621,6 +631,9 @@ for s in ["baseline", "dropscope", "tcpdump", "bpftrace"]:
         acc = [r["dropscope"]["accounted_pct"] for r in rs if "dropscope" in r]
         if acc:
             notes.append("accounted " + ", ".join(f"{a}%" for a in acc))
+        tab = [r["dropscope"]["table_pct"] for r in rs if "dropscope" in r]
+        if tab:
+            notes.append("per-flow in kernel table/sent " + ", ".join(f"{a}%" for a in tab))
     if s == "baseline":
         k = [(r.get("kernel_udp_noports"), r.get("sent")) for r in rs]
         notes.append("kernel NoPorts = sent: " + ("yes" if all(a == b for a, b in k) else "NO " + str(k)))

@@ -7,9 +7,11 @@
 # rest of the machine, so two builds can be told apart on a noisy host. The statistics add
 # their own cost to every run (two clock reads): compare setups within one run only.
 #
-#   setups: paths to dropscope binaries (each runs `capture -q -w /dev/null`), or the word
-#           bpftrace (a per-reason counter on tracepoint:skb:kfree_skb, the least a
-#           kfree_skb observer does). Interleaved over R rounds; medians in ns per run.
+#   setups: paths to dropscope binaries (each runs `capture -q -w /dev/null`), optionally
+#           followed by ':' and extra capture flags separated by commas (e.g.
+#           target/release/dropscope:--exemplars,0), or the word bpftrace (a per-reason
+#           counter on tracepoint:skb:kfree_skb, the least a kfree_skb observer does).
+#           Interleaved over R rounds; medians in ns per run.
 #
 # usage: sudo scripts/bench-progcost.sh [--rounds R] [--duration D] [--cpus 1|2] SETUP...
 #   e.g. old vs new build: git worktree add /tmp/old <rev> && (cd /tmp/old && cargo build
@@ -43,7 +45,7 @@ case "$CPUS" in 1|2) ;; *) die "--cpus must be 1 or 2" ;; esac
 command -v bpftool >/dev/null || die "bpftool not found (scripts/setup.sh installs it)"
 for s in "${SETUPS[@]}"; do
   if [ "$s" = bpftrace ]; then command -v bpftrace >/dev/null || die "bpftrace not found"
-  else [ -x "$s" ] || die "$s is not an executable dropscope"; fi
+  else [ -x "${s%%:*}" ] || die "${s%%:*} is not an executable dropscope"; fi
 done
 (cd "$ROOT" && cargo build --release -q -p dropscope-benches --bin udpflood) || die "building udpflood failed"
 UDPFLOOD="$ROOT/target/release/udpflood"
@@ -101,7 +103,9 @@ for r in $(seq 1 "$ROUNDS"); do
     if [ "$s" = bpftrace ]; then
       nice -n -10 taskset -c 1 bpftrace -e "tracepoint:skb:kfree_skb { @[$BT_ARG] = count(); }" >/dev/null 2>"$WORK/err" &
     else
-      nice -n -10 taskset -c 1 "$s" capture -q -w /dev/null >/dev/null 2>"$WORK/err" &
+      bin="${s%%:*}"; extra=()
+      [ "$bin" != "$s" ] && IFS=',' read -r -a extra <<<"${s#*:}"
+      nice -n -10 taskset -c 1 "$bin" capture -q -w /dev/null "${extra[@]}" >/dev/null 2>"$WORK/err" &
     fi
     TOOL=$!
     for _ in $(seq 100); do
@@ -114,6 +118,9 @@ for r in $(seq 1 "$ROUNDS"); do
     [ "$CPUS" = 2 ] && wait "$F2"
     read -r ns runs < <(prog_ns "$TOOL")
     kill -INT "$TOOL" 2>/dev/null || true
+    # A tool that does not exit within 20 s of SIGINT (bpftrace sometimes hangs) is killed.
+    for _ in $(seq 200); do kill -0 "$TOOL" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$TOOL" 2>/dev/null || true
     wait "$TOOL" 2>/dev/null || true
     TOOL=""
     echo "$i $ns $runs" >>"$WORK/results"

@@ -1,8 +1,13 @@
 //! Per-flow x reason aggregation throughput: `engine::aggregate::FlowTable::add` over 1M
 //! events, against the same job done by hashbrown's default map (foldhash over the derived
 //! `Hash`) and std's `HashMap` (SipHash), which is how its hash was chosen.
+//!
+//! Then the report's orderings of a table of 1M rows: the top 100 (a bounded heap), all rows
+//! in place (`sort_top_by_packets`), all rows through references (`top_by_packets` on a
+//! table not ordered in place), and a sorted copy (`sorted_by_packets`, what reports did
+//! before).
 
-use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use engine::aggregate::{AggKey, AggValue, FlowTable, ReasonKey};
 use engine::packet::FlowKey;
 use std::net::Ipv4Addr;
@@ -75,6 +80,8 @@ fn aggregate(c: &mut Criterion) {
         ("1k_flows_x3_reasons", events(1000, true), 1 << 20),
         ("100k_flows", events(100_000, false), 1 << 20),
         ("100k_flows_capped_at_10k", events(100_000, false), 10_000),
+        // ~632k distinct keys in 1M events: the table grows through every size.
+        ("1M_flows", events(1_000_000, false), 1 << 20),
     ];
     let mut g = c.benchmark_group("engine::aggregate::FlowTable::add");
     g.throughput(Throughput::Elements(EVENTS as u64));
@@ -136,5 +143,45 @@ fn aggregate(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, aggregate);
+/// A table of 1M rows of 1-4 packets of 64-1463 bytes (many rows tie on packets).
+fn million_rows() -> FlowTable {
+    let mut rng = Lcg(7);
+    let mut t = FlowTable::new(1 << 20);
+    for n in 0..1_000_000u32 {
+        let k = flow_key(n, REASONS[(n % 3) as usize]);
+        for _ in 0..=rng.next() % 4 {
+            t.add(&k, 64 + (rng.next() % 1400) as u32, u64::from(n));
+        }
+    }
+    t
+}
+
+fn order(c: &mut Criterion) {
+    let table = million_rows();
+    let mut g = c.benchmark_group("engine::aggregate::FlowTable::order");
+    g.throughput(Throughput::Elements(table.len() as u64));
+    g.sample_size(10);
+    g.bench_function("top_by_packets_100", |b| {
+        b.iter(|| table.top_by_packets(black_box(100)).count())
+    });
+    g.bench_function("sort_top_by_packets_all_in_place", |b| {
+        b.iter_batched(
+            || table.clone(),
+            |mut t| {
+                t.sort_top_by_packets(usize::MAX);
+                t.top_by_packets(usize::MAX).count()
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.bench_function("top_by_packets_all_unsorted", |b| {
+        b.iter(|| table.top_by_packets(usize::MAX).count())
+    });
+    g.bench_function("sorted_by_packets_copy", |b| {
+        b.iter(|| table.sorted_by_packets().len())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, aggregate, order);
 criterion_main!(benches);

@@ -5,7 +5,7 @@ use capture_common::{KfreeSkbEvent, RecordHeader, ABI_VERSION, KIND_KFREE_SKB};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use engine::kernel::{
     record,
-    ring::PerCpuRings,
+    ring::TestRings,
     source::{BatchBuilder, ClockOffset},
 };
 
@@ -28,7 +28,8 @@ fn records(n: usize, pkt_len: usize) -> Vec<Vec<u8>> {
                 cap_len: pkt_len as u16,
                 protocol: 0x0008,
                 flags: 0,
-                _pad: [0; 3],
+                _pad: 0,
+                net_off: 0,
             };
             let mut v = Vec::new();
             record::encode(&ev, &vec![0x5a; pkt_len], &mut v);
@@ -72,7 +73,7 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("kernel::ring");
     let recs = records(1024, 106);
     g.throughput(Throughput::Elements(2 * recs.len() as u64));
-    let mut rings = PerCpuRings::anonymous(2, 8).unwrap();
+    let mut rings = TestRings::new(2, 8).unwrap();
     let mut builder = BatchBuilder::new(256, ClockOffset::from_offset(0));
     g.bench_function("produce_and_drain_2cpu_106B", |b| {
         b.iter(|| {

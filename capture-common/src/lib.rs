@@ -11,7 +11,7 @@
 use core::mem::{offset_of, size_of};
 
 /// Version of the record layout below; bumped on any change.
-pub const ABI_VERSION: u8 = 2;
+pub const ABI_VERSION: u8 = 3;
 
 /// `RecordHeader::kind` of a [`KfreeSkbEvent`]: a packet freed through `skb:kfree_skb`.
 pub const KIND_KFREE_SKB: u8 = 1;
@@ -27,6 +27,12 @@ pub const FLAG_L3: u8 = 1 << 0;
 pub const FLAG_READ_FAILED: u8 = 1 << 1;
 /// `KfreeSkbEvent::flags`: the capture was cut at the end of the linear data, before snaplen.
 pub const FLAG_LINEAR_END: u8 = 1 << 2;
+/// `KfreeSkbEvent::flags`: this drop is counted in the kernel flow table; user space must
+/// not count it again. Without it (every drop copied, and the copy holds the network header
+/// bytes the key needs from `net_off` on), user space counts the drop from the record with
+/// the same key the kernel would have used (`engine::storm::key_of_record`), and the kernel
+/// skips its table: a copied drop costs no table work in the kernel.
+pub const FLAG_COUNTED: u8 = 1 << 3;
 
 /// Indices of the per-CPU `STATS` array (u64 counters). There is no "seen" total: every drop
 /// is counted once, per reason, in `REASON_ARRAY` or `REASON_COUNTS`, else in
@@ -38,8 +44,42 @@ pub const STAT_RING_FULL: u32 = 0;
 pub const STAT_READ_FAILED: u32 = 1;
 /// Events whose reason could not get a slot in `REASON_COUNTS` (map full): counted here only.
 pub const STAT_REASON_MAP_FULL: u32 = 2;
+/// Drops turned away because the program was already running on that CPU (a nested run:
+/// possible on kernels before 6.1, which lack the raw tracepoint recursion guard). They are
+/// not counted per reason: the nested run must not touch the outer run's counters.
+pub const STAT_NESTED: u32 = 3;
 /// Number of entries of `STATS`.
-pub const STAT_COUNT: u32 = 3;
+pub const STAT_COUNT: u32 = 4;
+
+/// `ProbeConfig::exemplars` meaning "no budget: copy every drop" (the default capture).
+pub const EXEMPLARS_ALL: u32 = u32::MAX;
+
+/// The kernel flow table ([`KFlowKey`] -> [`KFlowValue`]) has two generations, `FLOWS_0` and
+/// `FLOWS_1` (with their exemplar budgets `BUDGET_0`/`BUDGET_1`): the program counts into the
+/// one `FLOW_GEN[0] & 1` names; user space switches to the other, waits until no program
+/// can still be using the old one (an RCU grace period), then drains it. Nothing is lost and
+/// the drained counts are final.
+pub const MAP_FLOWS_0: &str = "FLOWS_0";
+pub const MAP_FLOWS_1: &str = "FLOWS_1";
+pub const MAP_BUDGET_0: &str = "BUDGET_0";
+pub const MAP_BUDGET_1: &str = "BUDGET_1";
+pub const MAP_FLOW_GEN: &str = "FLOW_GEN";
+/// In front of each generation's hash, a per-CPU cache of [`CACHE_SLOTS`] [`CacheSlot`]s
+/// (two-way, by a hash of the key): a hit counts with plain adds and no helper call; a new
+/// key takes a slot and spills the slot's old entry into the hash. A slot belongs to the
+/// table epoch in its value (`KFlowValue::epoch`); slots of other epochs are empty.
+pub const MAP_CACHE_0: &str = "CACHE_0";
+pub const MAP_CACHE_1: &str = "CACHE_1";
+/// Slots of each CPU's cache per generation (a power of two).
+pub const CACHE_SLOTS: u32 = 256;
+
+/// `KFlowKey::family` values.
+pub const KFAMILY_NONE: u8 = 0;
+pub const KFAMILY_V4: u8 = 4;
+pub const KFAMILY_V6: u8 = 6;
+/// Network-header bytes the program reads to key a drop (IPv4 with options: 60 + 4 port
+/// bytes; IPv6: 40 + 4).
+pub const KEY_HDR_BYTES: u32 = 64;
 
 /// Reasons below this bound (every core `enum skb_drop_reason` value: 128 on Linux 6.18) are
 /// counted in the per-CPU array `REASON_ARRAY`, indexed by reason: no hashing per drop.
@@ -98,7 +138,10 @@ pub struct KfreeSkbEvent {
     pub protocol: u16,
     /// `FLAG_*`.
     pub flags: u8,
-    pub _pad: [u8; 3],
+    pub _pad: u8,
+    /// Offset of the network header in the packet bytes (meaningful without
+    /// `FLAG_COUNTED`).
+    pub net_off: u16,
 }
 
 /// Load-time configuration, written into the program's `.rodata` by user space.
@@ -143,6 +186,14 @@ pub struct ProbeConfig {
     /// [`SKB_COPY_MAX`] (the program then reads member by member).
     pub skb_copy_off: u32,
     pub skb_copy_len: u32,
+    /// Packets copied per flow x reason key per table generation (about one second):
+    /// [`EXEMPLARS_ALL`] copies every drop; 0 copies none (counts only).
+    pub exemplars: u32,
+    /// Automatic storm switch: 0 off; else a CPU whose ring holds more than `storm_on_bytes`
+    /// switches to a budget of `storm_exemplars` until its ring is below `storm_off_bytes`.
+    pub storm_on_bytes: u32,
+    pub storm_off_bytes: u32,
+    pub storm_exemplars: u32,
 }
 
 /// Each CPU has its own ring, written only by the kernel program on that CPU and read by
@@ -183,7 +234,13 @@ pub struct RingPos {
     /// End of the last published frame; written by the kernel program (after the frame's
     /// bytes), read by user space.
     pub prod: u64,
-    pub _pad0: [u64; 7],
+    /// Automatic storm switch state of this CPU, written by its program only: the time
+    /// (`bpf_ktime_get_ns`) the current storm began, 0 when there is none; how many storms
+    /// began; nanoseconds spent in storms that ended.
+    pub storm_since: u64,
+    pub storm_count: u64,
+    pub storm_total_ns: u64,
+    pub _pad0: [u64; 4],
     /// Everything before this position has been read; written by user space.
     pub cons: u64,
     pub _pad1: [u64; 7],
@@ -219,6 +276,10 @@ impl ProbeConfig {
         ring_blocks: 0,
         skb_copy_off: 0,
         skb_copy_len: 0,
+        exemplars: EXEMPLARS_ALL,
+        storm_on_bytes: 0,
+        storm_off_bytes: 0,
+        storm_exemplars: 0,
     };
 }
 
@@ -236,6 +297,63 @@ pub struct ReasonCounter {
     pub seen: u64,
     /// Of those, how many could not be put in the ring (ring full).
     pub ring_full: u64,
+    /// Of those, how many found no room in the kernel flow table (counted here only).
+    pub table_full: u64,
+    /// Of those, how many were not copied because their key's exemplar budget was spent
+    /// (or the budget is 0): counted, never copied.
+    pub not_copied: u64,
+}
+
+/// A key of the kernel flow table: one drop site of one flow on one CPU. Fields a packet
+/// does not reach are 0. ICMP and ICMPv6 put the type in `sport` and the code in `dport`.
+/// `cpu` keeps every entry written by one CPU only, so counters need no atomics; user space
+/// adds the CPUs up.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KFlowKey {
+    pub reason: u32,
+    pub ifindex: u32,
+    pub netns_ino: u32,
+    pub cpu: u32,
+    pub location: u64,
+    /// IPv4 addresses use the first 4 bytes.
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    pub sport: u16,
+    pub dport: u16,
+    /// `skb->protocol` as stored (network byte order).
+    pub protocol: u16,
+    /// IP protocol number (IPv6: the first next-header), 0 without an IP header.
+    pub l4proto: u8,
+    /// `KFAMILY_*`.
+    pub family: u8,
+}
+
+/// Counts of one [`KFlowKey`] in one table generation.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KFlowValue {
+    pub packets: u64,
+    /// Sum of original lengths (from where a capture would start).
+    pub bytes: u64,
+    /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC) of the first and last drop.
+    pub first_ns: u64,
+    pub last_ns: u64,
+    /// Records of this key written into the ring.
+    pub copied: u64,
+    /// Exemplar decisions this CPU made for the key in this generation (the local gate in
+    /// front of the shared budget).
+    pub budget_used: u32,
+    /// The table epoch (`FLOW_GEN[0]`) a cache slot's counts belong to.
+    pub epoch: u32,
+}
+
+/// One slot of the per-CPU flow cache.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheSlot {
+    pub key: KFlowKey,
+    pub val: KFlowValue,
 }
 
 const _: () = assert!(size_of::<RecordHeader>() == 16);
@@ -251,13 +369,32 @@ const _: () = assert!(offset_of!(KfreeSkbEvent, orig_len) == 36);
 const _: () = assert!(offset_of!(KfreeSkbEvent, cap_len) == 40);
 const _: () = assert!(offset_of!(KfreeSkbEvent, protocol) == 42);
 const _: () = assert!(offset_of!(KfreeSkbEvent, flags) == 44);
-const _: () = assert!(size_of::<ProbeConfig>() == 84);
+const _: () = assert!(offset_of!(KfreeSkbEvent, net_off) == 46);
+const _: () = assert!(size_of::<ProbeConfig>() == 100);
+const _: () = assert!(offset_of!(ProbeConfig, exemplars) == 84);
+const _: () = assert!(offset_of!(ProbeConfig, storm_exemplars) == 96);
+const _: () = assert!(size_of::<KFlowKey>() == 64);
+const _: () = assert!(offset_of!(KFlowKey, location) == 16);
+const _: () = assert!(offset_of!(KFlowKey, saddr) == 24);
+const _: () = assert!(offset_of!(KFlowKey, daddr) == 40);
+const _: () = assert!(offset_of!(KFlowKey, sport) == 56);
+const _: () = assert!(offset_of!(KFlowKey, protocol) == 60);
+const _: () = assert!(offset_of!(KFlowKey, l4proto) == 62);
+const _: () = assert!(offset_of!(KFlowKey, family) == 63);
+const _: () = assert!(size_of::<KFlowValue>() == 48);
+const _: () = assert!(offset_of!(KFlowValue, copied) == 32);
+const _: () = assert!(offset_of!(KFlowValue, budget_used) == 40);
+const _: () = assert!(offset_of!(KFlowValue, epoch) == 44);
+const _: () = assert!(size_of::<CacheSlot>() == 112);
+const _: () = assert!(CACHE_SLOTS.is_power_of_two());
 const _: () = assert!(offset_of!(ProbeConfig, off_skb_head) == 16);
 const _: () = assert!(offset_of!(ProbeConfig, off_net_inum) == 68);
 const _: () = assert!(offset_of!(ProbeConfig, ring_blocks) == 72);
 const _: () = assert!(offset_of!(ProbeConfig, skb_copy_off) == 76);
 const _: () = assert!(offset_of!(ProbeConfig, skb_copy_len) == 80);
-const _: () = assert!(size_of::<ReasonCounter>() == 16);
+const _: () = assert!(size_of::<ReasonCounter>() == 32);
+const _: () = assert!(offset_of!(RingPos, storm_since) == 8);
+const _: () = assert!(offset_of!(RingPos, storm_total_ns) == 24);
 const _: () = assert!(size_of::<FrameHeader>() == 8);
 const _: () = assert!(size_of::<RingPos>() == 192);
 const _: () = assert!(offset_of!(RingPos, cons) == 64);
@@ -293,6 +430,7 @@ pub const LAYOUTS: &[Layout] = &[
             ("cap_len", offset_of!(KfreeSkbEvent, cap_len)),
             ("protocol", offset_of!(KfreeSkbEvent, protocol)),
             ("flags", offset_of!(KfreeSkbEvent, flags)),
+            ("net_off", offset_of!(KfreeSkbEvent, net_off)),
         ],
     ),
     (
@@ -307,6 +445,10 @@ pub const LAYOUTS: &[Layout] = &[
             ("ring_blocks", offset_of!(ProbeConfig, ring_blocks)),
             ("skb_copy_off", offset_of!(ProbeConfig, skb_copy_off)),
             ("skb_copy_len", offset_of!(ProbeConfig, skb_copy_len)),
+            ("exemplars", offset_of!(ProbeConfig, exemplars)),
+            ("storm_on_bytes", offset_of!(ProbeConfig, storm_on_bytes)),
+            ("storm_off_bytes", offset_of!(ProbeConfig, storm_off_bytes)),
+            ("storm_exemplars", offset_of!(ProbeConfig, storm_exemplars)),
         ],
     ),
     (
@@ -322,6 +464,9 @@ pub const LAYOUTS: &[Layout] = &[
         size_of::<RingPos>(),
         &[
             ("prod", offset_of!(RingPos, prod)),
+            ("storm_since", offset_of!(RingPos, storm_since)),
+            ("storm_count", offset_of!(RingPos, storm_count)),
+            ("storm_total_ns", offset_of!(RingPos, storm_total_ns)),
             ("cons", offset_of!(RingPos, cons)),
             ("limit", offset_of!(RingPos, limit)),
         ],
@@ -332,6 +477,47 @@ pub const LAYOUTS: &[Layout] = &[
         &[
             ("seen", offset_of!(ReasonCounter, seen)),
             ("ring_full", offset_of!(ReasonCounter, ring_full)),
+            ("table_full", offset_of!(ReasonCounter, table_full)),
+            ("not_copied", offset_of!(ReasonCounter, not_copied)),
+        ],
+    ),
+    (
+        "KFlowKey",
+        size_of::<KFlowKey>(),
+        &[
+            ("reason", offset_of!(KFlowKey, reason)),
+            ("ifindex", offset_of!(KFlowKey, ifindex)),
+            ("netns_ino", offset_of!(KFlowKey, netns_ino)),
+            ("cpu", offset_of!(KFlowKey, cpu)),
+            ("location", offset_of!(KFlowKey, location)),
+            ("saddr", offset_of!(KFlowKey, saddr)),
+            ("daddr", offset_of!(KFlowKey, daddr)),
+            ("sport", offset_of!(KFlowKey, sport)),
+            ("dport", offset_of!(KFlowKey, dport)),
+            ("protocol", offset_of!(KFlowKey, protocol)),
+            ("l4proto", offset_of!(KFlowKey, l4proto)),
+            ("family", offset_of!(KFlowKey, family)),
+        ],
+    ),
+    (
+        "KFlowValue",
+        size_of::<KFlowValue>(),
+        &[
+            ("packets", offset_of!(KFlowValue, packets)),
+            ("bytes", offset_of!(KFlowValue, bytes)),
+            ("first_ns", offset_of!(KFlowValue, first_ns)),
+            ("last_ns", offset_of!(KFlowValue, last_ns)),
+            ("copied", offset_of!(KFlowValue, copied)),
+            ("budget_used", offset_of!(KFlowValue, budget_used)),
+            ("epoch", offset_of!(KFlowValue, epoch)),
+        ],
+    ),
+    (
+        "CacheSlot",
+        size_of::<CacheSlot>(),
+        &[
+            ("key", offset_of!(CacheSlot, key)),
+            ("val", offset_of!(CacheSlot, val)),
         ],
     ),
 ];
@@ -351,4 +537,10 @@ mod pod {
     unsafe impl aya::Pod for super::FrameHeader {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::RingPos {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::KFlowKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::KFlowValue {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::CacheSlot {}
 }

@@ -1,30 +1,56 @@
-//! dropscope's kernel programs: every packet the kernel frees through `skb:kfree_skb` becomes
-//! one record (a [`KfreeSkbEvent`] followed by up to `snaplen` packet bytes) in the ring of
-//! the CPU it was freed on.
+//! dropscope's kernel programs: every packet the kernel frees through `skb:kfree_skb` is
+//! counted per reason and per flow, and (by policy) copied as one record (a
+//! [`KfreeSkbEvent`] followed by up to `snaplen` packet bytes) into the ring of the CPU it
+//! was freed on.
 //!
 //! Two entry points feed one function: `kfree_skb_btf` (`tp_btf/kfree_skb`, typed arguments)
 //! and `kfree_skb_tp` (the classic tracepoint, arguments at offsets user space reads from the
-//! tracepoint's `format` file). Every drop is counted per reason *before* the ring is touched,
-//! so user space can reconcile exactly: `seen == delivered + ring_full` for every reason.
+//! tracepoint's `format` file). Per drop:
+//! 1. the reason counter (`REASON_ARRAY`/`REASON_COUNTS`, per CPU);
+//! 2. when every drop is copied (no budget): the copy into the ring first; if it holds the
+//!    network-header bytes the flow key is made of, the record goes without `FLAG_COUNTED`
+//!    and user space counts the drop per flow from it, with the same key; the kernel table
+//!    is not touched. No room in the ring: the reason's `ring_full`, and step 3;
+//! 3. otherwise the kernel flow table (`CACHE_<gen>` in front of `FLOWS_<gen>`): a
+//!    [`KFlowKey`] built from the skb and up to [`KEY_HDR_BYTES`] of its network header,
+//!    holding this CPU's number, so each entry has one writer and counts with plain adds;
+//!    no room: the reason's `table_full`;
+//! 4. with a budget (`--exemplars`, or the automatic storm switch while this CPU's ring is
+//!    more than `storm_on_bytes` full): this CPU's count for the key in this generation,
+//!    then the key's shared count in `BUDGET_<gen>` (one atomic add) decide whether to copy
+//!    (with `FLAG_COUNTED`); not copied: the reason's `not_copied`.
+//!
+//! So user space can reconcile exactly, for every reason: `seen == in table + table_full`
+//! (the table being the kernel's rows plus the rows user space counted from records) and
+//! `seen == not_copied + ring_full + delivered`.
 //!
 //! Output goes to per-CPU rings in two mmap-able array maps (layout: capture-common,
 //! [`RingPos`]) instead of a BPF ring buffer: the program writes the record straight into
 //! its own CPU's ring (one copy of the packet, no lock, no cache line shared with other
 //! CPUs) and publishes it by storing the new end position; user space polls. Each ring has
 //! exactly one writer because the kernel never runs a tracing program nested on one CPU
-//! (a nested run is skipped and counted by the kernel in the program's `recursion_misses`).
-//! The publishing store is a plain store after a compiler fence: a release store on x86-64
-//! (TSO), which is what this is built and tested for; a weakly ordered CPU would need the
-//! BPF store-release instruction (Linux 6.15+) there.
+//! (a nested run is skipped and counted by the kernel in the program's `recursion_misses`;
+//! raw tracepoints have that guard in `__bpf_trace_run`, the classic tracepoint path the
+//! CPU-wide `bpf_prog_active` one, so neither can run twice at once on a CPU).
+//! The publishing store is a plain store after the frame's volatile stores: a release store
+//! on x86-64 (TSO), paired with the reader's acquire load of `prod`; user space refuses to
+//! load the program on other architectures (they would need the BPF store-release
+//! instruction, Linux 6.15+, which this toolchain does not emit).
 //! `tc_shot` is a test helper that drops every packet it sees (tests only).
 //!
 //! Must never: change what happens to traffic (tracing programs return 0), hard-code a kernel
 //! struct offset (they all come from [`ProbeConfig`] in `.rodata`), retry a full ring,
-//! write past the reader's position, or publish a frame before its bytes are written.
+//! write past the reader's position, publish a frame before its bytes are written, or write
+//! a flow entry of another CPU.
 // Built for bpfel-unknown-none by engine/build.rs. On the host it compiles to a stub
 // binary, so workspace-wide `cargo check/clippy/test --workspace` keep working.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
+// The BPF target has no atomic read-modify-write in `core::sync::atomic` (no CAS); the
+// exemplar budget's shared counter uses the add intrinsic (BPF_XADD, whose result is unused:
+// fetching needs BPF v3, and the object is built for the generic CPU).
+#![cfg_attr(target_arch = "bpf", feature(core_intrinsics))]
+#![cfg_attr(target_arch = "bpf", allow(internal_features))]
 // Entry points keep the aya-template shape `match try_x(ctx) { Ok(v) => v, Err(_) => 0 }`.
 #![allow(clippy::manual_unwrap_or_default, clippy::manual_unwrap_or)]
 
@@ -37,17 +63,20 @@ use core::{
 use aya_ebpf::{
     bindings::{BPF_NOEXIST, TC_ACT_SHOT},
     helpers::{
-        bpf_get_smp_processor_id, bpf_ktime_get_ns, generated::bpf_probe_read_kernel as read_raw,
+        bpf_get_smp_processor_id, bpf_jiffies64, bpf_ktime_get_ns,
+        generated::bpf_probe_read_kernel as read_raw,
     },
     macros::{btf_tracepoint, classifier, map, tracepoint},
-    maps::{Array, PerCpuArray, PerCpuHashMap},
+    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap},
     programs::{BtfTracePointContext, TcContext, TracePointContext},
 };
 use capture_common::{
-    FrameHeader, KfreeSkbEvent, ProbeConfig, ReasonCounter, RecordHeader, RingPos, ABI_VERSION,
-    FLAG_L3, FLAG_LINEAR_END, FLAG_READ_FAILED, FRAME_PAD, KIND_KFREE_SKB, MAX_SNAPLEN, OFF_ABSENT,
-    REASON_ARRAY_ENTRIES, REASON_MAP_ENTRIES, RING_BLOCK, RING_BLOCK_SHIFT, RING_ELEM,
-    SKB_COPY_MAX, STAT_COUNT, STAT_READ_FAILED, STAT_REASON_MAP_FULL, STAT_RING_FULL,
+    CacheSlot, FrameHeader, KFlowKey, KFlowValue, KfreeSkbEvent, ProbeConfig, ReasonCounter,
+    RecordHeader, RingPos, ABI_VERSION, CACHE_SLOTS, EXEMPLARS_ALL, FLAG_COUNTED, FLAG_L3,
+    FLAG_LINEAR_END, FLAG_READ_FAILED, FRAME_PAD, KEY_HDR_BYTES, KFAMILY_NONE, KFAMILY_V4,
+    KFAMILY_V6, KIND_KFREE_SKB, MAX_SNAPLEN, OFF_ABSENT, REASON_ARRAY_ENTRIES, REASON_MAP_ENTRIES,
+    RING_BLOCK, RING_BLOCK_SHIFT, RING_ELEM, SKB_COPY_MAX, STAT_COUNT, STAT_NESTED,
+    STAT_READ_FAILED, STAT_REASON_MAP_FULL, STAT_RING_FULL,
 };
 
 /// Written by user space at load time (`EbpfLoader::override_global`); the default makes
@@ -65,6 +94,9 @@ pub struct AbiAnchor {
     pub counter: ReasonCounter,
     pub frame: FrameHeader,
     pub pos: RingPos,
+    pub key: KFlowKey,
+    pub value: KFlowValue,
+    pub slot: CacheSlot,
 }
 
 #[no_mangle]
@@ -86,7 +118,8 @@ static ABI_ANCHOR: AbiAnchor = AbiAnchor {
         cap_len: 0,
         protocol: 0,
         flags: 0,
-        _pad: [0; 3],
+        _pad: 0,
+        net_off: 0,
     },
     header: RecordHeader {
         version: 0,
@@ -98,6 +131,8 @@ static ABI_ANCHOR: AbiAnchor = AbiAnchor {
     counter: ReasonCounter {
         seen: 0,
         ring_full: 0,
+        table_full: 0,
+        not_copied: 0,
     },
     frame: FrameHeader {
         len: 0,
@@ -105,11 +140,62 @@ static ABI_ANCHOR: AbiAnchor = AbiAnchor {
     },
     pos: RingPos {
         prod: 0,
-        _pad0: [0; 7],
+        storm_since: 0,
+        storm_count: 0,
+        storm_total_ns: 0,
+        _pad0: [0; 4],
         cons: 0,
         _pad1: [0; 7],
         limit: 0,
         _pad2: [0; 7],
+    },
+    key: KFlowKey {
+        reason: 0,
+        ifindex: 0,
+        netns_ino: 0,
+        cpu: 0,
+        location: 0,
+        saddr: [0; 16],
+        daddr: [0; 16],
+        sport: 0,
+        dport: 0,
+        protocol: 0,
+        l4proto: 0,
+        family: 0,
+    },
+    value: KFlowValue {
+        packets: 0,
+        bytes: 0,
+        first_ns: 0,
+        last_ns: 0,
+        copied: 0,
+        budget_used: 0,
+        epoch: 0,
+    },
+    slot: CacheSlot {
+        key: KFlowKey {
+            reason: 0,
+            ifindex: 0,
+            netns_ino: 0,
+            cpu: 0,
+            location: 0,
+            saddr: [0; 16],
+            daddr: [0; 16],
+            sport: 0,
+            dport: 0,
+            protocol: 0,
+            l4proto: 0,
+            family: 0,
+        },
+        val: KFlowValue {
+            packets: 0,
+            bytes: 0,
+            first_ns: 0,
+            last_ns: 0,
+            copied: 0,
+            budget_used: 0,
+            epoch: 0,
+        },
     },
 };
 
@@ -140,11 +226,42 @@ static REASON_ARRAY: PerCpuArray<ReasonCounter> =
 static REASON_COUNTS: PerCpuHashMap<u32, ReasonCounter> =
     PerCpuHashMap::with_max_entries(REASON_MAP_ENTRIES, 0);
 
+/// The kernel flow table, generation 0 and 1 (see capture-common's `MAP_FLOWS_0`): every
+/// drop counted per [`KFlowKey`]. User space sets the size (`--kernel-flows`) at load time.
+#[map]
+static FLOWS_0: HashMap<KFlowKey, KFlowValue> = HashMap::with_max_entries(1, 0);
+#[map]
+static FLOWS_1: HashMap<KFlowKey, KFlowValue> = HashMap::with_max_entries(1, 0);
+
+/// Exemplar copies per key (with `cpu` 0) in generation 0 and 1, shared by all CPUs.
+#[map]
+static BUDGET_0: HashMap<KFlowKey, u64> = HashMap::with_max_entries(1, 0);
+#[map]
+static BUDGET_1: HashMap<KFlowKey, u64> = HashMap::with_max_entries(1, 0);
+
+/// The table epoch programs count into (element 0; its bit 0 is the generation), set by
+/// user space.
+#[map]
+static FLOW_GEN: Array<u32> = Array::with_max_entries(1, 0);
+
+/// The per-CPU flow caches of generation 0 and 1 (see capture-common's `MAP_CACHE_0`).
+#[map]
+static CACHE_0: PerCpuArray<CacheSlot> = PerCpuArray::with_max_entries(CACHE_SLOTS, 0);
+#[map]
+static CACHE_1: PerCpuArray<CacheSlot> = PerCpuArray::with_max_entries(CACHE_SLOTS, 0);
+
 /// Per-CPU room for the tracepoint program's copy of the `sk_buff` bytes it needs
-/// (`Probe::skb_fields`): too big for the 512-byte stack.
+/// (`Probe::skb_fields`), too big for the 512-byte stack, and for the network-header bytes
+/// a drop is keyed by.
 #[repr(C)]
 pub struct Scratch {
     pub skb: [u8; SKB_COPY_MAX as usize],
+    pub hdr: [u8; KEY_HDR_BYTES as usize],
+    /// Non-zero while a run of the program is on this CPU (see `on_drop`).
+    pub busy: u64,
+    /// The jiffy of the last precise clock read on this CPU, and that read (see `tick_now`).
+    pub tick_jiffies: u64,
+    pub tick_ns: u64,
 }
 
 // `flags` and `_pad` end the event and are written as one aligned little-endian u32.
@@ -410,17 +527,628 @@ impl Kmem for Direct {
     }
 }
 
-/// Counts the drop, then tries to deliver it; a delivery failure is counted as ring-full.
+/// What one drop's packet looks like from where a capture starts (the MAC header, else the
+/// network header, else `skb->data`).
+struct Span {
+    start: u64,
+    orig_len: u32,
+    /// Bytes to copy (at most the snap length and the linear data).
+    cap: u32,
+    flags: u8,
+    read_failed: bool,
+}
+
+#[inline(always)]
+fn span(f: &SkbFields) -> Span {
+    let mut flags = 0u8;
+    // No MAC header, or an empty one (L3 devices such as tun or wireguard set mac_header
+    // equal to network_header): the capture starts at the network header.
+    let start = if f.mac != HEADER_UNSET && f.mac != f.network {
+        f.head.wrapping_add(u64::from(f.mac))
+    } else {
+        flags |= FLAG_L3;
+        if f.network != HEADER_UNSET {
+            f.head.wrapping_add(u64::from(f.network))
+        } else {
+            f.data
+        }
+    };
+    let snaplen = cfg(addr_of!(CONFIG.snaplen));
+    let snaplen = if snaplen > MAX_SNAPLEN {
+        MAX_SNAPLEN
+    } else {
+        snaplen
+    };
+    let mut orig_len = f.len;
+    let mut cap: u32 = 0;
+    let mut read_failed = snaplen > 0;
+    if f.head != 0 && f.data != 0 {
+        // Bytes between the capture start and skb->data (negative when data is before it).
+        let lead = (f.data as i64).wrapping_sub(start as i64);
+        let orig = lead.wrapping_add(i64::from(f.len));
+        orig_len = if orig < 0 {
+            0
+        } else if orig > i64::from(u32::MAX) {
+            u32::MAX
+        } else {
+            orig as u32
+        };
+        // Only the linear part can be read with one copy: up to skb->tail.
+        let avail = lead.wrapping_add(i64::from(f.len).wrapping_sub(i64::from(f.data_len)));
+        let want = if snaplen > orig_len {
+            orig_len
+        } else {
+            snaplen
+        };
+        if avail > 0 && want > 0 {
+            cap = want;
+            if avail < i64::from(want) {
+                cap = avail as u32;
+                flags |= FLAG_LINEAR_END;
+            }
+        }
+        read_failed = want > 0 && cap == 0;
+    }
+    if cap > MAX_SNAPLEN {
+        cap = MAX_SNAPLEN;
+    }
+    Span {
+        start,
+        orig_len,
+        cap,
+        flags,
+        read_failed,
+    }
+}
+
+/// The device's ifindex (else `skb_iif`) and the inode of its network namespace (else the
+/// socket's).
+#[inline(always)]
+fn dev_info<M: Kmem>(f: &SkbFields) -> (u32, u32) {
+    let mut ifindex: u32 = 0;
+    let mut net: u64 = 0;
+    if f.dev != 0 {
+        ifindex = M::read(f.dev, cfg(addr_of!(CONFIG.off_dev_ifindex))).unwrap_or(0);
+        net = M::read(f.dev, cfg(addr_of!(CONFIG.off_dev_nd_net))).unwrap_or(0);
+    }
+    if ifindex == 0 {
+        ifindex = f.iif;
+    }
+    if net == 0 {
+        net = M::read(f.sk, cfg(addr_of!(CONFIG.off_sk_net))).unwrap_or(0);
+    }
+    (
+        ifindex,
+        M::read(net, cfg(addr_of!(CONFIG.off_net_inum))).unwrap_or(0),
+    )
+}
+
+/// Fills the IP part of `key` (family, addresses, protocol, ports or ICMP type/code) from
+/// the network header, as far as the linear data reaches; leaves it zero otherwise.
+#[inline(always)]
+fn key_l3(key: &mut KFlowKey, f: &SkbFields, scratch: *mut Scratch) {
+    if f.head == 0 || f.network == HEADER_UNSET {
+        return;
+    }
+    let net = f.head.wrapping_add(u64::from(f.network));
+    let linear_end = f
+        .data
+        .wrapping_add(u64::from(f.len.wrapping_sub(f.data_len)));
+    let avail = (linear_end as i64).wrapping_sub(net as i64);
+    if avail < 20 {
+        return;
+    }
+    let n: u32 = if avail > KEY_HDR_BYTES as i64 {
+        KEY_HDR_BYTES
+    } else {
+        avail as u32
+    };
+    // SAFETY: `hdr` is KEY_HDR_BYTES bytes of this CPU's map value.
+    let hdr = unsafe { addr_of_mut!((*scratch).hdr).cast::<u8>() };
+    // SAFETY: 20 <= n <= KEY_HDR_BYTES, the buffer's size; the helper checks the source.
+    if unsafe { read_raw(hdr.cast::<c_void>(), n, net as *const c_void) } != 0 {
+        return;
+    }
+    // Word loads: `hdr` is 8-aligned (it follows 256 bytes in an 8-aligned value), the
+    // fields read are at multiples of their size, and `key`'s address fields too.
+    let byte = |i: u32| -> u8 {
+        // SAFETY: callers keep i below KEY_HDR_BYTES (masked), inside the buffer.
+        unsafe { *hdr.add((i & (KEY_HDR_BYTES - 1)) as usize) }
+    };
+    let word32 = |i: u32| -> u32 {
+        // SAFETY: i is a multiple of 4 below KEY_HDR_BYTES - 3 (masked), inside the buffer.
+        unsafe {
+            hdr.add((i & (KEY_HDR_BYTES - 4)) as usize)
+                .cast::<u32>()
+                .read()
+        }
+    };
+    let word64 = |i: u32| -> u64 {
+        // SAFETY: i is a multiple of 8 below KEY_HDR_BYTES - 7 (masked), inside the buffer.
+        unsafe {
+            hdr.add((i & (KEY_HDR_BYTES - 8)) as usize)
+                .cast::<u64>()
+                .read()
+        }
+    };
+    let saddr = key.saddr.as_mut_ptr();
+    let daddr = key.daddr.as_mut_ptr();
+    let b0 = byte(0);
+    let l4: u32;
+    if b0 >> 4 == 4 {
+        let ihl = u32::from(b0 & 0x0f) * 4;
+        if ihl < 20 {
+            return;
+        }
+        key.family = KFAMILY_V4;
+        key.l4proto = byte(9);
+        // SAFETY: saddr/daddr are 8-aligned 16-byte arrays of `key` (offsets 24 and 40).
+        unsafe {
+            saddr.cast::<u32>().write(word32(12));
+            daddr.cast::<u32>().write(word32(16));
+        }
+        // Only the first fragment carries the transport header.
+        if (u16::from(byte(6)) << 8 | u16::from(byte(7))) & 0x1fff != 0 {
+            return;
+        }
+        l4 = ihl;
+    } else if b0 >> 4 == 6 && n >= 40 {
+        key.family = KFAMILY_V6;
+        key.l4proto = byte(6);
+        // SAFETY: as above.
+        unsafe {
+            saddr.cast::<u64>().write(word64(8));
+            saddr.add(8).cast::<u64>().write(word64(16));
+            daddr.cast::<u64>().write(word64(24));
+            daddr.add(8).cast::<u64>().write(word64(32));
+        }
+        l4 = 40;
+    } else {
+        return;
+    }
+    if l4 + 4 > n {
+        return;
+    }
+    // The first four transport bytes, as loaded little-endian: ports are big-endian.
+    let p = word32(l4);
+    match key.l4proto {
+        // TCP, UDP, DCCP, SCTP, UDP-Lite: ports.
+        6 | 17 | 33 | 132 | 136 => {
+            key.sport = u16::swap_bytes(p as u16);
+            key.dport = u16::swap_bytes((p >> 16) as u16);
+        }
+        // ICMP, ICMPv6: type and code.
+        1 | 58 => {
+            key.sport = u16::from(p as u8);
+            key.dport = u16::from((p >> 8) as u8);
+        }
+        _ => {}
+    }
+}
+
+/// CLOCK_MONOTONIC at tick resolution: the precise clock (about 40 ns a read here) is read
+/// once per jiffy per CPU (`bpf_jiffies64` is a plain load) and reused until the jiffy
+/// changes. For the kernel table's first/last times when drops are not all copied.
+#[inline(always)]
+fn tick_now(scratch: *mut Scratch) -> u64 {
+    // SAFETY: helper calls without arguments; `scratch` is this CPU's value, guarded by
+    // on_drop against nested runs.
+    unsafe {
+        let j = bpf_jiffies64();
+        if (*scratch).tick_jiffies != j || (*scratch).tick_ns == 0 {
+            (*scratch).tick_jiffies = j;
+            (*scratch).tick_ns = bpf_ktime_get_ns();
+        }
+        (*scratch).tick_ns
+    }
+}
+
+/// A hash of the key's eight words, for the cache's two slots.
+#[inline(always)]
+fn key_hash(key: &KFlowKey) -> u64 {
+    // A sum of the words times distinct odd constants (independent multiplies, no chain),
+    // then one mix: placement only, a collision costs a spill, never a wrong count.
+    const K: [u64; 8] = [
+        0x9e37_79b9_7f4a_7c15,
+        0xff51_afd7_ed55_8ccd,
+        0xc4ce_b9fe_1a85_ec53,
+        0xd6e8_feb8_6659_fd93,
+        0xa076_1d64_78bd_642f,
+        0xe703_7ed1_a0b4_28db,
+        0x8ebc_6af0_9c88_c6e3,
+        0x5899_65cc_7537_4cc3,
+    ];
+    let w = (key as *const KFlowKey).cast::<u64>();
+    let mut h: u64 = 0;
+    let mut i = 0;
+    while i < 8 {
+        // SAFETY: KFlowKey is 64 bytes, 8-aligned (it holds a u64): eight u64 words.
+        h = h.wrapping_add(unsafe { w.add(i).read() }.wrapping_mul(K[i]));
+        i += 1;
+    }
+    h ^ (h >> 29)
+}
+
+#[inline(always)]
+fn keys_equal(a: *const KFlowKey, b: &KFlowKey) -> bool {
+    let (x, y) = (a.cast::<u64>(), (b as *const KFlowKey).cast::<u64>());
+    let mut diff: u64 = 0;
+    let mut i = 0;
+    while i < 8 {
+        // SAFETY: both point to 64-byte, 8-aligned keys (one in a map value, one on the
+        // stack).
+        diff |= unsafe { x.add(i).read() ^ y.add(i).read() };
+        i += 1;
+    }
+    diff == 0
+}
+
+/// This CPU's counter of `reason` (the drop was counted there already).
+#[inline(always)]
+fn reason_counter(reason: u32) -> Option<*mut ReasonCounter> {
+    if reason < REASON_ARRAY_ENTRIES {
+        REASON_ARRAY.get_ptr_mut(reason)
+    } else {
+        REASON_COUNTS.get_ptr_mut(reason)
+    }
+}
+
+/// Moves a cache slot's counts into its generation's hash (adding to the key's entry there,
+/// written by this CPU only); no room: they are counted as table-full under their reason.
+#[inline(always)]
+fn spill(gen: u32, slot: *mut CacheSlot) {
+    // SAFETY: this CPU's cache slot (a per-CPU array value), valid while the program runs.
+    let (key, val) = unsafe { (&(*slot).key, (*slot).val) };
+    let found = if gen == 0 {
+        FLOWS_0.get_ptr_mut(key)
+    } else {
+        FLOWS_1.get_ptr_mut(key)
+    };
+    if let Some(v) = found {
+        // SAFETY: the entry's key holds this CPU: only this CPU writes it (see flow_entry).
+        unsafe {
+            (*v).packets += val.packets;
+            (*v).bytes += val.bytes;
+            if val.first_ns < (*v).first_ns {
+                (*v).first_ns = val.first_ns;
+            }
+            if val.last_ns > (*v).last_ns {
+                (*v).last_ns = val.last_ns;
+            }
+            (*v).copied += val.copied;
+        }
+        return;
+    }
+    let inserted = if gen == 0 {
+        FLOWS_0.insert(key, val, u64::from(BPF_NOEXIST))
+    } else {
+        FLOWS_1.insert(key, val, u64::from(BPF_NOEXIST))
+    };
+    if inserted.is_err() {
+        if let Some(c) = reason_counter(key.reason) {
+            // SAFETY: per-CPU slot; see stat_inc.
+            unsafe { (*c).table_full += val.packets };
+        }
+    }
+}
+
+/// This drop's counts in the current generation: its slot in this CPU's cache (taken when
+/// new, spilling the slot's old key into the hash). Never `None` while the cache map
+/// exists; a drop whose old slot could not be spilled is counted as table-full then.
+#[inline(always)]
+fn flow_entry(epoch: u32, key: &KFlowKey, orig_len: u32, now: u64) -> Option<*mut KFlowValue> {
+    let gen = epoch & 1;
+    let h = key_hash(key);
+    let slot = |i: u32| {
+        if gen == 0 {
+            CACHE_0.get_ptr_mut(i)
+        } else {
+            CACHE_1.get_ptr_mut(i)
+        }
+    };
+    let a = slot((h as u32) & (CACHE_SLOTS - 1))?;
+    let b = slot(((h >> 40) as u32) & (CACHE_SLOTS - 1))?;
+    // SAFETY: this CPU's cache slots (per-CPU array values): only this CPU's program writes
+    // them, never nested (see on_drop); user space reads a generation only after switching
+    // away from it and waiting out every run that could still use it.
+    unsafe {
+        for s in [a, b] {
+            let v = addr_of_mut!((*s).val);
+            if (*v).epoch == epoch && (*v).packets != 0 && keys_equal(addr_of!((*s).key), key) {
+                (*v).packets += 1;
+                (*v).bytes += u64::from(orig_len);
+                (*v).last_ns = now;
+                return Some(v);
+            }
+        }
+        // A new key: an empty (or stale) slot, else the smaller of the two is spilled.
+        let live = |s: *mut CacheSlot| (*s).val.epoch == epoch && (*s).val.packets != 0;
+        let victim = if !live(a) {
+            a
+        } else if !live(b) {
+            b
+        } else {
+            let v = if (*b).val.packets < (*a).val.packets {
+                b
+            } else {
+                a
+            };
+            spill(gen, v);
+            v
+        };
+        (*victim).key = *key;
+        (*victim).val = KFlowValue {
+            packets: 1,
+            bytes: u64::from(orig_len),
+            first_ns: now,
+            last_ns: now,
+            copied: 0,
+            budget_used: 0,
+            epoch,
+        };
+        Some(addr_of_mut!((*victim).val))
+    }
+}
+
+/// Whether the exemplar budget of `n` copies per key and generation lets this drop be
+/// copied. Each CPU first checks its own count for the key (no shared memory touched once
+/// it has spent `n`); under that, the key's shared count in `BUDGET_<gen>` decides with one
+/// atomic add, so at most `n` copies are made over all CPUs.
+#[inline(always)]
+fn budget_allows(gen: u32, entry: *mut KFlowValue, key: &KFlowKey, n: u32) -> bool {
+    if n == 0 {
+        return false;
+    }
+    // SAFETY: this CPU's entry; see flow_entry.
+    let used = unsafe { (*entry).budget_used };
+    if used >= n {
+        return false;
+    }
+    // SAFETY: as above.
+    unsafe { (*entry).budget_used = used + 1 };
+    let mut shared = *key;
+    shared.cpu = 0;
+    let get = |k: &KFlowKey| {
+        if gen == 0 {
+            BUDGET_0.get_ptr_mut(k)
+        } else {
+            BUDGET_1.get_ptr_mut(k)
+        }
+    };
+    let slot = match get(&shared) {
+        Some(p) => Some(p),
+        None => {
+            // Another CPU may insert the key first (EEXIST): then its entry is used.
+            let _ = if gen == 0 {
+                BUDGET_0.insert(shared, 0u64, u64::from(BPF_NOEXIST))
+            } else {
+                BUDGET_1.insert(shared, 0u64, u64::from(BPF_NOEXIST))
+            };
+            get(&shared)
+        }
+    };
+    // No room for the shared count: copying could exceed the budget, so do not copy.
+    let Some(slot) = slot else {
+        // SAFETY: as above.
+        unsafe { (*entry).budget_used = n };
+        return false;
+    };
+    // The count after our add is at least our own position among the adds, so at most `n`
+    // drops (over all CPUs) ever see a count <= n. Under contention a CPU may see others'
+    // adds too and not copy: fewer than `n` copies, never more.
+    let after = add_then_read(slot);
+    if after > u64::from(n) {
+        // Spent by the other CPUs: stop asking for this generation.
+        // SAFETY: as above.
+        unsafe { (*entry).budget_used = n };
+        return false;
+    }
+    true
+}
+
+/// Atomically adds 1 to `*p` (BPF_XADD), then reads it.
+#[cfg(target_arch = "bpf")]
+#[inline(always)]
+fn add_then_read(p: *mut u64) -> u64 {
+    // SAFETY: `p` is an 8-aligned u64 in a map value that lives while this program runs;
+    // other CPUs update it with atomic adds only. The add's result is unused (BPF_XADD).
+    unsafe {
+        let _ = core::intrinsics::atomic_xadd::<
+            u64,
+            u64,
+            { core::intrinsics::AtomicOrdering::Relaxed },
+        >(p, 1);
+        read_volatile(p)
+    }
+}
+
+/// The host stub build has no eBPF maps to share; a plain add keeps it compiling.
+#[cfg(not(target_arch = "bpf"))]
+#[inline(always)]
+fn add_then_read(p: *mut u64) -> u64 {
+    // SAFETY: as above (never run: the host build is a stub).
+    unsafe {
+        *p += 1;
+        *p
+    }
+}
+
+/// The automatic storm switch of this CPU's ring: true while the ring holds more than
+/// `storm_on_bytes` (from when it passed that until it falls below `storm_off_bytes`).
+/// Outside a storm it reads the reader's position only when the cached limit says the ring
+/// may be that full.
+#[inline(always)]
+fn in_storm(pos: *mut RingPos, blocks: u32, now: u64) -> bool {
+    let on = cfg(addr_of!(CONFIG.storm_on_bytes));
+    if on == 0 || blocks == 0 {
+        return false;
+    }
+    let ring = u64::from(blocks) << RING_BLOCK_SHIFT;
+    // SAFETY: this CPU's RING_POS element: only this CPU's program writes prod, limit and
+    // the storm fields; user space writes cons (read volatile).
+    unsafe {
+        let prod = (*pos).prod;
+        let since = (*pos).storm_since;
+        if since == 0 {
+            let cached_cons = (*pos).limit.wrapping_sub(ring);
+            if prod.wrapping_sub(cached_cons) <= u64::from(on) {
+                return false;
+            }
+            let cons = read_volatile(addr_of!((*pos).cons));
+            (*pos).limit = cons.wrapping_add(ring);
+            if prod.wrapping_sub(cons) <= u64::from(on) {
+                return false;
+            }
+            (*pos).storm_since = if now == 0 { 1 } else { now };
+            (*pos).storm_count += 1;
+            return true;
+        }
+        let cons = read_volatile(addr_of!((*pos).cons));
+        (*pos).limit = cons.wrapping_add(ring);
+        if prod.wrapping_sub(cons) >= u64::from(cfg(addr_of!(CONFIG.storm_off_bytes))) {
+            return true;
+        }
+        (*pos).storm_total_ns += now.wrapping_sub(since);
+        (*pos).storm_since = 0;
+        false
+    }
+}
+
+/// One run per CPU at a time: the kernel guarantees it for raw tracepoints from Linux 6.1
+/// (`prog->active` in `__bpf_trace_run`) and for classic tracepoints always (the CPU-wide
+/// `bpf_prog_active`); on older kernels a drop in an interrupt could run the program nested
+/// in itself, and two writers would share this CPU's ring, flow entries, counters and
+/// scratch. This guard turns the nested run away and counts it (`STAT_NESTED`).
 #[inline(always)]
 fn on_drop<M: Kmem>(skb: u64, location: u64, reason: u32) {
-    // The clock first: reading it waits for every load in flight to finish (rdtscp/lfence),
-    // so here, before the field loads below, it costs far less than after them.
-    // SAFETY: a helper call without arguments.
-    let ts_ns = unsafe { bpf_ktime_get_ns() };
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's scratch; a nested run can only start between these instructions
+    // and the clear below, and sees `busy` set.
+    unsafe {
+        if read_volatile(addr_of!((*scratch).busy)) != 0 {
+            stat_inc(STAT_NESTED);
+            return;
+        }
+        write_volatile(addr_of_mut!((*scratch).busy), 1);
+    }
+    on_drop_unguarded::<M>(skb, location, reason, scratch);
+    // SAFETY: as above.
+    unsafe { write_volatile(addr_of_mut!((*scratch).busy), 0) };
+}
+
+/// Counts the drop (per reason, and per flow in the kernel table), decides whether to copy
+/// it (everything, or the exemplar budget), and copies it into this CPU's ring.
+#[inline(always)]
+fn on_drop_unguarded<M: Kmem>(skb: u64, location: u64, reason: u32, scratch: *mut Scratch) {
     let counter = count_seen(reason);
-    if emit::<M>(skb, location, reason, ts_ns).is_err() {
+    let f = M::skb_fields(skb);
+    let (ifindex, netns_ino) = dev_info::<M>(&f);
+    // SAFETY: helper calls without arguments.
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    let sp = span(&f);
+    let blocks = cfg(addr_of!(CONFIG.ring_blocks));
+    let pos = RING_POS.get_ptr_mut(cpu);
+    let exemplars = cfg(addr_of!(CONFIG.exemplars));
+    // Copying every drop: the record needs the precise clock, and the table takes it too.
+    // Otherwise the table's times come from `tick_now` (the precise clock read once per
+    // jiffy per CPU), and only an exemplar reads the clock again.
+    let copy_all = exemplars == EXEMPLARS_ALL;
+    let now = if copy_all {
+        // SAFETY: a helper call without arguments.
+        unsafe { bpf_ktime_get_ns() }
+    } else {
+        tick_now(scratch)
+    };
+    let budget = if !copy_all {
+        Some(exemplars)
+    } else {
+        match pos {
+            Some(p) if in_storm(p, blocks, now) => Some(cfg(addr_of!(CONFIG.storm_exemplars))),
+            _ => None,
+        }
+    };
+
+    let mut key = KFlowKey {
+        reason,
+        ifindex,
+        netns_ino,
+        cpu,
+        location,
+        saddr: [0; 16],
+        daddr: [0; 16],
+        sport: 0,
+        dport: 0,
+        protocol: f.protocol,
+        l4proto: 0,
+        family: KFAMILY_NONE,
+    };
+
+    // Every drop copied: the copy first. When it holds the key's header bytes, user space
+    // counts the drop from the record and the kernel table is not touched at all.
+    let mut copied = false;
+    if budget.is_none() {
+        match pos.map(|p| emit(p, cpu, blocks, &sp, &key, now, user_key_span(&f, &sp))) {
+            Some(Ok(false)) => return,
+            Some(Ok(true)) => copied = true,
+            _ => {
+                if let Some(c) = counter {
+                    // SAFETY: per-CPU slot; see stat_inc.
+                    unsafe { (*c).ring_full += 1 };
+                }
+                stat_inc(STAT_RING_FULL);
+            }
+        }
+    }
+
+    key_l3(&mut key, &f, scratch);
+    let epoch = match FLOW_GEN.get(0) {
+        Some(e) => *e,
+        None => 0,
+    };
+    let gen = epoch & 1;
+    let entry = flow_entry(epoch, &key, sp.orig_len, now);
+    if entry.is_none() {
         if let Some(c) = counter {
-            // SAFETY: per-CPU slot of REASON_COUNTS; see stat_inc.
+            // SAFETY: per-CPU slot; see stat_inc.
+            unsafe { (*c).table_full += 1 };
+        }
+    }
+    let Some(n) = budget else {
+        // Copied (or lost in the ring) above.
+        if let (true, Some(e)) = (copied, entry) {
+            // SAFETY: this CPU's entry; see flow_entry.
+            unsafe { (*e).copied += 1 };
+        }
+        return;
+    };
+    let copy = match entry {
+        Some(e) => budget_allows(gen, e, &key, n),
+        None => false,
+    };
+    if !copy {
+        if let Some(c) = counter {
+            // SAFETY: per-CPU slot; see stat_inc.
+            unsafe { (*c).not_copied += 1 };
+        }
+        return;
+    }
+    // An exemplar: its record gets the precise time.
+    // SAFETY: a helper call without arguments.
+    let ts = unsafe { bpf_ktime_get_ns() };
+    let ok = match pos {
+        Some(p) => emit(p, cpu, blocks, &sp, &key, ts, None).is_ok(),
+        None => false,
+    };
+    if ok {
+        if let Some(e) = entry {
+            // SAFETY: this CPU's entry; see flow_entry.
+            unsafe { (*e).copied += 1 };
+        }
+    } else {
+        if let Some(c) = counter {
+            // SAFETY: per-CPU slot; see stat_inc.
             unsafe { (*c).ring_full += 1 };
         }
         stat_inc(STAT_RING_FULL);
@@ -446,6 +1174,8 @@ fn count_seen(reason: u32) -> Option<*mut ReasonCounter> {
     let first = ReasonCounter {
         seen: 1,
         ring_full: 0,
+        table_full: 0,
+        not_copied: 0,
     };
     if REASON_COUNTS
         .insert(reason, first, u64::from(BPF_NOEXIST))
@@ -466,81 +1196,21 @@ fn count_seen(reason: u32) -> Option<*mut ReasonCounter> {
 /// Writes the record into this CPU's ring and publishes it. `Err` only when it could not be
 /// put in the ring (no room, or no ring for this CPU).
 #[inline(always)]
-fn emit<M: Kmem>(skb: u64, location: u64, reason: u32, ts_ns: u64) -> Result<(), ()> {
-    let blocks = cfg(addr_of!(CONFIG.ring_blocks));
+fn emit(
+    pos: *mut RingPos,
+    cpu: u32,
+    blocks: u32,
+    sp: &Span,
+    key: &KFlowKey,
+    ts_ns: u64,
+    user_key: Option<(u16, u32)>,
+) -> Result<bool, ()> {
     if blocks == 0 {
         return Err(());
     }
-    // SAFETY: a helper call without arguments.
-    let cpu = unsafe { bpf_get_smp_processor_id() };
-    let pos = RING_POS.get_ptr_mut(cpu).ok_or(())?;
-
-    let SkbFields {
-        head,
-        data,
-        len,
-        data_len,
-        mac,
-        network,
-        protocol,
-        dev,
-        iif,
-        sk,
-    } = M::skb_fields(skb);
-
-    let mut flags = 0u8;
-    // No MAC header, or an empty one (L3 devices such as tun or wireguard set mac_header
-    // equal to network_header): the capture starts at the network header.
-    let start = if mac != HEADER_UNSET && mac != network {
-        head.wrapping_add(u64::from(mac))
-    } else {
-        flags |= FLAG_L3;
-        if network != HEADER_UNSET {
-            head.wrapping_add(u64::from(network))
-        } else {
-            data
-        }
-    };
-
-    let snaplen = cfg(addr_of!(CONFIG.snaplen));
-    let snaplen = if snaplen > MAX_SNAPLEN {
-        MAX_SNAPLEN
-    } else {
-        snaplen
-    };
-    let mut orig_len = len;
-    let mut cap: u32 = 0;
-    let mut read_failed = snaplen > 0;
-    if head != 0 && data != 0 {
-        // Bytes between the capture start and skb->data (negative when data is before it).
-        let lead = (data as i64).wrapping_sub(start as i64);
-        let orig = lead.wrapping_add(i64::from(len));
-        orig_len = if orig < 0 {
-            0
-        } else if orig > i64::from(u32::MAX) {
-            u32::MAX
-        } else {
-            orig as u32
-        };
-        // Only the linear part can be read with one copy: up to skb->tail.
-        let avail = lead.wrapping_add(i64::from(len).wrapping_sub(i64::from(data_len)));
-        let want = if snaplen > orig_len {
-            orig_len
-        } else {
-            snaplen
-        };
-        if avail > 0 && want > 0 {
-            cap = want;
-            if avail < i64::from(want) {
-                cap = avail as u32;
-                flags |= FLAG_LINEAR_END;
-            }
-        }
-        read_failed = want > 0 && cap == 0;
-    }
-    if cap > MAX_SNAPLEN {
-        cap = MAX_SNAPLEN;
-    }
+    let mut cap = sp.cap;
+    let mut flags = sp.flags;
+    let mut read_failed = sp.read_failed;
 
     // Room in the ring: the frame goes at `prod`, or at the next block when it would cross
     // this one's end. `limit` is this CPU's cached `cons + ring bytes`; the reader's line is
@@ -556,7 +1226,8 @@ fn emit<M: Kmem>(skb: u64, location: u64, reason: u32, ts_ns: u64) -> Result<(),
         prod
     };
     let end = at + u64::from(total);
-    // SAFETY: as above.
+    // SAFETY: as above. The acquire side of the reader's release store of `cons`: on x86-64
+    // a plain load (TSO), see the module doc.
     unsafe {
         if end > (*pos).limit {
             let cons = read_volatile(addr_of!((*pos).cons));
@@ -597,7 +1268,7 @@ fn emit<M: Kmem>(skb: u64, location: u64, reason: u32, ts_ns: u64) -> Result<(),
             read_raw(
                 frame.add(PACKET_OFF).cast::<c_void>(),
                 cap,
-                start as *const c_void,
+                sp.start as *const c_void,
             )
         };
         if ret != 0 {
@@ -610,25 +1281,20 @@ fn emit<M: Kmem>(skb: u64, location: u64, reason: u32, ts_ns: u64) -> Result<(),
         flags &= !FLAG_LINEAR_END;
         stat_inc(STAT_READ_FAILED);
     }
-
-    let mut ifindex: u32 = 0;
-    let mut net: u64 = 0;
-    if dev != 0 {
-        ifindex = M::read(dev, cfg(addr_of!(CONFIG.off_dev_ifindex))).unwrap_or(0);
-        net = M::read(dev, cfg(addr_of!(CONFIG.off_dev_nd_net))).unwrap_or(0);
+    // User space counts the drop from the record when the copy holds the header bytes the
+    // key is made of; else the kernel counts it (and says so in the record).
+    let (net_off, counted) = match user_key {
+        Some((off, need_end)) if !read_failed && need_end <= cap => (off, false),
+        _ => (0, true),
+    };
+    if counted {
+        flags |= FLAG_COUNTED;
     }
-    if ifindex == 0 {
-        ifindex = iif;
-    }
-    if net == 0 {
-        net = M::read(sk, cfg(addr_of!(CONFIG.off_sk_net))).unwrap_or(0);
-    }
-    let netns_ino: u32 = M::read(net, cfg(addr_of!(CONFIG.off_net_inum))).unwrap_or(0);
 
     // SAFETY: the frame header and event lie in the element (see above); the fields are
-    // written one by one, volatile (see the publishing store below), so that no store covers `_pad` alone (a byte array the compiler
-    // would clear with a memset call). A failed packet read leaves zeros the frame length
-    // still covers; `cap_len` says 0.
+    // written one by one, volatile (see the publishing store below), so that no store
+    // covers `_pad` alone (a byte array the compiler would clear with a memset call). A
+    // failed packet read leaves zeros the frame length still covers; `cap_len` says 0.
     unsafe {
         write_volatile(
             frame.cast::<FrameHeader>(),
@@ -648,22 +1314,54 @@ fn emit<M: Kmem>(skb: u64, location: u64, reason: u32, ts_ns: u64) -> Result<(),
                 ts_ns,
             },
         );
-        write_volatile(addr_of_mut!((*ev).location), location);
-        write_volatile(addr_of_mut!((*ev).reason), reason);
-        write_volatile(addr_of_mut!((*ev).ifindex), ifindex);
-        write_volatile(addr_of_mut!((*ev).netns_ino), netns_ino);
-        write_volatile(addr_of_mut!((*ev).orig_len), orig_len);
+        write_volatile(addr_of_mut!((*ev).location), key.location);
+        write_volatile(addr_of_mut!((*ev).reason), key.reason);
+        write_volatile(addr_of_mut!((*ev).ifindex), key.ifindex);
+        write_volatile(addr_of_mut!((*ev).netns_ino), key.netns_ino);
+        write_volatile(addr_of_mut!((*ev).orig_len), sp.orig_len);
         write_volatile(addr_of_mut!((*ev).cap_len), cap as u16);
-        write_volatile(addr_of_mut!((*ev).protocol), protocol);
-        // `flags` and the three zero padding bytes after it, in one aligned store.
-        write_volatile(addr_of_mut!((*ev).flags).cast::<u32>(), u32::from(flags));
+        write_volatile(addr_of_mut!((*ev).protocol), key.protocol);
+        // `flags`, its padding byte and `net_off`, in one aligned store.
+        write_volatile(
+            addr_of_mut!((*ev).flags).cast::<u32>(),
+            u32::from(flags) | u32::from(net_off) << 16,
+        );
     }
-    // Publish: the stores above are volatile, so the compiler keeps them before this one
-    // (the packet bytes were written by the helper call before them); on x86-64 the CPU
-    // keeps stores in order too (see the module doc).
+    // Publish: the release side paired with the reader's acquire load of `prod`
+    // (engine/src/kernel/ring.rs). The stores above are volatile, so the compiler keeps
+    // them before this one (the packet bytes were written by the helper call before them);
+    // x86-64 keeps stores in order (TSO), so a plain store is a release store there. The
+    // loader refuses other architectures (see the module doc).
     // SAFETY: this CPU's RING_POS element; see above.
     unsafe { write_volatile(addr_of_mut!((*pos).prod), end) };
-    Ok(())
+    Ok(counted)
+}
+
+/// Where the key's header bytes are in a copy made from `sp.start`: (offset of the network
+/// header, end of the bytes the key reads: up to `KEY_HDR_BYTES` of linear data from it).
+/// `None` when the copy cannot hold them (no network header, or before the start).
+#[inline(always)]
+fn user_key_span(f: &SkbFields, sp: &Span) -> Option<(u16, u32)> {
+    if f.head == 0 || f.data == 0 || f.network == HEADER_UNSET {
+        return None;
+    }
+    let net = f.head.wrapping_add(u64::from(f.network));
+    let off = (net as i64).wrapping_sub(sp.start as i64);
+    if !(0..=1024).contains(&off) {
+        return None;
+    }
+    let linear_end = f
+        .data
+        .wrapping_add(u64::from(f.len.wrapping_sub(f.data_len)));
+    let avail = (linear_end as i64).wrapping_sub(net as i64);
+    let need = if avail < 0 {
+        0
+    } else if avail > KEY_HDR_BYTES as i64 {
+        KEY_HDR_BYTES
+    } else {
+        avail as u32
+    };
+    Some((off as u16, off as u32 + need))
 }
 
 #[cfg(not(target_arch = "bpf"))]

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use engine::pcap::FileFormat;
+use engine::report::FlowRows;
 
 const CAPTURE_EXAMPLES: &str = "\
 Examples:
@@ -12,6 +13,10 @@ Examples:
   dropscope capture -w drops.pcapng -c 1000  save 1000 drops, reason in each packet's comment
   dropscope capture --duration 30 -q --stats-json stats.json
                                              profile a drop storm: per-flow x reason table
+  dropscope capture --exemplars 2 --duration 60 -w storm.pcapng --stats-json storm.json
+                                             a drop storm: every drop counted per flow in
+                                             the kernel, 2 packets per flow per second saved
+  dropscope capture --exemplars 0 -q         counts only (cheapest), per-flow profile at the end
   dropscope capture --source cilium          Cilium datapath drops from the agent's socket
   tshark -r drops.pcapng -Y 'frame.comment contains \"NO_SOCKET\"'
 
@@ -96,6 +101,10 @@ pub struct OutputArgs {
     /// Write the final per-flow x reason table and the accounting as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     pub stats_json: Option<PathBuf>,
+    /// Flow rows kept in --stats-json: the N with most packets, or all (default). The
+    /// document counts the rows left out (flow_table.rows_omitted).
+    #[arg(long, value_name = "N|all", value_parser = parse_stats_flows, allow_negative_numbers = true)]
+    pub stats_flows: Option<FlowRows>,
     /// Flows listed in the summary on stderr.
     #[arg(long, default_value_t = 10, value_name = "N")]
     pub top: usize,
@@ -132,8 +141,24 @@ impl OutputArgs {
         if self.json && self.quiet {
             bail!("--json and -q contradict each other: -q prints no per-event lines");
         }
+        if self.stats_flows.is_some() && self.stats_json.is_none() {
+            bail!("--stats-flows needs --stats-json FILE: it sets the rows that file keeps");
+        }
         Ok(())
     }
+}
+
+/// `--stats-flows`: a number of rows (digits only) or `all`.
+fn parse_stats_flows(s: &str) -> std::result::Result<FlowRows, String> {
+    if s == "all" {
+        return Ok(FlowRows::All);
+    }
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("give a number of rows (0 or more) or `all`".into());
+    }
+    s.parse()
+        .map(FlowRows::Top)
+        .map_err(|_| "too many rows: give a smaller number, or `all`".into())
 }
 
 #[derive(Args, Debug)]
@@ -146,9 +171,24 @@ pub struct CaptureArgs {
     #[arg(short = 's', long = "snaplen", default_value_t = engine::DEFAULT_SNAPLEN, value_name = "SNAPLEN")]
     pub snaplen: u32,
     /// Size of each CPU's kernel ring, in MiB (rounded up to a power of two, at most 256).
-    /// A full ring loses drops (counted, shown in the summary); raise it for long storms.
-    #[arg(long = "ring-size", default_value_t = 4, value_name = "MIB")]
-    pub ring_size_mib: u32,
+    /// Default: 32 MiB shared by all CPUs (4 MiB each on up to 8 CPUs, 256 KiB on 128).
+    /// A full ring loses copies (counted; per-flow counts stay exact in the kernel table).
+    #[arg(long = "ring-size", value_name = "MIB", allow_hyphen_values = true)]
+    pub ring_size_mib: Option<u32>,
+    /// Storm mode: copy at most N packets per flow x reason x drop site per second into the
+    /// ring (and the file); every drop is still counted, per flow, in the kernel. 0: counts
+    /// only, no packet bytes. Default: copy every drop.
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub exemplars: Option<u32>,
+    /// Hash entries of the kernel flow table per second (two such tables alternate, each
+    /// behind a 256-slot cache per CPU). More distinct flow x reason x site x CPU keys in
+    /// one second are counted per reason only (table-full).
+    #[arg(long, default_value_t = engine::kernel::loader::DEFAULT_KERNEL_FLOWS, value_name = "N", allow_hyphen_values = true)]
+    pub kernel_flows: u32,
+    /// Without --exemplars, a CPU whose ring is half full copies only a few packets per key
+    /// per second until it drains (reported in the summary); this turns that off.
+    #[arg(long)]
+    pub no_auto_storm: bool,
     /// Cilium monitor socket (with --source cilium).
     #[arg(
         long,

@@ -6,7 +6,8 @@
 
 mod args;
 
-use std::io::{IsTerminal as _, Write as _};
+use std::fs::File;
+use std::io::{BufWriter, IsTerminal as _, Write as _};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -156,30 +157,58 @@ fn progress_printer(quiet: bool) -> impl FnMut(&Progress, Duration) {
     }
 }
 
-fn finish(names: &Names, o: &OutputArgs, report: &RunReport) -> Result<i32> {
+fn finish(names: &Names, o: &OutputArgs, mut report: RunReport) -> Result<i32> {
     if std::io::stderr().is_terminal() && !o.quiet {
         eprint!("\r\x1b[K");
     }
     if let Some(p) = &o.stats_json {
-        let doc = engine::report::stats_json_pretty(names, report)?;
-        write_atomically(p, doc.as_bytes()).with_context(|| format!("writing {}", p.display()))?;
+        let rows = o.stats_flows.unwrap_or_default();
+        // In place: a copy of a large table would double its memory.
+        report.flows.sort_top_by_packets(rows.limit());
+        write_atomically(p, |w| {
+            engine::report::write_stats_json(w, names, &report, rows)
+        })
+        .with_context(|| format!("writing {}", p.display()))?;
     }
-    eprint!("{}", engine::report::summary_text(names, report, o.top));
+    eprint!("{}", engine::report::summary_text(names, &report, o.top));
     Ok(0)
 }
 
-/// Writes `bytes` to `path` through a temporary file, so a failure leaves nothing behind.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Writes `path` through `write` as it goes, via a temporary file renamed at the end, so a
+/// failure leaves nothing behind. `write` gets the buffered file itself (not a `dyn Write`):
+/// serializers write many small pieces, and each is then a copy into the buffer.
+fn write_atomically(
+    path: &Path,
+    write: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let buffered = |file: File| -> std::io::Result<()> {
+        let mut w = BufWriter::with_capacity(1 << 18, file);
+        write(&mut w)?;
+        w.flush()
+    };
     if engine::pcap::output_is_special(path) {
         // /dev/stdout, /dev/null, a FIFO: write in place; renaming over it would replace it.
-        return Ok(std::fs::write(path, bytes)?);
+        return buffered(File::create(path)?);
     }
     let tmp = engine::sink::tmp_path(path);
-    let r = std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path));
+    let r = File::create(&tmp)
+        .and_then(buffered)
+        .and_then(|()| std::fs::rename(&tmp, path));
     if r.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
-    Ok(r?)
+    r
+}
+
+/// Fails early when the `--stats-json` file cannot be written. A FIFO is not tried: opening
+/// and closing it would end the reader's stream before the document is written (and the
+/// open waits for a reader anyway).
+fn check_stats_path(p: &Path) -> Result<()> {
+    use std::os::unix::fs::FileTypeExt as _;
+    if std::fs::metadata(p).is_ok_and(|m| m.file_type().is_fifo()) {
+        return Ok(());
+    }
+    engine::sink::check_writable(p)
 }
 
 fn parse_release(r: &str) -> Result<engine::cilium::tables::CiliumRelease> {
@@ -198,20 +227,25 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
         );
     }
     if let Some(p) = &c.out.stats_json {
-        engine::sink::check_writable(p)?;
+        check_stats_path(p)?;
     }
     let mut names = Names::load(false);
     names.cilium = engine::cilium_glue::CiliumContext::new(parse_release(&c.cilium_release)?);
     let interrupt = install_interrupt()?;
     let mut kinds = c.source.clone();
     kinds.dedup();
+    let kernel = if kinds.contains(&args::SourceKind::Kernel) {
+        Some(kernel_options(&c, snaplen)?)
+    } else {
+        None
+    };
     let mut sources: Vec<SourceFn<'static>> = Vec::new();
     for kind in &kinds {
         sources.push(match kind {
-            args::SourceKind::Kernel => engine::sources::kernel(&engine::sources::KernelOptions {
-                snaplen,
-                ring_bytes_per_cpu: u64::from(c.ring_size_mib) << 20,
-            })?,
+            args::SourceKind::Kernel => match &kernel {
+                Some((o, _)) => engine::sources::kernel(o)?,
+                None => bail!("internal: kernel options missing"),
+            },
             args::SourceKind::Cilium => {
                 engine::sources::cilium_socket(&engine::sources::CiliumSocketOptions {
                     path: c.cilium_socket.clone(),
@@ -229,7 +263,12 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
     };
     let sink = make_sink(&c.out, snaplen)?;
     // Printed even with -q (as tcpdump's "listening on"): scripts wait for it.
-    eprintln!("dropscope: capturing drops (snaplen {snaplen}); Ctrl-C to stop");
+    match &kernel {
+        Some((_, memory)) => {
+            eprintln!("dropscope: capturing drops (snaplen {snaplen}; {memory}); Ctrl-C to stop")
+        }
+        None => eprintln!("dropscope: capturing drops (snaplen {snaplen}); Ctrl-C to stop"),
+    }
     let progress = Progress::default();
     let report = engine::pipeline::run(
         &pipeline_config(&c.out),
@@ -240,13 +279,164 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
         &progress,
         progress_printer(c.out.quiet),
     )?;
-    finish(&names, &c.out, &report)
+    finish(&names, &c.out, report)
+}
+
+/// The kernel source's options from the flags, checked against the node's memory before
+/// anything is loaded; with the line saying how much kernel memory they take.
+fn kernel_options(
+    c: &args::CaptureArgs,
+    snaplen: u32,
+) -> Result<(engine::sources::KernelOptions, String)> {
+    use engine::kernel::loader as l;
+    if c.kernel_flows == 0 {
+        bail!(
+            "--kernel-flows 0 would count nothing per flow: give at least 1 (default {})",
+            l::DEFAULT_KERNEL_FLOWS
+        );
+    }
+    if c.kernel_flows > l::MAX_KERNEL_FLOWS {
+        bail!(
+            "--kernel-flows {} is more than the {} entries dropscope allows: lower it",
+            c.kernel_flows,
+            l::MAX_KERNEL_FLOWS
+        );
+    }
+    if let Some(n) = c.exemplars {
+        if n > MAX_EXEMPLARS {
+            bail!("--exemplars {n} is more than {MAX_EXEMPLARS} per flow and second: leave --exemplars out to copy every drop");
+        }
+    }
+    if c.ring_size_mib == Some(0) {
+        bail!("--ring-size 0 leaves no room for packets: give at least 1 MiB, or use --exemplars 0 for counts only");
+    }
+    let cpus = l::possible_cpus()?;
+    let ring_bytes_per_cpu = match c.ring_size_mib {
+        Some(m) => u64::from(m) << 20,
+        None => l::default_ring_bytes_per_cpu(cpus),
+    };
+    let ring_bytes = engine::kernel::ring::ring_bytes(ring_bytes_per_cpu);
+    let rings_total = ring_bytes * u64::from(cpus);
+    let table_total =
+        2 * u64::from(c.kernel_flows) * l::TABLE_BYTES_PER_ENTRY + l::cache_bytes(cpus);
+    let total = rings_total + table_total;
+    if let Some((avail, what)) = memory_available() {
+        if total > avail / 2 {
+            bail!(
+                "the rings ({} CPUs x {}) and the kernel flow table (2 x {} entries, {}) need {}, more than half of the {} {what}: lower --ring-size or --kernel-flows",
+                cpus,
+                mib(ring_bytes),
+                c.kernel_flows,
+                mib(table_total),
+                mib(total),
+                mib(avail)
+            );
+        }
+    }
+    let memory = format!(
+        "kernel memory {}: rings {} CPUs x {}, flow table 2 x {} entries {}",
+        mib(total),
+        cpus,
+        mib(ring_bytes),
+        c.kernel_flows,
+        mib(table_total)
+    );
+    Ok((
+        engine::sources::KernelOptions {
+            snaplen,
+            ring_bytes_per_cpu,
+            kernel_flows: c.kernel_flows,
+            exemplars: c.exemplars,
+            auto_storm: !c.no_auto_storm,
+            max_rows: c.out.max_flows,
+        },
+        memory,
+    ))
+}
+
+/// Largest `--exemplars`.
+const MAX_EXEMPLARS: u32 = 1_000_000;
+
+fn mib(bytes: u64) -> String {
+    if bytes >= 1 << 20 {
+        format!("{:.1} MiB", bytes as f64 / f64::from(1u32 << 20))
+    } else {
+        format!("{} KiB", bytes >> 10)
+    }
+}
+
+/// The memory this process may still take (bytes) and where that limit comes from: the
+/// node's MemAvailable, or less when its memory cgroup (v1 or v2, or an ancestor) has a
+/// limit. BPF maps are charged to the creating process's memory cgroup (Linux 5.11+), so a
+/// pod's limit is the one that counts.
+fn memory_available() -> Option<(u64, &'static str)> {
+    let node = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+            let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kb * 1024)
+        });
+    let mut best = node.map(|n| (n, "this node has available"));
+    if let Some(cg) = cgroup_headroom() {
+        if best.is_none_or(|(n, _)| cg < n) {
+            best = Some((cg, "this memory cgroup still allows"));
+        }
+    }
+    best
+}
+
+/// Limit minus usage of this process's memory cgroup and its ancestors (the smallest).
+fn cgroup_headroom() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let read = |p: &std::path::Path| -> Option<u64> {
+        let v = std::fs::read_to_string(p).ok()?;
+        let v = v.trim();
+        // "max" (v2) or a huge v1 value: no limit.
+        v.parse::<u64>().ok().filter(|&n| n < 1 << 62)
+    };
+    let mut best: Option<u64> = None;
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_), Some(ctrls), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        let (roots, limit, usage): (&[&str], &str, &str) = if ctrls.is_empty() {
+            (
+                &["/sys/fs/cgroup", "/sys/fs/cgroup/unified"],
+                "memory.max",
+                "memory.current",
+            )
+        } else if ctrls.split(',').any(|c| c == "memory") {
+            (
+                &["/sys/fs/cgroup/memory"],
+                "memory.limit_in_bytes",
+                "memory.usage_in_bytes",
+            )
+        } else {
+            continue;
+        };
+        for root in roots {
+            let mut dir = std::path::PathBuf::from(format!("{root}{path}"));
+            loop {
+                if let Some(lim) = read(&dir.join(limit)) {
+                    let used = read(&dir.join(usage)).unwrap_or(0);
+                    let room = lim.saturating_sub(used);
+                    best = Some(best.map_or(room, |b| b.min(room)));
+                }
+                if dir.as_os_str().len() <= root.len() || !dir.pop() {
+                    break;
+                }
+            }
+        }
+    }
+    best
 }
 
 fn replay(r: args::ReplayArgs) -> Result<i32> {
     r.out.validate()?;
     if let Some(p) = &r.out.stats_json {
-        engine::sink::check_writable(p)?;
+        check_stats_path(p)?;
     }
     let mut names = Names::load(true);
     names.cilium = engine::cilium_glue::CiliumContext::new(parse_release(
@@ -258,6 +448,7 @@ fn replay(r: args::ReplayArgs) -> Result<i32> {
         r.input_format.as_deref(),
         r.cilium_release.as_deref(),
         engine::sources::cilium_type_bits(&r.types)?,
+        r.out.max_flows,
     )?;
     let sink = make_sink(&r.out, engine::MAX_REPLAY_SNAPLEN)?;
     let progress = Progress::default();
@@ -276,7 +467,7 @@ fn replay(r: args::ReplayArgs) -> Result<i32> {
         &progress,
         progress_printer(r.out.quiet),
     )?;
-    finish(&names, &r.out, &report)
+    finish(&names, &r.out, report)
 }
 
 fn reasons(r: args::ReasonsArgs) -> Result<i32> {

@@ -3,10 +3,11 @@
 //!
 //! For each reason the ledger holds:
 //! `observed` (counted where events originate, e.g. the kernel's per-CPU counters)
-//! = `lost_ring` (the kernel could not put it in the ring) + `delivered` (the source handed it
-//! to the pipeline); `delivered` = `received` (the sink stage got it; channels block, they do
-//! not drop); `received` = `skipped` (after `-c COUNT`) + `processed` (aggregated, written,
-//! printed). Losses that cannot be attributed to a reason (malformed records, lost-record
+//! = `in_table` (counted in the kernel flow table) + `table_full` (no room there), and
+//! `observed` = `not_copied` (the exemplar budget did not copy it) + `lost_ring` (copied, but
+//! the ring had no room) + `delivered` (the source handed it to the pipeline);
+//! `delivered` = `received` (the sink stage got it; channels block, they do not drop);
+//! `received` = `skipped` (after `-c COUNT`) + `processed` (aggregated, written, printed). Losses that cannot be attributed to a reason (malformed records, lost-record
 //! notices from Cilium's agent) are kept by stage and kind. Nothing here may be hidden from
 //! the final summary.
 
@@ -21,6 +22,10 @@ use crate::aggregate::ReasonKey;
 pub struct ReasonRow {
     /// Counted at the origin; `None` when the origin keeps no count (a file, a socket).
     pub observed: Option<u64>,
+    /// Counted in the kernel flow table; `None` without one.
+    pub in_table: Option<u64>,
+    pub table_full: u64,
+    pub not_copied: u64,
     pub lost_ring: u64,
     pub delivered: u64,
     pub received: u64,
@@ -84,13 +89,23 @@ impl Ledger {
         let mut out = Vec::new();
         for (k, r) in &self.rows {
             if let Some(obs) = r.observed {
-                if obs != r.lost_ring + r.delivered {
+                if obs != r.not_copied + r.lost_ring + r.delivered {
                     out.push(Mismatch {
                         reason: name(*k),
-                        equation: "observed = lost_ring + delivered".into(),
+                        equation: "observed = not_copied + lost_ring + delivered".into(),
                         left: obs,
-                        right: r.lost_ring + r.delivered,
+                        right: r.not_copied + r.lost_ring + r.delivered,
                     });
+                }
+                if let Some(t) = r.in_table {
+                    if obs != t + r.table_full {
+                        out.push(Mismatch {
+                            reason: name(*k),
+                            equation: "observed = in_table + table_full".into(),
+                            left: obs,
+                            right: t + r.table_full,
+                        });
+                    }
                 }
             }
             if r.delivered != r.received {
@@ -119,6 +134,11 @@ impl Ledger {
             if let Some(o) = r.observed {
                 *t.observed.get_or_insert(0) += o;
             }
+            if let Some(o) = r.in_table {
+                *t.in_table.get_or_insert(0) += o;
+            }
+            t.table_full += r.table_full;
+            t.not_copied += r.not_copied;
             t.lost_ring += r.lost_ring;
             t.delivered += r.delivered;
             t.received += r.received;
@@ -139,37 +159,43 @@ impl Ledger {
             .max()
             .unwrap_or(6)
             .clamp(6, 48);
-        let _ = writeln!(
-            s,
-            "{:<w$} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
-            "reason", "observed", "ring-lost", "delivered", "received", "skipped", "processed"
-        );
+        let table = self.rows.values().any(|r| r.in_table.is_some());
         let obs = |o: Option<u64>| o.map_or_else(|| "-".to_string(), |v| v.to_string());
-        for (r, n) in self.rows.values().zip(&names) {
+        let line = |s: &mut String, n: &str, r: &ReasonRow| {
+            let _ = write!(s, "{:<w$} {:>10}", n, obs(r.observed));
+            if table {
+                let _ = write!(
+                    s,
+                    " {:>10} {:>10} {:>10}",
+                    obs(r.in_table),
+                    r.table_full,
+                    r.not_copied
+                );
+            }
             let _ = writeln!(
                 s,
-                "{:<w$} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
-                n,
-                obs(r.observed),
-                r.lost_ring,
-                r.delivered,
-                r.received,
-                r.skipped,
-                r.processed
+                " {:>10} {:>10} {:>10} {:>10} {:>10}",
+                r.lost_ring, r.delivered, r.received, r.skipped, r.processed
+            );
+        };
+        let _ = write!(s, "{:<w$} {:>10}", "reason", "observed");
+        if table {
+            let _ = write!(
+                s,
+                " {:>10} {:>10} {:>10}",
+                "in-table", "table-full", "not-copied"
             );
         }
-        let t = self.totals();
         let _ = writeln!(
             s,
-            "{:<w$} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
-            "total",
-            obs(t.observed),
-            t.lost_ring,
-            t.delivered,
-            t.received,
-            t.skipped,
-            t.processed
+            " {:>10} {:>10} {:>10} {:>10} {:>10}",
+            "ring-lost", "delivered", "received", "skipped", "processed"
         );
+        for (r, n) in self.rows.values().zip(&names) {
+            line(&mut s, n, r);
+        }
+        let t = self.totals();
+        line(&mut s, "total", &t);
         for l in &self.stage_losses {
             let _ = writeln!(s, "{}: {} {}", l.stage, l.kind.replace('_', " "), l.count);
         }
@@ -191,6 +217,9 @@ mod tests {
         let r = l.row(ReasonKey::Kernel(3));
         *r = ReasonRow {
             observed: Some(10),
+            in_table: Some(9),
+            table_full: 1,
+            not_copied: 0,
             lost_ring: 2,
             delivered: 8,
             received: 8,
@@ -201,8 +230,21 @@ mod tests {
         l.row(ReasonKey::Kernel(3)).lost_ring = 1;
         let m = l.mismatches(&nm);
         assert_eq!(m.len(), 1);
-        assert_eq!(m[0].equation, "observed = lost_ring + delivered");
+        assert_eq!(
+            m[0].equation,
+            "observed = not_copied + lost_ring + delivered"
+        );
         assert_eq!((m[0].left, m[0].right), (10, 9));
+        l.row(ReasonKey::Kernel(3)).not_copied = 1;
+        assert!(l.mismatches(&nm).is_empty());
+        l.row(ReasonKey::Kernel(3)).in_table = Some(8);
+        let m = l.mismatches(&nm);
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].equation, "observed = in_table + table_full");
+        assert_eq!((m[0].left, m[0].right), (10, 9));
+        l.row(ReasonKey::Kernel(3)).in_table = Some(9);
+        let text = l.render_text(&nm);
+        assert!(text.contains("in-table"), "{text}");
         let t = l.totals();
         assert_eq!((t.observed, t.delivered, t.processed), (Some(10), 8, 7));
     }

@@ -11,9 +11,20 @@
 //! overflow sketches). It is a folded-multiply hash over the key packed into eight words:
 //! measured in benches/benches/aggregate.rs against hashbrown's default (foldhash over the
 //! derived `Hash`) and std's SipHash.
+//!
+//! Memory: rows live packed in one `Vec` (96 bytes each) and the hash table holds only their
+//! positions and 32 bits of hash (12 bytes a bucket). A table of rows in place would be half
+//! empty after each doubling and copy every row at each resize: 1M rows took 200 MB and
+//! peaked near 300 MB while resizing; packed, they take about 125 MB (96 MB of rows, 27 MB
+//! of index). Reports need the rows in order: the largest few are picked with a bounded heap
+//! ([`FlowTable::top_by_packets`]), and a whole ordering is done in place
+//! ([`FlowTable::sort_top_by_packets`]), never on a copy.
+//!
+//! Must never: lose or double-count a packet, allocate per packet for a known key, or panic.
 
+use std::cmp::Ordering;
 use std::collections::hash_map::RandomState;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::hash::BuildHasher;
 use std::sync::OnceLock;
 
@@ -118,7 +129,15 @@ const SKETCH_WORDS: usize = (1 << SKETCH_BITS_LOG2) / 64;
 /// The per-flow x reason table. See the module documentation for its guarantees.
 #[derive(Clone)]
 pub struct FlowTable {
-    rows: HashTable<(AggKey, AggValue)>,
+    /// Every row, in the order they were inserted (or as last arranged by
+    /// [`FlowTable::sort_top_by_packets`]). Rows are never removed.
+    rows: Vec<(AggKey, AggValue)>,
+    /// Where each key's row is. Empty while stale: after `rows` were reordered it is
+    /// rebuilt on the next lookup ([`FlowTable::reindex`]).
+    index: HashTable<Slot>,
+    /// How many leading `rows` are known to be in [`by_packets`] order and ahead of every
+    /// other row. Any change of a count makes it 0.
+    sorted_prefix: usize,
     hasher: KeyHasher,
     max_entries: usize,
     overflowed_packets: u64,
@@ -154,7 +173,9 @@ impl FlowTable {
 
     fn with_hasher(max_entries: usize, hasher: KeyHasher) -> FlowTable {
         FlowTable {
-            rows: HashTable::new(),
+            rows: Vec::new(),
+            index: HashTable::new(),
+            sorted_prefix: 0,
             hasher,
             max_entries,
             overflowed_packets: 0,
@@ -166,8 +187,12 @@ impl FlowTable {
     /// Counts one packet of `orig_len` bytes seen at `ts_ns`.
     #[inline]
     pub fn add(&mut self, key: &AggKey, orig_len: u32, ts_ns: u64) {
+        self.sorted_prefix = 0;
+        if self.index.len() != self.rows.len() {
+            self.reindex();
+        }
         let hash = self.hasher.hash(key);
-        if let Some((_, v)) = self.rows.find_mut(hash, |(k, _)| k == key) {
+        if let Some(v) = self.find_mut(hash, key) {
             v.add(orig_len, ts_ns);
             return;
         }
@@ -179,28 +204,60 @@ impl FlowTable {
     #[inline(never)]
     fn insert(&mut self, hash: u64, key: &AggKey, value: &AggValue) {
         if self.rows.len() < self.max_entries || key.is_overflow() {
-            let hasher = &self.hasher;
-            self.rows
-                .insert_unique(hash, (*key, *value), |(k, _)| hasher.hash(k));
+            self.push_row(hash, key, value);
             return;
         }
         self.overflowed_packets = self.overflowed_packets.wrapping_add(value.packets);
         self.sketch_mark(hash);
         let okey = AggKey::overflow(key.reason);
         let ohash = self.hasher.hash(&okey);
-        if let Some((_, v)) = self.rows.find_mut(ohash, |(k, _)| *k == okey) {
+        if let Some(v) = self.find_mut(ohash, &okey) {
             v.merge(value);
         } else {
-            let hasher = &self.hasher;
-            self.rows
-                .insert_unique(ohash, (okey, *value), |(k, _)| hasher.hash(k));
+            self.push_row(ohash, &okey, value);
+        }
+    }
+
+    /// Appends a row whose key (hashed to `hash`) is not in the table.
+    fn push_row(&mut self, hash: u64, key: &AggKey, value: &AggValue) {
+        let slot = Slot::new(hash, self.rows.len());
+        self.index
+            .insert_unique(slot.table_hash(), slot, |s| s.table_hash());
+        self.rows.push((*key, *value));
+    }
+
+    /// The value of `key` (already hashed to `hash`), if it has a row.
+    #[inline(always)]
+    fn find_mut(&mut self, hash: u64, key: &AggKey) -> Option<&mut AggValue> {
+        let probe = Slot::new(hash, 0);
+        let rows = &mut self.rows;
+        let slot = *self.index.find(probe.table_hash(), |s| {
+            s.hash == probe.hash && rows.get(s.row()).is_some_and(|(k, _)| k == key)
+        })?;
+        rows.get_mut(slot.row()).map(|(_, v)| v)
+    }
+
+    /// Rebuilds the index from `rows` (after they were reordered).
+    #[cold]
+    #[inline(never)]
+    fn reindex(&mut self) {
+        self.index.clear();
+        self.index.reserve(self.rows.len(), |s| s.table_hash());
+        for (i, (k, _)) in self.rows.iter().enumerate() {
+            let slot = Slot::new(self.hasher.hash(k), i);
+            self.index
+                .insert_unique(slot.table_hash(), slot, |s| s.table_hash());
         }
     }
 
     /// Adds a whole row's counts (the merge path).
     fn upsert(&mut self, key: &AggKey, value: &AggValue) {
+        self.sorted_prefix = 0;
+        if self.index.len() != self.rows.len() {
+            self.reindex();
+        }
         let hash = self.hasher.hash(key);
-        if let Some((_, v)) = self.rows.find_mut(hash, |(k, _)| k == key) {
+        if let Some(v) = self.find_mut(hash, key) {
             v.merge(value);
         } else {
             self.insert(hash, key, value);
@@ -256,16 +313,53 @@ impl FlowTable {
         self.rows.iter().map(|(k, v)| (k, v))
     }
 
-    /// All rows, most packets first (then most bytes, then by key, so the order is total).
+    /// All rows, most packets first (then most bytes, then by key, so the order is total):
+    /// a sorted copy of the whole table. Reports walk [`FlowTable::top_by_packets`] instead.
     pub fn sorted_by_packets(&self) -> Vec<(AggKey, AggValue)> {
-        let mut v: Vec<(AggKey, AggValue)> = self.rows.iter().copied().collect();
-        v.sort_unstable_by(|(ka, a), (kb, b)| {
-            b.packets
-                .cmp(&a.packets)
-                .then(b.bytes.cmp(&a.bytes))
-                .then(ka.cmp(kb))
-        });
+        let mut v = self.rows.clone();
+        if self.sorted_prefix < v.len() {
+            v.sort_unstable_by(by_packets);
+        }
         v
+    }
+
+    /// The `n` rows with most packets (all rows when `n` is at least [`FlowTable::len`]), in
+    /// [`FlowTable::sorted_by_packets`]'s order, without copying a row.
+    ///
+    /// Rows already arranged by [`FlowTable::sort_top_by_packets`] are walked as they lie.
+    /// Otherwise a few rows (`n` up to [`HEAP_PICK_MAX`] and a sixteenth of the table) are
+    /// picked with a heap of `n` entries in one pass; more are selected and sorted through a
+    /// vector of 24 bytes per row (their counts and a reference), which is slower than
+    /// ordering the rows in place when keys decide many ties.
+    pub fn top_by_packets(&self, n: usize) -> TopRows<'_> {
+        let n = n.min(self.rows.len());
+        let inner = if n <= self.sorted_prefix {
+            TopInner::Sorted(self.rows.get(..n).unwrap_or_default().iter())
+        } else if uses_heap(n, self.rows.len()) {
+            TopInner::Picked(pick_top(&self.rows, n).into_iter())
+        } else {
+            let mut counted: Vec<Counted<'_>> = self.rows.iter().map(Counted::new).collect();
+            select_top(&mut counted, n, Counted::order);
+            counted.truncate(n);
+            TopInner::Counted(counted.into_iter())
+        };
+        TopRows { inner }
+    }
+
+    /// Arranges the rows in place so that the `n` with most packets come first, in order
+    /// (all rows when `n` is at least [`FlowTable::len`]), unless so few are asked for that
+    /// [`FlowTable::top_by_packets`] picks them faster with its heap. No row is copied and
+    /// no memory is allocated; the index is rebuilt on the next [`FlowTable::add`] or
+    /// [`FlowTable::merge`]. Counts are unchanged.
+    pub fn sort_top_by_packets(&mut self, n: usize) {
+        let n = n.min(self.rows.len());
+        if n <= self.sorted_prefix || uses_heap(n, self.rows.len()) {
+            return;
+        }
+        select_top(&mut self.rows, n, by_packets);
+        self.sorted_prefix = n;
+        // The rows moved: the index is stale (rebuilt when next needed).
+        self.index.clear();
     }
 
     /// Adds every row of `other` into this table (rows that do not fit overflow as usual).
@@ -300,7 +394,7 @@ impl FlowTable {
     /// The sum of all rows: every packet ever added, exactly.
     pub fn totals(&self) -> AggValue {
         let mut t = AggValue::default();
-        for (_, v) in self.rows.iter() {
+        for (_, v) in &self.rows {
             t.merge(v);
         }
         t
@@ -309,12 +403,183 @@ impl FlowTable {
     /// The sum of all rows per reason, exactly.
     pub fn per_reason_totals(&self) -> BTreeMap<ReasonKey, AggValue> {
         let mut m: BTreeMap<ReasonKey, AggValue> = BTreeMap::new();
-        for (k, v) in self.rows.iter() {
+        for (k, v) in &self.rows {
             m.entry(k.reason).or_default().merge(v);
         }
         m
     }
 }
+
+/// An index entry: a row's position in [`FlowTable`]'s rows and 32 bits of its key's hash.
+/// The index moves its entries by these bits when it grows, without reading a row (rows
+/// are far apart in memory: reading them made growing the index a third of the run time
+/// for a million flows). 12 bytes: a 64-bit position split in two words keeps the
+/// alignment at 4.
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    hash: u32,
+    row_lo: u32,
+    row_hi: u32,
+}
+
+impl Slot {
+    #[inline(always)]
+    fn new(key_hash: u64, row: usize) -> Slot {
+        let row = row as u64;
+        Slot {
+            hash: key_hash as u32,
+            row_lo: row as u32,
+            row_hi: (row >> 32) as u32,
+        }
+    }
+
+    #[inline(always)]
+    fn row(self) -> usize {
+        (u64::from(self.row_hi) << 32 | u64::from(self.row_lo)) as usize
+    }
+
+    /// The hash the index uses: the 32 bits spread over 64 by an odd multiplier, so the low
+    /// bits (which pick the bucket) and the top 7 (the tag) both vary.
+    #[inline(always)]
+    fn table_hash(self) -> u64 {
+        u64::from(self.hash).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+}
+
+/// The order of reports: most packets first, then most bytes, then by key (a total order:
+/// keys are unique in a table).
+fn by_packets((ka, a): &(AggKey, AggValue), (kb, b): &(AggKey, AggValue)) -> Ordering {
+    b.packets
+        .cmp(&a.packets)
+        .then(b.bytes.cmp(&a.bytes))
+        .then(ka.cmp(kb))
+}
+
+/// At most this many rows are picked with a heap ([`FlowTable::top_by_packets`]).
+pub const HEAP_PICK_MAX: usize = 1 << 16;
+
+/// Whether picking `n` of `len` rows with a heap is cheaper than ordering them in place:
+/// the heap costs one pass plus `log n` per row that enters it, and memory for `n` entries.
+fn uses_heap(n: usize, len: usize) -> bool {
+    n < len && n <= HEAP_PICK_MAX && n.saturating_mul(16) <= len
+}
+
+/// The first `n` of `v` in `cmp` order, sorted, at the front of `v` (the rest in any order).
+fn select_top<T>(v: &mut [T], n: usize, mut cmp: impl FnMut(&T, &T) -> Ordering) {
+    if n == 0 {
+        return;
+    }
+    if n < v.len() {
+        v.select_nth_unstable_by(n - 1, &mut cmp);
+    }
+    if let Some(head) = v.get_mut(..n) {
+        head.sort_unstable_by(cmp);
+    }
+}
+
+/// A row in the heap of [`pick_top`]: ordered as [`by_packets`], so the heap's greatest is
+/// the row that would come last of those kept.
+struct Ranked<'a>(&'a (AggKey, AggValue));
+
+impl PartialEq for Ranked<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        by_packets(self.0, other.0) == Ordering::Equal
+    }
+}
+
+impl Eq for Ranked<'_> {}
+
+impl PartialOrd for Ranked<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Ranked<'_> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        by_packets(self.0, other.0)
+    }
+}
+
+/// The `n` first rows in [`by_packets`] order, sorted, in one pass with a heap of `n`.
+fn pick_top(rows: &[(AggKey, AggValue)], n: usize) -> Vec<&(AggKey, AggValue)> {
+    if n == 0 {
+        return Vec::new();
+    }
+    let mut heap: BinaryHeap<Ranked<'_>> = BinaryHeap::with_capacity(n);
+    for row in rows {
+        if heap.len() < n {
+            heap.push(Ranked(row));
+        } else if let Some(mut last) = heap.peek_mut() {
+            if by_packets(row, last.0) == Ordering::Less {
+                *last = Ranked(row);
+            }
+        }
+    }
+    heap.into_sorted_vec().into_iter().map(|r| r.0).collect()
+}
+
+/// A row with its counts beside it, so that ordering compares nearby memory and reads the
+/// row only to break a tie by key.
+struct Counted<'a> {
+    packets: u64,
+    bytes: u64,
+    row: &'a (AggKey, AggValue),
+}
+
+impl<'a> Counted<'a> {
+    fn new(row: &'a (AggKey, AggValue)) -> Self {
+        Counted {
+            packets: row.1.packets,
+            bytes: row.1.bytes,
+            row,
+        }
+    }
+
+    /// [`by_packets`].
+    fn order(a: &Counted<'_>, b: &Counted<'_>) -> Ordering {
+        (b.packets, b.bytes)
+            .cmp(&(a.packets, a.bytes))
+            .then_with(|| a.row.0.cmp(&b.row.0))
+    }
+}
+
+/// Rows in report order, from [`FlowTable::top_by_packets`].
+pub struct TopRows<'a> {
+    inner: TopInner<'a>,
+}
+
+enum TopInner<'a> {
+    /// A prefix of rows already in order.
+    Sorted(std::slice::Iter<'a, (AggKey, AggValue)>),
+    /// Rows picked into a vector of references.
+    Picked(std::vec::IntoIter<&'a (AggKey, AggValue)>),
+    /// Rows selected with their counts.
+    Counted(std::vec::IntoIter<Counted<'a>>),
+}
+
+impl<'a> Iterator for TopRows<'a> {
+    type Item = (&'a AggKey, &'a AggValue);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let row = match &mut self.inner {
+            TopInner::Sorted(it) => it.next(),
+            TopInner::Picked(it) => it.next(),
+            TopInner::Counted(it) => it.next().map(|c| c.row),
+        }?;
+        Some((&row.0, &row.1))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match &self.inner {
+            TopInner::Sorted(it) => it.size_hint(),
+            TopInner::Picked(it) => it.size_hint(),
+            TopInner::Counted(it) => it.size_hint(),
+        }
+    }
+}
+
+impl ExactSizeIterator for TopRows<'_> {}
 
 /// Folded-multiply hash of an [`AggKey`] packed into eight words.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -548,6 +813,111 @@ mod tests {
         assert_eq!(t.overflowed_packets(), u64::from(n));
     }
 
+    /// The reference order: every row copied and sorted by the documented rule.
+    fn reference_order(t: &FlowTable) -> Vec<(AggKey, AggValue)> {
+        let mut v: Vec<(AggKey, AggValue)> = t.iter().map(|(k, v)| (*k, *v)).collect();
+        v.sort_by(|(ka, a), (kb, b)| {
+            (b.packets, b.bytes)
+                .cmp(&(a.packets, a.bytes))
+                .then(ka.cmp(kb))
+        });
+        v
+    }
+
+    fn top(t: &FlowTable, n: usize) -> Vec<(AggKey, AggValue)> {
+        t.top_by_packets(n).map(|(k, v)| (*k, *v)).collect()
+    }
+
+    /// 300 rows over 3 reasons: packets 1..=5 and two lengths, so many rows tie on packets
+    /// and bytes and the key decides.
+    fn tied_table() -> FlowTable {
+        let mut t = FlowTable::with_seed(1000, 13);
+        for i in 0..300u32 {
+            let mut k = key(
+                (i % 100) as u8,
+                [K, C, ReasonKey::Captured][(i / 100) as usize],
+            );
+            k.src_identity = i % 7;
+            for _ in 0..=(i * 7919) % 5 {
+                t.add(&k, 60 + 40 * (i % 2), u64::from(i));
+            }
+        }
+        t
+    }
+
+    #[test]
+    fn top_rows_are_the_sorted_prefix_for_every_n() {
+        let t = tied_table();
+        let want = reference_order(&t);
+        assert_eq!(want.len(), 300);
+        // Ties exist on (packets, bytes): the key decides them.
+        assert!(want
+            .windows(2)
+            .any(|w| (w[0].1.packets, w[0].1.bytes) == (w[1].1.packets, w[1].1.bytes)));
+        assert_eq!(want.first().map(|r| r.1.packets), Some(5));
+        assert_eq!(want.last().map(|r| r.1.packets), Some(1));
+        assert_eq!(t.sorted_by_packets(), want);
+        for n in 0..=305 {
+            // n <= 18 picks with the heap (a sixteenth of 300), larger n select and sort.
+            let got = top(&t, n);
+            assert_eq!(got.len(), n.min(300), "n = {n}");
+            assert_eq!(got[..], want[..n.min(300)], "n = {n}");
+            assert_eq!(t.top_by_packets(n).len(), n.min(300));
+        }
+    }
+
+    #[test]
+    fn sorting_in_place_keeps_every_count_and_the_table_usable() {
+        for n in [0, 5, 19, 150, 300, 1000] {
+            let mut t = tied_table();
+            let want = reference_order(&t);
+            let totals = t.totals();
+            t.sort_top_by_packets(n);
+            assert_eq!(top(&t, n), want[..n.min(300)], "n = {n}");
+            assert_eq!(t.sorted_by_packets(), want, "n = {n}");
+            assert_eq!(t.len(), 300);
+            assert_eq!(t.totals(), totals);
+            if n >= 150 {
+                // Arranged in place: the first n rows, as they lie, are the top n.
+                let head: Vec<(AggKey, AggValue)> =
+                    t.iter().take(n).map(|(k, v)| (*k, *v)).collect();
+                assert_eq!(head, want[..n.min(300)], "n = {n}");
+            }
+            // Counting again after the rows moved: known keys find their rows, the order
+            // is recomputed.
+            let last = want[299].0;
+            for _ in 0..10 {
+                t.add(&last, 1, 1000);
+            }
+            t.add(&key(200, K), 5, 2000);
+            assert_eq!(t.len(), 301);
+            assert_eq!(row(&t, &last).map(|v| v.packets), Some(11));
+            assert_eq!(row(&t, &key(200, K)), Some(val(1, 5, 2000, 2000)));
+            assert_eq!(top(&t, 1), vec![(last, row(&t, &last).unwrap())]);
+            assert_eq!(t.sorted_by_packets(), reference_order(&t));
+            assert_eq!(t.totals().packets, totals.packets + 11);
+        }
+    }
+
+    #[test]
+    fn merging_into_a_sorted_table_finds_its_rows() {
+        let mut a = tied_table();
+        a.sort_top_by_packets(usize::MAX);
+        let b = tied_table();
+        let want: Vec<(AggKey, u64)> = reference_order(&b)
+            .into_iter()
+            .map(|(k, v)| (k, v.packets * 2))
+            .collect();
+        a.merge(b);
+        assert_eq!(a.len(), 300);
+        let got: Vec<(AggKey, u64)> = a
+            .sorted_by_packets()
+            .into_iter()
+            .map(|(k, v)| (k, v.packets))
+            .collect();
+        assert_eq!(got, want);
+    }
+
     // ---- properties ----
 
     type Input = (u8, u8, u32, u32, u64);
@@ -623,6 +993,25 @@ mod tests {
                 t.iter().filter(|(k, _)| k.is_overflow()).map(|(k, v)| (*k, *v)).collect();
             prop_assert_eq!(&overflow_rows, &folded);
             prop_assert_eq!(t.overflowed_packets(), folded.values().map(|v| v.packets).sum::<u64>());
+        }
+
+        #[test]
+        fn top_rows_agree_with_a_full_sort(ins in inputs(), n in 0usize..60, max in 1usize..40, in_place in any::<bool>()) {
+            let mut t = FlowTable::with_seed(max, 21);
+            fill(&mut t, &ins);
+            let want = reference_order(&t);
+            if in_place {
+                t.sort_top_by_packets(n);
+            }
+            prop_assert_eq!(&top(&t, n)[..], &want[..n.min(want.len())]);
+            prop_assert_eq!(t.sorted_by_packets(), want);
+            // Still exact when counting goes on.
+            fill(&mut t, &ins);
+            let twice: Vec<Input> = ins.iter().chain(ins.iter()).copied().collect();
+            let exact_twice = exact(&twice);
+            let want_total = exact_twice.values().fold(AggValue::default(), |mut a, v| { a.merge(v); a });
+            prop_assert_eq!(t.totals(), want_total);
+            prop_assert_eq!(t.sorted_by_packets(), reference_order(&t));
         }
 
         #[test]

@@ -22,6 +22,7 @@ pub mod render;
 pub mod report;
 pub mod sink;
 pub mod sources;
+pub mod storm;
 #[cfg(test)]
 mod testutil;
 pub mod timefmt;

@@ -41,13 +41,44 @@ pub struct SourceReport {
     pub description: String,
     /// Events the source handed to the pipeline, per reason.
     pub delivered: BTreeMap<ReasonKey, u64>,
-    /// Per reason: (observed at the origin, lost before the source could read it). Only for
-    /// origins that count (the kernel program).
-    pub observed: Option<BTreeMap<ReasonKey, (u64, u64)>>,
+    /// Per reason, what the origin counted (the kernel program); `None` for origins that
+    /// keep no count.
+    pub observed: Option<BTreeMap<ReasonKey, Observed>>,
+    /// The kernel flow table's profile of the run (kernel source only).
+    pub storm: Option<crate::storm::StormProfile>,
     /// Losses that cannot be attributed to a reason.
     pub losses: Vec<StageLoss>,
     /// Extra lines for the summary (attach mode, reconnects, ...).
     pub notes: Vec<String>,
+}
+
+/// One reason's counts at the origin (the kernel program).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Observed {
+    /// Drops seen.
+    pub seen: u64,
+    /// Of those, copies the ring had no room for.
+    pub lost_ring: u64,
+    /// Of those, drops the exemplar budget did not copy.
+    pub not_copied: u64,
+    /// Of those, drops the kernel flow table had no room for.
+    pub table_full: u64,
+    /// Drops the kernel flow table counted (`None` without a table).
+    pub in_table: Option<u64>,
+}
+
+impl Observed {
+    /// Adds `o` (the same reason from another source).
+    pub fn add(&mut self, o: &Observed) {
+        self.seen += o.seen;
+        self.lost_ring += o.lost_ring;
+        self.not_copied += o.not_copied;
+        self.table_full += o.table_full;
+        self.in_table = match (self.in_table, o.in_table) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+        };
+    }
 }
 
 /// A source: runs until `stop` is set or it has nothing more, sending batches to `tx`.
@@ -172,9 +203,14 @@ pub fn run(
 
     // Dropped by the source thread when it returns: wakes the main thread at once.
     let (done_tx, done_rx) = bounded::<()>(0);
+    // The kernel table's profile, for the file's trailing block: sent by the main thread once
+    // the source has ended, read by the sink thread before it closes the file.
+    let (trailer_tx, trailer_rx) = bounded::<Option<Vec<u8>>>(1);
 
     let result = std::thread::scope(
         |scope| -> Result<(SourceReport, AggOutcome, SinkStats, StopCause)> {
+            // Owned here: dropped on every early return, so the sink never waits for it.
+            let trailer_tx = trailer_tx;
             let stop_ref = &stop;
             let src = std::thread::Builder::new()
                 .name("dropscope-source".into())
@@ -199,6 +235,9 @@ pub fn run(
                     sink_stage(
                         dec_rx, spent_tx, &mut sink, names, count, stop_ref, cr, progress,
                     )?;
+                    if let Ok(Some(t)) = trailer_rx.recv() {
+                        sink.write_custom(crate::storm::BLOCK_PEN, &t)?;
+                    }
                     sink.finish()
                 })
                 .context("starting the sink thread")?;
@@ -234,6 +273,12 @@ pub fn run(
             let report = src
                 .join()
                 .map_err(|_| anyhow::anyhow!("the source thread panicked"))?;
+            let trailer = report
+                .as_ref()
+                .ok()
+                .and_then(|r| r.storm.as_ref())
+                .map(|p| p.to_block(crate::storm::BLOCK_MAX_ROWS));
+            let _ = trailer_tx.send(trailer);
             // If the source failed, the sink still finishes what it got (and the file is closed),
             // then the error is returned.
             let agg = dec.join();
@@ -254,10 +299,13 @@ pub fn run(
         ledger.row(*k).delivered = *n;
     }
     if let Some(obs) = &source_report.observed {
-        for (k, (seen, lost)) in obs {
+        for (k, o) in obs {
             let r = ledger.row(*k);
-            r.observed = Some(*seen);
-            r.lost_ring = *lost;
+            r.observed = Some(o.seen);
+            r.lost_ring = o.lost_ring;
+            r.not_copied = o.not_copied;
+            r.table_full = o.table_full;
+            r.in_table = o.in_table;
         }
     }
     for (k, c) in &outcome.per_reason {

@@ -2,18 +2,49 @@
 //!
 //! The JSON schema is documented in README.md ("Stats JSON"); its `schema` member changes
 //! whenever a member is renamed or removed.
+//!
+//! The document is written straight to its writer ([`write_stats_json`]): rows are taken
+//! from the flow table in order, one at a time, and each is written from its members into
+//! one reused buffer, in serde_json's pretty format, so a table of a million rows needs no
+//! `String` or `Value` per row nor the document in memory (serde_json's serializer took
+//! half as long again for the same text: 1.35 s against 0.9 s of CPU for 1M rows, sort
+//! included). The text is exactly
+//! `serde_json::to_string_pretty(&stats_json(..))`: members sorted by name, as serde_json's
+//! map keeps them.
+//!
+//! Must never: write a document whose text depends on how it was produced, or a `flows[]`
+//! that silently leaves rows out (the omitted rows are counted in `flow_table`).
 
 use std::fmt::Write as _;
+use std::net::IpAddr;
 
-use serde::ser::{SerializeMap as _, Serializer};
-use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::aggregate::{AggKey, AggValue, ReasonKey};
+use crate::packet::{FAMILY_V4, FAMILY_V6};
 use crate::pipeline::RunReport;
-use crate::render::{flow_members, write_flow, JsonScalar, Names};
+use crate::render::{ip_of, proto_name, write_flow, Names};
 
 pub const STATS_SCHEMA: &str = "dropscope.stats/1";
+
+/// How many `flows[]` rows the stats JSON keeps: all (the default), or the `n` with most
+/// packets. Rows left out are counted in `flow_table.rows_omitted`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FlowRows {
+    #[default]
+    All,
+    Top(usize),
+}
+
+impl FlowRows {
+    /// The most rows kept (`usize::MAX` for all).
+    pub fn limit(self) -> usize {
+        match self {
+            FlowRows::All => usize::MAX,
+            FlowRows::Top(n) => n,
+        }
+    }
+}
 
 fn origin(r: ReasonKey) -> (&'static str, Option<u32>) {
     match r {
@@ -24,127 +55,294 @@ fn origin(r: ReasonKey) -> (&'static str, Option<u32>) {
     }
 }
 
-/// The members of one `flows[]` entry, in no particular order.
-fn flow_entry_members(names: &Names, k: &AggKey, v: &AggValue) -> Vec<(&'static str, JsonScalar)> {
-    let mut m = Vec::with_capacity(24);
-    flow_members(&mut m, &k.flow);
-    m.push(("ifindex", JsonScalar::U(k.ifindex.into())));
-    m.push((
-        "ifname",
-        JsonScalar::S(names.ifnames.display(k.ifindex, k.netns)),
-    ));
-    m.push(("netns", JsonScalar::U(k.netns.into())));
-    let (o, code) = origin(k.reason);
-    m.push(("origin", JsonScalar::Str(o)));
-    m.push((
-        "reason",
-        code.map_or(JsonScalar::Null, |c| JsonScalar::U(c.into())),
-    ));
-    m.push(("reason_name", JsonScalar::S(names.reason_name(k.reason))));
-    if matches!(k.reason, ReasonKey::Cilium(_)) {
-        m.push(("src_identity", JsonScalar::U(k.src_identity.into())));
-        m.push(("dst_identity", JsonScalar::U(k.dst_identity.into())));
-    }
-    m.push(("packets", JsonScalar::U(v.packets)));
-    m.push(("bytes", JsonScalar::U(v.bytes)));
-    m.push((
-        "first",
-        JsonScalar::S(crate::timefmt::rfc3339_ns(v.first_ns)),
-    ));
-    m.push(("last", JsonScalar::S(crate::timefmt::rfc3339_ns(v.last_ns))));
-    m.push(("first_ns", JsonScalar::U(v.first_ns)));
-    m.push(("last_ns", JsonScalar::U(v.last_ns)));
-    m
-}
-
-pub fn flow_entry_json(names: &Names, k: &AggKey, v: &AggValue) -> Value {
-    let mut m = serde_json::Map::new();
-    for (key, x) in flow_entry_members(names, k, v) {
-        m.insert(key.into(), x.into());
-    }
-    Value::Object(m)
-}
-
-/// A `flows[]` entry serialized straight from its members, sorted by name as serde_json's
-/// map keeps them: the same text as [`flow_entry_json`], without building the `Value`.
+/// What one `flows[]` entry is written from. The names are JSON string literals (quoted and
+/// escaped), made once per run of rows that share them.
 struct FlowEntry<'a> {
-    names: &'a Names,
     k: &'a AggKey,
     v: &'a AggValue,
+    /// `names.reason_name(k.reason)` as a JSON string.
+    reason_name: &'a str,
+    /// `names.ifnames.display(k.ifindex, k.netns)` as a JSON string.
+    ifname: &'a str,
 }
 
-impl Serialize for FlowEntry<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut members = flow_entry_members(self.names, self.k, self.v);
-        members.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        let mut m = s.serialize_map(Some(members.len()))?;
-        for (k, v) in &members {
-            m.serialize_entry(k, v)?;
+/// `s` as a JSON string literal, escaped as serde_json escapes.
+fn json_str(s: &str) -> String {
+    // Serializing a `str` cannot fail.
+    serde_json::to_string(s).unwrap_or_else(|_| String::from("\"\""))
+}
+
+/// Appends `n` in decimal, as serde_json writes integers (a third of an entry's time went
+/// to `write!` for them).
+fn push_u64(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
         }
-        m.end()
+    }
+    // ASCII digits: always UTF-8.
+    if let Ok(text) = std::str::from_utf8(&digits[at..]) {
+        out.push_str(text);
     }
 }
 
-/// The document of [`stats_json`] with `flows` serialized by [`FlowEntry`].
-struct StatsDoc<'a> {
-    rest: serde_json::Map<String, Value>,
-    names: &'a Names,
-    flows: Vec<(AggKey, AggValue)>,
+/// Appends `s` in quotes: for strings that need no escaping.
+fn push_quoted(out: &mut String, s: &str) {
+    out.push('"');
+    out.push_str(s);
+    out.push('"');
 }
 
-impl Serialize for StatsDoc<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(self.rest.len()))?;
-        for (k, v) in &self.rest {
-            if k == "flows" {
-                m.serialize_entry(k, &FlowsSer(self))?;
-            } else {
-                m.serialize_entry(k, v)?;
+/// Appends one `flows[]` entry as serde_json's pretty printer writes it: members sorted by
+/// name (the order of serde_json's map), each on its own line after `pad`, the closing brace
+/// after `close_pad`. This is the one definition of an entry: [`flow_entry_json`] parses
+/// what it writes, and tests check both against the members as first defined.
+fn write_flow_entry(out: &mut String, e: &FlowEntry<'_>, pad: &str, close_pad: &str) {
+    let (k, v, f) = (e.k, e.v, &e.k.flow);
+    // Addresses only when the packet had an IP header.
+    let ips: Option<(IpAddr, IpAddr)> = ip_of(f.family, &f.src).zip(ip_of(f.family, &f.dst));
+    let cilium = matches!(k.reason, ReasonKey::Cilium(_));
+    let (origin, code) = origin(k.reason);
+    let family = match f.family {
+        FAMILY_V4 => "ipv4",
+        FAMILY_V6 => "ipv6",
+        _ => "none",
+    };
+    let first_time = crate::timefmt::rfc3339_ns(v.first_ns);
+    let last_time = if v.last_ns == v.first_ns {
+        None
+    } else {
+        Some(crate::timefmt::rfc3339_ns(v.last_ns))
+    };
+    let mut first = true;
+    let mut key = |out: &mut String, name: &str| {
+        out.push_str(if first { "\n" } else { ",\n" });
+        first = false;
+        out.push_str(pad);
+        out.push('"');
+        out.push_str(name);
+        out.push_str("\": ");
+    };
+    // Strings below other than the names need no escaping: digits, letters, `.:-`.
+    out.push('{');
+    key(out, "bytes");
+    push_u64(out, v.bytes);
+    key(out, "dport");
+    push_u64(out, u64::from(f.dport));
+    if let Some((_, dst)) = ips {
+        key(out, "dst");
+        let _ = write!(out, "\"{dst}\"");
+    }
+    if cilium {
+        key(out, "dst_identity");
+        push_u64(out, u64::from(k.dst_identity));
+    }
+    key(out, "family");
+    push_quoted(out, family);
+    key(out, "first");
+    push_quoted(out, &first_time);
+    key(out, "first_ns");
+    push_u64(out, v.first_ns);
+    key(out, "ifindex");
+    push_u64(out, u64::from(k.ifindex));
+    key(out, "ifname");
+    out.push_str(e.ifname);
+    key(out, "last");
+    push_quoted(out, last_time.as_deref().unwrap_or(&first_time));
+    key(out, "last_ns");
+    push_u64(out, v.last_ns);
+    key(out, "netns");
+    push_u64(out, u64::from(k.netns));
+    key(out, "origin");
+    push_quoted(out, origin);
+    key(out, "packets");
+    push_u64(out, v.packets);
+    key(out, "proto");
+    push_u64(out, u64::from(f.proto));
+    key(out, "proto_name");
+    push_quoted(out, proto_name(f.proto));
+    key(out, "reason");
+    match code {
+        Some(c) => push_u64(out, u64::from(c)),
+        None => out.push_str("null"),
+    }
+    key(out, "reason_name");
+    out.push_str(e.reason_name);
+    key(out, "sport");
+    push_u64(out, u64::from(f.sport));
+    if let Some((src, _)) = ips {
+        key(out, "src");
+        let _ = write!(out, "\"{src}\"");
+    }
+    if cilium {
+        key(out, "src_identity");
+        push_u64(out, u64::from(k.src_identity));
+    }
+    if f.vlan != 0 {
+        key(out, "vlan");
+        push_u64(out, u64::from(f.vlan));
+    }
+    out.push('\n');
+    out.push_str(close_pad);
+    out.push('}');
+}
+
+/// One `flows[]` entry as a `Value`.
+pub fn flow_entry_json(names: &Names, k: &AggKey, v: &AggValue) -> Value {
+    let mut text = String::new();
+    let entry = FlowEntry {
+        k,
+        v,
+        reason_name: &json_str(&names.reason_name(k.reason)),
+        ifname: &json_str(&names.ifnames.display(k.ifindex, k.netns)),
+    };
+    write_flow_entry(&mut text, &entry, "  ", "");
+    // The text is JSON by construction.
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+/// Writes `flows[]` (the first `n` rows, at depth 1 of the document) to `w`, one entry at a
+/// time through one reused buffer.
+fn write_flows<W: std::io::Write>(
+    w: &mut W,
+    names: &Names,
+    r: &RunReport,
+    n: usize,
+) -> std::io::Result<()> {
+    let rows = r.flows.top_by_packets(n);
+    if rows.len() == 0 {
+        return w.write_all(b"[]");
+    }
+    w.write_all(b"[")?;
+    let mut buf = String::with_capacity(1024);
+    // Rows in a run mostly share their reason and interface: name them once per run.
+    let mut reason: Option<(ReasonKey, String)> = None;
+    let mut ifname: Option<((u32, u32), String)> = None;
+    for (i, (k, v)) in rows.enumerate() {
+        let reason_name = match &reason {
+            Some((r, n)) if *r == k.reason => n,
+            _ => {
+                let name = json_str(&names.reason_name(k.reason));
+                &reason.insert((k.reason, name)).1
             }
-        }
-        m.end()
-    }
-}
-
-struct FlowsSer<'a, 'b>(&'a StatsDoc<'b>);
-
-impl Serialize for FlowsSer<'_, '_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let d = self.0;
-        s.collect_seq(d.flows.iter().map(|(k, v)| FlowEntry {
-            names: d.names,
+        };
+        let iface = (k.ifindex, k.netns);
+        let ifname = match &ifname {
+            Some((i, n)) if *i == iface => n,
+            _ => {
+                let name = json_str(&names.ifnames.display(k.ifindex, k.netns));
+                &ifname.insert((iface, name)).1
+            }
+        };
+        buf.clear();
+        buf.push_str(if i == 0 { "\n    " } else { ",\n    " });
+        let entry = FlowEntry {
             k,
             v,
-        }))
+            reason_name,
+            ifname,
+        };
+        write_flow_entry(&mut buf, &entry, "      ", "    ");
+        w.write_all(buf.as_bytes())?;
+    }
+    w.write_all(b"\n  ]")
+}
+
+/// Top-list length of the storm profile in `--stats-json`.
+const STORM_TOP: usize = 20;
+
+/// The `storm` member of the document.
+fn storm_json<'a>(
+    names: &'a Names,
+    profile: &'a crate::storm::StormProfile,
+) -> crate::storm::StormJson<'a> {
+    crate::storm::StormJson {
+        profile,
+        names,
+        rows: None,
+        top: STORM_TOP,
     }
 }
 
-/// `--stats-json` as pretty-printed text: exactly `to_string_pretty(&stats_json(..))`, in a
-/// fraction of the time for large flow tables (no `Value` per flow).
-pub fn stats_json_pretty(names: &Names, r: &RunReport) -> serde_json::Result<String> {
-    let Value::Object(rest) = stats_doc(names, r, Value::Null) else {
-        return serde_json::to_string_pretty(&stats_json(names, r));
+/// Writes the `--stats-json` document to `w` as it is made: exactly the text of
+/// `serde_json::to_string_pretty(&stats_json_with(names, r, rows))`, but for the members
+/// of `storm`, which keep the order `StormJson` writes them in (as the CLI always wrote
+/// them; the `Value` sorts them). `w` should be buffered. The members other than `flows`
+/// (a few, small) are made as `Value`s; `flows[]` is written row by row.
+///
+/// Rows come from [`crate::aggregate::FlowTable::top_by_packets`]: call
+/// `r.flows.sort_top_by_packets(rows.limit())` first to order the table in place, else a
+/// large selection goes through a vector of one reference per row.
+pub fn write_stats_json<W: std::io::Write>(
+    mut w: W,
+    names: &Names,
+    r: &RunReport,
+    rows: FlowRows,
+) -> std::io::Result<()> {
+    let n = rows.limit().min(r.flows.len());
+    let Value::Object(rest) = stats_doc(names, r, Value::Null, n) else {
+        // stats_doc always makes an object.
+        return w.write_all(b"{}");
     };
-    serde_json::to_string_pretty(&StatsDoc {
-        rest,
-        names,
-        flows: r.flows.sorted_by_packets(),
-    })
+    // The document's own members, at depth 1: two spaces more after each line break (JSON
+    // text has line breaks only between tokens, never inside a string).
+    w.write_all(b"{")?;
+    for (i, (key, value)) in rest.iter().enumerate() {
+        w.write_all(if i == 0 { b"\n  " } else { b",\n  " })?;
+        w.write_all(json_str(key).as_bytes())?;
+        w.write_all(b": ")?;
+        if key == "flows" {
+            write_flows(&mut w, names, r, n)?;
+        } else if let (true, Some(p)) = (key == "storm", &r.source.storm) {
+            // Serialized as it always was (members in the order it gives them).
+            let text = serde_json::to_string_pretty(&storm_json(names, p))?;
+            w.write_all(text.replace('\n', "\n  ").as_bytes())?;
+        } else {
+            let text = serde_json::to_string_pretty(value)?;
+            w.write_all(text.replace('\n', "\n  ").as_bytes())?;
+        }
+    }
+    w.write_all(if rest.is_empty() { b"}" } else { b"\n}" })
 }
 
-/// The whole `--stats-json` document.
+/// `--stats-json` (every row) as pretty-printed text: exactly
+/// `to_string_pretty(&stats_json(..))`, written by [`write_stats_json`].
+pub fn stats_json_pretty(names: &Names, r: &RunReport) -> serde_json::Result<String> {
+    let mut out = Vec::new();
+    write_stats_json(&mut out, names, r, FlowRows::All).map_err(serde_json::Error::io)?;
+    // Every piece written is UTF-8.
+    String::from_utf8(out).map_err(|e| serde::ser::Error::custom(e.to_string()))
+}
+
+/// The whole `--stats-json` document, every row.
 pub fn stats_json(names: &Names, r: &RunReport) -> Value {
+    stats_json_with(names, r, FlowRows::All)
+}
+
+/// The `--stats-json` document with the rows `rows` keeps, as a `Value` (one per row: for
+/// tests and small tables; [`write_stats_json`] streams).
+pub fn stats_json_with(names: &Names, r: &RunReport, rows: FlowRows) -> Value {
+    let n = rows.limit().min(r.flows.len());
     let flows: Vec<Value> = r
         .flows
-        .sorted_by_packets()
-        .iter()
+        .top_by_packets(n)
         .map(|(k, v)| flow_entry_json(names, k, v))
         .collect();
-    stats_doc(names, r, Value::Array(flows))
+    let mut doc = stats_doc(names, r, Value::Array(flows), n);
+    if let (Some(p), Value::Object(m)) = (&r.source.storm, &mut doc) {
+        let storm = serde_json::to_value(storm_json(names, p)).unwrap_or(Value::Null);
+        m.insert("storm".into(), storm);
+    }
+    doc
 }
 
-/// The document with `flows` as given.
-fn stats_doc(names: &Names, r: &RunReport, flows: Value) -> Value {
+/// The document with `flows` as given, which holds the first `rows_written` rows.
+fn stats_doc(names: &Names, r: &RunReport, flows: Value, rows_written: usize) -> Value {
     let name = |k: ReasonKey| names.reason_name(k);
     let reasons: Vec<Value> = r
         .ledger
@@ -157,6 +355,9 @@ fn stats_doc(names: &Names, r: &RunReport, flows: Value) -> Value {
                 "reason": code,
                 "name": name(*k),
                 "observed": row.observed,
+                "in_table": row.in_table,
+                "table_full": row.table_full,
+                "not_copied": row.not_copied,
                 "lost_ring": row.lost_ring,
                 "delivered": row.delivered,
                 "received": row.received,
@@ -184,8 +385,11 @@ fn stats_doc(names: &Names, r: &RunReport, flows: Value) -> Value {
             "entries": r.flows.len(),
             "overflowed_keys": r.flows.overflowed_keys(),
             "overflowed_packets": r.flows.overflowed_packets(),
+            "rows_written": rows_written,
+            "rows_omitted": r.flows.len().saturating_sub(rows_written),
         },
         "outputs": r.sinks,
+        "storm": Value::Null,
         "notes": r.source.notes,
     })
 }
@@ -213,11 +417,17 @@ pub fn summary_text(names: &Names, r: &RunReport, top: usize) -> String {
     s.push_str(&r.ledger.render_text(&name));
     let mism = r.ledger.mismatches(&name);
     if mism.is_empty() {
-        if let Some(obs) = t.observed {
+        if let (Some(obs), Some(tab)) = (t.observed, t.in_table) {
             let _ = writeln!(
                 s,
-                "accounting: reconciled: {obs} observed = {} lost in ring + {} delivered; {} skipped after the count limit",
-                t.lost_ring, t.delivered, t.skipped
+                "accounting: reconciled: {obs} observed = {tab} in the kernel flow table + {} table full = {} not copied + {} lost in ring + {} delivered; {} skipped after the count limit",
+                t.table_full, t.not_copied, t.lost_ring, t.delivered, t.skipped
+            );
+        } else if let Some(obs) = t.observed {
+            let _ = writeln!(
+                s,
+                "accounting: reconciled: {obs} observed = {} not copied + {} lost in ring + {} delivered; {} skipped after the count limit",
+                t.not_copied, t.lost_ring, t.delivered, t.skipped
             );
         } else {
             let _ = writeln!(
@@ -235,15 +445,10 @@ pub fn summary_text(names: &Names, r: &RunReport, top: usize) -> String {
             );
         }
     }
-    let flows = r.flows.sorted_by_packets();
-    if !flows.is_empty() {
-        let _ = writeln!(
-            s,
-            "{} flows x reasons; top {}:",
-            flows.len(),
-            top.min(flows.len())
-        );
-        for (k, v) in flows.iter().take(top) {
+    if !r.flows.is_empty() {
+        let flows = r.flows.top_by_packets(top);
+        let _ = writeln!(s, "{} flows x reasons; top {}:", r.flows.len(), flows.len());
+        for (k, v) in flows {
             let mut f = String::new();
             write_flow(&mut f, &k.flow);
             let _ = write!(
@@ -269,6 +474,9 @@ pub fn summary_text(names: &Names, r: &RunReport, top: usize) -> String {
             r.flows.overflowed_packets()
         );
     }
+    if let Some(p) = &r.source.storm {
+        s.push_str(&p.summary_text(names, top));
+    }
     for n in &r.source.notes {
         let _ = writeln!(s, "{n}");
     }
@@ -281,11 +489,51 @@ mod tests {
     use crate::aggregate::FlowTable;
     use crate::packet::FlowKey;
     use crate::pipeline::{SourceReport, StopCause};
+    use crate::render::{flow_members, JsonScalar};
     use std::net::{Ipv4Addr, Ipv6Addr};
 
-    #[test]
-    fn pretty_stats_are_the_documents_text() {
-        let mut flows = FlowTable::with_seed(100, 7);
+    /// A `flows[]` entry as first defined (before entries were streamed): the members, in
+    /// no order, put in a map. The streamed text must stay exactly this.
+    fn reference_entry(names: &Names, k: &AggKey, v: &AggValue) -> Value {
+        let mut m: Vec<(&'static str, JsonScalar)> = Vec::new();
+        flow_members(&mut m, &k.flow);
+        m.push(("ifindex", JsonScalar::U(k.ifindex.into())));
+        m.push((
+            "ifname",
+            JsonScalar::S(names.ifnames.display(k.ifindex, k.netns)),
+        ));
+        m.push(("netns", JsonScalar::U(k.netns.into())));
+        let (o, code) = origin(k.reason);
+        m.push(("origin", JsonScalar::Str(o)));
+        m.push((
+            "reason",
+            code.map_or(JsonScalar::Null, |c| JsonScalar::U(c.into())),
+        ));
+        m.push(("reason_name", JsonScalar::S(names.reason_name(k.reason))));
+        if matches!(k.reason, ReasonKey::Cilium(_)) {
+            m.push(("src_identity", JsonScalar::U(k.src_identity.into())));
+            m.push(("dst_identity", JsonScalar::U(k.dst_identity.into())));
+        }
+        m.push(("packets", JsonScalar::U(v.packets)));
+        m.push(("bytes", JsonScalar::U(v.bytes)));
+        m.push((
+            "first",
+            JsonScalar::S(crate::timefmt::rfc3339_ns(v.first_ns)),
+        ));
+        m.push(("last", JsonScalar::S(crate::timefmt::rfc3339_ns(v.last_ns))));
+        m.push(("first_ns", JsonScalar::U(v.first_ns)));
+        m.push(("last_ns", JsonScalar::U(v.last_ns)));
+        let mut map = serde_json::Map::new();
+        for (key, x) in m {
+            map.insert(key.into(), x.into());
+        }
+        Value::Object(map)
+    }
+
+    /// Rows of every kind (v4, v4 with a VLAN, v6 Cilium with identities, no IP header);
+    /// row i gets i + 1 packets, plus `extra` rows of one packet each.
+    fn report(extra: u32) -> RunReport {
+        let mut flows = FlowTable::with_seed(10_000, 7);
         let v4 = FlowKey::v4(
             Ipv4Addr::new(10, 0, 0, 1),
             5000,
@@ -313,35 +561,237 @@ mod tests {
                 flows.add(&key, 60 + j as u32, 1_700_000_000_000_000_000 + j as u64);
             }
         }
-        let r = RunReport {
+        for n in 0..extra {
+            let flow = FlowKey::v4(
+                Ipv4Addr::from(0x0a01_0000 + n),
+                (n % 50_000) as u16,
+                Ipv4Addr::new(10, 2, 0, 1),
+                53,
+                17,
+            );
+            let key = AggKey {
+                flow,
+                ifindex: 7,
+                netns: 4026531840,
+                reason: ReasonKey::Kernel(3),
+                src_identity: 0,
+                dst_identity: 0,
+            };
+            flows.add(&key, 100 + n % 3, 1_700_000_001_000_000_000 + u64::from(n));
+        }
+        // Nested members of every kind: a reconciled row, a mismatched one, a stage loss,
+        // a string that needs escaping.
+        let mut ledger = crate::accounting::Ledger::default();
+        let row = ledger.row(ReasonKey::Kernel(3));
+        row.observed = Some(5);
+        (row.delivered, row.received, row.processed) = (5, 5, 5);
+        ledger.row(ReasonKey::Captured).delivered = 2;
+        ledger.add_loss("source", "malformed_too_short", 1);
+        RunReport {
             source: SourceReport {
-                description: "test".into(),
-                notes: vec!["a note".into()],
+                description: "test \"quoted\"\tfile".into(),
+                notes: vec!["a note".into(), "another\nnote".into()],
                 ..Default::default()
             },
-            ledger: Default::default(),
+            ledger,
             flows,
             sinks: Default::default(),
             elapsed: std::time::Duration::from_millis(1500),
             started_ns: 1_700_000_000_000_000_000,
             stopped_by: StopCause::SourceEnded,
-        };
+        }
+    }
+
+    fn streamed(names: &Names, r: &RunReport, rows: FlowRows) -> String {
+        let mut out = Vec::new();
+        write_stats_json(&mut out, names, r, rows).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn pretty_stats_are_the_documents_text() {
+        let r = report(0);
         let names = Names::load(true);
         let fast = stats_json_pretty(&names, &r).unwrap();
-        assert_eq!(
-            fast,
-            serde_json::to_string_pretty(&stats_json(&names, &r)).unwrap()
-        );
+        let doc = stats_json(&names, &r);
+        assert_eq!(fast, serde_json::to_string_pretty(&doc).unwrap());
+        assert_eq!(fast, streamed(&names, &r, FlowRows::All));
         let v: Value = serde_json::from_str(&fast).unwrap();
         let f = v["flows"].as_array().unwrap();
         assert_eq!(f.len(), 4);
         // Most packets first: the flow without an IP header (4 packets).
         assert_eq!(f[0]["family"], "none");
         assert_eq!(f[0]["packets"], 4);
+        assert!(f[0].get("src").is_none());
         assert_eq!(f[1]["src"], "::1");
         assert_eq!(f[1]["src_identity"], 12345);
         assert_eq!(f[2]["vlan"], 12);
         assert_eq!(f[3]["reason"], Value::Null);
         assert_eq!(f[3]["bytes"], 60);
+        // Each entry is the entry as first defined, member for member.
+        for ((k, val), got) in r.flows.sorted_by_packets().iter().zip(f) {
+            assert_eq!(*got, reference_entry(&names, k, val));
+        }
+        assert_eq!(
+            v["flow_table"],
+            json!({"entries": 4, "overflowed_keys": 0, "overflowed_packets": 0,
+                   "rows_written": 4, "rows_omitted": 0})
+        );
+        assert_eq!(v["source"], "test \"quoted\"\tfile");
+        assert_eq!(v["accounting"]["reasons"].as_array().unwrap().len(), 2);
+        assert_eq!(v["accounting"]["reconciled"], false);
+        assert_eq!(v["accounting"]["stage_losses"][0]["count"], 1);
+        // Nested members keep serde_json's indentation.
+        assert!(fast.contains("\n  \"accounting\": {\n    \"mismatches\": [\n      {\n        \""));
+        // No rows: an empty array, as serde_json writes it.
+        let empty = RunReport {
+            flows: FlowTable::with_seed(10, 1),
+            ..report(0)
+        };
+        let text = streamed(&names, &empty, FlowRows::All);
+        assert!(text.contains("\n  \"flows\": [],\n"), "{text}");
+        assert_eq!(
+            text,
+            serde_json::to_string_pretty(&stats_json(&names, &empty)).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_cilium_entry_reads_exactly() {
+        let r = report(0);
+        let names = Names::load(true);
+        let text = streamed(&names, &r, FlowRows::Top(2));
+        let want = r#"
+    {
+      "bytes": 183,
+      "dport": 80,
+      "dst": "fd00::2",
+      "dst_identity": 678,
+      "family": "ipv6",
+      "first": "2023-11-14T22:13:20.000000000Z",
+      "first_ns": 1700000000000000000,
+      "ifindex": 2,
+      "ifname": "if2@netns4026531840",
+      "last": "2023-11-14T22:13:20.000000002Z",
+      "last_ns": 1700000000000000002,
+      "netns": 4026531840,
+      "origin": "cilium",
+      "packets": 3,
+      "proto": 6,
+      "proto_name": "tcp",
+      "reason": 133,
+      "reason_name": "Policy denied",
+      "sport": 1,
+      "src": "::1",
+      "src_identity": 12345
+    }
+  ],
+  "notes": ["#;
+        // Members sorted by name: `flow_table` comes before `flows`.
+        let table = r#"
+  "flow_table": {
+    "entries": 4,
+    "overflowed_keys": 0,
+    "overflowed_packets": 0,
+    "rows_omitted": 2,
+    "rows_written": 2
+  },
+  "flows": [
+    {
+      "bytes": 246,"#;
+        assert!(text.contains(table), "{text}");
+        assert!(text.contains(want), "{text}");
+    }
+
+    #[test]
+    fn top_rows_are_the_first_rows_and_the_rest_are_counted() {
+        let names = Names::load(true);
+        // 4 rows of 1-4 packets and 3000 of one packet (tied by packets, split by bytes
+        // 100/101/102, then by key): every way of picking them.
+        let mut r = report(3000);
+        let all = stats_json(&names, &r);
+        let all_flows = all["flows"].as_array().unwrap().clone();
+        assert_eq!(all_flows.len(), 3004);
+        assert_eq!(all_flows[4]["bytes"], 102);
+        assert_eq!(all_flows[3003]["bytes"], 60);
+        for n in [0usize, 1, 3, 4, 5, 150, 187, 188, 1000, 3003, 3004, 5000] {
+            for in_place in [false, true] {
+                if in_place {
+                    r.flows.sort_top_by_packets(n);
+                }
+                let rows = FlowRows::Top(n);
+                let text = streamed(&names, &r, rows);
+                assert_eq!(
+                    text,
+                    serde_json::to_string_pretty(&stats_json_with(&names, &r, rows)).unwrap(),
+                    "n = {n}"
+                );
+                let v: Value = serde_json::from_str(&text).unwrap();
+                let kept = n.min(3004);
+                assert_eq!(
+                    v["flows"].as_array().unwrap()[..],
+                    all_flows[..kept],
+                    "n = {n}"
+                );
+                assert_eq!(v["flow_table"]["entries"], 3004);
+                assert_eq!(v["flow_table"]["rows_written"], kept);
+                assert_eq!(v["flow_table"]["rows_omitted"], 3004 - kept);
+            }
+        }
+        // Arranged in place for all rows: still the same document.
+        r.flows.sort_top_by_packets(usize::MAX);
+        assert_eq!(
+            streamed(&names, &r, FlowRows::All),
+            serde_json::to_string_pretty(&all).unwrap()
+        );
+    }
+
+    #[test]
+    fn the_storm_member_is_written_as_before() {
+        use crate::storm::{CopyPolicy, SeriesPoint, StormProfile};
+        let names = Names::load(true);
+        let mut profile = StormProfile::new(CopyPolicy::default(), 10);
+        profile.series.push(SeriesPoint {
+            t_ns: 1,
+            dt_ns: 1_000_000_000,
+            drops: vec![(3, 7)],
+        });
+        let mut r = report(0);
+        r.source.storm = Some(profile);
+        let text = streamed(&names, &r, FlowRows::All);
+        // Its members in the order StormJson gives them, as the CLI always wrote them...
+        let storm =
+            serde_json::to_string_pretty(&storm_json(&names, r.source.storm.as_ref().unwrap()))
+                .unwrap();
+        assert!(
+            text.contains(&format!(
+                ",\n  \"storm\": {}\n}}",
+                storm.replace('\n', "\n  ")
+            )),
+            "{text}"
+        );
+        // ... and the same document as the `Value`.
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v, stats_json(&names, &r));
+        assert!(v["storm"].is_object());
+    }
+
+    #[test]
+    fn summary_lists_the_top_flows() {
+        let r = report(3000);
+        let names = Names::load(true);
+        let text = summary_text(&names, &r, 2);
+        assert!(text.contains("3004 flows x reasons; top 2:\n"), "{text}");
+        let lines: Vec<&str> = text.lines().filter(|l| l.contains(" pkts ")).collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(
+            lines[0].starts_with("          4 pkts         246 B  cilium "),
+            "{text}"
+        );
+        assert!(
+            lines[1].contains("3 pkts         183 B  cilium Policy denied (133)"),
+            "{text}"
+        );
+        assert!(lines[1].ends_with("identity 12345->678"), "{text}");
     }
 }

@@ -213,6 +213,17 @@ impl OutputSink {
         Ok(())
     }
 
+    /// Appends an application data block to the file (pcapng only); false when nothing was
+    /// written (no file, or classic pcap).
+    pub fn write_custom(&mut self, pen: u32, data: &[u8]) -> Result<bool> {
+        match &mut self.writer {
+            Some((w, path, _)) => Ok(w
+                .write_custom(pen, data)
+                .with_context(|| format!("writing to {path}"))?),
+            None => Ok(false),
+        }
+    }
+
     pub fn finish(self) -> Result<SinkStats> {
         let mut out = self.out;
         let _ = out.flush();

@@ -18,12 +18,19 @@ use crate::event::{Batch, Cause};
 use crate::kernel::loader::{AttachMode, LoadOptions};
 use crate::kernel::source::KernelSource;
 use crate::pcap::FileSource;
-use crate::pipeline::{SourceFn, SourceReport};
+use crate::pipeline::{Observed, SourceFn, SourceReport};
 
 pub struct KernelOptions {
     pub snaplen: u32,
     /// Bytes of each CPU's ring.
     pub ring_bytes_per_cpu: u64,
+    /// Entries of each kernel flow table generation.
+    pub kernel_flows: u32,
+    /// Copies per flow x reason key and second; `None`: every drop.
+    pub exemplars: Option<u32>,
+    pub auto_storm: bool,
+    /// Rows of the user-space copy of the kernel table (`--max-flows`).
+    pub max_rows: usize,
 }
 
 fn loss(stage: &str, kind: &str, count: u64) -> StageLoss {
@@ -37,11 +44,17 @@ fn loss(stage: &str, kind: &str, count: u64) -> StageLoss {
 /// Loads and attaches the kernel program now (so privilege and verifier errors surface
 /// before anything else starts); the returned source reads its ring until stopped.
 pub fn kernel(o: &KernelOptions) -> Result<SourceFn<'static>> {
-    let mut src = KernelSource::open(&LoadOptions {
-        snaplen: o.snaplen,
-        ring_bytes_per_cpu: o.ring_bytes_per_cpu,
-        attach: AttachMode::Auto,
-    })?;
+    let mut src = KernelSource::open(
+        &LoadOptions {
+            snaplen: o.snaplen,
+            ring_bytes_per_cpu: o.ring_bytes_per_cpu,
+            attach: AttachMode::Auto,
+            kernel_flows: o.kernel_flows,
+            exemplars: o.exemplars,
+            auto_storm: o.auto_storm,
+        },
+        o.max_rows,
+    )?;
     let mode = src.mode();
     Ok(Box::new(
         move |tx: &Sender<Batch>, stop: &AtomicBool| -> Result<SourceReport> {
@@ -56,9 +69,28 @@ pub fn kernel(o: &KernelOptions) -> Result<SourceFn<'static>> {
             for (r, n) in &stats.delivered {
                 report.delivered.insert(ReasonKey::Kernel(*r), *n);
             }
+            let profile = src.take_profile();
+            let in_table = profile.flows.per_reason();
             let mut observed = BTreeMap::new();
             for (r, c) in &counters.per_reason {
-                observed.insert(ReasonKey::Kernel(*r), (c.seen, c.ring_full));
+                observed.insert(
+                    ReasonKey::Kernel(*r),
+                    Observed {
+                        seen: c.seen,
+                        lost_ring: c.ring_full,
+                        not_copied: c.not_copied,
+                        table_full: c.table_full,
+                        in_table: Some(in_table.get(r).copied().unwrap_or(0)),
+                    },
+                );
+            }
+            // Drops the table counted under a reason the per-reason counters have no row for
+            // (their map full) still show, as a mismatch.
+            for (r, n) in &in_table {
+                observed.entry(ReasonKey::Kernel(*r)).or_insert(Observed {
+                    in_table: Some(*n),
+                    ..Default::default()
+                });
             }
             // Reasons that found no slot in the kernel's per-reason map are only in the totals.
             report.observed = Some(observed);
@@ -70,11 +102,18 @@ pub fn kernel(o: &KernelOptions) -> Result<SourceFn<'static>> {
             report
                 .losses
                 .push(loss("kernel", "reason_map_full", counters.reason_map_full));
+            if let Some(m) = counters.recursion_misses {
+                report.losses.push(loss("kernel", "recursion_misses", m));
+            }
+            report
+                .losses
+                .push(loss("kernel", "nested_runs_refused", counters.nested));
             report.notes.push(format!(
                 "kernel: {} drops seen, {} lost in the ring, {} without packet bytes (unreadable)",
                 counters.seen, counters.ring_full, counters.read_failed
             ));
             report.losses.retain(|l| l.count > 0);
+            report.storm = Some(profile);
             Ok(report)
         },
     ))
@@ -126,6 +165,7 @@ pub fn file(
     input_format: Option<&str>,
     cilium_release: Option<&str>,
     types: u8,
+    max_rows: usize,
 ) -> Result<SourceFn<'static>> {
     let release: crate::cilium::tables::CiliumRelease = match cilium_release {
         Some(r) => r.parse().map_err(|_| {
@@ -134,7 +174,7 @@ pub fn file(
         None => Default::default(),
     };
     match detect_format(path, input_format)? {
-        InputFormat::Capture => capture_file(path),
+        InputFormat::Capture => capture_file(path, max_rows),
         InputFormat::GobStream => {
             let mut reader = crate::cilium_socket::record::GobStreamReader::open(path)
                 .with_context(|| {
@@ -203,8 +243,8 @@ pub fn file(
     }
 }
 
-/// Replays a capture file (pcap or pcapng).
-fn capture_file(path: &Path) -> Result<SourceFn<'static>> {
+/// Replays a capture file (pcap or pcapng); `max_rows`: rows of a kernel table it carries.
+fn capture_file(path: &Path, max_rows: usize) -> Result<SourceFn<'static>> {
     let mut src = FileSource::open(path)?;
     let description = format!("file {}", path.display());
     Ok(Box::new(
@@ -252,6 +292,23 @@ fn capture_file(path: &Path) -> Result<SourceFn<'static>> {
             }
             for (kind, n) in src.stats().skipped() {
                 report.losses.push(loss("file", kind, n));
+            }
+            // A dropscope capture carries its kernel table: the replay reports its exact
+            // counts too.
+            if let Some(block) = src.take_kernel_table() {
+                match crate::storm::StormProfile::from_block(&block, max_rows) {
+                    Some((p, omitted)) => {
+                        if omitted > 0 {
+                            report.notes.push(format!(
+                                "kernel table from the file: its {omitted} smallest rows were not kept in it"
+                            ));
+                        }
+                        report.storm = Some(p);
+                    }
+                    None => report
+                        .losses
+                        .push(loss("file", "kernel_table_unreadable", 1)),
+                }
             }
             report.losses.retain(|l| l.count > 0);
             Ok(report)
@@ -720,11 +777,12 @@ pub fn merge(sources: Vec<SourceFn<'static>>) -> SourceFn<'static> {
                 }
                 if let Some(obs) = r.observed {
                     let m = merged.observed.get_or_insert_with(BTreeMap::new);
-                    for (k, (a, b)) in obs {
-                        let e = m.entry(k).or_insert((0, 0));
-                        e.0 += a;
-                        e.1 += b;
+                    for (k, o) in obs {
+                        m.entry(k).or_default().add(&o);
                     }
+                }
+                if r.storm.is_some() {
+                    merged.storm = r.storm;
                 }
                 merged.losses.extend(r.losses);
                 merged.notes.extend(r.notes);

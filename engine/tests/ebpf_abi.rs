@@ -17,7 +17,7 @@ fn object_btf_matches_capture_common_layouts() {
         let id = btf.find_struct(name).unwrap();
         assert_eq!(btf.type_size(id).unwrap() as usize, *size, "{name}");
     }
-    assert_eq!(capture_common::LAYOUTS.len(), 6);
+    assert_eq!(capture_common::LAYOUTS.len(), 9);
     // The whole event, field by field (LAYOUTS lists only some ProbeConfig fields).
     let ev = btf.find_struct("KfreeSkbEvent").unwrap();
     let names: Vec<String> = btf
@@ -38,7 +38,8 @@ fn object_btf_matches_capture_common_layouts() {
             "cap_len",
             "protocol",
             "flags",
-            "_pad"
+            "_pad",
+            "net_off"
         ]
     );
 }

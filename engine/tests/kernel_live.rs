@@ -223,7 +223,7 @@ struct Capture {
 /// arrived (or 10 s), then stops (detach, drain) and collects the rest.
 fn capture(netns: u32, sport: u16, dport: u16, want: usize, provoke: impl FnOnce()) -> Capture {
     let mut source =
-        KernelSource::open(&LoadOptions::default()).expect("load the kfree_skb program");
+        KernelSource::open(&LoadOptions::default(), 1 << 20).expect("load the kfree_skb program");
     eprintln!("attached with {}", source.mode().as_str());
     let (tx, rx) = crossbeam_channel::bounded::<Batch>(16);
     let stop = Arc::new(AtomicBool::new(false));
@@ -262,10 +262,12 @@ fn capture(netns: u32, sport: u16, dport: u16, want: usize, provoke: impl FnOnce
     }
 }
 
-/// seen == delivered + ring_full for every reason, and nothing malformed.
+/// seen == not_copied + delivered + ring_full and seen == in the flow table + table_full
+/// for every reason, and nothing malformed.
 fn assert_reconciles(c: &Capture) {
     assert!(!c.source.is_attached());
     let k = c.source.kernel_counters().unwrap();
+    let in_table = c.source.profile().flows.per_reason();
     assert_eq!(c.stats.malformed.total(), 0, "{:?}", c.stats.malformed);
     let reasons: std::collections::BTreeSet<u32> = k
         .per_reason
@@ -278,8 +280,14 @@ fn assert_reconciles(c: &Capture) {
         let delivered = c.stats.delivered.get(&r).copied().unwrap_or(0);
         assert_eq!(
             counter.seen,
-            delivered + counter.ring_full,
+            counter.not_copied + delivered + counter.ring_full,
             "reason {r}: {counter:?} delivered {delivered}"
+        );
+        assert_eq!(
+            counter.seen,
+            in_table.get(&r).copied().unwrap_or(0) + counter.table_full,
+            "reason {r}: {counter:?} in the flow table {:?}",
+            in_table.get(&r)
         );
     }
     let per_reason_seen: u64 = k.per_reason.values().map(|c| c.seen).sum();
@@ -395,7 +403,7 @@ fn tracepoint_fallback_also_counts_exactly() {
         attach: AttachMode::Tracepoint,
         ..LoadOptions::default()
     };
-    let mut source = KernelSource::open(&opts).expect("load the tracepoint program");
+    let mut source = KernelSource::open(&opts, 1 << 20).expect("load the tracepoint program");
     assert_eq!(source.mode(), AttachMode::Tracepoint);
     let (tx, rx) = crossbeam_channel::unbounded::<Batch>();
     let stop = AtomicBool::new(false);
@@ -442,7 +450,7 @@ fn load_options_snaplen_is_respected() {
         snaplen: 40,
         ..LoadOptions::default()
     };
-    let mut source = KernelSource::open(&opts).unwrap();
+    let mut source = KernelSource::open(&opts, 1 << 20).unwrap();
     assert_eq!(source.config().snaplen, 40);
     let (tx, rx) = crossbeam_channel::unbounded::<Batch>();
     let stop = AtomicBool::new(false);
@@ -492,7 +500,7 @@ fn netfilter_output_drop_is_l3_with_socket_netns() {
     nft("add table ip dstest");
     nft("add chain ip dstest out { type filter hook output priority 0; }");
     nft("add rule ip dstest out udp dport 9 drop");
-    let mut source = KernelSource::open(&LoadOptions::default()).unwrap();
+    let mut source = KernelSource::open(&LoadOptions::default(), 1 << 20).unwrap();
     let (tx, rx) = crossbeam_channel::unbounded::<Batch>();
     let stop = AtomicBool::new(false);
     assert_eq!(
@@ -551,9 +559,10 @@ fn ring_full_is_counted_and_reconciles() {
     let netns_b = pair.netns_ino_b();
     let opts = LoadOptions {
         ring_bytes_per_cpu: 0,
+        auto_storm: false,
         ..LoadOptions::default()
     };
-    let mut source = KernelSource::open(&opts).unwrap();
+    let mut source = KernelSource::open(&opts, 1 << 20).unwrap();
     // Nobody reads the ring while the burst arrives.
     pair.send_udp(N, sport, dport);
     std::thread::sleep(Duration::from_millis(200));
@@ -601,7 +610,7 @@ fn unprivileged_load_names_the_capabilities() {
         eprintln!("skipping: built with AYA_BUILD_SKIP (no eBPF object)");
         return;
     }
-    let err = KernelSource::open(&LoadOptions::default())
+    let err = KernelSource::open(&LoadOptions::default(), 1 << 20)
         .err()
         .expect("loading must fail");
     assert_eq!(
@@ -626,7 +635,7 @@ fn tracefs_missing_says_how_to_mount_it() {
         attach: AttachMode::Tracepoint,
         ..LoadOptions::default()
     };
-    let err = KernelSource::open(&opts)
+    let err = KernelSource::open(&opts, 1 << 20)
         .err()
         .expect("must fail without tracefs");
     assert_eq!(
@@ -634,6 +643,6 @@ fn tracefs_missing_says_how_to_mount_it() {
         "tracefs is not mounted, the kfree_skb tracepoint fallback needs it: run `mount -t tracefs nodev /sys/kernel/tracing` (and load from the host network namespace: `ip netns exec` hides tracefs)"
     );
     // tp_btf does not need tracefs.
-    let source = KernelSource::open(&LoadOptions::default()).unwrap();
+    let source = KernelSource::open(&LoadOptions::default(), 1 << 20).unwrap();
     assert_eq!(source.mode(), AttachMode::TpBtf);
 }

@@ -5,8 +5,12 @@
 //! The traffic: N conversations (IPv4/IPv6 x UDP/TCP), both directions, frames of 60–200
 //! bytes, packets spread over conversations with a skew (a few heavy, many light), valid IP
 //! header and UDP/TCP checksums. Addresses come from the documentation ranges (198.51.100.0/24,
-//! 203.0.113.0/24, 2001:db8::/32); it is only a file. The same arguments always give the same
-//! bytes. std only.
+//! 203.0.113.0/24, 2001:db8::/32) and, beyond 30000 conversations, the benchmarking range
+//! 198.18.0.0/15; it is only a file. The same arguments always give the same bytes. std only.
+//!
+//! `--flows N` makes a file with (at least) N distinct directional flows, for the flow table's
+//! memory and the stats JSON of a large table: the first N packets go to N different flows
+//! (both directions of N/2 conversations, in order), the rest are skewed as usual.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -14,9 +18,11 @@ use std::io::{BufWriter, Write};
 use std::process::exit;
 
 const USAGE: &str = "\
-usage: genpcap OUT.pcap [--packets N] [--conversations N] [--seed S] [--meta FILE]
+usage: genpcap OUT.pcap [--packets N] [--conversations N] [--flows N] [--seed S] [--meta FILE]
   --packets N         packets to write (default 1000000)
   --conversations N   bidirectional conversations, ~2 directional flows each (default 500)
+  --flows N           every one of N directional flows (N/2 conversations, rounded up) gets
+                      one of the first N packets; needs N <= packets (sets --conversations)
   --seed S            PRNG seed (default 1)
   --meta FILE         sidecar JSON with the expected totals (default OUT.pcap.json)";
 
@@ -25,6 +31,12 @@ const UDP_PORTS: [u16; 8] = [53, 123, 443, 514, 1812, 3478, 5353, 8125];
 const TCP_PORTS: [u16; 8] = [22, 25, 80, 443, 3306, 5432, 6379, 8080];
 const MIN_FRAME: usize = 60;
 const MAX_FRAME: usize = 200;
+
+/// Conversations per client address block: client ports are 32768 + (i % this).
+const CONVS_PER_BLOCK: usize = 30000;
+/// Conversations at most: 512 client blocks (block 0 in 198.51.100.0/24 as always, the
+/// others in 198.18.0.0/15).
+const MAX_CONVERSATIONS: usize = 512 * CONVS_PER_BLOCK;
 
 /// A directional flow: (IPv6?, src, dst, protocol, source port, destination port).
 type FlowTuple = (bool, [u8; 16], [u8; 16], u8, u16, u16);
@@ -99,6 +111,9 @@ fn make_convs(n: usize, rng: &mut Rng) -> Vec<Conv> {
             let mut client = [0u8; 16];
             let mut server = [0u8; 16];
             let host = (i % 250) as u8 + 1;
+            // Block 0 keeps the addresses of files made before blocks existed.
+            let block = i / CONVS_PER_BLOCK;
+            let [block_hi, block_lo] = (block as u16).to_be_bytes();
             let srv = rng.below(16) as u8 + 1;
             if kind.v6() {
                 let c: [u8; 16] = [
@@ -108,8 +123,8 @@ fn make_convs(n: usize, rng: &mut Rng) -> Vec<Conv> {
                     0xb8,
                     0,
                     1,
-                    0,
-                    0,
+                    block_hi,
+                    block_lo,
                     0,
                     0,
                     0,
@@ -123,13 +138,17 @@ fn make_convs(n: usize, rng: &mut Rng) -> Vec<Conv> {
                 client = c;
                 server = s;
             } else {
-                client[..4].copy_from_slice(&[198, 51, 100, host]);
+                client[..4].copy_from_slice(&if block == 0 {
+                    [198, 51, 100, host]
+                } else {
+                    [198, 18 + (block_hi & 1), block_lo, host]
+                });
                 server[..4].copy_from_slice(&[203, 0, 113, srv]);
             }
             let ports = if kind.tcp() { &TCP_PORTS } else { &UDP_PORTS };
             let sport = ports[rng.below(ports.len() as u64) as usize];
             // Unique per conversation, so every directional 5-tuple is distinct.
-            let cport = 32768 + i as u16;
+            let cport = 32768 + (i % CONVS_PER_BLOCK) as u16;
             let seq = [rng.next() as u32, rng.next() as u32];
             Conv {
                 kind,
@@ -283,6 +302,7 @@ fn main() {
     let mut nconv: usize = 500;
     let mut seed: u64 = 1;
     let mut meta: Option<String> = None;
+    let mut nflows: Option<u64> = None;
     while let Some(a) = args.next() {
         let mut val = |what: &str| -> String {
             args.next().unwrap_or_else(|| {
@@ -303,6 +323,7 @@ fn main() {
             }
             "--packets" => packets = num(val("a count")),
             "--conversations" => nconv = num(val("a count")) as usize,
+            "--flows" => nflows = Some(num(val("a count"))),
             "--seed" => seed = num(val("a number")),
             "--meta" => meta = Some(val("a file")),
             _ if a.starts_with('-') => {
@@ -316,20 +337,36 @@ fn main() {
         eprintln!("{USAGE}");
         exit(2)
     };
-    if !(1..=30000).contains(&nconv) {
+    if let Some(n) = nflows {
+        if n == 0 || n > packets {
+            eprintln!("genpcap: --flows must be 1..=packets ({packets})");
+            exit(2);
+        }
+        nconv = n.div_ceil(2) as usize;
+    }
+    if !(1..=MAX_CONVERSATIONS).contains(&nconv) {
         eprintln!(
-            "genpcap: --conversations must be 1..=30000 (client ports are unique per conversation)"
+            "genpcap: --conversations must be 1..={MAX_CONVERSATIONS} (--flows up to twice that)"
         );
         exit(2);
     }
     let meta = meta.unwrap_or_else(|| format!("{out}.json"));
-    if let Err(e) = generate(&out, &meta, packets, nconv, seed) {
+    if let Err(e) = generate(&out, &meta, packets, nconv, nflows.unwrap_or(0), seed) {
         eprintln!("genpcap: {e}");
         exit(1);
     }
 }
 
-fn generate(out: &str, meta: &str, packets: u64, nconv: usize, seed: u64) -> std::io::Result<()> {
+/// `sweep`: the first `sweep` packets go to directional flows 0, 1, 2, ... (conversation
+/// j / 2, to the server when j is even); the rest are skewed.
+fn generate(
+    out: &str,
+    meta: &str,
+    packets: u64,
+    nconv: usize,
+    sweep: u64,
+    seed: u64,
+) -> std::io::Result<()> {
     let mut rng = Rng(seed);
     let mut convs = make_convs(nconv, &mut rng);
     // Written to a temporary name and renamed, so a cached file is always complete.
@@ -360,10 +397,13 @@ fn generate(out: &str, meta: &str, packets: u64, nconv: usize, seed: u64) -> std
     for n in 0..packets {
         // Skewed choice: conversation k is picked with probability ~ (2k+1)/C^2 reversed,
         // so the first ones are heavy and the last still get ~packets/(2C) packets.
-        let u = rng.unit();
-        let k = ((u * u) * nconv as f64) as usize;
-        let k = k.min(nconv - 1);
-        let to_server = rng.below(100) < 55;
+        let (k, to_server) = if n < sweep {
+            ((n / 2) as usize, n % 2 == 0)
+        } else {
+            let u = rng.unit();
+            let k = ((u * u) * nconv as f64) as usize;
+            (k.min(nconv - 1), rng.below(100) < 55)
+        };
         let len = MIN_FRAME + rng.below((MAX_FRAME - MIN_FRAME + 1) as u64) as usize;
         let c = &mut convs[k];
         build_frame(&mut buf, c, to_server, len, n as u16, &mut rng);

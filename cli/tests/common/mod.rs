@@ -352,6 +352,11 @@ impl LiveCapture {
         }
     }
 
+    /// The capture's stdout (when started with a piped stdout).
+    pub fn take_stdout(&mut self) -> std::process::ChildStdout {
+        self.child.stdout.take().expect("stdout was piped")
+    }
+
     /// Sends SIGINT, waits, and returns (exit status, all of stderr).
     pub fn stop(mut self) -> (std::process::ExitStatus, String) {
         // SAFETY: kill with a valid pid of our own child.

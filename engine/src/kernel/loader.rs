@@ -18,8 +18,9 @@ use aya::{
     Ebpf, EbpfError, EbpfLoader,
 };
 use capture_common::{
-    ProbeConfig, DEFAULT_SNAPLEN, GLOBAL_CONFIG, MAP_RING_DATA, MAP_RING_POS, MAX_SNAPLEN,
-    OFF_ABSENT, PROG_TP_BTF, PROG_TRACEPOINT, SKB_COPY_MAX,
+    ProbeConfig, DEFAULT_SNAPLEN, EXEMPLARS_ALL, GLOBAL_CONFIG, MAP_BUDGET_0, MAP_BUDGET_1,
+    MAP_FLOWS_0, MAP_FLOWS_1, MAP_RING_DATA, MAP_RING_POS, MAX_SNAPLEN, OFF_ABSENT, PROG_TP_BTF,
+    PROG_TRACEPOINT, SKB_COPY_MAX,
 };
 
 use super::btf::{Btf, BtfError, VMLINUX_BTF};
@@ -35,10 +36,46 @@ pub const KFREE_SKB_FORMAT_PATHS: [&str; 2] = [
     "/sys/kernel/debug/tracing/events/skb/kfree_skb/format",
 ];
 
-/// Default size of each CPU's ring (bytes): 4 MiB holds about 25,000 records of a 64-byte
-/// UDP packet, i.e. 40 ms of a one-CPU storm at 600,000 drops/s against the reader's 2 ms
-/// polls.
+/// Largest default size of each CPU's ring (bytes): 4 MiB holds about 25,000 records of a
+/// 64-byte UDP packet, i.e. 40 ms of a one-CPU storm at 600,000 drops/s against the reader's
+/// 2 ms polls.
 pub const DEFAULT_RING_BYTES_PER_CPU: u64 = 4 << 20;
+/// Smallest default ring per CPU: four 64 KiB blocks.
+pub const MIN_DEFAULT_RING_BYTES_PER_CPU: u64 = 256 << 10;
+/// All CPUs' rings together, by default: the per-CPU size is this divided by the CPUs
+/// (a power of two, between the two bounds above), so a 128-CPU node pins 32 MiB, not
+/// 512 MiB; the kernel flow table carries exact counts when a small ring fills.
+pub const DEFAULT_RING_BUDGET_BYTES: u64 = 32 << 20;
+/// Default entries of each kernel flow table generation (`--kernel-flows`).
+pub const DEFAULT_KERNEL_FLOWS: u32 = 65_536;
+/// Most entries `--kernel-flows` accepts.
+pub const MAX_KERNEL_FLOWS: u32 = 1 << 24;
+/// Exemplar budget of a CPU in an automatic storm (copies per key and table generation).
+pub const AUTO_STORM_EXEMPLARS: u32 = 8;
+/// Kernel memory of the per-CPU flow caches: two generations of `CACHE_SLOTS` slots of
+/// 112 bytes per CPU.
+pub fn cache_bytes(cpus: u32) -> u64 {
+    2 * u64::from(capture_common::CACHE_SLOTS)
+        * std::mem::size_of::<capture_common::CacheSlot>() as u64
+        * u64::from(cpus)
+}
+
+/// Kernel memory per kernel-flow-table entry, both maps of one generation together: a
+/// preallocated hash element (about 48 bytes of overhead, the 64-byte key, the 48-byte flow
+/// value or 8-byte budget count, each rounded to 8).
+pub const TABLE_BYTES_PER_ENTRY: u64 = (48 + 64 + 48) + (48 + 64 + 8);
+
+/// The default ring size per CPU for `cpus` CPUs (see [`DEFAULT_RING_BUDGET_BYTES`]).
+pub fn default_ring_bytes_per_cpu(cpus: u32) -> u64 {
+    let share = DEFAULT_RING_BUDGET_BYTES / u64::from(cpus.max(1));
+    // The largest power of two not above the share, within the bounds.
+    let pow = if share == 0 {
+        0
+    } else {
+        1u64 << (63 - share.leading_zeros())
+    };
+    pow.clamp(MIN_DEFAULT_RING_BYTES_PER_CPU, DEFAULT_RING_BYTES_PER_CPU)
+}
 
 const PERMISSION_HINT: &str = "loading the eBPF program needs CAP_BPF, CAP_PERFMON and \
 CAP_NET_ADMIN (or CAP_SYS_ADMIN on kernels before 5.8); run as root or grant them";
@@ -68,6 +105,8 @@ pub enum LoadError {
     TracepointFormat { path: String, reason: String },
     #[error("{step} failed: {message}")]
     Ebpf { step: &'static str, message: String },
+    #[error("the kernel program publishes ring records with x86-64 store ordering; this is {arch}, which needs a BPF store-release dropscope does not emit yet: run dropscope on x86-64")]
+    Architecture { arch: &'static str },
 }
 
 /// Which hook to attach to.
@@ -100,6 +139,12 @@ pub struct LoadOptions {
     /// most 256 MiB).
     pub ring_bytes_per_cpu: u64,
     pub attach: AttachMode,
+    /// Entries of each kernel flow table generation.
+    pub kernel_flows: u32,
+    /// Copies per flow x reason key per table generation; `None`: every drop.
+    pub exemplars: Option<u32>,
+    /// The automatic storm switch (only without an exemplar budget).
+    pub auto_storm: bool,
 }
 
 impl Default for LoadOptions {
@@ -108,6 +153,28 @@ impl Default for LoadOptions {
             snaplen: DEFAULT_SNAPLEN,
             ring_bytes_per_cpu: DEFAULT_RING_BYTES_PER_CPU,
             attach: AttachMode::Auto,
+            kernel_flows: DEFAULT_KERNEL_FLOWS,
+            exemplars: None,
+            auto_storm: true,
+        }
+    }
+}
+
+impl LoadOptions {
+    /// Writes the copy policy (exemplar budget, storm switch) into `c`, for rings of
+    /// `c.ring_blocks` blocks.
+    pub fn apply_policy(&self, c: &mut ProbeConfig) {
+        c.exemplars = self.exemplars.unwrap_or(EXEMPLARS_ALL);
+        let ring = u64::from(c.ring_blocks) << capture_common::RING_BLOCK_SHIFT;
+        if self.auto_storm && self.exemplars.is_none() && ring > 0 {
+            // Storm above half full, back to full capture below an eighth.
+            c.storm_on_bytes = u32::try_from(ring / 2).unwrap_or(u32::MAX);
+            c.storm_off_bytes = u32::try_from(ring / 8).unwrap_or(u32::MAX);
+            c.storm_exemplars = AUTO_STORM_EXEMPLARS;
+        } else {
+            c.storm_on_bytes = 0;
+            c.storm_off_bytes = 0;
+            c.storm_exemplars = 0;
         }
     }
 }
@@ -268,6 +335,10 @@ pub fn probe_config(
         ring_blocks: 0,
         skb_copy_off: 0,
         skb_copy_len: 0,
+        exemplars: EXEMPLARS_ALL,
+        storm_on_bytes: 0,
+        storm_off_bytes: 0,
+        storm_exemplars: 0,
     };
     (c.skb_copy_off, c.skb_copy_len) = skb_copy_span(&c);
     Ok(c)
@@ -353,6 +424,7 @@ fn raise_memlock() {
 pub fn load_object(
     config: &ProbeConfig,
     cpus: u32,
+    kernel_flows: u32,
     btf: Option<&aya::Btf>,
 ) -> Result<Ebpf, LoadError> {
     let obj = object();
@@ -369,6 +441,9 @@ pub fn load_object(
         cpus.saturating_mul(config.ring_blocks).max(1),
     );
     loader.map_max_entries(MAP_RING_POS, cpus);
+    for name in [MAP_FLOWS_0, MAP_FLOWS_1, MAP_BUDGET_0, MAP_BUDGET_1] {
+        loader.map_max_entries(name, kernel_flows.max(1));
+    }
     loader
         .load(obj)
         .map_err(|e| classify("loading the eBPF object", PROG_TP_BTF, &e))
@@ -378,6 +453,12 @@ pub fn load_object(
 pub fn load_and_attach(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     if object().is_empty() {
         return Err(LoadError::NoObject);
+    }
+    // The ring's publishing store is a release store only under x86-64's ordering.
+    if !cfg!(target_arch = "x86_64") {
+        return Err(LoadError::Architecture {
+            arch: std::env::consts::ARCH,
+        });
     }
     let btf = Btf::from_sys().map_err(|source| LoadError::NoBtf { source })?;
     let tp = match opts.attach {
@@ -401,8 +482,9 @@ pub fn load_and_attach(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     })?;
     let mut config = config;
     config.ring_blocks = super::ring::blocks_for(opts.ring_bytes_per_cpu);
+    opts.apply_policy(&mut config);
     let cpus = possible_cpus()?;
-    let mut ebpf = load_object(&config, cpus, Some(&aya_btf))?;
+    let mut ebpf = load_object(&config, cpus, opts.kernel_flows, Some(&aya_btf))?;
 
     let attached = match opts.attach {
         AttachMode::TpBtf => attach_tp_btf(&mut ebpf, &aya_btf)?,
@@ -682,6 +764,10 @@ print fmt: \"skbaddr=%p\", REC->skbaddr
                 // dev (16) .. data (200 + 8)
                 skb_copy_off: 16,
                 skb_copy_len: 192,
+                exemplars: EXEMPLARS_ALL,
+                storm_on_bytes: 0,
+                storm_off_bytes: 0,
+                storm_exemplars: 0,
             }
         );
     }
@@ -798,7 +884,9 @@ print fmt: \"skbaddr=%p\", REC->skbaddr
             err.to_string(),
             "this build has no eBPF object; rebuild without AYA_BUILD_SKIP"
         );
-        let err = load_object(&ProbeConfig::default(), 1, None).err().unwrap();
+        let err = load_object(&ProbeConfig::default(), 1, 1, None)
+            .err()
+            .unwrap();
         assert!(matches!(err, LoadError::NoObject));
     }
 
@@ -807,6 +895,54 @@ print fmt: \"skbaddr=%p\", REC->skbaddr
         let possible = possible_cpus().unwrap();
         let online = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
         assert!(possible >= online, "{possible} possible < {online} usable");
+    }
+
+    #[test]
+    fn default_ring_size_shrinks_with_cpus_within_bounds() {
+        assert_eq!(default_ring_bytes_per_cpu(1), 4 << 20);
+        assert_eq!(default_ring_bytes_per_cpu(2), 4 << 20);
+        assert_eq!(default_ring_bytes_per_cpu(8), 4 << 20);
+        assert_eq!(default_ring_bytes_per_cpu(16), 2 << 20);
+        assert_eq!(default_ring_bytes_per_cpu(24), 1 << 20);
+        assert_eq!(default_ring_bytes_per_cpu(128), 256 << 10);
+        assert_eq!(default_ring_bytes_per_cpu(4096), 256 << 10);
+        assert_eq!(default_ring_bytes_per_cpu(0), 4 << 20);
+        // The total stays within the budget from 8 CPUs up to 128.
+        for cpus in 8..=128u32 {
+            assert!(
+                default_ring_bytes_per_cpu(cpus) * u64::from(cpus) <= DEFAULT_RING_BUDGET_BYTES
+            );
+        }
+    }
+
+    #[test]
+    fn copy_policy_in_the_config() {
+        let mut c = ProbeConfig {
+            ring_blocks: 16,
+            ..ProbeConfig::UNCONFIGURED
+        };
+        LoadOptions::default().apply_policy(&mut c);
+        assert_eq!(c.exemplars, EXEMPLARS_ALL);
+        assert_eq!(
+            (c.storm_on_bytes, c.storm_off_bytes),
+            (512 << 10, 128 << 10)
+        );
+        assert_eq!(c.storm_exemplars, AUTO_STORM_EXEMPLARS);
+        let o = LoadOptions {
+            exemplars: Some(2),
+            ..LoadOptions::default()
+        };
+        o.apply_policy(&mut c);
+        assert_eq!(
+            (c.exemplars, c.storm_on_bytes, c.storm_exemplars),
+            (2, 0, 0)
+        );
+        let o = LoadOptions {
+            auto_storm: false,
+            ..LoadOptions::default()
+        };
+        o.apply_policy(&mut c);
+        assert_eq!((c.exemplars, c.storm_on_bytes), (EXEMPLARS_ALL, 0));
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! [`Event`]: crate::event::Event
 
 pub mod abi;
+pub mod bpfsys;
 pub mod btf;
 pub mod kallsyms;
 pub mod loader;
@@ -18,6 +19,7 @@ pub mod reasons;
 pub mod record;
 pub mod ring;
 pub mod source;
+pub mod table;
 pub mod testing;
 
 pub use kallsyms::Kallsyms;

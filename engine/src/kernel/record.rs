@@ -103,7 +103,8 @@ mod tests {
             cap_len: cap,
             protocol: 0x0008,
             flags: 0,
-            _pad: [0; 3],
+            _pad: 0,
+            net_off: 0,
         }
     }
 

@@ -9,6 +9,17 @@
 //! ([`RingStats::bad_frames`]) and reading goes on at the next block (the kernel program
 //! starts a block with a fresh frame, so that is the next place a frame boundary is known).
 //!
+//! Ordering: the reader's acquire load of `prod` pairs with the kernel program's publishing
+//! store of `prod` (capture-ebpf `emit`: a plain store after the frame's stores, a release
+//! store under x86-64's ordering, the only architecture the loader accepts), and the
+//! reader's release store of `cons` pairs with the program's load of `cons` before it reuses
+//! the space.
+//!
+//! Memory safety rests on the mappings covering what is read: [`PerCpuRings::map`] is an
+//! `unsafe fn` whose caller promises the descriptors are the kernel program's ring maps of
+//! that geometry; the data mapping of a kernel ring is read-only. Tests, benches and fuzzing
+//! write rings of their own through [`TestRings`] (private writable memory).
+//!
 //! Must never: read at or past `prod` (the producer may be writing there), dereference a
 //! position outside the mapped area, or store a `cons` past `prod`.
 
@@ -115,21 +126,21 @@ pub struct PerCpuRings {
 }
 
 impl PerCpuRings {
-    /// Maps the rings of `cpus` CPUs with `blocks` blocks each (the sizes the maps were
-    /// created with: `RING_DATA` has `cpus * blocks` elements, `RING_POS` has `cpus`).
-    pub fn map(
+    /// Maps the rings of `cpus` CPUs with `blocks` blocks each.
+    ///
+    /// # Safety
+    /// `data_fd` and `pos_fd` must be the kernel program's `BPF_F_MMAPABLE` array maps
+    /// `RING_DATA` (at least `cpus * blocks` elements of `RING_ELEM` bytes) and `RING_POS`
+    /// (at least `cpus` [`RingPos`] elements), and stay open while the rings live. Any other
+    /// descriptor (a file shorter than the mapping, say) makes reads fault or return bytes
+    /// no producer wrote.
+    pub(crate) unsafe fn map(
         data_fd: BorrowedFd<'_>,
         pos_fd: BorrowedFd<'_>,
         cpus: u32,
         blocks: u32,
     ) -> io::Result<Self> {
         Self::new(Some((data_fd, pos_fd)), cpus, blocks)
-    }
-
-    /// Rings in ordinary memory, written with [`PerCpuRings::produce`]: for tests and
-    /// benches of the reading side without a kernel.
-    pub fn anonymous(cpus: u32, blocks: u32) -> io::Result<Self> {
-        Self::new(None, cpus, blocks)
     }
 
     fn new(
@@ -162,96 +173,22 @@ impl PerCpuRings {
         elem as usize * RING_ELEM as usize + (pos & (BLOCK - 1)) as usize
     }
 
-    /// Appends one frame holding `payload` to `cpu`'s ring exactly as the kernel program
-    /// does (padding to the next block when it would cross one, the cached limit); false
-    /// when there is no room. Only for rings made by [`PerCpuRings::anonymous`].
-    pub fn produce(&mut self, cpu: u32, payload: &[u8]) -> bool {
-        if cpu >= self.cpus
-            || payload.len() as u64 + FRAME_HDR > u64::from(capture_common::MAX_FRAME)
-        {
-            return false;
+    /// One CPU's storm-switch state as its program last wrote it: (start of the current
+    /// storm or 0, storms begun, nanoseconds in storms that ended).
+    pub fn storm_state(&self, cpu: u32) -> (u64, u64, u64) {
+        if cpu >= self.cpus {
+            return (0, 0, 0);
         }
-        let total = (payload.len() as u64 + FRAME_HDR).next_multiple_of(8);
-        let prod =
-            pos_word(&self.pos, cpu, std::mem::offset_of!(RingPos, prod)).load(Ordering::Relaxed);
-        let off = prod & (BLOCK - 1);
-        let at = if off + total > BLOCK {
-            prod + (BLOCK - off)
-        } else {
-            prod
-        };
-        let end = at + total;
-        let limit_word = pos_word(&self.pos, cpu, std::mem::offset_of!(RingPos, limit));
-        if end > limit_word.load(Ordering::Relaxed) {
-            let cons = pos_word(&self.pos, cpu, std::mem::offset_of!(RingPos, cons))
-                .load(Ordering::Acquire);
-            limit_word.store(cons + self.bytes_per_cpu(), Ordering::Relaxed);
-            if end > cons + self.bytes_per_cpu() {
-                return false;
-            }
-        }
-        let data = self.data.ptr.as_ptr();
-        if at != prod {
-            // SAFETY: offset() is inside the mapping, and 8 bytes before its block's end
-            // because positions are 8-aligned; the memory is ours alone.
-            unsafe {
-                std::ptr::write_unaligned(data.add(self.offset(cpu, prod)).cast::<u32>(), FRAME_PAD)
-            };
-        }
-        let frame = self.offset(cpu, at);
-        // SAFETY: the frame fits its block (at most MAX_FRAME < RING_ELEM - offset bytes).
-        unsafe {
-            std::ptr::write_unaligned(data.add(frame).cast::<u32>(), total as u32);
-            std::ptr::write_unaligned(data.add(frame + 4).cast::<u32>(), 0);
-            std::ptr::copy_nonoverlapping(
-                payload.as_ptr(),
-                data.add(frame + FRAME_HDR as usize),
-                payload.len(),
-            );
-        }
-        pos_word(&self.pos, cpu, std::mem::offset_of!(RingPos, prod)).store(end, Ordering::Release);
-        true
-    }
-
-    /// Overwrites 4 bytes at `cpu`'s ring position `pos` (tests: corrupt a frame header).
-    #[doc(hidden)]
-    pub fn poke_u32(&mut self, cpu: u32, pos: u64, value: u32) {
-        let at = self.offset(cpu.min(self.cpus - 1), pos & !7);
-        // SAFETY: inside the mapping, 8 bytes before the block's end (8-aligned offset).
-        unsafe { std::ptr::write_unaligned(self.data.ptr.as_ptr().add(at).cast::<u32>(), value) };
-    }
-
-    /// Overwrites ring bytes from `cpu`'s block 0, offset 0 on, as far as they reach into
-    /// the CPU's blocks (fuzzing: arbitrary ring contents).
-    #[doc(hidden)]
-    pub fn poke_blocks(&mut self, cpu: u32, bytes: &[u8]) {
-        let first = cpu.min(self.cpus - 1) as usize * self.blocks as usize;
-        for (i, chunk) in bytes
-            .chunks(RING_BLOCK as usize)
-            .take(self.blocks as usize)
-            .enumerate()
-        {
-            let at = (first + i) * RING_ELEM as usize;
-            // SAFETY: element first + i exists (i < blocks) and a chunk is at most one block.
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    chunk.as_ptr(),
-                    self.data.ptr.as_ptr().add(at),
-                    chunk.len(),
-                )
-            };
-        }
-    }
-
-    /// Sets `cpu`'s published end (tests: a producer position that cannot be).
-    #[doc(hidden)]
-    pub fn set_prod(&mut self, cpu: u32, prod: u64) {
-        pos_word(
-            &self.pos,
-            cpu.min(self.cpus - 1),
-            std::mem::offset_of!(RingPos, prod),
+        let w = |off| pos_word(&self.pos, cpu, off).load(Ordering::Relaxed);
+        (
+            w(std::mem::offset_of!(RingPos, storm_since)),
+            w(std::mem::offset_of!(RingPos, storm_count)),
+            w(std::mem::offset_of!(RingPos, storm_total_ns)),
         )
-        .store(prod, Ordering::Release);
+    }
+
+    pub fn cpus(&self) -> u32 {
+        self.cpus
     }
 
     pub fn stats(&self) -> RingStats {
@@ -326,12 +263,140 @@ impl PerCpuRings {
     }
 }
 
+/// Rings in private, writable memory, written the way the kernel program writes: for tests,
+/// benches and fuzzing of the reading side without a kernel.
+pub struct TestRings {
+    r: PerCpuRings,
+}
+
+impl TestRings {
+    pub fn new(cpus: u32, blocks: u32) -> io::Result<Self> {
+        Ok(TestRings {
+            r: PerCpuRings::new(None, cpus, blocks)?,
+        })
+    }
+
+    /// The reading side.
+    pub fn rings(&mut self) -> &mut PerCpuRings {
+        &mut self.r
+    }
+
+    pub fn drain(&mut self, on_record: impl FnMut(&[u8])) -> u64 {
+        self.r.drain(on_record)
+    }
+
+    pub fn stats(&self) -> RingStats {
+        self.r.stats()
+    }
+
+    /// Appends one frame holding `payload` to `cpu`'s ring exactly as the kernel program
+    /// does (padding to the next block when it would cross one, the cached limit); false
+    /// when there is no room. Only for rings made by [`PerCpuRings::anonymous`].
+    pub fn produce(&mut self, cpu: u32, payload: &[u8]) -> bool {
+        if cpu >= self.r.cpus
+            || payload.len() as u64 + FRAME_HDR > u64::from(capture_common::MAX_FRAME)
+        {
+            return false;
+        }
+        let total = (payload.len() as u64 + FRAME_HDR).next_multiple_of(8);
+        let prod =
+            pos_word(&self.r.pos, cpu, std::mem::offset_of!(RingPos, prod)).load(Ordering::Relaxed);
+        let off = prod & (BLOCK - 1);
+        let at = if off + total > BLOCK {
+            prod + (BLOCK - off)
+        } else {
+            prod
+        };
+        let end = at + total;
+        let limit_word = pos_word(&self.r.pos, cpu, std::mem::offset_of!(RingPos, limit));
+        if end > limit_word.load(Ordering::Relaxed) {
+            let cons = pos_word(&self.r.pos, cpu, std::mem::offset_of!(RingPos, cons))
+                .load(Ordering::Acquire);
+            limit_word.store(cons + self.r.bytes_per_cpu(), Ordering::Relaxed);
+            if end > cons + self.r.bytes_per_cpu() {
+                return false;
+            }
+        }
+        let data = self.r.data.ptr.as_ptr();
+        if at != prod {
+            // SAFETY: offset() is inside the mapping, and 8 bytes before its block's end
+            // because positions are 8-aligned; the memory is ours alone.
+            unsafe {
+                std::ptr::write_unaligned(
+                    data.add(self.r.offset(cpu, prod)).cast::<u32>(),
+                    FRAME_PAD,
+                )
+            };
+        }
+        let frame = self.r.offset(cpu, at);
+        // SAFETY: the frame fits its block (at most MAX_FRAME < RING_ELEM - offset bytes).
+        unsafe {
+            std::ptr::write_unaligned(data.add(frame).cast::<u32>(), total as u32);
+            std::ptr::write_unaligned(data.add(frame + 4).cast::<u32>(), 0);
+            std::ptr::copy_nonoverlapping(
+                payload.as_ptr(),
+                data.add(frame + FRAME_HDR as usize),
+                payload.len(),
+            );
+        }
+        pos_word(&self.r.pos, cpu, std::mem::offset_of!(RingPos, prod))
+            .store(end, Ordering::Release);
+        true
+    }
+
+    /// Overwrites 4 bytes at `cpu`'s ring position `pos` (tests: corrupt a frame header).
+    #[doc(hidden)]
+    pub fn poke_u32(&mut self, cpu: u32, pos: u64, value: u32) {
+        let at = self.r.offset(cpu.min(self.r.cpus - 1), pos & !7);
+        // SAFETY: inside the mapping, 8 bytes before the block's end (8-aligned offset).
+        unsafe { std::ptr::write_unaligned(self.r.data.ptr.as_ptr().add(at).cast::<u32>(), value) };
+    }
+
+    /// Overwrites ring bytes from `cpu`'s block 0, offset 0 on, as far as they reach into
+    /// the CPU's blocks (fuzzing: arbitrary ring contents).
+    #[doc(hidden)]
+    pub fn poke_blocks(&mut self, cpu: u32, bytes: &[u8]) {
+        let first = cpu.min(self.r.cpus - 1) as usize * self.r.blocks as usize;
+        for (i, chunk) in bytes
+            .chunks(RING_BLOCK as usize)
+            .take(self.r.blocks as usize)
+            .enumerate()
+        {
+            let at = (first + i) * RING_ELEM as usize;
+            // SAFETY: element first + i exists (i < blocks) and a chunk is at most one block.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    chunk.as_ptr(),
+                    self.r.data.ptr.as_ptr().add(at),
+                    chunk.len(),
+                )
+            };
+        }
+    }
+
+    /// Sets `cpu`'s published end (tests: a producer position that cannot be).
+    #[doc(hidden)]
+    pub fn set_prod(&mut self, cpu: u32, prod: u64) {
+        pos_word(
+            &self.r.pos,
+            cpu.min(self.r.cpus - 1),
+            std::mem::offset_of!(RingPos, prod),
+        )
+        .store(prod, Ordering::Release);
+    }
+}
+
 /// Blocks per CPU for a requested ring size: a power of two, at least one block.
 pub fn blocks_for(bytes_per_cpu: u64) -> u32 {
     let blocks = bytes_per_cpu
         .div_ceil(BLOCK)
         .clamp(1, u64::from(MAX_BLOCKS));
     (blocks as u32).next_power_of_two().min(MAX_BLOCKS)
+}
+
+/// The bytes of a ring asked for with `bytes_per_cpu`, after [`blocks_for`]'s rounding.
+pub fn ring_bytes(bytes_per_cpu: u64) -> u64 {
+    u64::from(blocks_for(bytes_per_cpu)) << RING_BLOCK_SHIFT
 }
 
 /// Largest ring per CPU: 4096 blocks of 64 KiB (256 MiB).
@@ -350,13 +415,15 @@ mod tests {
         assert_eq!(blocks_for(3 * BLOCK), 4);
         assert_eq!(blocks_for(4 << 20), 64);
         assert_eq!(blocks_for(u64::MAX), MAX_BLOCKS);
+        assert_eq!(ring_bytes(1), BLOCK);
+        assert_eq!(ring_bytes(3 << 20), 4 << 20);
     }
 
     fn payload(tag: u8, len: usize) -> Vec<u8> {
         (0..len).map(|i| tag.wrapping_add(i as u8)).collect()
     }
 
-    fn drain_all(r: &mut PerCpuRings) -> Vec<Vec<u8>> {
+    fn drain_all(r: &mut TestRings) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
         r.drain(|rec| out.push(rec.to_vec()));
         out
@@ -375,7 +442,7 @@ mod tests {
     #[test]
     fn records_come_back_in_order_per_cpu_across_blocks_and_wraps() {
         // 2 CPUs x 2 blocks; records of 1000 bytes: 65 fit a block, then a pad frame.
-        let mut r = PerCpuRings::anonymous(2, 2).unwrap();
+        let mut r = TestRings::new(2, 2).unwrap();
         let mut expect: [Vec<Vec<u8>>; 2] = Default::default();
         let mut seq = 0u32;
         for _round in 0..20 {
@@ -405,7 +472,7 @@ mod tests {
 
     #[test]
     fn a_full_ring_refuses_until_read() {
-        let mut r = PerCpuRings::anonymous(1, 1).unwrap();
+        let mut r = TestRings::new(1, 1).unwrap();
         let p = payload(1, 1016); // 1024-byte frames: exactly 64 fill the block
         let mut n = 0;
         while r.produce(0, &p) {
@@ -421,7 +488,7 @@ mod tests {
 
     #[test]
     fn bad_frames_are_counted_and_skipped_to_the_next_block() {
-        let mut r = PerCpuRings::anonymous(1, 4).unwrap();
+        let mut r = TestRings::new(1, 4).unwrap();
         let p = payload(7, 100); // 112-byte frames
         for _ in 0..3 {
             assert!(r.produce(0, &p));
@@ -436,13 +503,13 @@ mod tests {
         );
         assert_eq!(r.stats().bad_frames, 1);
         // A length past the end of the block.
-        let mut r = PerCpuRings::anonymous(1, 4).unwrap();
+        let mut r = TestRings::new(1, 4).unwrap();
         assert!(r.produce(0, &p));
         r.poke_u32(0, 0, 70_000);
         assert!(drain_all(&mut r).is_empty());
         assert_eq!(r.stats().bad_frames, 1);
         // A producer position more than a ring ahead: skipped to, counted once.
-        let mut r = PerCpuRings::anonymous(1, 1).unwrap();
+        let mut r = TestRings::new(1, 1).unwrap();
         r.set_prod(0, 10 * BLOCK);
         assert!(drain_all(&mut r).is_empty());
         assert_eq!(r.stats().bad_frames, 1);

@@ -3,10 +3,13 @@
 //! sends them in [`Batch`]es, each sorted by time (the rings are read one CPU after another).
 //!
 //! Accounting is exact: the kernel counts every drop per reason before it touches the ring,
-//! and on stop this source detaches the program first, then drains the ring completely, so
-//! afterwards `seen == delivered + ring_full` for every reason ([`KernelCounters`],
-//! [`SourceStats`]). Sending blocks when the pipeline is slow: the ring, which the kernel
-//! counts, is the only place an event can be lost.
+//! and per flow in its flow table ([`super::table`], drained about once a second by a thread
+//! of this source); on stop this source detaches the program first, waits for an RCU grace
+//! period (no run still in flight), then drains the rings and both table generations
+//! completely, so afterwards `seen == not_copied + ring_full + delivered` and
+//! `seen == in table + table_full` for every reason ([`KernelCounters`], [`SourceStats`],
+//! [`crate::storm::StormProfile`]). Sending blocks when the pipeline is slow: the ring,
+//! which the kernel counts, is the only place a copied event can be lost.
 //!
 //! Must never: panic on a ring record (records are decoded by the panic-free
 //! [`super::record`]), allocate per event (packet bytes of a batch share one buffer), or
@@ -16,28 +19,32 @@ use std::{
     collections::BTreeMap,
     os::fd::AsFd,
     sync::atomic::{AtomicBool, Ordering},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use aya::{
-    maps::{Map, MapData, PerCpuArray, PerCpuHashMap},
+    maps::{Map, MapData, PerCpuArray},
     programs::{BtfTracePoint, TracePoint},
     Ebpf,
 };
 use bytes::BytesMut;
 use capture_common::{
-    KfreeSkbEvent, ProbeConfig, ReasonCounter, FLAG_L3, MAP_REASON_ARRAY, MAP_REASON_COUNTS,
-    MAP_RING_DATA, MAP_RING_POS, MAP_STATS, PROG_TP_BTF, PROG_TRACEPOINT, STAT_READ_FAILED,
-    STAT_REASON_MAP_FULL, STAT_RING_FULL,
+    KfreeSkbEvent, ProbeConfig, ReasonCounter, FLAG_COUNTED, FLAG_L3, MAP_BUDGET_0, MAP_BUDGET_1,
+    MAP_CACHE_0, MAP_CACHE_1, MAP_FLOWS_0, MAP_FLOWS_1, MAP_FLOW_GEN, MAP_REASON_ARRAY,
+    MAP_REASON_COUNTS, MAP_RING_DATA, MAP_RING_POS, MAP_STATS, PROG_TP_BTF, PROG_TRACEPOINT,
+    STAT_NESTED, STAT_READ_FAILED, STAT_REASON_MAP_FULL, STAT_RING_FULL,
 };
 use crossbeam_channel::Sender;
 
 use super::{
+    bpfsys::{self, RcuFence},
     loader::{self, AttachMode, Attached, LoadError, LoadOptions},
     record::{self, RecordError},
     ring::PerCpuRings,
+    table::KernelTable,
 };
 use crate::event::{Batch, Cause, Event, LinkType};
+use crate::storm::{CopyPolicy, SeriesPoint, StormCpu, StormProfile, StormSpan};
 
 /// Pause after a pass over the rings that found little: the kernel program never wakes the
 /// reader (that would cost the dropping CPU an IPI), so the reader polls. 2 ms keeps the
@@ -45,8 +52,9 @@ use crate::event::{Batch, Cause, Event, LinkType};
 const POLL_INTERVAL: Duration = Duration::from_millis(2);
 /// A pass that consumed at least this many bytes is followed by another at once.
 const BUSY_PASS_BYTES: u64 = 256 << 10;
-/// Pause between detaching and the final drain, so programs already running finish.
-const DETACH_GRACE: Duration = Duration::from_millis(20);
+/// How often the kernel flow table switches generations (and the per-second series gets a
+/// point).
+const TABLE_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -62,6 +70,8 @@ pub enum SourceError {
     Detach(String),
     #[error("the event receiver hung up after {delivered} events")]
     ReceiverGone { delivered: u64 },
+    #[error("draining the kernel flow table failed: {0}")]
+    Table(std::io::Error),
 }
 
 /// Malformed ring records, by kind (each one was skipped).
@@ -121,6 +131,9 @@ impl SourceStats {
 /// The kernel program's own counters, summed over CPUs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct KernelCounters {
+    /// Runs the kernel skipped during the capture (`recursion_misses` at the end minus at
+    /// the start); `None` when the kernel does not report them.
+    pub recursion_misses: Option<u64>,
     /// Reasons with at least one drop (from the kernel's reason array and reason hash).
     pub per_reason: BTreeMap<u32, ReasonCounter>,
     /// Every drop the program saw: the per-reason counts plus `reason_map_full` (the kernel
@@ -129,6 +142,8 @@ pub struct KernelCounters {
     pub ring_full: u64,
     pub read_failed: u64,
     pub reason_map_full: u64,
+    /// Nested runs the program's own guard turned away (not in `seen`).
+    pub nested: u64,
 }
 
 /// Converts `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) to Unix time.
@@ -197,17 +212,25 @@ struct Pending {
     len: usize,
 }
 
-/// Accumulates records into batches: packet bytes go into one `BytesMut` per batch.
+/// Accumulates records into batches: packet bytes go into one `BytesMut` per batch. Drops
+/// the kernel left to user space to count (no `FLAG_COUNTED`) are counted here, per kernel
+/// table key, in `flows`.
 pub struct BatchBuilder {
     pending: Vec<Pending>,
     buf: BytesMut,
     max: usize,
     clock: ClockOffset,
     pub stats: SourceStats,
+    pub flows: crate::storm::KernelFlows,
 }
 
 impl BatchBuilder {
     pub fn new(max: usize, clock: ClockOffset) -> Self {
+        Self::with_rows(max, clock, 1 << 20)
+    }
+
+    /// Like [`BatchBuilder::new`], keeping at most `rows` user-counted table rows.
+    pub fn with_rows(max: usize, clock: ClockOffset, rows: usize) -> Self {
         let max = max.max(1);
         BatchBuilder {
             pending: Vec::with_capacity(max),
@@ -215,6 +238,7 @@ impl BatchBuilder {
             max,
             clock,
             stats: SourceStats::default(),
+            flows: crate::storm::KernelFlows::new(rows),
         }
     }
 
@@ -223,6 +247,13 @@ impl BatchBuilder {
     pub fn push(&mut self, rec: &[u8]) -> bool {
         match record::parse(rec) {
             Ok((ev, packet)) => {
+                if ev.flags & FLAG_COUNTED == 0 {
+                    self.flows.add_record(
+                        crate::storm::key_of_record(&ev, packet),
+                        ev.orig_len,
+                        self.clock.to_unix_ns(ev.hdr.ts_ns),
+                    );
+                }
                 let start = self.buf.len();
                 self.buf.extend_from_slice(packet);
                 self.pending.push(Pending {
@@ -264,10 +295,32 @@ pub struct KernelSource {
     // Field order matters: the mappings go before the maps whose fds they came from.
     rings: PerCpuRings,
     _ring_maps: (MapData, MapData),
+    table: KernelTable,
+    ring_fence: RcuFence,
     ebpf: Ebpf,
     attached: Option<Attached>,
     mode: AttachMode,
     config: ProbeConfig,
+    misses_at_start: Option<u64>,
+    misses_at_end: Option<u64>,
+    profile: StormProfile,
+    clock: ClockOffset,
+    max_rows: usize,
+}
+
+/// Takes a map of any of the kinds the program defines out of the object.
+fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<MapData, SourceError> {
+    match ebpf.take_map(name) {
+        Some(Map::Array(d))
+        | Some(Map::HashMap(d))
+        | Some(Map::PerCpuArray(d))
+        | Some(Map::PerCpuHashMap(d)) => Ok(d),
+        Some(_) => Err(SourceError::Map {
+            name,
+            message: "not a map of the expected kind".to_string(),
+        }),
+        None => Err(SourceError::MissingMap { name }),
+    }
 }
 
 fn array_map(ebpf: &mut Ebpf, name: &'static str) -> Result<MapData, SourceError> {
@@ -281,9 +334,96 @@ fn array_map(ebpf: &mut Ebpf, name: &'static str) -> Result<MapData, SourceError
     }
 }
 
+/// The attached program's `recursion_misses`, if the kernel reports it.
+fn recursion_misses(ebpf: &Ebpf, mode: AttachMode) -> Option<u64> {
+    let name = match mode {
+        AttachMode::Tracepoint => PROG_TRACEPOINT,
+        _ => PROG_TP_BTF,
+    };
+    let prog = ebpf.program(name)?;
+    let fd = prog.fd().ok()?;
+    match bpfsys::prog_recursion_misses(fd.as_fd()) {
+        Ok(m) => m,
+        Err(e) => {
+            log::debug!("Reading {name}'s recursion_misses failed: {e}.");
+            None
+        }
+    }
+}
+
+/// Follows each CPU's storm switch from its ring positions (looked at on every pass over
+/// the rings) and turns it into spans of time.
+struct StormWatch {
+    /// Per CPU: (last storm_since seen, last storm_count seen, open span index).
+    cpus: Vec<(u64, u64, Option<usize>)>,
+    spans: Vec<StormSpan>,
+    /// Spans not kept (the list is bounded); their storms are still in the CPU totals.
+    dropped_spans: u64,
+}
+
+/// Most spans kept in the profile.
+const MAX_STORM_SPANS: usize = 10_000;
+
+impl StormWatch {
+    fn new(cpus: u32) -> Self {
+        StormWatch {
+            cpus: vec![(0, 0, None); cpus as usize],
+            spans: Vec::new(),
+            dropped_spans: 0,
+        }
+    }
+
+    fn look(&mut self, rings: &PerCpuRings, clock: ClockOffset) {
+        for (cpu, st) in self.cpus.iter_mut().enumerate() {
+            let (since, count, _) = rings.storm_state(cpu as u32);
+            let (last_since, last_count, open) = *st;
+            if since == last_since && count == last_count {
+                continue;
+            }
+            let began = count.saturating_sub(last_count);
+            match open {
+                Some(i) => {
+                    if let Some(sp) = self.spans.get_mut(i) {
+                        sp.storms += began;
+                        if since == 0 {
+                            sp.end_ns = Some(clock.to_unix_ns(mono_now()));
+                            st.2 = None;
+                        }
+                    }
+                }
+                None if began > 0 || since != 0 => {
+                    let start = if since != 0 { since } else { mono_now() };
+                    let span = StormSpan {
+                        cpu: cpu as u32,
+                        start_ns: clock.to_unix_ns(start),
+                        end_ns: (since == 0).then(|| clock.to_unix_ns(mono_now())),
+                        storms: began.max(1),
+                    };
+                    if self.spans.len() < MAX_STORM_SPANS {
+                        self.spans.push(span);
+                        if since != 0 {
+                            st.2 = Some(self.spans.len() - 1);
+                        }
+                    } else {
+                        self.dropped_spans += 1;
+                    }
+                }
+                None => {}
+            }
+            st.0 = since;
+            st.1 = count;
+        }
+    }
+}
+
+fn mono_now() -> u64 {
+    u64::try_from(clock_ns(libc::CLOCK_MONOTONIC)).unwrap_or(0)
+}
+
 impl KernelSource {
-    /// Loads and attaches the kfree_skb program.
-    pub fn open(opts: &LoadOptions) -> Result<Self, SourceError> {
+    /// Loads and attaches the kfree_skb program. `max_rows`: rows the user-space copy of the
+    /// kernel flow table keeps before folding new keys per reason.
+    pub fn open(opts: &LoadOptions, max_rows: usize) -> Result<Self, SourceError> {
         let loader::Loaded {
             mut ebpf,
             attached,
@@ -292,21 +432,66 @@ impl KernelSource {
         } = loader::load_and_attach(opts)?;
         let data = array_map(&mut ebpf, MAP_RING_DATA)?;
         let pos = array_map(&mut ebpf, MAP_RING_POS)?;
-        let rings = PerCpuRings::map(
-            data.fd().as_fd(),
-            pos.fd().as_fd(),
-            cpus,
-            config.ring_blocks,
-        )
+        // SAFETY: these are the program's RING_DATA and RING_POS maps, created by
+        // load_object with `cpus * ring_blocks` and `cpus` elements; they live in this
+        // struct after the mapping (field order), so they outlive it.
+        let rings = unsafe {
+            PerCpuRings::map(
+                data.fd().as_fd(),
+                pos.fd().as_fd(),
+                cpus,
+                config.ring_blocks,
+            )
+        }
         .map_err(SourceError::Mmap)?;
+        let table = KernelTable::new(
+            [
+                take_map(&mut ebpf, MAP_FLOWS_0)?,
+                take_map(&mut ebpf, MAP_FLOWS_1)?,
+            ],
+            [
+                ebpf.take_map(MAP_CACHE_0)
+                    .ok_or(SourceError::MissingMap { name: MAP_CACHE_0 })?,
+                ebpf.take_map(MAP_CACHE_1)
+                    .ok_or(SourceError::MissingMap { name: MAP_CACHE_1 })?,
+            ],
+            [
+                take_map(&mut ebpf, MAP_BUDGET_0)?,
+                take_map(&mut ebpf, MAP_BUDGET_1)?,
+            ],
+            take_map(&mut ebpf, MAP_FLOW_GEN)?,
+            ebpf.take_map(MAP_REASON_ARRAY)
+                .ok_or(SourceError::MissingMap {
+                    name: MAP_REASON_ARRAY,
+                })?,
+            ebpf.take_map(MAP_REASON_COUNTS)
+                .ok_or(SourceError::MissingMap {
+                    name: MAP_REASON_COUNTS,
+                })?,
+        )
+        .map_err(SourceError::Table)?;
+        let ring_fence = RcuFence::new().map_err(SourceError::Table)?;
         let mode = attached.mode();
+        let misses_at_start = recursion_misses(&ebpf, mode);
+        let policy = CopyPolicy {
+            exemplars: opts.exemplars,
+            auto_storm: (config.storm_on_bytes != 0).then_some(config.storm_exemplars),
+            kernel_flows: opts.kernel_flows,
+        };
         Ok(KernelSource {
             rings,
             _ring_maps: (data, pos),
+            table,
+            ring_fence,
             ebpf,
             attached: Some(attached),
             mode,
             config,
+            misses_at_start,
+            misses_at_end: None,
+            profile: StormProfile::new(policy, max_rows),
+            clock: ClockOffset::now(),
+            max_rows,
         })
     }
 
@@ -325,83 +510,118 @@ impl KernelSource {
         self.attached.is_some()
     }
 
-    /// Reads the rings until `stop` is set, sending batches of at most `batch_max` events.
-    /// On stop: detaches the program, drains the rings completely, then returns.
+    /// The storm profile gathered by [`KernelSource::run`].
+    pub fn profile(&self) -> &StormProfile {
+        &self.profile
+    }
+
+    /// The storm profile gathered by [`KernelSource::run`] (taken: a second call gets an
+    /// empty one).
+    pub fn take_profile(&mut self) -> StormProfile {
+        let empty = StormProfile::new(self.profile.policy, 1);
+        std::mem::replace(&mut self.profile, empty)
+    }
+
+    /// Reads the rings until `stop` is set, sending batches of at most `batch_max` events,
+    /// while a second thread switches and drains the kernel flow table every second.
+    /// On stop: detaches the program, waits until no run is in flight, drains the rings and
+    /// both table generations completely, then returns.
     pub fn run(
         &mut self,
         tx: &Sender<Batch>,
         stop: &AtomicBool,
         batch_max: usize,
     ) -> Result<SourceStats, SourceError> {
-        let mut builder = BatchBuilder::new(batch_max, ClockOffset::now());
-        loop {
-            if stop.load(Ordering::Relaxed) {
-                self.detach()?;
-                std::thread::sleep(DETACH_GRACE);
-                self.drain(&mut builder, tx)?;
-                // Programs that were mid-run at detach time have finished by now.
-                std::thread::sleep(DETACH_GRACE);
-                self.drain(&mut builder, tx)?;
-                return Ok(builder.stats);
-            }
-            if self.drain(&mut builder, tx)? < BUSY_PASS_BYTES {
-                std::thread::sleep(POLL_INTERVAL);
-            }
-        }
-    }
-
-    /// Reads every record now in the rings, sending full batches and then the remainder;
-    /// returns the bytes consumed.
-    fn drain(
-        &mut self,
-        builder: &mut BatchBuilder,
-        tx: &Sender<Batch>,
-    ) -> Result<u64, SourceError> {
-        let mut sent: Result<(), SourceError> = Ok(());
-        let bad_before = self.rings.stats().bad_frames;
-        let consumed = self.rings.drain(|rec| {
-            if builder.push(rec) && sent.is_ok() {
-                sent = send(builder, tx);
-            }
+        let clock = self.clock;
+        let mut builder = BatchBuilder::with_rows(batch_max, clock, self.max_rows);
+        let detached = AtomicBool::new(false);
+        let KernelSource {
+            rings,
+            table,
+            ring_fence,
+            ebpf,
+            attached,
+            profile,
+            misses_at_end,
+            mode,
+            ..
+        } = self;
+        let mut watch = StormWatch::new(rings.cpus());
+        let (ring_result, table_result) = std::thread::scope(|s| {
+            let det = &detached;
+            let flows = &mut profile.flows;
+            let series = &mut profile.series;
+            let th = std::thread::Builder::new()
+                .name("dropscope-table".into())
+                .spawn_scoped(s, move || table_loop(table, flows, series, det, clock));
+            let r = (|| -> Result<(), SourceError> {
+                loop {
+                    watch.look(rings, clock);
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    if drain(rings, &mut builder, tx)? < BUSY_PASS_BYTES {
+                        std::thread::sleep(POLL_INTERVAL);
+                    }
+                }
+                Ok(())
+            })();
+            // Detach on every path, so the table's final drain is exact.
+            let d = detach(ebpf, attached);
+            *misses_at_end = recursion_misses(ebpf, *mode);
+            let r = r.and(d).and_then(|()| {
+                ring_fence.wait().map_err(SourceError::Table)?;
+                drain(rings, &mut builder, tx).map(|_| ())
+            });
+            watch.look(rings, clock);
+            detached.store(true, Ordering::Release);
+            let t = match th {
+                Ok(h) => h
+                    .join()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("the table thread panicked"))),
+                Err(e) => Err(e),
+            };
+            (r, t)
         });
-        builder.stats.malformed.bad_frame += self.rings.stats().bad_frames - bad_before;
-        sent?;
-        if !builder.is_empty() {
-            send(builder, tx)?;
+        ring_result?;
+        let (generations, peak) = table_result.map_err(SourceError::Table)?;
+        let counted_here = std::mem::replace(&mut builder.flows, crate::storm::KernelFlows::new(1));
+        self.profile.flows.merge(counted_here);
+        self.profile.generations = generations;
+        self.profile.peak_entries = peak;
+        self.profile.storm_spans = watch.spans;
+        let end = mono_now();
+        self.profile.storm_cpus = (0..self.rings.cpus())
+            .map(|cpu| {
+                let (since, storms, total) = self.rings.storm_state(cpu);
+                StormCpu {
+                    cpu,
+                    storms,
+                    // A storm still on when the program was detached lasted to then.
+                    total_ns: total
+                        + if since != 0 {
+                            end.saturating_sub(since)
+                        } else {
+                            0
+                        },
+                }
+            })
+            .collect();
+        for sp in &mut self.profile.storm_spans {
+            if sp.end_ns.is_none() {
+                sp.end_ns = Some(clock.to_unix_ns(end));
+            }
         }
-        Ok(consumed)
+        self.profile.recursion_misses = match (self.misses_at_start, self.misses_at_end) {
+            (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+            _ => None,
+        };
+        Ok(builder.stats)
     }
 
     /// Detaches the kfree_skb program (idempotent).
     pub fn detach(&mut self) -> Result<(), SourceError> {
-        let Some(attached) = self.attached.take() else {
-            return Ok(());
-        };
-        let res = match attached {
-            Attached::TpBtf(link) => {
-                let prog: Result<&mut BtfTracePoint, _> = self
-                    .ebpf
-                    .program_mut(PROG_TP_BTF)
-                    .ok_or_else(|| "program missing".to_string())
-                    .and_then(|p| {
-                        p.try_into()
-                            .map_err(|e: aya::programs::ProgramError| e.to_string())
-                    });
-                prog.and_then(|p| p.detach(link).map_err(|e| e.to_string()))
-            }
-            Attached::Tracepoint(link) => {
-                let prog: Result<&mut TracePoint, _> = self
-                    .ebpf
-                    .program_mut(PROG_TRACEPOINT)
-                    .ok_or_else(|| "program missing".to_string())
-                    .and_then(|p| {
-                        p.try_into()
-                            .map_err(|e: aya::programs::ProgramError| e.to_string())
-                    });
-                prog.and_then(|p| p.detach(link).map_err(|e| e.to_string()))
-            }
-        };
-        res.map_err(SourceError::Detach)
+        detach(&mut self.ebpf, &mut self.attached)
     }
 
     /// The kernel program's counters, summed over CPUs.
@@ -426,70 +646,116 @@ impl KernelSource {
         out.ring_full = stat(STAT_RING_FULL)?;
         out.read_failed = stat(STAT_READ_FAILED)?;
         out.reason_map_full = stat(STAT_REASON_MAP_FULL)?;
-
-        let array_map = self
-            .ebpf
-            .map(MAP_REASON_ARRAY)
-            .ok_or(SourceError::MissingMap {
-                name: MAP_REASON_ARRAY,
-            })?;
-        let array: PerCpuArray<&MapData, ReasonCounter> = PerCpuArray::try_from(array_map)
-            .map_err(|e| SourceError::Map {
-                name: MAP_REASON_ARRAY,
-                message: e.to_string(),
-            })?;
-        for (reason, values) in array.iter().enumerate() {
-            let values = values.map_err(|e| SourceError::Map {
-                name: MAP_REASON_ARRAY,
-                message: e.to_string(),
-            })?;
-            add_reason(&mut out.per_reason, reason as u32, values.iter());
-        }
-
-        let reasons_map = self
-            .ebpf
-            .map(MAP_REASON_COUNTS)
-            .ok_or(SourceError::MissingMap {
-                name: MAP_REASON_COUNTS,
-            })?;
-        let reasons: PerCpuHashMap<&MapData, u32, ReasonCounter> =
-            PerCpuHashMap::try_from(reasons_map).map_err(|e| SourceError::Map {
-                name: MAP_REASON_COUNTS,
-                message: e.to_string(),
-            })?;
-        for item in reasons.iter() {
-            let (reason, values) = item.map_err(|e| SourceError::Map {
-                name: MAP_REASON_COUNTS,
-                message: e.to_string(),
-            })?;
-            add_reason(&mut out.per_reason, reason, values.iter());
-        }
+        out.nested = stat(STAT_NESTED)?;
+        out.per_reason = self.table.reason_counters().map_err(|e| SourceError::Map {
+            name: MAP_REASON_ARRAY,
+            message: e.to_string(),
+        })?;
         out.seen = out
             .per_reason
             .values()
             .fold(out.reason_map_full, |acc, c| acc.saturating_add(c.seen));
+        out.recursion_misses = self.profile.recursion_misses;
         Ok(out)
     }
 }
 
-/// Adds one reason's per-CPU counters into `per_reason`; a reason never seen stays absent.
-/// A reason is in the kernel's array or its hash, not both, but adding keeps either case exact.
-fn add_reason<'a>(
-    per_reason: &mut BTreeMap<u32, ReasonCounter>,
-    reason: u32,
-    per_cpu: impl Iterator<Item = &'a ReasonCounter>,
-) {
-    let mut sum = ReasonCounter::default();
-    for v in per_cpu {
-        sum.seen = sum.seen.saturating_add(v.seen);
-        sum.ring_full = sum.ring_full.saturating_add(v.ring_full);
+/// Detaches the kfree_skb program (idempotent).
+fn detach(ebpf: &mut Ebpf, attached: &mut Option<Attached>) -> Result<(), SourceError> {
+    let Some(a) = attached.take() else {
+        return Ok(());
+    };
+    let res = match a {
+        Attached::TpBtf(link) => {
+            let prog: Result<&mut BtfTracePoint, _> = ebpf
+                .program_mut(PROG_TP_BTF)
+                .ok_or_else(|| "program missing".to_string())
+                .and_then(|p| {
+                    p.try_into()
+                        .map_err(|e: aya::programs::ProgramError| e.to_string())
+                });
+            prog.and_then(|p| p.detach(link).map_err(|e| e.to_string()))
+        }
+        Attached::Tracepoint(link) => {
+            let prog: Result<&mut TracePoint, _> = ebpf
+                .program_mut(PROG_TRACEPOINT)
+                .ok_or_else(|| "program missing".to_string())
+                .and_then(|p| {
+                    p.try_into()
+                        .map_err(|e: aya::programs::ProgramError| e.to_string())
+                });
+            prog.and_then(|p| p.detach(link).map_err(|e| e.to_string()))
+        }
+    };
+    res.map_err(SourceError::Detach)
+}
+
+/// Reads every record now in the rings, sending full batches and then the remainder;
+/// returns the bytes consumed.
+fn drain(
+    rings: &mut PerCpuRings,
+    builder: &mut BatchBuilder,
+    tx: &Sender<Batch>,
+) -> Result<u64, SourceError> {
+    let mut sent: Result<(), SourceError> = Ok(());
+    let bad_before = rings.stats().bad_frames;
+    let consumed = rings.drain(|rec| {
+        if builder.push(rec) && sent.is_ok() {
+            sent = send(builder, tx);
+        }
+    });
+    builder.stats.malformed.bad_frame += rings.stats().bad_frames - bad_before;
+    sent?;
+    if !builder.is_empty() {
+        send(builder, tx)?;
     }
-    if sum.seen == 0 && sum.ring_full == 0 {
-        return;
+    Ok(consumed)
+}
+
+/// The table thread: every [`TABLE_INTERVAL`] switches generations, drains the old one and
+/// adds a point to the per-second series; after `detached`, drains both generations for the
+/// last time. Returns (generations drained, most entries in one).
+fn table_loop(
+    table: &mut KernelTable,
+    flows: &mut crate::storm::KernelFlows,
+    series: &mut Vec<SeriesPoint>,
+    detached: &AtomicBool,
+    clock: ClockOffset,
+) -> std::io::Result<(u64, usize)> {
+    let mut prev: BTreeMap<u32, u64> = BTreeMap::new();
+    let mut last = Instant::now();
+    let mut sample = |table: &KernelTable, last: &mut Instant| -> std::io::Result<()> {
+        let now = Instant::now();
+        let counts = table.reason_counters()?;
+        let mut drops = Vec::new();
+        for (r, c) in &counts {
+            let before = prev.get(r).copied().unwrap_or(0);
+            if c.seen > before {
+                drops.push((*r, c.seen - before));
+            }
+            prev.insert(*r, c.seen);
+        }
+        series.push(SeriesPoint {
+            t_ns: clock.to_unix_ns(mono_now()),
+            dt_ns: u64::try_from(now.duration_since(*last).as_nanos()).unwrap_or(u64::MAX),
+            drops,
+        });
+        *last = now;
+        Ok(())
+    };
+    loop {
+        while last.elapsed() < TABLE_INTERVAL && !detached.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if detached.load(Ordering::Acquire) {
+            break;
+        }
+        table.rotate(flows, clock)?;
+        sample(table, &mut last)?;
     }
-    let slot = per_reason.entry(reason).or_default();
-    slot.seen = slot.seen.saturating_add(sum.seen);
-    slot.ring_full = slot.ring_full.saturating_add(sum.ring_full);
+    table.finish(flows, clock)?;
+    sample(table, &mut last)?;
+    Ok((table.generations, table.peak_entries))
 }
 
 fn send(builder: &mut BatchBuilder, tx: &Sender<Batch>) -> Result<(), SourceError> {
@@ -521,7 +787,8 @@ mod tests {
             cap_len: cap,
             protocol: 0x0008, // ETH_P_IP as stored (big endian) on a little-endian host
             flags,
-            _pad: [0; 3],
+            _pad: 0,
+            net_off: 0,
         }
     }
 
@@ -605,23 +872,6 @@ mod tests {
             }
         );
         assert_eq!(b.stats.malformed.total(), 4);
-    }
-
-    #[test]
-    fn reason_counts_sum_cpus_skip_zero_and_merge() {
-        let rc = |seen, ring_full| ReasonCounter { seen, ring_full };
-        let mut per_reason = BTreeMap::new();
-        // An array slot no CPU touched stays absent.
-        add_reason(&mut per_reason, 0, [rc(0, 0), rc(0, 0)].iter());
-        add_reason(&mut per_reason, 2, [rc(3, 1), rc(4, 0)].iter());
-        add_reason(&mut per_reason, 0x0003_0001, [rc(1, 0)].iter());
-        // The same reason from both maps adds up (not expected, but never lost).
-        add_reason(&mut per_reason, 2, [rc(1, 1)].iter());
-        add_reason(&mut per_reason, 7, [rc(u64::MAX, 0), rc(5, 0)].iter());
-        assert_eq!(
-            per_reason,
-            BTreeMap::from([(2, rc(8, 2)), (7, rc(u64::MAX, 0)), (0x0003_0001, rc(1, 0))])
-        );
     }
 
     #[test]

@@ -263,6 +263,14 @@ impl FileSource {
         &self.stats
     }
 
+    /// The data of the kernel-table block a dropscope capture ends with, once read (taken).
+    pub fn take_kernel_table(&mut self) -> Option<Vec<u8>> {
+        match &mut self.parser {
+            Parser::Pcapng(p) => p.kernel_table.take(),
+            Parser::Pcap(_) => None,
+        }
+    }
+
     /// The cause parsed from each comment of the events the last [`FileSource::next_batch`]
     /// appended, in the same order (`None`: no recognised comment). Cilium causes are only
     /// available here until events can carry them.
@@ -628,6 +636,8 @@ struct Pcapng {
     /// The current section's version is one we read.
     supported: bool,
     ifaces: Vec<Iface>,
+    /// The data of the last dropscope kernel-table Custom Block (`crate::storm::BLOCK_PEN`).
+    kernel_table: Option<Vec<u8>>,
 }
 
 impl Pcapng {
@@ -698,7 +708,14 @@ impl Pcapng {
                 None
             }
             t if CUSTOM_TYPES.contains(&t) => {
-                stats.blocks_ignored += 1;
+                match (u32_at(body, 0, e), body.get(4..)) {
+                    (Some(crate::storm::BLOCK_PEN), Some(data))
+                        if data.starts_with(crate::storm::BLOCK_MAGIC) =>
+                    {
+                        self.kernel_table = Some(data.to_vec());
+                    }
+                    _ => stats.blocks_ignored += 1,
+                }
                 None
             }
             _ => {

@@ -106,6 +106,12 @@ pub trait PacketWriter: Send {
         iface_name: &dyn Fn(&IfaceKey) -> String,
     ) -> Result<(), WriteError>;
 
+    /// Appends an application's own data block (pcapng: a copyable Custom Block under
+    /// `pen`); false when the format has no place for one (classic pcap).
+    fn write_custom(&mut self, _pen: u32, _data: &[u8]) -> Result<bool, WriteError> {
+        Ok(false)
+    }
+
     /// Flushes, syncs nothing, and renames `<path>.tmp` to `<path>`.
     fn finish(self: Box<Self>) -> Result<WriterStats, WriteError>;
 }

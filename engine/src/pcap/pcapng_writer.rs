@@ -32,6 +32,8 @@ const IF_TSRESOL: u16 = 9;
 pub(super) const MAX_OPTION_LEN: usize = 65_532;
 
 const EPB_HEADER_LEN: usize = 28;
+/// A Custom Block that may be copied to new files (pcapng spec, section 4.8).
+const CUSTOM_COPYABLE_TYPE: u32 = 0x0000_0BAD;
 const ZEROS: [u8; 4] = [0; 4];
 
 pub(super) struct PcapngWriter {
@@ -184,7 +186,30 @@ impl PacketWriter for PcapngWriter {
         Ok(())
     }
 
-    fn finish(self: Box<Self>) -> Result<WriterStats, WriteError> {
+    fn write_custom(&mut self, pen: u32, data: &[u8]) -> Result<bool, WriteError> {
+        if data.len() > (64 << 20) - 64 {
+            return Ok(false);
+        }
+        let mut body = Vec::with_capacity(8 + data.len());
+        body.extend_from_slice(&pen.to_le_bytes());
+        body.extend_from_slice(data);
+        body.extend_from_slice(&ZEROS[..pad4(data.len())]);
+        // 0x00000BAD: a Custom Block that rewriters may copy.
+        self.out.put(&block(CUSTOM_COPYABLE_TYPE, &body))?;
+        Ok(true)
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<WriterStats, WriteError> {
+        if self.ifaces.is_empty() {
+            // A file without packets still gets one interface: tcpdump (libpcap) refuses a
+            // pcapng file that has no Interface Description Block at all.
+            let none = IfaceKey {
+                ifindex: 0,
+                netns: 0,
+                link: crate::event::LinkType::Ethernet,
+            };
+            self.write_idb(&none, "none")?;
+        }
         let mut stats = self.stats;
         stats.file_bytes = self.out.written();
         self.out.commit()?;
