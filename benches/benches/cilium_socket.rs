@@ -1,5 +1,6 @@
 //! Cilium monitor socket decoding: a pre-recorded gob stream of 1M payloads carrying 100-byte
-//! drop samples, decoded from memory and end to end over a real unix socket; and, when `go`
+//! drop samples, decoded from memory, replayed from a `.gobstream` recorded one message per
+//! read, and end to end over a real unix socket; and, when `go`
 //! is installed, the Go agent simulator flooding the socket (its own send rate is printed so
 //! the two can be compared: we must decode faster than the agent can send).
 
@@ -13,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use engine::cilium_socket::payload::{PayloadEncoder, PayloadStream, StreamStats};
-use engine::cilium_socket::{CiliumSocketSource, SocketConfig};
+use engine::cilium_socket::record::{replay_gobstream, GobStreamReader};
+use engine::cilium_socket::{CiliumSocketSource, GobStreamRecorder, SocketConfig};
 
 const N: usize = 1_000_000;
 
@@ -57,6 +59,56 @@ fn decode_in_memory(c: &mut Criterion) {
                 batch.clear();
             }
             assert_eq!(count, N);
+        })
+    });
+    g.finish();
+}
+
+/// A `.gobstream` recording of `n` payloads, one message per chunk (one socket read each,
+/// as an agent at an ordinary rate is recorded).
+fn recording_one_per_chunk(n: usize) -> Vec<u8> {
+    struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::with_capacity(n * 120)));
+    let mut rec = GobStreamRecorder::new(Shared(out.clone())).unwrap();
+    let mut enc = PayloadEncoder::new(65);
+    let mut msg = Vec::new();
+    for i in 0..n {
+        msg.clear();
+        enc.encode(&drop_sample(i % 64), (i % 8) as i64, 0, 9, &mut msg);
+        rec.write_chunk(&msg).unwrap();
+    }
+    drop(rec);
+    let v = std::mem::take(&mut *out.lock().unwrap());
+    v
+}
+
+/// Replay of a recording whose chunks hold one message each: the messages come out in
+/// batches however the stream was recorded.
+fn replay_small_chunks(c: &mut Criterion) {
+    let file = recording_one_per_chunk(N);
+    let mut g = c.benchmark_group("cilium_socket/replay");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(N as u64));
+    g.bench_function("gobstream_1M_one_message_per_chunk", |b| {
+        b.iter(|| {
+            let mut reader = GobStreamReader::new(&file[..]).unwrap();
+            let (mut count, mut batches) = (0usize, 0usize);
+            replay_gobstream(&mut reader, 16 << 20, &mut |m| {
+                count += m.len();
+                batches += 1;
+            })
+            .unwrap();
+            assert_eq!(count, N);
+            assert!(batches <= N / 1000 + 1, "{batches} batches");
         })
     });
     g.finish();
@@ -180,6 +232,7 @@ fn go_sim_flood(c: &mut Criterion) {
 criterion_group!(
     benches,
     decode_in_memory,
+    replay_small_chunks,
     end_to_end_unix_socket,
     go_sim_flood
 );

@@ -13,6 +13,7 @@ use crossbeam_channel::Sender;
 
 use crate::accounting::StageLoss;
 use crate::aggregate::ReasonKey;
+use crate::cilium_socket::MessageSink as _;
 use crate::event::{Batch, Cause};
 use crate::kernel::loader::{AttachMode, LoadOptions};
 use crate::kernel::source::KernelSource;
@@ -329,7 +330,7 @@ pub struct CiliumBatcher {
     opts: crate::cilium::notify::DecodeOptions,
     /// Bit `t` set: deliver notifications of message type `t` (1..=7).
     types: u8,
-    delivered: BTreeMap<ReasonKey, u64>,
+    delivered: DeliveredCounts,
     decode_errors: BTreeMap<&'static str, u64>,
     filtered: u64,
     lost_records: u64,
@@ -337,6 +338,60 @@ pub struct CiliumBatcher {
     agent: u64,
     l7: u64,
     unknown: u64,
+}
+
+/// Events delivered per reason, counted per event without a map look-up: Cilium's reason
+/// keys are a code or a message type (one byte each), so two tables cover them.
+#[derive(Clone, Debug)]
+struct DeliveredCounts {
+    /// By `ReasonKey::Cilium(code)`.
+    drops: [u64; 256],
+    /// By `ReasonKey::CiliumEvent(type)`.
+    events: [u64; 256],
+    /// Any other key (none comes from Cilium today).
+    other: BTreeMap<ReasonKey, u64>,
+}
+
+impl Default for DeliveredCounts {
+    fn default() -> Self {
+        DeliveredCounts {
+            drops: [0; 256],
+            events: [0; 256],
+            other: BTreeMap::new(),
+        }
+    }
+}
+
+impl DeliveredCounts {
+    #[inline]
+    fn add(&mut self, k: ReasonKey) {
+        let slot = match k {
+            ReasonKey::Cilium(c) => self.drops.get_mut(usize::from(c)),
+            ReasonKey::CiliumEvent(t) => self.events.get_mut(usize::from(t)),
+            ReasonKey::Kernel(_) | ReasonKey::Captured => None,
+        };
+        match slot {
+            Some(n) => *n += 1,
+            None => *self.other.entry(k).or_default() += 1,
+        }
+    }
+
+    /// The counts as the report keeps them (reasons with no event left out).
+    fn to_map(&self) -> BTreeMap<ReasonKey, u64> {
+        let mut m = self.other.clone();
+        let tables = [
+            (&self.drops, ReasonKey::Cilium as fn(u8) -> ReasonKey),
+            (&self.events, ReasonKey::CiliumEvent as fn(u8) -> ReasonKey),
+        ];
+        for (table, key) in tables {
+            for (b, &n) in (0..=u8::MAX).zip(table.iter()) {
+                if n > 0 {
+                    *m.entry(key(b)).or_default() += n;
+                }
+            }
+        }
+        m
+    }
 }
 
 /// Message-type bits for `--type` names, as `cilium monitor -t` spells them.
@@ -368,7 +423,7 @@ impl CiliumBatcher {
         CiliumBatcher {
             opts: crate::cilium::notify::DecodeOptions::for_release(release),
             types,
-            delivered: BTreeMap::new(),
+            delivered: DeliveredCounts::default(),
             decode_errors: BTreeMap::new(),
             filtered: 0,
             lost_records: 0,
@@ -402,7 +457,7 @@ impl CiliumBatcher {
                     match crate::cilium_glue::event_from_sample(data, cpu, ts_ns, &self.opts) {
                         Ok(e) => {
                             let (k, _, _) = crate::render::reason_and_identities(&e);
-                            *self.delivered.entry(k).or_default() += 1;
+                            self.delivered.add(k);
                             batch.events.push(e);
                         }
                         Err(err) => {
@@ -465,7 +520,7 @@ impl CiliumBatcher {
         report: &mut SourceReport,
         stream: &crate::cilium_socket::payload::StreamStats,
     ) {
-        report.delivered = self.delivered.clone();
+        report.delivered = self.delivered.to_map();
         report.losses.push(loss(
             "cilium-agent",
             "perf_ring_lost_records",
@@ -521,6 +576,58 @@ fn send_batch(tx: &Sender<Batch>, batch: &mut Batch) -> bool {
     tx.send(std::mem::take(batch)).is_ok()
 }
 
+/// Events a live Cilium batch holds at most before it is sent on.
+const SOCKET_BATCH_EVENTS: usize = 1024;
+
+/// Gathers the messages of several socket reads into one pipeline batch, so that at ordinary
+/// rates (a read every millisecond or so, each with a hundred messages or fewer) the pipeline
+/// is handed a batch every [`SocketConfig::batch_hold`](crate::cilium_socket::SocketConfig)
+/// instead of one per read. Events are stamped when their read is, and notices keep their
+/// place among the events.
+struct SocketBatches<'a> {
+    batcher: &'a mut CiliumBatcher,
+    tx: &'a Sender<Batch>,
+    stop: &'a AtomicBool,
+    pending: Batch,
+    /// Events of the last batch sent: the next one is sized after it.
+    last_len: usize,
+    /// The pipeline has gone: nothing more is taken (or counted).
+    gone: bool,
+}
+
+impl crate::cilium_socket::MessageSink for SocketBatches<'_> {
+    fn messages(&mut self, msgs: &[crate::cilium_socket::payload::MonitorMessage]) {
+        if self.gone {
+            return;
+        }
+        if self.pending.events.capacity() == 0 {
+            let n = self
+                .last_len
+                .next_power_of_two()
+                .clamp(64, SOCKET_BATCH_EVENTS);
+            self.pending.events.reserve(n);
+        }
+        self.batcher
+            .push(msgs, &mut self.pending, crate::timefmt::now_ns());
+        if self.pending.events.len() >= SOCKET_BATCH_EVENTS {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.gone {
+            return;
+        }
+        let len = self.pending.events.len();
+        if !send_batch(self.tx, &mut self.pending) {
+            self.gone = true;
+            self.stop.store(true, Ordering::Relaxed);
+        } else if len > 0 {
+            self.last_len = len;
+        }
+    }
+}
+
 /// The live Cilium source: the agent's monitor socket (one gob stream per connection),
 /// reconnecting with back-off when the agent restarts.
 pub fn cilium_socket(o: &CiliumSocketOptions) -> Result<SourceFn<'static>> {
@@ -554,19 +661,17 @@ pub fn cilium_socket(o: &CiliumSocketOptions) -> Result<SourceFn<'static>> {
     let description = format!("cilium monitor socket {}", o.path.display());
     Ok(Box::new(
         move |tx: &Sender<Batch>, stop: &AtomicBool| -> Result<SourceReport> {
-            let mut gone = false;
-            let mut on_batch = |msgs: &[crate::cilium_socket::payload::MonitorMessage]| {
-                if gone {
-                    return;
-                }
-                let mut batch = Batch::with_capacity(msgs.len());
-                batcher.push(msgs, &mut batch, crate::timefmt::now_ns());
-                if !send_batch(tx, &mut batch) {
-                    gone = true;
-                    stop.store(true, Ordering::Relaxed);
-                }
+            let mut sink = SocketBatches {
+                batcher: &mut batcher,
+                tx,
+                stop,
+                pending: Batch::default(),
+                last_len: 0,
+                gone: false,
             };
-            let stats = src.run(&mut on_batch, stop)?;
+            let stats = src.run_into(&mut sink, stop);
+            sink.flush();
+            let stats = stats?;
             let mut report = SourceReport {
                 description,
                 ..Default::default()
@@ -686,4 +791,212 @@ pub fn merge(sources: Vec<SourceFn<'static>>) -> SourceFn<'static> {
             Ok(merged)
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cilium_socket::payload::{MonitorMessage as M, StreamStats};
+    use crate::event::Notice;
+    use bytes::Bytes;
+
+    /// A drop notification v3 with Cilium code `code` and a 42-byte Ethernet/IPv4/UDP packet.
+    fn drop_v3(code: u8) -> Bytes {
+        let mut s = vec![0u8; 48];
+        s[0] = 1;
+        s[1] = code;
+        s[8] = 42; // orig_len
+        s[12] = 42; // cap_len
+        s[14] = 3; // version
+        s[16..20].copy_from_slice(&12345u32.to_le_bytes());
+        s.extend_from_slice(&[2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 8, 0]);
+        s.extend_from_slice(&[0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0]);
+        s.extend_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2, 0x9c, 0x40, 0, 9, 0, 8, 0, 0]);
+        Bytes::from(s)
+    }
+
+    fn sample(data: Bytes) -> M {
+        M::Sample { cpu: 1, data }
+    }
+
+    /// What the report must say: the events of the batch counted one by one in a map.
+    fn counted(batch: &Batch) -> BTreeMap<ReasonKey, u64> {
+        let mut m = BTreeMap::new();
+        for e in &batch.events {
+            *m.entry(crate::render::reason_and_identities(e).0)
+                .or_default() += 1;
+        }
+        m
+    }
+
+    #[test]
+    fn batcher_counts_every_reason_and_keeps_notices_in_place() {
+        // Debug captures (type 3) filtered out.
+        let mut b = CiliumBatcher::new(Default::default(), !(1 << 3));
+        let mut debug = vec![0u8; 20];
+        debug[0] = 2;
+        let msgs = vec![
+            M::Agent {
+                kind: 2,
+                text: "{}".into(),
+            },
+            sample(drop_v3(133)),
+            M::Lost { cpu: 3, count: 9 },
+            sample(drop_v3(133)),
+            sample(Bytes::from(debug)),
+            sample(Bytes::from_static(&[3; 30])),
+            sample(drop_v3(0)),
+            sample(Bytes::from_static(&[1, 133, 0, 0])), // too short
+            M::L7 {
+                cpu: 0,
+                data: Bytes::from_static(&[129]),
+            },
+            sample(drop_v3(255)),
+            M::Lost { cpu: 0, count: 1 },
+            M::Unknown {
+                typ: 77,
+                cpu: 0,
+                lost: 0,
+                data: Bytes::new(),
+            },
+        ];
+        let mut batch = Batch::default();
+        b.push(&msgs, &mut batch, 7);
+        // Pushing in two calls counts the same as one.
+        let mut batch2 = Batch::default();
+        b.push(&msgs[..4], &mut batch2, 8);
+        b.push(&msgs[4..], &mut batch2, 8);
+        assert_eq!(batch.events.len(), 5);
+        assert!(batch.events.iter().all(|e| e.ts_ns == 7));
+        let at: Vec<(usize, &Notice)> = batch.notices.iter().map(|(i, n)| (*i, n)).collect();
+        assert_eq!(
+            at,
+            [
+                (
+                    0,
+                    &Notice::Agent {
+                        kind: 2,
+                        text: "{}".into()
+                    }
+                ),
+                (1, &Notice::Lost { cpu: 3, count: 9 }),
+                (4, &Notice::L7 { cpu: 0 }),
+                (5, &Notice::Lost { cpu: 0, count: 1 }),
+                (5, &Notice::Unknown { typ: 77, cpu: 0 }),
+            ]
+        );
+        let mut report = SourceReport::default();
+        b.report(&mut report, &StreamStats::default());
+        let mut want = counted(&batch);
+        for v in want.values_mut() {
+            *v *= 2;
+        }
+        assert_eq!(report.delivered, want);
+        assert_eq!(
+            report.delivered,
+            BTreeMap::from([
+                (ReasonKey::Cilium(0), 2),
+                (ReasonKey::Cilium(133), 4),
+                (ReasonKey::Cilium(255), 2),
+                (ReasonKey::CiliumEvent(2), 2),
+            ])
+        );
+        let losses: Vec<(&str, &str, u64)> = report
+            .losses
+            .iter()
+            .map(|l| (l.stage.as_str(), l.kind.as_str(), l.count))
+            .collect();
+        assert_eq!(
+            losses,
+            [
+                ("cilium-agent", "perf_ring_lost_records", 20),
+                ("decode", "notification_too_short", 2),
+                ("filter", "filtered_by_type", 2),
+            ]
+        );
+    }
+
+    #[test]
+    fn socket_reads_are_gathered_into_batches_in_order() {
+        let (tx, rx) = crossbeam_channel::bounded::<Batch>(16);
+        let stop = AtomicBool::new(false);
+        let mut batcher = CiliumBatcher::new(Default::default(), 0xff);
+        let mut sink = SocketBatches {
+            batcher: &mut batcher,
+            tx: &tx,
+            stop: &stop,
+            pending: Batch::default(),
+            last_len: 0,
+            gone: false,
+        };
+        // Three reads: 2 events, a lost notice and 1 event, 1 event.
+        sink.messages(&[sample(drop_v3(133)), sample(drop_v3(130))]);
+        sink.messages(&[M::Lost { cpu: 1, count: 4 }, sample(drop_v3(133))]);
+        sink.messages(&[sample(drop_v3(1))]);
+        assert!(rx.try_recv().is_err(), "held until flushed");
+        sink.flush();
+        sink.flush(); // nothing held: nothing sent
+        let b = rx.try_recv().unwrap();
+        assert!(rx.try_recv().is_err());
+        let codes: Vec<ReasonKey> = b
+            .events
+            .iter()
+            .map(|e| crate::render::reason_and_identities(e).0)
+            .collect();
+        assert_eq!(
+            codes,
+            [133, 130, 133, 1].map(ReasonKey::Cilium).to_vec(),
+            "events in stream order"
+        );
+        assert_eq!(b.notices, [(2, Notice::Lost { cpu: 1, count: 4 })]);
+        assert!(b.events.windows(2).all(|w| w[0].ts_ns <= w[1].ts_ns));
+        // A full batch goes on at once, the rest waits for the flush.
+        let many: Vec<M> = (0..SOCKET_BATCH_EVENTS + 5)
+            .map(|_| sample(drop_v3(133)))
+            .collect();
+        sink.messages(&many[..1000]);
+        assert!(rx.try_recv().is_err());
+        sink.messages(&many[1000..]);
+        assert_eq!(rx.try_recv().unwrap().events.len(), SOCKET_BATCH_EVENTS + 5);
+        sink.messages(&many[..3]);
+        sink.flush();
+        assert_eq!(rx.try_recv().unwrap().events.len(), 3);
+        // The pipeline gone: the run is stopped and nothing more is taken or counted.
+        drop(rx);
+        sink.messages(&many[..2]);
+        sink.flush();
+        assert!(stop.load(Ordering::Relaxed));
+        sink.messages(&many[..7]);
+        sink.flush();
+        let mut report = SourceReport::default();
+        batcher.report(&mut report, &StreamStats::default());
+        assert_eq!(
+            report.delivered,
+            BTreeMap::from([
+                (ReasonKey::Cilium(1), 1),
+                (ReasonKey::Cilium(130), 1),
+                (
+                    ReasonKey::Cilium(133),
+                    2 + SOCKET_BATCH_EVENTS as u64 + 5 + 3 + 2
+                ),
+            ])
+        );
+    }
+
+    #[test]
+    fn batcher_counts_each_of_the_256_drop_codes() {
+        let mut b = CiliumBatcher::new(Default::default(), 0xff);
+        let msgs: Vec<M> = (0..=255u8)
+            .flat_map(|c| (0..=u32::from(c) % 3).map(move |_| sample(drop_v3(c))))
+            .collect();
+        let mut batch = Batch::default();
+        b.push(&msgs, &mut batch, 1);
+        let mut report = SourceReport::default();
+        b.report(&mut report, &StreamStats::default());
+        assert_eq!(report.delivered.len(), 256);
+        assert_eq!(report.delivered, counted(&batch));
+        assert_eq!(report.delivered.get(&ReasonKey::Cilium(255)), Some(&1));
+        assert_eq!(report.delivered.get(&ReasonKey::Cilium(254)), Some(&3));
+        assert_eq!(report.delivered.values().sum::<u64>(), msgs.len() as u64);
+    }
 }

@@ -20,4 +20,6 @@ pub use payload::{
     agent_notification_name, message_type_name, MonitorMessage, Payload, PayloadStream, StreamStats,
 };
 pub use record::{GobStreamReader, GobStreamRecorder, RawSampleReader, RawSampleWriter};
-pub use socket::{CiliumSocketSource, SocketConfig, SocketError, SocketStats, DEFAULT_SOCKET_PATH};
+pub use socket::{
+    CiliumSocketSource, MessageSink, SocketConfig, SocketError, SocketStats, DEFAULT_SOCKET_PATH,
+};

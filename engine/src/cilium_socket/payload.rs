@@ -8,7 +8,7 @@
 //! (message boundaries are still known); a framing or type-definition error poisons the
 //! stream, which the caller then drops (a new connection starts a new stream).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use bytes::{Bytes, BytesMut};
 use thiserror::Error;
@@ -482,8 +482,13 @@ fn decode_with(
     Ok(raw)
 }
 
-/// Default number of bytes reserved at a time in the stream buffer.
-const RESERVE: usize = 256 << 10;
+/// Size of a stream buffer: messages are cut out of it without a copy, so it lives as long as
+/// the last of them.
+const BUFFER: usize = 512 << 10;
+/// Stream buffers kept for reuse: more than the messages a pipeline holds in flight (a few
+/// batches of a thousand) fill, so a long stream reuses warm memory instead of faulting in
+/// fresh pages for every buffer.
+const MAX_SPARE_BUFFERS: usize = 16;
 
 /// Incremental decoder of one monitor gob stream (one connection).
 ///
@@ -493,6 +498,11 @@ const RESERVE: usize = 256 << 10;
 #[derive(Debug)]
 pub struct PayloadStream {
     buf: BytesMut,
+    /// Earlier buffers, oldest first: messages cut from them may still be alive; each is
+    /// reused once none is (`try_reclaim`).
+    spares: VecDeque<BytesMut>,
+    /// Buffers allocated so far (the first included).
+    buffers_allocated: u64,
     gob: GobStream,
     plan: Option<PayloadPlan>,
     poisoned: bool,
@@ -508,7 +518,9 @@ impl PayloadStream {
     /// `max_message` bounds one gob message (and so the buffering of an incomplete one).
     pub fn new(max_message: usize) -> Self {
         PayloadStream {
-            buf: BytesMut::with_capacity(RESERVE),
+            buf: BytesMut::with_capacity(BUFFER),
+            spares: VecDeque::new(),
+            buffers_allocated: 1,
             gob: GobStream::new(max_message),
             plan: None,
             poisoned: false,
@@ -518,6 +530,12 @@ impl PayloadStream {
     /// The stream's type definitions so far.
     pub fn gob(&self) -> &GobStream {
         &self.gob
+    }
+
+    /// Stream buffers allocated so far; a long stream whose messages are dropped as it goes
+    /// reuses a few.
+    pub fn buffers_allocated(&self) -> u64 {
+        self.buffers_allocated
     }
 
     /// Bytes held back waiting for the rest of a message.
@@ -551,9 +569,31 @@ impl PayloadStream {
             return;
         }
         if self.buf.capacity() - self.buf.len() < bytes.len() {
-            self.buf.reserve(bytes.len().max(RESERVE));
+            self.grow(bytes.len());
         }
         self.buf.extend_from_slice(bytes);
+    }
+
+    /// Moves to a buffer with room for the bytes not yet decoded (they move along) and
+    /// `additional` more: the oldest spare if no message uses it any more, else a new one of
+    /// [`BUFFER`] bytes (more if that is too small). The current buffer becomes a spare.
+    fn grow(&mut self, additional: usize) {
+        let required = self.buf.len().saturating_add(additional);
+        let free = self
+            .spares
+            .front_mut()
+            .is_some_and(|s| s.try_reclaim(required));
+        let reused = if free { self.spares.pop_front() } else { None };
+        let mut next = reused.unwrap_or_else(|| {
+            self.buffers_allocated += 1;
+            BytesMut::with_capacity(required.max(BUFFER))
+        });
+        next.extend_from_slice(&self.buf);
+        let mut old = std::mem::replace(&mut self.buf, next);
+        old.clear();
+        if self.spares.len() < MAX_SPARE_BUFFERS {
+            self.spares.push_back(old);
+        }
     }
 
     /// Decodes every complete message buffered, appending messages to `out`. A malformed
@@ -987,6 +1027,63 @@ mod tests {
         }
         assert_eq!(out, want);
         assert_eq!(stats.bytes, bytes.len() as u64);
+    }
+
+    #[test]
+    fn buffers_are_reused_once_their_messages_are_dropped() {
+        // 40 MiB of 1000-byte samples pushed one by one (as a replay pushes recorded reads)
+        // and decoded every 64 pushes, so undecoded bytes move along to each new buffer; the
+        // last 3000 messages are kept alive (a pipeline's batches in flight), older ones
+        // dropped.
+        let mut enc = PayloadEncoder::new(65);
+        let mut one = Vec::new();
+        let mut s = PayloadStream::default();
+        let mut stats = StreamStats::default();
+        let mut live: VecDeque<MonitorMessage> = VecDeque::new();
+        let mut out = Vec::new();
+        let n = 40_000u32;
+        let mut next = 0u32;
+        for i in 0..n {
+            let mut data = vec![1u8; 1000];
+            data[1..5].copy_from_slice(&i.to_le_bytes());
+            one.clear();
+            enc.encode(&data, 0, 0, 9, &mut one);
+            // Cut messages too: a piece ends 7 bytes into the next message.
+            let cut = one.len() - 7;
+            if i % 2 == 0 {
+                s.push(&one, &mut stats);
+            } else {
+                s.push(&one[..cut], &mut stats);
+                s.push(&one[cut..], &mut stats);
+            }
+            if i % 64 != 63 && i != n - 1 {
+                continue;
+            }
+            s.decode(&mut out, &mut stats).unwrap();
+            for m in out.drain(..) {
+                let MonitorMessage::Sample { data, .. } = &m else {
+                    panic!("{m:?}")
+                };
+                // Every message intact, in order, whatever buffer it was cut from.
+                assert_eq!(data.len(), 1000);
+                assert_eq!(data[1..5], next.to_le_bytes());
+                next += 1;
+                live.push_back(m);
+            }
+            while live.len() > 3000 {
+                live.pop_front();
+            }
+        }
+        assert_eq!((stats.payloads, next), (u64::from(n), n));
+        // 3000 live messages (3 MB) span 6 or 7 buffers of 512 KiB: a few more than that are
+        // allocated, not one per buffer's worth of the 40 MiB (80).
+        let in_flight = (3000 * 1010 / BUFFER) as u64 + 1;
+        assert!(
+            (in_flight..=in_flight + 3).contains(&s.buffers_allocated()),
+            "{} buffers",
+            s.buffers_allocated()
+        );
+        assert_eq!(s.buffered(), 0);
     }
 
     #[test]

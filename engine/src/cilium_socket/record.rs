@@ -33,14 +33,14 @@
 //! before it is checked against its limit.
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
 
 use bytes::BytesMut;
 use thiserror::Error;
 
 use super::payload::{classify, MonitorMessage, Payload, PayloadStream, StreamStats, EVENT_SAMPLE};
-use super::socket::{feed, SocketStats};
+use super::socket::SocketStats;
 
 pub const GOBSTREAM_MAGIC: [u8; 8] = *b"DSCILGOB";
 pub const GOBSTREAM_VERSION: u16 = 1;
@@ -139,17 +139,45 @@ pub struct Chunk<'a> {
     pub truncated: bool,
 }
 
-/// Reads a `.gobstream` chunk by chunk.
+/// A piece of a chunk: as much of it as the reader's buffer holds. A chunk comes as one or
+/// more pieces; an empty chunk as one empty piece.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Piece<'a> {
+    /// This is the first piece of a chunk that starts a new connection.
+    pub new_connection: bool,
+    pub data: &'a [u8],
+    /// This is the last piece of its chunk.
+    pub ends_chunk: bool,
+    /// The file ended inside this chunk (or inside its length word): this empty piece is
+    /// its last.
+    pub truncated: bool,
+}
+
+/// Bytes the reader asks the file for at a time.
+const READ_BLOCK: usize = 1 << 20;
+
+/// Reads a `.gobstream` chunk by chunk ([`next_chunk`](Self::next_chunk)), or piece by piece
+/// straight out of its read buffer ([`next_piece`](Self::next_piece), no copy).
 #[derive(Debug)]
 pub struct GobStreamReader<R> {
     r: R,
+    /// Read buffer: `buf[start..end]` is read and not yet handed out.
     buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    eof: bool,
+    /// Bytes of the current chunk not yet handed out.
+    chunk_left: u64,
+    /// The current chunk starts a connection and none of it has been handed out.
+    pending_new: bool,
+    /// A whole chunk, put together by `next_chunk`.
+    whole: Vec<u8>,
     offset: u64,
 }
 
-impl GobStreamReader<BufReader<File>> {
+impl GobStreamReader<File> {
     pub fn open(path: &Path) -> Result<Self, RecordError> {
-        Self::new(BufReader::with_capacity(1 << 20, File::open(path)?))
+        Self::new(File::open(path)?)
     }
 }
 
@@ -191,49 +219,165 @@ impl<R: Read> GobStreamReader<R> {
         Ok(GobStreamReader {
             r,
             buf: Vec::new(),
+            start: 0,
+            end: 0,
+            eof: false,
+            chunk_left: 0,
+            pending_new: false,
+            whole: Vec::new(),
             offset: GOBSTREAM_HEADER_LEN as u64,
         })
     }
 
-    /// The next chunk, or `None` at the end of the file.
-    pub fn next_chunk(&mut self) -> Result<Option<Chunk<'_>>, RecordError> {
-        let mut word = [0u8; 8];
-        let n = read_full(&mut self.r, &mut word)?;
-        if n == 0 {
-            return Ok(None);
+    /// Reads more of the file behind what is buffered; false at the end of the file.
+    fn fill(&mut self) -> io::Result<bool> {
+        if self.eof {
+            return Ok(false);
         }
-        if n < 8 {
-            self.offset += n as u64;
-            return Ok(Some(Chunk {
-                new_connection: false,
+        if self.end == self.buf.len() && self.buf.len() < READ_BLOCK {
+            // Grown as the file turns out to need it: small files stay small.
+            let len = (self.buf.len() * 2).clamp(64 << 10, READ_BLOCK);
+            self.buf.resize(len, 0);
+        }
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        loop {
+            let Some(space) = self.buf.get_mut(self.end..) else {
+                return Ok(true);
+            };
+            match self.r.read(space) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(false);
+                }
+                Ok(n) => {
+                    self.end += n;
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The next piece of a chunk, or `None` at the end of the file.
+    pub fn next_piece(&mut self) -> Result<Option<Piece<'_>>, RecordError> {
+        if self.chunk_left == 0 {
+            while self.end - self.start < 8 {
+                if !self.fill()? {
+                    break;
+                }
+            }
+            let have = self.end - self.start;
+            if have == 0 {
+                return Ok(None);
+            }
+            let Some(word) = self
+                .buf
+                .get(self.start..self.end)
+                .and_then(|b| b.get(..8))
+                .and_then(|w| <[u8; 8]>::try_from(w).ok())
+            else {
+                // The file ended inside a chunk's length word.
+                self.offset += have as u64;
+                self.start = self.end;
+                return Ok(Some(Piece {
+                    new_connection: false,
+                    data: &[],
+                    ends_chunk: true,
+                    truncated: true,
+                }));
+            };
+            let word = u64::from_le_bytes(word);
+            let len = word & !NEW_CONNECTION;
+            if len > MAX_CHUNK {
+                return Err(RecordError::ChunkTooLarge {
+                    len,
+                    max: MAX_CHUNK,
+                    offset: self.offset,
+                });
+            }
+            self.start += 8;
+            self.offset += 8;
+            self.chunk_left = len;
+            self.pending_new = word & NEW_CONNECTION != 0;
+            if len == 0 {
+                return Ok(Some(Piece {
+                    new_connection: std::mem::take(&mut self.pending_new),
+                    data: &[],
+                    ends_chunk: true,
+                    truncated: false,
+                }));
+            }
+        }
+        if self.start == self.end && !self.fill()? {
+            // The file ended inside this chunk.
+            self.chunk_left = 0;
+            return Ok(Some(Piece {
+                new_connection: std::mem::take(&mut self.pending_new),
                 data: &[],
+                ends_chunk: true,
                 truncated: true,
             }));
         }
-        let word = u64::from_le_bytes(word);
-        let len = word & !NEW_CONNECTION;
-        if len > MAX_CHUNK {
-            return Err(RecordError::ChunkTooLarge {
-                len,
-                max: MAX_CHUNK,
-                offset: self.offset,
-            });
+        let n = usize::try_from(self.chunk_left)
+            .unwrap_or(usize::MAX)
+            .min(self.end - self.start);
+        let from = self.start;
+        self.start += n;
+        self.chunk_left -= n as u64;
+        self.offset += n as u64;
+        Ok(Some(Piece {
+            new_connection: std::mem::take(&mut self.pending_new),
+            data: self.buf.get(from..from + n).unwrap_or(&[]),
+            ends_chunk: self.chunk_left == 0,
+            truncated: false,
+        }))
+    }
+
+    /// The next whole chunk, or `None` at the end of the file.
+    pub fn next_chunk(&mut self) -> Result<Option<Chunk<'_>>, RecordError> {
+        let mut whole = std::mem::take(&mut self.whole);
+        whole.clear();
+        let mut new_connection = false;
+        let mut truncated = false;
+        let mut any = false;
+        while let Some(p) = self.next_piece()? {
+            any = true;
+            new_connection |= p.new_connection;
+            truncated |= p.truncated;
+            whole.extend_from_slice(p.data);
+            if p.ends_chunk {
+                break;
+            }
         }
-        self.offset += 8;
-        // len <= MAX_CHUNK (64 MiB): bounded before allocating.
-        self.buf.resize(len as usize, 0);
-        let got = read_full(&mut self.r, &mut self.buf)?;
-        self.offset += got as u64;
+        self.whole = whole;
+        if !any {
+            return Ok(None);
+        }
         Ok(Some(Chunk {
-            new_connection: word & NEW_CONNECTION != 0,
-            data: self.buf.get(..got).unwrap_or(&[]),
-            truncated: (got as u64) < len,
+            new_connection,
+            data: &self.whole,
+            truncated,
         }))
     }
 }
 
+/// Bytes of chunks buffered before a replay decodes them: recorded chunks are single socket
+/// reads, often one message each, and decoding (and handing on) each alone would cost more
+/// than the message.
+pub const REPLAY_DECODE_BYTES: usize = 64 << 10;
+/// Messages a replay gathers before handing them on: batches this size make the pipeline's
+/// per-batch costs (channel hand-offs, thread wake-ups) small beside the per-event work.
+pub const REPLAY_BATCH_MESSAGES: usize = 1024;
+
 /// Replays a `.gobstream` through the same decoder the socket source uses, restarting it at
-/// every recorded connection. Stats are those the live source would have counted.
+/// every recorded connection. Stats are those the live source would have counted; messages
+/// come in stream order, in batches of about [`REPLAY_BATCH_MESSAGES`] (chunks are joined:
+/// batches do not follow the recorded reads).
 pub fn replay_gobstream<R: Read>(
     reader: &mut GobStreamReader<R>,
     max_message: usize,
@@ -241,27 +385,59 @@ pub fn replay_gobstream<R: Read>(
 ) -> Result<SocketStats, RecordError> {
     let mut stats = SocketStats::default();
     let mut stream = PayloadStream::new(max_message);
-    let mut batch = Vec::new();
-    while let Some(chunk) = reader.next_chunk()? {
-        if chunk.new_connection || stats.connections == 0 {
+    let mut batch = Vec::with_capacity(REPLAY_BATCH_MESSAGES);
+    while let Some(piece) = reader.next_piece()? {
+        if piece.new_connection || stats.connections == 0 {
             if stats.connections > 0 {
+                // What the old connection left buffered is decoded before its decoder ends.
+                decode_into(&mut stream, &mut batch, &mut stats.stream);
                 stream.reset(&mut stats.stream);
                 stats.reconnects += 1;
             }
             stats.connections += 1;
         }
-        // A fatal error is counted in the stats and poisons the stream until the next
-        // connection, exactly as the live source drops the connection.
-        let _ = feed(
-            &mut stream,
-            chunk.data,
-            &mut batch,
-            &mut stats.stream,
-            on_batch,
-        );
+        stream.push(piece.data, &mut stats.stream);
+        if stream.buffered() >= REPLAY_DECODE_BYTES {
+            decode_into(&mut stream, &mut batch, &mut stats.stream);
+        }
+        hand_on_full(&mut batch, on_batch);
+    }
+    decode_into(&mut stream, &mut batch, &mut stats.stream);
+    hand_on_full(&mut batch, on_batch);
+    if !batch.is_empty() {
+        on_batch(&batch);
     }
     stream.reset(&mut stats.stream);
     Ok(stats)
+}
+
+/// Hands on batches of exactly [`REPLAY_BATCH_MESSAGES`] from the front of `batch`, keeping
+/// the rest for the next call.
+fn hand_on_full(batch: &mut Vec<MonitorMessage>, on_batch: &mut dyn FnMut(&[MonitorMessage])) {
+    let full = batch.len() - batch.len() % REPLAY_BATCH_MESSAGES;
+    if full == 0 {
+        return;
+    }
+    for part in batch
+        .get(..full)
+        .unwrap_or(&[])
+        .chunks(REPLAY_BATCH_MESSAGES)
+    {
+        on_batch(part);
+    }
+    batch.drain(..full);
+}
+
+/// Decodes what `stream` holds. A fatal error is counted in the stats and poisons the stream
+/// until the next connection, exactly as the live source drops the connection; the bytes
+/// after it are counted as discarded whether they were pushed before or after the error was
+/// found, so joining chunks changes no count.
+fn decode_into(
+    stream: &mut PayloadStream,
+    batch: &mut Vec<MonitorMessage>,
+    stats: &mut StreamStats,
+) {
+    let _ = stream.decode(batch, stats);
 }
 
 /// Writes a `.ciliumraw` file.
@@ -503,6 +679,217 @@ mod tests {
         assert_eq!(stats.stream.type_definitions, 2);
         assert_eq!(stats.stream.malformed_total(), 0);
         assert_eq!(stats.stream.truncated_at_close, 0);
+    }
+
+    /// Replays `file` chunk by chunk, decoding each chunk alone (what the live source does
+    /// per read): the reference the joined replay must match exactly.
+    fn replay_chunk_by_chunk(file: &[u8]) -> (Vec<MonitorMessage>, SocketStats) {
+        let mut reader = GobStreamReader::new(file).unwrap();
+        let mut stats = SocketStats::default();
+        let mut stream = PayloadStream::new(1 << 20);
+        let mut out = Vec::new();
+        while let Some(chunk) = reader.next_chunk().unwrap() {
+            if chunk.new_connection || stats.connections == 0 {
+                if stats.connections > 0 {
+                    stream.reset(&mut stats.stream);
+                    stats.reconnects += 1;
+                }
+                stats.connections += 1;
+            }
+            stream.push(chunk.data, &mut stats.stream);
+            let _ = stream.decode(&mut out, &mut stats.stream);
+        }
+        stream.reset(&mut stats.stream);
+        (out, stats)
+    }
+
+    /// A recording of three connections with one message per chunk (a live socket read at a
+    /// low rate): 3000 samples and lost notices, a message cut at the first reconnect, and a
+    /// framing error in the second connection after which its bytes are discarded.
+    fn many_small_chunks() -> Vec<u8> {
+        let sink = Shared::default();
+        let mut rec = GobStreamRecorder::new(sink.clone()).unwrap();
+        let mut msg = Vec::new();
+        let mut enc = PayloadEncoder::new(65);
+        rec.begin_connection();
+        for i in 0..3000u32 {
+            msg.clear();
+            let t = 1 + (i % 7) as u8;
+            enc.encode(
+                &[t, i as u8, (i >> 8) as u8],
+                i64::from(i % 4),
+                0,
+                9,
+                &mut msg,
+            );
+            if i % 500 == 499 {
+                enc.encode(&[], 1, u64::from(i), 2, &mut msg);
+            }
+            rec.write_chunk(&msg).unwrap();
+        }
+        msg.clear();
+        enc.encode(&[1; 40], 0, 0, 9, &mut msg);
+        rec.write_chunk(&msg[..msg.len() / 2]).unwrap();
+        rec.begin_connection();
+        let mut enc = PayloadEncoder::new(68);
+        for i in 0..1500u32 {
+            msg.clear();
+            enc.encode(&[4, i as u8], 2, 0, 9, &mut msg);
+            if i == 1000 {
+                msg.extend_from_slice(&[0x90, 0, 0]); // a bad length: the rest is lost
+            }
+            rec.write_chunk(&msg).unwrap();
+        }
+        rec.begin_connection();
+        let mut enc = PayloadEncoder::new(70);
+        for i in 0..700u32 {
+            msg.clear();
+            enc.encode(&[1, i as u8], 3, 0, 9, &mut msg);
+            rec.write_chunk(&msg).unwrap();
+        }
+        rec.flush().unwrap();
+        drop(rec);
+        let file = std::mem::take(&mut *sink.0.lock().unwrap());
+        file
+    }
+
+    #[test]
+    fn replay_joins_small_chunks_into_full_batches_with_identical_counts() {
+        let file = many_small_chunks();
+        let (want, want_stats) = replay_chunk_by_chunk(&file);
+        // 3000 samples + 6 lost, 1001 samples before the framing error, 700 samples.
+        assert_eq!(want.len(), 3006 + 1001 + 700);
+        assert_eq!(want_stats.stream.lost_records, 6);
+        assert_eq!(want_stats.stream.truncated_at_close, 1);
+        assert_eq!(want_stats.stream.streams_abandoned, 1);
+        assert!(want_stats.stream.bytes_discarded > 0);
+
+        let mut reader = GobStreamReader::new(&file[..]).unwrap();
+        let mut got = Vec::new();
+        let mut sizes = Vec::new();
+        let stats = replay_gobstream(&mut reader, 1 << 20, &mut |m| {
+            sizes.push(m.len());
+            got.extend_from_slice(m);
+        })
+        .unwrap();
+        assert_eq!(got, want);
+        assert_eq!(stats, want_stats);
+        assert_eq!((stats.connections, stats.reconnects), (3, 2));
+        // Full batches, then the rest: not one batch per recorded chunk.
+        let n = REPLAY_BATCH_MESSAGES;
+        let mut want_sizes = vec![n; want.len() / n];
+        want_sizes.push(want.len() % n);
+        assert_eq!(sizes, want_sizes);
+        assert!(sizes.len() >= 3);
+    }
+
+    #[test]
+    fn replay_of_every_cut_of_a_recording_counts_as_chunk_by_chunk() {
+        let file = many_small_chunks();
+        // Cuts inside the header, chunk words, messages, across the reconnects.
+        let cuts = (16..file.len())
+            .step_by(997)
+            .chain([file.len() - 1, file.len()]);
+        for cut in cuts {
+            let (want, want_stats) = replay_chunk_by_chunk(&file[..cut]);
+            let mut reader = GobStreamReader::new(&file[..cut]).unwrap();
+            let mut got = Vec::new();
+            let stats =
+                replay_gobstream(&mut reader, 1 << 20, &mut |m| got.extend_from_slice(m)).unwrap();
+            assert_eq!(got, want, "cut {cut}");
+            assert_eq!(stats, want_stats, "cut {cut}");
+        }
+    }
+
+    /// Hands out at most `max` bytes per `read`.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        max: usize,
+    }
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.max).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn chunks_come_whole_whatever_the_reads_and_pieces_follow_the_buffer() {
+        // Chunks of 0, 1, 5 bytes, one larger than the read buffer, and a flagged one.
+        let big: Vec<u8> = (0..READ_BLOCK * 2 + 12345).map(|i| i as u8).collect();
+        let parts: [(&[u8], bool); 6] = [
+            (&[], false),
+            (&[7], false),
+            (&[1, 2, 3, 4, 5], false),
+            (&big, false),
+            (&[9, 9], true),
+            (&[], true),
+        ];
+        // Written by hand: the recorder writes no empty chunks, a file may hold them.
+        let mut file = GOBSTREAM_MAGIC.to_vec();
+        file.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0]);
+        for (i, (data, new)) in parts.iter().enumerate() {
+            let flag = if *new || i == 0 { NEW_CONNECTION } else { 0 };
+            file.extend_from_slice(&(data.len() as u64 | flag).to_le_bytes());
+            file.extend_from_slice(data);
+        }
+        for max in [1, 3, 8, 1000, usize::MAX] {
+            let mut r = GobStreamReader::new(Trickle { data: &file, max }).unwrap();
+            for (i, (data, new)) in parts.iter().enumerate() {
+                let c = r.next_chunk().unwrap().unwrap();
+                assert_eq!(c.data, *data, "chunk {i}, reads of {max}");
+                // The first chunk of a file is flagged.
+                assert_eq!(c.new_connection, *new || i == 0, "chunk {i}");
+                assert!(!c.truncated);
+            }
+            assert_eq!(r.next_chunk().unwrap(), None);
+        }
+        // Pieces: the big chunk comes in pieces no larger than the read buffer, in order.
+        let mut r = GobStreamReader::new(&file[..]).unwrap();
+        let mut pieces = Vec::new();
+        let mut joined = Vec::new();
+        while let Some(p) = r.next_piece().unwrap() {
+            assert!(p.data.len() <= READ_BLOCK);
+            joined.extend_from_slice(p.data);
+            pieces.push((p.data.len(), p.new_connection, p.ends_chunk, p.truncated));
+        }
+        let want: Vec<u8> = parts.iter().flat_map(|(d, _)| d.iter().copied()).collect();
+        assert_eq!(joined, want);
+        assert_eq!(pieces.iter().filter(|p| p.2).count(), parts.len());
+        assert_eq!(pieces.iter().filter(|p| p.1).count(), 3);
+        assert!(pieces.len() >= parts.len() + 2, "{pieces:?}");
+        assert!(pieces.iter().all(|p| !p.3));
+    }
+
+    #[test]
+    fn a_file_cut_inside_a_chunk_ends_with_a_truncated_piece() {
+        let sink = Shared::default();
+        let mut rec = GobStreamRecorder::new(sink.clone()).unwrap();
+        rec.write_chunk(&[1, 2, 3, 4]).unwrap();
+        drop(rec);
+        let file = sink.0.lock().unwrap().clone();
+        let mut r = GobStreamReader::new(&file[..file.len() - 1]).unwrap();
+        let c = r.next_chunk().unwrap().unwrap();
+        assert_eq!(
+            (c.data, c.new_connection, c.truncated),
+            (&[1u8, 2, 3][..], true, true)
+        );
+        assert_eq!(r.next_chunk().unwrap(), None);
+        // Cut inside the length word: an empty truncated chunk.
+        let mut r = GobStreamReader::new(&file[..16 + 5]).unwrap();
+        let p = r.next_piece().unwrap().unwrap();
+        assert_eq!(
+            p,
+            Piece {
+                new_connection: false,
+                data: &[],
+                ends_chunk: true,
+                truncated: true
+            }
+        );
+        assert_eq!(r.next_piece().unwrap(), None);
     }
 
     #[test]

@@ -7,6 +7,16 @@
 //! exponential back-off until told to stop, saying so in one sentence on stderr each time.
 //! The socket's bytes are untrusted: decoding never panics and never trusts a length beyond
 //! its limit (see [`super::gob`]).
+//!
+//! The agent writes one message per `write`. Reading each as it comes would cost a wake-up,
+//! a read and a pipeline batch per message or two; instead, after a read that brought few
+//! messages the source pauses until about a hundred more should have arrived (at most
+//! [`SocketConfig::batch_linger`], see [`pause_after_read`]), and a [`MessageSink`] may gather
+//! several reads into one batch until told to flush ([`SocketConfig::batch_hold`]).
+//!
+//! Must never: hold the agent up (a pause lets at most about half of its socket buffer fill,
+//! and shrinks to nothing as the rate grows), keep messages back longer than about
+//! `batch_hold` once the socket goes quiet, or reorder messages.
 
 use std::io::{self, Read};
 use std::os::unix::net::UnixStream;
@@ -39,6 +49,14 @@ pub struct SocketConfig {
     pub wait_for_socket: bool,
     /// Do not print reconnect sentences on stderr.
     pub quiet: bool,
+    /// Longest pause after a read that brought few messages, letting the agent's next ones
+    /// gather in the socket so that the next read takes them together (see
+    /// [`pause_after_read`]); zero reads as soon as bytes arrive.
+    pub batch_linger: Duration,
+    /// How long a [`MessageSink`] may hold messages back before it is told to
+    /// [`flush`](MessageSink::flush) (also when the socket stays quiet that long); zero
+    /// flushes after every read.
+    pub batch_hold: Duration,
 }
 
 impl Default for SocketConfig {
@@ -52,6 +70,8 @@ impl Default for SocketConfig {
             poll_interval: Duration::from_millis(100),
             wait_for_socket: false,
             quiet: false,
+            batch_linger: Duration::from_millis(1),
+            batch_hold: Duration::from_millis(10),
         }
     }
 }
@@ -155,21 +175,86 @@ fn fmt_duration(d: Duration) -> String {
     }
 }
 
-/// Pushes bytes into `stream` and hands any complete messages to `on_batch`.
-pub(crate) fn feed(
+/// Where a [`CiliumSocketSource`] hands its messages.
+pub trait MessageSink {
+    /// The messages of one read, in stream order (never empty).
+    fn messages(&mut self, msgs: &[MonitorMessage]);
+
+    /// Hand on whatever was held back: called once messages have been held for
+    /// [`SocketConfig::batch_hold`], when the socket stays quiet that long, when a
+    /// connection ends and before the source returns.
+    fn flush(&mut self) {}
+}
+
+/// A closure as a sink that holds nothing back.
+struct EachRead<'a>(&'a mut dyn FnMut(&[MonitorMessage]));
+
+impl MessageSink for EachRead<'_> {
+    fn messages(&mut self, msgs: &[MonitorMessage]) {
+        (self.0)(msgs)
+    }
+}
+
+/// Pushes bytes into `stream` and hands any complete messages to `sink`; returns how many
+/// there were.
+fn feed(
     stream: &mut PayloadStream,
     bytes: &[u8],
     batch: &mut Vec<MonitorMessage>,
     stats: &mut StreamStats,
-    on_batch: &mut dyn FnMut(&[MonitorMessage]),
-) -> Result<(), PayloadError> {
+    sink: &mut dyn MessageSink,
+) -> Result<usize, PayloadError> {
     stream.push(bytes, stats);
     let r = stream.decode(batch, stats);
-    if !batch.is_empty() {
-        on_batch(batch);
+    let n = batch.len();
+    if n > 0 {
+        sink.messages(batch);
         batch.clear();
     }
-    r
+    r.map(|()| n)
+}
+
+/// Messages a read should find waiting: about half of what the agent's socket holds before
+/// its writes block (the default 208 KiB send buffer takes about 280 small writes, each
+/// `Encode` being one write), so pausing for them never holds the agent up.
+const GATHER_MESSAGES: u32 = 128;
+/// Bytes a read should find waiting: under a third of that send buffer, for large messages.
+const GATHER_BYTES: u32 = 64 << 10;
+/// Shorter pauses are not worth a sleep (the timer's slack alone is 50 µs).
+const MIN_PAUSE: Duration = Duration::from_micros(50);
+
+/// How long to pause before the next read, given that the last one brought `messages`
+/// messages and `bytes` bytes that had arrived over `interval` (since the read before).
+///
+/// Reading as soon as bytes arrive costs a wake-up, a read and a pipeline batch for every few
+/// messages: at ordinary rates the agent writes one message at a time. Pausing until about
+/// 128 messages (or 64 KiB) have arrived at the rate just seen, at most
+/// `linger`, makes those costs per hundred messages instead. At high rates the pause shrinks
+/// to nothing (reads then find full batches anyway); a read that found the socket full gives
+/// a rate too low, so the next pause is shorter still and the estimate catches up.
+pub fn pause_after_read(
+    linger: Duration,
+    messages: usize,
+    bytes: usize,
+    interval: Duration,
+) -> Duration {
+    // interval x target / got, in nanoseconds (at most 2^64 x 2^32: no overflow in u128).
+    let at_rate = |target: u32, got: usize| match u128::try_from(got) {
+        Ok(0) => linger,
+        Ok(got) => {
+            let ns = interval.as_nanos().saturating_mul(u128::from(target)) / got;
+            Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
+        }
+        Err(_) => Duration::ZERO,
+    };
+    let pause = at_rate(GATHER_MESSAGES, messages)
+        .min(at_rate(GATHER_BYTES, bytes))
+        .min(linger);
+    if pause < MIN_PAUSE {
+        Duration::ZERO
+    } else {
+        pause
+    }
 }
 
 /// Why a connection ended.
@@ -223,6 +308,26 @@ impl CiliumSocketSource {
         on_batch: &mut dyn FnMut(&[MonitorMessage]),
         stop: &AtomicBool,
     ) -> Result<SocketStats, SocketError> {
+        self.run_into(&mut EachRead(on_batch), stop)
+    }
+
+    /// [`run`](Self::run), handing the messages of each read to `sink`, which may hold
+    /// them back until told to flush (see [`MessageSink::flush`]).
+    pub fn run_into(
+        &mut self,
+        sink: &mut dyn MessageSink,
+        stop: &AtomicBool,
+    ) -> Result<SocketStats, SocketError> {
+        let r = self.connect_and_read(sink, stop);
+        sink.flush();
+        r
+    }
+
+    fn connect_and_read(
+        &mut self,
+        sink: &mut dyn MessageSink,
+        stop: &AtomicBool,
+    ) -> Result<SocketStats, SocketError> {
         let path = self.config.path.clone();
         let mut backoff = self.config.backoff_initial;
         while !stop.load(Ordering::Relaxed) {
@@ -252,7 +357,8 @@ impl CiliumSocketSource {
                 ));
             }
             let payloads_before = self.stats.stream.payloads;
-            let ended = self.read_connection(conn, on_batch, stop);
+            let ended = self.read_connection(conn, sink, stop);
+            sink.flush();
             self.stream.reset(&mut self.stats.stream);
             if let Some(r) = self.recorder.as_mut() {
                 r.flush().map_err(SocketError::Record)?;
@@ -284,19 +390,35 @@ impl CiliumSocketSource {
     fn read_connection(
         &mut self,
         mut conn: UnixStream,
-        on_batch: &mut dyn FnMut(&[MonitorMessage]),
+        sink: &mut dyn MessageSink,
         stop: &AtomicBool,
     ) -> Result<Ended, SocketError> {
-        if let Err(e) = conn.set_read_timeout(Some(self.config.poll_interval)) {
+        // While the sink holds messages a read waits at most `batch_hold` (then the sink is
+        // told to flush), else `poll_interval` (then the stop flag is looked at).
+        let hold = self.config.batch_hold;
+        let idle_timeout = self.config.poll_interval;
+        let held_timeout = hold.clamp(Duration::from_millis(1), idle_timeout);
+        let mut timeout = idle_timeout;
+        if let Err(e) = conn.set_read_timeout(Some(timeout)) {
             self.stats.disconnects += 1;
             return Ok(Ended::Closed(format!("cannot set read timeout: {e}")));
         }
         if let Some(r) = self.recorder.as_mut() {
             r.begin_connection();
         }
+        let mut last_read = Instant::now();
+        let mut held_since: Option<Instant> = None;
         loop {
             if stop.load(Ordering::Relaxed) {
                 return Ok(Ended::Stopped);
+            }
+            let want = if held_since.is_some() {
+                held_timeout
+            } else {
+                idle_timeout
+            };
+            if want != timeout && conn.set_read_timeout(Some(want)).is_ok() {
+                timeout = want;
             }
             let n = match conn.read(&mut self.read_buf) {
                 Ok(0) => {
@@ -312,7 +434,10 @@ impl CiliumSocketSource {
                             | io::ErrorKind::Interrupted
                     ) =>
                 {
-                    continue
+                    if held_since.take().is_some() {
+                        sink.flush();
+                    }
+                    continue;
                 }
                 Err(e) => {
                     self.stats.disconnects += 1;
@@ -323,14 +448,33 @@ impl CiliumSocketSource {
             if let Some(r) = self.recorder.as_mut() {
                 r.write_chunk(bytes).map_err(SocketError::Record)?;
             }
-            if let Err(e) = feed(
+            let messages = match feed(
                 &mut self.stream,
                 bytes,
                 &mut self.batch,
                 &mut self.stats.stream,
-                on_batch,
+                sink,
             ) {
-                return Ok(Ended::Closed(format!("undecodable stream: {e}")));
+                Ok(m) => m,
+                Err(e) => return Ok(Ended::Closed(format!("undecodable stream: {e}"))),
+            };
+            let now = Instant::now();
+            if messages > 0 {
+                held_since.get_or_insert(now);
+            }
+            if held_since.is_some_and(|t| now.saturating_duration_since(t) >= hold) {
+                sink.flush();
+                held_since = None;
+            }
+            let pause = pause_after_read(
+                self.config.batch_linger,
+                messages,
+                n,
+                now.saturating_duration_since(last_read),
+            );
+            last_read = now;
+            if !pause.is_zero() {
+                std::thread::sleep(pause);
             }
         }
     }
@@ -398,6 +542,173 @@ mod tests {
         assert_eq!(fmt_duration(Duration::from_millis(400)), "400ms");
         assert_eq!(fmt_duration(Duration::from_millis(1600)), "1.6s");
         assert_eq!(fmt_duration(Duration::from_secs(5)), "5.0s");
+    }
+
+    #[test]
+    fn pauses_gather_about_128_messages_at_most_linger() {
+        let ms = Duration::from_millis(1);
+        let us = Duration::from_micros;
+        let linger = ms;
+        // No pausing when linger is zero.
+        assert_eq!(pause_after_read(Duration::ZERO, 1, 100, ms), Duration::ZERO);
+        // A read that completed no message: the full linger.
+        assert_eq!(pause_after_read(linger, 0, 10, ms), linger);
+        // 100 messages over 1 ms (100k/s): 128 need 1.28 ms, capped at linger.
+        assert_eq!(pause_after_read(linger, 100, 12_500, ms), linger);
+        assert_eq!(
+            pause_after_read(Duration::from_millis(5), 100, 12_500, ms),
+            us(1280)
+        );
+        // 1000 messages over 1 ms (1M/s): 128 arrive in 128 µs.
+        assert_eq!(pause_after_read(linger, 1000, 125_000, ms), us(128));
+        // 10M/s: 12.8 µs is not worth a sleep.
+        assert_eq!(
+            pause_after_read(linger, 10_000, 1_250_000, ms),
+            Duration::ZERO
+        );
+        // Large messages: 64 KiB arrive first (10 x 64 KiB over 1 ms: 100 µs).
+        assert_eq!(pause_after_read(linger, 10, 640 << 10, ms), us(100));
+        // A full socket (a rate too low) shortens the next pause, and it shrinks from there.
+        let first = pause_after_read(linger, 280, 280 * 125, ms);
+        assert_eq!(first, ms * 128 / 280);
+        let second = pause_after_read(linger, 280, 280 * 125, first);
+        assert!(second < first / 2, "{second:?}");
+        // Absurd counts: no pause.
+        assert_eq!(
+            pause_after_read(linger, usize::MAX, usize::MAX, ms),
+            Duration::ZERO
+        );
+        assert_eq!(pause_after_read(linger, 1, 1, Duration::MAX), linger);
+    }
+
+    /// What a sink was told, in order.
+    #[derive(Debug, PartialEq, Eq)]
+    enum Told {
+        Messages(usize),
+        Flush,
+    }
+
+    struct Recorder {
+        told: Vec<(Told, Instant)>,
+        msgs: Vec<MonitorMessage>,
+    }
+
+    impl MessageSink for Recorder {
+        fn messages(&mut self, msgs: &[MonitorMessage]) {
+            self.msgs.extend_from_slice(msgs);
+            self.told.push((Told::Messages(msgs.len()), Instant::now()));
+        }
+        fn flush(&mut self) {
+            self.told.push((Told::Flush, Instant::now()));
+        }
+    }
+
+    /// Messages in three bursts 400 ms apart on one connection that stays open: each burst
+    /// is held (its reads are not flushed one by one) and flushed once, within
+    /// the hold time after it while the connection is still open; the source flushes once
+    /// more when it stops.
+    #[test]
+    fn held_messages_are_flushed_when_the_socket_goes_quiet() {
+        let path = temp_socket("hold");
+        let listener = UnixListener::bind(&path).unwrap();
+        let (sent_tx, sent_rx) = std::sync::mpsc::channel::<Instant>();
+        let server = std::thread::spawn(move || {
+            let (mut c, _) = listener.accept().unwrap();
+            let mut enc = PayloadEncoder::new(65);
+            for burst in 0..3u8 {
+                // Ten messages over 45 ms: several reads.
+                for i in 0..10u8 {
+                    let mut b = Vec::new();
+                    enc.encode(&[1, burst, i], 0, 0, 9, &mut b);
+                    c.write_all(&b).unwrap();
+                    if i < 9 {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
+                sent_tx.send(Instant::now()).unwrap();
+                std::thread::sleep(Duration::from_millis(400));
+            }
+            // Hold the connection until the client, stopped, closes it.
+            let _ = std::io::Read::read(&mut c, &mut [0u8; 1]);
+        });
+        let mut cfg = SocketConfig::new(&path);
+        cfg.quiet = true;
+        cfg.batch_hold = Duration::from_millis(100);
+        let mut src = CiliumSocketSource::new(cfg);
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopper = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(1500));
+                stop.store(true, Ordering::Relaxed);
+            })
+        };
+        let mut sink = Recorder {
+            told: Vec::new(),
+            msgs: Vec::new(),
+        };
+        let stats = src.run_into(&mut sink, &stop).unwrap();
+        stopper.join().unwrap();
+        server.join().unwrap();
+        let sent: Vec<Instant> = sent_rx.try_iter().collect();
+        assert_eq!(sent.len(), 3);
+        assert_eq!(stats.stream.payloads, 30);
+        let order: Vec<(u8, u8)> = sink
+            .msgs
+            .iter()
+            .map(|m| match m {
+                MonitorMessage::Sample { data, .. } => (data[1], data[2]),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let want: Vec<(u8, u8)> = (0..3).flat_map(|b| (0..10).map(move |i| (b, i))).collect();
+        assert_eq!(order, want);
+        // After each burst's last message: a flush within the hold time (and a little), long
+        // before the next burst (400 ms later); no flush inside a burst.
+        let mut delivered = 0;
+        let mut flushed_at = Vec::new();
+        for (k, &at) in sent.iter().enumerate() {
+            let last_msg = sink
+                .told
+                .iter()
+                .position(|(t, _)| {
+                    if let Told::Messages(n) = t {
+                        delivered += n;
+                    }
+                    delivered >= 10 * (k + 1)
+                })
+                .unwrap();
+            delivered = 0;
+            let flush = last_msg
+                + sink.told[last_msg..]
+                    .iter()
+                    .position(|(t, _)| *t == Told::Flush)
+                    .unwrap();
+            let lag = sink.told[flush].1.saturating_duration_since(at);
+            assert!(
+                lag < Duration::from_millis(300),
+                "burst {k}: flushed {lag:?} after"
+            );
+            flushed_at.push(flush);
+        }
+        let flushes_before = |i: usize| {
+            sink.told[..i]
+                .iter()
+                .filter(|(t, _)| *t == Told::Flush)
+                .count()
+        };
+        assert_eq!(
+            flushed_at
+                .iter()
+                .map(|&i| flushes_before(i))
+                .collect::<Vec<_>>(),
+            [0, 1, 2],
+            "{:?}",
+            sink.told.iter().map(|(t, _)| t).collect::<Vec<_>>()
+        );
+        // Every connection end and the return flush too.
+        assert_eq!(sink.told.last().map(|(t, _)| t), Some(&Told::Flush));
+        let _ = std::fs::remove_file(&path);
     }
 
     /// Two connections served by a thread, the first cut inside a message, the second
