@@ -155,13 +155,8 @@ UDPFLOOD="$ROOT/target/release/udpflood"
 
 # ---------------------------------------------------------------- namespaces, cleanup
 TAG="dsbf$(($$ % 100000))"
-NS_A="${TAG}a"
-NS_B="${TAG}b"
-VETH_A="${TAG}va"
-VETH_B="${TAG}vb"
-X=$(($$ % 200 + 20))
-IP_A="10.$X.77.1"
-IP_B="10.$X.77.2"
+# shellcheck source=scripts/netns-pair.sh
+. "$ROOT/scripts/netns-pair.sh"
 WORK="$(mktemp -d "$WORKBASE/dropscope-bench-flood.XXXXXX")"
 TOOL_PID=""
 WRAP_PID=""
@@ -173,8 +168,7 @@ cleanup() {
     kill -KILL "$TOOL_PID" 2>/dev/null || true
   fi
   [ -z "$WRAP_PID" ] || wait "$WRAP_PID" 2>/dev/null || true
-  ip netns del "$NS_A" 2>/dev/null || true
-  ip netns del "$NS_B" 2>/dev/null || true
+  netns_pair_del
   if [ "$KEEP" = 1 ]; then log "kept $WORK"; else rm -rf "$WORK"; fi
   exit "$rc"
 }
@@ -182,25 +176,8 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+netns_pair "$TAG" 77
 log "namespaces $NS_A ($IP_A) -> $NS_B ($IP_B) over veth $VETH_A/$VETH_B; scratch $WORK"
-ip netns add "$NS_A"
-ip netns add "$NS_B"
-ip link add "$VETH_A" netns "$NS_A" type veth peer name "$VETH_B" netns "$NS_B"
-for ns in "$NS_A" "$NS_B"; do
-  # No IPv6 chatter (router solicitations, MLD) on the measured link.
-  ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-done
-ip -n "$NS_A" addr add "$IP_A/24" dev "$VETH_A"
-ip -n "$NS_B" addr add "$IP_B/24" dev "$VETH_B"
-ip -n "$NS_A" link set "$VETH_A" up
-ip -n "$NS_B" link set "$VETH_B" up
-ip -n "$NS_A" link set lo up
-ip -n "$NS_B" link set lo up
-# Fixed neighbours: no ARP in the measured traffic.
-MAC_A="$(ip -n "$NS_A" -o link show "$VETH_A" | grep -o 'link/ether [0-9a-f:]*' | cut -d' ' -f2)"
-MAC_B="$(ip -n "$NS_B" -o link show "$VETH_B" | grep -o 'link/ether [0-9a-f:]*' | cut -d' ' -f2)"
-ip -n "$NS_A" neigh replace "$IP_B" lladdr "$MAC_B" dev "$VETH_A"
-ip -n "$NS_B" neigh replace "$IP_A" lladdr "$MAC_A" dev "$VETH_B"
 if ip netns exec "$NS_B" ss -Hlun "sport = :$PORT" | grep -q .; then die "port $PORT is open in $NS_B"; fi
 
 SPORTS="$(seq -s, 40000 $((40000 + FLOWS - 1)))"
@@ -308,7 +285,6 @@ other_bpf_users() {
 }
 
 # shellcheck disable=SC2016 # an awk program
-udp_noports() { ip netns exec "$NS_B" awk '/^Udp:/ { if (!h) { for (i = 1; i <= NF; i++) c[$i] = i; h = 1 } else print $c["NoPorts"] }' /proc/net/snmp; }
 
 flood() {
   local dir=$1

@@ -48,9 +48,8 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 netns_pair "$TAG" 79
-noports() { ip netns exec "$NS_B" awk '/^Udp:/ { if (h) { print $3; exit } h = 1 }' /proc/net/snmp; }
 
-BEFORE="$(noports)"
+BEFORE="$(udp_noports)"
 "$DROPSCOPE" capture -q --stats-json "$WORK/s.json" "${FLAGS[@]}" >/dev/null 2>"$WORK/err" &
 DS=$!
 for _ in $(seq 100); do grep -q capturing "$WORK/err" 2>/dev/null && break; sleep 0.1; done
@@ -84,7 +83,7 @@ sleep 2
 kill -INT "$DS"; wait "$DS" || die "dropscope failed: $(tail -3 "$WORK/err")"
 DS=""
 kill "$SAMPLER" 2>/dev/null || true
-AFTER="$(noports)"
+AFTER="$(udp_noports)"
 
 python3 - "$WORK" "$BEFORE" "$AFTER" "$IP_A" "$IP_B" <<'EOF'
 import json, sys, collections

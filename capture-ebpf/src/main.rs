@@ -610,22 +610,12 @@ fn dev_info<M: Kmem>(f: &SkbFields) -> (u32, u32) {
 /// the network header, as far as the linear data reaches; leaves it zero otherwise.
 #[inline(always)]
 fn key_l3(key: &mut KFlowKey, f: &SkbFields, scratch: *mut Scratch) {
-    if f.head == 0 || f.network == HEADER_UNSET {
+    let Some((net, n)) = key_bytes(f) else {
         return;
-    }
-    let net = f.head.wrapping_add(u64::from(f.network));
-    let linear_end = f
-        .data
-        .wrapping_add(u64::from(f.len.wrapping_sub(f.data_len)));
-    let avail = (linear_end as i64).wrapping_sub(net as i64);
-    if avail < 20 {
-        return;
-    }
-    let n: u32 = if avail > KEY_HDR_BYTES as i64 {
-        KEY_HDR_BYTES
-    } else {
-        avail as u32
     };
+    if n < 20 {
+        return;
+    }
     // SAFETY: `hdr` is KEY_HDR_BYTES bytes of this CPU's map value.
     let hdr = unsafe { addr_of_mut!((*scratch).hdr).cast::<u8>() };
     // SAFETY: 20 <= n <= KEY_HDR_BYTES, the buffer's size; the helper checks the source.
@@ -1075,13 +1065,7 @@ fn on_drop_unguarded<M: Kmem>(skb: u64, location: u64, reason: u32, scratch: *mu
         match pos.map(|p| emit(p, cpu, blocks, &sp, &key, now, user_key_span(&f, &sp))) {
             Some(Ok(false)) => return,
             Some(Ok(true)) => copied = true,
-            _ => {
-                if let Some(c) = counter {
-                    // SAFETY: per-CPU slot; see stat_inc.
-                    unsafe { (*c).ring_full += 1 };
-                }
-                stat_inc(STAT_RING_FULL);
-            }
+            _ => count_ring_full(counter),
         }
     }
 
@@ -1130,11 +1114,7 @@ fn on_drop_unguarded<M: Kmem>(skb: u64, location: u64, reason: u32, scratch: *mu
             unsafe { (*e).copied += 1 };
         }
     } else {
-        if let Some(c) = counter {
-            // SAFETY: per-CPU slot; see stat_inc.
-            unsafe { (*c).ring_full += 1 };
-        }
-        stat_inc(STAT_RING_FULL);
+        count_ring_full(counter);
     }
 }
 
@@ -1142,17 +1122,15 @@ fn on_drop_unguarded<M: Kmem>(skb: u64, location: u64, reason: u32, scratch: *mu
 /// `REASON_COUNTS`, else (that map full) in `STAT_REASON_MAP_FULL`; exactly one of the three.
 #[inline(always)]
 fn count_seen(reason: u32) -> Option<*mut ReasonCounter> {
-    if reason < REASON_ARRAY_ENTRIES {
-        if let Some(c) = REASON_ARRAY.get_ptr_mut(reason) {
-            // SAFETY: per-CPU slot; see stat_inc.
-            unsafe { (*c).seen += 1 };
-            return Some(c);
-        }
-    }
-    if let Some(c) = REASON_COUNTS.get_ptr_mut(reason) {
+    if let Some(c) = reason_counter(reason) {
         // SAFETY: per-CPU slot; see stat_inc.
         unsafe { (*c).seen += 1 };
         return Some(c);
+    }
+    if reason < REASON_ARRAY_ENTRIES {
+        // Not reached: every array index exists.
+        stat_inc(STAT_REASON_MAP_FULL);
+        return None;
     }
     let first = ReasonCounter {
         seen: 1,
@@ -1174,6 +1152,16 @@ fn count_seen(reason: u32) -> Option<*mut ReasonCounter> {
     }
     stat_inc(STAT_REASON_MAP_FULL);
     None
+}
+
+/// A copy the ring had no room for: per reason and in total.
+#[inline(always)]
+fn count_ring_full(counter: Option<*mut ReasonCounter>) {
+    if let Some(c) = counter {
+        // SAFETY: per-CPU slot; see stat_inc.
+        unsafe { (*c).ring_full += 1 };
+    }
+    stat_inc(STAT_RING_FULL);
 }
 
 /// Writes the record into this CPU's ring and publishes it. `Err` only when it could not be
@@ -1325,26 +1313,36 @@ fn emit(
 /// `None` when the copy cannot hold them (no network header, or before the start).
 #[inline(always)]
 fn user_key_span(f: &SkbFields, sp: &Span) -> Option<(u16, u32)> {
-    if f.head == 0 || f.data == 0 || f.network == HEADER_UNSET {
-        return None;
-    }
-    let net = f.head.wrapping_add(u64::from(f.network));
+    let (net, need) = key_bytes(f)?;
     let off = (net as i64).wrapping_sub(sp.start as i64);
     if !(0..=1024).contains(&off) {
         return None;
     }
+    Some((off as u16, off as u32 + need))
+}
+
+/// Where the flow key's header bytes are: the network header's address and how many bytes
+/// of linear data from it the key reads (at most `KEY_HDR_BYTES`); `None` without a network
+/// header. The kernel's parse (`key_l3`) and user space's (from a copy, `user_key_span`)
+/// read exactly these bytes.
+#[inline(always)]
+fn key_bytes(f: &SkbFields) -> Option<(u64, u32)> {
+    if f.head == 0 || f.data == 0 || f.network == HEADER_UNSET {
+        return None;
+    }
+    let net = f.head.wrapping_add(u64::from(f.network));
     let linear_end = f
         .data
         .wrapping_add(u64::from(f.len.wrapping_sub(f.data_len)));
     let avail = (linear_end as i64).wrapping_sub(net as i64);
-    let need = if avail < 0 {
+    let n = if avail < 0 {
         0
     } else if avail > KEY_HDR_BYTES as i64 {
         KEY_HDR_BYTES
     } else {
         avail as u32
     };
-    Some((off as u16, off as u32 + need))
+    Some((net, n))
 }
 
 #[cfg(not(target_arch = "bpf"))]

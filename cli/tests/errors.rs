@@ -5,20 +5,6 @@ mod common;
 
 use common::*;
 
-fn fails_with(args: &[&str], needles: &[&str]) {
-    let out = dropscope().args(args).output().unwrap();
-    assert_eq!(out.status.code(), Some(2), "{args:?}");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        err.trim_end().lines().count(),
-        1,
-        "{args:?}: one line expected, got:\n{err}"
-    );
-    for n in needles {
-        assert!(err.contains(n), "{args:?}: {n:?} not in {err}");
-    }
-}
-
 #[test]
 fn not_a_capture_file() {
     let dir = TempDir::new("err");

@@ -185,21 +185,6 @@ fn stats_json_into_a_fifo_keeps_the_fifo() {
     assert!(!dir.path("stats.fifo.tmp").exists());
 }
 
-fn fails_with(args: &[&str], needles: &[&str]) {
-    let out = dropscope().args(args).output().unwrap();
-    assert_eq!(out.status.code(), Some(2), "{args:?}");
-    assert!(out.stdout.is_empty(), "{args:?}");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        err.trim_end().lines().count(),
-        1,
-        "{args:?}: one line expected, got:\n{err}"
-    );
-    for n in needles {
-        assert!(err.contains(n), "{args:?}: {n:?} not in {err}");
-    }
-}
-
 #[test]
 fn bad_stats_flows_values_are_one_line_errors() {
     let dir = TempDir::new("statsbad");

@@ -26,6 +26,23 @@ pub fn run_ok(cmd: &mut Command) -> Output {
     out
 }
 
+/// Runs `dropscope ARGS` and checks the bad-input contract: exit 2, nothing on stdout, one
+/// line on stderr holding every needle.
+pub fn fails_with(args: &[&str], needles: &[&str]) {
+    let out = dropscope().args(args).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{args:?}");
+    assert!(out.stdout.is_empty(), "{args:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "{args:?}: one line expected, got:\n{err}"
+    );
+    for n in needles {
+        assert!(err.contains(n), "{args:?}: {n:?} not in {err}");
+    }
+}
+
 pub fn sh(args: &[&str]) -> Output {
     let out = Command::new(args[0])
         .args(&args[1..])

@@ -323,15 +323,9 @@ fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<MapData, SourceError>
     }
 }
 
-fn array_map(ebpf: &mut Ebpf, name: &'static str) -> Result<MapData, SourceError> {
-    match ebpf.take_map(name) {
-        Some(Map::Array(data)) => Ok(data),
-        Some(_) => Err(SourceError::Map {
-            name,
-            message: "not an array map".to_string(),
-        }),
-        None => Err(SourceError::MissingMap { name }),
-    }
+/// Takes a map out of the object as it is (for aya's typed wrappers over `&Map`).
+fn take_any(ebpf: &mut Ebpf, name: &'static str) -> Result<Map, SourceError> {
+    ebpf.take_map(name).ok_or(SourceError::MissingMap { name })
 }
 
 /// The attached program's `recursion_misses`, if the kernel reports it.
@@ -430,8 +424,8 @@ impl KernelSource {
             config,
             cpus,
         } = loader::load_and_attach(opts)?;
-        let data = array_map(&mut ebpf, MAP_RING_DATA)?;
-        let pos = array_map(&mut ebpf, MAP_RING_POS)?;
+        let data = take_map(&mut ebpf, MAP_RING_DATA)?;
+        let pos = take_map(&mut ebpf, MAP_RING_POS)?;
         // SAFETY: these are the program's RING_DATA and RING_POS maps, created by
         // load_object with `cpus * ring_blocks` and `cpus` elements; they live in this
         // struct after the mapping (field order), so they outlive it.
@@ -450,24 +444,16 @@ impl KernelSource {
                 take_map(&mut ebpf, MAP_FLOWS_1)?,
             ],
             [
-                ebpf.take_map(MAP_CACHE_0)
-                    .ok_or(SourceError::MissingMap { name: MAP_CACHE_0 })?,
-                ebpf.take_map(MAP_CACHE_1)
-                    .ok_or(SourceError::MissingMap { name: MAP_CACHE_1 })?,
+                take_any(&mut ebpf, MAP_CACHE_0)?,
+                take_any(&mut ebpf, MAP_CACHE_1)?,
             ],
             [
                 take_map(&mut ebpf, MAP_BUDGET_0)?,
                 take_map(&mut ebpf, MAP_BUDGET_1)?,
             ],
             take_map(&mut ebpf, MAP_FLOW_GEN)?,
-            ebpf.take_map(MAP_REASON_ARRAY)
-                .ok_or(SourceError::MissingMap {
-                    name: MAP_REASON_ARRAY,
-                })?,
-            ebpf.take_map(MAP_REASON_COUNTS)
-                .ok_or(SourceError::MissingMap {
-                    name: MAP_REASON_COUNTS,
-                })?,
+            take_any(&mut ebpf, MAP_REASON_ARRAY)?,
+            take_any(&mut ebpf, MAP_REASON_COUNTS)?,
         )
         .map_err(SourceError::Table)?;
         let ring_fence = RcuFence::new().map_err(SourceError::Table)?;
