@@ -16,13 +16,15 @@ need_pkgs=()
 for p in tshark tcpdump nft iptables ip bpftrace bpftool go hyperfine; do
   command -v "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
+# libpcap's filter compiler (pcap_compile), linked by the engine for capture expressions.
+[ -e /usr/include/pcap/pcap.h ] || need_pkgs+=(libpcap-dev)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   log "installing Debian packages (missing: ${need_pkgs[*]})"
   export DEBIAN_FRONTEND=noninteractive
   echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends \
-    tshark tcpdump nftables iptables iproute2 bpftrace bpftool golang-go hyperfine >/dev/null
+    tshark tcpdump nftables iptables iproute2 bpftrace bpftool golang-go hyperfine libpcap-dev >/dev/null
 fi
 
 if ! rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^rust-src'; then

@@ -11,7 +11,7 @@
 use core::mem::{offset_of, size_of};
 
 /// Version of the record layout below; bumped on any change.
-pub const ABI_VERSION: u8 = 3;
+pub const ABI_VERSION: u8 = 4;
 
 /// `RecordHeader::kind` of a [`KfreeSkbEvent`]: a packet freed through `skb:kfree_skb`.
 pub const KIND_KFREE_SKB: u8 = 1;
@@ -64,6 +64,8 @@ pub const MAP_FLOWS_1: &str = "FLOWS_1";
 pub const MAP_BUDGET_0: &str = "BUDGET_0";
 pub const MAP_BUDGET_1: &str = "BUDGET_1";
 pub const MAP_FLOW_GEN: &str = "FLOW_GEN";
+/// Reasons the `--reason`/`--not-reason` selectors name.
+pub const MAP_REASON_SELECT: &str = "REASON_SELECT";
 /// In front of each generation's hash, a per-CPU cache of [`CACHE_SLOTS`] [`CacheSlot`]s
 /// (two-way, by a hash of the key): a hit counts with plain adds and no helper call; a new
 /// key takes a slot and spills the slot's old entry into the hash. A slot belongs to the
@@ -197,7 +199,38 @@ pub struct ProbeConfig {
     /// Non-zero: the program turns away a run nested in another on the same CPU (kernels
     /// before 6.1, whose raw tracepoints lack that guard; see `STAT_NESTED`).
     pub nest_guard: u32,
+    /// Selectors, checked before anything is copied or counted per flow; a drop they turn
+    /// away is counted per reason as `filtered`. 0 selects every drop.
+    /// Only drops on this interface (ifindex).
+    pub sel_ifindex: u32,
+    /// Only drops in this network namespace (inode of `/proc/PID/ns/net`).
+    pub sel_netns: u32,
+    /// [`SEL_REASONS_NONE`], [`SEL_REASONS_ONLY`] (only reasons in `REASON_SELECT`) or
+    /// [`SEL_REASONS_EXCEPT`] (every reason but those).
+    pub sel_reasons: u32,
+    /// Non-zero: the filter stub holds a translated pcap-filter expression, run on the
+    /// packet's bytes before a copy is published (or, counting in the table, before that).
+    pub filter: u32,
 }
+
+/// `ProbeConfig::sel_reasons`: no reason selection.
+pub const SEL_REASONS_NONE: u32 = 0;
+/// `ProbeConfig::sel_reasons`: only the reasons in `REASON_SELECT`.
+pub const SEL_REASONS_ONLY: u32 = 1;
+/// `ProbeConfig::sel_reasons`: every reason except those in `REASON_SELECT`.
+pub const SEL_REASONS_EXCEPT: u32 = 2;
+/// Entries of the `REASON_SELECT` hash (reason -> 1).
+pub const REASON_SELECT_ENTRIES: u32 = 256;
+/// Byte offset of the packet's wire length in the filter stub's scratch area, after the 16
+/// words of classic BPF memory; the area is `FILTER_MEM_LEN` bytes.
+pub const FILTER_WIRELEN_OFF: u32 = 64;
+pub const FILTER_MEM_LEN: u32 = 72;
+/// Instructions reserved in the kernel program's filter stub (`filter_stub`): a marker and
+/// `FILTER_RESERVE - 1` no-ops, overwritten by the loader with the translated expression.
+pub const FILTER_RESERVE: u32 = 2048;
+/// The marker instruction's immediate (`call 0xdeadbeef`, an invalid helper the verifier
+/// refuses: the stub must be patched before load).
+pub const FILTER_MARKER_IMM: u32 = 0xdead_beef;
 
 /// Each CPU has its own ring, written only by the kernel program on that CPU and read by
 /// user space through `mmap`: no lock, no shared cache line between CPUs, no wake-ups (the
@@ -284,6 +317,10 @@ impl ProbeConfig {
         storm_off_bytes: 0,
         storm_exemplars: 0,
         nest_guard: 1,
+        sel_ifindex: 0,
+        sel_netns: 0,
+        sel_reasons: SEL_REASONS_NONE,
+        filter: 0,
     };
 }
 
@@ -306,6 +343,9 @@ pub struct ReasonCounter {
     /// Of those, how many were not copied because their key's exemplar budget was spent
     /// (or the budget is 0): counted, never copied.
     pub not_copied: u64,
+    /// Of those, how many the selectors or the filter expression turned away: counted here
+    /// only (neither copied nor in the flow table).
+    pub filtered: u64,
 }
 
 /// A key of the kernel flow table: one drop site of one flow on one CPU. Fields a packet
@@ -374,7 +414,7 @@ const _: () = assert!(offset_of!(KfreeSkbEvent, cap_len) == 40);
 const _: () = assert!(offset_of!(KfreeSkbEvent, protocol) == 42);
 const _: () = assert!(offset_of!(KfreeSkbEvent, flags) == 44);
 const _: () = assert!(offset_of!(KfreeSkbEvent, net_off) == 46);
-const _: () = assert!(size_of::<ProbeConfig>() == 104);
+const _: () = assert!(size_of::<ProbeConfig>() == 120);
 const _: () = assert!(offset_of!(ProbeConfig, exemplars) == 84);
 const _: () = assert!(offset_of!(ProbeConfig, storm_exemplars) == 96);
 const _: () = assert!(size_of::<KFlowKey>() == 64);
@@ -396,7 +436,7 @@ const _: () = assert!(offset_of!(ProbeConfig, off_net_inum) == 68);
 const _: () = assert!(offset_of!(ProbeConfig, ring_blocks) == 72);
 const _: () = assert!(offset_of!(ProbeConfig, skb_copy_off) == 76);
 const _: () = assert!(offset_of!(ProbeConfig, skb_copy_len) == 80);
-const _: () = assert!(size_of::<ReasonCounter>() == 32);
+const _: () = assert!(size_of::<ReasonCounter>() == 40);
 const _: () = assert!(offset_of!(RingPos, storm_since) == 8);
 const _: () = assert!(offset_of!(RingPos, storm_total_ns) == 24);
 const _: () = assert!(size_of::<FrameHeader>() == 8);
@@ -454,6 +494,10 @@ pub const LAYOUTS: &[Layout] = &[
             ("storm_off_bytes", offset_of!(ProbeConfig, storm_off_bytes)),
             ("storm_exemplars", offset_of!(ProbeConfig, storm_exemplars)),
             ("nest_guard", offset_of!(ProbeConfig, nest_guard)),
+            ("sel_ifindex", offset_of!(ProbeConfig, sel_ifindex)),
+            ("sel_netns", offset_of!(ProbeConfig, sel_netns)),
+            ("sel_reasons", offset_of!(ProbeConfig, sel_reasons)),
+            ("filter", offset_of!(ProbeConfig, filter)),
         ],
     ),
     (
@@ -484,6 +528,7 @@ pub const LAYOUTS: &[Layout] = &[
             ("ring_full", offset_of!(ReasonCounter, ring_full)),
             ("table_full", offset_of!(ReasonCounter, table_full)),
             ("not_copied", offset_of!(ReasonCounter, not_copied)),
+            ("filtered", offset_of!(ReasonCounter, filtered)),
         ],
     ),
     (

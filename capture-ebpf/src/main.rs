@@ -51,6 +51,8 @@
 // fetching needs BPF v3, and the object is built for the generic CPU).
 #![cfg_attr(target_arch = "bpf", feature(core_intrinsics))]
 #![cfg_attr(target_arch = "bpf", allow(internal_features))]
+// The filter stub's reserve of instructions is written with `asm!`.
+#![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 // Entry points keep the aya-template shape `match try_x(ctx) { Ok(v) => v, Err(_) => 0 }`.
 #![allow(clippy::manual_unwrap_or_default, clippy::manual_unwrap_or)]
 
@@ -72,10 +74,11 @@ use aya_ebpf::{
 };
 use capture_common::{
     CacheSlot, FrameHeader, KFlowKey, KFlowValue, KfreeSkbEvent, ProbeConfig, ReasonCounter,
-    RecordHeader, RingPos, ABI_VERSION, CACHE_SLOTS, EXEMPLARS_ALL, FLAG_COUNTED, FLAG_L3,
-    FLAG_LINEAR_END, FLAG_READ_FAILED, FRAME_PAD, KEY_HDR_BYTES, KFAMILY_NONE, KFAMILY_V4,
-    KFAMILY_V6, KIND_KFREE_SKB, MAX_SNAPLEN, OFF_ABSENT, REASON_ARRAY_ENTRIES, REASON_MAP_ENTRIES,
-    RING_BLOCK, RING_BLOCK_SHIFT, RING_ELEM, SKB_COPY_MAX, STAT_COUNT, STAT_NESTED,
+    RecordHeader, RingPos, ABI_VERSION, CACHE_SLOTS, EXEMPLARS_ALL, FILTER_MEM_LEN, FILTER_RESERVE,
+    FILTER_WIRELEN_OFF, FLAG_COUNTED, FLAG_L3, FLAG_LINEAR_END, FLAG_READ_FAILED, FRAME_PAD,
+    KEY_HDR_BYTES, KFAMILY_NONE, KFAMILY_V4, KFAMILY_V6, KIND_KFREE_SKB, MAX_SNAPLEN, OFF_ABSENT,
+    REASON_ARRAY_ENTRIES, REASON_MAP_ENTRIES, REASON_SELECT_ENTRIES, RING_BLOCK, RING_BLOCK_SHIFT,
+    RING_ELEM, SEL_REASONS_NONE, SEL_REASONS_ONLY, SKB_COPY_MAX, STAT_COUNT, STAT_NESTED,
     STAT_READ_FAILED, STAT_REASON_MAP_FULL, STAT_RING_FULL,
 };
 
@@ -158,6 +161,7 @@ static ABI_ANCHOR: AbiAnchor = AbiAnchor {
         ring_full: 0,
         table_full: 0,
         not_copied: 0,
+        filtered: 0,
     },
     frame: FrameHeader {
         len: 0,
@@ -256,6 +260,25 @@ const _: () = assert!(cfg!(target_endian = "little"));
 #[map]
 static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 
+/// Reasons `--reason`/`--not-reason` name (reason -> 1), when `sel_reasons` says so.
+#[map]
+static REASON_SELECT: HashMap<u32, u8> = HashMap::with_max_entries(REASON_SELECT_ENTRIES, 0);
+
+/// The filter stub's scratch: classic BPF's memory words and the wire length
+/// (`FILTER_MEM_LEN` bytes), and room for the packet bytes when the filter must run before
+/// (or without) a copy into the ring.
+#[repr(C)]
+pub struct FilterBuf {
+    pub mem: [u8; FILTER_MEM_LEN as usize],
+    pub pkt: [u8; MAX_SNAPLEN as usize],
+}
+
+#[map]
+static FILTER_BUF: PerCpuArray<FilterBuf> = PerCpuArray::with_max_entries(1, 0);
+
+const _: () = assert!(FILTER_RESERVE == 2048, "the stub's .rept below says 2047");
+const _: () = assert!(FILTER_WIRELEN_OFF + 4 <= FILTER_MEM_LEN);
+
 /// The header value meaning "not set" (`(typeof(skb->mac_header))~0U`).
 const HEADER_UNSET: u16 = 0xffff;
 const EVENT_LEN: u32 = size_of::<KfreeSkbEvent>() as u32;
@@ -332,6 +355,127 @@ fn cfg(field: *const u32) -> u32 {
     // SAFETY: `field` points into the CONFIG static; volatile so the compiler does not fold
     // the compile-time defaults (user space rewrites .rodata before load).
     unsafe { read_volatile(field) }
+}
+
+/// The pcap-filter expression: `FILTER_RESERVE` instructions (the marker `call 0xdeadbeef`,
+/// then no-ops) that the loader overwrites before load with the translation of the
+/// expression's classic BPF (engine/src/filter/translate.rs); the verifier strips the
+/// no-ops left over. Contract with the translator: r1 = the packet's bytes (a map value
+/// with at least `MAX_SNAPLEN` bytes), r2 = bytes captured (at most `MAX_SNAPLEN`), r4 = 0
+/// for the Ethernet program, else the raw-IP one, r5 = `FILTER_MEM_LEN` bytes of scratch
+/// (the wire length at `FILTER_WIRELEN_OFF`); r0 = the classic program's verdict (0:
+/// reject); r1-r5 clobbered, r6-r10 and the stack untouched. Not `#[no_mangle]`: a static
+/// subprogram is verified with its caller's argument types.
+#[inline(never)]
+fn filter_stub(pkt: *const u8, caplen: u32, raw: u32, mem: *mut u8) -> u32 {
+    #[cfg(target_arch = "bpf")]
+    {
+        let verdict: u64;
+        // SAFETY: the patched code reads [pkt, pkt + caplen) and the scratch area only, and
+        // writes the scratch area and r0-r5 (all declared clobbered).
+        unsafe {
+            core::arch::asm!(
+                "call 0xdeadbeef",
+                ".rept 2047",
+                "goto +0",
+                ".endr",
+                inout("r1") pkt => _,
+                inout("r2") u64::from(caplen) => _,
+                out("r3") _,
+                inout("r4") u64::from(raw) => _,
+                inout("r5") mem => _,
+                lateout("r0") verdict,
+                options(nostack),
+            );
+        }
+        verdict as u32
+    }
+    #[cfg(not(target_arch = "bpf"))]
+    {
+        let _ = (pkt, caplen, raw, mem);
+        1
+    }
+}
+
+/// Runs the filter expression (when there is one) on `caplen` bytes at `pkt`: true when it
+/// rejects the drop.
+#[inline(always)]
+fn filter_rejects(pkt: *const u8, caplen: u32, raw: bool, orig_len: u32) -> bool {
+    if cfg(addr_of!(CONFIG.filter)) == 0 {
+        return false;
+    }
+    let Some(buf) = FILTER_BUF.get_ptr_mut(0) else {
+        return false;
+    };
+    let caplen = if caplen > MAX_SNAPLEN {
+        MAX_SNAPLEN
+    } else {
+        caplen
+    };
+    // SAFETY: this CPU's FILTER_BUF value; the offset is inside `mem` (const-asserted).
+    unsafe {
+        let mem = addr_of_mut!((*buf).mem).cast::<u8>();
+        write_volatile(mem.add(FILTER_WIRELEN_OFF as usize).cast::<u32>(), orig_len);
+        filter_stub(pkt, caplen, u32::from(raw), mem) == 0
+    }
+}
+
+/// The filter expression on a drop not (yet) copied: its bytes go into `FILTER_BUF` first.
+/// A packet whose bytes cannot be read is judged on no bytes, as a copy of it would be.
+#[inline(always)]
+fn filter_rejects_uncopied(sp: &Span) -> bool {
+    if cfg(addr_of!(CONFIG.filter)) == 0 {
+        return false;
+    }
+    let Some(buf) = FILTER_BUF.get_ptr_mut(0) else {
+        return false;
+    };
+    // SAFETY: this CPU's FILTER_BUF value.
+    let pkt = unsafe { addr_of_mut!((*buf).pkt).cast::<u8>() };
+    let mut cap = sp.cap;
+    if cap > MAX_SNAPLEN {
+        cap = MAX_SNAPLEN;
+    }
+    if sp.read_failed {
+        cap = 0;
+    }
+    if cap > 0 {
+        // SAFETY: [pkt, pkt + cap) lies in FILTER_BUF.pkt; the helper checks the source.
+        let ret = unsafe { read_raw(pkt.cast::<c_void>(), cap, sp.start as *const c_void) };
+        if ret != 0 {
+            cap = 0;
+        }
+    }
+    filter_rejects(pkt, cap, sp.flags & FLAG_L3 != 0, sp.orig_len)
+}
+
+/// The selectors (`--reason`/`--not-reason`, `-i`, `--netns`): true when they take the drop.
+#[inline(always)]
+fn selected(reason: u32, ifindex: u32, netns_ino: u32) -> bool {
+    let want = cfg(addr_of!(CONFIG.sel_ifindex));
+    if want != 0 && want != ifindex {
+        return false;
+    }
+    let want = cfg(addr_of!(CONFIG.sel_netns));
+    if want != 0 && want != netns_ino {
+        return false;
+    }
+    match cfg(addr_of!(CONFIG.sel_reasons)) {
+        SEL_REASONS_NONE => true,
+        // SAFETY: the value is not used, only its presence.
+        SEL_REASONS_ONLY => unsafe { REASON_SELECT.get(reason) }.is_some(),
+        // SAFETY: as above.
+        _ => unsafe { REASON_SELECT.get(reason) }.is_none(),
+    }
+}
+
+/// A drop the selectors or the filter turned away: per reason only.
+#[inline(always)]
+fn count_filtered(counter: Option<*mut ReasonCounter>) {
+    if let Some(c) = counter {
+        // SAFETY: per-CPU slot; see stat_inc.
+        unsafe { (*c).filtered += 1 };
+    }
 }
 
 #[inline(always)]
@@ -1018,6 +1162,10 @@ fn on_drop_unguarded<M: Kmem>(skb: u64, location: u64, reason: u32, scratch: *mu
     let counter = count_seen(reason);
     let f = M::skb_fields(skb);
     let (ifindex, netns_ino) = dev_info::<M>(&f);
+    if !selected(reason, ifindex, netns_ino) {
+        count_filtered(counter);
+        return;
+    }
     // SAFETY: helper calls without arguments.
     let cpu = unsafe { bpf_get_smp_processor_id() };
     let sp = span(&f);
@@ -1060,13 +1208,34 @@ fn on_drop_unguarded<M: Kmem>(skb: u64, location: u64, reason: u32, scratch: *mu
 
     // Every drop copied: the copy first. When it holds the key's header bytes, user space
     // counts the drop from the record and the kernel table is not touched at all.
+    // The filter expression runs on the copy; with a budget, or no room for the copy, on
+    // the bytes read into FILTER_BUF before the table counts the drop.
     let mut copied = false;
+    let mut judged = false;
     if budget.is_none() {
-        match pos.map(|p| emit(p, cpu, blocks, &sp, &key, now, user_key_span(&f, &sp))) {
-            Some(Ok(false)) => return,
-            Some(Ok(true)) => copied = true,
-            _ => count_ring_full(counter),
+        match pos.map(|p| emit(p, cpu, blocks, &sp, &key, now, user_key_span(&f, &sp), true)) {
+            Some(Emit::Published) => return,
+            Some(Emit::PublishedCounted) => {
+                copied = true;
+                judged = true;
+            }
+            Some(Emit::Filtered) => {
+                count_filtered(counter);
+                return;
+            }
+            _ => {
+                if filter_rejects_uncopied(&sp) {
+                    count_filtered(counter);
+                    return;
+                }
+                judged = true;
+                count_ring_full(counter);
+            }
         }
+    }
+    if !judged && filter_rejects_uncopied(&sp) {
+        count_filtered(counter);
+        return;
     }
 
     key_l3(&mut key, &f, scratch);
@@ -1105,7 +1274,10 @@ fn on_drop_unguarded<M: Kmem>(skb: u64, location: u64, reason: u32, scratch: *mu
     // SAFETY: a helper call without arguments.
     let ts = unsafe { bpf_ktime_get_ns() };
     let ok = match pos {
-        Some(p) => emit(p, cpu, blocks, &sp, &key, ts, None).is_ok(),
+        Some(p) => matches!(
+            emit(p, cpu, blocks, &sp, &key, ts, None, false),
+            Emit::PublishedCounted
+        ),
         None => false,
     };
     if ok {
@@ -1137,6 +1309,7 @@ fn count_seen(reason: u32) -> Option<*mut ReasonCounter> {
         ring_full: 0,
         table_full: 0,
         not_copied: 0,
+        filtered: 0,
     };
     if REASON_COUNTS
         .insert(reason, first, u64::from(BPF_NOEXIST))
@@ -1164,8 +1337,21 @@ fn count_ring_full(counter: Option<*mut ReasonCounter>) {
     stat_inc(STAT_RING_FULL);
 }
 
-/// Writes the record into this CPU's ring and publishes it. `Err` only when it could not be
-/// put in the ring (no room, or no ring for this CPU).
+/// What `emit` did with a drop.
+enum Emit {
+    /// In the ring; user space counts it per flow from the record.
+    Published,
+    /// In the ring with `FLAG_COUNTED`: the kernel table counts it.
+    PublishedCounted,
+    /// Copied, and the filter expression rejected it: its ring space is given back.
+    Filtered,
+    /// Not put in the ring (no room, or no ring for this CPU).
+    NoRoom,
+}
+
+/// Writes the record into this CPU's ring, runs the filter expression on the copy when
+/// `filter` says so, and publishes it.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn emit(
     pos: *mut RingPos,
@@ -1175,7 +1361,26 @@ fn emit(
     key: &KFlowKey,
     ts_ns: u64,
     user_key: Option<(u16, u32)>,
-) -> Result<bool, ()> {
+    filter: bool,
+) -> Emit {
+    match emit_inner(pos, cpu, blocks, sp, key, ts_ns, user_key, filter) {
+        Ok(e) => e,
+        Err(()) => Emit::NoRoom,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn emit_inner(
+    pos: *mut RingPos,
+    cpu: u32,
+    blocks: u32,
+    sp: &Span,
+    key: &KFlowKey,
+    ts_ns: u64,
+    user_key: Option<(u16, u32)>,
+    filter: bool,
+) -> Result<Emit, ()> {
     if blocks == 0 {
         return Err(());
     }
@@ -1247,6 +1452,19 @@ fn emit(
             read_failed = true;
         }
     }
+    // The filter runs on the copy before anything is published: a rejected drop leaves
+    // `prod` where it was, so its bytes are overwritten by the next record.
+    // SAFETY: [frame + PACKET_OFF, + MAX_SNAPLEN) lies in the element (see above).
+    if filter
+        && filter_rejects(
+            unsafe { frame.add(PACKET_OFF) },
+            cap,
+            flags & FLAG_L3 != 0,
+            sp.orig_len,
+        )
+    {
+        return Ok(Emit::Filtered);
+    }
     if read_failed {
         flags |= FLAG_READ_FAILED;
         flags &= !FLAG_LINEAR_END;
@@ -1305,7 +1523,11 @@ fn emit(
     // loader refuses other architectures (see the module doc).
     // SAFETY: this CPU's RING_POS element; see above.
     unsafe { write_volatile(addr_of_mut!((*pos).prod), end) };
-    Ok(counted)
+    Ok(if counted {
+        Emit::PublishedCounted
+    } else {
+        Emit::Published
+    })
 }
 
 /// Where the key's header bytes are in a copy made from `sp.start`: (offset of the network

@@ -18,6 +18,12 @@ Examples:
                                              the kernel, 2 packets per flow per second saved
   dropscope capture --exemplars 0 -q         counts only (cheapest), per-flow profile at the end
   dropscope capture --source cilium          Cilium datapath drops from the agent's socket
+  dropscope capture 'udp port 53 and host 10.0.1.7'
+                                             only those drops: a tcpdump filter expression,
+                                             decided in the kernel before anything is copied
+  dropscope capture --not-reason NOT_SPECIFIED -i eth0 'tcp[tcpflags] & tcp-syn != 0'
+                                             selectors and an expression together (AND)
+  dropscope capture --source cilium --reason 'Policy denied' --to-identity 1234
   tshark -r drops.pcapng -Y 'frame.comment contains \"NO_SOCKET\"'
 
 Needs CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN (or root) for the kernel source.
@@ -29,6 +35,9 @@ Examples:
   dropscope replay drops.pcapng               print the packets and the per-flow summary
   dropscope replay any.pcap -w out.pcapng -q  convert, with the per-flow table on stderr
   dropscope replay stream.gobstream           a saved Cilium monitor socket stream
+  dropscope replay drops.pcapng -w dns.pcap 'udp port 53'
+                                             the packets tcpdump -r drops.pcapng -w dns.pcap
+                                             'udp port 53' would keep
 Reads pcap and pcapng (ours or anyone's); drop reasons are recovered from our comments.";
 
 #[derive(Parser, Debug)]
@@ -161,6 +170,38 @@ fn parse_stats_flows(s: &str) -> std::result::Result<FlowRows, String> {
         .map_err(|_| "too many rows: give a smaller number, or `all`".into())
 }
 
+/// What to keep: selectors and a tcpdump filter expression, shared by `capture` and
+/// `replay`. All of them combine with AND.
+#[derive(Args, Debug, Default)]
+pub struct SelectArgs {
+    /// Only drops with this reason (repeatable): a kernel or Cilium name (case-insensitive,
+    /// `dropscope reasons` lists them) or a number.
+    #[arg(long = "reason", value_name = "NAME|NUMBER")]
+    pub reason: Vec<String>,
+    /// No drops with this reason (repeatable), e.g. --not-reason NOT_SPECIFIED.
+    #[arg(long = "not-reason", value_name = "NAME|NUMBER")]
+    pub not_reason: Vec<String>,
+    /// Only drops on this interface: a name in dropscope's network namespace, or an ifindex.
+    #[arg(short = 'i', long = "interface", value_name = "IFACE")]
+    pub interface: Option<String>,
+    /// Only drops in this network namespace: an inode number, a path such as
+    /// /proc/PID/ns/net, or a name under /var/run/netns.
+    #[arg(long, value_name = "NETNS")]
+    pub netns: Option<String>,
+    /// Only Cilium events whose source or destination security identity is ID (repeatable).
+    #[arg(long, value_name = "ID")]
+    pub identity: Vec<u32>,
+    /// Only Cilium events from security identity ID (repeatable).
+    #[arg(long, value_name = "ID")]
+    pub from_identity: Vec<u32>,
+    /// Only Cilium events to security identity ID (repeatable).
+    #[arg(long, value_name = "ID")]
+    pub to_identity: Vec<u32>,
+    /// Read the filter expression from FILE (as tcpdump -F); no expression words then.
+    #[arg(short = 'F', value_name = "FILE")]
+    pub filter_file: Option<PathBuf>,
+}
+
 #[derive(Args, Debug)]
 pub struct CaptureArgs {
     /// Where drops come from: kernel, cilium, or both (`--source kernel,cilium`: one stream,
@@ -208,6 +249,16 @@ pub struct CaptureArgs {
     pub types: Vec<String>,
     #[command(flatten)]
     pub out: OutputArgs,
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Run the filter expression in user space on every copy instead of in the kernel
+    /// (for comparing the two; the kernel path is always preferred).
+    #[arg(long, hide = true)]
+    pub user_space_filter: bool,
+    /// A tcpdump (pcap-filter) expression, e.g. `tcp port 443 and host 10.0.1.7`: only the
+    /// drops it matches are copied; the others are counted per reason as filtered.
+    #[arg(value_name = "EXPRESSION", trailing_var_arg = true)]
+    pub expression: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -226,6 +277,12 @@ pub struct ReplayArgs {
     pub types: Vec<String>,
     #[command(flatten)]
     pub out: OutputArgs,
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// A tcpdump (pcap-filter) expression: only the packets it matches are kept, as
+    /// `tcpdump -r FILE -w OUT EXPRESSION` keeps them.
+    #[arg(value_name = "EXPRESSION", trailing_var_arg = true)]
+    pub expression: Vec<String>,
 }
 
 #[derive(Args, Debug)]

@@ -16,9 +16,10 @@ use std::time::Duration;
 use anyhow::{bail, Context as _, Result};
 use clap::Parser as _;
 
-use args::{Cli, Command, OutputArgs};
+use args::{Cli, Command, OutputArgs, SelectArgs};
 use engine::pipeline::{PipelineConfig, Progress, RunReport, SourceFn};
 use engine::render::Names;
+use engine::select::{Reasons, Selection};
 use engine::sink::{OutputSink, PrintMode};
 
 fn main() {
@@ -217,6 +218,94 @@ fn parse_release(r: &str) -> Result<engine::cilium::tables::CiliumRelease> {
     })
 }
 
+/// The selectors and the expression from the flags, checked (reason names resolved,
+/// interface and namespace found, the expression compiled by libpcap) before anything is
+/// loaded or created.
+fn selection(a: &SelectArgs, words: &[String], names: &Names) -> Result<Selection> {
+    let mut sel = Selection::default();
+    let resolve = |items: &[String]| -> Result<Option<Reasons>> {
+        if items.is_empty() {
+            return Ok(None);
+        }
+        Reasons::resolve(items, &names.kernel_reasons)
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!(e))
+    };
+    sel.only = resolve(&a.reason)?;
+    sel.except = resolve(&a.not_reason)?;
+    if let Some(i) = &a.interface {
+        sel.ifindex = Some(match i.parse::<u32>() {
+            Ok(n) if n > 0 => n,
+            _ => {
+                let c = std::ffi::CString::new(i.as_str())
+                    .map_err(|_| anyhow::anyhow!("-i {i:?} is not an interface name"))?;
+                // SAFETY: a valid NUL-terminated string.
+                let n = unsafe { libc::if_nametoindex(c.as_ptr()) };
+                if n == 0 {
+                    bail!("-i {i}: no such interface in this network namespace (`ip link` lists them; give an ifindex for another namespace's)");
+                }
+                n
+            }
+        });
+    }
+    if let Some(ns) = &a.netns {
+        sel.netns = Some(netns_inode(ns)?);
+    }
+    sel.identity = a.identity.clone();
+    sel.from_identity = a.from_identity.clone();
+    sel.to_identity = a.to_identity.clone();
+    let text = match &a.filter_file {
+        Some(f) => {
+            if !words.is_empty() {
+                bail!(
+                    "-F {} and expression words both given: use one",
+                    f.display()
+                );
+            }
+            let t = std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read the filter file {}", f.display()))?;
+            // tcpdump -F: `#` starts a comment to the end of the line.
+            t.lines()
+                .map(|l| l.split('#').next().unwrap_or(""))
+                .collect::<Vec<_>>()
+                .join(" ")
+        }
+        None => words.join(" "),
+    };
+    if !text.trim().is_empty() {
+        let e =
+            engine::filter::Expression::compile(text.trim()).map_err(|e| anyhow::anyhow!("{e}"))?;
+        sel.expr = Some(Arc::new(e));
+    }
+    Ok(sel)
+}
+
+/// `--netns`: an inode number, a path (`/proc/PID/ns/net`), or a name under /var/run/netns.
+fn netns_inode(ns: &str) -> Result<u32> {
+    use std::os::unix::fs::MetadataExt as _;
+    if let Ok(n) = ns.parse::<u32>() {
+        return Ok(n);
+    }
+    let path = if ns.contains('/') {
+        std::path::PathBuf::from(ns)
+    } else {
+        let run = Path::new("/run/netns").join(ns);
+        if run.exists() {
+            run
+        } else {
+            Path::new("/var/run/netns").join(ns)
+        }
+    };
+    let m = std::fs::metadata(&path).map_err(|e| {
+        anyhow::anyhow!(
+            "--netns {ns}: cannot stat {} ({e}): give an inode, /proc/PID/ns/net, or a name `ip netns list` shows",
+            path.display()
+        )
+    })?;
+    u32::try_from(m.ino())
+        .map_err(|_| anyhow::anyhow!("--netns {ns}: inode {} is out of range", m.ino()))
+}
+
 fn capture(c: args::CaptureArgs) -> Result<i32> {
     c.out.validate()?;
     let snaplen = c.snaplen;
@@ -231,19 +320,50 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
     }
     let mut names = Names::load(false);
     names.cilium = engine::cilium_glue::CiliumContext::new(parse_release(&c.cilium_release)?);
-    let interrupt = install_interrupt()?;
+    let sel = selection(&c.select, &c.expression, &names)?;
     let mut kinds = c.source.clone();
     kinds.dedup();
+    let only_cilium = !kinds.contains(&args::SourceKind::Kernel);
+    if only_cilium && sel.netns.is_some() {
+        bail!("--netns selects kernel drops only (Cilium notifications carry no namespace): add --source kernel,cilium or leave --netns out");
+    }
+    let identity = !(c.select.identity.is_empty()
+        && c.select.from_identity.is_empty()
+        && c.select.to_identity.is_empty());
+    if identity && !kinds.contains(&args::SourceKind::Cilium) {
+        bail!("--identity, --from-identity and --to-identity select Cilium events: add --source cilium");
+    }
+    let interrupt = install_interrupt()?;
+    let (mut ksel, mut untranslated) = sel.kernel();
+    if c.user_space_filter && sel.expr.is_some() {
+        ksel.program = None;
+        untranslated = Some("--user-space-filter".into());
+    }
     let kernel = if kinds.contains(&args::SourceKind::Kernel) {
-        Some(kernel_options(&c, snaplen)?)
+        Some(kernel_options(&c, snaplen, ksel)?)
     } else {
         None
     };
+    // What the decode stage runs: everything for Cilium events (and then for the kernel's
+    // again, deciding alike), the expression when the kernel could not take it, else nothing.
+    let mut user_select =
+        (!sel.is_all() && kinds.contains(&args::SourceKind::Cilium)).then(|| Arc::new(sel.clone()));
+    if let Some(why) = &untranslated {
+        eprintln!("dropscope: the filter expression runs in user space, after the copy: {why}");
+        user_select.get_or_insert_with(|| Arc::new(sel.expression_only()));
+    }
     let mut sources: Vec<SourceFn<'static>> = Vec::new();
     for kind in &kinds {
         sources.push(match kind {
             args::SourceKind::Kernel => match &kernel {
-                Some((o, _)) => engine::sources::kernel(o)?,
+                Some((o, _)) => {
+                    let (src, refused) = engine::sources::kernel(o)?;
+                    if let Some(why) = refused {
+                        eprintln!("dropscope: the filter expression runs in user space, after the copy: {why}");
+                        user_select.get_or_insert_with(|| Arc::new(sel.expression_only()));
+                    }
+                    src
+                }
                 None => bail!("internal: kernel options missing"),
             },
             args::SourceKind::Cilium => {
@@ -271,7 +391,10 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
     }
     let progress = Progress::default();
     let report = engine::pipeline::run(
-        &pipeline_config(&c.out),
+        &PipelineConfig {
+            select: user_select,
+            ..pipeline_config(&c.out)
+        },
         source,
         sink,
         &names,
@@ -287,6 +410,7 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
 fn kernel_options(
     c: &args::CaptureArgs,
     snaplen: u32,
+    select: engine::kernel::loader::KernelSelect,
 ) -> Result<(engine::sources::KernelOptions, String)> {
     use engine::kernel::loader as l;
     if c.kernel_flows == 0 {
@@ -349,6 +473,7 @@ fn kernel_options(
             exemplars: c.exemplars,
             auto_storm: !c.no_auto_storm,
             max_rows: c.out.max_flows,
+            select,
         },
         memory,
     ))
@@ -442,6 +567,7 @@ fn replay(r: args::ReplayArgs) -> Result<i32> {
     names.cilium = engine::cilium_glue::CiliumContext::new(parse_release(
         r.cilium_release.as_deref().unwrap_or("main"),
     )?);
+    let sel = selection(&r.select, &r.expression, &names)?;
     let interrupt = install_interrupt()?;
     let source = engine::sources::file(
         &r.file,
@@ -456,6 +582,7 @@ fn replay(r: args::ReplayArgs) -> Result<i32> {
     // keep every stage busy, and fewer buffers in flight means they are reused warm.
     let cfg = PipelineConfig {
         channel_depth: 4,
+        select: (!sel.is_all()).then(|| Arc::new(sel)),
         ..pipeline_config(&r.out)
     };
     let report = engine::pipeline::run(

@@ -325,3 +325,88 @@ fn kernel_and_cilium_drops_in_one_capture_one_file_one_table() {
         assert!(tshark_count(&pcapng, "frame.comment contains \"DROP Policy denied\"") > 0);
     }
 }
+
+/// Selectors and an expression on Cilium events (the Go agent's stream): live with
+/// `--from-identity`, and replays of the saved stream with `--reason` and an expression,
+/// each against the unselected replay's flow table.
+#[test]
+fn identity_reason_and_expression_select_cilium_events() {
+    let dir = TempDir::new("cilium-select");
+    let Some(sim) = build_sim(&dir.0) else { return };
+    let sock = dir.path("monitor1_2.sock");
+    let (mut agent, _) = start_agent(
+        &sim,
+        &sock,
+        &["-phases", "1", "-drops", "300", "-each", "3"],
+    );
+    let (live, stream) = (dir.path("live.json"), dir.path("s.gobstream"));
+    let cap = LiveCapture::start(&[
+        "--source",
+        "cilium",
+        "--cilium-socket",
+        sock.to_str().unwrap(),
+        "-q",
+        "--stats-json",
+        live.to_str().unwrap(),
+        "--save-stream",
+        stream.to_str().unwrap(),
+        "--from-identity",
+        "12345",
+    ]);
+    assert!(agent.wait().unwrap().success(), "simulator failed");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let (st, err) = cap.stop();
+    assert!(st.success(), "{err}");
+
+    let replay = |tag: &str, args: &[&str]| -> serde_json::Value {
+        let j = dir.path(&format!("{tag}.json"));
+        run_ok(
+            dropscope()
+                .args(["replay", "-q", "--stats-json"])
+                .arg(&j)
+                .arg(&stream)
+                .args(args),
+        );
+        read_json(&j)
+    };
+    let all = replay("all", &[]);
+    let packets = |s: &serde_json::Value, f: &dyn Fn(&serde_json::Value) -> bool| -> u64 {
+        s["flows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| f(r))
+            .map(|r| r["packets"].as_u64().unwrap())
+            .sum()
+    };
+    let total = packets(&all, &|_| true);
+    let from = packets(&all, &|r| r["src_identity"] == 12345);
+    assert!(
+        from > 0 && from < total,
+        "{from} of {total}: {}",
+        all["flows"]
+    );
+
+    let s = read_json(&live);
+    assert_eq!(s["accounting"]["reconciled"], true, "{err}");
+    assert_eq!(packets(&s, &|_| true), from, "{err}");
+    assert_eq!(packets(&s, &|r| r["src_identity"] != 12345), 0);
+    assert_eq!(s["accounting"]["totals"]["filtered_user"], total - from);
+
+    let icmp = packets(&all, &|r| {
+        r["reason_name"] != "Policy denied" && r["proto_name"] == "icmp"
+    });
+    let denied = packets(&all, &|r| r["reason_name"] == "Policy denied");
+    assert!(icmp > 0 && denied > 0, "{icmp} {denied}");
+    let e = replay("e", &["--not-reason", "policy denied", "icmp"]);
+    assert_eq!(e["accounting"]["reconciled"], true);
+    assert_eq!(packets(&e, &|_| true), icmp);
+    assert_eq!(e["accounting"]["totals"]["filtered_user"], total - icmp);
+    let not = replay("not", &["--not-reason", "DROP_POLICY"]);
+    assert_eq!(packets(&not, &|_| true), total - denied);
+    let to = replay("to", &["--to-identity", "12345"]);
+    assert_eq!(
+        packets(&to, &|_| true),
+        packets(&all, &|r| r["dst_identity"] == 12345)
+    );
+}

@@ -180,13 +180,21 @@ fn assert_books(s: &serde_json::Value, err: &str) {
             continue;
         }
         let g = |k: &str| r[k].as_u64().unwrap_or_else(|| panic!("{k} in {r}"));
-        assert_eq!(g("observed"), g("in_table") + g("table_full"), "{r}");
         assert_eq!(
             g("observed"),
-            g("not_copied") + g("lost_ring") + g("delivered"),
+            g("filtered") + g("in_table") + g("table_full"),
             "{r}"
         );
-        assert_eq!(g("delivered"), g("skipped") + g("processed"), "{r}");
+        assert_eq!(
+            g("observed"),
+            g("filtered") + g("not_copied") + g("lost_ring") + g("delivered"),
+            "{r}"
+        );
+        assert_eq!(
+            g("delivered"),
+            g("filtered_user") + g("skipped") + g("processed"),
+            "{r}"
+        );
     }
 }
 

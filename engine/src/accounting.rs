@@ -3,10 +3,13 @@
 //!
 //! For each reason the ledger holds:
 //! `observed` (counted where events originate, e.g. the kernel's per-CPU counters)
-//! = `in_table` (counted in the kernel flow table) + `table_full` (no room there), and
-//! `observed` = `not_copied` (the exemplar budget did not copy it) + `lost_ring` (copied, but
-//! the ring had no room) + `delivered` (the source handed it to the pipeline);
-//! `delivered` = `received` (the sink stage got it; channels block, they do not drop);
+//! = `filtered` (turned away there by the selectors or the filter expression) + `in_table`
+//! (counted in the kernel flow table) + `table_full` (no room there), and
+//! `observed` = `filtered` + `not_copied` (the exemplar budget did not copy it) + `lost_ring`
+//! (copied, but the ring had no room) + `delivered` (the source handed it to the pipeline);
+//! `delivered` = `filtered_user` (turned away by the filter run in user space: sources with
+//! no kernel filter, or an expression the kernel would not take) + `received` (the decode
+//! stage counted it; channels block, they do not drop);
 //! `received` = `skipped` (after `-c COUNT`) + `processed` (aggregated, written, printed). Losses that cannot be attributed to a reason (malformed records, lost-record
 //! notices from Cilium's agent) are kept by stage and kind. Nothing here may be hidden from
 //! the final summary.
@@ -24,6 +27,10 @@ pub struct ReasonRow {
     pub observed: Option<u64>,
     /// Counted in the kernel flow table; `None` without one.
     pub in_table: Option<u64>,
+    /// Turned away at the origin (the kernel program) by the selectors or the expression.
+    pub filtered: u64,
+    /// Turned away in user space by the selectors or the expression.
+    pub filtered_user: u64,
     pub table_full: u64,
     pub not_copied: u64,
     pub lost_ring: u64,
@@ -89,31 +96,32 @@ impl Ledger {
         let mut out = Vec::new();
         for (k, r) in &self.rows {
             if let Some(obs) = r.observed {
-                if obs != r.not_copied + r.lost_ring + r.delivered {
+                let copied = r.filtered + r.not_copied + r.lost_ring + r.delivered;
+                if obs != copied {
                     out.push(Mismatch {
                         reason: name(*k),
-                        equation: "observed = not_copied + lost_ring + delivered".into(),
+                        equation: "observed = filtered + not_copied + lost_ring + delivered".into(),
                         left: obs,
-                        right: r.not_copied + r.lost_ring + r.delivered,
+                        right: copied,
                     });
                 }
                 if let Some(t) = r.in_table {
-                    if obs != t + r.table_full {
+                    if obs != r.filtered + t + r.table_full {
                         out.push(Mismatch {
                             reason: name(*k),
-                            equation: "observed = in_table + table_full".into(),
+                            equation: "observed = filtered + in_table + table_full".into(),
                             left: obs,
-                            right: t + r.table_full,
+                            right: r.filtered + t + r.table_full,
                         });
                     }
                 }
             }
-            if r.delivered != r.received {
+            if r.delivered != r.filtered_user + r.received {
                 out.push(Mismatch {
                     reason: name(*k),
-                    equation: "delivered = received".into(),
+                    equation: "delivered = filtered_user + received".into(),
                     left: r.delivered,
-                    right: r.received,
+                    right: r.filtered_user + r.received,
                 });
             }
             if r.received != r.skipped + r.processed {
@@ -137,6 +145,8 @@ impl Ledger {
             if let Some(o) = r.in_table {
                 *t.in_table.get_or_insert(0) += o;
             }
+            t.filtered += r.filtered;
+            t.filtered_user += r.filtered_user;
             t.table_full += r.table_full;
             t.not_copied += r.not_copied;
             t.lost_ring += r.lost_ring;
@@ -160,9 +170,16 @@ impl Ledger {
             .unwrap_or(6)
             .clamp(6, 48);
         let table = self.rows.values().any(|r| r.in_table.is_some());
+        let filtered = self
+            .rows
+            .values()
+            .any(|r| r.filtered > 0 || r.filtered_user > 0);
         let obs = |o: Option<u64>| o.map_or_else(|| "-".to_string(), |v| v.to_string());
         let line = |s: &mut String, n: &str, r: &ReasonRow| {
             let _ = write!(s, "{:<w$} {:>10}", n, obs(r.observed));
+            if filtered {
+                let _ = write!(s, " {:>10}", r.filtered + r.filtered_user);
+            }
             if table {
                 let _ = write!(
                     s,
@@ -179,6 +196,9 @@ impl Ledger {
             );
         };
         let _ = write!(s, "{:<w$} {:>10}", "reason", "observed");
+        if filtered {
+            let _ = write!(s, " {:>10}", "filtered");
+        }
         if table {
             let _ = write!(
                 s,
@@ -218,6 +238,8 @@ mod tests {
         *r = ReasonRow {
             observed: Some(10),
             in_table: Some(9),
+            filtered: 0,
+            filtered_user: 0,
             table_full: 1,
             not_copied: 0,
             lost_ring: 2,
@@ -232,7 +254,7 @@ mod tests {
         assert_eq!(m.len(), 1);
         assert_eq!(
             m[0].equation,
-            "observed = not_copied + lost_ring + delivered"
+            "observed = filtered + not_copied + lost_ring + delivered"
         );
         assert_eq!((m[0].left, m[0].right), (10, 9));
         l.row(ReasonKey::Kernel(3)).not_copied = 1;
@@ -240,13 +262,32 @@ mod tests {
         l.row(ReasonKey::Kernel(3)).in_table = Some(8);
         let m = l.mismatches(&nm);
         assert_eq!(m.len(), 1);
-        assert_eq!(m[0].equation, "observed = in_table + table_full");
+        assert_eq!(m[0].equation, "observed = filtered + in_table + table_full");
         assert_eq!((m[0].left, m[0].right), (10, 9));
         l.row(ReasonKey::Kernel(3)).in_table = Some(9);
         let text = l.render_text(&nm);
         assert!(text.contains("in-table"), "{text}");
         let t = l.totals();
         assert_eq!((t.observed, t.delivered, t.processed), (Some(10), 8, 7));
+        assert!(!text.contains("filtered"), "{text}");
+
+        // Filtered in the kernel (2 of 12 seen) and in user space (1 of 8 delivered).
+        let r = l.row(ReasonKey::Kernel(3));
+        r.observed = Some(12);
+        r.filtered = 2;
+        assert!(l.mismatches(&nm).is_empty());
+        l.row(ReasonKey::Kernel(3)).filtered_user = 1;
+        let m = l.mismatches(&nm);
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].equation, "delivered = filtered_user + received");
+        assert_eq!((m[0].left, m[0].right), (8, 9));
+        let r = l.row(ReasonKey::Kernel(3));
+        r.received = 7;
+        r.processed = 6;
+        assert!(l.mismatches(&nm).is_empty());
+        let text = l.render_text(&nm);
+        assert!(text.contains("filtered"), "{text}");
+        assert_eq!(l.totals().filtered + l.totals().filtered_user, 3);
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod pcap;
 pub mod pipeline;
 pub mod render;
 pub mod report;
+pub mod select;
 pub mod sink;
 pub mod sources;
 pub mod storm;

@@ -22,6 +22,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
@@ -32,6 +33,7 @@ use crate::aggregate::{AggKey, FlowTable, ReasonKey};
 use crate::event::{Batch, Event};
 use crate::packet::{summarize_into, PacketSummary, TunnelHint};
 use crate::render::{Names, Renderer};
+use crate::select::Selection;
 use crate::sink::{OutputSink, SinkStats};
 
 /// What a source reports when it ends.
@@ -65,6 +67,8 @@ pub struct Observed {
     pub table_full: u64,
     /// Drops the kernel flow table counted (`None` without a table).
     pub in_table: Option<u64>,
+    /// Of those seen, drops the selectors or the filter expression turned away.
+    pub filtered: u64,
 }
 
 impl Observed {
@@ -74,6 +78,7 @@ impl Observed {
         self.lost_ring += o.lost_ring;
         self.not_copied += o.not_copied;
         self.table_full += o.table_full;
+        self.filtered += o.filtered;
         self.in_table = match (self.in_table, o.in_table) {
             (None, None) => None,
             (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
@@ -106,6 +111,8 @@ pub struct PipelineConfig {
     /// Distinct (flow, reason) keys before folding into per-reason overflow buckets.
     pub max_flows: usize,
     pub tunnel_hint: TunnelHint,
+    /// Selectors and expression run in the decode stage (what no kernel program ran).
+    pub select: Option<Arc<Selection>>,
 }
 
 impl Default for PipelineConfig {
@@ -117,6 +124,7 @@ impl Default for PipelineConfig {
             channel_depth: 64,
             max_flows: 1 << 20,
             tunnel_hint: TunnelHint::ByPort,
+            select: None,
         }
     }
 }
@@ -200,6 +208,7 @@ pub fn run(
     let count = cfg.count;
     let max_flows = cfg.max_flows;
     let keep_summaries = sink.needs_summaries();
+    let select = cfg.select.clone();
 
     // Dropped by the source thread when it returns: wakes the main thread at once.
     let (done_tx, done_rx) = bounded::<()>(0);
@@ -225,7 +234,15 @@ pub fn run(
                 .name("dropscope-decode".into())
                 .spawn_scoped(scope, move || {
                     let agg = Aggregator::new(count, max_flows);
-                    decode_stage(raw_rx, dec_tx, spent_rx, hint, keep_summaries, agg)
+                    decode_stage(
+                        raw_rx,
+                        dec_tx,
+                        spent_rx,
+                        hint,
+                        keep_summaries,
+                        select.as_deref(),
+                        agg,
+                    )
                 })
                 .context("starting the decode thread")?;
             let cr = &count_reached;
@@ -306,11 +323,13 @@ pub fn run(
             r.not_copied = o.not_copied;
             r.table_full = o.table_full;
             r.in_table = o.in_table;
+            r.filtered = o.filtered;
         }
     }
     for (k, c) in &outcome.per_reason {
         let r = ledger.row(*k);
         r.received = c.received;
+        r.filtered_user = c.filtered;
         r.skipped = c.skipped;
         r.processed = c.processed;
     }
@@ -332,17 +351,23 @@ pub fn run(
 /// table (the sink writes the same ones), then passes the batch on, with the summaries when
 /// `keep_summaries`. Spent batches coming back from the sink are freed here; their summaries'
 /// memory is reused.
+#[allow(clippy::too_many_arguments)]
 fn decode_stage(
     rx: Receiver<Batch>,
     tx: Sender<Decoded>,
     spent: Receiver<Decoded>,
     hint: TunnelHint,
     keep_summaries: bool,
+    select: Option<&Selection>,
     mut agg: Aggregator,
 ) -> AggOutcome {
     let mut spare: Vec<Vec<PacketSummary>> = Vec::new();
     let mut scratch = PacketSummary::default();
-    for batch in rx {
+    let mut kept_before: Vec<usize> = Vec::new();
+    for mut batch in rx {
+        if let Some(sel) = select {
+            apply_selection(&mut batch, sel, &mut agg, &mut kept_before);
+        }
         while let Ok(d) = spent.try_recv() {
             let Decoded {
                 batch: done,
@@ -374,6 +399,33 @@ fn decode_stage(
         }
     }
     agg.finish()
+}
+
+/// Drops the events `sel` does not select from `batch`, counting them per reason, and
+/// moves each notice to the same place among the events kept.
+fn apply_selection(
+    batch: &mut Batch,
+    sel: &Selection,
+    agg: &mut Aggregator,
+    kept_before: &mut Vec<usize>,
+) {
+    kept_before.clear();
+    let mut kept = 0usize;
+    batch.events.retain(|e| {
+        kept_before.push(kept);
+        if sel.keep(e) {
+            kept += 1;
+            true
+        } else {
+            let (reason, _, _) = crate::render::reason_and_identities(e);
+            agg.per_reason.entry(reason).or_default().filtered += 1;
+            false
+        }
+    });
+    kept_before.push(kept);
+    for (at, _) in &mut batch.notices {
+        *at = kept_before[(*at).min(kept_before.len() - 1)];
+    }
 }
 
 /// The decode stage's books: per-reason counts and the flow table of the first `count`
@@ -435,12 +487,15 @@ impl Aggregator {
 fn add_counts(per_reason: &mut BTreeMap<ReasonKey, StageCounts>, (k, c): (ReasonKey, StageCounts)) {
     let e = per_reason.entry(k).or_default();
     e.received += c.received;
+    e.filtered += c.filtered;
     e.skipped += c.skipped;
     e.processed += c.processed;
 }
 
 #[derive(Debug, Default, Clone, Copy)]
 struct StageCounts {
+    /// Turned away by the selection before `received`.
+    filtered: u64,
     received: u64,
     skipped: u64,
     processed: u64,

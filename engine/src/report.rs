@@ -357,6 +357,8 @@ fn stats_doc(names: &Names, r: &RunReport, flows: Value, rows_written: usize) ->
                 "observed": row.observed,
                 "in_table": row.in_table,
                 "table_full": row.table_full,
+                "filtered": row.filtered,
+                "filtered_user": row.filtered_user,
                 "not_copied": row.not_copied,
                 "lost_ring": row.lost_ring,
                 "delivered": row.delivered,
@@ -417,23 +419,43 @@ pub fn summary_text(names: &Names, r: &RunReport, top: usize) -> String {
     s.push_str(&r.ledger.render_text(&name));
     let mism = r.ledger.mismatches(&name);
     if mism.is_empty() {
+        let kf = if t.filtered > 0 {
+            format!("{} filtered + ", t.filtered)
+        } else {
+            String::new()
+        };
+        let uf = if t.filtered_user > 0 {
+            format!(
+                "; {} delivered = {} filtered in user space + {} received",
+                t.delivered, t.filtered_user, t.received
+            )
+        } else {
+            String::new()
+        };
         if let (Some(obs), Some(tab)) = (t.observed, t.in_table) {
             let _ = writeln!(
                 s,
-                "accounting: reconciled: {obs} observed = {tab} in the kernel flow table + {} table full = {} not copied + {} lost in ring + {} delivered; {} skipped after the count limit",
+                "accounting: reconciled: {obs} observed = {kf}{tab} in the kernel flow table + {} table full = {kf}{} not copied + {} lost in ring + {} delivered{uf}; {} skipped after the count limit",
                 t.table_full, t.not_copied, t.lost_ring, t.delivered, t.skipped
             );
         } else if let Some(obs) = t.observed {
             let _ = writeln!(
                 s,
-                "accounting: reconciled: {obs} observed = {} not copied + {} lost in ring + {} delivered; {} skipped after the count limit",
+                "accounting: reconciled: {obs} observed = {kf}{} not copied + {} lost in ring + {} delivered{uf}; {} skipped after the count limit",
                 t.not_copied, t.lost_ring, t.delivered, t.skipped
             );
         } else {
             let _ = writeln!(
                 s,
-                "accounting: reconciled: {} delivered = {} processed + {} skipped",
-                t.delivered, t.processed, t.skipped
+                "accounting: reconciled: {} delivered = {}{} processed + {} skipped",
+                t.delivered,
+                if t.filtered_user > 0 {
+                    format!("{} filtered + ", t.filtered_user)
+                } else {
+                    String::new()
+                },
+                t.processed,
+                t.skipped
             );
         }
     } else {

@@ -31,6 +31,8 @@ pub struct KernelOptions {
     pub auto_storm: bool,
     /// Rows of the user-space copy of the kernel table (`--max-flows`).
     pub max_rows: usize,
+    /// Selectors and the translated expression, run in the kernel.
+    pub select: crate::kernel::loader::KernelSelect,
 }
 
 fn loss(stage: &str, kind: &str, count: u64) -> StageLoss {
@@ -42,8 +44,10 @@ fn loss(stage: &str, kind: &str, count: u64) -> StageLoss {
 }
 
 /// Loads and attaches the kernel program now (so privilege and verifier errors surface
-/// before anything else starts); the returned source reads its ring until stopped.
-pub fn kernel(o: &KernelOptions) -> Result<SourceFn<'static>> {
+/// before anything else starts); the returned source reads its ring until stopped. Also
+/// returns why the filter expression does not run in the kernel, when the verifier refused
+/// its translation (the caller then runs it in user space).
+pub fn kernel(o: &KernelOptions) -> Result<(SourceFn<'static>, Option<String>)> {
     let mut src = KernelSource::open(
         &LoadOptions {
             snaplen: o.snaplen,
@@ -52,70 +56,76 @@ pub fn kernel(o: &KernelOptions) -> Result<SourceFn<'static>> {
             kernel_flows: o.kernel_flows,
             exemplars: o.exemplars,
             auto_storm: o.auto_storm,
+            select: o.select.clone(),
         },
         o.max_rows,
     )?;
     let mode = src.mode();
-    Ok(Box::new(
-        move |tx: &Sender<Batch>, stop: &AtomicBool| -> Result<SourceReport> {
-            let stats = src.run(tx, stop, 256).context("reading the kernel rings")?;
-            let counters = src
-                .kernel_counters()
-                .context("reading the kernel program's counters")?;
-            let mut report = SourceReport {
-                description: mode.as_str().to_string(),
-                ..Default::default()
-            };
-            for (r, n) in &stats.delivered {
-                report.delivered.insert(ReasonKey::Kernel(*r), *n);
-            }
-            let profile = src.take_profile();
-            let in_table = profile.flows.per_reason();
-            let mut observed = BTreeMap::new();
-            for (r, c) in &counters.per_reason {
-                observed.insert(
-                    ReasonKey::Kernel(*r),
-                    Observed {
-                        seen: c.seen,
-                        lost_ring: c.ring_full,
-                        not_copied: c.not_copied,
-                        table_full: c.table_full,
-                        in_table: Some(in_table.get(r).copied().unwrap_or(0)),
-                    },
-                );
-            }
-            // Drops the table counted under a reason the per-reason counters have no row for
-            // (their map full) still show, as a mismatch.
-            for (r, n) in &in_table {
-                observed.entry(ReasonKey::Kernel(*r)).or_insert(Observed {
-                    in_table: Some(*n),
+    let refused = src.filter_fallback().map(str::to_string);
+    Ok((
+        Box::new(
+            move |tx: &Sender<Batch>, stop: &AtomicBool| -> Result<SourceReport> {
+                let stats = src.run(tx, stop, 256).context("reading the kernel rings")?;
+                let counters = src
+                    .kernel_counters()
+                    .context("reading the kernel program's counters")?;
+                let mut report = SourceReport {
+                    description: mode.as_str().to_string(),
                     ..Default::default()
-                });
-            }
-            // Reasons that found no slot in the kernel's per-reason map are only in the totals.
-            report.observed = Some(observed);
-            for (kind, n) in stats.malformed.by_kind() {
+                };
+                for (r, n) in &stats.delivered {
+                    report.delivered.insert(ReasonKey::Kernel(*r), *n);
+                }
+                let profile = src.take_profile();
+                let in_table = profile.flows.per_reason();
+                let mut observed = BTreeMap::new();
+                for (r, c) in &counters.per_reason {
+                    observed.insert(
+                        ReasonKey::Kernel(*r),
+                        Observed {
+                            seen: c.seen,
+                            lost_ring: c.ring_full,
+                            not_copied: c.not_copied,
+                            table_full: c.table_full,
+                            filtered: c.filtered,
+                            in_table: Some(in_table.get(r).copied().unwrap_or(0)),
+                        },
+                    );
+                }
+                // Drops the table counted under a reason the per-reason counters have no row for
+                // (their map full) still show, as a mismatch.
+                for (r, n) in &in_table {
+                    observed.entry(ReasonKey::Kernel(*r)).or_insert(Observed {
+                        in_table: Some(*n),
+                        ..Default::default()
+                    });
+                }
+                // Reasons that found no slot in the kernel's per-reason map are only in the totals.
+                report.observed = Some(observed);
+                for (kind, n) in stats.malformed.by_kind() {
+                    report
+                        .losses
+                        .push(loss("source", &format!("malformed_{kind}"), n));
+                }
                 report
                     .losses
-                    .push(loss("source", &format!("malformed_{kind}"), n));
-            }
-            report
-                .losses
-                .push(loss("kernel", "reason_map_full", counters.reason_map_full));
-            if let Some(m) = counters.recursion_misses {
-                report.losses.push(loss("kernel", "recursion_misses", m));
-            }
-            report
-                .losses
-                .push(loss("kernel", "nested_runs_refused", counters.nested));
-            report.notes.push(format!(
+                    .push(loss("kernel", "reason_map_full", counters.reason_map_full));
+                if let Some(m) = counters.recursion_misses {
+                    report.losses.push(loss("kernel", "recursion_misses", m));
+                }
+                report
+                    .losses
+                    .push(loss("kernel", "nested_runs_refused", counters.nested));
+                report.notes.push(format!(
                 "kernel: {} drops seen, {} lost in the ring, {} without packet bytes (unreadable)",
                 counters.seen, counters.ring_full, counters.read_failed
             ));
-            report.losses.retain(|l| l.count > 0);
-            report.storm = Some(profile);
-            Ok(report)
-        },
+                report.losses.retain(|l| l.count > 0);
+                report.storm = Some(profile);
+                Ok(report)
+            },
+        ) as SourceFn<'static>,
+        refused,
     ))
 }
 

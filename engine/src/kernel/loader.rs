@@ -18,9 +18,10 @@ use aya::{
     Ebpf, EbpfError, EbpfLoader,
 };
 use capture_common::{
-    ProbeConfig, DEFAULT_SNAPLEN, EXEMPLARS_ALL, GLOBAL_CONFIG, MAP_BUDGET_0, MAP_BUDGET_1,
-    MAP_FLOWS_0, MAP_FLOWS_1, MAP_RING_DATA, MAP_RING_POS, MAX_SNAPLEN, OFF_ABSENT, PROG_TP_BTF,
-    PROG_TRACEPOINT, SKB_COPY_MAX,
+    ProbeConfig, DEFAULT_SNAPLEN, EXEMPLARS_ALL, FILTER_MARKER_IMM, FILTER_RESERVE, GLOBAL_CONFIG,
+    MAP_BUDGET_0, MAP_BUDGET_1, MAP_FLOWS_0, MAP_FLOWS_1, MAP_REASON_SELECT, MAP_RING_DATA,
+    MAP_RING_POS, MAX_SNAPLEN, OFF_ABSENT, PROG_TP_BTF, PROG_TRACEPOINT, REASON_SELECT_ENTRIES,
+    SEL_REASONS_EXCEPT, SEL_REASONS_NONE, SEL_REASONS_ONLY, SKB_COPY_MAX,
 };
 
 use super::btf::{Btf, BtfError, VMLINUX_BTF};
@@ -131,7 +132,22 @@ impl AttachMode {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What the kernel program selects before it copies or counts a drop per flow: the
+/// selectors and the translated filter expression. The default selects every drop.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KernelSelect {
+    /// Only drops on this ifindex (0: any).
+    pub ifindex: u32,
+    /// Only drops in the network namespace with this inode (0: any).
+    pub netns: u32,
+    /// `Some((true, rs))`: only reasons `rs`; `Some((false, rs))`: all but `rs`.
+    pub reasons: Option<(bool, Vec<u32>)>,
+    /// The filter expression translated for the program's stub
+    /// (`crate::filter::translate`), as eBPF instructions.
+    pub program: Option<Vec<u64>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoadOptions {
     /// Packet bytes to copy per drop (clamped to `MAX_SNAPLEN`).
     pub snaplen: u32,
@@ -145,6 +161,8 @@ pub struct LoadOptions {
     pub exemplars: Option<u32>,
     /// The automatic storm switch (only without an exemplar budget).
     pub auto_storm: bool,
+    /// Selectors and filter expression run in the kernel.
+    pub select: KernelSelect,
 }
 
 impl Default for LoadOptions {
@@ -156,6 +174,7 @@ impl Default for LoadOptions {
             kernel_flows: DEFAULT_KERNEL_FLOWS,
             exemplars: None,
             auto_storm: true,
+            select: KernelSelect::default(),
         }
     }
 }
@@ -212,6 +231,76 @@ pub struct Loaded {
     pub config: ProbeConfig,
     /// CPUs the rings were made for.
     pub cpus: u32,
+    /// Why the filter expression runs in user space instead of the kernel (the verifier
+    /// refused its translation), when it does.
+    pub filter_fallback: Option<String>,
+}
+
+/// Writes `program` over the filter stub's reserve in a copy of the object: the marker
+/// `call 0xdeadbeef` followed by `FILTER_RESERVE - 1` no-ops (`ja +0`), which must occur
+/// exactly once. What `program` does not cover stays no-ops, which the verifier strips.
+pub fn patch_filter_stub(obj: &[u8], program: &[u64]) -> Result<Vec<u64>, LoadError> {
+    let fail = |message: String| LoadError::Ebpf {
+        step: "patching the filter stub",
+        message,
+    };
+    if program.is_empty() || program.len() > FILTER_RESERVE as usize {
+        return Err(fail(format!(
+            "the filter expression needs {} eBPF instructions; the kernel program has room for {FILTER_RESERVE}",
+            program.len()
+        )));
+    }
+    let marker = {
+        let mut m = [0u8; 8];
+        m[0] = 0x85; // BPF_JMP | BPF_CALL
+        m[4..].copy_from_slice(&FILTER_MARKER_IMM.to_le_bytes());
+        m
+    };
+    let nop = [0x05u8, 0, 0, 0, 0, 0, 0, 0]; // BPF_JMP | BPF_JA, +0
+    let reserve = FILTER_RESERVE as usize * 8;
+    let found: Vec<usize> = obj
+        .windows(8)
+        .enumerate()
+        .filter(|(i, w)| i % 8 == 0 && *w == marker)
+        .map(|(i, _)| i)
+        .collect();
+    let [at] = found[..] else {
+        return Err(fail(format!(
+            "the object has {} filter stub markers, not one (rebuild capture-ebpf)",
+            found.len()
+        )));
+    };
+    let stub = obj
+        .get(at..at + reserve)
+        .ok_or_else(|| fail("the filter stub is cut short".into()))?;
+    if stub[8..].chunks(8).any(|c| c != nop) {
+        return Err(fail("the filter stub's reserve is not all no-ops".into()));
+    }
+    // 8-aligned storage: the ELF parser reads the object in place.
+    let mut out = vec![0u64; obj.len().div_ceil(8)];
+    // SAFETY: `out` holds at least obj.len() bytes; u64 has no invalid bit patterns.
+    let bytes = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<u8>(), obj.len()) };
+    bytes.copy_from_slice(obj);
+    for (i, insn) in program.iter().enumerate() {
+        bytes[at + i * 8..at + i * 8 + 8].copy_from_slice(&insn.to_le_bytes());
+    }
+    Ok(out)
+}
+
+/// `r0 = 1`: the stub's program when there is no expression (never run then: the program
+/// checks `ProbeConfig::filter` first; the verifier still needs valid code there).
+pub const ACCEPT_ALL: [u64; 1] = [0x0000_0001_0000_00b7];
+
+/// Writes the selectors and whether a filter program is there into `c`.
+fn apply_select(s: &KernelSelect, filter: bool, c: &mut ProbeConfig) {
+    c.sel_ifindex = s.ifindex;
+    c.sel_netns = s.netns;
+    c.sel_reasons = match &s.reasons {
+        None => SEL_REASONS_NONE,
+        Some((true, _)) => SEL_REASONS_ONLY,
+        Some((false, _)) => SEL_REASONS_EXCEPT,
+    };
+    c.filter = u32::from(filter);
 }
 
 /// Parses a tracepoint `format` file into the kfree_skb field offsets.
@@ -340,6 +429,10 @@ pub fn probe_config(
         storm_off_bytes: 0,
         storm_exemplars: 0,
         nest_guard: 1,
+        sel_ifindex: 0,
+        sel_netns: 0,
+        sel_reasons: SEL_REASONS_NONE,
+        filter: 0,
     };
     (c.skb_copy_off, c.skb_copy_len) = skb_copy_span(&c);
     Ok(c)
@@ -452,11 +545,14 @@ pub fn load_object(
     cpus: u32,
     kernel_flows: u32,
     btf: Option<&aya::Btf>,
+    filter: &[u64],
 ) -> Result<Ebpf, LoadError> {
-    let obj = object();
-    if obj.is_empty() {
+    if object().is_empty() {
         return Err(LoadError::NoObject);
     }
+    let patched = patch_filter_stub(object(), filter)?;
+    // SAFETY: the vector holds at least object().len() initialised bytes.
+    let obj = unsafe { std::slice::from_raw_parts(patched.as_ptr().cast::<u8>(), object().len()) };
     raise_memlock();
     let mut loader = EbpfLoader::new();
     loader.btf(btf);
@@ -511,12 +607,62 @@ pub fn load_and_attach(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     opts.apply_policy(&mut config);
     config.nest_guard = u32::from(kernel_release().is_none_or(|v| v < (6, 1)));
     let cpus = possible_cpus()?;
-    let mut ebpf = load_object(&config, cpus, opts.kernel_flows, Some(&aya_btf))?;
+    let sel = &opts.select;
+    let program = sel.program.as_deref();
+    apply_select(sel, program.is_some(), &mut config);
+    let (ebpf, attached) = match load_select_attach(
+        opts,
+        &config,
+        cpus,
+        &aya_btf,
+        tp,
+        program.unwrap_or(&ACCEPT_ALL),
+    ) {
+        Err(LoadError::Verifier { log_tail, .. }) if program.is_some() => {
+            // The verifier refused the translated expression: the same classic BPF
+            // runs in the decode stage instead (the caller is told).
+            let why = format!("the kernel verifier refused its translation: {log_tail}");
+            apply_select(sel, false, &mut config);
+            let (ebpf, attached) =
+                load_select_attach(opts, &config, cpus, &aya_btf, tp, &ACCEPT_ALL)?;
+            log::debug!("Attached to {}.", attached.mode().as_str());
+            return Ok(Loaded {
+                ebpf,
+                attached,
+                config,
+                cpus,
+                filter_fallback: Some(why),
+            });
+        }
+        r => r?,
+    };
+    log::debug!("Attached to {}.", attached.mode().as_str());
+    Ok(Loaded {
+        ebpf,
+        attached,
+        config,
+        cpus,
+        filter_fallback: None,
+    })
+}
 
+/// Loads the object with `filter` in the stub, fills the reason selection and attaches.
+fn load_select_attach(
+    opts: &LoadOptions,
+    config: &ProbeConfig,
+    cpus: u32,
+    aya_btf: &aya::Btf,
+    tp: Option<TpOffsets>,
+    filter: &[u64],
+) -> Result<(Ebpf, Attached), LoadError> {
+    let mut ebpf = load_object(config, cpus, opts.kernel_flows, Some(aya_btf), filter)?;
+    if let Some((_, reasons)) = &opts.select.reasons {
+        fill_reason_select(&mut ebpf, reasons)?;
+    }
     let attached = match opts.attach {
-        AttachMode::TpBtf => attach_tp_btf(&mut ebpf, &aya_btf)?,
+        AttachMode::TpBtf => attach_tp_btf(&mut ebpf, aya_btf)?,
         AttachMode::Tracepoint => attach_tracepoint(&mut ebpf)?,
-        AttachMode::Auto => match attach_tp_btf(&mut ebpf, &aya_btf) {
+        AttachMode::Auto => match attach_tp_btf(&mut ebpf, aya_btf) {
             Ok(a) => a,
             Err(first) => {
                 log::info!(
@@ -532,13 +678,31 @@ pub fn load_and_attach(opts: &LoadOptions) -> Result<Loaded, LoadError> {
             }
         },
     };
-    log::debug!("Attached to {}.", attached.mode().as_str());
-    Ok(Loaded {
-        ebpf,
-        attached,
-        config,
-        cpus,
-    })
+    Ok((ebpf, attached))
+}
+
+/// The reasons `--reason`/`--not-reason` name, into `REASON_SELECT` (before attaching).
+fn fill_reason_select(ebpf: &mut Ebpf, reasons: &[u32]) -> Result<(), LoadError> {
+    let fail = |message: String| LoadError::Ebpf {
+        step: "filling the reason selection",
+        message,
+    };
+    if reasons.len() > REASON_SELECT_ENTRIES as usize {
+        return Err(fail(format!(
+            "{} reasons selected; at most {REASON_SELECT_ENTRIES}",
+            reasons.len()
+        )));
+    }
+    let map = ebpf
+        .map_mut(MAP_REASON_SELECT)
+        .ok_or_else(|| fail(format!("no map {MAP_REASON_SELECT}")))?;
+    let mut sel: aya::maps::HashMap<_, u32, u8> =
+        aya::maps::HashMap::try_from(map).map_err(|e| fail(one_line(&e.to_string())))?;
+    for r in reasons {
+        sel.insert(r, 1, 0)
+            .map_err(|e| fail(one_line(&e.to_string())))?;
+    }
+    Ok(())
 }
 
 fn attach_tp_btf(ebpf: &mut Ebpf, btf: &aya::Btf) -> Result<Attached, LoadError> {
@@ -796,6 +960,10 @@ print fmt: \"skbaddr=%p\", REC->skbaddr
                 storm_off_bytes: 0,
                 storm_exemplars: 0,
                 nest_guard: 1,
+                sel_ifindex: 0,
+                sel_netns: 0,
+                sel_reasons: SEL_REASONS_NONE,
+                filter: 0,
             }
         );
     }
@@ -912,7 +1080,7 @@ print fmt: \"skbaddr=%p\", REC->skbaddr
             err.to_string(),
             "this build has no eBPF object; rebuild without AYA_BUILD_SKIP"
         );
-        let err = load_object(&ProbeConfig::default(), 1, 1, None)
+        let err = load_object(&ProbeConfig::default(), 1, 1, None, &ACCEPT_ALL)
             .err()
             .unwrap();
         assert!(matches!(err, LoadError::NoObject));

@@ -306,6 +306,7 @@ pub struct KernelSource {
     profile: StormProfile,
     clock: ClockOffset,
     max_rows: usize,
+    filter_fallback: Option<String>,
 }
 
 /// Takes a map of any of the kinds the program defines out of the object.
@@ -423,6 +424,7 @@ impl KernelSource {
             attached,
             config,
             cpus,
+            filter_fallback,
         } = loader::load_and_attach(opts)?;
         let data = take_map(&mut ebpf, MAP_RING_DATA)?;
         let pos = take_map(&mut ebpf, MAP_RING_POS)?;
@@ -478,10 +480,16 @@ impl KernelSource {
             profile: StormProfile::new(policy, max_rows),
             clock: ClockOffset::now(),
             max_rows,
+            filter_fallback,
         })
     }
 
     /// The hook actually used (`TpBtf` or `Tracepoint`).
+    /// Why the filter expression runs in user space, when the kernel refused it.
+    pub fn filter_fallback(&self) -> Option<&str> {
+        self.filter_fallback.as_deref()
+    }
+
     pub fn mode(&self) -> AttachMode {
         self.mode
     }

@@ -153,6 +153,7 @@ pub(crate) fn add_reason<'a>(
         sum.ring_full = sum.ring_full.saturating_add(v.ring_full);
         sum.table_full = sum.table_full.saturating_add(v.table_full);
         sum.not_copied = sum.not_copied.saturating_add(v.not_copied);
+        sum.filtered = sum.filtered.saturating_add(v.filtered);
     }
     if sum == ReasonCounter::default() {
         return;
@@ -162,6 +163,7 @@ pub(crate) fn add_reason<'a>(
     slot.ring_full = slot.ring_full.saturating_add(sum.ring_full);
     slot.table_full = slot.table_full.saturating_add(sum.table_full);
     slot.not_copied = slot.not_copied.saturating_add(sum.not_copied);
+    slot.filtered = slot.filtered.saturating_add(sum.filtered);
 }
 
 #[cfg(test)]
@@ -175,6 +177,7 @@ mod tests {
             ring_full,
             table_full,
             not_copied,
+            filtered: not_copied * 2,
         };
         let mut per_reason = BTreeMap::new();
         // An array slot no CPU touched stays absent.

@@ -105,7 +105,7 @@ fn attach_here(netns: &str, ifname: &str) -> Result<aya::Ebpf, LoadError> {
         message: format!("{}: {e}", netns_path(netns).display()),
     })?;
     let config = ProbeConfig::UNCONFIGURED;
-    let mut ebpf = loader::load_object(&config, 1, 1, None)?;
+    let mut ebpf = loader::load_object(&config, 1, 1, None, &loader::ACCEPT_ALL)?;
     let prog: &mut SchedClassifier = ebpf
         .program_mut(PROG_TC_SHOT)
         .ok_or(LoadError::Ebpf {
