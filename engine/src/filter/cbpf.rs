@@ -208,6 +208,154 @@ impl Op {
 pub struct Program {
     insns: Vec<BpfInsn>,
     ops: Vec<Op>,
+    exec: Vec<Exec>,
+}
+
+/// The interpreter's form of an [`Op`]: one flat enum (one dispatch per instruction), plus
+/// "load then jeq" fused, the most common pair in libpcap output (`ldh [12]; jeq #0x800`).
+/// `exec[i]` stands for instruction i; a fused entry also does i + 1's jump, and
+/// `exec[i + 1]` stays as it is for jumps that land there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Exec {
+    LdW(u32),
+    LdH(u32),
+    LdB(u32),
+    LdIndW(u32),
+    LdIndH(u32),
+    LdIndB(u32),
+    LdImm(u32),
+    LdMem(u8),
+    LdLen,
+    LdxImm(u32),
+    LdxMem(u8),
+    LdxLen,
+    LdxMsh(u32),
+    St(u8),
+    Stx(u8),
+    AddK(u32),
+    SubK(u32),
+    MulK(u32),
+    DivK(u32),
+    ModK(u32),
+    AndK(u32),
+    OrK(u32),
+    XorK(u32),
+    LshK(u32),
+    RshK(u32),
+    AddX,
+    SubX,
+    MulX,
+    DivX,
+    ModX,
+    AndX,
+    OrX,
+    XorX,
+    LshX,
+    RshX,
+    Neg,
+    Ja(u16),
+    JeqK(u32, u16, u16),
+    JgtK(u32, u16, u16),
+    JgeK(u32, u16, u16),
+    JsetK(u32, u16, u16),
+    JeqX(u16, u16),
+    JgtX(u16, u16),
+    JgeX(u16, u16),
+    JsetX(u16, u16),
+    RetK(u32),
+    RetA,
+    Tax,
+    Txa,
+    /// ldh [off]; jeq #k, t, f
+    LdHJeq(u16, u32, u16, u16),
+    /// ldb [off]; jeq #k, t, f
+    LdBJeq(u16, u32, u16, u16),
+    /// ld [off]; jeq #k, t, f
+    LdWJeq(u16, u32, u16, u16),
+    /// ldh [x + off]; jeq #k, t, f
+    LdIndHJeq(u16, u32, u16, u16),
+    /// ldh [off]; jset #k, t, f
+    LdHJset(u16, u32, u16, u16),
+}
+
+fn lower(op: Op) -> Exec {
+    match op {
+        Op::LdAbs(Size::W, k) => Exec::LdW(k),
+        Op::LdAbs(Size::H, k) => Exec::LdH(k),
+        Op::LdAbs(Size::B, k) => Exec::LdB(k),
+        Op::LdInd(Size::W, k) => Exec::LdIndW(k),
+        Op::LdInd(Size::H, k) => Exec::LdIndH(k),
+        Op::LdInd(Size::B, k) => Exec::LdIndB(k),
+        Op::LdImm(k) => Exec::LdImm(k),
+        Op::LdMem(i) => Exec::LdMem(i),
+        Op::LdLen => Exec::LdLen,
+        Op::LdxImm(k) => Exec::LdxImm(k),
+        Op::LdxMem(i) => Exec::LdxMem(i),
+        Op::LdxLen => Exec::LdxLen,
+        Op::LdxMsh(k) => Exec::LdxMsh(k),
+        Op::St(i) => Exec::St(i),
+        Op::Stx(i) => Exec::Stx(i),
+        Op::AluK(o, k) => match o {
+            AluOp::Add => Exec::AddK(k),
+            AluOp::Sub => Exec::SubK(k),
+            AluOp::Mul => Exec::MulK(k),
+            AluOp::Div => Exec::DivK(k),
+            AluOp::Mod => Exec::ModK(k),
+            AluOp::And => Exec::AndK(k),
+            AluOp::Or => Exec::OrK(k),
+            AluOp::Xor => Exec::XorK(k),
+            AluOp::Lsh => Exec::LshK(k),
+            AluOp::Rsh => Exec::RshK(k),
+        },
+        Op::AluX(o) => match o {
+            AluOp::Add => Exec::AddX,
+            AluOp::Sub => Exec::SubX,
+            AluOp::Mul => Exec::MulX,
+            AluOp::Div => Exec::DivX,
+            AluOp::Mod => Exec::ModX,
+            AluOp::And => Exec::AndX,
+            AluOp::Or => Exec::OrX,
+            AluOp::Xor => Exec::XorX,
+            AluOp::Lsh => Exec::LshX,
+            AluOp::Rsh => Exec::RshX,
+        },
+        Op::Neg => Exec::Neg,
+        Op::Ja(t) => Exec::Ja(t),
+        Op::JmpK(j, k, t, f) => match j {
+            JmpOp::Eq => Exec::JeqK(k, t, f),
+            JmpOp::Gt => Exec::JgtK(k, t, f),
+            JmpOp::Ge => Exec::JgeK(k, t, f),
+            JmpOp::Set => Exec::JsetK(k, t, f),
+        },
+        Op::JmpX(j, t, f) => match j {
+            JmpOp::Eq => Exec::JeqX(t, f),
+            JmpOp::Gt => Exec::JgtX(t, f),
+            JmpOp::Ge => Exec::JgeX(t, f),
+            JmpOp::Set => Exec::JsetX(t, f),
+        },
+        Op::RetK(k) => Exec::RetK(k),
+        Op::RetA => Exec::RetA,
+        Op::Tax => Exec::Tax,
+        Op::Txa => Exec::Txa,
+    }
+}
+
+fn lower_all(ops: &[Op]) -> Vec<Exec> {
+    let mut exec: Vec<Exec> = ops.iter().map(|&o| lower(o)).collect();
+    for (i, pair) in ops.windows(2).enumerate() {
+        let [load, Op::JmpK(j, k, t, f)] = *pair else { continue };
+        let (Op::LdAbs(_, off) | Op::LdInd(_, off)) = load else { continue };
+        let Ok(off) = u16::try_from(off) else { continue };
+        exec[i] = match (load, j) {
+            (Op::LdAbs(Size::H, _), JmpOp::Eq) => Exec::LdHJeq(off, k, t, f),
+            (Op::LdAbs(Size::B, _), JmpOp::Eq) => Exec::LdBJeq(off, k, t, f),
+            (Op::LdAbs(Size::W, _), JmpOp::Eq) => Exec::LdWJeq(off, k, t, f),
+            (Op::LdInd(Size::H, _), JmpOp::Eq) => Exec::LdIndHJeq(off, k, t, f),
+            (Op::LdAbs(Size::H, _), JmpOp::Set) => Exec::LdHJset(off, k, t, f),
+            _ => continue,
+        };
+    }
+    exec
 }
 
 fn invalid(index: usize, reason: &'static str) -> FilterError {
@@ -322,42 +470,6 @@ fn load<const N: usize>(pkt: &[u8], off: usize) -> Option<u32> {
     })
 }
 
-#[inline(always)]
-fn load_size(pkt: &[u8], size: Size, off: usize) -> Option<u32> {
-    match size {
-        Size::W => load::<4>(pkt, off),
-        Size::H => load::<2>(pkt, off),
-        Size::B => load::<1>(pkt, off),
-    }
-}
-
-#[inline(always)]
-fn alu(op: AluOp, a: u32, v: u32) -> u32 {
-    match op {
-        AluOp::Add => a.wrapping_add(v),
-        AluOp::Sub => a.wrapping_sub(v),
-        AluOp::Mul => a.wrapping_mul(v),
-        // Callers rule out v == 0 (validated constant, or checked X).
-        AluOp::Div => a.checked_div(v).unwrap_or(0),
-        AluOp::Mod => a.checked_rem(v).unwrap_or(0),
-        AluOp::And => a & v,
-        AluOp::Or => a | v,
-        AluOp::Xor => a ^ v,
-        AluOp::Lsh => a.wrapping_shl(v),
-        AluOp::Rsh => a.wrapping_shr(v),
-    }
-}
-
-#[inline(always)]
-fn cond(op: JmpOp, a: u32, v: u32) -> bool {
-    match op {
-        JmpOp::Eq => a == v,
-        JmpOp::Gt => a > v,
-        JmpOp::Ge => a >= v,
-        JmpOp::Set => a & v != 0,
-    }
-}
-
 impl Program {
     /// Validates `insns` (known opcodes, forward in-range jumps, M[] index < 16, no division
     /// or shift by an impossible constant, last instruction a return, 1..=4096 long) and
@@ -378,7 +490,8 @@ impl Program {
         if !matches!(ops.last(), Some(Op::RetK(_) | Op::RetA)) {
             return Err(invalid(len - 1, "program does not end with a return"));
         }
-        Ok(Program { insns, ops })
+        let exec = lower_all(&ops);
+        Ok(Program { insns, ops, exec })
     }
 
     /// The instructions as given.
@@ -395,57 +508,94 @@ impl Program {
     /// wire and returns its verdict: 0 rejects, anything else accepts (the snap length
     /// asked for). Never panics and never allocates.
     pub fn run(&self, pkt: &[u8], wirelen: u32) -> u32 {
-        let ops = self.ops.as_slice();
+        let code = self.exec.as_slice();
         let mut a: u32 = 0;
         let mut x: u32 = 0;
         let mut m = [0u32; MEMWORDS];
         let mut pc = 0usize;
+        // Out of the captured bytes (or a zero divisor): reject.
+        macro_rules! get {
+            ($e:expr) => {
+                match $e {
+                    Some(v) => v,
+                    None => return 0,
+                }
+            };
+        }
+        let ind = |x: u32, k: u32| (x as usize).checked_add(k as usize);
         loop {
-            let Some(&op) = ops.get(pc) else { return 0 };
+            let Some(&op) = code.get(pc) else { return 0 };
             pc += 1;
             match op {
-                Op::LdAbs(size, k) => match load_size(pkt, size, k as usize) {
-                    Some(v) => a = v,
-                    None => return 0,
-                },
-                Op::LdInd(size, k) => {
-                    let off = (x as usize).wrapping_add(k as usize);
-                    // On 32-bit targets the sum may wrap: treat that as out of range.
-                    if off < k as usize {
-                        return 0;
-                    }
-                    match load_size(pkt, size, off) {
-                        Some(v) => a = v,
-                        None => return 0,
-                    }
+                Exec::LdW(k) => a = get!(load::<4>(pkt, k as usize)),
+                Exec::LdH(k) => a = get!(load::<2>(pkt, k as usize)),
+                Exec::LdB(k) => a = get!(load::<1>(pkt, k as usize)),
+                Exec::LdIndW(k) => a = get!(load::<4>(pkt, get!(ind(x, k)))),
+                Exec::LdIndH(k) => a = get!(load::<2>(pkt, get!(ind(x, k)))),
+                Exec::LdIndB(k) => a = get!(load::<1>(pkt, get!(ind(x, k)))),
+                Exec::LdImm(k) => a = k,
+                Exec::LdMem(i) => a = m[usize::from(i) & (MEMWORDS - 1)],
+                Exec::LdLen => a = wirelen,
+                Exec::LdxImm(k) => x = k,
+                Exec::LdxMem(i) => x = m[usize::from(i) & (MEMWORDS - 1)],
+                Exec::LdxLen => x = wirelen,
+                Exec::LdxMsh(k) => x = (get!(load::<1>(pkt, k as usize)) & 0xf) << 2,
+                Exec::St(i) => m[usize::from(i) & (MEMWORDS - 1)] = a,
+                Exec::Stx(i) => m[usize::from(i) & (MEMWORDS - 1)] = x,
+                Exec::AddK(k) => a = a.wrapping_add(k),
+                Exec::SubK(k) => a = a.wrapping_sub(k),
+                Exec::MulK(k) => a = a.wrapping_mul(k),
+                Exec::DivK(k) => a = get!(a.checked_div(k)),
+                Exec::ModK(k) => a = get!(a.checked_rem(k)),
+                Exec::AndK(k) => a &= k,
+                Exec::OrK(k) => a |= k,
+                Exec::XorK(k) => a ^= k,
+                Exec::LshK(k) => a = a.wrapping_shl(k),
+                Exec::RshK(k) => a = a.wrapping_shr(k),
+                Exec::AddX => a = a.wrapping_add(x),
+                Exec::SubX => a = a.wrapping_sub(x),
+                Exec::MulX => a = a.wrapping_mul(x),
+                Exec::DivX => a = get!(a.checked_div(x)),
+                Exec::ModX => a = get!(a.checked_rem(x)),
+                Exec::AndX => a &= x,
+                Exec::OrX => a |= x,
+                Exec::XorX => a ^= x,
+                Exec::LshX => a = a.wrapping_shl(x),
+                Exec::RshX => a = a.wrapping_shr(x),
+                Exec::Neg => a = a.wrapping_neg(),
+                Exec::Ja(t) => pc = usize::from(t),
+                Exec::JeqK(k, t, f) => pc = usize::from(if a == k { t } else { f }),
+                Exec::JgtK(k, t, f) => pc = usize::from(if a > k { t } else { f }),
+                Exec::JgeK(k, t, f) => pc = usize::from(if a >= k { t } else { f }),
+                Exec::JsetK(k, t, f) => pc = usize::from(if a & k != 0 { t } else { f }),
+                Exec::JeqX(t, f) => pc = usize::from(if a == x { t } else { f }),
+                Exec::JgtX(t, f) => pc = usize::from(if a > x { t } else { f }),
+                Exec::JgeX(t, f) => pc = usize::from(if a >= x { t } else { f }),
+                Exec::JsetX(t, f) => pc = usize::from(if a & x != 0 { t } else { f }),
+                Exec::RetK(k) => return k,
+                Exec::RetA => return a,
+                Exec::Tax => x = a,
+                Exec::Txa => a = x,
+                Exec::LdHJeq(off, k, t, f) => {
+                    a = get!(load::<2>(pkt, usize::from(off)));
+                    pc = usize::from(if a == k { t } else { f });
                 }
-                Op::LdImm(k) => a = k,
-                Op::LdMem(i) => a = m[usize::from(i) & (MEMWORDS - 1)],
-                Op::LdLen => a = wirelen,
-                Op::LdxImm(k) => x = k,
-                Op::LdxMem(i) => x = m[usize::from(i) & (MEMWORDS - 1)],
-                Op::LdxLen => x = wirelen,
-                Op::LdxMsh(k) => match load::<1>(pkt, k as usize) {
-                    Some(v) => x = (v & 0xf) << 2,
-                    None => return 0,
-                },
-                Op::St(i) => m[usize::from(i) & (MEMWORDS - 1)] = a,
-                Op::Stx(i) => m[usize::from(i) & (MEMWORDS - 1)] = x,
-                Op::AluK(op, k) => a = alu(op, a, k),
-                Op::AluX(op) => {
-                    if x == 0 && matches!(op, AluOp::Div | AluOp::Mod) {
-                        return 0;
-                    }
-                    a = alu(op, a, x);
+                Exec::LdBJeq(off, k, t, f) => {
+                    a = get!(load::<1>(pkt, usize::from(off)));
+                    pc = usize::from(if a == k { t } else { f });
                 }
-                Op::Neg => a = a.wrapping_neg(),
-                Op::Ja(t) => pc = usize::from(t),
-                Op::JmpK(op, k, t, f) => pc = usize::from(if cond(op, a, k) { t } else { f }),
-                Op::JmpX(op, t, f) => pc = usize::from(if cond(op, a, x) { t } else { f }),
-                Op::RetK(k) => return k,
-                Op::RetA => return a,
-                Op::Tax => x = a,
-                Op::Txa => a = x,
+                Exec::LdWJeq(off, k, t, f) => {
+                    a = get!(load::<4>(pkt, usize::from(off)));
+                    pc = usize::from(if a == k { t } else { f });
+                }
+                Exec::LdIndHJeq(off, k, t, f) => {
+                    a = get!(load::<2>(pkt, get!(ind(x, u32::from(off)))));
+                    pc = usize::from(if a == k { t } else { f });
+                }
+                Exec::LdHJset(off, k, t, f) => {
+                    a = get!(load::<2>(pkt, usize::from(off)));
+                    pc = usize::from(if a & k != 0 { t } else { f });
+                }
             }
         }
     }
