@@ -343,9 +343,15 @@ fn lower(op: Op) -> Exec {
 fn lower_all(ops: &[Op]) -> Vec<Exec> {
     let mut exec: Vec<Exec> = ops.iter().map(|&o| lower(o)).collect();
     for (i, pair) in ops.windows(2).enumerate() {
-        let [load, Op::JmpK(j, k, t, f)] = *pair else { continue };
-        let (Op::LdAbs(_, off) | Op::LdInd(_, off)) = load else { continue };
-        let Ok(off) = u16::try_from(off) else { continue };
+        let [load, Op::JmpK(j, k, t, f)] = *pair else {
+            continue;
+        };
+        let (Op::LdAbs(_, off) | Op::LdInd(_, off)) = load else {
+            continue;
+        };
+        let Ok(off) = u16::try_from(off) else {
+            continue;
+        };
         exec[i] = match (load, j) {
             (Op::LdAbs(Size::H, _), JmpOp::Eq) => Exec::LdHJeq(off, k, t, f),
             (Op::LdAbs(Size::B, _), JmpOp::Eq) => Exec::LdBJeq(off, k, t, f),
