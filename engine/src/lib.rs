@@ -13,6 +13,7 @@ pub mod cilium_glue;
 pub mod cilium_socket;
 pub mod comment;
 pub mod event;
+pub mod filter;
 pub mod kernel;
 pub mod names;
 pub mod packet;
