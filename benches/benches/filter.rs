@@ -57,6 +57,23 @@ fn bench_filter(c: &mut Criterion) {
             b.iter(|| black_box(&x.eth).run(black_box(pkt.as_slice()), black_box(wire)))
         });
     }
+    // The peer: libpcap's own classic BPF interpreter (bpf_filter), same program and packets.
+    for (name, x, pkt) in [
+        ("libpcap_typical_match", &typical, &hit),
+        ("libpcap_typical_miss_port", &typical, &miss_port),
+        ("libpcap_udp_match", &udp, &miss_udp),
+    ] {
+        let wire = pkt.len() as u32;
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                engine::filter::pcap_ffi::libpcap_run(
+                    black_box(&x.eth),
+                    black_box(pkt.as_slice()),
+                    black_box(wire),
+                )
+            })
+        });
+    }
     g.finish();
 }
 

@@ -464,6 +464,21 @@ fn decode(i: usize, ins: BpfInsn, len: usize) -> Result<Op, FilterError> {
     Ok(op)
 }
 
+/// `t` when `c`, else `f`, as a conditional branch, not a select: a select makes every
+/// step's instruction fetch wait for the previous comparison (a chain of dependent loads
+/// through the whole program), while a predicted branch lets the CPU run ahead. The empty
+/// `asm!` in one arm keeps the compiler from turning the two arms into a select.
+#[inline(always)]
+fn branch(c: bool, t: u16, f: u16) -> usize {
+    if c {
+        usize::from(t)
+    } else {
+        // SAFETY: an empty instruction sequence: touches no memory, stack or flags.
+        unsafe { core::arch::asm!("", options(nomem, nostack, preserves_flags)) };
+        usize::from(f)
+    }
+}
+
 /// `P[off..off+N]` as a big-endian number, or `None` past the captured bytes.
 #[inline(always)]
 fn load<const N: usize>(pkt: &[u8], off: usize) -> Option<u32> {
@@ -530,7 +545,11 @@ impl Program {
         }
         let ind = |x: u32, k: u32| (x as usize).checked_add(k as usize);
         loop {
-            let Some(&op) = code.get(pc) else { return 0 };
+            // SAFETY: `Program::new` checked that every jump lands inside the program and
+            // that the last instruction returns, so `pc` never passes the end: each step
+            // either returns, jumps to a checked index, or goes to the next instruction of
+            // one that is not the last.
+            let op = unsafe { *code.get_unchecked(pc) };
             pc += 1;
             match op {
                 Exec::LdW(k) => a = get!(load::<4>(pkt, k as usize)),
@@ -570,37 +589,37 @@ impl Program {
                 Exec::RshX => a = a.wrapping_shr(x),
                 Exec::Neg => a = a.wrapping_neg(),
                 Exec::Ja(t) => pc = usize::from(t),
-                Exec::JeqK(k, t, f) => pc = usize::from(if a == k { t } else { f }),
-                Exec::JgtK(k, t, f) => pc = usize::from(if a > k { t } else { f }),
-                Exec::JgeK(k, t, f) => pc = usize::from(if a >= k { t } else { f }),
-                Exec::JsetK(k, t, f) => pc = usize::from(if a & k != 0 { t } else { f }),
-                Exec::JeqX(t, f) => pc = usize::from(if a == x { t } else { f }),
-                Exec::JgtX(t, f) => pc = usize::from(if a > x { t } else { f }),
-                Exec::JgeX(t, f) => pc = usize::from(if a >= x { t } else { f }),
-                Exec::JsetX(t, f) => pc = usize::from(if a & x != 0 { t } else { f }),
+                Exec::JeqK(k, t, f) => pc = branch(a == k, t, f),
+                Exec::JgtK(k, t, f) => pc = branch(a > k, t, f),
+                Exec::JgeK(k, t, f) => pc = branch(a >= k, t, f),
+                Exec::JsetK(k, t, f) => pc = branch(a & k != 0, t, f),
+                Exec::JeqX(t, f) => pc = branch(a == x, t, f),
+                Exec::JgtX(t, f) => pc = branch(a > x, t, f),
+                Exec::JgeX(t, f) => pc = branch(a >= x, t, f),
+                Exec::JsetX(t, f) => pc = branch(a & x != 0, t, f),
                 Exec::RetK(k) => return k,
                 Exec::RetA => return a,
                 Exec::Tax => x = a,
                 Exec::Txa => a = x,
                 Exec::LdHJeq(off, k, t, f) => {
                     a = get!(load::<2>(pkt, usize::from(off)));
-                    pc = usize::from(if a == k { t } else { f });
+                    pc = branch(a == k, t, f);
                 }
                 Exec::LdBJeq(off, k, t, f) => {
                     a = get!(load::<1>(pkt, usize::from(off)));
-                    pc = usize::from(if a == k { t } else { f });
+                    pc = branch(a == k, t, f);
                 }
                 Exec::LdWJeq(off, k, t, f) => {
                     a = get!(load::<4>(pkt, usize::from(off)));
-                    pc = usize::from(if a == k { t } else { f });
+                    pc = branch(a == k, t, f);
                 }
                 Exec::LdIndHJeq(off, k, t, f) => {
                     a = get!(load::<2>(pkt, get!(ind(x, u32::from(off)))));
-                    pc = usize::from(if a == k { t } else { f });
+                    pc = branch(a == k, t, f);
                 }
                 Exec::LdHJset(off, k, t, f) => {
                     a = get!(load::<2>(pkt, usize::from(off)));
-                    pc = usize::from(if a & k != 0 { t } else { f });
+                    pc = branch(a & k != 0, t, f);
                 }
             }
         }
