@@ -88,6 +88,12 @@ fn an_expression_keeps_exactly_its_flows_in_the_kernel_and_in_user_space() {
     let ns = NetnsPair::new();
     let dir = TempDir::new("filter-live");
     let expr = "(udp and dst port 2000) or (ip6 and udp port 1000) or tcp dst port 4000";
+    // The same selection with 300 more hosts that match nothing: too long for the kernel
+    // program's reserve, so the translator refuses it and it runs in user space.
+    let hosts: Vec<String> = (0..300)
+        .map(|i| format!("ip host 198.18.{}.{}", i / 200, i % 200 + 1))
+        .collect();
+    let long = format!("{expr} or {}", hosts.join(" or "));
     let start = |tag: &str, extra: &[&str]| {
         let w = dir.path(&format!("{tag}.pcapng"));
         let j = dir.path(&format!("{tag}.json"));
@@ -101,12 +107,18 @@ fn an_expression_keeps_exactly_its_flows_in_the_kernel_and_in_user_space() {
             j.to_str().unwrap().into(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        args.push(expr.into());
+        if !extra.contains(&"--long") {
+            args.push(expr.into());
+        } else {
+            args.retain(|a| a != "--long");
+            args.push(long.clone());
+        }
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         (LiveCapture::start(&refs), w, j)
     };
     let (kernel, kw, kj) = start("k", &[]);
     let (user, uw, uj) = start("u", &["--user-space-filter"]);
+    let (too_long, lw, lj) = start("l", &["--long"]);
 
     ns.send_udp(false, 40001, 1000, 5, 20);
     ns.send_udp(false, 40002, 2000, 6, 20);
@@ -123,6 +135,12 @@ fn an_expression_keeps_exactly_its_flows_in_the_kernel_and_in_user_space() {
     assert!(st.success(), "{uerr}");
     assert!(!kerr.contains("runs in user space"), "{kerr}");
     assert!(uerr.contains("runs in user space"), "{uerr}");
+    let (st, lerr) = too_long.stop();
+    assert!(st.success(), "{lerr}");
+    assert!(
+        lerr.contains("runs in user space") && lerr.contains("instructions"),
+        "{lerr}"
+    );
 
     let b4 = ns.ip4_b.to_string();
     let b6 = ns.ip6_b.to_string();
@@ -134,6 +152,7 @@ fn an_expression_keeps_exactly_its_flows_in_the_kernel_and_in_user_space() {
     ]);
     assert_eq!(packets_by_dst(&kw), want, "kernel path: {kerr}");
     assert_eq!(packets_by_dst(&uw), want, "user-space path: {uerr}");
+    assert_eq!(packets_by_dst(&lw), want, "too long for the kernel: {lerr}");
 
     let k = read_json(&kj);
     let u = read_json(&uj);
@@ -153,6 +172,10 @@ fn an_expression_keeps_exactly_its_flows_in_the_kernel_and_in_user_space() {
     assert_eq!(field(&u, "NO_SOCKET", "delivered"), 30, "{uerr}");
     assert_eq!(field(&u, "NO_SOCKET", "filtered_user"), 15, "{uerr}");
     assert_eq!(field(&u, "NO_SOCKET", "processed"), 15, "{uerr}");
+    let l = read_json(&lj);
+    assert_eq!(l["accounting"]["reconciled"], true, "{lerr}");
+    assert_eq!(field(&l, "NO_SOCKET", "filtered_user"), 15, "{lerr}");
+    assert_eq!(field(&l, "NO_SOCKET", "processed"), 15, "{lerr}");
 }
 
 /// Reason, namespace and interface selectors, each in its own capture at the same time:

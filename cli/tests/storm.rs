@@ -534,6 +534,9 @@ fn a_memory_limit_smaller_than_the_tables_is_refused_with_one_line() {
     };
     let dir = TempDir::new("storm-mem");
     let file = dir.path("m.pcapng");
+    // The binary's pages into the page cache now, charged here: read for the first time
+    // inside the cgroup (a fresh build), they would count against its limit.
+    let _ = std::fs::read(env!("CARGO_BIN_EXE_dropscope")).expect("read the binary");
     // dropscope started inside the cgroup.
     let in_cgroup = |args: &str| {
         let script = format!(
