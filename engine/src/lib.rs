@@ -14,6 +14,7 @@ pub mod cilium_socket;
 pub mod comment;
 pub mod event;
 pub mod filter;
+pub mod ingest;
 pub mod kernel;
 pub mod names;
 pub mod packet;
