@@ -35,10 +35,15 @@ Examples:
   dropscope replay drops.pcapng               print the packets and the per-flow summary
   dropscope replay any.pcap -w out.pcapng -q  convert, with the per-flow table on stderr
   dropscope replay stream.gobstream           a saved Cilium monitor socket stream
+  kubectl -n kube-system exec ds/cilium -- cilium-dbg monitor -t drop -vv | dropscope replay - -w drops.pcapng
+                                             the agent's own monitor, hex dumps to pcapng
+  dropscope replay events.log --stats-json s.json   Hubble's exported flows: flow x reason table
   dropscope replay drops.pcapng -w dns.pcap 'udp port 53'
                                              the packets tcpdump -r drops.pcapng -w dns.pcap
                                              'udp port 53' would keep
-Reads pcap and pcapng (ours or anyone's); drop reasons are recovered from our comments.";
+Reads pcap and pcapng (ours or anyone's); drop reasons are recovered from our comments.
+Text inputs are told apart by their content; lines that are not records (prompts, banners,
+wrapped or cut lines, colour codes) are skipped and counted in the summary.";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -263,12 +268,20 @@ pub struct CaptureArgs {
 
 #[derive(Args, Debug)]
 pub struct ReplayArgs {
-    /// The file to read: pcap, pcapng, a saved Cilium socket stream (.gobstream) or raw
-    /// Cilium notification records (.ciliumraw).
+    /// The file to read (`-`: standard input): pcap, pcapng, a saved Cilium socket stream
+    /// (.gobstream), raw Cilium notification records (.ciliumraw), `cilium monitor` text
+    /// (any verbosity; -vv hex dumps give the packets) or `-j` JSON, Hubble flows
+    /// (`hubble observe -o json|jsonpb`, the exporter's events.log), or dropscope's --json.
     pub file: PathBuf,
-    /// Force the input format instead of detecting it: pcap, gobstream, ciliumraw.
+    /// Force the input format instead of detecting it from the content: pcap, gobstream,
+    /// ciliumraw, monitor, monitor-json, hubble, json.
     #[arg(long = "input-format", value_name = "FORMAT")]
     pub input_format: Option<String>,
+    /// Text inputs without packet bytes (monitor INFO lines, -j, Hubble): also write a
+    /// packet built from the headers they name (its comment says it was synthesised).
+    /// Without it those events go to the flow table only.
+    #[arg(long)]
+    pub synthesize: bool,
     /// Cilium release of a saved stream: main, 1.19, 1.18, 1.17, 1.16.
     #[arg(long, value_name = "RELEASE")]
     pub cilium_release: Option<String>,

@@ -576,7 +576,7 @@ fn replay(r: args::ReplayArgs) -> Result<i32> {
         engine::sources::cilium_type_bits(&r.types)?,
         r.out.max_flows,
     )?;
-    let sink = make_sink(&r.out, engine::MAX_REPLAY_SNAPLEN)?;
+    let sink = make_sink(&r.out, engine::MAX_REPLAY_SNAPLEN)?.with_synthesize(r.synthesize);
     let progress = Progress::default();
     // File batches are large (a read buffer each) and the file never stalls: a few in flight
     // keep every stage busy, and fewer buffers in flight means they are reused warm.

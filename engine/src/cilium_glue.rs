@@ -64,6 +64,7 @@ pub fn event_from_sample(
         Notification::Debug(_) | Notification::TraceSock(_) => (LinkType::Ethernet, 0, 0),
     };
     Ok(Event {
+        meta: None,
         ts_ns,
         ifindex,
         netns: 0,

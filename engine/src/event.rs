@@ -49,6 +49,18 @@ pub struct Event {
     /// Captured bytes, starting at the header `link` names.
     pub data: Bytes,
     pub cause: Cause,
+    /// What a text input said beyond the packet (`dropscope replay` of Hubble or monitor
+    /// text); `None` for every live and capture-file event.
+    pub meta: Option<std::sync::Arc<EventMeta>>,
+}
+
+/// What a text input said about an event beyond its packet.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EventMeta {
+    /// Pods, namespaces, labels and node, as Hubble names them.
+    pub names: Option<crate::ingest::Names>,
+    /// `data` was built from the headers the input names (it had no packet bytes).
+    pub synthesized: bool,
 }
 
 /// Something a source reports that is not a packet (Cilium's lost-record and agent

@@ -590,6 +590,7 @@ mod tests {
         let mut b = Batch::with_capacity(events.len());
         for (i, (sport, cause)) in events.iter().enumerate() {
             b.events.push(Event {
+                meta: None,
                 ts_ns: ts + i as u64,
                 ifindex: 1,
                 netns: 0,

@@ -116,6 +116,38 @@ pub fn reason_and_identities(e: &Event) -> (ReasonKey, u32, u32) {
     }
 }
 
+/// What a text input added: ` from NS/POD to NS/POD` (Hubble's names), ` on node N`, and
+/// `; synthesised from headers (no packet bytes in the input)`.
+pub fn meta_comment(out: &mut String, m: &crate::event::EventMeta) {
+    use std::fmt::Write as _;
+    if let Some(n) = &m.names {
+        let side = |ns: &Option<String>, pod: &Option<String>| match (ns, pod) {
+            (Some(ns), Some(p)) => Some(format!("{ns}/{p}")),
+            (None, Some(p)) => Some(p.clone()),
+            (Some(ns), None) => Some(format!("{ns}/-")),
+            (None, None) => None,
+        };
+        let (src, dst) = (
+            side(&n.src_namespace, &n.src_pod),
+            side(&n.dst_namespace, &n.dst_pod),
+        );
+        if src.is_some() || dst.is_some() {
+            let _ = write!(
+                out,
+                " pods {}->{}",
+                src.as_deref().unwrap_or("-"),
+                dst.as_deref().unwrap_or("-")
+            );
+        }
+        if let Some(node) = &n.node {
+            let _ = write!(out, " node {node}");
+        }
+    }
+    if m.synthesized {
+        out.push_str("; synthesised from headers (no packet bytes in the input)");
+    }
+}
+
 /// Which tunnels to decode for this event (Cilium says so in its flags).
 pub fn tunnel_hint_for(e: &Event, default: TunnelHint) -> TunnelHint {
     crate::cilium_glue::tunnel_hint(&e.cause).unwrap_or(default)
@@ -239,6 +271,9 @@ impl<'n> Renderer<'n> {
             other @ Cause::Cilium(_) => {
                 crate::cilium_glue::comment(&mut self.scratch, e, other, &self.names.cilium)
             }
+        }
+        if let Some(m) = &e.meta {
+            meta_comment(&mut self.scratch, m);
         }
         &self.scratch
     }

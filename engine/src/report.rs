@@ -415,6 +415,13 @@ pub fn summary_text(names: &Names, r: &RunReport, top: usize) -> String {
             "{} packets written to {} ({}, {} interfaces)",
             f.packets, f.path, f.format, f.interfaces
         );
+        if r.sinks.synthesized_not_written > 0 {
+            let _ = writeln!(
+                s,
+                "{} events had no packet bytes in the input and are in the flow table only (--synthesize writes packets built from their headers)",
+                r.sinks.synthesized_not_written
+            );
+        }
     }
     s.push_str(&r.ledger.render_text(&name));
     let mism = r.ledger.mismatches(&name);

@@ -234,6 +234,7 @@ mod tests {
 
     fn ev(reason: u32, ifindex: u32, netns: u32) -> Event {
         Event {
+            meta: None,
             ts_ns: 0,
             ifindex,
             netns,

@@ -24,6 +24,9 @@ pub enum PrintMode {
 pub struct SinkStats {
     pub file: Option<WriterStatsOut>,
     pub lines_printed: u64,
+    /// Events whose packet was synthesised from headers, not written to the file (no
+    /// `--synthesize`).
+    pub synthesized_not_written: u64,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -74,6 +77,8 @@ pub struct OutputSink {
     out: Box<dyn Write + Send>,
     line: String,
     lines: u64,
+    synthesize: bool,
+    synthesized_not_written: u64,
 }
 
 impl OutputSink {
@@ -88,7 +93,15 @@ impl OutputSink {
             out,
             line: String::with_capacity(256),
             lines: 0,
+            synthesize: false,
+            synthesized_not_written: 0,
         }
+    }
+
+    /// `--synthesize`: also write packets synthesised from headers (text inputs).
+    pub fn with_synthesize(mut self, on: bool) -> Self {
+        self.synthesize = on;
+        self
     }
 
     /// Whether [`OutputSink::write`] reads its summary argument (only to print): when not,
@@ -98,7 +111,11 @@ impl OutputSink {
     }
 
     pub fn write(&mut self, e: &Event, s: &PacketSummary, r: &mut Renderer<'_>) -> Result<()> {
-        if let Some((w, path, _)) = &mut self.writer {
+        let unwritten = !self.synthesize && e.meta.as_ref().is_some_and(|m| m.synthesized);
+        if unwritten && self.writer.is_some() {
+            self.synthesized_not_written += 1;
+        }
+        if let Some((w, path, _)) = self.writer.as_mut().filter(|_| !unwritten) {
             let names = r.names;
             let comment = r.comment(e);
             let p = OutPacket {
@@ -245,6 +262,7 @@ impl OutputSink {
         Ok(SinkStats {
             file,
             lines_printed: self.lines,
+            synthesized_not_written: self.synthesized_not_written,
         })
     }
 }

@@ -138,35 +138,139 @@ pub enum InputFormat {
     GobStream,
     /// Raw Cilium notification records (u32 LE length + perf sample each).
     CiliumRaw,
+    /// Lines of text: `cilium monitor` output, Hubble flows, our own JSON.
+    Text(crate::ingest::source::TextFormat),
+}
+
+/// Bytes read to tell an input's format.
+const HEAD_BYTES: usize = 64 << 10;
+
+/// The format of an input that starts with `head` (`ciliumraw`: the name says so).
+fn format_of_head(head: &[u8], ciliumraw: bool) -> InputFormat {
+    const CAPTURE_MAGICS: [[u8; 4]; 5] = [
+        [0xd4, 0xc3, 0xb2, 0xa1],
+        [0xa1, 0xb2, 0xc3, 0xd4],
+        [0x4d, 0x3c, 0xb2, 0xa1],
+        [0xa1, 0xb2, 0x3c, 0x4d],
+        [0x0a, 0x0d, 0x0d, 0x0a],
+    ];
+    if head.len() >= 8 && head[..8] == crate::cilium_socket::record::GOBSTREAM_MAGIC {
+        return InputFormat::GobStream;
+    }
+    if ciliumraw {
+        return InputFormat::CiliumRaw;
+    }
+    if head.len() >= 4 && CAPTURE_MAGICS.iter().any(|m| head[..4] == *m) {
+        return InputFormat::Capture;
+    }
+    match crate::ingest::source::sniff(head) {
+        Some(t) => InputFormat::Text(t),
+        None => InputFormat::Capture,
+    }
 }
 
 /// The input format: forced by `--input-format`, else by the first bytes (gob streams start
 /// with `DSCILGOB`), else by the `.ciliumraw` extension, else a capture file.
 pub fn detect_format(path: &Path, forced: Option<&str>) -> Result<InputFormat> {
-    match forced {
-        Some("pcap") | Some("pcapng") => return Ok(InputFormat::Capture),
-        Some("gobstream") => return Ok(InputFormat::GobStream),
-        Some("ciliumraw") => return Ok(InputFormat::CiliumRaw),
-        Some(f) => {
-            anyhow::bail!("--input-format {f} is not known: use pcap, gobstream or ciliumraw")
-        }
-        None => {}
+    if let Some(f) = forced_format(forced)? {
+        return Ok(f);
     }
-    let mut head = [0u8; 8];
-    let n = {
+    let mut head = Vec::with_capacity(HEAD_BYTES);
+    {
         use std::io::Read as _;
-        let mut f =
+        let f =
             std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-        f.read(&mut head)
-            .with_context(|| format!("cannot read {}", path.display()))?
+        f.take(HEAD_BYTES as u64)
+            .read_to_end(&mut head)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+    }
+    Ok(format_of_head(
+        &head,
+        path.extension().is_some_and(|e| e == "ciliumraw"),
+    ))
+}
+
+/// `--input-format`, when given.
+fn forced_format(forced: Option<&str>) -> Result<Option<InputFormat>> {
+    Ok(Some(match forced {
+        None => return Ok(None),
+        Some("pcap") | Some("pcapng") => InputFormat::Capture,
+        Some("gobstream") => InputFormat::GobStream,
+        Some("ciliumraw") => InputFormat::CiliumRaw,
+        Some(f) => match crate::ingest::source::TextFormat::from_name(f) {
+            Some(t) => InputFormat::Text(t),
+            None => anyhow::bail!(
+                "--input-format {f} is not known: use pcap, gobstream, ciliumraw, monitor, monitor-json, hubble or json"
+            ),
+        },
+    }))
+}
+
+/// Standard input as a replay input: text is read as it comes; a capture file or a saved
+/// stream is first copied to an unlinked temporary file (their readers seek). Returns the
+/// source, or the temporary file's path to replay as a file.
+fn stdin_input(
+    forced: Option<&str>,
+    release: crate::cilium::tables::CiliumRelease,
+) -> Result<std::result::Result<SourceFn<'static>, (tempfile_path::TempPath, InputFormat)>> {
+    use std::io::Read as _;
+    let mut stdin = std::io::stdin().lock();
+    let mut head = Vec::with_capacity(HEAD_BYTES);
+    (&mut stdin)
+        .take(HEAD_BYTES as u64)
+        .read_to_end(&mut head)
+        .context("reading standard input")?;
+    let format = match forced_format(forced)? {
+        Some(f) => f,
+        None => format_of_head(&head, false),
     };
-    if n == 8 && head == crate::cilium_socket::record::GOBSTREAM_MAGIC {
-        return Ok(InputFormat::GobStream);
+    if let InputFormat::Text(t) = format {
+        let reader = std::io::BufReader::with_capacity(
+            1 << 16,
+            std::io::Cursor::new(head).chain(std::io::stdin()),
+        );
+        return Ok(Ok(crate::ingest::source::text_source(
+            Box::new(reader),
+            t,
+            release,
+            "standard input".into(),
+        )));
     }
-    if path.extension().is_some_and(|e| e == "ciliumraw") {
-        return Ok(InputFormat::CiliumRaw);
+    let tmp = tempfile_path::TempPath::new("stdin")?;
+    {
+        let mut f = std::fs::File::create(tmp.path())
+            .with_context(|| format!("cannot create {}", tmp.path().display()))?;
+        std::io::Write::write_all(&mut f, &head)?;
+        std::io::copy(&mut stdin, &mut f).context("copying standard input")?;
     }
-    Ok(InputFormat::Capture)
+    Ok(Err((tmp, format)))
+}
+
+/// A temporary file removed on drop (no crate for it: one file, one name).
+mod tempfile_path {
+    use std::path::{Path, PathBuf};
+
+    pub struct TempPath(PathBuf);
+
+    impl TempPath {
+        pub fn new(tag: &str) -> anyhow::Result<TempPath> {
+            let p = std::env::temp_dir().join(format!(
+                "dropscope-{tag}-{}-{}",
+                std::process::id(),
+                crate::timefmt::now_ns()
+            ));
+            Ok(TempPath(p))
+        }
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempPath {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
 }
 
 /// Replays a file: pcap/pcapng, a saved Cilium socket stream, or raw Cilium records.
@@ -183,7 +287,44 @@ pub fn file(
         })?,
         None => Default::default(),
     };
-    match detect_format(path, input_format)? {
+    if path == Path::new("-") {
+        return match stdin_input(input_format, release)? {
+            Ok(src) => Ok(src),
+            Err((tmp, format)) => {
+                let inner = file_of_format(tmp.path(), format, release, types, max_rows)?;
+                // The temporary copy lives until the source has read it.
+                Ok(Box::new(
+                    move |tx: &Sender<Batch>, stop: &AtomicBool| -> Result<SourceReport> {
+                        let r = inner(tx, stop);
+                        drop(tmp);
+                        r
+                    },
+                ))
+            }
+        };
+    }
+    let format = detect_format(path, input_format)?;
+    file_of_format(path, format, release, types, max_rows)
+}
+
+fn file_of_format(
+    path: &Path,
+    format: InputFormat,
+    release: crate::cilium::tables::CiliumRelease,
+    types: u8,
+    max_rows: usize,
+) -> Result<SourceFn<'static>> {
+    match format {
+        InputFormat::Text(t) => {
+            let f = std::fs::File::open(path)
+                .with_context(|| format!("cannot open {}", path.display()))?;
+            Ok(crate::ingest::source::text_source(
+                Box::new(std::io::BufReader::with_capacity(1 << 16, f)),
+                t,
+                release,
+                path.display().to_string(),
+            ))
+        }
         InputFormat::Capture => capture_file(path, max_rows),
         InputFormat::GobStream => {
             let mut reader = crate::cilium_socket::record::GobStreamReader::open(path)

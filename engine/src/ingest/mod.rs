@@ -23,6 +23,7 @@ pub mod hubble;
 pub mod monitor_json;
 pub mod monitor_text;
 pub mod own_json;
+pub mod source;
 pub mod synth;
 
 /// L3/L4 headers a record names when it carries no packet bytes.

@@ -186,6 +186,7 @@ fn clock_ns(clock: libc::clockid_t) -> i128 {
 /// Builds the event for one record; `data` holds exactly the captured bytes.
 pub fn to_event(ev: &KfreeSkbEvent, data: bytes::Bytes, clock: ClockOffset) -> Event {
     Event {
+        meta: None,
         ts_ns: clock.to_unix_ns(ev.hdr.ts_ns),
         ifindex: ev.ifindex,
         netns: ev.netns_ino,

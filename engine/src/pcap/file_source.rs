@@ -344,6 +344,7 @@ impl FileSource {
                     continue;
                 };
                 batch.events.push(Event {
+                    meta: None,
                     ts_ns: p.ts_ns,
                     ifindex: p.ifindex,
                     netns: p.netns,

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Text inputs, side by side with text2pcap (Wireshark's hex-dump converter), interleaved
+# over R rounds in one run, on inputs made by benches/src/bin/gentext.rs (deterministic):
+#
+#   dropscope-monitor  dropscope replay mon.txt -q -w out.pcapng   (cilium-dbg monitor -vv
+#                      text: header lines and hex dumps -> pcapng with reasons + flow table)
+#   text2pcap          text2pcap -q mon.txt out.pcap              (the same hex dumps -> pcap)
+#   dropscope-hubble   dropscope replay hub.jsonl -q --stats-json S (Hubble flows -> flow table)
+#
+# Wall seconds per run; medians, spread, records per second, and the ratios against
+# text2pcap. Also checks that dropscope wrote one packet per monitor record.
+#
+# usage: scripts/bench-text-replay.sh [--rounds R] [--records N]
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+ROUNDS=8
+RECORDS=200000
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --rounds) ROUNDS="$2"; shift 2 ;;
+    --records) RECORDS="$2"; shift 2 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    *) echo "bench-text-replay: unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+die() { printf 'bench-text-replay: ERROR: %s\n' "$*" >&2; exit 1; }
+[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "--rounds must be a positive integer"
+command -v text2pcap >/dev/null || die "text2pcap not found (Debian: wireshark-common; scripts/setup.sh installs tshark, which brings it)"
+DS="$ROOT/target/release/dropscope"
+[ -x "$DS" ] || die "build dropscope first: cargo build --release -p dropscope"
+(cd "$ROOT" && cargo build --release -q -p dropscope-benches --bin gentext) || die "building gentext failed"
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+"$ROOT/target/release/gentext" "$WORK/mon.txt" --kind monitor-vv --records "$RECORDS"
+"$ROOT/target/release/gentext" "$WORK/hub.jsonl" --kind hubble --records "$RECORDS"
+
+run() { # NAME -> seconds
+  local t0 t1
+  t0=$(date +%s.%N)
+  case "$1" in
+    dropscope-monitor) "$DS" replay "$WORK/mon.txt" -q -w "$WORK/ds.pcapng" 2>"$WORK/ds.err" ;;
+    text2pcap) text2pcap -q "$WORK/mon.txt" "$WORK/t2p.pcap" ;;
+    dropscope-hubble) "$DS" replay "$WORK/hub.jsonl" -q --stats-json "$WORK/hub.json" 2>/dev/null ;;
+  esac
+  t1=$(date +%s.%N)
+  awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f\n", b - a }'
+}
+: >"$WORK/times"
+for r in $(seq 1 "$ROUNDS"); do
+  for s in dropscope-monitor text2pcap dropscope-hubble; do
+    t="$(run "$s")"
+    echo "$s $t" >>"$WORK/times"
+    printf 'bench-text-replay: round %d %s: %.3f s\n' "$r" "$s" "$t" >&2
+  done
+done
+written="$(grep -o '^[0-9]* packets written' "$WORK/ds.err" | cut -d' ' -f1)"
+python3 - "$WORK/times" "$RECORDS" "${written:-0}" <<'PY'
+import statistics, sys
+path, n, written = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+t = {}
+for line in open(path):
+    s, v = line.split()
+    t.setdefault(s, []).append(float(v))
+print(f"### text inputs: {n} records each (monitor -vv with hex dumps; Hubble jsonpb lines)\n")
+print(f"dropscope wrote {written} packets from the monitor text (expected {n})\n")
+print("| setup | median s | min | max | records/s (median) | rounds |")
+print("|---|---:|---:|---:|---:|---|")
+for s in ("dropscope-monitor", "text2pcap", "dropscope-hubble"):
+    xs = t[s]
+    m = statistics.median(xs)
+    print(f"| {s} | {m:.3f} | {min(xs):.3f} | {max(xs):.3f} | {n / m:,.0f} | {', '.join(f'{x:.2f}' for x in xs)} |")
+base = statistics.median(t["text2pcap"])
+for s in ("dropscope-monitor", "dropscope-hubble"):
+    print(f"\nspeed-up {s} vs text2pcap (medians): {base / statistics.median(t[s]):.1f}x")
+sys.exit(0 if written == n else 1)
+PY
