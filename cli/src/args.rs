@@ -106,6 +106,10 @@ pub struct OutputArgs {
     /// Print one JSON object per event on stdout instead of text lines.
     #[arg(long)]
     pub json: bool,
+    /// Cilium events in text as `cilium-dbg monitor -v` (debug) or `-vv` (verbose: one
+    /// header line and the packet's hex dump per drop, which `dropscope replay` reads back).
+    #[arg(short = 'v', action = clap::ArgAction::Count)]
+    pub monitor_verbosity: u8,
     /// Print text lines even when writing a file with -w.
     #[arg(long)]
     pub print: bool,

@@ -212,6 +212,16 @@ fn check_stats_path(p: &Path) -> Result<()> {
     engine::sink::check_writable(p)
 }
 
+/// `-v` count -> `cilium monitor` verbosity.
+fn monitor_verbosity(v: u8) -> engine::cilium::format::Verbosity {
+    use engine::cilium::format::Verbosity;
+    match v {
+        0 => Verbosity::Info,
+        1 => Verbosity::Debug,
+        _ => Verbosity::Verbose,
+    }
+}
+
 fn parse_release(r: &str) -> Result<engine::cilium::tables::CiliumRelease> {
     r.parse().map_err(|_| {
         anyhow::anyhow!("--cilium-release {r} is not known: use main, 1.19, 1.18, 1.17 or 1.16")
@@ -320,6 +330,7 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
     }
     let mut names = Names::load(false);
     names.cilium = engine::cilium_glue::CiliumContext::new(parse_release(&c.cilium_release)?);
+    names.cilium.formatter.verbosity = monitor_verbosity(c.out.monitor_verbosity);
     let sel = selection(&c.select, &c.expression, &names)?;
     let mut kinds = c.source.clone();
     kinds.dedup();
@@ -567,6 +578,7 @@ fn replay(r: args::ReplayArgs) -> Result<i32> {
     names.cilium = engine::cilium_glue::CiliumContext::new(parse_release(
         r.cilium_release.as_deref().unwrap_or("main"),
     )?);
+    names.cilium.formatter.verbosity = monitor_verbosity(r.out.monitor_verbosity);
     let sel = selection(&r.select, &r.expression, &names)?;
     let interrupt = install_interrupt()?;
     let source = engine::sources::file(

@@ -1,0 +1,236 @@
+//! `dropscope replay` of text users already have: `cilium-dbg monitor -vv` text (here our own,
+//! from the Go agent's gob stream), dropscope's `--json` lines, a ticket paste with prompts,
+//! wrapped lines and colour codes, and Hubble flows; read from files and from standard input.
+//! The packets, reasons and flow table must come back as the original capture had them, and
+//! tshark must read the file and filter on the reasons.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::*;
+
+fn build_sim(dir: &Path) -> Option<PathBuf> {
+    engine::cilium_socket::agent_sim::build(dir)
+        .map_err(|why| eprintln!("SKIPPED: {why}"))
+        .ok()
+}
+
+/// The flow table of a stats JSON as (src, dst, sport, dport, proto, reason, identities) ->
+/// packets.
+fn flows(s: &serde_json::Value) -> BTreeMap<String, u64> {
+    let mut m = BTreeMap::new();
+    for f in s["flows"].as_array().expect("flows") {
+        let k = format!(
+            "{} {} {} {} {} {} {} {}",
+            f["src"], f["dst"], f["sport"], f["dport"], f["proto"], f["reason_name"],
+            f["src_identity"], f["dst_identity"]
+        );
+        *m.entry(k).or_insert(0) += f["packets"].as_u64().unwrap();
+    }
+    m
+}
+
+/// Each packet of a capture file: bytes as hex, and the drop reason in its comment if any.
+fn packets(file: &Path) -> Vec<String> {
+    let o = sh(&[
+        "tshark",
+        "-r",
+        file.to_str().unwrap(),
+        "-T",
+        "fields",
+        "-e",
+        "frame.len",
+        "-e",
+        "ip.src",
+        "-e",
+        "ip.dst",
+        "-e",
+        "tcp.srcport",
+        "-e",
+        "udp.srcport",
+    ]);
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// A live capture of the Go agent's stream, printed as `-vv` text and as JSON lines, with
+/// its own pcapng and stats; then each text replayed (from a file and from stdin).
+#[test]
+fn monitor_vv_text_and_json_lines_give_back_the_capture() {
+    if !tshark_available() {
+        eprintln!("SKIPPED: no tshark");
+        return;
+    }
+    let dir = TempDir::new("text-roundtrip");
+    let Some(sim) = build_sim(&dir.0) else { return };
+    let sock = dir.path("monitor1_2.sock");
+    let stream = dir.path("s.gobstream");
+    let mut agent = Command::new(&sim)
+        .arg("-socket")
+        .arg(&sock)
+        .args(["-phases", "1", "-drops", "200", "-each", "2"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start simulator");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(agent.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let cap = LiveCapture::start(&[
+        "--source",
+        "cilium",
+        "--cilium-socket",
+        sock.to_str().unwrap(),
+        "-q",
+        "--save-stream",
+        stream.to_str().unwrap(),
+    ]);
+    assert!(agent.wait().unwrap().success(), "simulator failed");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let (st, err) = cap.stop();
+    assert!(st.success(), "{err}");
+
+    // The original: the saved stream replayed to pcapng + stats, drops only (-t drop), and
+    // printed as -vv text and as JSON lines.
+    let replay = |args: &[&str], stdout: Option<&Path>| -> String {
+        let mut c = dropscope();
+        c.arg("replay").args(args);
+        if let Some(p) = stdout {
+            c.stdout(std::fs::File::create(p).unwrap());
+        }
+        let out = c.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{args:?}: {err}");
+        err
+    };
+    let (orig_w, orig_s) = (dir.path("orig.pcapng"), dir.path("orig.json"));
+    let s = stream.to_str().unwrap();
+    replay(
+        &["-t", "drop", "-q", s, "-w", orig_w.to_str().unwrap(), "--stats-json", orig_s.to_str().unwrap()],
+        None,
+    );
+    let text = dir.path("mon.txt");
+    replay(&["-t", "drop", "-vv", s], Some(&text));
+    let json = dir.path("ev.jsonl");
+    replay(&["-t", "drop", "--json", s], Some(&json));
+    let orig = read_json(&orig_s);
+    let drops = orig["accounting"]["totals"]["processed"].as_u64().unwrap();
+    assert!(drops >= 200, "{drops}");
+
+    for (tag, input) in [("text", &text), ("json", &json)] {
+        let (w, j) = (dir.path(&format!("{tag}.pcapng")), dir.path(&format!("{tag}.json")));
+        let err = replay(
+            &[input.to_str().unwrap(), "-q", "-w", w.to_str().unwrap(), "--stats-json", j.to_str().unwrap()],
+            None,
+        );
+        let back = read_json(&j);
+        assert_eq!(back["accounting"]["reconciled"], true, "{tag}: {err}");
+        assert_eq!(back["accounting"]["totals"]["processed"], drops, "{tag}: {err}");
+        assert_eq!(flows(&back), flows(&orig), "{tag}: {err}");
+        assert_eq!(packets(&w), packets(&orig_w), "{tag}: packets differ: {err}");
+        for reason in ["Policy denied", "Invalid source ip"] {
+            let filter = format!("frame.comment contains \"{reason}\"");
+            assert_eq!(
+                tshark_count(&w, &filter),
+                tshark_count(&orig_w, &filter),
+                "{tag}: {reason}"
+            );
+        }
+    }
+    // The text from standard input, as a kubectl exec pipe gives it.
+    let j = dir.path("stdin.json");
+    let out = dropscope()
+        .args(["replay", "-", "-q", "--stats-json", j.to_str().unwrap()])
+        .stdin(std::fs::File::open(&text).unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(flows(&read_json(&j)), flows(&orig));
+}
+
+/// A 10,000-line ticket paste: prompts, banners, wrapped lines, colour codes and cut hex
+/// dumps around monitor -vv records. Every whole record is recovered, every other line
+/// counted, exit 0.
+#[test]
+fn a_messy_paste_recovers_every_record_and_counts_the_rest() {
+    let dir = TempDir::new("text-paste");
+    let gen = env!("CARGO_BIN_EXE_dropscope");
+    let _ = gen;
+    // 1,000 -vv drop records (7 lines each) from the bench generator's shape, written here.
+    let mut paste = String::new();
+    paste.push_str("$ kubectl -n kube-system exec ds/cilium -- cilium-dbg monitor -t drop -vv\n");
+    paste.push_str("Listening for events on 2 CPUs with 64x4096 of shared memory\n");
+    paste.push_str("Press Ctrl-C to quit\n");
+    let mut good = 0u64;
+    let mut noise = 0u64;
+    let mut i = 0u32;
+    while paste.lines().count() < 10_000 {
+        i += 1;
+        let colour = i % 7 == 0;
+        let sep = "------------------------------------------------------------------------------";
+        let header = format!(
+            "CPU 01: MARK {:#x} FROM 42 DROP: 54 bytes, reason Policy denied, identity 12345->world",
+            i
+        );
+        let hex = [
+            "00000000  02 33 45 67 89 ab 01 23  45 67 89 ab 08 00 45 00  |.3Eg...#Eg....E.|",
+            "00000010  00 28 00 01 00 00 40 06  6a bc 01 02 03 04 05 06  |.(....@.j.......|",
+            "00000020  07 08 00 50 01 bb 00 00  00 00 00 00 00 00 50 10  |...P..........P.|",
+            "00000030  20 00 7d b6 00 00                                 | .}...|",
+        ];
+        paste.push_str(sep);
+        paste.push('\n');
+        if colour {
+            paste.push_str(&format!("\x1b[1;31m{header}\x1b[0m\n"));
+        } else {
+            paste.push_str(&header);
+            paste.push('\n');
+        }
+        for h in hex {
+            paste.push_str(h);
+            paste.push('\n');
+        }
+        good += 1;
+        if i % 10 == 0 {
+            paste.push_str("user@laptop:~$ # and then it happened again\n");
+            noise += 1;
+        }
+        if i % 25 == 0 {
+            paste.push_str("Received an interrupt, disconnecting from monitor...\n");
+            noise += 1;
+        }
+    }
+    let file = dir.path("paste.txt");
+    std::fs::write(&file, &paste).unwrap();
+    let j = dir.path("s.json");
+    let w = dir.path("p.pcapng");
+    let out = dropscope()
+        .args(["replay", "-q", "-w", w.to_str().unwrap(), "--stats-json", j.to_str().unwrap()])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let s = read_json(&j);
+    assert_eq!(s["accounting"]["totals"]["processed"], good, "{err}");
+    let skipped: u64 = s["accounting"]["stage_losses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["stage"] == "text")
+        .map(|l| l["count"].as_u64().unwrap())
+        .sum();
+    // The three banner lines and the noise lines.
+    assert_eq!(skipped, noise + 3, "{err}");
+    assert_eq!(tshark_count(&w, "frame.comment contains \"Policy denied\""), good as usize);
+    let _ = std::io::stdout().flush();
+}
