@@ -782,3 +782,474 @@ pub fn parse_rfc3339(s: &str) -> Option<u64> {
     u64::try_from(ns).ok()
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    const PRINTER: &str = include_str!("../../../testdata/hubble/printer-jsonpb.jsonl");
+    const EXPORT: &str = include_str!("../../../testdata/hubble/export-doc.jsonl");
+    const MIXED: &str = include_str!("../../../testdata/hubble/mixed.jsonl");
+
+    fn run(lines: &[&str]) -> (Vec<Item>, Skips) {
+        let mut p = HubbleParser::default();
+        let (mut out, mut skips) = (Vec::new(), Skips::default());
+        for l in lines {
+            p.line(&super::super::clean_line(l), &mut out, &mut skips);
+        }
+        p.finish(&mut out, &mut skips);
+        (out, skips)
+    }
+
+    fn one(line: &str) -> Record {
+        let (items, skips) = run(&[line]);
+        assert_eq!(skips.total(), 0, "{skips:?}");
+        match items.as_slice() {
+            [Item::Record(r)] => r.clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn ip4(a: u8, b: u8, c: u8, d: u8) -> Option<IpAddr> {
+        Some(IpAddr::V4(Ipv4Addr::new(a, b, c, d)))
+    }
+    fn ip6(s: &str) -> Option<IpAddr> {
+        Some(IpAddr::V6(s.parse::<Ipv6Addr>().unwrap()))
+    }
+
+    #[test]
+    fn printer_vector() {
+        let r = one(PRINTER.trim_end());
+        assert_eq!(r.ts_ns, Some(1_234_567_800_000));
+        assert_eq!(
+            r.cause,
+            Cause::Cilium(Notification::Drop(DropNotify {
+                msg_type: 1,
+                subtype: 133,
+                src_label: 4,
+                dst_label: 12345,
+                ..Default::default()
+            }))
+        );
+        assert_eq!(
+            r.headers,
+            Some(FlowHeaders {
+                src: ip4(1, 1, 1, 1),
+                dst: ip4(2, 2, 2, 2),
+                proto: 6,
+                sport: 31793,
+                dport: 8080,
+                icmp: None,
+                tcp_flags: Some(0x02),
+            })
+        );
+        assert_eq!(
+            r.names,
+            Some(Names {
+                node: Some("k8s1".into()),
+                ..Default::default()
+            })
+        );
+        assert_eq!((r.packet, r.orig_len, r.cpu, r.ifindex), (None, 0, None, 0));
+    }
+
+    #[test]
+    fn exporter_doc_vector() {
+        let r = one(EXPORT.trim_end());
+        assert_eq!(r.ts_ns, Some(1_692_619_938_510_175_415));
+        assert_eq!(
+            r.cause,
+            Cause::Cilium(Notification::Drop(DropNotify {
+                msg_type: 1,
+                subtype: 133,
+                ..Default::default()
+            }))
+        );
+        assert_eq!(
+            r.headers,
+            Some(FlowHeaders {
+                src: ip4(10, 244, 1, 60),
+                dst: ip4(10, 244, 1, 5),
+                proto: 6,
+                sport: 44916,
+                dport: 80,
+                icmp: None,
+                tcp_flags: Some(0x02),
+            })
+        );
+        assert_eq!(
+            r.names,
+            Some(Names {
+                src_pod: Some("xwing".into()),
+                src_namespace: Some("default".into()),
+                dst_pod: Some("deathstar-7848d6c4d5-th9v2".into()),
+                dst_namespace: Some("default".into()),
+                node: Some("kind-kind/kind-worker".into()),
+                ..Default::default()
+            })
+        );
+    }
+
+    fn cilium(r: &Record) -> Notification {
+        match r.cause {
+            Cause::Cilium(n) => n,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_mixed_line() {
+        let lines: Vec<&str> = MIXED.lines().collect();
+        let (items, skips) = run(&lines);
+        assert_eq!(skips.0.get("unsupported_flow"), Some(&2));
+        assert_eq!(skips.0.get("not_a_flow"), Some(&1));
+        assert_eq!(skips.total(), 3);
+        let recs: Vec<&Record> = items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Record(r) => Some(r),
+                _ => None,
+            })
+            .collect();
+        let notices: Vec<&Notice> = items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Notice(n) => Some(n),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(recs.len(), 11);
+        assert_eq!(
+            notices,
+            [
+                &Notice::L7 { cpu: -1 },
+                &Notice::Lost { cpu: 3, count: 42 },
+                &Notice::Lost { cpu: -1, count: 7 },
+                &Notice::Agent {
+                    kind: 5,
+                    text: r#"{"labels":["k8s:a=b"],"revision":"3","rule_count":1}"#.into()
+                },
+                &Notice::Unknown { typ: 2, cpu: 2 },
+            ]
+        );
+        // 1: a drop with everything.
+        let r = recs[0];
+        assert_eq!(r.ts_ns, Some(1_714_557_600_000_000_001));
+        assert_eq!(
+            cilium(r),
+            Notification::Drop(DropNotify {
+                msg_type: 1,
+                subtype: 181,
+                src_label: 1001,
+                dst_label: 1002,
+                line: 1234,
+                file: 2,
+                ifindex: 7,
+                ip_trace_id: 99,
+                ..Default::default()
+            })
+        );
+        assert_eq!(r.ifindex, 7);
+        assert_eq!(r.headers.as_ref().unwrap().tcp_flags, Some(0x12));
+        assert_eq!(
+            r.names,
+            Some(Names {
+                src_pod: Some("web-0".into()),
+                src_namespace: Some("shop".into()),
+                src_labels: vec![
+                    "k8s:app=web".into(),
+                    "k8s:io.kubernetes.pod.namespace=shop".into()
+                ],
+                dst_pod: Some("pg-1".into()),
+                dst_namespace: Some("db".into()),
+                dst_labels: vec!["k8s:app=pg".into()],
+                node: Some("node-a".into()),
+            })
+        );
+        // 2: `-o json`, IPv6 UDP, a bare-number reason.
+        let r = recs[1];
+        assert_eq!(r.ts_ns, Some(1_714_557_601_000_000_000));
+        assert_eq!(
+            cilium(r),
+            Notification::Drop(DropNotify {
+                msg_type: 1,
+                subtype: 159,
+                src_label: 2,
+                dst_label: 3,
+                ..Default::default()
+            })
+        );
+        assert_eq!(
+            r.headers,
+            Some(FlowHeaders {
+                src: ip6("fd00::1"),
+                dst: ip6("fd00::2"),
+                proto: 17,
+                sport: 5353,
+                dport: 53,
+                ..Default::default()
+            })
+        );
+        assert_eq!(r.names.as_ref().unwrap().node.as_deref(), Some("node-b"));
+        // 3: forwarded ICMPv4, to-endpoint, established + encrypted.
+        let r = recs[2];
+        assert_eq!(r.ts_ns, Some(1_714_557_602_500_000_000));
+        assert_eq!(
+            cilium(r),
+            Notification::Trace(TraceNotify {
+                msg_type: 4,
+                obs_point: 0,
+                src_label: 1,
+                dst_label: 7,
+                reason: 0x81,
+                ifindex: 3,
+                ..Default::default()
+            })
+        );
+        assert_eq!(r.headers.as_ref().unwrap().icmp, Some((8, 0)));
+        assert_eq!(r.headers.as_ref().unwrap().proto, 1);
+        // 4: traced ICMPv6 to the proxy.
+        let r = recs[3];
+        assert_eq!(
+            cilium(r),
+            Notification::Trace(TraceNotify {
+                msg_type: 4,
+                obs_point: 1,
+                src_label: 8,
+                dst_label: 9,
+                dst_id: 15001,
+                reason: 5,
+                ..Default::default()
+            })
+        );
+        assert_eq!(r.headers.as_ref().unwrap().icmp, Some((128, 0)));
+        assert_eq!(r.headers.as_ref().unwrap().proto, 58);
+        // 5: translated SCTP, no event type.
+        let r = recs[4];
+        assert_eq!(
+            cilium(r),
+            Notification::Trace(TraceNotify {
+                msg_type: 4,
+                obs_point: 10,
+                reason: 0,
+                ..Default::default()
+            })
+        );
+        let h = r.headers.as_ref().unwrap();
+        assert_eq!((h.proto, h.sport, h.dport), (132, 36412, 2905));
+        assert_eq!(r.names.as_ref().unwrap().src_pod, None);
+        // 6: redirected policy verdict, egress.
+        assert_eq!(
+            cilium(recs[5]),
+            Notification::PolicyVerdict(PolicyVerdictNotify {
+                msg_type: 5,
+                remote_label: 400,
+                verdict: 15001,
+                dst_port: 80,
+                proto: 6,
+                flags: 0x12,
+                auth_type: 1,
+                ..Default::default()
+            })
+        );
+        // 7: audit, ingress, IPv6.
+        assert_eq!(
+            cilium(recs[6]),
+            Notification::PolicyVerdict(PolicyVerdictNotify {
+                msg_type: 5,
+                remote_label: 500,
+                verdict: 0,
+                dst_port: 2000,
+                proto: 17,
+                flags: 0x45,
+                ..Default::default()
+            })
+        );
+        // 8: denied policy verdict.
+        assert_eq!(
+            cilium(recs[7]),
+            Notification::PolicyVerdict(PolicyVerdictNotify {
+                msg_type: 5,
+                remote_label: 700,
+                verdict: -133,
+                dst_port: 22,
+                proto: 6,
+                flags: 0x09,
+                ..Default::default()
+            })
+        );
+        // 11: lowerCamel names; 136's proto name disagrees with its meaning, the code stands.
+        let r = recs[8];
+        assert_eq!(
+            cilium(r),
+            Notification::Drop(DropNotify {
+                msg_type: 1,
+                subtype: 136,
+                src_label: 11,
+                dst_label: 12,
+                ..Default::default()
+            })
+        );
+        let h = r.headers.as_ref().unwrap();
+        assert_eq!((h.sport, h.dport, h.tcp_flags), (1, 2, Some(0x10)));
+        let n = r.names.as_ref().unwrap();
+        assert_eq!(n.src_pod.as_deref(), Some("a"));
+        assert_eq!(n.node.as_deref(), Some("node-c"));
+        // 15: a debug event.
+        let r = recs[9];
+        assert_eq!(r.cpu, Some(1));
+        assert_eq!(r.ts_ns, Some(1_714_557_614_000_000_000));
+        assert_eq!(
+            cilium(r),
+            Notification::Debug(DebugMsg {
+                msg_type: 2,
+                subtype: 15,
+                source: 1234,
+                hash: 305_419_896,
+                arg1: 1,
+                arg2: 2,
+                arg3: 3,
+            })
+        );
+        assert_eq!(r.headers, None);
+        // 19: `-o json` trace, from-endpoint, reply.
+        let r = recs[10];
+        assert_eq!(
+            cilium(r),
+            Notification::Trace(TraceNotify {
+                msg_type: 4,
+                obs_point: 5,
+                src_label: 13,
+                dst_label: 14,
+                reason: 2,
+                ..Default::default()
+            })
+        );
+        assert_eq!(r.headers.as_ref().unwrap().tcp_flags, Some(0x11));
+        assert_eq!(r.headers.as_ref().unwrap().src, ip6("fd00::7"));
+    }
+
+    /// The mixed file with 1,000 lines of rubbish between its lines: prompts, lines cut
+    /// short, lines wrapped in two, bad JSON, blank lines and JSON of other shapes.
+    #[test]
+    fn garbage_is_counted_by_kind() {
+        let real: Vec<&str> = MIXED.lines().collect();
+        let mut garbage: Vec<String> = Vec::new();
+        let mut seed = 0x2545_f491_u32;
+        let mut rnd = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed as usize % n
+        };
+        for i in 0..100 {
+            // Wrapped: the head is cut JSON, the tail does not start with `{`.
+            let l = real[i % real.len()];
+            let mut k = 1 + rnd(l.len() - 2);
+            while l.as_bytes()[k] == b'{' || l[k..].trim().is_empty() {
+                k += 1;
+            }
+            garbage.push(l[..k].to_string());
+            garbage.push(l[k..].to_string());
+        }
+        for i in 0..160 {
+            garbage.push(format!("root@node-{i}:~# hubble observe -o jsonpb --last {i}"));
+            let l = real[(i * 7) % real.len()];
+            garbage.push(l[..1 + rnd(l.len() - 2)].to_string());
+            garbage.push(format!("{{\"flow\": nope{i}}}"));
+            garbage.push(" \t ".repeat(i % 3));
+            garbage.push(format!("{{\"hello\":\"world\",\"n\":{i}}}"));
+        }
+        assert_eq!(garbage.len(), 1000);
+        let mut all: Vec<&str> = Vec::new();
+        let mut g = garbage.iter();
+        for l in &real {
+            for _ in 0..52 {
+                if let Some(x) = g.next() {
+                    all.push(x);
+                }
+            }
+            all.push(l);
+        }
+        all.extend(g.map(String::as_str));
+        assert_eq!(all.len(), 1000 + real.len());
+        let (items, skips) = run(&all);
+        let records = items.iter().filter(|i| matches!(i, Item::Record(_))).count();
+        assert_eq!(records, 11);
+        assert_eq!(items.len() - records, 5);
+        let want: Vec<(&str, u64)> = vec![
+            ("bad_json", 160),
+            ("cut_record", 260),
+            ("empty", 160),
+            ("not_a_flow", 161),
+            ("not_a_record", 260),
+            ("unsupported_flow", 2),
+        ];
+        assert_eq!(skips.0.into_iter().collect::<Vec<_>>(), want);
+        // Nothing lost: every line is a record, a notice or a skip.
+    }
+
+    #[test]
+    fn reason_names_map_back() {
+        assert_eq!(reason_of(Some(&Value::from("POLICY_DENIED"))), Some(133));
+        assert_eq!(reason_of(Some(&Value::from("DROP_EP_NOT_READY"))), Some(203));
+        assert_eq!(reason_of(Some(&Value::from("FAILED_TO_INSERT_INTO_PROXYMAP"))), Some(161));
+        assert_eq!(reason_of(Some(&Value::from("DROP_REASON_UNKNOWN"))), Some(0));
+        assert_eq!(reason_of(Some(&Value::from("159"))), Some(159));
+        assert_eq!(reason_of(Some(&Value::from(205))), Some(205));
+        assert_eq!(reason_of(Some(&Value::from("NO_SUCH_REASON"))), None);
+        assert_eq!(reason_of(Some(&Value::from(300))), None);
+        // Every proto name of the table maps to its own code.
+        for c in 0..=255u8 {
+            if let Some(n) = drop_reason_info(c).and_then(|i| i.hubble) {
+                assert_eq!(reason_of(Some(&Value::from(n))), Some(c), "{n}");
+            }
+        }
+        assert_eq!(obs_point_of(Some(&Value::from("TO_CRYPTO"))), Some(13));
+        assert_eq!(obs_point_of(Some(&Value::from("TO_ENDPOINT"))), Some(0));
+        assert_eq!(obs_point_of(Some(&Value::from(101))), Some(0));
+        assert_eq!(obs_point_of(Some(&Value::from("UNKNOWN_POINT"))), None);
+        assert_eq!(agent_kind(Some(&Value::from("ENDPOINT_REGENERATE_SUCCESS"))), 3);
+        assert_eq!(agent_kind(Some(&Value::from("IPCACHE_DELETED"))), 10);
+    }
+
+    #[test]
+    fn rfc3339() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            parse_rfc3339("2023-08-21T12:12:18.510175415Z"),
+            Some(1_692_619_938_510_175_415)
+        );
+        assert_eq!(
+            parse_rfc3339("2023-08-21T14:12:18.5101754159+02:00"),
+            Some(1_692_619_938_510_175_415)
+        );
+        assert_eq!(parse_rfc3339("2024-02-29T00:00:00.1Z"), Some(1_709_164_800_100_000_000));
+        for bad in [
+            "",
+            "2023-08-21",
+            "2023-08-21T12:12:18",
+            "2023-13-21T12:12:18Z",
+            "2023-08-21T12:12:18.Z",
+            "1969-12-31T23:59:59Z",
+            "2023-08-21T12:12:18Zjunk",
+            "2023-08-21T12:1a:18Z",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn sniffing() {
+        assert!(looks_like_hubble(&[PRINTER.trim_end()]));
+        assert!(looks_like_hubble(&["", "$ hubble observe", EXPORT.trim_end()]));
+        assert!(looks_like_hubble(&MIXED.lines().collect::<Vec<_>>()));
+        // cilium monitor -j (FORMAT.md §12 keys) and our own lines are not Hubble's.
+        let monitor = r#"{"cpu":"CPU 01","type":"drop","mark":"0x0","reason":"Policy denied","source":0,"bytes":54,"srcLabel":12345,"dstLabel":680,"dstID":0,"Line":0,"File":0,"ExtError":0,"Ifindex":9}"#;
+        assert!(!looks_like_hubble(&[monitor, monitor]));
+        let own = r#"{"origin":"kernel","reason":3,"time":"2023-11-14T22:13:20.000000000Z","ts_ns":1}"#;
+        assert!(!looks_like_hubble(&[own]));
+        assert!(!looks_like_hubble(&["", "hello", "{\"cut"]));
+    }
+}
