@@ -1252,4 +1252,89 @@ mod tests {
         assert!(!looks_like_hubble(&[own]));
         assert!(!looks_like_hubble(&["", "hello", "{\"cut"]));
     }
+
+    mod never_panics {
+        use super::super::super::own_json::{looks_like_own_json, OwnJsonParser};
+        use super::super::super::synth::synthesize;
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Real lines with bytes replaced, cut or doubled.
+        fn garbled() -> impl Strategy<Value = String> {
+            let real: Vec<&'static str> = MIXED
+                .lines()
+                .chain(PRINTER.lines())
+                .chain(EXPORT.lines())
+                .collect();
+            (
+                prop::sample::select(real),
+                prop::collection::vec((any::<prop::sample::Index>(), any::<char>()), 0..6),
+                any::<prop::sample::Index>(),
+            )
+                .prop_map(|(l, edits, cut)| {
+                    let mut c: Vec<char> = l.chars().collect();
+                    for (i, ch) in edits {
+                        let at = i.index(c.len());
+                        c[at] = ch;
+                    }
+                    let n = cut.index(c.len() + 1);
+                    c.truncate(n.max(c.len() / 2));
+                    c.into_iter().collect()
+                })
+        }
+
+        fn line() -> impl Strategy<Value = String> {
+            prop_oneof![
+                garbled(),
+                ".*",
+                "\\{[\"a-z_:0-9,\\[\\]{}.-]{0,80}\\}",
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn parsers_never_panic(lines in prop::collection::vec(line(), 1..12)) {
+                let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+                let _ = looks_like_hubble(&refs);
+                let _ = looks_like_own_json(&refs);
+                let (mut out, mut skips) = (Vec::new(), Skips::default());
+                let mut h = HubbleParser::default();
+                let mut o = OwnJsonParser::new();
+                for l in &refs {
+                    let l = crate::ingest::clean_line(l);
+                    let before = out.len() as u64 + skips.total();
+                    h.line(&l, &mut out, &mut skips);
+                    prop_assert_eq!(out.len() as u64 + skips.total(), before + 1);
+                    o.line(&l, &mut out, &mut skips);
+                    prop_assert_eq!(out.len() as u64 + skips.total(), before + 2);
+                }
+                h.finish(&mut out, &mut skips);
+                o.finish(&mut out, &mut skips);
+                for item in &out {
+                    if let Item::Record(Record { headers: Some(h), .. }) = item {
+                        let _ = synthesize(h, 0);
+                    }
+                }
+            }
+
+            #[test]
+            fn synthesize_never_panics(
+                a in any::<[u8; 16]>(), b in any::<[u8; 16]>(), v4 in any::<bool>(),
+                proto in any::<u8>(), sport in any::<u16>(), dport in any::<u16>(),
+                icmp in any::<Option<(u8, u8)>>(), flags in any::<Option<u8>>(),
+            ) {
+                let ip = |x: [u8; 16]| if v4 {
+                    IpAddr::from([x[0], x[1], x[2], x[3]])
+                } else {
+                    IpAddr::from(x)
+                };
+                let h = FlowHeaders { src: Some(ip(a)), dst: Some(ip(b)), proto, sport, dport, icmp, tcp_flags: flags };
+                let (p, _) = synthesize(&h, 0).unwrap();
+                let s = crate::packet::summarize(&p, LinkType::Ethernet, crate::packet::TunnelHint::None);
+                if matches!(proto, 6 | 17) {
+                    prop_assert_eq!((s.flow.sport, s.flow.dport), (sport, dport));
+                }
+            }
+        }
+    }
 }
