@@ -169,9 +169,10 @@ impl HubbleParser {
                 })
             }
             4 => {
-                let obs = obs_point_of(field(f, "trace_observation_point", "traceObservationPoint"))
-                    .or_else(|| sub_type.and_then(|s| u8::try_from(s).ok()))
-                    .unwrap_or(0);
+                let obs =
+                    obs_point_of(field(f, "trace_observation_point", "traceObservationPoint"))
+                        .or_else(|| sub_type.and_then(|s| u8::try_from(s).ok()))
+                        .unwrap_or(0);
                 let mut reason = trace_reason_of(field(f, "trace_reason", "traceReason"));
                 let encrypted = match field(f, "IP", "IP") {
                     Some(Value::Object(ip)) => ip.get("encrypted") == Some(&Value::Bool(true)),
@@ -332,7 +333,12 @@ pub(crate) fn json_object(line: &str, skips: &mut Skips) -> Option<Map<String, V
 /// and our own lines (`origin`) are not.
 pub fn looks_like_hubble(lines: &[&str]) -> bool {
     let (mut hubble, mut other) = (0, 0);
-    for l in lines.iter().map(|l| l.trim()).filter(|l| !l.is_empty()).take(8) {
+    for l in lines
+        .iter()
+        .map(|l| l.trim())
+        .filter(|l| !l.is_empty())
+        .take(8)
+    {
         let Ok(Value::Object(o)) = serde_json::from_str::<Value>(l) else {
             continue;
         };
@@ -382,7 +388,9 @@ fn is_flow_object(o: &Map<String, Value>) -> bool {
 // Members
 
 fn field<'a>(o: &'a Map<String, Value>, proto: &str, camel: &str) -> Option<&'a Value> {
-    o.get(proto).or_else(|| o.get(camel)).filter(|v| !v.is_null())
+    o.get(proto)
+        .or_else(|| o.get(camel))
+        .filter(|v| !v.is_null())
 }
 
 fn str_of<'a>(o: &'a Map<String, Value>, proto: &str, camel: &str) -> Option<&'a str> {
@@ -613,7 +621,11 @@ fn endpoint(f: &Map<String, Value>, proto: &str, camel: &str) -> Endpoint {
     let Some(Value::Object(e)) = field(f, proto, camel) else {
         return Endpoint::default();
     };
-    let s = |a: &str, b: &str| str_of(e, a, b).filter(|s| !s.is_empty()).map(str::to_string);
+    let s = |a: &str, b: &str| {
+        str_of(e, a, b)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
     Endpoint {
         identity: u32_of(e.get("identity")).unwrap_or(0),
         pod: s("pod_name", "podName"),
@@ -646,7 +658,10 @@ fn headers(f: &Map<String, Value>) -> Option<FlowHeaders> {
     let mut h = FlowHeaders::default();
     let mut any = false;
     if let Some(Value::Object(ip)) = field(f, "IP", "IP") {
-        h.src = ip.get("source").and_then(Value::as_str).and_then(|s| s.parse().ok());
+        h.src = ip
+            .get("source")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse().ok());
         h.dst = ip
             .get("destination")
             .and_then(Value::as_str)
@@ -781,7 +796,6 @@ pub fn parse_rfc3339(s: &str) -> Option<u64> {
     let ns = secs.checked_mul(1_000_000_000)?.checked_add(nanos)?;
     u64::try_from(ns).ok()
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -1154,7 +1168,9 @@ mod tests {
             garbage.push(l[k..].to_string());
         }
         for i in 0..160 {
-            garbage.push(format!("root@node-{i}:~# hubble observe -o jsonpb --last {i}"));
+            garbage.push(format!(
+                "root@node-{i}:~# hubble observe -o jsonpb --last {i}"
+            ));
             let l = real[(i * 7) % real.len()];
             garbage.push(l[..1 + rnd(l.len() - 2)].to_string());
             garbage.push(format!("{{\"flow\": nope{i}}}"));
@@ -1175,7 +1191,10 @@ mod tests {
         all.extend(g.map(String::as_str));
         assert_eq!(all.len(), 1000 + real.len());
         let (items, skips) = run(&all);
-        let records = items.iter().filter(|i| matches!(i, Item::Record(_))).count();
+        let records = items
+            .iter()
+            .filter(|i| matches!(i, Item::Record(_)))
+            .count();
         assert_eq!(records, 11);
         assert_eq!(items.len() - records, 5);
         let want: Vec<(&str, u64)> = vec![
@@ -1193,9 +1212,18 @@ mod tests {
     #[test]
     fn reason_names_map_back() {
         assert_eq!(reason_of(Some(&Value::from("POLICY_DENIED"))), Some(133));
-        assert_eq!(reason_of(Some(&Value::from("DROP_EP_NOT_READY"))), Some(203));
-        assert_eq!(reason_of(Some(&Value::from("FAILED_TO_INSERT_INTO_PROXYMAP"))), Some(161));
-        assert_eq!(reason_of(Some(&Value::from("DROP_REASON_UNKNOWN"))), Some(0));
+        assert_eq!(
+            reason_of(Some(&Value::from("DROP_EP_NOT_READY"))),
+            Some(203)
+        );
+        assert_eq!(
+            reason_of(Some(&Value::from("FAILED_TO_INSERT_INTO_PROXYMAP"))),
+            Some(161)
+        );
+        assert_eq!(
+            reason_of(Some(&Value::from("DROP_REASON_UNKNOWN"))),
+            Some(0)
+        );
         assert_eq!(reason_of(Some(&Value::from("159"))), Some(159));
         assert_eq!(reason_of(Some(&Value::from(205))), Some(205));
         assert_eq!(reason_of(Some(&Value::from("NO_SUCH_REASON"))), None);
@@ -1210,7 +1238,10 @@ mod tests {
         assert_eq!(obs_point_of(Some(&Value::from("TO_ENDPOINT"))), Some(0));
         assert_eq!(obs_point_of(Some(&Value::from(101))), Some(0));
         assert_eq!(obs_point_of(Some(&Value::from("UNKNOWN_POINT"))), None);
-        assert_eq!(agent_kind(Some(&Value::from("ENDPOINT_REGENERATE_SUCCESS"))), 3);
+        assert_eq!(
+            agent_kind(Some(&Value::from("ENDPOINT_REGENERATE_SUCCESS"))),
+            3
+        );
         assert_eq!(agent_kind(Some(&Value::from("IPCACHE_DELETED"))), 10);
     }
 
@@ -1225,7 +1256,10 @@ mod tests {
             parse_rfc3339("2023-08-21T14:12:18.5101754159+02:00"),
             Some(1_692_619_938_510_175_415)
         );
-        assert_eq!(parse_rfc3339("2024-02-29T00:00:00.1Z"), Some(1_709_164_800_100_000_000));
+        assert_eq!(
+            parse_rfc3339("2024-02-29T00:00:00.1Z"),
+            Some(1_709_164_800_100_000_000)
+        );
         for bad in [
             "",
             "2023-08-21",
@@ -1243,12 +1277,17 @@ mod tests {
     #[test]
     fn sniffing() {
         assert!(looks_like_hubble(&[PRINTER.trim_end()]));
-        assert!(looks_like_hubble(&["", "$ hubble observe", EXPORT.trim_end()]));
+        assert!(looks_like_hubble(&[
+            "",
+            "$ hubble observe",
+            EXPORT.trim_end()
+        ]));
         assert!(looks_like_hubble(&MIXED.lines().collect::<Vec<_>>()));
         // cilium monitor -j (FORMAT.md §12 keys) and our own lines are not Hubble's.
         let monitor = r#"{"cpu":"CPU 01","type":"drop","mark":"0x0","reason":"Policy denied","source":0,"bytes":54,"srcLabel":12345,"dstLabel":680,"dstID":0,"Line":0,"File":0,"ExtError":0,"Ifindex":9}"#;
         assert!(!looks_like_hubble(&[monitor, monitor]));
-        let own = r#"{"origin":"kernel","reason":3,"time":"2023-11-14T22:13:20.000000000Z","ts_ns":1}"#;
+        let own =
+            r#"{"origin":"kernel","reason":3,"time":"2023-11-14T22:13:20.000000000Z","ts_ns":1}"#;
         assert!(!looks_like_hubble(&[own]));
         assert!(!looks_like_hubble(&["", "hello", "{\"cut"]));
     }
@@ -1284,11 +1323,7 @@ mod tests {
         }
 
         fn line() -> impl Strategy<Value = String> {
-            prop_oneof![
-                garbled(),
-                ".*",
-                "\\{[\"a-z_:0-9,\\[\\]{}.-]{0,80}\\}",
-            ]
+            prop_oneof![garbled(), ".*", "\\{[\"a-z_:0-9,\\[\\]{}.-]{0,80}\\}",]
         }
 
         proptest! {

@@ -56,12 +56,18 @@ impl LineParser for OwnJsonParser {
 /// `ts_ns` (events) or a notice `type`. `cilium monitor -j` and Hubble lines have no `origin`.
 pub fn looks_like_own_json(lines: &[&str]) -> bool {
     let (mut ours, mut other) = (0, 0);
-    for l in lines.iter().map(|l| l.trim()).filter(|l| !l.is_empty()).take(8) {
+    for l in lines
+        .iter()
+        .map(|l| l.trim())
+        .filter(|l| !l.is_empty())
+        .take(8)
+    {
         let Ok(Value::Object(o)) = serde_json::from_str::<Value>(l) else {
             continue;
         };
         let origin = o.get("origin").and_then(Value::as_str);
-        let event = matches!(origin, Some("kernel" | "capture" | "cilium")) && o.contains_key("ts_ns");
+        let event =
+            matches!(origin, Some("kernel" | "capture" | "cilium")) && o.contains_key("ts_ns");
         let notice = origin == Some("cilium")
             && matches!(
                 o.get("type").and_then(Value::as_str),
@@ -77,7 +83,10 @@ pub fn looks_like_own_json(lines: &[&str]) -> bool {
 }
 
 fn parse(o: &Map<String, Value>) -> Result<Item, &'static str> {
-    let origin = o.get("origin").and_then(Value::as_str).ok_or("not_a_flow")?;
+    let origin = o
+        .get("origin")
+        .and_then(Value::as_str)
+        .ok_or("not_a_flow")?;
     if origin == "cilium" && !o.contains_key("ts_ns") {
         return notice(o).map(Item::Notice);
     }
@@ -616,7 +625,10 @@ mod tests {
         assert_eq!(r.ts_ns, Some(1_700_000_000_000_000_000));
         assert_eq!(r.cpu, None);
         let h = r.headers.as_ref().unwrap();
-        assert_eq!((h.proto, h.sport, h.dport, h.tcp_flags), (17, 4000, 53, None));
+        assert_eq!(
+            (h.proto, h.sport, h.dport, h.tcp_flags),
+            (17, 4000, 53, None)
+        );
         let Item::Record(r) = &out[2] else { panic!() };
         assert_eq!(r.headers.as_ref().unwrap().proto, 0);
         let want: Vec<(&str, u64)> = vec![

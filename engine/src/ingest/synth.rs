@@ -365,24 +365,81 @@ mod tests {
         let file = dir.join("synth.pcap");
         std::fs::write(&file, pcap(&packets)).unwrap();
         let out = std::process::Command::new("tshark")
-            .args(["-n", "-o", "tcp.check_checksum:TRUE", "-o", "udp.check_checksum:TRUE"])
+            .args([
+                "-n",
+                "-o",
+                "tcp.check_checksum:TRUE",
+                "-o",
+                "udp.check_checksum:TRUE",
+            ])
             .arg("-r")
             .arg(&file)
-            .args(["-T", "fields", "-E", "separator=|", "-e", "ip.src", "-e", "ipv6.src"])
-            .args(["-e", "ip.dst", "-e", "ipv6.dst", "-e", "tcp.srcport", "-e", "udp.srcport"])
-            .args(["-e", "sctp.srcport", "-e", "tcp.dstport", "-e", "udp.dstport"])
-            .args(["-e", "sctp.dstport", "-e", "tcp.flags", "-e", "icmp.type", "-e", "icmpv6.type"])
-            .args(["-e", "icmp.code", "-e", "icmpv6.code", "-e", "_ws.expert.severity"])
+            .args([
+                "-T",
+                "fields",
+                "-E",
+                "separator=|",
+                "-e",
+                "ip.src",
+                "-e",
+                "ipv6.src",
+            ])
+            .args([
+                "-e",
+                "ip.dst",
+                "-e",
+                "ipv6.dst",
+                "-e",
+                "tcp.srcport",
+                "-e",
+                "udp.srcport",
+            ])
+            .args([
+                "-e",
+                "sctp.srcport",
+                "-e",
+                "tcp.dstport",
+                "-e",
+                "udp.dstport",
+            ])
+            .args([
+                "-e",
+                "sctp.dstport",
+                "-e",
+                "tcp.flags",
+                "-e",
+                "icmp.type",
+                "-e",
+                "icmpv6.type",
+            ])
+            .args([
+                "-e",
+                "icmp.code",
+                "-e",
+                "icmpv6.code",
+                "-e",
+                "_ws.expert.severity",
+            ])
             .output()
             .unwrap();
         let _ = std::fs::remove_dir_all(&dir);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let text = String::from_utf8(out.stdout).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), cases.len(), "{text}");
         for (h, line) in cases.iter().zip(lines) {
             let f: Vec<&str> = line.split('|').collect();
-            let pick = |a: &str, b: &str| if a.is_empty() { b.to_string() } else { a.to_string() };
+            let pick = |a: &str, b: &str| {
+                if a.is_empty() {
+                    b.to_string()
+                } else {
+                    a.to_string()
+                }
+            };
             let src: IpAddr = pick(f[0], f[1]).parse().unwrap();
             let dst: IpAddr = pick(f[2], f[3]).parse().unwrap();
             assert_eq!((Some(src), Some(dst)), (h.src, h.dst), "{line}");
