@@ -26,8 +26,14 @@ fn flows(s: &serde_json::Value) -> BTreeMap<String, u64> {
     for f in s["flows"].as_array().expect("flows") {
         let k = format!(
             "{} {} {} {} {} {} {} {}",
-            f["src"], f["dst"], f["sport"], f["dport"], f["proto"], f["reason_name"],
-            f["src_identity"], f["dst_identity"]
+            f["src"],
+            f["dst"],
+            f["sport"],
+            f["dport"],
+            f["proto"],
+            f["reason_name"],
+            f["src_identity"],
+            f["dst_identity"]
         );
         *m.entry(k).or_insert(0) += f["packets"].as_u64().unwrap();
     }
@@ -115,7 +121,16 @@ fn monitor_vv_text_and_json_lines_give_back_the_capture() {
     let (orig_w, orig_s) = (dir.path("orig.pcapng"), dir.path("orig.json"));
     let s = stream.to_str().unwrap();
     replay(
-        &["-t", "drop", "-q", s, "-w", orig_w.to_str().unwrap(), "--stats-json", orig_s.to_str().unwrap()],
+        &[
+            "-t",
+            "drop",
+            "-q",
+            s,
+            "-w",
+            orig_w.to_str().unwrap(),
+            "--stats-json",
+            orig_s.to_str().unwrap(),
+        ],
         None,
     );
     let text = dir.path("mon.txt");
@@ -127,16 +142,33 @@ fn monitor_vv_text_and_json_lines_give_back_the_capture() {
     assert!(drops >= 200, "{drops}");
 
     for (tag, input) in [("text", &text), ("json", &json)] {
-        let (w, j) = (dir.path(&format!("{tag}.pcapng")), dir.path(&format!("{tag}.json")));
+        let (w, j) = (
+            dir.path(&format!("{tag}.pcapng")),
+            dir.path(&format!("{tag}.json")),
+        );
         let err = replay(
-            &[input.to_str().unwrap(), "-q", "-w", w.to_str().unwrap(), "--stats-json", j.to_str().unwrap()],
+            &[
+                input.to_str().unwrap(),
+                "-q",
+                "-w",
+                w.to_str().unwrap(),
+                "--stats-json",
+                j.to_str().unwrap(),
+            ],
             None,
         );
         let back = read_json(&j);
         assert_eq!(back["accounting"]["reconciled"], true, "{tag}: {err}");
-        assert_eq!(back["accounting"]["totals"]["processed"], drops, "{tag}: {err}");
+        assert_eq!(
+            back["accounting"]["totals"]["processed"], drops,
+            "{tag}: {err}"
+        );
         assert_eq!(flows(&back), flows(&orig), "{tag}: {err}");
-        assert_eq!(packets(&w), packets(&orig_w), "{tag}: packets differ: {err}");
+        assert_eq!(
+            packets(&w),
+            packets(&orig_w),
+            "{tag}: packets differ: {err}"
+        );
         for reason in ["Policy denied", "Invalid source ip"] {
             let filter = format!("frame.comment contains \"{reason}\"");
             assert_eq!(
@@ -153,7 +185,11 @@ fn monitor_vv_text_and_json_lines_give_back_the_capture() {
         .stdin(std::fs::File::open(&text).unwrap())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(flows(&read_json(&j)), flows(&orig));
 }
 
@@ -214,7 +250,14 @@ fn a_messy_paste_recovers_every_record_and_counts_the_rest() {
     let j = dir.path("s.json");
     let w = dir.path("p.pcapng");
     let out = dropscope()
-        .args(["replay", "-q", "-w", w.to_str().unwrap(), "--stats-json", j.to_str().unwrap()])
+        .args([
+            "replay",
+            "-q",
+            "-w",
+            w.to_str().unwrap(),
+            "--stats-json",
+            j.to_str().unwrap(),
+        ])
         .arg(&file)
         .output()
         .unwrap();
@@ -231,6 +274,9 @@ fn a_messy_paste_recovers_every_record_and_counts_the_rest() {
         .sum();
     // The three banner lines and the noise lines.
     assert_eq!(skipped, noise + 3, "{err}");
-    assert_eq!(tshark_count(&w, "frame.comment contains \"Policy denied\""), good as usize);
+    assert_eq!(
+        tshark_count(&w, "frame.comment contains \"Policy denied\""),
+        good as usize
+    );
     let _ = std::io::stdout().flush();
 }

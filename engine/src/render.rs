@@ -359,6 +359,21 @@ impl<'n> Renderer<'n> {
         }
         m.insert("len".into(), e.orig_len.into());
         m.insert("caplen".into(), (e.data.len() as u64).into());
+        // The captured bytes (hex) and what they start with: `dropscope replay` reads the
+        // lines back into packets.
+        m.insert(
+            "link".into(),
+            match e.link {
+                crate::event::LinkType::Ethernet => "ethernet",
+                crate::event::LinkType::RawIp => "raw_ip",
+            }
+            .into(),
+        );
+        let mut hex = String::with_capacity(e.data.len() * 2);
+        for b in e.data.iter() {
+            let _ = write!(hex, "{b:02x}");
+        }
+        m.insert("packet".into(), hex.into());
         summary_json(&mut m, s);
         out.push_str(&serde_json::Value::Object(m).to_string());
     }

@@ -8,8 +8,9 @@
 //!   `type`); `"type":"lost"|"agent"|"l7"|"unknown"` → the [`Notice`] it was written from;
 //! * `ts_ns`, `cpu`, `len` (the wire length), `ifindex`, `netns`; the headers of the packet
 //!   summary (`src`, `dst`, `proto`, `sport`, `dport`, `tcp_flags`, `icmp_type`/`icmp_code`)
-//!   as [`FlowHeaders`]. The lines carry no packet bytes (only `caplen`), so `packet` is
-//!   always `None`; `link` is Ethernet, what [`super::synth::synthesize`] builds.
+//!   as [`FlowHeaders`]. Lines written since the `packet` member was added carry the
+//!   captured bytes (hex) and `link`; older lines carry only `caplen`: `packet` is `None`
+//!   then, and the headers key the flow (what [`super::synth::synthesize`] builds from).
 //!
 //! Skips, by kind: `empty`, `not_a_record`, `cut_record`, `bad_json`, `not_a_flow` (JSON
 //! without our `origin`), `unsupported` (an origin or Cilium type this reader does not know).
@@ -112,14 +113,32 @@ fn parse(o: &Map<String, Value>) -> Result<Item, &'static str> {
             .and_then(Value::as_u64)
             .and_then(|c| u32::try_from(c).ok()),
         cause,
-        packet: None,
-        link: LinkType::Ethernet,
+        packet: o.get("packet").and_then(Value::as_str).and_then(unhex),
+        link: match o.get("link").and_then(Value::as_str) {
+            Some("raw_ip") => LinkType::RawIp,
+            _ => LinkType::Ethernet,
+        },
         orig_len: num(o, "len"),
         ifindex: num(o, "ifindex"),
         netns: num(o, "netns"),
         headers: headers(o),
         names: None,
     }))
+}
+
+/// Lower- or upper-case hex, two digits a byte; `None` on anything else (or odd length).
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    let b = s.as_bytes();
+    if b.len() % 2 != 0 {
+        return None;
+    }
+    let nib = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    };
+    b.chunks(2).map(|p| Some(nib(p[0])? << 4 | nib(p[1])?)).collect()
 }
 
 fn notice(o: &Map<String, Value>) -> Result<Notice, &'static str> {
@@ -508,6 +527,7 @@ mod tests {
             let h = &flows[i % flows.len()];
             let (bytes, link) = synthesize(h, 0).unwrap();
             let e = Event {
+                meta: None,
                 ts_ns: 1_700_000_000_000_000_000 + i as u64 * 1_234_567_891,
                 ifindex: 3 + i as u32,
                 netns: 4_026_531_840 + i as u32,
@@ -527,8 +547,8 @@ mod tests {
                 ts_ns: Some(e.ts_ns),
                 cpu: (e.cpu != u32::MAX).then_some(e.cpu),
                 cause,
-                packet: None,
-                link: LinkType::Ethernet,
+                packet: Some(e.data.to_vec()),
+                link: e.link,
                 orig_len: e.orig_len,
                 ifindex: e.ifindex,
                 netns: e.netns,

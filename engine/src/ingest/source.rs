@@ -63,7 +63,7 @@ impl TextFormat {
                 Box::new(super::monitor_json::MonitorJsonParser::new(release))
             }
             TextFormat::Hubble => Box::new(super::hubble::HubbleParser::new(release)),
-            TextFormat::OwnJson => Box::new(super::own_json::OwnJsonParser::new(release)),
+            TextFormat::OwnJson => Box::new(super::own_json::OwnJsonParser::new()),
         }
     }
 }
