@@ -57,6 +57,7 @@ use crate::event::{Cause, LinkType, Notice};
 /// Reverse maps of the release-specific strings.
 #[derive(Clone, Debug)]
 pub(crate) struct Reverse {
+    #[allow(dead_code)]
     pub release: CiliumRelease,
     reasons: HashMap<&'static str, u8>,
     files: HashMap<&'static str, u8>,
@@ -377,8 +378,8 @@ pub(crate) fn parse_debug_message(msg: &str, d: &mut DebugMsg) {
 /// `DebugCapture.subTypeString` at the start of `s` -> (subtype, arg1, rest of the line).
 pub(crate) fn parse_capture_message(s: &str) -> Option<(u8, u32, &str)> {
     let num_then = |r: &str| -> Option<(u32, usize)> {
-        let n = r.bytes().take_while(u8::is_ascii_digit).count();
-        Some((r.get(..n)?.parse().ok()?, n))
+        let (digits, _) = split_glued_digits(r)?;
+        Some((digits.parse().ok()?, digits.len()))
     };
     const IFX: [(&str, u8); 6] = [
         ("Delivery to ifindex ", 4),
@@ -1224,25 +1225,30 @@ fn parse_candidate(rv: &Reverse, s: &str) -> Option<Parsed> {
     parse_capture_info(s).map(Parsed::Record)
 }
 
-/// Drop IP-TRACE-ID line of `-vv` (` [ IP-TRACE-ID=N` then maybe the dump or dissection
-/// glued on). Returns (id, glued tail).
-fn parse_drop_trace_id(s: &str) -> Option<(u64, &str)> {
-    let r = s.strip_prefix(" [ IP-TRACE-ID=")?;
+/// Leading decimal digits of `r`, and the rest; when a hex dump's first line (`00000000  `)
+/// is glued onto the number (Go's missing newlines), its offset is not part of the number.
+fn split_glued_digits(r: &str) -> Option<(&str, &str)> {
     let n = r.bytes().take_while(u8::is_ascii_digit).count();
-    let digits = r.get(..n)?;
-    let rest = r.get(n..)?;
-    if rest.is_empty() {
-        return Some((digits.parse().ok()?, ""));
-    }
-    // A glued hex dump: the digits end with the dump's `00000000` offset.
+    let (digits, rest) = (r.get(..n)?, r.get(n..)?);
     if n > 8 && digits.ends_with("00000000") && rest.starts_with("  ") {
         let cut = n - 8;
         let tail = r.get(cut..)?;
         if parse_hex_line(tail).is_some_and(|h| h.n > 0) {
-            return Some((digits.get(..cut)?.parse().ok()?, tail));
+            return Some((digits.get(..cut)?, tail));
         }
     }
-    Some((digits.parse().ok()?, rest))
+    if n == 0 {
+        return None;
+    }
+    Some((digits, rest))
+}
+
+/// Drop IP-TRACE-ID line of `-vv` (` [ IP-TRACE-ID=N` then maybe the dump or dissection
+/// glued on). Returns (id, glued tail).
+fn parse_drop_trace_id(s: &str) -> Option<(u64, &str)> {
+    let r = s.strip_prefix(" [ IP-TRACE-ID=")?;
+    let (digits, tail) = split_glued_digits(r)?;
+    Some((digits.parse().ok()?, tail))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1387,7 +1393,11 @@ pub fn looks_like_monitor_text(lines: &[&str]) -> bool {
         }
         let hit = match classify(l) {
             Kind::Separator | Kind::Hex => true,
-            Kind::Banner => l.trim_start().starts_with("Listening for events on "),
+            Kind::Banner => {
+                let t = l.trim_start();
+                t.starts_with("Listening for events on ") || t.starts_with("Press Ctrl-C")
+            }
+            Kind::Prompt => l.contains("cilium monitor") || l.contains("cilium-dbg monitor"),
             Kind::Candidate => parse_candidate(&rv, l).is_some(),
             _ => false,
         };
@@ -1399,5 +1409,644 @@ pub fn looks_like_monitor_text(lines: &[&str]) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
+    use super::*;
+    use crate::cilium::format::{Formatter, Verbosity, MSG_SEPARATOR};
+    use crate::ingest::clean_line;
+    use crate::testutil::hex;
+
+    pub(crate) const TCP_SYN: &str = "0233456789ab0123456789ab0800450000280001000040066abc0102030405060708005001bb0000000000000000500220007dc40000";
+    pub(crate) const REC_6_1: &str = "04070000077c1a39420000004200000001000000000000000000810000000000f68db22d21d9f68db22d21d9080045000034ea1c400040067831c0a83c0b0a10ecb2192bd3ce2aefd21cb498816780100198d89c00000101080a005ab062005ab0610000";
+    pub(crate) const REC_6_2: &str = "0405a80b5f16f2b85600000056000000680000000000000000000000000000003333ff00b3e5129106e2221a86dd6000000000203affff0200000000000000000001ff00b3e5f00d0000000000000a100000000091958700507500000000f00d0000000000000a1000000000b3e50101129106e2221a000000000000";
+    pub(crate) const VXLAN_6_3: &str = "04070000077c1a3942000000420000000000000000000000000001040000000011121314151601020304050608004500005a000100004011f73ec0a80101c0a801022118270f004690870c000003000002000233456789ab0123456789ab08004500002800010000400666cb0a0100010a010002d3ce1f90000000000000000050022000887f0000";
+    pub(crate) const PV_FWD: &str = "05000c000000000000000000000000002e1600000000000000000012000000000000000000000000";
+    pub(crate) const PV_DROP: &str = "050000000000000000000000000000002e16000069ffffff00000001000000000000000000000000";
+    pub(crate) const DBG: [&str; 4] = [
+        "0201000000000000010000000200000003000000",
+        "023ad204a63b082a0a0b00e90200000000000000",
+        "020bd2048456d59d810000000000000000000000",
+        "02001027785634120a000000140000001e000000",
+    ];
+    pub(crate) const CAP_DELIVERY: &str = "030400000000000000000000000000000100000000000000";
+    pub(crate) const CAP_PROXY: &str = "03090000000000000000000000000000000004d200000000";
+    pub(crate) const SOCK: &str = "07010200901f0000eeffc0000000000000000000000000000a0a0a0a000000000000000000000000";
+
+    /// A v3 drop (Policy denied, bpf_lxc.c:1234, ifindex 5, identity 12345->world, dst_id
+    /// 77, source 321, ip trace id) with the 54-byte TCP SYN and 2 padding bytes.
+    pub(crate) fn drop_record(ip_trace_id: u64, dst_id: u32) -> Vec<u8> {
+        let pkt = hex(TCP_SYN);
+        let mut b = vec![0u8; 48];
+        b[0] = 1;
+        b[1] = 133;
+        b[2..4].copy_from_slice(&321u16.to_le_bytes());
+        b[4..8].copy_from_slice(&0x1234_abcdu32.to_le_bytes());
+        b[8..12].copy_from_slice(&60u32.to_le_bytes());
+        b[12..14].copy_from_slice(&(pkt.len() as u16).to_le_bytes());
+        b[14] = 3;
+        b[16..20].copy_from_slice(&12345u32.to_le_bytes());
+        b[20..24].copy_from_slice(&2u32.to_le_bytes());
+        b[24..28].copy_from_slice(&dst_id.to_le_bytes());
+        b[28..30].copy_from_slice(&1234u16.to_le_bytes());
+        b[30] = 2;
+        b[31] = (-17i8) as u8;
+        b[32..36].copy_from_slice(&5u32.to_le_bytes());
+        b[40..48].copy_from_slice(&ip_trace_id.to_le_bytes());
+        b.extend_from_slice(&pkt);
+        b.extend_from_slice(&[0xde, 0xad]);
+        b
+    }
+
+    pub(crate) fn render(f: &Formatter, cpu: Option<u32>, rec: &[u8]) -> String {
+        let d = decode(rec, &DecodeOptions::default()).unwrap();
+        let mut s = String::new();
+        f.write_line(&mut s, cpu, &d.notification, d.packet);
+        s
+    }
+
+    pub(crate) fn parse_all(text: &str) -> (Vec<Item>, Skips) {
+        let mut p = MonitorTextParser::new(CiliumRelease::Main);
+        let (mut out, mut skips) = (Vec::new(), Skips::default());
+        for l in text.lines() {
+            p.line(&clean_line(l), &mut out, &mut skips);
+        }
+        p.finish(&mut out, &mut skips);
+        (out, skips)
+    }
+
+    fn one(text: &str) -> Record {
+        let (items, skips) = parse_all(text);
+        assert_eq!(skips.total(), 0, "{text:?} -> {skips:?}");
+        assert_eq!(items.len(), 1, "{text:?} -> {items:?}");
+        match items.into_iter().next().unwrap() {
+            Item::Record(r) => r,
+            i => panic!("{i:?}"),
+        }
+    }
+
+    fn vf(v: Verbosity) -> Formatter {
+        Formatter::new(CiliumRelease::Main, v)
+    }
+
+    fn syn_headers() -> FlowHeaders {
+        FlowHeaders {
+            src: Some("1.2.3.4".parse().unwrap()),
+            dst: Some("5.6.7.8".parse().unwrap()),
+            proto: 6,
+            sport: 80,
+            dport: 443,
+            icmp: None,
+            tcp_flags: Some(0x02),
+        }
+    }
+
+    #[test]
+    fn drop_round_trip_info_debug_verbose() {
+        for v in [Verbosity::Info, Verbosity::Debug] {
+            for tid in [0u64, 7] {
+                let text = render(&vf(v), Some(3), &drop_record(tid, 77));
+                let r = one(&text);
+                let want = DropNotify {
+                    msg_type: 1,
+                    subtype: 133,
+                    hash: 0x1234_abcd,
+                    src_label: 12345,
+                    dst_label: 2,
+                    dst_id: 77,
+                    line: 1234,
+                    file: 2,
+                    ext_error: -17,
+                    ifindex: 5,
+                    ip_trace_id: tid,
+                    ..DropNotify::default()
+                };
+                assert_eq!(
+                    r,
+                    Record {
+                        ts_ns: None,
+                        cpu: None,
+                        cause: Cause::Cilium(Notification::Drop(want)),
+                        packet: None,
+                        link: LinkType::Ethernet,
+                        orig_len: 0,
+                        ifindex: 5,
+                        netns: 0,
+                        headers: Some(syn_headers()),
+                        names: None,
+                    }
+                );
+            }
+        }
+        // -vv: hex dump, exact bytes; with and without trace id (glued onto the dump).
+        for tid in [0u64, 9, 100] {
+            let text = render(&vf(Verbosity::Verbose), Some(12), &drop_record(tid, 77));
+            let r = one(&text);
+            let want = DropNotify {
+                msg_type: 1,
+                subtype: 133,
+                source: 321,
+                hash: 0x1234_abcd,
+                orig_len: 60,
+                cap_len: 54,
+                src_label: 12345,
+                dst_label: 2,
+                dst_id: 77,
+                ext_error: -17,
+                ip_trace_id: tid,
+                ..DropNotify::default()
+            };
+            assert_eq!(r.cause, Cause::Cilium(Notification::Drop(want)), "{text}");
+            assert_eq!(r.packet.as_deref(), Some(&hex(TCP_SYN)[..]));
+            assert_eq!((r.cpu, r.orig_len, r.link), (Some(12), 60, LinkType::Ethernet));
+            assert_eq!(r.headers, None);
+        }
+        // -vv --hex: the dissection line gives the headers.
+        let f = Formatter {
+            hex: true,
+            ..vf(Verbosity::Verbose)
+        };
+        for tid in [0u64, 9] {
+            let r = one(&render(&f, Some(1), &drop_record(tid, 0)));
+            assert_eq!(r.packet, None);
+            assert_eq!(r.headers, Some(syn_headers()));
+            let Cause::Cilium(Notification::Drop(d)) = r.cause else {
+                panic!()
+            };
+            assert_eq!((d.ip_trace_id, d.dst_id, d.cap_len), (tid, 0, 0));
+        }
+    }
+
+    #[test]
+    fn trace_round_trip() {
+        let fmt_all = [Verbosity::Info, Verbosity::Debug, Verbosity::Verbose];
+        for h in [REC_6_1, REC_6_2, VXLAN_6_3] {
+            let raw = hex(h);
+            let d = decode(&raw, &DecodeOptions::default()).unwrap();
+            let Notification::Trace(t) = d.notification else {
+                panic!()
+            };
+            for v in fmt_all {
+                for hexdump in [false, true] {
+                    let f = Formatter {
+                        hex: hexdump,
+                        ..vf(v)
+                    };
+                    let text = render(&f, Some(1), &hex(h));
+                    let r = one(&text);
+                    let Cause::Cilium(Notification::Trace(got)) = r.cause else {
+                        panic!("{text}")
+                    };
+                    let mut want = TraceNotify {
+                        msg_type: 4,
+                        obs_point: t.obs_point,
+                        hash: t.hash,
+                        src_label: t.src_label,
+                        dst_label: t.dst_label,
+                        dst_id: t.dst_id,
+                        ifindex: t.ifindex,
+                        ..TraceNotify::default()
+                    };
+                    if v == Verbosity::Verbose {
+                        want.source = t.source;
+                        want.orig_len = t.orig_len;
+                        want.cap_len = t.cap_len;
+                        want.reason = t.reason & 0x7f;
+                        assert_eq!((r.cpu, r.orig_len), (Some(1), t.orig_len));
+                    } else {
+                        want.reason = t.reason;
+                        // `<- endpoint N` names the source.
+                        if t.obs_point == 5 {
+                            want.source = t.source;
+                        }
+                        assert_eq!((r.cpu, r.orig_len), (None, 0));
+                    }
+                    assert_eq!(got, want, "{text}");
+                    if v == Verbosity::Verbose && hexdump {
+                        assert_eq!(r.packet.as_deref(), Some(d.packet), "{text}");
+                        assert_eq!(r.headers, None);
+                    } else {
+                        assert_eq!(r.packet, None);
+                        let summ = crate::cilium::summary::connection_summary(
+                            d.packet,
+                            crate::cilium::summary::SummaryOpts::from_cls_flags(t.flags),
+                        )
+                        .to_string();
+                        assert_eq!(r.headers, parse_summary(&summ).unwrap(), "{summ}");
+                        assert_eq!(r.headers.is_some(), h != VXLAN_6_3, "{summ}");
+                    }
+                }
+            }
+        }
+        // IPv6 orig-ip, proxy port, trace id, unknown reason (encrypt bit set).
+        let t = TraceNotify {
+            msg_type: 4,
+            obs_point: 1,
+            dst_id: 15001,
+            hash: 1,
+            flags: 1,
+            orig_ip: [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9],
+            ip_trace_id: 42,
+            reason: 0x89,
+            ..TraceNotify::default()
+        };
+        for v in fmt_all {
+            let mut s = String::new();
+            vf(v).write_line(&mut s, None, &Notification::Trace(t), &[]);
+            let r = one(&s);
+            assert_eq!(r.cause, Cause::Cilium(Notification::Trace(t)), "{s}");
+            assert_eq!(r.headers, None);
+        }
+    }
+
+    #[test]
+    fn policy_verdict_debug_capture_sock_round_trip() {
+        let r = one(&render(&vf(Verbosity::Info), None, &hex(PV_FWD)));
+        let want = PolicyVerdictNotify {
+            msg_type: 5,
+            source: 12,
+            remote_label: 5678,
+            flags: 0x12,
+            ..PolicyVerdictNotify::default()
+        };
+        assert_eq!(r.cause, Cause::Cilium(Notification::PolicyVerdict(want)));
+        let r = one(&render(&vf(Verbosity::Verbose), None, &hex(PV_DROP)));
+        let want = PolicyVerdictNotify {
+            msg_type: 5,
+            remote_label: 5678,
+            verdict: -1,
+            flags: 0x01,
+            ..PolicyVerdictNotify::default()
+        };
+        assert_eq!(r.cause, Cause::Cilium(Notification::PolicyVerdict(want)));
+        let mut pv = hex(PV_FWD);
+        pv[4..8].copy_from_slice(&0xabcdu32.to_le_bytes());
+        pv[12] = 54;
+        pv[16..20].copy_from_slice(&2u32.to_le_bytes());
+        pv[26] = 6;
+        pv[27] = 0x12 | 0x40;
+        pv[28] = 1;
+        pv.extend_from_slice(&hex(TCP_SYN));
+        let r = one(&render(&vf(Verbosity::Debug), None, &pv));
+        let want = PolicyVerdictNotify {
+            msg_type: 5,
+            source: 12,
+            hash: 0xabcd,
+            remote_label: 2,
+            proto: 6,
+            flags: 0x52,
+            auth_type: 1,
+            ..PolicyVerdictNotify::default()
+        };
+        assert_eq!(r.cause, Cause::Cilium(Notification::PolicyVerdict(want)));
+        assert_eq!(r.headers, Some(syn_headers()));
+
+        // Debug messages: -v and -vv; nothing at INFO.
+        let subtypes = [1u8, 58, 11, 0];
+        for (h, st) in DBG.iter().zip(subtypes) {
+            let raw = hex(h);
+            let d = decode(&raw, &DecodeOptions::default()).unwrap();
+            let Notification::Debug(m) = d.notification else {
+                panic!()
+            };
+            for v in [Verbosity::Debug, Verbosity::Verbose] {
+                let r = one(&render(&vf(v), Some(2), &hex(h)));
+                let mut want = DebugMsg {
+                    msg_type: 2,
+                    subtype: st,
+                    source: m.source,
+                    hash: m.hash,
+                    ..DebugMsg::default()
+                };
+                if st == 1 || st == 0 {
+                    (want.arg1, want.arg2) = (m.arg1, m.arg2);
+                }
+                if st == 1 {
+                    want.arg3 = m.arg3;
+                }
+                assert_eq!(r.cause, Cause::Cilium(Notification::Debug(want)));
+                assert_eq!(r.cpu, Some(2));
+            }
+            assert_eq!(parse_all(&render(&vf(Verbosity::Info), Some(2), &hex(h))).0, vec![]);
+        }
+        // Debug captures: INFO prefixes; -vv glued message + dump / dissection.
+        let r = one(&render(&vf(Verbosity::Info), Some(0), &hex(CAP_DELIVERY)));
+        let want = DebugCapture {
+            msg_type: 3,
+            subtype: 4,
+            arg1: 1,
+            ..DebugCapture::default()
+        };
+        assert_eq!(r.cause, Cause::Cilium(Notification::DebugCapture(want)));
+        let r = one(&render(&vf(Verbosity::Info), Some(0), &hex(CAP_PROXY)));
+        let want = DebugCapture {
+            msg_type: 3,
+            subtype: 9,
+            // Only the low 16 bits of arg1 are printed (`proxy port 0`).
+            arg1: 0,
+            ..DebugCapture::default()
+        };
+        assert_eq!(r.cause, Cause::Cilium(Notification::DebugCapture(want)));
+        let mut cap = hex(CAP_DELIVERY);
+        cap[4] = 3;
+        cap[8] = 54;
+        cap[12] = 54;
+        cap.extend_from_slice(&hex(TCP_SYN));
+        for hexdump in [true, false] {
+            let f = Formatter {
+                hex: hexdump,
+                ..vf(Verbosity::Verbose)
+            };
+            let text = render(&f, Some(2), &cap);
+            let r = one(&text);
+            let want = DebugCapture {
+                msg_type: 3,
+                subtype: 4,
+                arg1: 1,
+                hash: 3,
+                cap_len: 54,
+                ..DebugCapture::default()
+            };
+            assert_eq!(r.cause, Cause::Cilium(Notification::DebugCapture(want)), "{text}");
+            if hexdump {
+                assert_eq!(r.packet, Some(hex(TCP_SYN)));
+            } else {
+                assert_eq!(r.headers, Some(syn_headers()));
+            }
+        }
+        // Trace-sock with -v only.
+        let raw = hex(SOCK);
+            let d = decode(&raw, &DecodeOptions::default()).unwrap();
+        let r = one(&render(&vf(Verbosity::Debug), Some(0), &hex(SOCK)));
+        assert_eq!(r.cause, Cause::Cilium(d.notification));
+        assert_eq!(r.cpu, Some(0));
+    }
+
+    #[test]
+    fn notices_and_unknown_events() {
+        let f = vf(Verbosity::Info);
+        let mut s = String::new();
+        f.write_lost(&mut s, 3, 7);
+        f.write_unknown_payload(&mut s, 5, 1, 0);
+        f.write_agent(&mut s, 5, "{\"x\":1}");
+        f.write_unknown_event(&mut s, Some(1), &hex(DBG[1]));
+        s.push_str("cannot decode message type '4': Unrecognized trace event (version 255)\n");
+        let (items, skips) = parse_all(&s);
+        assert_eq!(skips.0.get("decode_error"), Some(&1));
+        assert_eq!(skips.total(), 1);
+        let raw = hex(DBG[1]);
+            let d = decode(&raw, &DecodeOptions::default()).unwrap();
+        assert_eq!(
+            items,
+            vec![
+                Item::Notice(Notice::Lost { cpu: 3, count: 7 }),
+                Item::Notice(Notice::Unknown { typ: 5, cpu: 1 }),
+                Item::Notice(Notice::Agent {
+                    kind: 5,
+                    text: "{\"x\":1}".into()
+                }),
+                Item::Record(new_record(d.notification, Some(1))),
+            ]
+        );
+    }
+
+    #[test]
+    fn summaries() {
+        let h = |s: &str| parse_summary(s).unwrap().unwrap();
+        let i = h("1.2.3.4 -> 5.6.7.8 icmp DestinationUnreachable(Host)");
+        assert_eq!((i.proto, i.icmp), (1, Some((3, 1))));
+        let i = h("ff02::1:ff00:b3e5 -> f00d::a10:0:0:9195 icmp NeighborSolicitation");
+        assert_eq!((i.proto, i.icmp), (58, Some((135, 0))));
+        assert_eq!(h("1.2.3.4 -> 5.6.7.8 icmp EchoRequest(Code: 3)").icmp, Some((8, 3)));
+        assert_eq!(h("1.2.3.4 -> 5.6.7.8 icmp 200(4)").icmp, Some((200, 4)));
+        let t = h("[f00d::1]:80 -> [f00d::2]:443 tcp SYN, ACK");
+        assert_eq!((t.sport, t.dport, t.tcp_flags), (80, 443, Some(0x12)));
+        assert_eq!(h("1.2.3.4:5 -> 5.6.7.8:6 udp").proto, 17);
+        assert_eq!(h("1.2.3.4 -> 224.0.0.251 igmp IGMPv2 Membership Report 224.0.0.251").proto, 2);
+        assert_eq!(
+            h("1.2.3.4:80 -> 5.6.7.8:443 tcp SYN [tunnel 1.1.1.1:8472 -> 2.2.2.2:9999 vxlan]"),
+            syn_headers()
+        );
+        assert_eq!(parse_summary("[unknown]"), Ok(None));
+        assert_eq!(parse_summary("[error]"), Ok(None));
+        assert_eq!(parse_summary("01:02:03:04:05:06 -> 11:12:13:14:15:16 ARP"), Ok(None));
+        assert!(parse_summary("1.2.3.4:80 -> 5.6.").is_err());
+        assert!(parse_summary("1.2.3.4:80 -> 5.6.7.8:443 tcp SYNfoo").is_err());
+        // gopacket layer lines (real -vv trace dissection).
+        let mut f = FlowHeaders::default();
+        assert!(apply_layer_line("IPv4\t{Contents=[..20..] Payload=[..32..] Version=4 IHL=5 TOS=0 Length=52 Id=0 Flags=DF FragOffset=0 TTL=64 Protocol=TCP Checksum=0 SrcIP=10.0.0.1 DstIP=10.0.0.2 Options=[] Padding=[]}", &mut f));
+        assert!(apply_layer_line("TCP\t{Contents=[..32..] Payload=[] SrcPort=443(https) DstPort=36000 Seq=1 Ack=0 DataOffset=8 FIN=false SYN=true RST=false PSH=false ACK=true URG=false ECE=false CWR=false NS=false Window=1 Checksum=0 Urgent=0 Options=[] Padding=[]}", &mut f));
+        assert_eq!((f.proto, f.sport, f.dport, f.tcp_flags), (6, 443, 36000, Some(0x12)));
+        assert_eq!(f.dst, Some("10.0.0.2".parse().unwrap()));
+    }
+
+    #[test]
+    fn fixtures() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/monitor/");
+        let read = |n: &str| std::fs::read_to_string(format!("{dir}{n}")).unwrap();
+        // INFO paste from a ticket.
+        let (items, skips) = parse_all(&read("info_paste.txt"));
+        let recs: Vec<&Record> = items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Record(r) => Some(r),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(recs.len(), 6, "{items:#?}");
+        assert_eq!(skips.0.get("prompt"), Some(&1));
+        assert_eq!(skips.0.get("banner"), Some(&2));
+        assert_eq!(skips.0.get("blank"), Some(&1));
+        assert_eq!(skips.total(), 4, "{skips:?}");
+        let Cause::Cilium(Notification::Drop(d)) = recs[0].cause else {
+            panic!()
+        };
+        assert_eq!((d.subtype, d.src_label, d.dst_label, d.file, d.line), (133, 12345, 2, 2, 1234));
+        assert!(items.contains(&Item::Notice(Notice::Lost { cpu: 1, count: 12 })));
+        // -vv --hex paste: traces with dumps (one cut), a dissected drop, a dump-less header.
+        let (items, skips) = parse_all(&read("vv_paste.txt"));
+        let recs: Vec<&Record> = items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Record(r) => Some(r),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(recs.len(), 4, "{items:#?}");
+        assert_eq!(recs[0].packet, Some(hex(TCP_SYN)));
+        assert_eq!((recs[0].ifindex, recs[0].cpu, recs[0].orig_len), (17, Some(1), 54));
+        assert_eq!(recs[1].packet.as_deref(), Some(&hex(REC_6_1)[32..72]));
+        assert_eq!(recs[2].packet, None);
+        assert_eq!(recs[2].headers, Some(syn_headers()));
+        let Cause::Cilium(Notification::Drop(d)) = recs[2].cause else {
+            panic!()
+        };
+        assert_eq!((d.subtype, d.source, d.src_label, d.dst_label, d.dst_id), (151, 7, 2, 1, 12));
+        assert_eq!(recs[3].packet, None);
+        // The cut line and the two after it (out of sequence).
+        assert_eq!(skips.0.get("bad_hex_dump"), Some(&3), "{skips:?}");
+        assert_eq!(skips.0.get("hex_dump_length"), Some(&1));
+        assert_eq!(skips.0.get("missing_hex_dump"), Some(&1));
+        assert_eq!(skips.total(), 8, "{skips:?}");
+        assert_eq!(skips.0.get("prompt"), Some(&1));
+        assert_eq!(skips.0.get("banner"), Some(&2));
+    }
+
+    /// A 10,000-line paste at one verbosity with noise mixed in: exact counts.
+    fn paste(verbose: bool) -> (String, usize, BTreeMapCounts) {
+        let f = if verbose {
+            vf(Verbosity::Verbose)
+        } else {
+            vf(Verbosity::Info)
+        };
+        let mut text = String::from(
+            "\x1b]0;node\x07$ kubectl -n kube-system exec ds/cilium -- cilium-dbg monitor -vv\r\nListening for events on 2 CPUs with 64x4096 of shared memory\nPress Ctrl-C to quit\n",
+        );
+        let mut want = BTreeMapCounts::default();
+        want.add("prompt", 1);
+        want.add("banner", 2);
+        let mut good = 0usize;
+        let mut i = 0u32;
+        let mut lines = 3usize;
+        while lines < 10_000 {
+            i += 1;
+            let rec = render(&f, Some(i % 4), &drop_record(u64::from(i % 3), i % 5));
+            let n = rec.lines().count();
+            match i % 10 {
+                // A colourised record.
+                0 => {
+                    for l in rec.lines() {
+                        text.push_str(&format!("\x1b[1;31m{l}\x1b[0m\r\n"));
+                    }
+                    good += 1;
+                }
+                // The header or INFO line wrapped at 50 columns.
+                1 => {
+                    for l in rec.lines() {
+                        if l.len() > 60 && (l.starts_with("CPU ") || l.starts_with("xx drop")) {
+                            text.push_str(&l[..50]);
+                            text.push('\n');
+                            text.push_str(&l[50..]);
+                            text.push('\n');
+                            lines += 1;
+                        } else {
+                            text.push_str(l);
+                            text.push('\n');
+                        }
+                    }
+                    good += 1;
+                }
+                // A cut hex dump (verbose) / a cut line (INFO).
+                2 => {
+                    let ls: Vec<&str> = rec.lines().collect();
+                    if verbose {
+                        let last = ls.len() - 1;
+                        for (k, l) in ls.iter().enumerate() {
+                            if k == last - 1 {
+                                text.push_str(&l[..30]);
+                            } else {
+                                text.push_str(l);
+                            }
+                            text.push('\n');
+                        }
+                        // The line after the cut one is out of sequence.
+                        want.add("bad_hex_dump", 2);
+                        good += 1;
+                    } else {
+                        text.push_str(&ls[0][..40]);
+                        text.push_str("\n\n");
+                        want.add("cut_record", 1);
+                        want.add("blank", 1);
+                        lines += 1;
+                    }
+                }
+                // Blank lines and a prompt between records.
+                3 => {
+                    text.push_str(&rec);
+                    text.push_str("\n$ \nsome unrelated output\n");
+                    want.add("blank", 1);
+                    want.add("prompt", 1);
+                    want.add("not_a_record", 1);
+                    lines += 3;
+                    good += 1;
+                }
+                _ => {
+                    text.push_str(&rec);
+                    good += 1;
+                }
+            }
+            lines += n;
+        }
+        (text, good, want)
+    }
+
+    #[derive(Default, Debug, PartialEq)]
+    struct BTreeMapCounts(std::collections::BTreeMap<&'static str, u64>);
+    impl BTreeMapCounts {
+        fn add(&mut self, k: &'static str, n: u64) {
+            *self.0.entry(k).or_insert(0) += n;
+        }
+    }
+
+    #[test]
+    fn ten_thousand_line_pastes() {
+        for verbose in [false, true] {
+            let (text, good, want) = paste(verbose);
+            assert!(text.lines().count() >= 10_000);
+            let (items, skips) = parse_all(&text);
+            let recs = items.iter().filter(|i| matches!(i, Item::Record(_))).count();
+            assert_eq!(recs, good, "verbose={verbose}");
+            assert_eq!(skips.0, want.0, "verbose={verbose}");
+            for it in &items {
+                let Item::Record(r) = it else { panic!() };
+                let Cause::Cilium(Notification::Drop(d)) = r.cause else {
+                    panic!()
+                };
+                assert_eq!((d.subtype, d.src_label, d.dst_label), (133, 12345, 2));
+                if verbose {
+                    let p = r.packet.as_deref().unwrap();
+                    assert!(hex(TCP_SYN).starts_with(p), "{p:?}");
+                } else {
+                    assert_eq!(r.headers, Some(syn_headers()));
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn garbled_lines_never_panic(lines in proptest::collection::vec(
+            proptest::prop_oneof![
+                "\\PC{0,120}",
+                "(CPU [0-9-]{2}: |xx drop \\(|-> |<- |Policy verdict log: |00000000  |>> )\\PC{0,100}",
+                "[0-9a-f]{8}  ([0-9a-f]{2} ){0,16} \\|.{0,16}\\|",
+            ], 0..40),
+            cut in 0usize..200)
+        {
+            let mut p = MonitorTextParser::new(CiliumRelease::V1_16);
+            let (mut out, mut skips) = (Vec::new(), Skips::default());
+            let good = render(&vf(Verbosity::Verbose), Some(1), &drop_record(5, 3));
+            for l in good.lines().chain(lines.iter().map(String::as_str)) {
+                let l = l.get(..cut.min(l.len())).unwrap_or(l);
+                p.line(&clean_line(l), &mut out, &mut skips);
+            }
+            p.finish(&mut out, &mut skips);
+            let _ = looks_like_monitor_text(&lines.iter().map(String::as_str).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn sniffing() {
+        let info = render(&vf(Verbosity::Info), None, &drop_record(0, 0));
+        let vv = render(&vf(Verbosity::Verbose), Some(1), &drop_record(0, 0));
+        assert!(looks_like_monitor_text(&info.lines().collect::<Vec<_>>()));
+        assert!(looks_like_monitor_text(&vv.lines().collect::<Vec<_>>()));
+        assert!(looks_like_monitor_text(&[
+            "$ cilium-dbg monitor",
+            "Listening for events on 2 CPUs with 64x4096 of shared memory",
+            "Press Ctrl-C to quit",
+        ]));
+        assert!(!looks_like_monitor_text(&["{\"flow\":{}}", "{\"flow\":{}}"]));
+        assert!(!looks_like_monitor_text(&["hello", "world"]));
+        assert!(!looks_like_monitor_text(&[]));
+        let _ = MSG_SEPARATOR;
+    }
 }
