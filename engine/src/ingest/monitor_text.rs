@@ -413,7 +413,7 @@ pub(crate) fn parse_capture_message(s: &str) -> Option<(u8, u32, &str)> {
 }
 
 /// gopacket `LayerString` lines (`IPv4\t{... SrcIP=1.2.3.4 DstIP=...}`) folded into headers.
-fn apply_layer_line(line: &str, h: &mut FlowHeaders) -> bool {
+pub(crate) fn apply_layer_line(line: &str, h: &mut FlowHeaders) -> bool {
     let line = line.trim_start();
     let Some((layer, body)) = line.split_once(|c: char| c == '\t' || c == ' ') else {
         return false;
