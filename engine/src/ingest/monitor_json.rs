@@ -23,8 +23,8 @@
 use serde_json::{Map, Value};
 
 use super::monitor_text::{
-    parse_capture_message, parse_debug_message, parse_obs_point,
-    parse_summary, parse_trace_reason, MonitorTextParser, Reverse,
+    parse_capture_message, parse_debug_message, parse_obs_point, parse_summary, parse_trace_reason,
+    MonitorTextParser, Reverse,
 };
 use super::{FlowHeaders, Item, LineParser, Record, Skips};
 use crate::cilium::notify::{
@@ -95,11 +95,7 @@ fn arr16(m: &Obj, k: &str) -> [u8; 16] {
 fn cpu(m: &Obj) -> Option<u32> {
     match m.get("cpu")? {
         Value::Number(n) => n.as_u64().and_then(|v| u32::try_from(v).ok()),
-        Value::String(s) => s
-            .strip_prefix("CPU ")?
-            .trim_end_matches(':')
-            .parse()
-            .ok(),
+        Value::String(s) => s.strip_prefix("CPU ")?.trim_end_matches(':').parse().ok(),
         _ => None,
     }
 }
@@ -275,7 +271,9 @@ fn ours(m: &Obj) -> Option<Notification> {
 
 /// Cilium's `-j` objects.
 fn cilium(rv: &Reverse, m: &Obj) -> Option<Item> {
-    let hash = s(m, "mark").and_then(super::monitor_text::parse_hex_u32).unwrap_or(0);
+    let hash = s(m, "mark")
+        .and_then(super::monitor_text::parse_hex_u32)
+        .unwrap_or(0);
     let n = match s(m, "type")? {
         "drop" => {
             let (subtype, ext) = rv.reason(s(m, "reason")?)?;
@@ -321,8 +319,8 @@ fn cilium(rv: &Reverse, m: &Obj) -> Option<Item> {
             Notification::Debug(d)
         }
         "capture" => {
-            let (subtype, arg1, _) = parse_capture_message(s(m, "message").unwrap_or(""))
-                .unwrap_or((0, 0, ""));
+            let (subtype, arg1, _) =
+                parse_capture_message(s(m, "message").unwrap_or("")).unwrap_or((0, 0, ""));
             Notification::DebugCapture(DebugCapture {
                 msg_type: 3,
                 subtype,
@@ -529,7 +527,10 @@ Policy verdict log: flow 0x0 local EP ID 12, remote ID 5678, proto 0, egress, ac
         assert_eq!(r.cause, Cause::Cilium(Notification::Drop(want)));
         assert_eq!((r.cpu, r.orig_len, r.ifindex), (Some(1), 60, 5));
         let h = r.headers.clone().unwrap();
-        assert_eq!((h.proto, h.sport, h.dport, h.tcp_flags), (6, 80, 443, Some(2)));
+        assert_eq!(
+            (h.proto, h.sport, h.dport, h.tcp_flags),
+            (6, 80, 443, Some(2))
+        );
         assert_eq!(h.src, Some("1.2.3.4".parse().unwrap()));
         let Item::Record(r) = &items[1] else { panic!() };
         let want = TraceNotify {
@@ -544,9 +545,14 @@ Policy verdict log: flow 0x0 local EP ID 12, remote ID 5678, proto 0, egress, ac
         };
         assert_eq!(r.cause, Cause::Cilium(Notification::Trace(want)));
         let h = r.headers.clone().unwrap();
-        assert_eq!((h.src, h.sport, h.dport, h.proto), (Some("192.168.60.11".parse().unwrap()), 6443, 54222, 0));
+        assert_eq!(
+            (h.src, h.sport, h.dport, h.proto),
+            (Some("192.168.60.11".parse().unwrap()), 6443, 54222, 0)
+        );
         let Item::Record(r) = &items[2] else { panic!() };
-        let Cause::Cilium(Notification::Debug(d)) = r.cause else { panic!() };
+        let Cause::Cilium(Notification::Debug(d)) = r.cause else {
+            panic!()
+        };
         assert_eq!((d.subtype, r.cpu), (58, Some(2)));
         let Item::Record(r) = &items[3] else { panic!() };
         let want = DebugCapture {
@@ -567,7 +573,9 @@ Policy verdict log: flow 0x0 local EP ID 12, remote ID 5678, proto 0, egress, ac
             })
         );
         assert_eq!(items[5], Item::Notice(Notice::Lost { cpu: 3, count: 7 }));
-        assert!(matches!(&items[6], Item::Record(r) if matches!(r.cause, Cause::Cilium(Notification::PolicyVerdict(_)))));
+        assert!(
+            matches!(&items[6], Item::Record(r) if matches!(r.cause, Cause::Cilium(Notification::PolicyVerdict(_))))
+        );
     }
 
     #[test]
@@ -585,8 +593,12 @@ Policy verdict log: flow 0x0 local EP ID 12, remote ID 5678, proto 0, egress, ac
         assert!(!looks_like_monitor_json(&[
             r#"{"origin":"cilium","type":"lost","cpu":1,"lost":2}"#
         ]));
-        assert!(!looks_like_monitor_json(&["xx drop (Policy denied) flow 0x0"]));
-        assert!(!super::super::monitor_text::looks_like_monitor_text(&[ours.trim_end()]));
+        assert!(!looks_like_monitor_json(&[
+            "xx drop (Policy denied) flow 0x0"
+        ]));
+        assert!(!super::super::monitor_text::looks_like_monitor_text(&[
+            ours.trim_end()
+        ]));
     }
 
     proptest::proptest! {

@@ -41,8 +41,8 @@ use std::sync::OnceLock;
 use super::{FlowHeaders, Item, LineParser, Record, Skips};
 use crate::cilium::format::write_debug_message;
 use crate::cilium::notify::{
-    decode, DebugCapture, DebugMsg, DecodeOptions, DropNotify, Notification,
-    PolicyVerdictNotify, TraceNotify, TraceSockNotify,
+    decode, DebugCapture, DebugMsg, DecodeOptions, DropNotify, Notification, PolicyVerdictNotify,
+    TraceNotify, TraceSockNotify,
 };
 use crate::cilium::summary::write_icmp_type_code;
 use crate::cilium::tables::{
@@ -201,7 +201,8 @@ fn parse_host_port(s: &str) -> Option<(IpAddr, Option<u16>)> {
 fn is_mac(s: &str) -> bool {
     s.len() == 17
         && s.split(':').count() == 6
-        && s.split(':').all(|p| p.len() == 2 && u8::from_str_radix(p, 16).is_ok())
+        && s.split(':')
+            .all(|p| p.len() == 2 && u8::from_str_radix(p, 16).is_ok())
 }
 
 /// A connection summary (`GetConnectionSummary`) -> headers. `Ok(None)` for summaries that
@@ -279,7 +280,11 @@ pub(crate) fn parse_summary(s: &str) -> Result<Option<FlowHeaders>, ()> {
 fn strip_cpu(s: &str) -> Option<(Option<u32>, &str)> {
     let r = s.strip_prefix("CPU ")?;
     let (n, rest) = r.split_once(':')?;
-    let cpu = if n == "--" { None } else { Some(n.parse().ok()?) };
+    let cpu = if n == "--" {
+        None
+    } else {
+        Some(n.parse().ok()?)
+    };
     Some((cpu, rest.strip_prefix(' ').unwrap_or(rest)))
 }
 
@@ -318,11 +323,7 @@ fn debug_prefixes() -> &'static [(String, u8)] {
         let mut v: Vec<(String, u8)> = Vec::new();
         for st in 1..=67u8 {
             let (a, b) = (render(st, 0), render(st, 0x0a0b_0c0d));
-            let n = a
-                .bytes()
-                .zip(b.bytes())
-                .take_while(|(x, y)| x == y)
-                .count();
+            let n = a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
             let p = a.get(..n).unwrap_or("").to_string();
             if p.starts_with("Unknown message type=") || p.is_empty() {
                 continue;
@@ -335,7 +336,7 @@ fn debug_prefixes() -> &'static [(String, u8)] {
                 out.push((p.clone(), *st));
             }
         }
-        out.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        out.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
         out
     })
 }
@@ -356,7 +357,12 @@ pub(crate) fn parse_debug_message(msg: &str, d: &mut DebugMsg) {
     }
     if let Some(r) = msg.strip_prefix("No message, arg1=") {
         d.subtype = 1;
-        let num = |s: &str| s.split(' ').next().and_then(|x| x.parse().ok()).unwrap_or(0);
+        let num = |s: &str| {
+            s.split(' ')
+                .next()
+                .and_then(|x| x.parse().ok())
+                .unwrap_or(0)
+        };
         let mut r = r;
         d.arg1 = num(r);
         if take(&mut r, "arg2=").is_some() {
@@ -415,7 +421,7 @@ pub(crate) fn parse_capture_message(s: &str) -> Option<(u8, u32, &str)> {
 /// gopacket `LayerString` lines (`IPv4\t{... SrcIP=1.2.3.4 DstIP=...}`) folded into headers.
 pub(crate) fn apply_layer_line(line: &str, h: &mut FlowHeaders) -> bool {
     let line = line.trim_start();
-    let Some((layer, body)) = line.split_once(|c: char| c == '\t' || c == ' ') else {
+    let Some((layer, body)) = line.split_once(['\t', ' ']) else {
         return false;
     };
     let body = body.trim_start();
@@ -1015,7 +1021,11 @@ fn parse_mark_line(rv: &Reverse, cpu: Option<u32>, s: &str) -> Option<Parsed> {
         return None;
     }
     let rec = new_record(Notification::Trace(t), cpu);
-    Some(Parsed::Verbose(Open::new(rec, Some(u32::from(cap_len)), false)))
+    Some(Parsed::Verbose(Open::new(
+        rec,
+        Some(u32::from(cap_len)),
+        false,
+    )))
 }
 
 /// `CPU xx: [xlate] cgroup_id: N sock_cookie: N, dst [IP]:PORT proto `
@@ -1315,8 +1325,8 @@ impl LineParser for MonitorTextParser {
                 // Maybe a wrapped line: join when the halves do not stand alone (a debug
                 // message is free text and parses whatever follows, so it is only joined when
                 // it does not parse alone).
-                let second_ok = matches!(kind, Kind::Candidate)
-                    && parse_candidate(&self.rv, line).is_some();
+                let second_ok =
+                    matches!(kind, Kind::Candidate) && parse_candidate(&self.rv, line).is_some();
                 let first_ok = parse_candidate(&self.rv, &p).is_some();
                 let free_text = is_free_text(&p);
                 if !second_ok && (!first_ok || !free_text) {
@@ -1372,8 +1382,10 @@ impl LineParser for MonitorTextParser {
 fn is_free_text(s: &str) -> bool {
     strip_cpu(s).is_some_and(|(_, r)| {
         r.starts_with("MARK ")
-            && r.split_once(" DEBUG: ")
-                .is_some_and(|(_, m)| !m.split_once(" bytes, ").is_some_and(|(n, _)| n.parse::<u32>().is_ok()))
+            && r.split_once(" DEBUG: ").is_some_and(|(_, m)| {
+                m.split_once(" bytes, ")
+                    .is_none_or(|(n, _)| n.parse::<u32>().is_err())
+            })
     })
 }
 
@@ -1419,8 +1431,10 @@ pub(crate) mod tests {
     pub(crate) const REC_6_1: &str = "04070000077c1a39420000004200000001000000000000000000810000000000f68db22d21d9f68db22d21d9080045000034ea1c400040067831c0a83c0b0a10ecb2192bd3ce2aefd21cb498816780100198d89c00000101080a005ab062005ab0610000";
     pub(crate) const REC_6_2: &str = "0405a80b5f16f2b85600000056000000680000000000000000000000000000003333ff00b3e5129106e2221a86dd6000000000203affff0200000000000000000001ff00b3e5f00d0000000000000a100000000091958700507500000000f00d0000000000000a1000000000b3e50101129106e2221a000000000000";
     pub(crate) const VXLAN_6_3: &str = "04070000077c1a3942000000420000000000000000000000000001040000000011121314151601020304050608004500005a000100004011f73ec0a80101c0a801022118270f004690870c000003000002000233456789ab0123456789ab08004500002800010000400666cb0a0100010a010002d3ce1f90000000000000000050022000887f0000";
-    pub(crate) const PV_FWD: &str = "05000c000000000000000000000000002e1600000000000000000012000000000000000000000000";
-    pub(crate) const PV_DROP: &str = "050000000000000000000000000000002e16000069ffffff00000001000000000000000000000000";
+    pub(crate) const PV_FWD: &str =
+        "05000c000000000000000000000000002e1600000000000000000012000000000000000000000000";
+    pub(crate) const PV_DROP: &str =
+        "050000000000000000000000000000002e16000069ffffff00000001000000000000000000000000";
     pub(crate) const DBG: [&str; 4] = [
         "0201000000000000010000000200000003000000",
         "023ad204a63b082a0a0b00e90200000000000000",
@@ -1429,7 +1443,8 @@ pub(crate) mod tests {
     ];
     pub(crate) const CAP_DELIVERY: &str = "030400000000000000000000000000000100000000000000";
     pub(crate) const CAP_PROXY: &str = "03090000000000000000000000000000000004d200000000";
-    pub(crate) const SOCK: &str = "07010200901f0000eeffc0000000000000000000000000000a0a0a0a000000000000000000000000";
+    pub(crate) const SOCK: &str =
+        "07010200901f0000eeffc0000000000000000000000000000a0a0a0a000000000000000000000000";
 
     /// A v3 drop (Policy denied, bpf_lxc.c:1234, ifindex 5, identity 12345->world, dst_id
     /// 77, source 321, ip trace id) with the 54-byte TCP SYN and 2 padding bytes.
@@ -1556,7 +1571,10 @@ pub(crate) mod tests {
             };
             assert_eq!(r.cause, Cause::Cilium(Notification::Drop(want)), "{text}");
             assert_eq!(r.packet.as_deref(), Some(&hex(TCP_SYN)[..]));
-            assert_eq!((r.cpu, r.orig_len, r.link), (Some(12), 60, LinkType::Ethernet));
+            assert_eq!(
+                (r.cpu, r.orig_len, r.link),
+                (Some(12), 60, LinkType::Ethernet)
+            );
             assert_eq!(r.headers, None);
         }
         // -vv --hex: the dissection line gives the headers.
@@ -1725,7 +1743,10 @@ pub(crate) mod tests {
                 assert_eq!(r.cause, Cause::Cilium(Notification::Debug(want)));
                 assert_eq!(r.cpu, Some(2));
             }
-            assert_eq!(parse_all(&render(&vf(Verbosity::Info), Some(2), &hex(h))).0, vec![]);
+            assert_eq!(
+                parse_all(&render(&vf(Verbosity::Info), Some(2), &hex(h))).0,
+                vec![]
+            );
         }
         // Debug captures: INFO prefixes; -vv glued message + dump / dissection.
         let r = one(&render(&vf(Verbosity::Info), Some(0), &hex(CAP_DELIVERY)));
@@ -1765,7 +1786,11 @@ pub(crate) mod tests {
                 cap_len: 54,
                 ..DebugCapture::default()
             };
-            assert_eq!(r.cause, Cause::Cilium(Notification::DebugCapture(want)), "{text}");
+            assert_eq!(
+                r.cause,
+                Cause::Cilium(Notification::DebugCapture(want)),
+                "{text}"
+            );
             if hexdump {
                 assert_eq!(r.packet, Some(hex(TCP_SYN)));
             } else {
@@ -1774,7 +1799,7 @@ pub(crate) mod tests {
         }
         // Trace-sock with -v only.
         let raw = hex(SOCK);
-            let d = decode(&raw, &DecodeOptions::default()).unwrap();
+        let d = decode(&raw, &DecodeOptions::default()).unwrap();
         let r = one(&render(&vf(Verbosity::Debug), Some(0), &hex(SOCK)));
         assert_eq!(r.cause, Cause::Cilium(d.notification));
         assert_eq!(r.cpu, Some(0));
@@ -1793,7 +1818,7 @@ pub(crate) mod tests {
         assert_eq!(skips.0.get("decode_error"), Some(&1));
         assert_eq!(skips.total(), 1);
         let raw = hex(DBG[1]);
-            let d = decode(&raw, &DecodeOptions::default()).unwrap();
+        let d = decode(&raw, &DecodeOptions::default()).unwrap();
         assert_eq!(
             items,
             vec![
@@ -1815,26 +1840,38 @@ pub(crate) mod tests {
         assert_eq!((i.proto, i.icmp), (1, Some((3, 1))));
         let i = h("ff02::1:ff00:b3e5 -> f00d::a10:0:0:9195 icmp NeighborSolicitation");
         assert_eq!((i.proto, i.icmp), (58, Some((135, 0))));
-        assert_eq!(h("1.2.3.4 -> 5.6.7.8 icmp EchoRequest(Code: 3)").icmp, Some((8, 3)));
+        assert_eq!(
+            h("1.2.3.4 -> 5.6.7.8 icmp EchoRequest(Code: 3)").icmp,
+            Some((8, 3))
+        );
         assert_eq!(h("1.2.3.4 -> 5.6.7.8 icmp 200(4)").icmp, Some((200, 4)));
         let t = h("[f00d::1]:80 -> [f00d::2]:443 tcp SYN, ACK");
         assert_eq!((t.sport, t.dport, t.tcp_flags), (80, 443, Some(0x12)));
         assert_eq!(h("1.2.3.4:5 -> 5.6.7.8:6 udp").proto, 17);
-        assert_eq!(h("1.2.3.4 -> 224.0.0.251 igmp IGMPv2 Membership Report 224.0.0.251").proto, 2);
+        assert_eq!(
+            h("1.2.3.4 -> 224.0.0.251 igmp IGMPv2 Membership Report 224.0.0.251").proto,
+            2
+        );
         assert_eq!(
             h("1.2.3.4:80 -> 5.6.7.8:443 tcp SYN [tunnel 1.1.1.1:8472 -> 2.2.2.2:9999 vxlan]"),
             syn_headers()
         );
         assert_eq!(parse_summary("[unknown]"), Ok(None));
         assert_eq!(parse_summary("[error]"), Ok(None));
-        assert_eq!(parse_summary("01:02:03:04:05:06 -> 11:12:13:14:15:16 ARP"), Ok(None));
+        assert_eq!(
+            parse_summary("01:02:03:04:05:06 -> 11:12:13:14:15:16 ARP"),
+            Ok(None)
+        );
         assert!(parse_summary("1.2.3.4:80 -> 5.6.").is_err());
         assert!(parse_summary("1.2.3.4:80 -> 5.6.7.8:443 tcp SYNfoo").is_err());
         // gopacket layer lines (real -vv trace dissection).
         let mut f = FlowHeaders::default();
         assert!(apply_layer_line("IPv4\t{Contents=[..20..] Payload=[..32..] Version=4 IHL=5 TOS=0 Length=52 Id=0 Flags=DF FragOffset=0 TTL=64 Protocol=TCP Checksum=0 SrcIP=10.0.0.1 DstIP=10.0.0.2 Options=[] Padding=[]}", &mut f));
         assert!(apply_layer_line("TCP\t{Contents=[..32..] Payload=[] SrcPort=443(https) DstPort=36000 Seq=1 Ack=0 DataOffset=8 FIN=false SYN=true RST=false PSH=false ACK=true URG=false ECE=false CWR=false NS=false Window=1 Checksum=0 Urgent=0 Options=[] Padding=[]}", &mut f));
-        assert_eq!((f.proto, f.sport, f.dport, f.tcp_flags), (6, 443, 36000, Some(0x12)));
+        assert_eq!(
+            (f.proto, f.sport, f.dport, f.tcp_flags),
+            (6, 443, 36000, Some(0x12))
+        );
         assert_eq!(f.dst, Some("10.0.0.2".parse().unwrap()));
     }
 
@@ -1859,7 +1896,10 @@ pub(crate) mod tests {
         let Cause::Cilium(Notification::Drop(d)) = recs[0].cause else {
             panic!()
         };
-        assert_eq!((d.subtype, d.src_label, d.dst_label, d.file, d.line), (133, 12345, 2, 2, 1234));
+        assert_eq!(
+            (d.subtype, d.src_label, d.dst_label, d.file, d.line),
+            (133, 12345, 2, 2, 1234)
+        );
         assert!(items.contains(&Item::Notice(Notice::Lost { cpu: 1, count: 12 })));
         // -vv --hex paste: traces with dumps (one cut), a dissected drop, a dump-less header.
         let (items, skips) = parse_all(&read("vv_paste.txt"));
@@ -1872,14 +1912,20 @@ pub(crate) mod tests {
             .collect();
         assert_eq!(recs.len(), 4, "{items:#?}");
         assert_eq!(recs[0].packet, Some(hex(TCP_SYN)));
-        assert_eq!((recs[0].ifindex, recs[0].cpu, recs[0].orig_len), (17, Some(1), 54));
+        assert_eq!(
+            (recs[0].ifindex, recs[0].cpu, recs[0].orig_len),
+            (17, Some(1), 54)
+        );
         assert_eq!(recs[1].packet.as_deref(), Some(&hex(REC_6_1)[32..72]));
         assert_eq!(recs[2].packet, None);
         assert_eq!(recs[2].headers, Some(syn_headers()));
         let Cause::Cilium(Notification::Drop(d)) = recs[2].cause else {
             panic!()
         };
-        assert_eq!((d.subtype, d.source, d.src_label, d.dst_label, d.dst_id), (151, 7, 2, 1, 12));
+        assert_eq!(
+            (d.subtype, d.source, d.src_label, d.dst_label, d.dst_id),
+            (151, 7, 2, 1, 12)
+        );
         assert_eq!(recs[3].packet, None);
         // The cut line and the two after it (out of sequence).
         assert_eq!(skips.0.get("bad_hex_dump"), Some(&3), "{skips:?}");
@@ -1992,7 +2038,10 @@ pub(crate) mod tests {
             let (text, good, want) = paste(verbose);
             assert!(text.lines().count() >= 10_000);
             let (items, skips) = parse_all(&text);
-            let recs = items.iter().filter(|i| matches!(i, Item::Record(_))).count();
+            let recs = items
+                .iter()
+                .filter(|i| matches!(i, Item::Record(_)))
+                .count();
             assert_eq!(recs, good, "verbose={verbose}");
             assert_eq!(skips.0, want.0, "verbose={verbose}");
             for it in &items {
@@ -2044,7 +2093,10 @@ pub(crate) mod tests {
             "Listening for events on 2 CPUs with 64x4096 of shared memory",
             "Press Ctrl-C to quit",
         ]));
-        assert!(!looks_like_monitor_text(&["{\"flow\":{}}", "{\"flow\":{}}"]));
+        assert!(!looks_like_monitor_text(&[
+            "{\"flow\":{}}",
+            "{\"flow\":{}}"
+        ]));
         assert!(!looks_like_monitor_text(&["hello", "world"]));
         assert!(!looks_like_monitor_text(&[]));
         let _ = MSG_SEPARATOR;
