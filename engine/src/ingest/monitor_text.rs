@@ -1327,9 +1327,9 @@ impl LineParser for MonitorTextParser {
                 // it does not parse alone).
                 let second_ok =
                     matches!(kind, Kind::Candidate) && parse_candidate(&self.rv, line).is_some();
-                let first_ok = parse_candidate(&self.rv, &p).is_some();
-                let free_text = is_free_text(&p);
-                if !second_ok && (!first_ok || !free_text) {
+                let try_join =
+                    !second_ok && (!is_free_text(&p) || parse_candidate(&self.rv, &p).is_none());
+                if try_join {
                     for joined in [format!("{p}{line}"), format!("{p} {line}")] {
                         if parse_candidate(&self.rv, &joined).is_some() {
                             self.accept(&joined, out, skips);
