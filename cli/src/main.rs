@@ -6,6 +6,12 @@
 
 mod args;
 
+/// mimalloc: per-thread heaps. The pipeline allocates in one thread (sources: packet
+/// buffers, decoded text records) and frees in another (sink); glibc's allocator serialises
+/// those on its arena locks (seen in profiles of text replays as futex waits).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::fs::File;
 use std::io::{BufWriter, IsTerminal as _, Write as _};
 use std::path::Path;
