@@ -1164,6 +1164,20 @@ fn classify(s: &str) -> Kind {
     if looks_like_hex_line(s) {
         return Kind::Hex;
     }
+    // Record lines before the prompt checks: those search the whole line.
+    if s.starts_with("xx drop (")
+        || s.starts_with("Policy verdict log: ")
+        || s.starts_with("CPU ")
+        || s.starts_with("-> ")
+        || s.starts_with("<- ")
+        || s.starts_with("== v")
+        || s.starts_with(">> ")
+        || s.starts_with("unknown trace flow ")
+        || s.starts_with("Unknown payload type: ")
+        || s.starts_with("cannot decode message type ")
+    {
+        return Kind::Candidate;
+    }
     if t.starts_with("Listening for events on ")
         || t.starts_with("Press Ctrl-C to quit")
         || t.starts_with("level=")
@@ -1183,19 +1197,6 @@ fn classify(s: &str) -> Kind {
         || (t.contains('@') && (t.contains("$ ") || t.contains("# ")))
     {
         return Kind::Prompt;
-    }
-    if s.starts_with("xx drop (")
-        || s.starts_with("Policy verdict log: ")
-        || s.starts_with("CPU ")
-        || s.starts_with("-> ")
-        || s.starts_with("<- ")
-        || s.starts_with("== v")
-        || s.starts_with(">> ")
-        || s.starts_with("unknown trace flow ")
-        || s.starts_with("Unknown payload type: ")
-        || s.starts_with("cannot decode message type ")
-    {
-        return Kind::Candidate;
     }
     Kind::Other
 }
