@@ -216,7 +216,7 @@ fn a_messy_paste_recovers_every_record_and_counts_the_rest() {
     let mut i = 0u32;
     while paste.lines().count() < 10_000 {
         i += 1;
-        let colour = i % 7 == 0;
+        let colour = i.is_multiple_of(7);
         let sep = "------------------------------------------------------------------------------";
         let header = format!(
             "CPU 01: MARK {:#x} FROM 42 DROP: 54 bytes, reason Policy denied, identity 12345->world",
@@ -241,11 +241,11 @@ fn a_messy_paste_recovers_every_record_and_counts_the_rest() {
             paste.push('\n');
         }
         good += 1;
-        if i % 10 == 0 {
+        if i.is_multiple_of(10) {
             paste.push_str("user@laptop:~$ # and then it happened again\n");
             noise += 1;
         }
-        if i % 25 == 0 {
+        if i.is_multiple_of(25) {
             paste.push_str("Received an interrupt, disconnecting from monitor...\n");
             noise += 1;
         }

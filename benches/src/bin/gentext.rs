@@ -17,7 +17,7 @@ const REASONS: [u8; 6] = [133, 130, 181, 153, 132, 139];
 
 /// Ethernet + IPv4 + TCP (even i) or UDP, 10.0.(i/250).(i%250) -> 10.1.0.2, 64 bytes.
 fn packet(i: usize) -> Vec<u8> {
-    let tcp = i % 2 == 0;
+    let tcp = i.is_multiple_of(2);
     let mut p = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 8, 0];
     let l4 = if tcp { 20 } else { 8 };
     let total = (20 + l4 + 10) as u16;
@@ -89,7 +89,7 @@ fn main() {
         }
         "hubble" => {
             for i in 0..records {
-                let tcp = i % 2 == 0;
+                let tcp = i.is_multiple_of(2);
                 let l4 = if tcp {
                     format!(
                         r#"{{"TCP":{{"source_port":{},"destination_port":80,"flags":{{"SYN":true}}}}}}"#,

@@ -76,7 +76,9 @@ pub struct Record {
     pub names: Option<Names>,
 }
 
-/// What a parser produces.
+/// What a parser produces. Records are by far the common item and live only until the
+/// source turns them into events: boxing them would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Item {
     Record(Record),

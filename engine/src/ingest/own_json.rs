@@ -129,7 +129,7 @@ fn parse(o: &Map<String, Value>) -> Result<Item, &'static str> {
 /// Lower- or upper-case hex, two digits a byte; `None` on anything else (or odd length).
 fn unhex(s: &str) -> Option<Vec<u8>> {
     let b = s.as_bytes();
-    if b.len() % 2 != 0 {
+    if !b.len().is_multiple_of(2) {
         return None;
     }
     let nib = |c: u8| match c {
