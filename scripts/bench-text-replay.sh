@@ -6,6 +6,8 @@
 #                      text: header lines and hex dumps -> pcapng with reasons + flow table)
 #   text2pcap          text2pcap -q mon.txt out.pcap              (the same hex dumps -> pcap)
 #   dropscope-hubble   dropscope replay hub.jsonl -q --stats-json S (Hubble flows -> flow table)
+#   parse-monitor      the monitor text parser alone over mon.txt (benches/src/bin/textparse.rs:
+#   parse-hubble       lines in, records out, nothing written) and the Hubble parser alone
 #
 # Wall seconds per run; medians, spread, records per second, and the ratios against
 # text2pcap. Also checks that dropscope wrote one packet per monitor record.
@@ -29,7 +31,7 @@ die() { printf 'bench-text-replay: ERROR: %s\n' "$*" >&2; exit 1; }
 command -v text2pcap >/dev/null || die "text2pcap not found (Debian: wireshark-common; scripts/setup.sh installs tshark, which brings it)"
 DS="$ROOT/target/release/dropscope"
 [ -x "$DS" ] || die "build dropscope first: cargo build --release -p dropscope"
-(cd "$ROOT" && cargo build --release -q -p dropscope-benches --bin gentext) || die "building gentext failed"
+(cd "$ROOT" && cargo build --release -q -p dropscope-benches --bin gentext --bin textparse) || die "building gentext/textparse failed"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 "$ROOT/target/release/gentext" "$WORK/mon.txt" --kind monitor-vv --records "$RECORDS"
@@ -42,13 +44,15 @@ run() { # NAME -> seconds
     dropscope-monitor) "$DS" replay "$WORK/mon.txt" -q -w "$WORK/ds.pcapng" 2>"$WORK/ds.err" ;;
     text2pcap) text2pcap -q "$WORK/mon.txt" "$WORK/t2p.pcap" ;;
     dropscope-hubble) "$DS" replay "$WORK/hub.jsonl" -q --stats-json "$WORK/hub.json" 2>/dev/null ;;
+    parse-monitor) "$ROOT/target/release/textparse" "$WORK/mon.txt" monitor >/dev/null ;;
+    parse-hubble) "$ROOT/target/release/textparse" "$WORK/hub.jsonl" hubble >/dev/null ;;
   esac
   t1=$(date +%s.%N)
   awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f\n", b - a }'
 }
 : >"$WORK/times"
 for r in $(seq 1 "$ROUNDS"); do
-  for s in dropscope-monitor text2pcap dropscope-hubble; do
+  for s in dropscope-monitor text2pcap dropscope-hubble parse-monitor parse-hubble; do
     t="$(run "$s")"
     echo "$s $t" >>"$WORK/times"
     printf 'bench-text-replay: round %d %s: %.3f s\n' "$r" "$s" "$t" >&2
@@ -66,12 +70,12 @@ print(f"### text inputs: {n} records each (monitor -vv with hex dumps; Hubble js
 print(f"dropscope wrote {written} packets from the monitor text (expected {n})\n")
 print("| setup | median s | min | max | records/s (median) | rounds |")
 print("|---|---:|---:|---:|---:|---|")
-for s in ("dropscope-monitor", "text2pcap", "dropscope-hubble"):
+for s in ("dropscope-monitor", "text2pcap", "dropscope-hubble", "parse-monitor", "parse-hubble"):
     xs = t[s]
     m = statistics.median(xs)
     print(f"| {s} | {m:.3f} | {min(xs):.3f} | {max(xs):.3f} | {n / m:,.0f} | {', '.join(f'{x:.2f}' for x in xs)} |")
 base = statistics.median(t["text2pcap"])
-for s in ("dropscope-monitor", "dropscope-hubble"):
+for s in ("dropscope-monitor", "dropscope-hubble", "parse-monitor", "parse-hubble"):
     print(f"\nspeed-up {s} vs text2pcap (medians): {base / statistics.median(t[s]):.1f}x")
 sys.exit(0 if written == n else 1)
 PY
