@@ -28,7 +28,8 @@ Examples:
 
 Needs CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN (or root) for the kernel source.
 At the end a summary on stderr reconciles, per reason: drops the kernel counted =
-lost in the ring + delivered, and delivered = processed + skipped (-c).";
+filtered (selectors, expression) + not copied (storm budget) + lost in the ring +
+delivered, and delivered = processed + skipped (-c).";
 
 const REPLAY_EXAMPLES: &str = "\
 Examples:
