@@ -73,6 +73,21 @@ pub enum Command {
     Replay(ReplayArgs),
     /// List drop reasons: the running kernel's (from BTF) and Cilium's.
     Reasons(ReasonsArgs),
+    /// Check what this node offers a capture: kernel, BTF, lockdown, capabilities, tracefs,
+    /// a real load and attach of the program, bpffs, Cilium's sockets, the container
+    /// runtime. One line per check (OK, WARN, FAIL) with what to do; exit 0 when a kernel
+    /// capture will work, 1 when it will not.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DoctorArgs {
+    /// JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Skip the load-and-attach check (which needs the capture's privileges).
+    #[arg(long)]
+    pub no_attach: bool,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -72,6 +72,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Capture(c) => capture(c),
         Command::Replay(r) => replay(r),
         Command::Reasons(r) => reasons(r),
+        Command::Doctor(d) => doctor(d),
     }
 }
 
@@ -613,6 +614,24 @@ fn replay(r: args::ReplayArgs) -> Result<i32> {
         progress_printer(r.out.quiet),
     )?;
     finish(&names, &r.out, report)
+}
+
+fn doctor(d: args::DoctorArgs) -> Result<i32> {
+    use engine::doctor::{self, Status};
+    let checks = doctor::run(&doctor::Paths::default(), !d.no_attach);
+    let text = if d.json {
+        let mut t = serde_json::to_string_pretty(&checks)?;
+        t.push('\n');
+        t
+    } else {
+        doctor::render(&checks)
+    };
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        r => r?,
+    }
+    Ok(i32::from(checks.iter().any(|c| c.status == Status::Fail)))
 }
 
 fn reasons(r: args::ReasonsArgs) -> Result<i32> {

@@ -12,6 +12,7 @@ pub mod cilium;
 pub mod cilium_glue;
 pub mod cilium_socket;
 pub mod comment;
+pub mod doctor;
 pub mod event;
 pub mod filter;
 pub mod ingest;
