@@ -15,7 +15,7 @@
 //! Input is an untrusted ring record. Nothing here indexes past the data, unwraps, panics or
 //! allocates.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::summary::IpAddr;
 use super::tables::{CiliumRelease, TRACE_REASON_ENCRYPT_MASK};
@@ -285,7 +285,8 @@ fn need(kind: MessageKind, need: usize, have: usize) -> Result<(), NotifyError> 
 // Structs
 
 /// `struct drop_notify` (type 1), any version. Fields a version lacks are 0.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(default)]
 pub struct DropNotify {
     pub msg_type: u8,
     /// The drop reason (`-DROP_*`, or a `REASON_*` code).
@@ -386,7 +387,8 @@ impl DropNotify {
 }
 
 /// `struct trace_notify` (type 4), any version.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(default)]
 pub struct TraceNotify {
     pub msg_type: u8,
     /// Observation point (`TRACE_TO_LXC` ...).
@@ -501,7 +503,8 @@ impl TraceNotify {
 }
 
 /// `struct policy_verdict_notify` (type 5).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PolicyVerdictNotify {
     pub msg_type: u8,
     pub subtype: u8,
@@ -590,7 +593,8 @@ impl PolicyVerdictNotify {
 }
 
 /// `struct debug_msg` (type 2), 20 bytes, no packet.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(default)]
 pub struct DebugMsg {
     pub msg_type: u8,
     /// `DBG_*`.
@@ -619,7 +623,8 @@ impl DebugMsg {
 }
 
 /// `struct debug_capture_msg` (type 3), 24 bytes + packet.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(default)]
 pub struct DebugCapture {
     pub msg_type: u8,
     /// `DBG_CAPTURE_*`.
@@ -665,7 +670,8 @@ impl DebugCapture {
 }
 
 /// `struct trace_sock_notify` (type 7), 40 bytes, no capture header, no packet.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(default)]
 pub struct TraceSockNotify {
     pub msg_type: u8,
     pub xlate_point: u8,
@@ -711,7 +717,8 @@ impl TraceSockNotify {
 }
 
 /// `struct capture_msg` (type 6) of the removed pcap recorder (≤ 1.18), 24 bytes + packet.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RecorderCapture {
     pub msg_type: u8,
     /// 1 ingress, 2 egress.
@@ -743,7 +750,7 @@ impl RecorderCapture {
 }
 
 /// One decoded notification. `Copy` and heap-free.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Notification {
     Drop(DropNotify),
@@ -756,6 +763,13 @@ pub enum Notification {
 }
 
 impl Notification {
+    /// The notification in an object of our JSON (`Formatter::write_json`, the `cilium`
+    /// member of `--json` lines): the inverse of its `Serialize`; the members that rendering
+    /// adds (`cpu`, names, summary) are ignored, missing fields are 0.
+    pub fn from_json(m: &serde_json::Map<String, serde_json::Value>) -> Option<Notification> {
+        Notification::deserialize(m).ok()
+    }
+
     pub fn kind(&self) -> MessageKind {
         match self {
             Notification::Drop(_) => MessageKind::Drop,

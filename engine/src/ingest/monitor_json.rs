@@ -27,10 +27,7 @@ use super::monitor_text::{
     MonitorTextParser, Reverse,
 };
 use super::{FlowHeaders, Item, LineParser, Record, Skips};
-use crate::cilium::notify::{
-    DebugCapture, DebugMsg, DropNotify, Notification, PolicyVerdictNotify, RecorderCapture,
-    TraceNotify, TraceSockNotify,
-};
+use crate::cilium::notify::{DebugCapture, DebugMsg, DropNotify, Notification, TraceNotify};
 use crate::cilium::tables::CiliumRelease;
 use crate::event::{Cause, LinkType, Notice};
 
@@ -79,16 +76,6 @@ macro_rules! num {
     ($m:expr, $k:expr, $t:ty) => {
         u($m, $k).and_then(|v| <$t>::try_from(v).ok()).unwrap_or(0)
     };
-}
-
-fn arr16(m: &Obj, k: &str) -> [u8; 16] {
-    let mut out = [0u8; 16];
-    if let Some(Value::Array(a)) = m.get(k) {
-        for (o, v) in out.iter_mut().zip(a) {
-            *o = v.as_u64().and_then(|x| u8::try_from(x).ok()).unwrap_or(0);
-        }
-    }
-    out
 }
 
 /// `cpu`: a number, or Cilium's `"CPU 01:"` prefix.
@@ -158,115 +145,6 @@ fn record(n: Notification, cpu: Option<u32>, headers: Option<FlowHeaders>) -> Re
         headers,
         names: None,
     }
-}
-
-/// dropscope's own JSON (`Formatter::write_json`).
-fn ours(m: &Obj) -> Option<Notification> {
-    let h = |k| num!(m, k, u32);
-    Some(match s(m, "type")? {
-        "drop" => Notification::Drop(DropNotify {
-            msg_type: num!(m, "msg_type", u8),
-            subtype: num!(m, "subtype", u8),
-            source: num!(m, "source", u16),
-            hash: h("hash"),
-            orig_len: h("orig_len"),
-            cap_len: num!(m, "cap_len", u16),
-            version: num!(m, "version", u8),
-            ext_version: num!(m, "ext_version", u8),
-            src_label: h("src_label"),
-            dst_label: h("dst_label"),
-            dst_id: h("dst_id"),
-            line: num!(m, "line", u16),
-            file: num!(m, "file", u8),
-            ext_error: i(m, "ext_error")
-                .and_then(|v| i8::try_from(v).ok())
-                .unwrap_or(0),
-            ifindex: h("ifindex"),
-            flags: num!(m, "flags", u8),
-            ip_trace_id: u(m, "ip_trace_id").unwrap_or(0),
-            header_len: num!(m, "header_len", u8),
-        }),
-        "trace" => Notification::Trace(TraceNotify {
-            msg_type: num!(m, "msg_type", u8),
-            obs_point: num!(m, "obs_point", u8),
-            source: num!(m, "source", u16),
-            hash: h("hash"),
-            orig_len: h("orig_len"),
-            cap_len: num!(m, "cap_len", u16),
-            version: num!(m, "version", u8),
-            ext_version: num!(m, "ext_version", u8),
-            src_label: h("src_label"),
-            dst_label: h("dst_label"),
-            dst_id: num!(m, "dst_id", u16),
-            reason: num!(m, "reason", u8),
-            flags: num!(m, "flags", u8),
-            ifindex: h("ifindex"),
-            orig_ip: arr16(m, "orig_ip"),
-            ip_trace_id: u(m, "ip_trace_id").unwrap_or(0),
-            header_len: num!(m, "header_len", u8),
-        }),
-        "policy_verdict" => Notification::PolicyVerdict(PolicyVerdictNotify {
-            msg_type: num!(m, "msg_type", u8),
-            subtype: num!(m, "subtype", u8),
-            source: num!(m, "source", u16),
-            hash: h("hash"),
-            orig_len: h("orig_len"),
-            cap_len: num!(m, "cap_len", u16),
-            version: num!(m, "version", u8),
-            ext_version: num!(m, "ext_version", u8),
-            remote_label: h("remote_label"),
-            verdict: i(m, "verdict")
-                .and_then(|v| i32::try_from(v).ok())
-                .unwrap_or(0),
-            dst_port: num!(m, "dst_port", u16),
-            proto: num!(m, "proto", u8),
-            flags: num!(m, "flags", u8),
-            auth_type: num!(m, "auth_type", u8),
-            cookie: h("cookie"),
-            header_len: num!(m, "header_len", u8),
-        }),
-        "debug" => Notification::Debug(DebugMsg {
-            msg_type: num!(m, "msg_type", u8),
-            subtype: num!(m, "subtype", u8),
-            source: num!(m, "source", u16),
-            hash: h("hash"),
-            arg1: h("arg1"),
-            arg2: h("arg2"),
-            arg3: h("arg3"),
-        }),
-        "debug_capture" => Notification::DebugCapture(DebugCapture {
-            msg_type: num!(m, "msg_type", u8),
-            subtype: num!(m, "subtype", u8),
-            source: num!(m, "source", u16),
-            hash: h("hash"),
-            orig_len: h("orig_len"),
-            cap_len: num!(m, "cap_len", u16),
-            version: num!(m, "version", u8),
-            ext_version: num!(m, "ext_version", u8),
-            arg1: h("arg1"),
-            arg2: h("arg2"),
-        }),
-        "trace_sock" => Notification::TraceSock(TraceSockNotify {
-            msg_type: num!(m, "msg_type", u8),
-            xlate_point: num!(m, "xlate_point", u8),
-            l4_proto: num!(m, "l4_proto", u8),
-            flags: num!(m, "flags", u8),
-            dst_port: num!(m, "dst_port", u16),
-            sock_cookie: u(m, "sock_cookie").unwrap_or(0),
-            cgroup_id: u(m, "cgroup_id").unwrap_or(0),
-            dst_ip: arr16(m, "dst_ip"),
-        }),
-        "recorder_capture" => Notification::RecorderCapture(RecorderCapture {
-            msg_type: num!(m, "msg_type", u8),
-            subtype: num!(m, "subtype", u8),
-            rule_id: num!(m, "rule_id", u16),
-            hash: h("hash"),
-            tv_boot: u(m, "tv_boot").unwrap_or(0),
-            cap_len: h("cap_len"),
-            orig_len: h("orig_len"),
-        }),
-        _ => return None,
-    })
 }
 
 /// Cilium's `-j` objects.
@@ -370,7 +248,7 @@ impl LineParser for MonitorJsonParser {
             return;
         }
         let item = if m.contains_key("msg_type") {
-            ours(&m).map(|n| Item::Record(record(n, cpu(&m), summary(&m))))
+            Notification::from_json(&m).map(|n| Item::Record(record(n, cpu(&m), summary(&m))))
         } else {
             cilium(&self.rv, &m)
         };

@@ -22,10 +22,7 @@ use serde_json::{Map, Value};
 
 use super::hubble::json_object;
 use super::{FlowHeaders, Item, LineParser, Record, Skips};
-use crate::cilium::notify::{
-    DebugCapture, DebugMsg, DropNotify, Notification, PolicyVerdictNotify, RecorderCapture,
-    TraceNotify, TraceSockNotify,
-};
+use crate::cilium::notify::Notification;
 use crate::cilium::tables::AGENT_NOTIFICATIONS;
 use crate::event::{Cause, LinkType, Notice};
 
@@ -101,7 +98,9 @@ fn parse(o: &Map<String, Value>) -> Result<Item, &'static str> {
         },
         "capture" => Cause::Captured,
         "cilium" => match o.get("cilium") {
-            Some(Value::Object(c)) => Cause::Cilium(notification(c).ok_or("unsupported")?),
+            Some(Value::Object(c)) => {
+                Cause::Cilium(Notification::from_json(c).ok_or("unsupported")?)
+            }
             _ => return Err("unsupported"),
         },
         _ => return Err("unsupported"),
@@ -184,135 +183,11 @@ fn num<T: TryFrom<u64> + Default>(o: &Map<String, Value>, k: &str) -> T {
         .unwrap_or_default()
 }
 
-/// A signed member converted to `T`, 0 when absent or out of range.
-fn snum<T: TryFrom<i64> + Default>(o: &Map<String, Value>, k: &str) -> T {
-    o.get(k)
-        .and_then(Value::as_i64)
-        .and_then(|n| T::try_from(n).ok())
-        .unwrap_or_default()
-}
-
-/// `[u8; 16]` written as an array of numbers.
-fn bytes16(o: &Map<String, Value>, k: &str) -> [u8; 16] {
-    let mut b = [0u8; 16];
-    if let Some(Value::Array(a)) = o.get(k) {
-        for (slot, v) in b.iter_mut().zip(a) {
-            *slot = v.as_u64().and_then(|n| u8::try_from(n).ok()).unwrap_or(0);
-        }
-    }
-    b
-}
-
 /// `0x…` as written by `{:#x}`.
 fn hex(v: Option<&Value>) -> Option<u64> {
     let s = v?.as_str()?;
     let digits = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X"))?;
     u64::from_str_radix(digits, 16).ok()
-}
-
-/// The notification our JSON serialised (`#[serde(tag = "type", rename_all = "snake_case")]`
-/// over the structs of `cilium::notify`).
-fn notification(c: &Map<String, Value>) -> Option<Notification> {
-    Some(match c.get("type").and_then(Value::as_str)? {
-        "drop" => Notification::Drop(DropNotify {
-            msg_type: num(c, "msg_type"),
-            subtype: num(c, "subtype"),
-            source: num(c, "source"),
-            hash: num(c, "hash"),
-            orig_len: num(c, "orig_len"),
-            cap_len: num(c, "cap_len"),
-            version: num(c, "version"),
-            ext_version: num(c, "ext_version"),
-            src_label: num(c, "src_label"),
-            dst_label: num(c, "dst_label"),
-            dst_id: num(c, "dst_id"),
-            line: num(c, "line"),
-            file: num(c, "file"),
-            ext_error: snum(c, "ext_error"),
-            ifindex: num(c, "ifindex"),
-            flags: num(c, "flags"),
-            ip_trace_id: num(c, "ip_trace_id"),
-            header_len: num(c, "header_len"),
-        }),
-        "trace" => Notification::Trace(TraceNotify {
-            msg_type: num(c, "msg_type"),
-            obs_point: num(c, "obs_point"),
-            source: num(c, "source"),
-            hash: num(c, "hash"),
-            orig_len: num(c, "orig_len"),
-            cap_len: num(c, "cap_len"),
-            version: num(c, "version"),
-            ext_version: num(c, "ext_version"),
-            src_label: num(c, "src_label"),
-            dst_label: num(c, "dst_label"),
-            dst_id: num(c, "dst_id"),
-            reason: num(c, "reason"),
-            flags: num(c, "flags"),
-            ifindex: num(c, "ifindex"),
-            orig_ip: bytes16(c, "orig_ip"),
-            ip_trace_id: num(c, "ip_trace_id"),
-            header_len: num(c, "header_len"),
-        }),
-        "policy_verdict" => Notification::PolicyVerdict(PolicyVerdictNotify {
-            msg_type: num(c, "msg_type"),
-            subtype: num(c, "subtype"),
-            source: num(c, "source"),
-            hash: num(c, "hash"),
-            orig_len: num(c, "orig_len"),
-            cap_len: num(c, "cap_len"),
-            version: num(c, "version"),
-            ext_version: num(c, "ext_version"),
-            remote_label: num(c, "remote_label"),
-            verdict: snum(c, "verdict"),
-            dst_port: num(c, "dst_port"),
-            proto: num(c, "proto"),
-            flags: num(c, "flags"),
-            auth_type: num(c, "auth_type"),
-            cookie: num(c, "cookie"),
-            header_len: num(c, "header_len"),
-        }),
-        "debug" => Notification::Debug(DebugMsg {
-            msg_type: num(c, "msg_type"),
-            subtype: num(c, "subtype"),
-            source: num(c, "source"),
-            hash: num(c, "hash"),
-            arg1: num(c, "arg1"),
-            arg2: num(c, "arg2"),
-            arg3: num(c, "arg3"),
-        }),
-        "debug_capture" => Notification::DebugCapture(DebugCapture {
-            msg_type: num(c, "msg_type"),
-            subtype: num(c, "subtype"),
-            source: num(c, "source"),
-            hash: num(c, "hash"),
-            orig_len: num(c, "orig_len"),
-            cap_len: num(c, "cap_len"),
-            version: num(c, "version"),
-            ext_version: num(c, "ext_version"),
-            arg1: num(c, "arg1"),
-            arg2: num(c, "arg2"),
-        }),
-        "trace_sock" => Notification::TraceSock(TraceSockNotify {
-            msg_type: num(c, "msg_type"),
-            xlate_point: num(c, "xlate_point"),
-            l4_proto: num(c, "l4_proto"),
-            flags: num(c, "flags"),
-            dst_port: num(c, "dst_port"),
-            sock_cookie: num(c, "sock_cookie"),
-            cgroup_id: num(c, "cgroup_id"),
-            dst_ip: bytes16(c, "dst_ip"),
-        }),
-        "recorder_capture" => Notification::RecorderCapture(RecorderCapture {
-            msg_type: num(c, "msg_type"),
-            subtype: num(c, "subtype"),
-            rule_id: num(c, "rule_id"),
-            hash: num(c, "hash"),
-            tv_boot: num(c, "tv_boot"),
-            cap_len: num(c, "cap_len"),
-            orig_len: num(c, "orig_len"),
-        }),
-        _ => return None,
-    })
 }
 
 /// The summary's headers (`render.rs` `summary_json`); `None` without addresses and protocol.
@@ -348,6 +223,10 @@ fn headers(o: &Map<String, Value>) -> Option<FlowHeaders> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cilium::notify::{
+        DebugCapture, DebugMsg, DropNotify, PolicyVerdictNotify, RecorderCapture, TraceNotify,
+        TraceSockNotify,
+    };
     use crate::event::Event;
     use crate::ingest::synth::synthesize;
     use crate::packet::{summarize, TunnelHint};
