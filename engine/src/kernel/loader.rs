@@ -421,18 +421,8 @@ pub fn probe_config(
         off_dev_nd_net: optional("net_device", "nd_net.net", 8),
         off_sk_net: optional("sock", "__sk_common.skc_net.net", 8),
         off_net_inum: optional("net", "ns.inum", 4),
-        ring_blocks: 0,
-        skb_copy_off: 0,
-        skb_copy_len: 0,
-        exemplars: EXEMPLARS_ALL,
-        storm_on_bytes: 0,
-        storm_off_bytes: 0,
-        storm_exemplars: 0,
-        nest_guard: 1,
-        sel_ifindex: 0,
-        sel_netns: 0,
-        sel_reasons: SEL_REASONS_NONE,
-        filter: 0,
+        // Rings, copy policy and selection: set by the loader from the options.
+        ..ProbeConfig::UNCONFIGURED
     };
     (c.skb_copy_off, c.skb_copy_len) = skb_copy_span(&c);
     Ok(c)
@@ -955,15 +945,7 @@ print fmt: \"skbaddr=%p\", REC->skbaddr
                 // dev (16) .. data (200 + 8)
                 skb_copy_off: 16,
                 skb_copy_len: 192,
-                exemplars: EXEMPLARS_ALL,
-                storm_on_bytes: 0,
-                storm_off_bytes: 0,
-                storm_exemplars: 0,
-                nest_guard: 1,
-                sel_ifindex: 0,
-                sel_netns: 0,
-                sel_reasons: SEL_REASONS_NONE,
-                filter: 0,
+                ..ProbeConfig::UNCONFIGURED
             }
         );
     }
