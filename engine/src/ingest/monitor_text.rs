@@ -1153,6 +1153,30 @@ enum Kind {
     Other,
 }
 
+/// How the lines of records begin (the formats of FORMAT.md §12).
+const RECORD_PREFIXES: [&str; 10] = [
+    "xx drop (",
+    "Policy verdict log: ",
+    "CPU ",
+    "-> ",
+    "<- ",
+    "== v",
+    ">> ",
+    "unknown trace flow ",
+    "Unknown payload type: ",
+    "cannot decode message type ",
+];
+
+/// Lines `cilium monitor` and kubectl print around the records.
+const BANNER_PREFIXES: [&str; 6] = [
+    "Listening for events on ",
+    "Press Ctrl-C to quit",
+    "level=",
+    "time=",
+    "Defaulted container",
+    "Unable to ",
+];
+
 fn classify(s: &str) -> Kind {
     let t = s.trim();
     if t.is_empty() {
@@ -1165,26 +1189,10 @@ fn classify(s: &str) -> Kind {
         return Kind::Hex;
     }
     // Record lines before the prompt checks: those search the whole line.
-    if s.starts_with("xx drop (")
-        || s.starts_with("Policy verdict log: ")
-        || s.starts_with("CPU ")
-        || s.starts_with("-> ")
-        || s.starts_with("<- ")
-        || s.starts_with("== v")
-        || s.starts_with(">> ")
-        || s.starts_with("unknown trace flow ")
-        || s.starts_with("Unknown payload type: ")
-        || s.starts_with("cannot decode message type ")
-    {
+    if RECORD_PREFIXES.iter().any(|p| s.starts_with(p)) {
         return Kind::Candidate;
     }
-    if t.starts_with("Listening for events on ")
-        || t.starts_with("Press Ctrl-C to quit")
-        || t.starts_with("level=")
-        || t.starts_with("time=")
-        || t.starts_with("Defaulted container")
-        || t.starts_with("Unable to ")
-    {
+    if BANNER_PREFIXES.iter().any(|p| t.starts_with(p)) {
         return Kind::Banner;
     }
     if t.starts_with("$ ")
