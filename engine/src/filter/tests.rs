@@ -572,6 +572,7 @@ fn filter_translations_have_the_contract_shape() {
 
 mod kernel {
     use super::*;
+    use crate::kernel::bpfsys::sys_bpf;
     use aya_obj::generated::{bpf_attr, bpf_cmd};
     use std::mem::{size_of, zeroed};
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -581,24 +582,6 @@ mod kernel {
     const CB0: i16 = 48; // __sk_buff.cb[0]: wire length
     const CB1: i16 = 52; // cb[1]: captured length
     const CB2: i16 = 56; // cb[2]: 0 = Ethernet program, 1 = raw-IP program
-
-    fn sys_bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> std::io::Result<i64> {
-        // SAFETY: `attr` is a zero-initialised bpf_attr whose members for `cmd` we filled;
-        // the pointers in it outlive the call.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                cmd as libc::c_long,
-                attr as *mut bpf_attr,
-                size_of::<bpf_attr>(),
-            )
-        };
-        if r < 0 {
-            Err(std::io::Error::last_os_error())
-        } else {
-            Ok(r)
-        }
-    }
 
     pub(super) fn map_create() -> std::io::Result<OwnedFd> {
         // SAFETY: bpf_attr is plain integers: all zeroes is valid.

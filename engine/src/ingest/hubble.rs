@@ -332,23 +332,7 @@ pub(crate) fn json_object(line: &str, skips: &mut Skips) -> Option<Map<String, V
 /// than of any other JSON shape). `cilium monitor -j` lines (`"type":"drop"`, `srcLabel`, …)
 /// and our own lines (`origin`) are not.
 pub fn looks_like_hubble(lines: &[&str]) -> bool {
-    let (mut hubble, mut other) = (0, 0);
-    for l in lines
-        .iter()
-        .map(|l| l.trim())
-        .filter(|l| !l.is_empty())
-        .take(8)
-    {
-        let Ok(Value::Object(o)) = serde_json::from_str::<Value>(l) else {
-            continue;
-        };
-        if is_hubble_object(&o) {
-            hubble += 1;
-        } else {
-            other += 1;
-        }
-    }
-    hubble > 0 && hubble >= other
+    super::most_json_objects_are(lines, is_hubble_object)
 }
 
 fn is_hubble_object(o: &Map<String, Value>) -> bool {

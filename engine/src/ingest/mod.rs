@@ -108,6 +108,30 @@ pub trait LineParser {
     fn finish(&mut self, out: &mut Vec<Item>, skips: &mut Skips);
 }
 
+/// Content sniffing for the JSON formats: among the JSON objects of the first 8 non-empty
+/// lines, true when some are `mine` and at least as many are as not.
+pub(crate) fn most_json_objects_are(
+    lines: &[&str],
+    mine: impl Fn(&serde_json::Map<String, serde_json::Value>) -> bool,
+) -> bool {
+    let (mut yes, mut no) = (0, 0);
+    for l in lines
+        .iter()
+        .map(|l| l.trim())
+        .filter(|l| !l.is_empty())
+        .take(8)
+    {
+        if let Ok(serde_json::Value::Object(o)) = serde_json::from_str(l) {
+            if mine(&o) {
+                yes += 1;
+            } else {
+                no += 1;
+            }
+        }
+    }
+    yes > 0 && yes >= no
+}
+
 /// Removes ANSI escape sequences (`ESC [ ... letter`, `ESC ] ... BEL`) and a trailing `\r`;
 /// borrows when there is nothing to remove.
 pub fn clean_line(line: &str) -> std::borrow::Cow<'_, str> {
@@ -146,6 +170,17 @@ pub fn clean_line(line: &str) -> std::borrow::Cow<'_, str> {
         }
     }
     std::borrow::Cow::Owned(out)
+}
+
+/// Test helper: every line of `text` through `p`, then its end.
+#[cfg(test)]
+pub(crate) fn parse_all_with(p: &mut dyn LineParser, text: &str) -> (Vec<Item>, Skips) {
+    let (mut out, mut skips) = (Vec::new(), Skips::default());
+    for l in text.lines() {
+        p.line(&clean_line(l), &mut out, &mut skips);
+    }
+    p.finish(&mut out, &mut skips);
+    (out, skips)
 }
 
 #[cfg(test)]

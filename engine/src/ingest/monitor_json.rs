@@ -310,18 +310,11 @@ mod tests {
     use super::*;
     use crate::cilium::format::{Formatter, Verbosity};
     use crate::cilium::notify::{decode, DecodeOptions};
-    use crate::ingest::clean_line;
     use crate::ingest::monitor_text::tests::*;
     use crate::testutil::hex;
 
     fn parse_all(text: &str) -> (Vec<Item>, Skips) {
-        let mut p = MonitorJsonParser::new(CiliumRelease::Main);
-        let (mut out, mut skips) = (Vec::new(), Skips::default());
-        for l in text.lines() {
-            p.line(&clean_line(l), &mut out, &mut skips);
-        }
-        p.finish(&mut out, &mut skips);
-        (out, skips)
+        crate::ingest::parse_all_with(&mut MonitorJsonParser::new(CiliumRelease::Main), text)
     }
 
     /// Every message type through our own JSON and back: the notification is recovered whole.

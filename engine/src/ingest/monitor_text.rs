@@ -1488,13 +1488,7 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn parse_all(text: &str) -> (Vec<Item>, Skips) {
-        let mut p = MonitorTextParser::new(CiliumRelease::Main);
-        let (mut out, mut skips) = (Vec::new(), Skips::default());
-        for l in text.lines() {
-            p.line(&clean_line(l), &mut out, &mut skips);
-        }
-        p.finish(&mut out, &mut skips);
-        (out, skips)
+        crate::ingest::parse_all_with(&mut MonitorTextParser::new(CiliumRelease::Main), text)
     }
 
     fn one(text: &str) -> Record {

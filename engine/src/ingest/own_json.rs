@@ -53,16 +53,7 @@ impl LineParser for OwnJsonParser {
 /// True when the first few non-empty lines are ours: objects with an `origin` of ours and a
 /// `ts_ns` (events) or a notice `type`. `cilium monitor -j` and Hubble lines have no `origin`.
 pub fn looks_like_own_json(lines: &[&str]) -> bool {
-    let (mut ours, mut other) = (0, 0);
-    for l in lines
-        .iter()
-        .map(|l| l.trim())
-        .filter(|l| !l.is_empty())
-        .take(8)
-    {
-        let Ok(Value::Object(o)) = serde_json::from_str::<Value>(l) else {
-            continue;
-        };
+    super::most_json_objects_are(lines, |o| {
         let origin = o.get("origin").and_then(Value::as_str);
         let event =
             matches!(origin, Some("kernel" | "capture" | "cilium")) && o.contains_key("ts_ns");
@@ -71,13 +62,8 @@ pub fn looks_like_own_json(lines: &[&str]) -> bool {
                 o.get("type").and_then(Value::as_str),
                 Some("lost" | "agent" | "l7" | "unknown")
             );
-        if event || notice {
-            ours += 1;
-        } else {
-            other += 1;
-        }
-    }
-    ours > 0 && ours >= other
+        event || notice
+    })
 }
 
 fn parse(o: &Map<String, Value>) -> Result<Item, &'static str> {

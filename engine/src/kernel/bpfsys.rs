@@ -22,7 +22,8 @@ use std::{
 
 use aya_obj::generated::{bpf_attr, bpf_cmd, bpf_map_info, bpf_map_type, bpf_prog_info};
 
-fn sys_bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> io::Result<i64> {
+/// The `bpf(2)` system call with `attr` (also used by the filter tests' own loads).
+pub(crate) fn sys_bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> io::Result<i64> {
     // SAFETY: `attr` is a zero-initialised bpf_attr of the size we pass; the command reads and
     // writes only the members of its own variant, which the caller filled.
     let ret = unsafe {
