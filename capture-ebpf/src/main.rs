@@ -1363,26 +1363,8 @@ fn emit(
     user_key: Option<(u16, u32)>,
     filter: bool,
 ) -> Emit {
-    match emit_inner(pos, cpu, blocks, sp, key, ts_ns, user_key, filter) {
-        Ok(e) => e,
-        Err(()) => Emit::NoRoom,
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn emit_inner(
-    pos: *mut RingPos,
-    cpu: u32,
-    blocks: u32,
-    sp: &Span,
-    key: &KFlowKey,
-    ts_ns: u64,
-    user_key: Option<(u16, u32)>,
-    filter: bool,
-) -> Result<Emit, ()> {
     if blocks == 0 {
-        return Err(());
+        return Emit::NoRoom;
     }
     let mut cap = sp.cap;
     let mut flags = sp.flags;
@@ -1409,7 +1391,7 @@ fn emit_inner(
             let cons = read_volatile(addr_of!((*pos).cons));
             (*pos).limit = cons.wrapping_add(u64::from(blocks) << RING_BLOCK_SHIFT);
             if end > (*pos).limit {
-                return Err(());
+                return Emit::NoRoom;
             }
         }
     }
@@ -1417,10 +1399,12 @@ fn emit_inner(
     let mask = u64::from(blocks) - 1;
     if at != prod {
         // The rest of prod's block stays empty: say so where the reader looks next.
-        let block = RING_DATA
-            .get_ptr_mut((first + ((prod >> RING_BLOCK_SHIFT) & mask)) as u32)
-            .ok_or(())?
-            .cast::<u8>();
+        let Some(block) =
+            RING_DATA.get_ptr_mut((first + ((prod >> RING_BLOCK_SHIFT) & mask)) as u32)
+        else {
+            return Emit::NoRoom;
+        };
+        let block = block.cast::<u8>();
         // SAFETY: the offset is below RING_BLOCK and 8-aligned, the element RING_ELEM bytes.
         unsafe {
             write_volatile(
@@ -1429,10 +1413,11 @@ fn emit_inner(
             )
         };
     }
-    let block = RING_DATA
-        .get_ptr_mut((first + ((at >> RING_BLOCK_SHIFT) & mask)) as u32)
-        .ok_or(())?
-        .cast::<u8>();
+    let Some(block) = RING_DATA.get_ptr_mut((first + ((at >> RING_BLOCK_SHIFT) & mask)) as u32)
+    else {
+        return Emit::NoRoom;
+    };
+    let block = block.cast::<u8>();
     // SAFETY: the offset is below RING_BLOCK and 8-aligned, and a frame is at most MAX_FRAME
     // bytes: RING_ELEM = RING_BLOCK + MAX_FRAME holds it (the verifier checks this too).
     let frame = unsafe { block.add((at & (BLOCK - 8)) as usize) };
@@ -1463,7 +1448,7 @@ fn emit_inner(
             sp.orig_len,
         )
     {
-        return Ok(Emit::Filtered);
+        return Emit::Filtered;
     }
     if read_failed {
         flags |= FLAG_READ_FAILED;
@@ -1523,11 +1508,11 @@ fn emit_inner(
     // loader refuses other architectures (see the module doc).
     // SAFETY: this CPU's RING_POS element; see above.
     unsafe { write_volatile(addr_of_mut!((*pos).prod), end) };
-    Ok(if counted {
+    if counted {
         Emit::PublishedCounted
     } else {
         Emit::Published
-    })
+    }
 }
 
 /// Where the key's header bytes are in a copy made from `sp.start`: (offset of the network
