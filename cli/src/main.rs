@@ -338,7 +338,15 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
     let mut names = Names::load(false);
     names.cilium = engine::cilium_glue::CiliumContext::new(parse_release(&c.cilium_release)?);
     names.cilium.formatter.verbosity = monitor_verbosity(c.out.monitor_verbosity);
-    let sel = selection(&c.select, &c.expression, &names)?;
+    let mut sel = selection(&c.select, &c.expression, &names)?;
+    // An interface given by name is this namespace's: its ifindex means nothing elsewhere.
+    if c.select
+        .interface
+        .as_ref()
+        .is_some_and(|i| i.parse::<u32>().is_err())
+    {
+        sel.netns.get_or_insert_with(engine::names::own_netns_inode);
+    }
     let mut kinds = c.source.clone();
     kinds.dedup();
     let only_cilium = !kinds.contains(&args::SourceKind::Kernel);
@@ -362,23 +370,15 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
     } else {
         None
     };
-    // What the decode stage runs: everything for Cilium events (and then for the kernel's
-    // again, deciding alike), the expression when the kernel could not take it, else nothing.
-    let mut user_select =
-        (!sel.is_all() && kinds.contains(&args::SourceKind::Cilium)).then(|| Arc::new(sel.clone()));
-    if let Some(why) = &untranslated {
-        eprintln!("dropscope: the filter expression runs in user space, after the copy: {why}");
-        user_select.get_or_insert_with(|| Arc::new(sel.expression_only()));
-    }
+    let mut kernel_expr_in_user = untranslated.clone();
     let mut sources: Vec<SourceFn<'static>> = Vec::new();
     for kind in &kinds {
         sources.push(match kind {
             args::SourceKind::Kernel => match &kernel {
                 Some((o, _)) => {
                     let (src, refused) = engine::sources::kernel(o)?;
-                    if let Some(why) = refused {
-                        eprintln!("dropscope: the filter expression runs in user space, after the copy: {why}");
-                        user_select.get_or_insert_with(|| Arc::new(sel.expression_only()));
+                    if refused.is_some() {
+                        kernel_expr_in_user = refused;
                     }
                     src
                 }
@@ -394,6 +394,21 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
             }
         });
     }
+    if let Some(why) = &kernel_expr_in_user {
+        eprintln!("dropscope: the filter expression runs in user space, after the copy: {why}");
+    }
+    // What the decode stage runs: the whole selection for Cilium events; for kernel drops
+    // only what the kernel program could not (the expression, when it fell back).
+    let user_select = if !sel.is_all() && kinds.contains(&args::SourceKind::Cilium) {
+        Some(Arc::new(Selection {
+            kernel_decided: kernel_expr_in_user.is_none(),
+            ..sel.clone()
+        }))
+    } else {
+        kernel_expr_in_user
+            .is_some()
+            .then(|| Arc::new(sel.expression_only()))
+    };
     let source: SourceFn<'_> = if sources.len() == 1 {
         sources.remove(0)
     } else {

@@ -201,6 +201,9 @@ fn selectors_pick_reason_namespace_and_interface() {
         &["--netns", &ns.b, "--reason", "no_socket", "-i", &if_b],
     );
     let b_other_if = run("boif", &["--netns", &ns.b, "-i", "999999"]);
+    // `-i lo` names our own loopback: B's loopback has the same ifindex (1) but is not it.
+    let our_lo = run("ourlo", &["-i", "lo", "udp dst port 3333"]);
+    let b_lo = run("blo", &["--netns", &ns.b, "-i", "1", "udp dst port 3333"]);
 
     ns.send_udp(false, 41001, 1111, 4, 10);
     // B -> A: three drops in A.
@@ -211,6 +214,11 @@ fn selectors_pick_reason_namespace_and_interface() {
         for _ in 0..3 {
             s.send_to(&[1u8; 10], dst).unwrap();
         }
+        // Two drops on B's loopback.
+        let lo = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for _ in 0..2 {
+            lo.send_to(&[2u8; 10], "127.0.0.1:3333").unwrap();
+        }
     });
     std::thread::sleep(Duration::from_millis(300));
 
@@ -220,6 +228,8 @@ fn selectors_pick_reason_namespace_and_interface() {
         ("bnot", b_not_nosock),
         ("bif", b_iface),
         ("boif", b_other_if),
+        ("ourlo", our_lo),
+        ("blo", b_lo),
     ] {
         let (st, err) = cap.stop();
         assert!(st.success(), "{tag}: {err}");
@@ -231,6 +241,8 @@ fn selectors_pick_reason_namespace_and_interface() {
     assert_eq!(got["bnot"].0, 0, "{}", got["bnot"].1);
     assert_eq!(got["bif"].0, 4, "{}", got["bif"].1);
     assert_eq!(got["boif"].0, 0, "{}", got["boif"].1);
+    assert_eq!(got["ourlo"].0, 0, "{}", got["ourlo"].1);
+    assert_eq!(got["blo"].0, 2, "{}", got["blo"].1);
 }
 
 /// Storm mode (`--exemplars 2`, and counts only) with an expression: the kernel table counts

@@ -102,6 +102,9 @@ pub struct Selection {
     pub to_identity: Vec<u32>,
     /// The tcpdump filter expression.
     pub expr: Option<Arc<Expression>>,
+    /// Kernel drops were selected by the kernel program already (selectors and expression):
+    /// [`Selection::keep`] passes them without deciding again.
+    pub kernel_decided: bool,
 }
 
 impl Selection {
@@ -163,6 +166,9 @@ impl Selection {
 
     /// True when `e` is selected.
     pub fn keep(&self, e: &Event) -> bool {
+        if self.kernel_decided && matches!(e.cause, crate::event::Cause::Kernel { .. }) {
+            return true;
+        }
         let (reason, src, dst) = crate::render::reason_and_identities(e);
         if let Some(only) = &self.only {
             if !only.has(reason) {
@@ -289,5 +295,11 @@ mod tests {
         assert!(!ident.keep(&ev(2, 1, 1)));
         assert_eq!(ident.kernel().0.reasons, Some((true, vec![])));
         assert!(Selection::default().is_all() && !ident.is_all());
+        // Kernel drops the kernel program already selected pass without a second decision.
+        let decided = Selection {
+            kernel_decided: true,
+            ..s.clone()
+        };
+        assert!(!s.keep(&ev(3, 4, 99)) && decided.keep(&ev(3, 4, 99)));
     }
 }

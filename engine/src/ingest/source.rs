@@ -227,15 +227,16 @@ pub fn text_source(
                         Item::Notice(n) => batch.notices.push((batch.events.len(), n)),
                     }
                 }
-                if batch.events.len() >= BATCH_EVENTS
-                    || (done && !batch.events.is_empty())
-                    || (done && !batch.notices.is_empty())
-                {
-                    if tx.send(std::mem::take(&mut batch)).is_err() {
+                if batch.events.len() >= BATCH_EVENTS {
+                    let full = std::mem::replace(&mut batch, Batch::with_capacity(BATCH_EVENTS));
+                    if tx.send(full).is_err() {
                         break;
                     }
-                    batch = Batch::with_capacity(BATCH_EVENTS);
                 }
+            }
+            // What is gathered goes on, also when stopped: it is counted as delivered.
+            if !(batch.events.is_empty() && batch.notices.is_empty()) {
+                let _ = tx.send(batch);
             }
             for (kind, count) in &skips.0 {
                 report.losses.push(StageLoss {
