@@ -5,9 +5,12 @@
 #   dropscope-monitor  dropscope replay mon.txt -q -w out.pcapng   (cilium-dbg monitor -vv
 #                      text: header lines and hex dumps -> pcapng with reasons + flow table)
 #   text2pcap          text2pcap -q mon.txt out.pcap              (the same hex dumps -> pcap)
-#   dropscope-hubble   dropscope replay hub.jsonl -q --stats-json S (Hubble flows -> flow table)
-#   parse-monitor      the monitor text parser alone over mon.txt (benches/src/bin/textparse.rs:
-#   parse-hubble       lines in, records out, nothing written) and the Hubble parser alone
+#   dropscope-hubble   dropscope replay hub.jsonl -q                (Hubble flows -> flow table,
+#                      summary on stderr)
+#   dropscope-hubble-json  the same with --stats-json S (the 200,000-row table written as JSON)
+#   parse-monitor      reading alone: dropscope's text source over mon.txt and hub.jsonl (chunks
+#   parse-hubble       parsed on every CPU, records made into events; benches/src/bin/textparse.rs),
+#                      no decoding, flow table or file
 #
 # Wall seconds per run; medians, spread, records per second, and the ratios against
 # text2pcap. Also checks that dropscope wrote one packet per monitor record.
@@ -43,7 +46,8 @@ run() { # NAME -> seconds
   case "$1" in
     dropscope-monitor) "$DS" replay "$WORK/mon.txt" -q -w "$WORK/ds.pcapng" 2>"$WORK/ds.err" ;;
     text2pcap) text2pcap -q "$WORK/mon.txt" "$WORK/t2p.pcap" ;;
-    dropscope-hubble) "$DS" replay "$WORK/hub.jsonl" -q --stats-json "$WORK/hub.json" 2>/dev/null ;;
+    dropscope-hubble) "$DS" replay "$WORK/hub.jsonl" -q 2>/dev/null ;;
+    dropscope-hubble-json) "$DS" replay "$WORK/hub.jsonl" -q --stats-json "$WORK/hub.json" 2>/dev/null ;;
     parse-monitor) "$ROOT/target/release/textparse" "$WORK/mon.txt" monitor >/dev/null ;;
     parse-hubble) "$ROOT/target/release/textparse" "$WORK/hub.jsonl" hubble >/dev/null ;;
   esac
@@ -52,7 +56,7 @@ run() { # NAME -> seconds
 }
 : >"$WORK/times"
 for r in $(seq 1 "$ROUNDS"); do
-  for s in dropscope-monitor text2pcap dropscope-hubble parse-monitor parse-hubble; do
+  for s in dropscope-monitor text2pcap dropscope-hubble dropscope-hubble-json parse-monitor parse-hubble; do
     t="$(run "$s")"
     echo "$s $t" >>"$WORK/times"
     printf 'bench-text-replay: round %d %s: %.3f s\n' "$r" "$s" "$t" >&2
@@ -70,12 +74,12 @@ print(f"### text inputs: {n} records each (monitor -vv with hex dumps; Hubble js
 print(f"dropscope wrote {written} packets from the monitor text (expected {n})\n")
 print("| setup | median s | min | max | records/s (median) | rounds |")
 print("|---|---:|---:|---:|---:|---|")
-for s in ("dropscope-monitor", "text2pcap", "dropscope-hubble", "parse-monitor", "parse-hubble"):
+for s in ("dropscope-monitor", "text2pcap", "dropscope-hubble", "dropscope-hubble-json", "parse-monitor", "parse-hubble"):
     xs = t[s]
     m = statistics.median(xs)
     print(f"| {s} | {m:.3f} | {min(xs):.3f} | {max(xs):.3f} | {n / m:,.0f} | {', '.join(f'{x:.2f}' for x in xs)} |")
 base = statistics.median(t["text2pcap"])
-for s in ("dropscope-monitor", "dropscope-hubble", "parse-monitor", "parse-hubble"):
+for s in ("dropscope-monitor", "dropscope-hubble", "dropscope-hubble-json", "parse-monitor", "parse-hubble"):
     print(f"\nspeed-up {s} vs text2pcap (medians): {base / statistics.median(t[s]):.1f}x")
 sys.exit(0 if written == n else 1)
 PY

@@ -184,6 +184,14 @@ impl FlowTable {
         }
     }
 
+    /// Makes room for `rows` rows at once (at most the table's size): growing by doubling
+    /// copies every row and faults fresh pages each time. The index still grows as it
+    /// fills (a table sized for all rows at once spreads its few entries over all of it).
+    pub fn reserve(&mut self, rows: usize) {
+        let n = rows.min(self.max_entries).saturating_sub(self.rows.len());
+        self.rows.reserve(n);
+    }
+
     /// Counts one packet of `orig_len` bytes seen at `ts_ns`.
     #[inline]
     pub fn add(&mut self, key: &AggKey, orig_len: u32, ts_ns: u64) {

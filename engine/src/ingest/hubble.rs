@@ -41,7 +41,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::OnceLock;
 
-use serde_json::{Map, Value};
+use sonic_rs::{JsonContainerTrait as _, JsonValueTrait as _, Object, Value};
 
 use super::{FlowHeaders, Item, LineParser, Names, Record, Skips};
 use crate::cilium::notify::{DebugMsg, DropNotify, Notification, PolicyVerdictNotify, TraceNotify};
@@ -62,31 +62,31 @@ impl HubbleParser {
         HubbleParser { release }
     }
 
-    fn parse(&self, o: &Map<String, Value>) -> Result<Item, &'static str> {
+    fn parse(&self, o: &Object) -> Result<Item, &'static str> {
         let outer_node = str_of(o, "node_name", "nodeName");
         let outer_time = str_of(o, "time", "time");
-        if let Some(Value::Object(f)) = field(o, "flow", "flow") {
+        if let Some(f) = obj(field(o, "flow", "flow")) {
             return self.flow(f, outer_node, outer_time);
         }
-        if let Some(Value::Object(l)) = field(o, "lost_events", "lostEvents") {
+        if let Some(l) = obj(field(o, "lost_events", "lostEvents")) {
             let count = u64_of(field(l, "num_events_lost", "numEventsLost")).unwrap_or(0);
             let cpu = wrapped(field(l, "cpu", "cpu"))
                 .and_then(|v| v.as_i64())
                 .unwrap_or(-1);
             return Ok(Item::Notice(Notice::Lost { cpu, count }));
         }
-        if let Some(Value::Object(a)) = field(o, "agent_event", "agentEvent") {
+        if let Some(a) = obj(field(o, "agent_event", "agentEvent")) {
             let kind = agent_kind(field(a, "type", "type"));
             let body = a
                 .iter()
-                .find(|(k, _)| k.as_str() != "type")
-                .map_or_else(|| Value::Object(a.clone()), |(_, v)| v.clone());
+                .find(|(k, _)| *k != "type")
+                .map_or_else(|| a.clone().into_value(), |(_, v)| v.clone());
             return Ok(Item::Notice(Notice::Agent {
                 kind,
-                text: body.to_string(),
+                text: agent_text(&body),
             }));
         }
-        if let Some(Value::Object(d)) = field(o, "debug_event", "debugEvent") {
+        if let Some(d) = obj(field(o, "debug_event", "debugEvent")) {
             return Ok(debug_event(d, outer_node, outer_time));
         }
         if is_flow_object(o) {
@@ -97,18 +97,18 @@ impl HubbleParser {
 
     fn flow(
         &self,
-        f: &Map<String, Value>,
+        f: &Object,
         outer_node: Option<&str>,
         outer_time: Option<&str>,
     ) -> Result<Item, &'static str> {
-        let verdict = verdict_of(field(f, "verdict", "verdict"));
-        let et = match field(f, "event_type", "eventType") {
-            Some(Value::Object(e)) => Some((
-                u64_of(e.get("type")).unwrap_or(0),
+        let f = FlowView::of(f);
+        let verdict = verdict_of(f[F::Verdict]);
+        let et = obj(f[F::EventType]).map(|e| {
+            (
+                u64_of(e.get(&"type")).unwrap_or(0),
                 u64_of(field(e, "sub_type", "subType")),
-            )),
-            _ => None,
-        };
+            )
+        });
         let kind = match (et.map(|e| e.0), verdict) {
             (Some(1), _) | (None, Verdict::Dropped) => 1,
             (Some(4), _)
@@ -123,38 +123,36 @@ impl HubbleParser {
             _ => return Err("unsupported_flow"),
         };
         let sub_type = et.and_then(|e| e.1);
-        let src = endpoint(f, "source", "source");
-        let dst = endpoint(f, "destination", "destination");
-        let headers = headers(f);
-        let iface = match field(f, "interface", "interface") {
-            Some(Value::Object(i)) => u32_of(i.get("index")).unwrap_or(0),
-            _ => 0,
-        };
-        let trace_id = match field(f, "ip_trace_id", "ipTraceId") {
-            Some(Value::Object(t)) => u64_of(field(t, "trace_id", "traceId")).unwrap_or(0),
-            _ => 0,
-        };
+        let src = endpoint(f[F::Source]);
+        let dst = endpoint(f[F::Destination]);
+        let headers = headers(&f);
+        let iface = obj(f[F::Interface])
+            .and_then(|i| u32_of(i.get(&"index")))
+            .unwrap_or(0);
+        let trace_id = obj(f[F::IpTraceId])
+            .and_then(|t| u64_of(field(t, "trace_id", "traceId")))
+            .unwrap_or(0);
         let ipv6 = matches!(
             headers.as_ref().and_then(|h| h.src.or(h.dst)),
             Some(IpAddr::V6(_))
         );
         let notification = match kind {
             1 => {
-                let reason = reason_of(field(f, "drop_reason_desc", "dropReasonDesc"))
-                    .or_else(|| u8_of(field(f, "drop_reason", "dropReason")))
+                let reason = reason_of(f[F::DropReasonDesc])
+                    .or_else(|| u8_of(f[F::DropReason]))
                     .or_else(|| sub_type.and_then(|s| u8::try_from(s).ok()))
                     .unwrap_or(0);
-                let (file, line) = match field(f, "file", "file") {
-                    Some(Value::Object(fl)) => (
-                        fl.get("name")
-                            .and_then(Value::as_str)
+                let (file, line) = match obj(f[F::File]) {
+                    Some(fl) => (
+                        fl.get(&"name")
+                            .and_then(|v| v.as_str())
                             .and_then(|n| self.file_id(n))
                             .unwrap_or(0),
-                        u64_of(fl.get("line"))
+                        u64_of(fl.get(&"line"))
                             .and_then(|l| u16::try_from(l).ok())
                             .unwrap_or(0),
                     ),
-                    _ => (0, 0),
+                    None => (0, 0),
                 };
                 Notification::Drop(DropNotify {
                     msg_type: 1,
@@ -169,20 +167,17 @@ impl HubbleParser {
                 })
             }
             4 => {
-                let obs =
-                    obs_point_of(field(f, "trace_observation_point", "traceObservationPoint"))
-                        .or_else(|| sub_type.and_then(|s| u8::try_from(s).ok()))
-                        .unwrap_or(0);
-                let mut reason = trace_reason_of(field(f, "trace_reason", "traceReason"));
-                let encrypted = match field(f, "IP", "IP") {
-                    Some(Value::Object(ip)) => ip.get("encrypted") == Some(&Value::Bool(true)),
-                    _ => false,
-                };
+                let obs = obs_point_of(f[F::TraceObservationPoint])
+                    .or_else(|| sub_type.and_then(|s| u8::try_from(s).ok()))
+                    .unwrap_or(0);
+                let mut reason = trace_reason_of(f[F::TraceReason]);
+                let encrypted = obj(f[F::Ip])
+                    .is_some_and(|ip| ip.get(&"encrypted").and_then(|v| v.as_bool()) == Some(true));
                 if encrypted {
                     reason |= 0x80;
                 }
                 let dst_id = if obs == 1 {
-                    u32_of(field(f, "proxy_port", "proxyPort"))
+                    u32_of(f[F::ProxyPort])
                         .and_then(|p| u16::try_from(p).ok())
                         .unwrap_or(0)
                 } else {
@@ -201,16 +196,15 @@ impl HubbleParser {
                 })
             }
             _ => {
-                let dir = match field(f, "traffic_direction", "trafficDirection") {
-                    Some(Value::String(s)) => match s.as_str() {
+                let dir = match f[F::TrafficDirection] {
+                    Some(v) if v.is_str() => match v.as_str().unwrap_or("") {
                         "INGRESS" => 1,
                         "EGRESS" => 2,
                         _ => 0,
                     },
                     v => u8_of(v).unwrap_or(0) & 0x03,
                 };
-                let match_type =
-                    u8_of(field(f, "policy_match_type", "policyMatchType")).unwrap_or(0) & 0x07;
+                let match_type = u8_of(f[F::PolicyMatchType]).unwrap_or(0) & 0x07;
                 let mut flags = dir | (match_type << 3);
                 if ipv6 {
                     flags |= 0x04;
@@ -220,18 +214,18 @@ impl HubbleParser {
                 }
                 let verdict_num = match verdict {
                     Verdict::Dropped => {
-                        let r = reason_of(field(f, "drop_reason_desc", "dropReasonDesc"))
-                            .or_else(|| u8_of(field(f, "drop_reason", "dropReason")))
+                        let r = reason_of(f[F::DropReasonDesc])
+                            .or_else(|| u8_of(f[F::DropReason]))
                             .unwrap_or(0);
                         -i32::from(r)
                     }
-                    Verdict::Redirected => u32_of(field(f, "proxy_port", "proxyPort"))
+                    Verdict::Redirected => u32_of(f[F::ProxyPort])
                         .and_then(|p| i32::try_from(p).ok())
                         .unwrap_or(0),
                     _ => 0,
                 };
-                let auth_type = match field(f, "auth_type", "authType") {
-                    Some(Value::String(s)) => match s.as_str() {
+                let auth_type = match f[F::AuthType] {
+                    Some(v) if v.is_str() => match v.as_str().unwrap_or("") {
                         "SPIRE" => 1,
                         "TEST_ALWAYS_FAIL" => 2,
                         _ => 0,
@@ -252,7 +246,7 @@ impl HubbleParser {
                 })
             }
         };
-        let node = str_of(f, "node_name", "nodeName").or(outer_node);
+        let node = f[F::NodeName].and_then(|v| v.as_str()).or(outer_node);
         let names = Names {
             src_pod: src.pod,
             src_namespace: src.namespace,
@@ -262,7 +256,8 @@ impl HubbleParser {
             dst_labels: dst.labels,
             node: node.filter(|n| !n.is_empty()).map(str::to_string),
         };
-        let ts_ns = str_of(f, "time", "time")
+        let ts_ns = f[F::Time]
+            .and_then(|v| v.as_str())
             .or(outer_time)
             .and_then(parse_rfc3339);
         Ok(Item::Record(Record {
@@ -287,7 +282,7 @@ impl HubbleParser {
 
 impl LineParser for HubbleParser {
     fn line(&mut self, line: &str, out: &mut Vec<Item>, skips: &mut Skips) {
-        let Some(o) = json_object(line, skips) else {
+        let Some(o) = sonic_object(line, skips) else {
             return;
         };
         match self.parse(&o) {
@@ -297,11 +292,48 @@ impl LineParser for HubbleParser {
     }
 
     fn finish(&mut self, _out: &mut Vec<Item>, _skips: &mut Skips) {}
+
+    fn is_idle(&self) -> bool {
+        true
+    }
 }
 
 /// Parses a line that should hold one JSON object, counting it in `skips` when it does not.
 /// Shared by the JSON-lines parsers of this module.
-pub(crate) fn json_object(line: &str, skips: &mut Skips) -> Option<Map<String, Value>> {
+pub(crate) fn json_object(
+    line: &str,
+    skips: &mut Skips,
+) -> Option<serde_json::Map<String, serde_json::Value>> {
+    json_object_with(line, skips, |t| match serde_json::from_str(t) {
+        Ok(serde_json::Value::Object(o)) => Ok(Some(o)),
+        Ok(_) => Ok(None),
+        Err(e) => Err(e.is_eof()),
+    })
+}
+
+/// [`json_object`] parsed by sonic-rs (this module's parser: its arena-backed value is
+/// several times faster to build than serde_json's map of maps).
+fn sonic_object(line: &str, skips: &mut Skips) -> Option<Object> {
+    json_object_with(line, skips, parse_sonic)
+}
+
+fn parse_sonic(t: &str) -> Result<Option<Object>, bool> {
+    match sonic_rs::from_str::<Value>(t) {
+        Ok(v) => Ok(v.into_object()),
+        // sonic-rs calls some cut texts malformed: serde_json tells the two apart (only on
+        // this rare path), as for the other JSON formats.
+        Err(_) => Err(serde_json::from_str::<serde::de::IgnoredAny>(t).is_err_and(|e| e.is_eof())),
+    }
+}
+
+/// The shared part of [`json_object`]: what is not a JSON object is counted by kind.
+/// `parse` gives the object, `Ok(None)` for JSON of another type, `Err(true)` when the text
+/// ends too early.
+fn json_object_with<T>(
+    line: &str,
+    skips: &mut Skips,
+    parse: impl FnOnce(&str) -> Result<Option<T>, bool>,
+) -> Option<T> {
     let t = line.trim();
     if t.is_empty() {
         skips.add("empty");
@@ -311,17 +343,17 @@ pub(crate) fn json_object(line: &str, skips: &mut Skips) -> Option<Map<String, V
         skips.add("not_a_record");
         return None;
     }
-    match serde_json::from_str::<Value>(t) {
-        Ok(Value::Object(o)) => Some(o),
-        Ok(_) => {
+    match parse(t) {
+        Ok(Some(o)) => Some(o),
+        Ok(None) => {
             skips.add("not_a_flow");
             None
         }
-        Err(e) if e.is_eof() => {
+        Err(true) => {
             skips.add("cut_record");
             None
         }
-        Err(_) => {
+        Err(false) => {
             skips.add("bad_json");
             None
         }
@@ -332,11 +364,11 @@ pub(crate) fn json_object(line: &str, skips: &mut Skips) -> Option<Map<String, V
 /// than of any other JSON shape). `cilium monitor -j` lines (`"type":"drop"`, `srcLabel`, …)
 /// and our own lines (`origin`) are not.
 pub fn looks_like_hubble(lines: &[&str]) -> bool {
-    super::most_json_objects_are(lines, is_hubble_object)
+    super::most_json_objects_are(lines, |t| parse_sonic(t).ok().flatten(), is_hubble_object)
 }
 
-fn is_hubble_object(o: &Map<String, Value>) -> bool {
-    if o.contains_key("type") || o.contains_key("origin") {
+fn is_hubble_object(o: &Object) -> bool {
+    if o.contains_key(&"type") || o.contains_key(&"origin") {
         return false;
     }
     [
@@ -347,14 +379,14 @@ fn is_hubble_object(o: &Map<String, Value>) -> bool {
         ("node_status", "nodeStatus"),
     ]
     .iter()
-    .any(|(a, b)| matches!(field(o, a, b), Some(Value::Object(_))))
+    .any(|(a, b)| obj(field(o, a, b)).is_some())
         || is_flow_object(o)
 }
 
 /// A bare `Flow` (`hubble observe -o json`): it has one of the members only flows have.
-fn is_flow_object(o: &Map<String, Value>) -> bool {
-    !o.contains_key("type")
-        && !o.contains_key("origin")
+fn is_flow_object(o: &Object) -> bool {
+    !o.contains_key(&"type")
+        && !o.contains_key(&"origin")
         && [
             ("verdict", "verdict"),
             ("event_type", "eventType"),
@@ -371,22 +403,127 @@ fn is_flow_object(o: &Map<String, Value>) -> bool {
 // ---------------------------------------------------------------------------------------------
 // Members
 
-fn field<'a>(o: &'a Map<String, Value>, proto: &str, camel: &str) -> Option<&'a Value> {
-    o.get(proto)
-        .or_else(|| o.get(camel))
+/// The members of a flow object that the mapping reads, found in one pass over it (looking
+/// each up by both of its names costs a scan of the object per absent name). A proto name
+/// wins over its lowerCamel twin; a null member counts as absent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum F {
+    Verdict,
+    EventType,
+    Source,
+    Destination,
+    Ip,
+    L4,
+    Interface,
+    IpTraceId,
+    DropReasonDesc,
+    DropReason,
+    File,
+    TraceObservationPoint,
+    TraceReason,
+    ProxyPort,
+    TrafficDirection,
+    PolicyMatchType,
+    AuthType,
+    NodeName,
+    Time,
+    Summary,
+}
+
+const FLOW_MEMBERS: usize = F::Summary as usize + 1;
+
+struct FlowView<'a> {
+    value: [Option<&'a Value>; FLOW_MEMBERS],
+    by_proto_name: [bool; FLOW_MEMBERS],
+}
+
+impl<'a> FlowView<'a> {
+    fn of(f: &'a Object) -> Self {
+        let mut view = FlowView {
+            value: [None; FLOW_MEMBERS],
+            by_proto_name: [false; FLOW_MEMBERS],
+        };
+        for (k, v) in f.iter() {
+            let (slot, proto) = match k {
+                "verdict" => (F::Verdict, true),
+                "event_type" => (F::EventType, true),
+                "eventType" => (F::EventType, false),
+                "source" => (F::Source, true),
+                "destination" => (F::Destination, true),
+                "IP" => (F::Ip, true),
+                "l4" => (F::L4, true),
+                "interface" => (F::Interface, true),
+                "ip_trace_id" => (F::IpTraceId, true),
+                "ipTraceId" => (F::IpTraceId, false),
+                "drop_reason_desc" => (F::DropReasonDesc, true),
+                "dropReasonDesc" => (F::DropReasonDesc, false),
+                "drop_reason" => (F::DropReason, true),
+                "dropReason" => (F::DropReason, false),
+                "file" => (F::File, true),
+                "trace_observation_point" => (F::TraceObservationPoint, true),
+                "traceObservationPoint" => (F::TraceObservationPoint, false),
+                "trace_reason" => (F::TraceReason, true),
+                "traceReason" => (F::TraceReason, false),
+                "proxy_port" => (F::ProxyPort, true),
+                "proxyPort" => (F::ProxyPort, false),
+                "traffic_direction" => (F::TrafficDirection, true),
+                "trafficDirection" => (F::TrafficDirection, false),
+                "policy_match_type" => (F::PolicyMatchType, true),
+                "policyMatchType" => (F::PolicyMatchType, false),
+                "auth_type" => (F::AuthType, true),
+                "authType" => (F::AuthType, false),
+                "node_name" => (F::NodeName, true),
+                "nodeName" => (F::NodeName, false),
+                "time" => (F::Time, true),
+                "Summary" => (F::Summary, true),
+                _ => continue,
+            };
+            let i = slot as usize;
+            if v.is_null() || (view.by_proto_name[i] && !proto) {
+                continue;
+            }
+            view.value[i] = Some(v);
+            view.by_proto_name[i] = proto;
+        }
+        view
+    }
+}
+
+impl<'a> std::ops::Index<F> for FlowView<'a> {
+    type Output = Option<&'a Value>;
+    fn index(&self, i: F) -> &Option<&'a Value> {
+        &self.value[i as usize]
+    }
+}
+
+fn field<'a>(o: &'a Object, proto: &str, camel: &str) -> Option<&'a Value> {
+    o.get(&proto)
+        .or_else(|| o.get(&camel))
         .filter(|v| !v.is_null())
 }
 
-fn str_of<'a>(o: &'a Map<String, Value>, proto: &str, camel: &str) -> Option<&'a str> {
-    field(o, proto, camel).and_then(Value::as_str)
+fn obj(v: Option<&Value>) -> Option<&Object> {
+    v?.as_object()
+}
+
+/// The value of a string member of `o` (a [`JsonValueTrait::as_str`] view).
+fn str_of<'a>(o: &'a Object, proto: &str, camel: &str) -> Option<&'a str> {
+    field(o, proto, camel).and_then(|v| v.as_str())
+}
+
+/// An agent event's body as JSON text, members in name order (as Cilium's Go maps print).
+fn agent_text(v: &Value) -> String {
+    // Rare (agent events), so the detour through serde_json's sorted map costs nothing.
+    serde_json::from_str::<serde_json::Value>(&v.to_string())
+        .map_or_else(|_| v.to_string(), |s| s.to_string())
 }
 
 /// A uint64 as protojson writes it (a string) or as a number.
 fn u64_of(v: Option<&Value>) -> Option<u64> {
-    match v? {
-        Value::Number(n) => n.as_u64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
+    let v = v?;
+    match v.as_str() {
+        Some(s) => s.trim().parse().ok(),
+        None => v.as_u64(),
     }
 }
 
@@ -400,9 +537,10 @@ fn u8_of(v: Option<&Value>) -> Option<u8> {
 
 /// A wrapper type (`Int32Value`): protojson writes the plain value; `{"value":n}` also read.
 fn wrapped(v: Option<&Value>) -> Option<&Value> {
-    match v? {
-        Value::Object(o) => o.get("value"),
-        other => Some(other),
+    let v = v?;
+    match v.as_object() {
+        Some(o) => o.get(&"value"),
+        None => Some(v),
     }
 }
 
@@ -419,8 +557,8 @@ enum Verdict {
 }
 
 fn verdict_of(v: Option<&Value>) -> Verdict {
-    let n = match v {
-        Some(Value::String(s)) => match s.as_str() {
+    let n = match v.and_then(|v| v.as_str()) {
+        Some(s) => match s {
             "FORWARDED" => 1,
             "DROPPED" => 2,
             "ERROR" => 3,
@@ -430,7 +568,7 @@ fn verdict_of(v: Option<&Value>) -> Verdict {
             "TRANSLATED" => 7,
             _ => 0,
         },
-        other => u64_of(other).unwrap_or(0),
+        None => u64_of(v).unwrap_or(0),
     };
     match n {
         1 => Verdict::Forwarded,
@@ -459,27 +597,29 @@ fn drop_reason_codes() -> &'static HashMap<&'static str, u8> {
 
 /// A `drop_reason_desc` value: an enum name, or a bare number (values without a name).
 fn reason_of(v: Option<&Value>) -> Option<u8> {
-    match v? {
-        Value::String(s) => drop_reason_codes()
-            .get(s.as_str())
+    let v = v?;
+    match v.as_str() {
+        Some(s) => drop_reason_codes()
+            .get(s)
             .copied()
             .or_else(|| s.parse().ok()),
-        other => u8_of(Some(other)),
+        None => u8_of(Some(v)),
     }
 }
 
 /// `TraceObservationPoint` name → the datapath's `obs_point` (`TO_ENDPOINT` 101 → 0).
 fn obs_point_of(v: Option<&Value>) -> Option<u8> {
-    let n = match v? {
-        Value::String(s) => {
+    let v = v?;
+    let n = match v.as_str() {
+        Some(s) => {
             if s == "TO_ENDPOINT" {
                 return Some(0);
             }
             return (1..=255u8).find(|&c| {
-                trace_point_info(c).is_some_and(|i| i.hubble.split('(').next() == Some(s.as_str()))
+                trace_point_info(c).is_some_and(|i| i.hubble.split('(').next() == Some(s))
             });
         }
-        other => u64_of(Some(other))?,
+        None => u64_of(Some(v))?,
     };
     match n {
         101 => Some(0),
@@ -492,8 +632,8 @@ fn obs_point_of(v: Option<&Value>) -> Option<u8> {
 /// below 5 and writes 5 as 0). protojson omits a zero enum, so an absent reason is
 /// `TRACE_REASON_UNKNOWN`, the datapath's 5.
 fn trace_reason_of(v: Option<&Value>) -> u8 {
-    let n = match v {
-        Some(Value::String(s)) => match s.as_str() {
+    let n = match v.and_then(|v| v.as_str()) {
+        Some(s) => match s {
             "TRACE_REASON_UNKNOWN" => 0,
             "NEW" => 1,
             "ESTABLISHED" => 2,
@@ -505,8 +645,7 @@ fn trace_reason_of(v: Option<&Value>) -> u8 {
             "ENCRYPT_OVERLAY" => 8,
             _ => 0,
         },
-        Some(other) => u8_of(Some(other)).unwrap_or(0),
-        None => 0,
+        None => u8_of(v).unwrap_or(0),
     };
     match n {
         0 => 5,
@@ -518,8 +657,8 @@ fn trace_reason_of(v: Option<&Value>) -> u8 {
 /// Hubble `AgentEventType` → Cilium's `AgentNotification` number (FORMAT.md §11: Hubble
 /// renumbers: POLICY_UPDATED 3 is Cilium's 5, ENDPOINT_REGENERATE_SUCCESS 5 is Cilium's 3…).
 fn agent_kind(v: Option<&Value>) -> u32 {
-    let hubble = match v {
-        Some(Value::String(s)) => match s.as_str() {
+    let hubble = match v.and_then(|v| v.as_str()) {
+        Some(s) => match s {
             "AGENT_STARTED" => 2,
             "POLICY_UPDATED" => 3,
             "POLICY_DELETED" => 4,
@@ -533,7 +672,7 @@ fn agent_kind(v: Option<&Value>) -> u32 {
             "SERVICE_DELETED" => 12,
             _ => 0,
         },
-        other => u32_of(other).unwrap_or(0),
+        None => u32_of(v).unwrap_or(0),
     };
     match hubble {
         3 => 5,
@@ -544,15 +683,16 @@ fn agent_kind(v: Option<&Value>) -> u32 {
     }
 }
 
-fn debug_event(d: &Map<String, Value>, node: Option<&str>, time: Option<&str>) -> Item {
-    let cpu = wrapped(field(d, "cpu", "cpu")).and_then(Value::as_i64);
-    let subtype = match field(d, "type", "type") {
-        Some(Value::String(s)) if s == "DBG_EVENT_UNKNOWN" => Some(0),
-        Some(Value::String(s)) => DEBUG_SUBTYPES
+fn debug_event(d: &Object, node: Option<&str>, time: Option<&str>) -> Item {
+    let cpu = wrapped(field(d, "cpu", "cpu")).and_then(|v| v.as_i64());
+    let t = field(d, "type", "type");
+    let subtype = match t.and_then(|v| v.as_str()) {
+        Some("DBG_EVENT_UNKNOWN") => Some(0),
+        Some(s) => DEBUG_SUBTYPES
             .iter()
-            .position(|n| n == s)
+            .position(|n| *n == s)
             .and_then(|i| u8::try_from(i).ok()),
-        other => u8_of(other),
+        None => u8_of(t),
     };
     let Some(subtype) = subtype else {
         return Item::Notice(Notice::Unknown {
@@ -560,13 +700,11 @@ fn debug_event(d: &Map<String, Value>, node: Option<&str>, time: Option<&str>) -
             cpu: cpu.unwrap_or(-1),
         });
     };
-    let source = match field(d, "source", "source") {
-        Some(Value::Object(e)) => u32_of(e.get("ID"))
-            .and_then(|id| u16::try_from(id).ok())
-            .unwrap_or(0),
-        _ => 0,
-    };
-    let arg = |k: &str| u32_of(d.get(k)).unwrap_or(0);
+    let source = obj(field(d, "source", "source"))
+        .and_then(|e| u32_of(e.get(&"ID")))
+        .and_then(|id| u16::try_from(id).ok())
+        .unwrap_or(0);
+    let arg = |k: &str| u32_of(d.get(&k)).unwrap_or(0);
     let names = Names {
         node: node.filter(|n| !n.is_empty()).map(str::to_string),
         ..Default::default()
@@ -601,8 +739,8 @@ struct Endpoint {
     labels: Vec<String>,
 }
 
-fn endpoint(f: &Map<String, Value>, proto: &str, camel: &str) -> Endpoint {
-    let Some(Value::Object(e)) = field(f, proto, camel) else {
+fn endpoint(e: Option<&Value>) -> Endpoint {
+    let Some(e) = obj(e) else {
         return Endpoint::default();
     };
     let s = |a: &str, b: &str| {
@@ -611,15 +749,15 @@ fn endpoint(f: &Map<String, Value>, proto: &str, camel: &str) -> Endpoint {
             .map(str::to_string)
     };
     Endpoint {
-        identity: u32_of(e.get("identity")).unwrap_or(0),
+        identity: u32_of(e.get(&"identity")).unwrap_or(0),
         pod: s("pod_name", "podName"),
         namespace: s("namespace", "namespace"),
-        labels: match e.get("labels") {
-            Some(Value::Array(a)) => a
+        labels: match e.get(&"labels").and_then(|v| v.as_array()) {
+            Some(a) => a
                 .iter()
                 .filter_map(|l| l.as_str().map(str::to_string))
                 .collect(),
-            _ => Vec::new(),
+            None => Vec::new(),
         },
     }
 }
@@ -638,23 +776,23 @@ fn summary_flags(s: Option<&str>) -> Option<u8> {
 }
 
 /// The headers `IP` and `l4` name; `None` when the flow has neither.
-fn headers(f: &Map<String, Value>) -> Option<FlowHeaders> {
+fn headers(f: &FlowView<'_>) -> Option<FlowHeaders> {
     let mut h = FlowHeaders::default();
     let mut any = false;
-    if let Some(Value::Object(ip)) = field(f, "IP", "IP") {
+    if let Some(ip) = obj(f[F::Ip]) {
         h.src = ip
-            .get("source")
-            .and_then(Value::as_str)
+            .get(&"source")
+            .and_then(|v| v.as_str())
             .and_then(|s| s.parse().ok());
         h.dst = ip
-            .get("destination")
-            .and_then(Value::as_str)
+            .get(&"destination")
+            .and_then(|v| v.as_str())
             .and_then(|s| s.parse().ok());
         any = true;
     }
-    if let Some(Value::Object(l4)) = field(f, "l4", "l4") {
-        for (k, v) in l4 {
-            let Value::Object(p) = v else { continue };
+    if let Some(l4) = obj(f[F::L4]) {
+        for (k, v) in l4.iter() {
+            let Some(p) = v.as_object() else { continue };
             let port = |a: &str, b: &str| {
                 u32_of(field(p, a, b))
                     .and_then(|n| u16::try_from(n).ok())
@@ -664,20 +802,19 @@ fn headers(f: &Map<String, Value>) -> Option<FlowHeaders> {
                 h.sport = port("source_port", "sourcePort");
                 h.dport = port("destination_port", "destinationPort");
             };
-            match k.as_str() {
+            match k {
                 "TCP" => {
                     h.proto = 6;
                     ports(&mut h);
-                    h.tcp_flags = match p.get("flags") {
-                        Some(Value::Object(fl)) => Some(
-                            TCP_FLAGS
-                                .iter()
-                                .enumerate()
-                                .filter(|(_, n)| fl.get(**n) == Some(&Value::Bool(true)))
-                                .fold(0u8, |acc, (i, _)| acc | (1 << i)),
-                        ),
+                    h.tcp_flags = match p.get(&"flags").and_then(|v| v.as_object()) {
+                        Some(fl) => Some(fl.iter().fold(0u8, |acc, (name, v)| {
+                            match TCP_FLAGS.iter().position(|n| *n == name) {
+                                Some(i) if v.as_bool() == Some(true) => acc | (1 << i),
+                                _ => acc,
+                            }
+                        })),
                         // No `flags` member: Hubble's own summary (`TCP Flags: SYN, ACK`) says.
-                        _ => summary_flags(str_of(f, "Summary", "Summary")),
+                        None => summary_flags(f[F::Summary].and_then(|v| v.as_str())),
                     };
                 }
                 "UDP" => {
@@ -691,8 +828,8 @@ fn headers(f: &Map<String, Value>) -> Option<FlowHeaders> {
                 "ICMPv4" | "ICMPv6" => {
                     h.proto = if k == "ICMPv4" { 1 } else { 58 };
                     h.icmp = Some((
-                        u8_of(p.get("type")).unwrap_or(0),
-                        u8_of(p.get("code")).unwrap_or(0),
+                        u8_of(p.get(&"type")).unwrap_or(0),
+                        u8_of(p.get(&"code")).unwrap_or(0),
                     ));
                 }
                 _ => continue,

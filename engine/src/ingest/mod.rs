@@ -106,13 +106,17 @@ pub trait LineParser {
     fn line(&mut self, line: &str, out: &mut Vec<Item>, skips: &mut Skips);
     /// End of input: completes or counts what is still open.
     fn finish(&mut self, out: &mut Vec<Item>, skips: &mut Skips);
+    /// True when nothing is open (no record waiting for more lines): the next line is then
+    /// read exactly as by a new parser, which is what lets chunks be parsed apart.
+    fn is_idle(&self) -> bool;
 }
 
 /// Content sniffing for the JSON formats: among the JSON objects of the first 8 non-empty
 /// lines, true when some are `mine` and at least as many are as not.
-pub(crate) fn most_json_objects_are(
+pub(crate) fn most_json_objects_are<T>(
     lines: &[&str],
-    mine: impl Fn(&serde_json::Map<String, serde_json::Value>) -> bool,
+    parse: impl Fn(&str) -> Option<T>,
+    mine: impl Fn(&T) -> bool,
 ) -> bool {
     let (mut yes, mut no) = (0, 0);
     for l in lines
@@ -121,7 +125,7 @@ pub(crate) fn most_json_objects_are(
         .filter(|l| !l.is_empty())
         .take(8)
     {
-        if let Ok(serde_json::Value::Object(o)) = serde_json::from_str(l) {
+        if let Some(o) = parse(l) {
             if mine(&o) {
                 yes += 1;
             } else {
@@ -130,6 +134,14 @@ pub(crate) fn most_json_objects_are(
         }
     }
     yes > 0 && yes >= no
+}
+
+/// A JSON object parsed by serde_json, for [`most_json_objects_are`].
+pub(crate) fn serde_object(line: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
+    match serde_json::from_str(line) {
+        Ok(serde_json::Value::Object(o)) => Some(o),
+        _ => None,
+    }
 }
 
 /// Removes ANSI escape sequences (`ESC [ ... letter`, `ESC ] ... BEL`) and a trailing `\r`;

@@ -261,6 +261,10 @@ impl LineParser for MonitorJsonParser {
     fn finish(&mut self, out: &mut Vec<Item>, skips: &mut Skips) {
         self.text.finish(out, skips);
     }
+
+    fn is_idle(&self) -> bool {
+        self.text.is_idle()
+    }
 }
 
 /// Content sniffing: do the first non-empty lines look like `cilium monitor -j` output?

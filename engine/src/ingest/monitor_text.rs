@@ -290,9 +290,26 @@ fn strip_cpu(s: &str) -> Option<(Option<u32>, &str)> {
 
 /// Takes the text before `pat` and advances past it.
 fn take<'a>(s: &mut &'a str, pat: &str) -> Option<&'a str> {
-    let (a, b) = s.split_once(pat)?;
+    let i = find(s, pat)?;
+    let (a, b) = (s.get(..i)?, s.get(i + pat.len()..)?);
     *s = b;
     Some(a)
+}
+
+/// Where `pat` first occurs in `s`: its first byte found by memchr, then compared. For the
+/// short patterns of these lines this beats `str::find`, whose searcher is built per call.
+fn find(s: &str, pat: &str) -> Option<usize> {
+    let (h, p) = (s.as_bytes(), pat.as_bytes());
+    let (&first, _) = p.split_first()?;
+    let mut from = 0;
+    while let Some(i) = memchr::memchr(first, h.get(from..)?) {
+        let at = from + i;
+        if h.get(at..at + p.len())? == p {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
 }
 
 fn lit(s: &mut &str, pat: &str) -> Option<()> {
@@ -421,6 +438,10 @@ pub(crate) fn parse_capture_message(s: &str) -> Option<(u8, u32, &str)> {
 /// gopacket `LayerString` lines (`IPv4\t{... SrcIP=1.2.3.4 DstIP=...}`) folded into headers.
 pub(crate) fn apply_layer_line(line: &str, h: &mut FlowHeaders) -> bool {
     let line = line.trim_start();
+    // Every layer name starts with a capital letter (a separator or hex line does not).
+    if !line.as_bytes().first().is_some_and(u8::is_ascii_uppercase) {
+        return false;
+    }
     let Some((layer, body)) = line.split_once(['\t', ' ']) else {
         return false;
     };
@@ -553,7 +574,69 @@ fn looks_like_hex_line(s: &str) -> bool {
     b.len() >= 10 && b[..8].iter().all(|c| hex_val(*c).is_some()) && &b[8..10] == b"  "
 }
 
+/// Hex digit values, 0xff for bytes that are not hex digits.
+const HEX_DIGIT: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut c = 0;
+    while c < 256 {
+        t[c] = match c as u8 {
+            b'0'..=b'9' => c as u8 - b'0',
+            b'a'..=b'f' => c as u8 - b'a' + 10,
+            b'A'..=b'F' => c as u8 - b'A' + 10,
+            _ => 0xff,
+        };
+        c += 1;
+    }
+    t
+};
+
+/// A full 16-byte `hex.Dump` line (78 characters), decoded by table; `None` when the line
+/// is anything else (then the general parser decides).
+fn parse_full_hex_line(b: &[u8]) -> Option<HexLine> {
+    let b: &[u8; 78] = b.try_into().ok()?;
+    let mut offset = 0usize;
+    for &c in &b[..8] {
+        let v = HEX_DIGIT[usize::from(c)];
+        if v == 0xff {
+            return None;
+        }
+        offset = (offset << 4) | usize::from(v);
+    }
+    if &b[8..10] != b"  " || &b[58..61] != b"  |" || b[77] != b'|' {
+        return None;
+    }
+    let mut bytes = [0u8; 16];
+    let mut bad = 0u8;
+    let mut complete = true;
+    for (i, out) in bytes.iter_mut().enumerate() {
+        let pos = 10 + 3 * i + usize::from(i >= 8);
+        let (h, l) = (
+            HEX_DIGIT[usize::from(b[pos])],
+            HEX_DIGIT[usize::from(b[pos + 1])],
+        );
+        bad |= (h | l) & 0xf0;
+        if b[pos + 2] != b' ' {
+            return None;
+        }
+        *out = (h << 4) | (l & 0x0f);
+        let shown = if (32..=126).contains(out) { *out } else { b'.' };
+        complete &= b[61 + i] == shown;
+    }
+    if bad != 0 {
+        return None;
+    }
+    Some(HexLine {
+        offset,
+        bytes,
+        n: 16,
+        complete,
+    })
+}
+
 fn parse_hex_line(s: &str) -> Option<HexLine> {
+    if let Some(h) = parse_full_hex_line(s.as_bytes()) {
+        return Some(h);
+    }
     if !looks_like_hex_line(s) {
         return None;
     }
@@ -633,12 +716,15 @@ impl Open {
             Some(c) => c > 0,
             None => is_drop && rec.orig_len > 0,
         };
+        // The stated length, as far as a dump of it is likely: one allocation, not a doubling
+        // per line.
+        let want = cap.unwrap_or(rec.orig_len).min(2048) as usize;
         Open {
             rec,
             cap,
             expect,
             is_drop,
-            bytes: Vec::new(),
+            bytes: Vec::with_capacity(if expect { want } else { 0 }),
             broken: false,
             dissected: None,
             saw_body: false,
@@ -1385,6 +1471,10 @@ impl LineParser for MonitorTextParser {
         self.flush_pending(out, skips);
         self.close_open(out, skips);
     }
+
+    fn is_idle(&self) -> bool {
+        self.pending.is_none() && self.open.is_none()
+    }
 }
 
 /// A debug message line (its text is free, it parses with anything appended).
@@ -1940,7 +2030,7 @@ pub(crate) mod tests {
     }
 
     /// A 10,000-line paste at one verbosity with noise mixed in: exact counts.
-    fn paste(verbose: bool) -> (String, usize, BTreeMapCounts) {
+    pub(crate) fn paste(verbose: bool) -> (String, usize, BTreeMapCounts) {
         let f = if verbose {
             vf(Verbosity::Verbose)
         } else {
@@ -2028,7 +2118,7 @@ pub(crate) mod tests {
     }
 
     #[derive(Default, Debug, PartialEq)]
-    struct BTreeMapCounts(std::collections::BTreeMap<&'static str, u64>);
+    pub(crate) struct BTreeMapCounts(std::collections::BTreeMap<&'static str, u64>);
     impl BTreeMapCounts {
         fn add(&mut self, k: &'static str, n: u64) {
             *self.0.entry(k).or_insert(0) += n;

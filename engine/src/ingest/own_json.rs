@@ -48,12 +48,16 @@ impl LineParser for OwnJsonParser {
     }
 
     fn finish(&mut self, _out: &mut Vec<Item>, _skips: &mut Skips) {}
+
+    fn is_idle(&self) -> bool {
+        true
+    }
 }
 
 /// True when the first few non-empty lines are ours: objects with an `origin` of ours and a
 /// `ts_ns` (events) or a notice `type`. `cilium monitor -j` and Hubble lines have no `origin`.
 pub fn looks_like_own_json(lines: &[&str]) -> bool {
-    super::most_json_objects_are(lines, |o| {
+    super::most_json_objects_are(lines, super::serde_object, |o| {
         let origin = o.get("origin").and_then(Value::as_str);
         let event =
             matches!(origin, Some("kernel" | "capture" | "cilium")) && o.contains_key("ts_ns");

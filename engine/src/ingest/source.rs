@@ -6,6 +6,7 @@
 //! the file sink writes it only with `--synthesize`. Records without a time are stamped in
 //! line order (1 µs apart from the epoch) and the summary says times are unknown.
 
+use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use crossbeam_channel::Sender;
 
 use super::{clean_line, Item, LineParser, Record, Skips};
 use crate::accounting::StageLoss;
+use crate::aggregate::ReasonKey;
 use crate::cilium::tables::CiliumRelease;
 use crate::event::{Batch, Event, EventMeta, LinkType};
 use crate::pipeline::{SourceFn, SourceReport};
@@ -105,10 +107,23 @@ struct Counts {
     synthesized: u64,
     no_headers: u64,
     untimed: u64,
+    lines: u64,
+    invalid_utf8: u64,
 }
 
-/// Events a text batch holds at most.
-const BATCH_EVENTS: usize = 1024;
+impl Counts {
+    fn add(&mut self, o: &Counts) {
+        self.records += o.records;
+        self.synthesized += o.synthesized;
+        self.no_headers += o.no_headers;
+        self.untimed += o.untimed;
+        self.lines += o.lines;
+        self.invalid_utf8 += o.invalid_utf8;
+    }
+}
+
+/// Bytes a chunk of input holds at least (it ends at a line end, see [`split_point`]).
+const CHUNK_BYTES: usize = 256 << 10;
 
 /// Turns a record into an event (`seq`: its position, the time when the input has none).
 fn event_of(r: Record, seq: u64, counts: &mut Counts) -> Event {
@@ -166,78 +181,303 @@ fn event_of(r: Record, seq: u64, counts: &mut Counts) -> Event {
     }
 }
 
+/// What one chunk of lines gave: its events (in input order, notices placed among them),
+/// the positions of events without a time of their own (stamped when the chunk's place in
+/// the input is known), skips, counts and events per reason.
+struct Parsed {
+    batch: Batch,
+    untimed: Vec<usize>,
+    skips: Skips,
+    counts: Counts,
+    delivered: BTreeMap<ReasonKey, u64>,
+}
+
+/// Feeds the lines of `chunk` to `parser` (without finishing it, unless `last`).
+fn parse_chunk(
+    parser: &mut dyn LineParser,
+    chunk: &[u8],
+    last: bool,
+    items: &mut Vec<Item>,
+) -> Parsed {
+    items.clear();
+    let mut skips = Skips::default();
+    let mut counts = Counts::default();
+    // One UTF-8 check for the chunk; per line only when it fails.
+    let whole = std::str::from_utf8(chunk).ok();
+    let mut rest = chunk;
+    while !rest.is_empty() {
+        let (raw, next) = match memchr::memchr(b'\n', rest) {
+            Some(i) => (&rest[..i], &rest[i + 1..]),
+            None => (rest, &rest[rest.len()..]),
+        };
+        rest = next;
+        counts.lines += 1;
+        let text = match whole {
+            // The chunk is valid UTF-8 and a '\n' is a character boundary.
+            Some(w) => {
+                let at = raw.as_ptr() as usize - chunk.as_ptr() as usize;
+                std::borrow::Cow::Borrowed(&w[at..at + raw.len()])
+            }
+            None => match std::str::from_utf8(raw) {
+                Ok(t) => std::borrow::Cow::Borrowed(t),
+                Err(_) => {
+                    counts.invalid_utf8 += 1;
+                    String::from_utf8_lossy(raw)
+                }
+            },
+        };
+        parser.line(&clean_line(&text), items, &mut skips);
+    }
+    if last {
+        parser.finish(items, &mut skips);
+    }
+    let mut batch = Batch::with_capacity(items.len());
+    let mut untimed = Vec::new();
+    let mut delivered = BTreeMap::new();
+    for item in items.drain(..) {
+        match item {
+            Item::Record(r) => {
+                if r.ts_ns.is_none() {
+                    untimed.push(batch.events.len());
+                }
+                counts.records += 1;
+                let e = event_of(r, 0, &mut counts);
+                let (reason, _, _) = crate::render::reason_and_identities(&e);
+                *delivered.entry(reason).or_insert(0) += 1;
+                batch.events.push(e);
+            }
+            Item::Notice(n) => batch.notices.push((batch.events.len(), n)),
+        }
+    }
+    Parsed {
+        batch,
+        untimed,
+        skips,
+        counts,
+        delivered,
+    }
+}
+
+/// Where to end a chunk within `buf` (a line end), preferring, within the last eighth of it,
+/// the end of a monitor separator line (`-----…`): a monitor parser is idle after one, so
+/// the next chunk parses the same alone as after this one (see [`LineParser::is_idle`]).
+fn split_point(buf: &[u8]) -> Option<usize> {
+    let last_nl = memchr::memrchr(b'\n', buf)?;
+    let floor = buf.len() - buf.len() / 8;
+    let mut end = last_nl;
+    while end > floor {
+        let Some(prev) = memchr::memrchr(b'\n', &buf[..end]) else {
+            break;
+        };
+        let line = &buf[prev + 1..end];
+        if line.len() >= 10 && line.iter().all(|b| *b == b'-') {
+            return Some(end + 1);
+        }
+        end = prev;
+    }
+    Some(last_nl + 1)
+}
+
+/// A chunk of input: its place, its bytes (whole lines), and whether it is the last.
+struct Chunk {
+    index: usize,
+    bytes: Vec<u8>,
+    last: bool,
+}
+
+/// Reads `reader` in chunks of whole lines onto `work`; false when stopped early.
+fn read_chunks(
+    reader: &mut dyn BufRead,
+    chunk_bytes: usize,
+    work: &crossbeam_channel::Sender<Chunk>,
+    spent: &crossbeam_channel::Receiver<Vec<u8>>,
+    stop: &AtomicBool,
+) -> std::io::Result<()> {
+    let mut index = 0;
+    let mut carry: Vec<u8> = Vec::new();
+    // Set when `carry` is a line longer than a chunk: read on past it.
+    let mut long_line = false;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        // A spent chunk's buffer when there is one: fresh memory costs page faults.
+        let mut buf = spent.try_recv().unwrap_or_default();
+        buf.clear();
+        buf.append(&mut carry);
+        let want = if long_line {
+            buf.len() + chunk_bytes
+        } else {
+            chunk_bytes
+        };
+        buf.reserve(want - buf.len().min(want) + chunk_bytes / 8);
+        let mut eof = false;
+        while buf.len() < want {
+            // Straight into the chunk (a BufReader with nothing buffered passes a read this
+            // large through): one copy from the kernel, not two.
+            let filled = buf.len();
+            buf.resize(filled.max(want) + chunk_bytes / 8, 0);
+            let got = reader.read(&mut buf[filled..]);
+            buf.truncate(filled + *got.as_ref().unwrap_or(&0));
+            let got = match got {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if got == 0 {
+                eof = true;
+                break;
+            }
+        }
+        long_line = false;
+        if !eof {
+            match split_point(&buf) {
+                Some(cut) => carry.extend_from_slice(&buf[cut..]),
+                // No line end in a whole chunk: keep reading (one long line).
+                None => {
+                    carry = buf;
+                    long_line = true;
+                    continue;
+                }
+            }
+            let cut = buf.len() - carry.len();
+            buf.truncate(cut);
+        }
+        let chunk = Chunk {
+            index,
+            bytes: buf,
+            last: eof,
+        };
+        index += 1;
+        if work.send(chunk).is_err() || eof {
+            return Ok(());
+        }
+    }
+}
+
 /// A source reading `reader` as `format` to its end (or until stopped).
+///
+/// The input is cut into chunks of whole lines that worker threads parse at once, each
+/// with a fresh parser; chunks are put back in input order before they go on. A chunk's
+/// result stands when the parser of the chunk before it ended idle (between records), and
+/// is otherwise parsed again in order with that parser, so the records are those of one
+/// parser reading the input from start to end.
 pub fn text_source(
     reader: Box<dyn BufRead + Send>,
     format: TextFormat,
     release: CiliumRelease,
     description: String,
 ) -> SourceFn<'static> {
+    text_source_chunked(reader, format, release, description, CHUNK_BYTES)
+}
+
+fn text_source_chunked(
+    reader: Box<dyn BufRead + Send>,
+    format: TextFormat,
+    release: CiliumRelease,
+    description: String,
+    chunk_bytes: usize,
+) -> SourceFn<'static> {
     let mut reader = reader;
     Box::new(
         move |tx: &Sender<Batch>, stop: &AtomicBool| -> Result<SourceReport> {
-            let mut parser = format.parser(release);
-            let mut skips = Skips::default();
-            let mut items: Vec<Item> = Vec::new();
-            let mut counts = Counts::default();
+            let workers = std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .clamp(1, 8);
             let mut report = SourceReport {
                 description: format!("{} {description}", format.as_str()),
                 ..Default::default()
             };
-            let mut batch = Batch::with_capacity(BATCH_EVENTS);
-            let mut raw = Vec::with_capacity(4096);
-            let mut lines = 0u64;
-            let mut invalid_utf8 = 0u64;
-            let mut done = false;
-            while !done {
-                if stop.load(Ordering::Relaxed) {
-                    break;
+            let mut skips = Skips::default();
+            let mut counts = Counts::default();
+            let (work_tx, work_rx) = crossbeam_channel::bounded::<Chunk>(workers * 2);
+            // A worker's parser travels with its chunk only when it ended inside a record.
+            type Done = (Chunk, Parsed, Option<Box<dyn LineParser + Send>>);
+            let (done_tx, done_rx) = crossbeam_channel::bounded::<Done>(workers * 2);
+            let (spent_tx, spent_rx) = crossbeam_channel::bounded::<Vec<u8>>(workers * 4);
+            let read_result = std::thread::scope(|scope| {
+                let reading = std::thread::Builder::new()
+                    .name("dropscope-text-read".into())
+                    .spawn_scoped(scope, move || {
+                        read_chunks(&mut *reader, chunk_bytes, &work_tx, &spent_rx, stop)
+                    })
+                    .context("starting the text reader thread")?;
+                for i in 0..workers {
+                    let (work_rx, done_tx) = (work_rx.clone(), done_tx.clone());
+                    std::thread::Builder::new()
+                        .name(format!("dropscope-text-{i}"))
+                        .spawn_scoped(scope, move || {
+                            let mut parser = format.parser(release);
+                            let mut items = Vec::new();
+                            for chunk in work_rx.iter() {
+                                let parsed =
+                                    parse_chunk(&mut *parser, &chunk.bytes, chunk.last, &mut items);
+                                let open = (!parser.is_idle()).then(|| {
+                                    std::mem::replace(&mut parser, format.parser(release))
+                                });
+                                if done_tx.send((chunk, parsed, open)).is_err() {
+                                    break;
+                                }
+                            }
+                        })
+                        .context("starting a text parser thread")?;
                 }
-                raw.clear();
-                let n = reader
-                    .read_until(b'\n', &mut raw)
-                    .with_context(|| format!("reading {description}"))?;
-                if n == 0 {
-                    parser.finish(&mut items, &mut skips);
-                    done = true;
-                } else {
-                    lines += 1;
-                    while raw.last().is_some_and(|b| *b == b'\n') {
-                        raw.pop();
-                    }
-                    let text = match std::str::from_utf8(&raw) {
-                        Ok(t) => std::borrow::Cow::Borrowed(t),
-                        Err(_) => {
-                            invalid_utf8 += 1;
-                            String::from_utf8_lossy(&raw)
+                drop((work_rx, done_tx));
+                // In order: chunks that came early wait in `early`. `open` is the parser of
+                // the chunk before when it ended inside a record.
+                let mut early = std::collections::HashMap::new();
+                let mut next = 0usize;
+                let mut open: Option<Box<dyn LineParser + Send>> = None;
+                let mut items = Vec::new();
+                let mut downstream_gone = false;
+                for got in done_rx.iter() {
+                    early.insert(got.0.index, got);
+                    while let Some((chunk, parsed, chunk_open)) = early.remove(&next) {
+                        next += 1;
+                        if downstream_gone || stop.load(Ordering::Relaxed) {
+                            continue;
                         }
-                    };
-                    let line = clean_line(&text);
-                    parser.line(&line, &mut items, &mut skips);
-                }
-                for item in items.drain(..) {
-                    match item {
-                        Item::Record(r) => {
-                            counts.records += 1;
-                            let e = event_of(r, counts.records, &mut counts);
-                            let (reason, _, _) = crate::render::reason_and_identities(&e);
-                            *report.delivered.entry(reason).or_insert(0) += 1;
-                            batch.events.push(e);
+                        let mut parsed = match open.take() {
+                            Some(mut before) => {
+                                let again =
+                                    parse_chunk(&mut *before, &chunk.bytes, chunk.last, &mut items);
+                                open = (!before.is_idle()).then_some(before);
+                                again
+                            }
+                            None => {
+                                open = chunk_open;
+                                parsed
+                            }
+                        };
+                        let _ = spent_tx.try_send(chunk.bytes);
+                        // Times in line order for records without one (1-based, as before).
+                        for i in &parsed.untimed {
+                            parsed.batch.events[*i].ts_ns =
+                                (counts.records + *i as u64 + 1).saturating_mul(1_000);
                         }
-                        Item::Notice(n) => batch.notices.push((batch.events.len(), n)),
+                        counts.add(&parsed.counts);
+                        for (k, n) in parsed.skips.0 {
+                            *skips.0.entry(k).or_insert(0) += n;
+                        }
+                        for (k, n) in parsed.delivered {
+                            *report.delivered.entry(k).or_insert(0) += n;
+                        }
+                        let b = parsed.batch;
+                        if !(b.events.is_empty() && b.notices.is_empty()) && tx.send(b).is_err() {
+                            downstream_gone = true;
+                        }
                     }
-                }
-                if batch.events.len() >= BATCH_EVENTS {
-                    let full = std::mem::replace(&mut batch, Batch::with_capacity(BATCH_EVENTS));
-                    if tx.send(full).is_err() {
+                    if downstream_gone {
+                        // Stop the reader: it sees the stop flag or a closed work queue.
                         break;
                     }
                 }
-            }
-            // What is gathered goes on, also when stopped: it is counted as delivered.
-            if !(batch.events.is_empty() && batch.notices.is_empty()) {
-                let _ = tx.send(batch);
-            }
+                drop(done_rx);
+                reading
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("the text reader thread panicked"))
+            })?;
+            read_result.with_context(|| format!("reading {description}"))?;
             for (kind, count) in &skips.0 {
                 report.losses.push(StageLoss {
                     stage: "text".into(),
@@ -246,12 +486,13 @@ pub fn text_source(
                 });
             }
             report.notes.push(format!(
-                "{}: {lines} lines, {} records, {} lines skipped{}",
+                "{}: {} lines, {} records, {} lines skipped{}",
                 format.as_str(),
+                counts.lines,
                 counts.records,
                 skips.total(),
-                if invalid_utf8 > 0 {
-                    format!(" ({invalid_utf8} not UTF-8, read lossily)")
+                if counts.invalid_utf8 > 0 {
+                    format!(" ({} not UTF-8, read lossily)", counts.invalid_utf8)
                 } else {
                     String::new()
                 }
@@ -278,6 +519,106 @@ pub fn text_source(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::Notice;
+
+    /// The whole input through one parser, line by line: what chunked reading must equal.
+    fn one_parser(format: TextFormat, text: &str) -> (Vec<Event>, Vec<Notice>, Skips) {
+        let mut parser = format.parser(CiliumRelease::default());
+        let (mut items, mut skips) = (Vec::new(), Skips::default());
+        for l in text.split_inclusive('\n') {
+            let l = l.strip_suffix('\n').unwrap_or(l);
+            parser.line(&clean_line(l), &mut items, &mut skips);
+        }
+        parser.finish(&mut items, &mut skips);
+        let (mut events, mut notices, mut counts) = (Vec::new(), Vec::new(), Counts::default());
+        for item in items {
+            match item {
+                Item::Record(r) => {
+                    counts.records += 1;
+                    events.push(event_of(r, counts.records, &mut counts));
+                }
+                Item::Notice(n) => notices.push(n),
+            }
+        }
+        (events, notices, skips)
+    }
+
+    fn chunked(
+        format: TextFormat,
+        text: &str,
+        chunk_bytes: usize,
+    ) -> (Vec<Event>, Vec<Notice>, SourceReport) {
+        let source = text_source_chunked(
+            Box::new(std::io::Cursor::new(text.as_bytes().to_vec())),
+            format,
+            CiliumRelease::default(),
+            "test".into(),
+            chunk_bytes,
+        );
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let report = source(&tx, &AtomicBool::new(false)).expect("text source");
+        drop(tx);
+        let (mut events, mut notices) = (Vec::new(), Vec::new());
+        for b in rx.iter() {
+            events.extend(b.events);
+            notices.extend(b.notices.into_iter().map(|(_, n)| n));
+        }
+        (events, notices, report)
+    }
+
+    /// Chunks parsed apart on worker threads give exactly what one parser gives: chunks
+    /// small enough to end inside records (then parsed again in order) and between them,
+    /// ticket pastes with wrapped, cut and coloured lines, and Hubble lines.
+    #[test]
+    fn chunks_read_as_one_parser() {
+        let (vv, _, _) = crate::ingest::monitor_text::tests::paste(true);
+        let (info, _, _) = crate::ingest::monitor_text::tests::paste(false);
+        let hubble = [
+            include_str!("../../../testdata/hubble/printer-jsonpb.jsonl"),
+            include_str!("../../../testdata/hubble/export-doc.jsonl"),
+        ]
+        .concat()
+        .repeat(100);
+        for (format, text) in [
+            (TextFormat::MonitorText, &vv),
+            (TextFormat::MonitorText, &info),
+            (TextFormat::Hubble, &hubble),
+        ] {
+            let (events, notices, skips) = one_parser(format, text);
+            assert!(events.len() > 100, "{format:?}: {} records", events.len());
+            for chunk_bytes in [300, 4096, CHUNK_BYTES] {
+                let (got, got_notices, report) = chunked(format, text, chunk_bytes);
+                assert_eq!(
+                    got.len(),
+                    events.len(),
+                    "{format:?} chunks of {chunk_bytes}"
+                );
+                for (i, (a, b)) in got.iter().zip(&events).enumerate() {
+                    assert_eq!(a, b, "{format:?} chunks of {chunk_bytes}: record {i}");
+                }
+                assert_eq!(got_notices, notices, "{format:?} chunks of {chunk_bytes}");
+                let got_skips: Vec<(String, u64)> = report
+                    .losses
+                    .iter()
+                    .map(|l| (l.kind.clone(), l.count))
+                    .collect();
+                let want_skips: Vec<(String, u64)> = skips
+                    .0
+                    .iter()
+                    .map(|(k, n)| (format!("skipped_{k}"), *n))
+                    .collect();
+                assert_eq!(got_skips, want_skips, "{format:?} chunks of {chunk_bytes}");
+                let delivered: u64 = report.delivered.values().sum();
+                assert_eq!(delivered, events.len() as u64);
+                let lines = text.split_inclusive('\n').count();
+                assert!(
+                    report.notes[0].contains(&format!(" {lines} lines, {} records", events.len())),
+                    "{}",
+                    report.notes[0]
+                );
+            }
+        }
+    }
 
     #[test]
     fn format_names() {
