@@ -743,16 +743,32 @@ fn endpoint(e: Option<&Value>) -> Endpoint {
     let Some(e) = obj(e) else {
         return Endpoint::default();
     };
-    let s = |a: &str, b: &str| {
-        str_of(e, a, b)
+    // One pass over the members (as for the flow: absent names cost a scan each).
+    let (mut identity, mut pod, mut pod_camel, mut namespace, mut labels) =
+        (None, None, None, None, None);
+    for (k, v) in e.iter() {
+        if v.is_null() {
+            continue;
+        }
+        match k {
+            "identity" => identity = Some(v),
+            "pod_name" => pod = Some(v),
+            "podName" => pod_camel = Some(v),
+            "namespace" => namespace = Some(v),
+            "labels" => labels = Some(v),
+            _ => {}
+        }
+    }
+    let text = |v: Option<&Value>| {
+        v.and_then(|v| v.as_str())
             .filter(|s| !s.is_empty())
             .map(str::to_string)
     };
     Endpoint {
-        identity: u32_of(e.get(&"identity")).unwrap_or(0),
-        pod: s("pod_name", "podName"),
-        namespace: s("namespace", "namespace"),
-        labels: match e.get(&"labels").and_then(|v| v.as_array()) {
+        identity: u32_of(identity).unwrap_or(0),
+        pod: text(pod.or(pod_camel)),
+        namespace: text(namespace),
+        labels: match labels.and_then(|v| v.as_array()) {
             Some(a) => a
                 .iter()
                 .filter_map(|l| l.as_str().map(str::to_string))
