@@ -262,6 +262,25 @@ pub struct CaptureArgs {
         value_name = "PATH"
     )]
     pub cilium_socket: PathBuf,
+    /// Only drops of this pod (repeatable), NAMESPACE/NAME: dropped in its network
+    /// namespace or on its host-side interface, from or to its addresses, or (Cilium events)
+    /// with its identity's labels. Names come from the Cilium agent's API and /proc.
+    #[arg(long, value_name = "NAMESPACE/NAME")]
+    pub pod: Vec<String>,
+    /// Only drops of pods in this Kubernetes namespace (repeatable).
+    #[arg(long = "namespace", value_name = "NAMESPACE")]
+    pub k8s_namespace: Vec<String>,
+    /// Only drops of pods whose Cilium identity has this label (repeatable), KEY=VALUE
+    /// (`app=web` matches `k8s:app=web`).
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub label: Vec<String>,
+    /// Do not name pods (by default the Cilium agent's API and /proc are asked, in the
+    /// background, and drops carry pod and namespace names when they can be known).
+    #[arg(long)]
+    pub no_names: bool,
+    /// The Cilium agent's REST API socket: pods of its endpoints, identities' labels.
+    #[arg(long, default_value = engine::doctor::CILIUM_API_SOCKET, value_name = "PATH")]
+    pub cilium_api: PathBuf,
     /// Also save the raw Cilium socket stream to FILE, for `dropscope replay` (with --source cilium).
     #[arg(long, value_name = "FILE")]
     pub save_stream: Option<PathBuf>,

@@ -338,7 +338,28 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
     let mut names = Names::load(false);
     names.cilium = engine::cilium_glue::CiliumContext::new(parse_release(&c.cilium_release)?);
     names.cilium.formatter.verbosity = monitor_verbosity(c.out.monitor_verbosity);
+    let pod_select = engine::pods::PodSelector::parse(&c.pod, &c.k8s_namespace, &c.label)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    if c.no_names && !pod_select.is_empty() {
+        bail!("--pod, --namespace and --label need pod names: leave --no-names out");
+    }
+    if !c.no_names {
+        let pods = engine::pods::PodNames::start(
+            engine::pods::Sources {
+                cilium_api: Some(c.cilium_api.clone()),
+                ..engine::pods::Sources::node()
+            },
+            std::time::Duration::from_secs(5),
+        );
+        for w in pods.warnings() {
+            eprintln!("dropscope: pod names: {w}");
+        }
+        names.pods = Some(pods);
+    }
     let mut sel = selection(&c.select, &c.expression, &names)?;
+    if let (false, Some(pods)) = (pod_select.is_empty(), &names.pods) {
+        sel.pods = Some((pod_select, pods.clone()));
+    }
     // An interface given by name is this namespace's: its ifindex means nothing elsewhere.
     if c.select
         .interface
@@ -399,16 +420,18 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
     }
     // What the decode stage runs: the whole selection for Cilium events; for kernel drops
     // only what the kernel program could not (the expression, when it fell back).
-    let user_select = if !sel.is_all() && kinds.contains(&args::SourceKind::Cilium) {
-        Some(Arc::new(Selection {
-            kernel_decided: kernel_expr_in_user.is_none(),
-            ..sel.clone()
-        }))
-    } else {
-        kernel_expr_in_user
-            .is_some()
-            .then(|| Arc::new(sel.expression_only()))
-    };
+    // Pods are decided in user space for every source (the kernel selects a superset).
+    let user_select =
+        if !sel.is_all() && (kinds.contains(&args::SourceKind::Cilium) || sel.pods.is_some()) {
+            Some(Arc::new(Selection {
+                kernel_decided: kernel_expr_in_user.is_none() && sel.pods.is_none(),
+                ..sel.clone()
+            }))
+        } else {
+            kernel_expr_in_user
+                .is_some()
+                .then(|| Arc::new(sel.expression_only()))
+        };
     let source: SourceFn<'_> = if sources.len() == 1 {
         sources.remove(0)
     } else {

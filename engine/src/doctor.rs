@@ -52,6 +52,9 @@ fn check(name: &'static str, status: Status, detail: String, fix: Option<&str>) 
     }
 }
 
+/// The Cilium agent's REST API socket.
+pub const CILIUM_API_SOCKET: &str = "/var/run/cilium/cilium.sock";
+
 /// Where the doctor looks (tests point them at their own files and sockets).
 #[derive(Clone, Debug)]
 pub struct Paths {
@@ -75,7 +78,7 @@ impl Default for Paths {
                 .collect(),
             bpffs: "/sys/fs/bpf".into(),
             cilium_monitor: "/var/run/cilium/monitor1_2.sock".into(),
-            cilium_api: "/var/run/cilium/cilium.sock".into(),
+            cilium_api: CILIUM_API_SOCKET.into(),
             cri: vec![
                 "/run/containerd/containerd.sock".into(),
                 "/var/run/crio/crio.sock".into(),

@@ -21,6 +21,7 @@ pub mod names;
 pub mod packet;
 pub mod pcap;
 pub mod pipeline;
+pub mod pods;
 pub mod render;
 pub mod report;
 pub mod select;

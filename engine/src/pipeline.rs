@@ -207,7 +207,8 @@ pub fn run(
     let hint = cfg.tunnel_hint;
     let count = cfg.count;
     let max_flows = cfg.max_flows;
-    let keep_summaries = sink.needs_summaries();
+    // Pod names of packets' addresses come from their summaries.
+    let keep_summaries = sink.needs_summaries() || names.pods.is_some();
     let select = cfg.select.clone();
 
     // Dropped by the source thread when it returns: wakes the main thread at once.

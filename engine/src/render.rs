@@ -52,6 +52,8 @@ pub struct Names {
     pub kallsyms: Option<Kallsyms>,
     pub ifnames: IfNames,
     pub cilium: crate::cilium_glue::CiliumContext,
+    /// Pod and namespace names on this node (live captures that ask for them).
+    pub pods: Option<std::sync::Arc<crate::pods::PodNames>>,
 }
 
 impl Names {
@@ -76,6 +78,33 @@ impl Names {
                 IfNames::new()
             },
             cilium: crate::cilium_glue::CiliumContext::default(),
+            pods: None,
+        }
+    }
+
+    /// An interface's display name, with the pod it belongs to when known (pcapng
+    /// interface names).
+    pub fn iface_label(&self, ifindex: u32, netns: u32) -> String {
+        let mut n = self.ifnames.display(ifindex, netns);
+        if let Some(p) = &self.pods {
+            if let Some(pod) = p.snapshot().at(netns, ifindex, p.host_netns()) {
+                let _ = write!(n, " (pod {pod})");
+            }
+        }
+        n
+    }
+
+    /// The pods of a flow-table row: where it was dropped, and of its addresses.
+    pub fn row_pods(&self, k: &crate::aggregate::AggKey) -> PodContext {
+        let Some(p) = &self.pods else {
+            return PodContext::default();
+        };
+        let snap = p.snapshot();
+        let f = &k.flow;
+        PodContext {
+            at: snap.at(k.netns, k.ifindex, p.host_netns()).cloned(),
+            src: snap.by_ip(ip_of(f.family, &f.src)).cloned(),
+            dst: snap.by_ip(ip_of(f.family, &f.dst)).cloned(),
         }
     }
 
@@ -104,6 +133,36 @@ impl Names {
 
     pub fn symbol(&self, addr: u64) -> Option<(&str, u64)> {
         self.kallsyms.as_ref().and_then(|k| k.resolve(addr))
+    }
+}
+
+/// The pods an event or row involves, as far as they are known.
+#[derive(Clone, Debug, Default)]
+pub struct PodContext {
+    /// Where it was dropped: the pod's network namespace, or its host-side interface.
+    pub at: Option<std::sync::Arc<crate::pods::Pod>>,
+    /// The pods of the packet's source and destination addresses.
+    pub src: Option<std::sync::Arc<crate::pods::Pod>>,
+    pub dst: Option<std::sync::Arc<crate::pods::Pod>>,
+}
+
+impl PodContext {
+    pub fn is_empty(&self) -> bool {
+        self.at.is_none() && self.src.is_none() && self.dst.is_none()
+    }
+
+    /// ` pod NS/NAME pods SRC->DST` (what is known), for comments and text lines.
+    pub fn write_text(&self, out: &mut String) {
+        if let Some(p) = &self.at {
+            let _ = write!(out, " pod {p}");
+        }
+        if self.src.is_some() || self.dst.is_some() {
+            let side = |p: &Option<std::sync::Arc<crate::pods::Pod>>| {
+                p.as_ref()
+                    .map_or_else(|| "-".to_string(), |p| p.to_string())
+            };
+            let _ = write!(out, " pods {}->{}", side(&self.src), side(&self.dst));
+        }
     }
 }
 
@@ -225,6 +284,8 @@ pub struct Renderer<'n> {
     /// The last location resolved: consecutive drops mostly share their drop site, and a
     /// kallsyms lookup per event was a large part of the sink's time.
     last_symbol: Option<(u64, Option<(&'n str, u64)>)>,
+    /// The pod names snapshot in use, and its generation.
+    pods: Option<(u64, std::sync::Arc<crate::pods::Snapshot>)>,
 }
 
 impl<'n> Renderer<'n> {
@@ -246,11 +307,38 @@ impl<'n> Renderer<'n> {
             names,
             scratch: String::with_capacity(256),
             last_symbol: None,
+            pods: None,
         }
     }
 
+    /// The pods of an event (nothing when names are off): a lookup in the latest snapshot,
+    /// taken again only when a refresh replaced it.
+    pub fn pods_of(&mut self, e: &Event, s: &PacketSummary) -> PodContext {
+        let Some(names) = &self.names.pods else {
+            return PodContext::default();
+        };
+        let generation = names.generation();
+        if self.pods.as_ref().is_none_or(|(g, _)| *g != generation) {
+            self.pods = Some((generation, names.snapshot()));
+        }
+        let Some((_, snap)) = &self.pods else {
+            return PodContext::default();
+        };
+        let f = &s.flow;
+        PodContext {
+            at: snap.at(e.netns, e.ifindex, names.host_netns()).cloned(),
+            src: snap.by_ip(ip_of(f.family, &f.src)).cloned(),
+            dst: snap.by_ip(ip_of(f.family, &f.dst)).cloned(),
+        }
+    }
+
+    /// Cilium identity labels from the names snapshot.
+    fn identity_labels(&self, id: u32) -> Option<std::sync::Arc<[String]>> {
+        self.pods.as_ref().and_then(|(_, s)| s.labels(id).cloned())
+    }
+
     /// The pcapng comment of an event (empty for ordinary captured packets).
-    pub fn comment(&mut self, e: &Event) -> &str {
+    pub fn comment(&mut self, e: &Event, s: &PacketSummary) -> &str {
         self.scratch.clear();
         match &e.cause {
             Cause::Kernel {
@@ -275,6 +363,8 @@ impl<'n> Renderer<'n> {
         if let Some(m) = &e.meta {
             meta_comment(&mut self.scratch, m);
         }
+        let pods = self.pods_of(e, s);
+        pods.write_text(&mut self.scratch);
         &self.scratch
     }
 
@@ -308,7 +398,9 @@ impl<'n> Renderer<'n> {
                 if let Some(n) = self.names.ifnames.lookup(e.ifindex, e.netns) {
                     let _ = write!(out, " ({n})");
                 }
-                let _ = write!(out, ", netns {}: ", e.netns);
+                let _ = write!(out, ", netns {}", e.netns);
+                self.pods_of(e, s).write_text(out);
+                out.push_str(": ");
             }
             Cause::Captured => {
                 let _ = write!(out, "{} ", self.names.ifnames.display(e.ifindex, e.netns));
@@ -354,6 +446,24 @@ impl<'n> Renderer<'n> {
             m.insert("ifname".into(), n.into());
         }
         m.insert("netns".into(), e.netns.into());
+        let pods = self.pods_of(e, s);
+        for (k, p) in [
+            ("pod", &pods.at),
+            ("src_pod", &pods.src),
+            ("dst_pod", &pods.dst),
+        ] {
+            if let Some(p) = p {
+                m.insert(k.into(), p.to_string().into());
+            }
+        }
+        if let Cause::Cilium(_) = &e.cause {
+            let (_, src, dst) = reason_and_identities(e);
+            for (k, id) in [("src_labels", src), ("dst_labels", dst)] {
+                if let Some(l) = self.identity_labels(id) {
+                    m.insert(k.into(), l.iter().cloned().collect::<Vec<_>>().into());
+                }
+            }
+        }
         if e.cpu != u32::MAX {
             m.insert("cpu".into(), e.cpu.into());
         }

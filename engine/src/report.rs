@@ -64,6 +64,17 @@ struct FlowEntry<'a> {
     reason_name: &'a str,
     /// `names.ifnames.display(k.ifindex, k.netns)` as a JSON string.
     ifname: &'a str,
+    /// The row's pods (where dropped, source, destination) as JSON strings, when known.
+    pods: [Option<String>; 3],
+}
+
+/// [`FlowEntry::pods`] of a row.
+fn row_pod_strings(names: &Names, k: &AggKey) -> [Option<String>; 3] {
+    if names.pods.is_none() {
+        return [None, None, None];
+    }
+    let p = names.row_pods(k);
+    [p.at, p.src, p.dst].map(|p| p.map(|p| json_str(&p.to_string())))
 }
 
 /// `s` as a JSON string literal, escaped as serde_json escapes.
@@ -142,6 +153,10 @@ fn write_flow_entry(out: &mut String, e: &FlowEntry<'_>, pad: &str, close_pad: &
         key(out, "dst_identity");
         push_u64(out, u64::from(k.dst_identity));
     }
+    if let Some(p) = &e.pods[2] {
+        key(out, "dst_pod");
+        out.push_str(p);
+    }
     key(out, "family");
     push_quoted(out, family);
     key(out, "first");
@@ -162,6 +177,10 @@ fn write_flow_entry(out: &mut String, e: &FlowEntry<'_>, pad: &str, close_pad: &
     push_quoted(out, origin);
     key(out, "packets");
     push_u64(out, v.packets);
+    if let Some(p) = &e.pods[0] {
+        key(out, "pod");
+        out.push_str(p);
+    }
     key(out, "proto");
     push_u64(out, u64::from(f.proto));
     key(out, "proto_name");
@@ -183,6 +202,10 @@ fn write_flow_entry(out: &mut String, e: &FlowEntry<'_>, pad: &str, close_pad: &
         key(out, "src_identity");
         push_u64(out, u64::from(k.src_identity));
     }
+    if let Some(p) = &e.pods[1] {
+        key(out, "src_pod");
+        out.push_str(p);
+    }
     if f.vlan != 0 {
         key(out, "vlan");
         push_u64(out, u64::from(f.vlan));
@@ -200,6 +223,7 @@ pub fn flow_entry_json(names: &Names, k: &AggKey, v: &AggValue) -> Value {
         v,
         reason_name: &json_str(&names.reason_name(k.reason)),
         ifname: &json_str(&names.ifnames.display(k.ifindex, k.netns)),
+        pods: row_pod_strings(names, k),
     };
     write_flow_entry(&mut text, &entry, "  ", "");
     // The text is JSON by construction.
@@ -246,6 +270,7 @@ fn write_flows<W: std::io::Write>(
             v,
             reason_name,
             ifname,
+            pods: row_pod_strings(names, k),
         };
         write_flow_entry(&mut buf, &entry, "      ", "    ");
         w.write_all(buf.as_bytes())?;
@@ -492,8 +517,27 @@ pub fn summary_text(names: &Names, r: &RunReport, top: usize) -> String {
             if matches!(k.reason, ReasonKey::Cilium(_)) {
                 let _ = write!(s, " identity {}->{}", k.src_identity, k.dst_identity);
             }
+            names.row_pods(k).write_text(&mut s);
             s.push('\n');
         }
+    }
+    if let Some(p) = &names.pods {
+        let snap = p.snapshot();
+        let from: Vec<&str> = snap.answered.iter().copied().collect();
+        let _ = writeln!(
+            s,
+            "pod names: {} pods known (from {}){}",
+            snap.pods().len(),
+            if from.is_empty() {
+                "no source".to_string()
+            } else {
+                from.join(", ")
+            },
+            p.warnings()
+                .iter()
+                .map(|w| format!("; {w}"))
+                .collect::<String>()
+        );
     }
     if r.flows.overflowed_keys() > 0 {
         let _ = writeln!(

@@ -102,6 +102,9 @@ pub struct Selection {
     pub to_identity: Vec<u32>,
     /// The tcpdump filter expression.
     pub expr: Option<Arc<Expression>>,
+    /// `--pod`, `--namespace`, `--label`, decided against the node's pod names (user space:
+    /// the kernel program selects a superset, and [`Selection::kernel_decided`] is off).
+    pub pods: Option<(crate::pods::PodSelector, Arc<crate::pods::PodNames>)>,
     /// Kernel drops were selected by the kernel program already (selectors and expression):
     /// [`Selection::keep`] passes them without deciding again.
     pub kernel_decided: bool,
@@ -116,6 +119,7 @@ impl Selection {
             && self.netns.is_none()
             && !self.has_identity()
             && self.expr.is_none()
+            && self.pods.is_none()
     }
 
     fn has_identity(&self) -> bool {
@@ -209,8 +213,47 @@ impl Selection {
                 return false;
             }
         }
+        if let Some((sel, names)) = &self.pods {
+            if !pod_selected(sel, names, e, src, dst) {
+                return false;
+            }
+        }
         true
     }
+}
+
+/// Is `e` a drop of a selected pod: where it was dropped, its addresses' pods, or (Cilium
+/// events) its identities' labels?
+fn pod_selected(
+    sel: &crate::pods::PodSelector,
+    names: &crate::pods::PodNames,
+    e: &Event,
+    src_identity: u32,
+    dst_identity: u32,
+) -> bool {
+    let snap = names.snapshot();
+    if snap
+        .at(e.netns, e.ifindex, names.host_netns())
+        .is_some_and(|p| sel.matches(p))
+    {
+        return true;
+    }
+    if [src_identity, dst_identity]
+        .iter()
+        .any(|id| snap.labels(*id).is_some_and(|l| sel.labels_match(l)))
+    {
+        return true;
+    }
+    let s = crate::packet::summarize(
+        &e.data,
+        e.link,
+        crate::render::tunnel_hint_for(e, crate::packet::TunnelHint::default()),
+    );
+    let f = &s.flow;
+    [&f.src, &f.dst].iter().any(|a| {
+        snap.by_ip(crate::render::ip_of(f.family, a))
+            .is_some_and(|p| sel.matches(p))
+    })
 }
 
 #[cfg(test)]

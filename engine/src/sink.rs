@@ -117,7 +117,7 @@ impl OutputSink {
         }
         if let Some((w, path, _)) = self.writer.as_mut().filter(|_| !unwritten) {
             let names = r.names;
-            let comment = r.comment(e);
+            let comment = r.comment(e, s);
             let p = OutPacket {
                 ts_ns: e.ts_ns,
                 iface: IfaceKey {
@@ -133,10 +133,8 @@ impl OutputSink {
                     Some(comment)
                 },
             };
-            w.write(&p, &|k: &IfaceKey| {
-                names.ifnames.display(k.ifindex, k.netns)
-            })
-            .with_context(|| format!("writing {path}"))?;
+            w.write(&p, &|k: &IfaceKey| names.iface_label(k.ifindex, k.netns))
+                .with_context(|| format!("writing {path}"))?;
         }
         match self.mode {
             PrintMode::None => {}
