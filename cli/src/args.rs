@@ -299,6 +299,9 @@ pub struct CaptureArgs {
     /// (for comparing the two; the kernel path is always preferred).
     #[arg(long, hide = true)]
     pub user_space_filter: bool,
+    /// How often pod names are refreshed, in milliseconds (tests).
+    #[arg(long, hide = true, default_value_t = 5000)]
+    pub names_refresh_ms: u64,
     /// A tcpdump (pcap-filter) expression, e.g. `tcp port 443 and host 10.0.1.7`: only the
     /// drops it matches are copied; the others are counted per reason as filtered.
     #[arg(value_name = "EXPRESSION", trailing_var_arg = true)]

@@ -349,7 +349,7 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
                 cilium_api: Some(c.cilium_api.clone()),
                 ..engine::pods::Sources::node()
             },
-            std::time::Duration::from_secs(5),
+            std::time::Duration::from_millis(c.names_refresh_ms.max(100)),
         );
         for w in pods.warnings() {
             eprintln!("dropscope: pod names: {w}");

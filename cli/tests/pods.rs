@@ -275,6 +275,18 @@ fn proc_names_pods_and_pod_selectors_select_exactly_theirs() {
     }
     assert!(err.contains("pods known (from proc)"), "{err}");
 
+    // The doctor finds the pod too.
+    let out = dropscope()
+        .args(["doctor", "--no-attach"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("OK    pod-names") && l.contains("pods named (from proc)")),
+        "{text}"
+    );
+
     // --pod, --namespace: exactly the pod's drops; another namespace: none of ours.
     for sel in [
         vec!["--pod", "shop/web-0"],
@@ -335,6 +347,30 @@ fn agent_api_names_endpoints_by_address_and_labels_select_them() {
         .iter()
         .all(|l| l.get("dst_pod").is_none()));
     assert!(err.contains("pods known (from cilium-api, proc)"), "{err}");
+
+    // The API goes away mid-capture: no drop is lost, the pod keeps its name, one warning.
+    let api_proc = std::cell::RefCell::new(Some(_api));
+    let mut args = vec!["--names-refresh-ms", "100"];
+    args.extend_from_slice(&api);
+    let (s, lines, err) = capture(&args, &dir, || {
+        db.send_udp(false, 42003, 9, 3, 16);
+        drop(api_proc.borrow_mut().take());
+        std::thread::sleep(Duration::from_millis(400));
+        db.send_udp(false, 42003, 9, 5, 16);
+    });
+    let f = flow_rows(&s, &db.ip4_a.to_string(), &db_b, 42003, 9);
+    assert_eq!(f.len(), 1, "{s:#}");
+    assert_eq!(f[0]["packets"], 8);
+    assert_eq!(f[0]["dst_pod"], "shop/db-0");
+    let d: Vec<_> = lines.iter().filter(|l| l["sport"] == 42003).collect();
+    assert_eq!(d.len(), 8);
+    assert!(d.iter().all(|l| l["dst_pod"] == "shop/db-0"), "{d:#?}");
+    assert_eq!(
+        err.matches("cilium-api: ").count(),
+        2,
+        "one warning, once in the summary: {err}"
+    );
+    let _api = FakeAgentApi::start(sock.clone(), &db_b);
 
     for sel in [["--label", "app=db"], ["--pod", "shop/db-0"]] {
         let mut args = sel.to_vec();

@@ -343,6 +343,25 @@ fn hubble_flows_go_to_the_table_and_with_synthesize_to_the_file() {
     assert_eq!(s["outputs"]["synthesized_not_written"], 1, "{err}");
     assert!(err.contains("flow table only"), "{err}");
 
+    // JSON lines carry the names Hubble gave.
+    let out = dropscope()
+        .arg("replay")
+        .arg(&input)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let line: serde_json::Value = serde_json::from_str(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .expect("a JSON line"),
+    )
+    .expect("JSON");
+    assert_eq!(line["src_pod"], "default/xwing");
+    assert_eq!(line["dst_pod"], "default/deathstar-7848d6c4d5-th9v2");
+    assert_eq!(line["node"], "kind-kind/kind-worker");
+
     let (s, w2, err) = run(&["--synthesize"], "synth");
     assert_eq!(s["outputs"]["file"]["packets"], 1, "{err}");
     let o = sh(&[

@@ -65,6 +65,8 @@ pub struct Paths {
     pub cilium_monitor: String,
     pub cilium_api: String,
     pub cri: Vec<String>,
+    /// The proc file system scanned for pods' processes.
+    pub proc: String,
 }
 
 impl Default for Paths {
@@ -84,6 +86,7 @@ impl Default for Paths {
                 "/var/run/crio/crio.sock".into(),
                 "/run/k3s/containerd/containerd.sock".into(),
             ],
+            proc: "/proc".into(),
         }
     }
 }
@@ -367,6 +370,36 @@ fn cri_check(p: &Paths) -> Check {
     }
 }
 
+/// Pod names as a capture would find them (the agent's API and /proc).
+fn pod_names_check(p: &Paths) -> Check {
+    let (snap, failures) = crate::pods::collect(&crate::pods::Sources {
+        cilium_api: Some(p.cilium_api.clone().into()),
+        proc_root: Some(p.proc.clone().into()),
+        host_netns: crate::names::own_netns_inode(),
+        timeout: Duration::from_secs(2),
+    });
+    let pods = snap.pods().len();
+    let from: Vec<&str> = snap.answered.iter().copied().collect();
+    if pods > 0 {
+        return check(
+            "pod-names",
+            Status::Ok,
+            format!("{pods} pods named (from {})", from.join(", ")),
+            None,
+        );
+    }
+    check(
+        "pod-names",
+        Status::Warn,
+        if from.is_empty() {
+            format!("no source of pod names answers: {}", failures.join("; "))
+        } else {
+            format!("no pods found (asked {})", from.join(", "))
+        },
+        Some("not a Kubernetes node, or dropscope does not see the node's processes (run it with hostPID, as the DaemonSet does, or give --cilium-api): drops carry namespaces and interfaces, not pod names"),
+    )
+}
+
 /// Every check, in order. `attach`: also load and attach the program (needs privileges).
 pub fn run(p: &Paths, attach: bool) -> Vec<Check> {
     let mut v = vec![
@@ -383,6 +416,7 @@ pub fn run(p: &Paths, attach: bool) -> Vec<Check> {
     v.push(cilium_monitor_check(p));
     v.push(cilium_api_check(p));
     v.push(cri_check(p));
+    v.push(pod_names_check(p));
     v
 }
 
@@ -451,6 +485,7 @@ mod tests {
             cilium_monitor: dir.join("no.sock").display().to_string(),
             cilium_api: dir.join("no-api.sock").display().to_string(),
             cri: vec![dir.join("no-cri.sock").display().to_string()],
+            proc: dir.join("no-proc").display().to_string(),
         };
         let checks = run(&p, false);
         let get = |n: &str| checks.iter().find(|c| c.name == n).unwrap().clone();
@@ -463,6 +498,14 @@ mod tests {
         assert_eq!(get("cilium-monitor").status, Status::Warn);
         assert_eq!(get("cilium-api").status, Status::Warn);
         assert_eq!(get("cri").status, Status::Warn);
+        assert_eq!(get("pod-names").status, Status::Warn);
+        assert!(
+            get("pod-names")
+                .detail
+                .starts_with("no source of pod names answers: cilium-api: "),
+            "{:?}",
+            get("pod-names")
+        );
         let text = render(&checks);
         assert!(text.contains("kernel capture will NOT work"), "{text}");
         assert!(text.lines().any(|l| l.starts_with("FAIL  btf")), "{text}");

@@ -456,6 +456,24 @@ impl<'n> Renderer<'n> {
                 m.insert(k.into(), p.to_string().into());
             }
         }
+        // Names a text input brought (Hubble), where the node's own do not say.
+        if let Some(n) = e.meta.as_ref().and_then(|m| m.names.as_ref()) {
+            for (k, ns, pod) in [
+                ("src_pod", &n.src_namespace, &n.src_pod),
+                ("dst_pod", &n.dst_namespace, &n.dst_pod),
+            ] {
+                if let (Some(p), false) = (pod, m.contains_key(k)) {
+                    let v = match ns {
+                        Some(ns) => format!("{ns}/{p}"),
+                        None => p.clone(),
+                    };
+                    m.insert(k.into(), v.into());
+                }
+            }
+            if let Some(node) = &n.node {
+                m.insert("node".into(), node.clone().into());
+            }
+        }
         if let Cause::Cilium(_) = &e.cause {
             let (_, src, dst) = reason_and_identities(e);
             for (k, id) in [("src_labels", src), ("dst_labels", dst)] {
