@@ -208,7 +208,7 @@ pub fn run(
     let count = cfg.count;
     let max_flows = cfg.max_flows;
     // Pod names of packets' addresses come from their summaries.
-    let keep_summaries = sink.needs_summaries() || names.pods.is_some();
+    let keep_summaries = sink.needs_summaries() || (names.pods.is_some() && sink.writes_file());
     let select = cfg.select.clone();
 
     // Dropped by the source thread when it returns: wakes the main thread at once.

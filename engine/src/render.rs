@@ -286,6 +286,9 @@ pub struct Renderer<'n> {
     last_symbol: Option<(u64, Option<(&'n str, u64)>)>,
     /// The pod names snapshot in use, and its generation.
     pods: Option<(u64, std::sync::Arc<crate::pods::Snapshot>)>,
+    /// The pods of the event rendered last (keyed by its bytes' address, time, namespace
+    /// and interface): the comment and the printed line of one event look them up once.
+    last_pods: Option<((usize, u64, u32, u32), PodContext)>,
 }
 
 impl<'n> Renderer<'n> {
@@ -308,6 +311,7 @@ impl<'n> Renderer<'n> {
             scratch: String::with_capacity(256),
             last_symbol: None,
             pods: None,
+            last_pods: None,
         }
     }
 
@@ -324,12 +328,20 @@ impl<'n> Renderer<'n> {
         let Some((_, snap)) = &self.pods else {
             return PodContext::default();
         };
+        let id = (e.data.as_ptr() as usize, e.ts_ns, e.netns, e.ifindex);
+        if let Some((k, c)) = &self.last_pods {
+            if *k == id {
+                return c.clone();
+            }
+        }
         let f = &s.flow;
-        PodContext {
+        let c = PodContext {
             at: snap.at(e.netns, e.ifindex, names.host_netns()).cloned(),
             src: snap.by_ip(ip_of(f.family, &f.src)).cloned(),
             dst: snap.by_ip(ip_of(f.family, &f.dst)).cloned(),
-        }
+        };
+        self.last_pods = Some((id, c.clone()));
+        c
     }
 
     /// Cilium identity labels from the names snapshot.

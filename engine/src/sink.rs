@@ -110,6 +110,12 @@ impl OutputSink {
         self.mode != PrintMode::None
     }
 
+    /// Whether packets go to a capture file (their comments may name pods, from the
+    /// packets' addresses: then the summaries are needed too).
+    pub fn writes_file(&self) -> bool {
+        self.writer.is_some()
+    }
+
     pub fn write(&mut self, e: &Event, s: &PacketSummary, r: &mut Renderer<'_>) -> Result<()> {
         let unwritten = !self.synthesize && e.meta.as_ref().is_some_and(|m| m.synthesized);
         if unwritten && self.writer.is_some() {
