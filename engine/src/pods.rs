@@ -15,7 +15,7 @@
 //! Must never: block or fail a capture, panic on an answer (an API, a /proc file), or name a
 //! drop with a pod it cannot tie to the drop's namespace, interface, address or identity.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::io::{Read as _, Write as _};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
+use hashbrown::HashMap;
 use serde_json::Value;
 
 /// One pod (or a Cilium endpoint that names one).
@@ -37,12 +38,23 @@ pub struct Pod {
     pub labels: Arc<[String]>,
 }
 
+impl Pod {
+    /// Appends `namespace/name` (or the name alone) to `out`, without the formatting
+    /// machinery: this runs per rendered drop.
+    pub fn write_label(&self, out: &mut String) {
+        if let Some(ns) = &self.namespace {
+            out.push_str(ns);
+            out.push('/');
+        }
+        out.push_str(&self.name);
+    }
+}
+
 impl std::fmt::Display for Pod {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.namespace {
-            Some(ns) => write!(f, "{ns}/{}", self.name),
-            None => write!(f, "{}", self.name),
-        }
+        let mut s = String::new();
+        self.write_label(&mut s);
+        f.write_str(&s)
     }
 }
 

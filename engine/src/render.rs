@@ -154,14 +154,18 @@ impl PodContext {
     /// ` pod NS/NAME pods SRC->DST` (what is known), for comments and text lines.
     pub fn write_text(&self, out: &mut String) {
         if let Some(p) = &self.at {
-            let _ = write!(out, " pod {p}");
+            out.push_str(" pod ");
+            p.write_label(out);
         }
         if self.src.is_some() || self.dst.is_some() {
-            let side = |p: &Option<std::sync::Arc<crate::pods::Pod>>| {
-                p.as_ref()
-                    .map_or_else(|| "-".to_string(), |p| p.to_string())
+            let side = |out: &mut String, p: &Option<std::sync::Arc<crate::pods::Pod>>| match p {
+                Some(p) => p.write_label(out),
+                None => out.push('-'),
             };
-            let _ = write!(out, " pods {}->{}", side(&self.src), side(&self.dst));
+            out.push_str(" pods ");
+            side(out, &self.src);
+            out.push_str("->");
+            side(out, &self.dst);
         }
     }
 }
@@ -318,21 +322,28 @@ impl<'n> Renderer<'n> {
     /// The pods of an event (nothing when names are off): a lookup in the latest snapshot,
     /// taken again only when a refresh replaced it.
     pub fn pods_of(&mut self, e: &Event, s: &PacketSummary) -> PodContext {
+        self.look_up_pods(e, s);
+        self.last_pods
+            .as_ref()
+            .map(|(_, c)| c.clone())
+            .unwrap_or_default()
+    }
+
+    /// Fills `last_pods` for `e` (the comment and the line of one event share it).
+    fn look_up_pods(&mut self, e: &Event, s: &PacketSummary) {
         let Some(names) = &self.names.pods else {
-            return PodContext::default();
+            return;
         };
         let generation = names.generation();
         if self.pods.as_ref().is_none_or(|(g, _)| *g != generation) {
             self.pods = Some((generation, names.snapshot()));
         }
         let Some((_, snap)) = &self.pods else {
-            return PodContext::default();
+            return;
         };
         let id = (e.data.as_ptr() as usize, e.ts_ns, e.netns, e.ifindex);
-        if let Some((k, c)) = &self.last_pods {
-            if *k == id {
-                return c.clone();
-            }
+        if self.last_pods.as_ref().is_some_and(|(k, _)| *k == id) {
+            return;
         }
         let f = &s.flow;
         let c = PodContext {
@@ -340,8 +351,7 @@ impl<'n> Renderer<'n> {
             src: snap.by_ip(ip_of(f.family, &f.src)).cloned(),
             dst: snap.by_ip(ip_of(f.family, &f.dst)).cloned(),
         };
-        self.last_pods = Some((id, c.clone()));
-        c
+        self.last_pods = Some((id, c));
     }
 
     /// Cilium identity labels from the names snapshot.
@@ -375,8 +385,10 @@ impl<'n> Renderer<'n> {
         if let Some(m) = &e.meta {
             meta_comment(&mut self.scratch, m);
         }
-        let pods = self.pods_of(e, s);
-        pods.write_text(&mut self.scratch);
+        self.look_up_pods(e, s);
+        if let Some((_, pods)) = &self.last_pods {
+            pods.write_text(&mut self.scratch);
+        }
         &self.scratch
     }
 
@@ -458,14 +470,18 @@ impl<'n> Renderer<'n> {
             m.insert("ifname".into(), n.into());
         }
         m.insert("netns".into(), e.netns.into());
-        let pods = self.pods_of(e, s);
+        self.look_up_pods(e, s);
+        let none = PodContext::default();
+        let pods = self.last_pods.as_ref().map_or(&none, |(_, c)| c);
         for (k, p) in [
             ("pod", &pods.at),
             ("src_pod", &pods.src),
             ("dst_pod", &pods.dst),
         ] {
             if let Some(p) = p {
-                m.insert(k.into(), p.to_string().into());
+                let mut label = String::new();
+                p.write_label(&mut label);
+                m.insert(k.into(), label.into());
             }
         }
         // Names a text input brought (Hubble), where the node's own do not say.
