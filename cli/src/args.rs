@@ -26,7 +26,7 @@ Examples:
   dropscope capture --source cilium --reason 'Policy denied' --to-identity 1234
   tshark -r drops.pcapng -Y 'frame.comment contains \"NO_SOCKET\"'
 
-Needs CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN (or root) for the kernel source.
+Needs CAP_BPF and CAP_PERFMON (or root) for the kernel source.
 At the end a summary on stderr reconciles, per reason: drops the kernel counted =
 filtered (selectors, expression) + not copied (storm budget) + lost in the ring +
 delivered, and delivered = processed + skipped (-c).";

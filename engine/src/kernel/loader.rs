@@ -78,8 +78,8 @@ pub fn default_ring_bytes_per_cpu(cpus: u32) -> u64 {
     pow.clamp(MIN_DEFAULT_RING_BYTES_PER_CPU, DEFAULT_RING_BYTES_PER_CPU)
 }
 
-const PERMISSION_HINT: &str = "loading the eBPF program needs CAP_BPF, CAP_PERFMON and \
-CAP_NET_ADMIN (or CAP_SYS_ADMIN on kernels before 5.8); run as root or grant them";
+const PERMISSION_HINT: &str = "loading the eBPF program needs CAP_BPF and CAP_PERFMON \
+(or CAP_SYS_ADMIN on kernels before 5.8); run as root or grant them";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -1157,7 +1157,7 @@ print fmt: \"skbaddr=%p\", REC->skbaddr
         }
         assert_eq!(
             LoadError::Permission.to_string(),
-            "loading the eBPF program needs CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN (or CAP_SYS_ADMIN on kernels before 5.8); run as root or grant them"
+            "loading the eBPF program needs CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN on kernels before 5.8); run as root or grant them"
         );
     }
 
