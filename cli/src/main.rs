@@ -81,7 +81,7 @@ fn install_interrupt() -> Result<Arc<AtomicBool>> {
     let f = flag.clone();
     ctrlc::set_handler(move || {
         if f.swap(true, Ordering::SeqCst) {
-            // Second Ctrl-C: the user really wants out.
+            // Second Ctrl-C (or SIGTERM, SIGHUP): the user really wants out.
             std::process::exit(130);
         }
     })

@@ -184,6 +184,41 @@ fn nftables_drop_rule_is_reported_as_netfilter_drop() {
     assert_eq!(s["accounting"]["reconciled"], true, "{err}");
 }
 
+/// SIGTERM (how Kubernetes and systemd stop a process) stops a capture as Ctrl-C does: the
+/// file and the stats are finished and renamed, nothing is lost.
+#[test]
+fn sigterm_stops_cleanly_and_finishes_the_file() {
+    require_root!();
+    let ns = NetnsPair::new();
+    let dir = TempDir::new("sigterm");
+    let (pcapng, stats) = (dir.path("t.pcapng"), dir.path("t.json"));
+    let cap = LiveCapture::start(&[
+        "-q",
+        "-w",
+        pcapng.to_str().unwrap(),
+        "--stats-json",
+        stats.to_str().unwrap(),
+    ]);
+    const N: usize = 100;
+    ns.send_udp(false, 40009, 9, N, 20);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let (st, err) = cap.stop_with(libc::SIGTERM);
+    assert!(
+        st.success(),
+        "dropscope did not stop cleanly on SIGTERM ({st}): {err}"
+    );
+    assert!(err.contains("(interrupted)"), "{err}");
+    assert!(!dir.path("t.pcapng.tmp").exists() && !dir.path("t.json.tmp").exists());
+    let s = read_json(&stats);
+    assert_eq!(s["stopped_by"], "interrupted");
+    let f = one_flow(&s, &ns.ip4_a.to_string(), &ns.ip4_b.to_string(), 40009, 9);
+    assert_eq!(f["packets"], N as u64);
+    assert!(
+        s["outputs"]["file"]["packets"].as_u64().unwrap() >= N as u64,
+        "{err}"
+    );
+}
+
 #[test]
 fn count_limit_stops_and_replay_of_the_file_reproduces_per_flow_counts() {
     require_root!();

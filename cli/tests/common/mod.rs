@@ -375,9 +375,14 @@ impl LiveCapture {
     }
 
     /// Sends SIGINT, waits, and returns (exit status, all of stderr).
-    pub fn stop(mut self) -> (std::process::ExitStatus, String) {
+    pub fn stop(self) -> (std::process::ExitStatus, String) {
+        self.stop_with(libc::SIGINT)
+    }
+
+    /// Sends `signal`, waits, and returns (exit status, all of stderr).
+    pub fn stop_with(mut self, signal: libc::c_int) -> (std::process::ExitStatus, String) {
         // SAFETY: kill with a valid pid of our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        unsafe { libc::kill(self.child.id() as i32, signal) };
         let st = self.child.wait().expect("wait");
         while let Ok(l) = self
             .stderr_lines
