@@ -4,7 +4,8 @@
 //!   the version it pins; the test fails, never skips, when it is missing), against the
 //!   oldest and the newest Kubernetes schemas the package carries.
 //! - The DaemonSet's pod holds least privilege: not privileged, every capability dropped but
-//!   the documented ones, no host namespaces, every host path read-only but the output.
+//!   the documented ones, no host PID or IPC namespace, every host path read-only but the
+//!   output.
 //! - The capture loop the DaemonSet runs (its own shell script, taken from the manifest) is
 //!   run here with the dropscope built here: every flag it passes must parse (any user); as
 //!   root, it captures real drops between two test namespaces (and connects to a Cilium
@@ -247,7 +248,10 @@ fn daemonset_pod_holds_least_privilege() {
     assert_eq!(sa["automountServiceAccountToken"], false);
     assert_eq!(pod["automountServiceAccountToken"], false);
 
-    for host_ns in ["hostNetwork", "hostPID", "hostIPC"] {
+    // The host's network namespace only (the manifest says why); never its PID or IPC
+    // namespace (hostPID with CAP_SYS_PTRACE would let the pod ptrace the node).
+    assert_eq!(pod["hostNetwork"], true);
+    for host_ns in ["hostPID", "hostIPC"] {
         assert!(
             pod[host_ns].is_null() || pod[host_ns] == false,
             "{host_ns} must be off"
