@@ -351,9 +351,6 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
             },
             std::time::Duration::from_millis(c.names_refresh_ms.max(100)),
         );
-        for w in pods.warnings() {
-            eprintln!("dropscope: pod names: {w}");
-        }
         names.pods = Some(pods);
     }
     let mut sel = selection(&c.select, &c.expression, &names)?;
@@ -444,6 +441,12 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
             eprintln!("dropscope: capturing drops (snaplen {snaplen}; {memory}); Ctrl-C to stop")
         }
         None => eprintln!("dropscope: capturing drops (snaplen {snaplen}); Ctrl-C to stop"),
+    }
+    // After the start line: an error before it (privileges, a bad flag) stays one line.
+    if let Some(p) = &names.pods {
+        for w in p.announce() {
+            eprintln!("dropscope: pod names: {w}");
+        }
     }
     let progress = Progress::default();
     let report = engine::pipeline::run(

@@ -159,6 +159,9 @@ pub struct PodNames {
     /// What failed, each said once (`cilium-api: connection refused`).
     warned: Mutex<BTreeSet<String>>,
     warnings: Mutex<Vec<String>>,
+    /// Whether a new failure is logged as it happens (after [`PodNames::announce`]; before,
+    /// the caller prints [`PodNames::warnings`] where it fits, e.g. after its start line).
+    announce: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for PodNames {
@@ -183,6 +186,7 @@ impl PodNames {
             host_netns: sources.host_netns,
             warned: Mutex::new(BTreeSet::new()),
             warnings: Mutex::new(Vec::new()),
+            announce: std::sync::atomic::AtomicBool::new(false),
         });
         names.refresh(&sources);
         let weak: Weak<PodNames> = Arc::downgrade(&names);
@@ -206,6 +210,7 @@ impl PodNames {
             host_netns,
             warned: Mutex::new(BTreeSet::new()),
             warnings: Mutex::new(Vec::new()),
+            announce: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -234,12 +239,20 @@ impl PodNames {
             .clone()
     }
 
+    /// From now on a new failure is logged when it happens; returns the ones so far.
+    pub fn announce(&self) -> Vec<String> {
+        self.announce.store(true, Ordering::Release);
+        self.warnings()
+    }
+
     fn warn(&self, what: String) {
         let mut w = self.warned.lock().unwrap_or_else(|e| e.into_inner());
         // Said once per source and kind of failure (not per refresh).
         let key = what.split(':').next().unwrap_or("").to_string();
         if w.insert(key) {
-            log::warn!("pod names: {what}");
+            if self.announce.load(Ordering::Acquire) {
+                log::warn!("pod names: {what}");
+            }
             self.warnings
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
