@@ -585,17 +585,19 @@ fn cgroup_headroom() -> Option<u64> {
         let (Some(_), Some(ctrls), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
             continue;
         };
-        let (roots, limit, usage): (&[&str], &str, &str) = if ctrls.is_empty() {
+        let (roots, limit, usage, inactive): (&[&str], &str, &str, &str) = if ctrls.is_empty() {
             (
                 &["/sys/fs/cgroup", "/sys/fs/cgroup/unified"],
                 "memory.max",
                 "memory.current",
+                "inactive_file",
             )
         } else if ctrls.split(',').any(|c| c == "memory") {
             (
                 &["/sys/fs/cgroup/memory"],
                 "memory.limit_in_bytes",
                 "memory.usage_in_bytes",
+                "total_inactive_file",
             )
         } else {
             continue;
@@ -605,7 +607,10 @@ fn cgroup_headroom() -> Option<u64> {
             loop {
                 if let Some(lim) = read(&dir.join(limit)) {
                     let used = read(&dir.join(usage)).unwrap_or(0);
-                    let room = lim.saturating_sub(used);
+                    // The working set, as the kubelet counts it: page cache the kernel can
+                    // drop (our own capture files, in a DaemonSet) is not in use.
+                    let stat = std::fs::read_to_string(dir.join("memory.stat")).unwrap_or_default();
+                    let room = lim.saturating_sub(working_set(used, &stat, inactive));
                     best = Some(best.map_or(room, |b| b.min(room)));
                 }
                 if dir.as_os_str().len() <= root.len() || !dir.pop() {
@@ -615,6 +620,19 @@ fn cgroup_headroom() -> Option<u64> {
         }
     }
     best
+}
+
+/// `usage` less the reclaimable file cache `key` (`inactive_file`, v1 `total_inactive_file`)
+/// of a `memory.stat` text.
+fn working_set(usage: u64, stat: &str, key: &str) -> u64 {
+    let inactive = stat
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            (k == key).then(|| v.trim().parse::<u64>().ok()).flatten()
+        })
+        .unwrap_or(0);
+    usage.saturating_sub(inactive)
 }
 
 fn replay(r: args::ReplayArgs) -> Result<i32> {
@@ -684,5 +702,28 @@ fn reasons(r: args::ReasonsArgs) -> Result<i32> {
             r?;
             Ok(0)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn working_set_leaves_out_reclaimable_file_cache() {
+        let v2 = "anon 1000\nfile 220000000\nactive_file 1000000\ninactive_file 219000000\n";
+        assert_eq!(
+            super::working_set(230_000_000, v2, "inactive_file"),
+            11_000_000
+        );
+        let v1 = "cache 5\ninactive_file 7\ntotal_inactive_file 40\n";
+        assert_eq!(super::working_set(100, v1, "total_inactive_file"), 60);
+        assert_eq!(super::working_set(100, "", "inactive_file"), 100);
+        assert_eq!(
+            super::working_set(10, "inactive_file 99\n", "inactive_file"),
+            0
+        );
+        assert_eq!(
+            super::working_set(10, "inactive_file x\n", "inactive_file"),
+            10
+        );
     }
 }
