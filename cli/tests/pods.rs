@@ -257,6 +257,16 @@ fn proc_names_pods_and_pod_selectors_select_exactly_theirs() {
     assert_eq!(g.len(), 1);
     assert_eq!(g[0]["packets"], 7);
     assert!(g[0].get("pod").is_none(), "{:#}", g[0]);
+    assert_eq!(s["pod_names"]["sources"], serde_json::json!(["proc"]));
+    assert!(
+        s["pod_names"]["pods"].as_u64().unwrap() >= 1,
+        "{:#}",
+        s["pod_names"]
+    );
+    assert!(s["pod_names"]["warnings"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("cilium-api: /nonexistent/cilium.sock"));
     let w = lines_to(&lines, &web_b, 9);
     assert_eq!(w.len(), 5);
     assert!(w.iter().all(|l| l["pod"] == "shop/web-0"), "{w:#?}");

@@ -394,6 +394,15 @@ fn stats_doc(names: &Names, r: &RunReport, flows: Value, rows_written: usize) ->
         })
         .collect();
     let mismatches = r.ledger.mismatches(&name);
+    // Where pod names came from (live captures that named pods).
+    let pod_names = names.pods.as_ref().map(|p| {
+        let snap = p.snapshot();
+        json!({
+            "sources": snap.answered.iter().collect::<Vec<_>>(),
+            "pods": snap.pods().len(),
+            "warnings": p.warnings(),
+        })
+    });
     json!({
         "schema": STATS_SCHEMA,
         "source": r.source.description,
@@ -418,6 +427,7 @@ fn stats_doc(names: &Names, r: &RunReport, flows: Value, rows_written: usize) ->
         "outputs": r.sinks,
         "storm": Value::Null,
         "notes": r.source.notes,
+        "pod_names": pod_names,
     })
 }
 
