@@ -467,9 +467,21 @@ fn netns_inode(link: &Path) -> Option<u32> {
     t.strip_prefix("net:[")?.strip_suffix(']')?.parse().ok()
 }
 
+/// A short regular file's trimmed text. A container owns these files: a FIFO must not block
+/// the refresh and a huge file must not be read whole.
 fn read_trimmed(p: &Path) -> Option<String> {
-    let s = std::fs::read_to_string(p).ok()?;
-    let s = s.trim();
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(p)
+        .ok()?;
+    if !f.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut buf = Vec::with_capacity(256);
+    f.take(512).read_to_end(&mut buf).ok()?;
+    let s = std::str::from_utf8(&buf).ok()?.trim();
     (!s.is_empty() && s.len() <= 253).then(|| s.to_string())
 }
 
@@ -625,6 +637,27 @@ mod tests {
             None
         );
         assert_eq!(pod_uid_from_cgroup(""), None);
+    }
+
+    #[test]
+    fn container_files_are_read_short_and_never_block() {
+        let dir = std::env::temp_dir().join(format!("dropscope-pods-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let fifo = dir.join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        assert_eq!(read_trimmed(&fifo), None);
+        let big = dir.join("big");
+        std::fs::write(&big, "x".repeat(100_000)).unwrap();
+        assert_eq!(read_trimmed(&big), None);
+        let name = dir.join("hostname");
+        std::fs::write(&name, "web-0\n").unwrap();
+        assert_eq!(read_trimmed(&name).as_deref(), Some("web-0"));
+        let link = dir.join("link");
+        std::os::unix::fs::symlink(&name, &link).unwrap();
+        assert_eq!(read_trimmed(&link), None);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
