@@ -12,6 +12,10 @@ use std::time::Instant;
 use engine::cilium::tables::CiliumRelease;
 use engine::ingest::source::{text_source, TextFormat};
 
+/// The allocator the `dropscope` binary uses: this measures its reading as shipped.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (Some(path), Some(kind)) = (args.first(), args.get(1)) else {
