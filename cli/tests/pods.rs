@@ -178,6 +178,15 @@ S(sock, H).serve_forever()
     }
 }
 
+impl FakeAgentApi {
+    fn kill_keep_socket(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // Forget the socket so Drop leaves it.
+        self.sock = PathBuf::new();
+    }
+}
+
 impl Drop for FakeAgentApi {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -234,7 +243,11 @@ fn proc_names_pods_and_pod_selectors_select_exactly_theirs() {
     );
     let dir = TempDir::new("pods");
     let pcapng = dir.path("d.pcapng");
-    let no_api = ["--cilium-api", "/nonexistent/cilium.sock"];
+    // A file that is not a socket: the API "does not answer" (a missing path is no agent,
+    // and says nothing).
+    let not_a_socket = dir.path("cilium.sock");
+    std::fs::write(&not_a_socket, b"").unwrap();
+    let no_api = ["--cilium-api", not_a_socket.to_str().unwrap()];
     let (web_b, other_b) = (web.ip4_b.to_string(), other.ip4_b.to_string());
     let provoke = || {
         web.send_udp(false, 41001, 9, 5, 16);
@@ -246,7 +259,10 @@ fn proc_names_pods_and_pod_selectors_select_exactly_theirs() {
     args.extend_from_slice(&no_api);
     let (s, lines, err) = capture(&args, &dir, provoke);
     assert!(
-        err.contains("pod names: cilium-api: /nonexistent/cilium.sock"),
+        err.contains(&format!(
+            "pod names: cilium-api: {}",
+            not_a_socket.display()
+        )),
         "{err}"
     );
     let f = flow_rows(&s, &web.ip4_a.to_string(), &web_b, 41001, 9);
@@ -266,7 +282,7 @@ fn proc_names_pods_and_pod_selectors_select_exactly_theirs() {
     assert!(s["pod_names"]["warnings"][0]
         .as_str()
         .unwrap()
-        .starts_with("cilium-api: /nonexistent/cilium.sock"));
+        .starts_with(&format!("cilium-api: {}", not_a_socket.display())));
     let w = lines_to(&lines, &web_b, 9);
     assert_eq!(w.len(), 5);
     assert!(w.iter().all(|l| l["pod"] == "shop/web-0"), "{w:#?}");
@@ -371,7 +387,10 @@ fn agent_api_names_endpoints_by_address_and_labels_select_them() {
     args.extend_from_slice(&api);
     let (s, lines, err) = capture(&args, &dir, || {
         db.send_udp(false, 42003, 9, 3, 16);
-        drop(api_proc.borrow_mut().take());
+        // Killed, its socket left behind (as an agent that crashed): connections refused.
+        if let Some(api) = api_proc.borrow_mut().take() {
+            api.kill_keep_socket();
+        }
         std::thread::sleep(Duration::from_millis(400));
         db.send_udp(false, 42003, 9, 5, 16);
     });

@@ -499,7 +499,7 @@ mod tests {
         assert!(
             get("pod-names")
                 .detail
-                .starts_with("no source of pod names answers: cilium-api: "),
+                .starts_with("no source of pod names answers: proc: "),
             "{:?}",
             get("pod-names")
         );

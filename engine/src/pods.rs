@@ -277,7 +277,9 @@ impl PodNames {
 pub fn collect(sources: &Sources) -> (Snapshot, Vec<String>) {
     let mut snap = Snapshot::default();
     let mut failures = Vec::new();
-    if let Some(sock) = &sources.cilium_api {
+    // No socket file: no agent on this node, nothing to say. A socket that does not answer
+    // (or answers wrongly) is worth a warning.
+    if let Some(sock) = sources.cilium_api.as_ref().filter(|s| s.exists()) {
         match cilium_snapshot(sock, sources.timeout) {
             Ok(s) => {
                 snap = s;

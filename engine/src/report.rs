@@ -531,7 +531,12 @@ pub fn summary_text(names: &Names, r: &RunReport, top: usize) -> String {
             s.push('\n');
         }
     }
-    if let Some(p) = &names.pods {
+    // Said when there is something to say: pods named, or a source failing.
+    if let Some(p) = names
+        .pods
+        .as_ref()
+        .filter(|p| !p.warnings().is_empty() || !p.snapshot().pods().is_empty())
+    {
         let snap = p.snapshot();
         let from: Vec<&str> = snap.answered.iter().copied().collect();
         let _ = writeln!(
