@@ -278,6 +278,11 @@ pub struct CaptureArgs {
     /// background, and drops carry pod and namespace names when they can be known).
     #[arg(long)]
     pub no_names: bool,
+    /// The container runtime's CRI socket (repeatable; the first that exists is asked):
+    /// pods, their namespaces, labels, addresses and network namespaces. Default: containerd's,
+    /// CRI-O's and k3s' usual sockets.
+    #[arg(long = "cri-socket", value_name = "PATH")]
+    pub cri_socket: Vec<PathBuf>,
     /// The Cilium agent's REST API socket: pods of its endpoints, identities' labels.
     #[arg(long, default_value = engine::doctor::CILIUM_API_SOCKET, value_name = "PATH")]
     pub cilium_api: PathBuf,

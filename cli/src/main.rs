@@ -345,9 +345,17 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
     }
     if !c.no_names {
         let pods = engine::pods::PodNames::start(
-            engine::pods::Sources {
-                cilium_api: Some(c.cilium_api.clone()),
-                ..engine::pods::Sources::node()
+            {
+                let node = engine::pods::Sources::node();
+                engine::pods::Sources {
+                    cilium_api: Some(c.cilium_api.clone()),
+                    cri: if c.cri_socket.is_empty() {
+                        node.cri.clone()
+                    } else {
+                        c.cri_socket.clone()
+                    },
+                    ..node
+                }
             },
             std::time::Duration::from_millis(c.names_refresh_ms.max(100)),
         );

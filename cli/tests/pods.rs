@@ -430,3 +430,214 @@ fn pod_selector_errors_are_one_line_with_the_fix() {
         &["--no-names"],
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// A stand-in CRI server (runtime.v1.RuntimeService: ListPodSandbox, PodSandboxStatus) on a
+// unix socket, answering with the messages of engine::pods::cri (the fields of cri-api's
+// api.proto dropscope reads).
+
+mod fake_cri {
+    use std::convert::Infallible;
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::Arc;
+    use std::task::{Context, Poll};
+
+    use engine::pods::cri::*;
+    use tonic::codegen::{http, BoxFuture};
+
+    /// One sandbox: its listing and its verbose status.
+    #[derive(Clone)]
+    pub struct Sandbox {
+        pub listed: PodSandbox,
+        pub status: PodSandboxStatusResponse,
+    }
+
+    #[derive(Clone)]
+    pub struct FakeCri(pub Arc<Vec<Sandbox>>);
+
+    impl tonic::server::NamedService for FakeCri {
+        const NAME: &'static str = "runtime.v1.RuntimeService";
+    }
+
+    struct List(Arc<Vec<Sandbox>>);
+    impl tonic::server::UnaryService<ListPodSandboxRequest> for List {
+        type Response = ListPodSandboxResponse;
+        type Future = Pin<
+            Box<dyn Future<Output = Result<tonic::Response<Self::Response>, tonic::Status>> + Send>,
+        >;
+        fn call(&mut self, _: tonic::Request<ListPodSandboxRequest>) -> Self::Future {
+            let items = self.0.iter().map(|s| s.listed.clone()).collect();
+            Box::pin(async move { Ok(tonic::Response::new(ListPodSandboxResponse { items })) })
+        }
+    }
+
+    struct Status(Arc<Vec<Sandbox>>);
+    impl tonic::server::UnaryService<PodSandboxStatusRequest> for Status {
+        type Response = PodSandboxStatusResponse;
+        type Future = Pin<
+            Box<dyn Future<Output = Result<tonic::Response<Self::Response>, tonic::Status>> + Send>,
+        >;
+        fn call(&mut self, r: tonic::Request<PodSandboxStatusRequest>) -> Self::Future {
+            let r = r.into_inner();
+            let found = self
+                .0
+                .iter()
+                .find(|s| s.listed.id == r.pod_sandbox_id)
+                .cloned();
+            Box::pin(async move {
+                match found {
+                    Some(s) if r.verbose => Ok(tonic::Response::new(s.status)),
+                    Some(mut s) => {
+                        s.status.info.clear();
+                        Ok(tonic::Response::new(s.status))
+                    }
+                    None => Err(tonic::Status::not_found("no such sandbox")),
+                }
+            })
+        }
+    }
+
+    impl tower::Service<http::Request<tonic::body::BoxBody>> for FakeCri {
+        type Response = http::Response<tonic::body::BoxBody>;
+        type Error = Infallible;
+        type Future = BoxFuture<Self::Response, Self::Error>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, req: http::Request<tonic::body::BoxBody>) -> Self::Future {
+            let pods = self.0.clone();
+            Box::pin(async move {
+                Ok(match req.uri().path() {
+                    LIST_POD_SANDBOX => {
+                        tonic::server::Grpc::new(tonic::codec::ProstCodec::default())
+                            .unary(List(pods), req)
+                            .await
+                    }
+                    POD_SANDBOX_STATUS => {
+                        tonic::server::Grpc::new(tonic::codec::ProstCodec::default())
+                            .unary(Status(pods), req)
+                            .await
+                    }
+                    _ => tonic::Status::unimplemented("not in the stand-in").into_http(),
+                })
+            })
+        }
+    }
+
+    /// Serves `pods` on `sock` from a thread of its own, until the process ends.
+    pub fn serve(sock: std::path::PathBuf, pods: Vec<Sandbox>) {
+        let _ = std::fs::remove_file(&sock);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::UnixListener::bind(&sock).expect("bind CRI socket");
+                ready_tx.send(()).expect("ready");
+                tonic::transport::Server::builder()
+                    .add_service(FakeCri(Arc::new(pods)))
+                    .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener))
+                    .await
+                    .expect("serve");
+            });
+        });
+        ready_rx.recv().expect("CRI server started");
+    }
+}
+
+#[test]
+fn cri_names_pods_by_namespace_and_address_and_labels_select_them() {
+    use engine::pods::cri::*;
+    require_root!();
+    let pair = NetnsPair::new();
+    let other = NetnsPair::new();
+    let dir = TempDir::new("cri");
+    let sock = dir.path("cri.sock");
+    let netns_path = format!("/var/run/netns/{}", pair.b);
+    let sandbox = |id: &str, name: &str, ip: &str, info: String| fake_cri::Sandbox {
+        listed: PodSandbox {
+            id: id.into(),
+            metadata: Some(PodSandboxMetadata {
+                name: name.into(),
+                uid: format!("{id}-uid"),
+                namespace: "shop".into(),
+                attempt: 0,
+            }),
+            state: SANDBOX_READY,
+            created_at: 1,
+            labels: [(
+                "app".to_string(),
+                name.split('-').next().unwrap().to_string(),
+            )]
+            .into(),
+        },
+        status: PodSandboxStatusResponse {
+            status: Some(PodSandboxStatus {
+                id: id.into(),
+                metadata: None,
+                state: SANDBOX_READY,
+                network: Some(PodSandboxNetworkStatus {
+                    ip: ip.into(),
+                    additional_ips: vec![],
+                }),
+            }),
+            info: [("info".to_string(), info)].into(),
+        },
+    };
+    fake_cri::serve(
+        sock.clone(),
+        vec![
+            // containerd's shape: the namespace's path in the runtime spec.
+            sandbox(
+                "sb1",
+                "cart-0",
+                &pair.ip4_b.to_string(),
+                format!(
+                    r#"{{"pid":0,"runtimeSpec":{{"linux":{{"namespaces":[{{"type":"network","path":"{netns_path}"}}]}}}}}}"#
+                ),
+            ),
+            // A sandbox that is not ready is not named.
+            {
+                let mut s = sandbox("sb2", "gone-0", &other.ip4_b.to_string(), "{}".into());
+                s.listed.state = 1;
+                s
+            },
+        ],
+    );
+    let cri = ["--cri-socket", sock.to_str().unwrap()];
+    let (b, ob) = (pair.ip4_b.to_string(), other.ip4_b.to_string());
+    let provoke = || {
+        pair.send_udp(false, 43001, 9, 6, 16);
+        other.send_udp(false, 43002, 9, 4, 16);
+    };
+    let (s, lines, err) = capture(&cri, &dir, provoke);
+    let f = flow_rows(&s, &pair.ip4_a.to_string(), &b, 43001, 9);
+    assert_eq!(f.len(), 1, "{err}");
+    assert_eq!(f[0]["packets"], 6);
+    // Dropped in the sandbox's namespace, and addressed to its IP.
+    assert_eq!(f[0]["pod"], "shop/cart-0");
+    assert_eq!(f[0]["dst_pod"], "shop/cart-0");
+    let g = flow_rows(&s, &other.ip4_a.to_string(), &ob, 43002, 9);
+    assert_eq!(g[0]["packets"], 4);
+    assert!(
+        g[0].get("pod").is_none() && g[0].get("dst_pod").is_none(),
+        "{:#}",
+        g[0]
+    );
+    assert_eq!(lines_to(&lines, &b, 9).len(), 6);
+    assert!(s["pod_names"]["sources"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!("cri")));
+    // The sandbox's labels select it.
+    let mut args = vec!["--label", "app=cart"];
+    args.extend_from_slice(&cri);
+    let (_, lines, err) = capture(&args, &dir, provoke);
+    assert_eq!(lines_to(&lines, &b, 9).len(), 6, "{err}");
+    assert_eq!(lines_to(&lines, &ob, 9).len(), 0);
+}

@@ -372,6 +372,7 @@ fn cri_check(p: &Paths) -> Check {
 fn pod_names_check(p: &Paths) -> Check {
     let (snap, failures) = crate::pods::collect(&crate::pods::Sources {
         cilium_api: Some(p.cilium_api.clone().into()),
+        cri: p.cri.iter().map(Into::into).collect(),
         proc_root: Some(p.proc.clone().into()),
         host_netns: crate::names::own_netns_inode(),
         timeout: Duration::from_secs(2),

@@ -3,6 +3,8 @@
 //! * the Cilium agent's REST API on its unix socket (`GET /v1/endpoint`, `GET /v1/identity`,
 //!   shapes of Cilium's `api/v1/openapi.yaml`): each endpoint's pod and namespace, its
 //!   host-side interface index, its addresses and its identity with labels;
+//! * the container runtime's CRI API ([`cri`], containerd's or CRI-O's socket): every ready
+//!   pod sandbox with its name, namespace, labels, addresses and network namespace;
 //! * `/proc`: each network namespace other than the host's ↔ its processes ↔ their cgroup
 //!   (`kubepods…pod<UID>…`), the pod's name (its `/etc/hostname`, which the kubelet writes)
 //!   and namespace (the service-account mount), for nodes without the agent.
@@ -24,6 +26,8 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use hashbrown::HashMap;
+
+pub mod cri;
 use serde_json::Value;
 
 /// One pod (or a Cilium endpoint that names one).
@@ -131,6 +135,8 @@ impl Snapshot {
 pub struct Sources {
     /// The agent's REST socket (`/var/run/cilium/cilium.sock`); `None`: not asked.
     pub cilium_api: Option<PathBuf>,
+    /// CRI sockets to ask (the first that exists is asked).
+    pub cri: Vec<PathBuf>,
     /// The proc file system to scan (`/proc`); `None`: not scanned.
     pub proc_root: Option<PathBuf>,
     /// Inode of the host's (our) network namespace: its processes are not pods.
@@ -144,6 +150,11 @@ impl Sources {
     pub fn node() -> Sources {
         Sources {
             cilium_api: Some(PathBuf::from(crate::doctor::CILIUM_API_SOCKET)),
+            cri: crate::doctor::Paths::default()
+                .cri
+                .into_iter()
+                .map(PathBuf::from)
+                .collect(),
             proc_root: Some(PathBuf::from("/proc")),
             host_netns: crate::names::own_netns_inode(),
             timeout: Duration::from_secs(2),
@@ -291,12 +302,52 @@ pub fn collect(sources: &Sources) -> (Snapshot, Vec<String>) {
             )),
         }
     }
+    if let Some(sock) = sources.cri.iter().find(|s| s.exists()) {
+        let proc_root = sources
+            .proc_root
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/proc"));
+        match cri::sandboxes(sock, sources.timeout, &proc_root) {
+            Ok(list) => {
+                snap.answered.insert("cri");
+                for sb in list {
+                    let known = snap
+                        .by_ifindex
+                        .values()
+                        .chain(snap.by_ip.values())
+                        .find(|p| {
+                            p.name == sb.name && p.namespace.as_deref() == Some(&sb.namespace)
+                        })
+                        .cloned();
+                    let pod = known.unwrap_or_else(|| {
+                        Arc::new(Pod {
+                            namespace: Some(sb.namespace.clone()),
+                            name: sb.name.clone(),
+                            uid: Some(sb.uid.clone()),
+                            identity: 0,
+                            labels: Arc::from(sb.labels.clone()),
+                        })
+                    });
+                    if let Some(n) = sb.netns.filter(|n| *n != sources.host_netns) {
+                        snap.by_netns.entry(n).or_insert_with(|| pod.clone());
+                    }
+                    for ip in &sb.ips {
+                        snap.by_ip.entry(*ip).or_insert_with(|| pod.clone());
+                    }
+                }
+            }
+            Err(e) => failures.push(format!(
+                "cri: {}: {e} (no pod names from the container runtime)",
+                sock.display()
+            )),
+        }
+    }
     if let Some(root) = &sources.proc_root {
         match proc_pods(root, sources.host_netns) {
             Ok(pods) => {
                 snap.answered.insert("proc");
                 for (netns, pod) in pods {
-                    // The agent's view (with identity and labels) wins where both know a pod.
+                    // The agent's or runtime's view (identity, labels) wins where both know it.
                     let known = snap
                         .by_ifindex
                         .values()
