@@ -439,6 +439,13 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
         };
     let source: SourceFn<'_> = if sources.len() == 1 {
         sources.remove(0)
+    } else if kinds.contains(&args::SourceKind::Kernel) {
+        // Kernel drops at tc and Cilium's notifications of the same packets: one record each.
+        let tc: Vec<u32> = ["TC_INGRESS", "TC_EGRESS"]
+            .iter()
+            .filter_map(|n| names.kernel_reasons.value(n))
+            .collect();
+        engine::sources::merge_joined(sources, tc, std::time::Duration::from_millis(500))
     } else {
         engine::sources::merge(sources)
     };

@@ -61,6 +61,8 @@ pub struct EventMeta {
     pub names: Option<crate::ingest::Names>,
     /// `data` was built from the headers the input names (it had no packet bytes).
     pub synthesized: bool,
+    /// Joined to its twin from the other source (kernel drop at tc ↔ Cilium notification).
+    pub joined: Option<crate::join::Joined>,
 }
 
 /// Something a source reports that is not a packet (Cilium's lost-record and agent

@@ -16,6 +16,7 @@ pub mod doctor;
 pub mod event;
 pub mod filter;
 pub mod ingest;
+pub mod join;
 pub mod kernel;
 pub mod names;
 pub mod packet;

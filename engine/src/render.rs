@@ -183,6 +183,9 @@ pub fn reason_and_identities(e: &Event) -> (ReasonKey, u32, u32) {
 /// `; synthesised from headers (no packet bytes in the input)`.
 pub fn meta_comment(out: &mut String, m: &crate::event::EventMeta) {
     use std::fmt::Write as _;
+    if let Some(d) = crate::join::meta_joined(m) {
+        write_joined(out, d);
+    }
     if let Some(n) = &m.names {
         let side = |ns: &Option<String>, pod: &Option<String>| match (ns, pod) {
             (Some(ns), Some(p)) => Some(format!("{ns}/{p}")),
@@ -209,6 +212,18 @@ pub fn meta_comment(out: &mut String, m: &crate::event::EventMeta) {
     if m.synthesized {
         out.push_str("; synthesised from headers (no packet bytes in the input)");
     }
+}
+
+/// ` ← Cilium: REASON (CODE) identity A->B`: the Cilium notification joined to a kernel drop.
+pub fn write_joined(out: &mut String, d: &crate::cilium::notify::DropNotify) {
+    let _ = write!(
+        out,
+        " ← Cilium: {} ({}) identity {}->{}",
+        crate::cilium_glue::reason_name(d.subtype),
+        d.subtype,
+        d.src_label,
+        d.dst_label
+    );
 }
 
 /// Which tunnels to decode for this event (Cilium says so in its flags).
@@ -423,6 +438,9 @@ impl<'n> Renderer<'n> {
                     let _ = write!(out, " ({n})");
                 }
                 let _ = write!(out, ", netns {}", e.netns);
+                if let Some(d) = e.meta.as_deref().and_then(crate::join::meta_joined) {
+                    write_joined(out, d);
+                }
                 self.pods_of(e, s).write_text(out);
                 out.push_str(": ");
             }
@@ -483,6 +501,17 @@ impl<'n> Renderer<'n> {
                 p.write_label(&mut label);
                 m.insert(k.into(), label.into());
             }
+        }
+        if let Some(d) = e.meta.as_deref().and_then(crate::join::meta_joined) {
+            m.insert(
+                "cilium_drop".into(),
+                serde_json::json!({
+                    "reason": d.subtype,
+                    "reason_name": crate::cilium_glue::reason_name(d.subtype),
+                    "src_identity": d.src_label,
+                    "dst_identity": d.dst_label,
+                }),
+            );
         }
         // Names a text input brought (Hubble), where the node's own do not say.
         if let Some(n) = e.meta.as_ref().and_then(|m| m.names.as_ref()) {

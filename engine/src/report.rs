@@ -458,6 +458,13 @@ pub fn summary_text(names: &Names, r: &RunReport, top: usize) -> String {
             );
         }
     }
+    if r.sinks.joined_not_written > 0 {
+        let _ = writeln!(
+            s,
+            "{} Cilium drop notifications were joined into the kernel's drop of the same packet (written and printed once, with both reasons)",
+            r.sinks.joined_not_written
+        );
+    }
     s.push_str(&r.ledger.render_text(&name));
     let mism = r.ledger.mismatches(&name);
     if mism.is_empty() {

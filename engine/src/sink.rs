@@ -27,6 +27,9 @@ pub struct SinkStats {
     /// Events whose packet was synthesised from headers, not written to the file (no
     /// `--synthesize`).
     pub synthesized_not_written: u64,
+    /// Cilium notifications joined into a kernel drop of the same packet: written and
+    /// printed once, with the kernel's record.
+    pub joined_not_written: u64,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -79,6 +82,7 @@ pub struct OutputSink {
     lines: u64,
     synthesize: bool,
     synthesized_not_written: u64,
+    joined_not_written: u64,
 }
 
 impl OutputSink {
@@ -95,6 +99,7 @@ impl OutputSink {
             lines: 0,
             synthesize: false,
             synthesized_not_written: 0,
+            joined_not_written: 0,
         }
     }
 
@@ -117,6 +122,13 @@ impl OutputSink {
     }
 
     pub fn write(&mut self, e: &Event, s: &PacketSummary, r: &mut Renderer<'_>) -> Result<()> {
+        if e.meta
+            .as_ref()
+            .is_some_and(|m| m.joined == Some(crate::join::Joined::IntoKernel))
+        {
+            self.joined_not_written += 1;
+            return Ok(());
+        }
         let unwritten = !self.synthesize && e.meta.as_ref().is_some_and(|m| m.synthesized);
         if unwritten && self.writer.is_some() {
             self.synthesized_not_written += 1;
@@ -267,6 +279,7 @@ impl OutputSink {
             file,
             lines_printed: self.lines,
             synthesized_not_written: self.synthesized_not_written,
+            joined_not_written: self.joined_not_written,
         })
     }
 }

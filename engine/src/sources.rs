@@ -894,6 +894,72 @@ pub fn reasons_table(kernel_only: bool, cilium_only: bool, json: bool) -> Result
 /// Runs several sources at once into one pipeline (e.g. kernel and Cilium drops in one
 /// stream, one file, one flow table). The first error stops the others and is returned;
 /// the reports are merged (per-reason counts of different origins never collide).
+/// [`merge`], with kernel drops at tc joined to the Cilium drop notifications of the same
+/// packets ([`crate::join`]): `tc_reasons` are the kernel's `TC_INGRESS`/`TC_EGRESS` values.
+pub fn merge_joined(
+    sources: Vec<SourceFn<'static>>,
+    tc_reasons: Vec<u32>,
+    window: std::time::Duration,
+) -> SourceFn<'static> {
+    let inner = merge(sources);
+    Box::new(
+        move |tx: &Sender<Batch>, stop: &AtomicBool| -> Result<SourceReport> {
+            let (itx, irx) = crossbeam_channel::bounded::<Batch>(64);
+            std::thread::scope(|s| {
+                let joiner = s.spawn(move || {
+                    let mut j = crate::join::Joiner::new(window, tc_reasons);
+                    let mut out = Vec::new();
+                    let mut downstream = true;
+                    loop {
+                        let (batch, done) = match irx.recv_timeout(window / 2) {
+                            Ok(b) => (Some(b), false),
+                            Err(crossbeam_channel::RecvTimeoutError::Timeout) => (None, false),
+                            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => (None, true),
+                        };
+                        let now = std::time::Instant::now();
+                        let mut nb = Batch::default();
+                        if let Some(b) = batch {
+                            // Notices stay before the event they came before (or at the end).
+                            let mut notices = b.notices.into_iter().peekable();
+                            for (i, e) in b.events.into_iter().enumerate() {
+                                while let Some((_, n)) = notices.next_if(|(at, _)| *at <= i) {
+                                    nb.notices.push((nb.events.len(), n));
+                                }
+                                j.push(e, now, &mut out);
+                                nb.events.append(&mut out);
+                            }
+                            for (_, n) in notices {
+                                nb.notices.push((nb.events.len(), n));
+                            }
+                        }
+                        j.expire(now, done, &mut out);
+                        nb.events.append(&mut out);
+                        if downstream
+                            && !(nb.events.is_empty() && nb.notices.is_empty())
+                            && tx.send(nb).is_err()
+                        {
+                            // Keep draining so the sources are never blocked.
+                            downstream = false;
+                        }
+                        if done {
+                            return j.note();
+                        }
+                    }
+                });
+                let r = inner(&itx, stop);
+                drop(itx);
+                let note = joiner
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("the join thread panicked"))?;
+                r.map(|mut rep| {
+                    rep.notes.push(note);
+                    rep
+                })
+            })
+        },
+    )
+}
+
 pub fn merge(sources: Vec<SourceFn<'static>>) -> SourceFn<'static> {
     Box::new(
         move |tx: &Sender<Batch>, stop: &AtomicBool| -> Result<SourceReport> {

@@ -162,6 +162,7 @@ fn event_of(r: Record, seq: u64, counts: &mut Counts) -> Event {
         Arc::new(EventMeta {
             names: r.names,
             synthesized,
+            joined: None,
         })
     });
     Event {
