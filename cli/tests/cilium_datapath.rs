@@ -69,15 +69,15 @@ fn program(map_fd: i32) -> Vec<u64> {
         insn(0x62, 10, 0, at(20), DST_IDENTITY),          // dst_label
         insn(0x6a, 10, 0, at(28), 77),                    // line = 77
         insn(0x63, 10, 8, at(32), 0),                     // ifindex = skb->ifindex
-        insn(0xbf, 4, 9, 0, 0),                           // r4 = cap_len
-        insn(0x67, 4, 0, 0, 32),                          // r4 <<= 32
+        insn(0xbf, 3, 9, 0, 0),                           // r3 = cap_len
+        insn(0x67, 3, 0, 0, 32),                          // r3 <<= 32
         insn(0xb4, 1, 0, 0, -1),                          // w1 = 0xffffffff (BPF_F_CURRENT_CPU)
-        insn(0x4f, 4, 1, 0, 0),                           // r4 |= r1
+        insn(0x4f, 3, 1, 0, 0),                           // r3 |= r1: the flags
         insn(0xbf, 1, 6, 0, 0),                           // r1 = skb
         insn(0x18, 2, 1, 0, map_fd), // r2 = map (ld_imm64, BPF_PSEUDO_MAP_FD)
         insn(0x00, 0, 0, 0, 0),      //      (second half of ld_imm64)
-        insn(0xbf, 3, 10, 0, 0),     // r3 = r10
-        insn(0x07, 3, 0, 0, -NOTIFY_LEN), // r3 += -48: the notification
+        insn(0xbf, 4, 10, 0, 0),     // r4 = r10
+        insn(0x07, 4, 0, 0, -NOTIFY_LEN), // r4 += -48: the notification
         insn(0xb7, 5, 0, 0, NOTIFY_LEN), // r5 = 48
         insn(0x85, 0, 0, 0, 25),     // call bpf_perf_event_output
         insn(0xb7, 0, 0, 0, 2),      // r0 = TC_ACT_SHOT
@@ -149,14 +149,15 @@ impl Datapath {
     }
 
     /// Attaches the program on `dev`'s ingress in namespace `ns` (the filter goes with the
-    /// namespace).
+    /// namespace). tc runs under `nsenter --net`, not `ip netns exec`: the latter mounts a
+    /// fresh /sys for the namespace, which hides the bpffs mounted at /sys/fs/bpf and so the
+    /// pinned program.
     fn attach(&self, ns: &str, dev: &str) {
-        sh(&["ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", dev, "clsact"]);
+        let net = format!("--net=/var/run/netns/{ns}");
+        sh(&["nsenter", &net, "tc", "qdisc", "add", "dev", dev, "clsact"]);
         sh(&[
-            "ip",
-            "netns",
-            "exec",
-            ns,
+            "nsenter",
+            &net,
             "tc",
             "filter",
             "add",
