@@ -437,17 +437,16 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
     // What the decode stage runs: the whole selection for Cilium events; for kernel drops
     // only what the kernel program could not (the expression, when it fell back).
     // Pods are decided in user space for every source (the kernel selects a superset).
-    let user_select =
-        if !sel.is_all() && (has_cilium || sel.pods.is_some()) {
-            Some(Arc::new(Selection {
-                kernel_decided: kernel_expr_in_user.is_none() && sel.pods.is_none(),
-                ..sel.clone()
-            }))
-        } else {
-            kernel_expr_in_user
-                .is_some()
-                .then(|| Arc::new(sel.expression_only()))
-        };
+    let user_select = if !sel.is_all() && (has_cilium || sel.pods.is_some()) {
+        Some(Arc::new(Selection {
+            kernel_decided: kernel_expr_in_user.is_none() && sel.pods.is_none(),
+            ..sel.clone()
+        }))
+    } else {
+        kernel_expr_in_user
+            .is_some()
+            .then(|| Arc::new(sel.expression_only()))
+    };
     let source: SourceFn<'_> = if sources.len() == 1 {
         sources.remove(0)
     } else {

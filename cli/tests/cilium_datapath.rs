@@ -57,31 +57,31 @@ fn program(map_fd: i32) -> Vec<u64> {
         v.push(insn(0x7a, 10, 0, at(o), 0)); // *(u64 *)(r10 + o - 48) = 0
     }
     v.extend([
-        insn(0xbf, 9, 7, 0, 0),                           // r9 = len
-        insn(0xb5, 9, 0, 1, CAP_MAX),                     // if r9 <= 128 goto +1
-        insn(0xb7, 9, 0, 0, CAP_MAX),                     // r9 = 128
-        insn(0x72, 10, 0, at(0), 1),                      // type = 1 (drop)
-        insn(0x72, 10, 0, at(1), POLICY_DENIED),          // subtype = reason
-        insn(0x63, 10, 7, at(8), 0),                      // len_orig = skb->len
-        insn(0x6b, 10, 9, at(12), 0),                     // len_cap = r9
-        insn(0x72, 10, 0, at(14), 3),                     // version = 3
-        insn(0x62, 10, 0, at(16), SRC_IDENTITY),          // src_label
-        insn(0x62, 10, 0, at(20), DST_IDENTITY),          // dst_label
-        insn(0x6a, 10, 0, at(28), 77),                    // line = 77
-        insn(0x63, 10, 8, at(32), 0),                     // ifindex = skb->ifindex
-        insn(0xbf, 3, 9, 0, 0),                           // r3 = cap_len
-        insn(0x67, 3, 0, 0, 32),                          // r3 <<= 32
-        insn(0xb4, 1, 0, 0, -1),                          // w1 = 0xffffffff (BPF_F_CURRENT_CPU)
-        insn(0x4f, 3, 1, 0, 0),                           // r3 |= r1: the flags
-        insn(0xbf, 1, 6, 0, 0),                           // r1 = skb
-        insn(0x18, 2, 1, 0, map_fd), // r2 = map (ld_imm64, BPF_PSEUDO_MAP_FD)
-        insn(0x00, 0, 0, 0, 0),      //      (second half of ld_imm64)
-        insn(0xbf, 4, 10, 0, 0),     // r4 = r10
-        insn(0x07, 4, 0, 0, -NOTIFY_LEN), // r4 += -48: the notification
-        insn(0xb7, 5, 0, 0, NOTIFY_LEN), // r5 = 48
-        insn(0x85, 0, 0, 0, 25),     // call bpf_perf_event_output
-        insn(0xb7, 0, 0, 0, 2),      // r0 = TC_ACT_SHOT
-        insn(0x95, 0, 0, 0, 0),      // exit
+        insn(0xbf, 9, 7, 0, 0),                  // r9 = len
+        insn(0xb5, 9, 0, 1, CAP_MAX),            // if r9 <= 128 goto +1
+        insn(0xb7, 9, 0, 0, CAP_MAX),            // r9 = 128
+        insn(0x72, 10, 0, at(0), 1),             // type = 1 (drop)
+        insn(0x72, 10, 0, at(1), POLICY_DENIED), // subtype = reason
+        insn(0x63, 10, 7, at(8), 0),             // len_orig = skb->len
+        insn(0x6b, 10, 9, at(12), 0),            // len_cap = r9
+        insn(0x72, 10, 0, at(14), 3),            // version = 3
+        insn(0x62, 10, 0, at(16), SRC_IDENTITY), // src_label
+        insn(0x62, 10, 0, at(20), DST_IDENTITY), // dst_label
+        insn(0x6a, 10, 0, at(28), 77),           // line = 77
+        insn(0x63, 10, 8, at(32), 0),            // ifindex = skb->ifindex
+        insn(0xbf, 3, 9, 0, 0),                  // r3 = cap_len
+        insn(0x67, 3, 0, 0, 32),                 // r3 <<= 32
+        insn(0xb4, 1, 0, 0, -1),                 // w1 = 0xffffffff (BPF_F_CURRENT_CPU)
+        insn(0x4f, 3, 1, 0, 0),                  // r3 |= r1: the flags
+        insn(0xbf, 1, 6, 0, 0),                  // r1 = skb
+        insn(0x18, 2, 1, 0, map_fd),             // r2 = map (ld_imm64, BPF_PSEUDO_MAP_FD)
+        insn(0x00, 0, 0, 0, 0),                  //      (second half of ld_imm64)
+        insn(0xbf, 4, 10, 0, 0),                 // r4 = r10
+        insn(0x07, 4, 0, 0, -NOTIFY_LEN),        // r4 += -48: the notification
+        insn(0xb7, 5, 0, 0, NOTIFY_LEN),         // r5 = 48
+        insn(0x85, 0, 0, 0, 25),                 // call bpf_perf_event_output
+        insn(0xb7, 0, 0, 0, 2),                  // r0 = TC_ACT_SHOT
+        insn(0x95, 0, 0, 0, 0),                  // exit
     ]);
     v
 }
@@ -136,11 +136,8 @@ impl Datapath {
             }
         };
         raw::obj_pin(map.as_fd(), &d.map).expect("pin the map");
-        let prog = match raw::prog_load(
-            raw::PROG_TYPE_SCHED_CLS,
-            &program(map.as_raw_fd()),
-            c"GPL",
-        ) {
+        let prog = match raw::prog_load(raw::PROG_TYPE_SCHED_CLS, &program(map.as_raw_fd()), c"GPL")
+        {
             Ok(p) => p,
             Err(e) => panic!("the stand-in datapath program was refused: {e}"),
         };
@@ -397,7 +394,11 @@ fn a_missing_map_is_named() {
             "--cilium-socket",
             dir.path("none.sock").to_str().unwrap(),
         ],
-        &[map.to_str().unwrap(), "--cilium-events-map", "does not exist"],
+        &[
+            map.to_str().unwrap(),
+            "--cilium-events-map",
+            "does not exist",
+        ],
     );
     fails_with(
         &["capture", "--source", "cilium,cilium-datapath"],

@@ -130,9 +130,7 @@ pub fn source(o: &DatapathOptions) -> Result<SourceFn<'static>> {
                 description,
                 ..Default::default()
             };
-            reader
-                .batcher
-                .report(&mut report, &StreamStats::default());
+            reader.batcher.report(&mut report, &StreamStats::default());
             report.notes.push(format!(
                 "cilium-datapath: read {} from {} CPUs",
                 path,
@@ -175,11 +173,7 @@ impl RingReader {
             if !stopping {
                 // SAFETY: `fds` is a live array of `fds.len()` pollfd structs.
                 let n = unsafe {
-                    libc::poll(
-                        fds.as_mut_ptr(),
-                        fds.len() as libc::nfds_t,
-                        POLL_TIMEOUT_MS,
-                    )
+                    libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, POLL_TIMEOUT_MS)
                 };
                 if n < 0 {
                     let e = std::io::Error::last_os_error();

@@ -1170,6 +1170,47 @@ mod tests {
     }
 
     #[test]
+    fn datapath_batcher_reports_the_kernels_losses_per_cpu() {
+        let mut b = CiliumBatcher::for_datapath(Default::default(), 0xff);
+        let msgs = vec![
+            sample(drop_v3(133)),
+            M::Lost { cpu: 1, count: 4 },
+            M::Lost { cpu: 0, count: 2 },
+            M::Lost { cpu: 1, count: 3 },
+            sample(Bytes::new()),
+            sample(Bytes::from_static(&[1, 133, 0])),
+        ];
+        let mut batch = Batch::default();
+        b.push(&msgs, &mut batch, 1);
+        assert_eq!(batch.events.len(), 1);
+        assert_eq!(
+            batch.notices.len(),
+            3,
+            "each lost record is a notice in place"
+        );
+        let mut report = SourceReport::default();
+        b.report(&mut report, &StreamStats::default());
+        let losses: Vec<(&str, &str, u64)> = report
+            .losses
+            .iter()
+            .map(|l| (l.stage.as_str(), l.kind.as_str(), l.count))
+            .collect();
+        assert_eq!(
+            losses,
+            [
+                ("cilium-datapath", "perf_ring_lost_cpu0", 2),
+                ("cilium-datapath", "perf_ring_lost_cpu1", 7),
+                ("decode", "notification_empty", 1),
+                ("decode", "notification_too_short", 1),
+            ]
+        );
+        assert_eq!(
+            report.delivered,
+            BTreeMap::from([(ReasonKey::Cilium(133), 1)])
+        );
+    }
+
+    #[test]
     fn batcher_counts_each_of_the_256_drop_codes() {
         let mut b = CiliumBatcher::new(Default::default(), 0xff);
         let msgs: Vec<M> = (0..=255u8)
