@@ -1,5 +1,6 @@
 //! `--source cilium-datapath` end to end, without Cilium: a stand-in for Cilium's datapath
-//! is assembled here from raw eBPF instructions (a tc classifier that writes a Cilium drop
+//! is assembled here from raw eBPF instructions (a tc classifier that, for each IPv4 packet,
+//! writes a Cilium drop
 //! notification, "Policy denied" from identity 4242 to 12345, with the packet's first bytes,
 //! into a pinned perf event array, and drops the packet), attached on B's veth ingress. The
 //! built `dropscope` reads the pinned array as it would read Cilium's `cilium_events`; every
@@ -36,7 +37,7 @@ fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> u64 {
         | (u64::from(imm as u32) << 32)
 }
 
-/// The stand-in datapath: for every packet, a drop notification on the stack, sent with
+/// The stand-in datapath: for every IPv4 packet, a drop notification on the stack, sent with
 /// `bpf_perf_event_output(skb, map, BPF_F_CURRENT_CPU | cap_len << 32, &notify, 48)` (the
 /// kernel appends the packet's first `cap_len` bytes, as it does for Cilium), then
 /// TC_ACT_SHOT.
@@ -52,6 +53,12 @@ fn program(map_fd: i32) -> Vec<u64> {
         insn(0xbf, 6, 1, 0, 0),  // r6 = r1 (the skb)
         insn(0x61, 7, 6, 0, 0),  // r7 = skb->len
         insn(0x61, 8, 6, 40, 0), // r8 = skb->ifindex
+        // Only IPv4 is dropped: IPv6 neighbour and multicast-listener traffic the link sends
+        // by itself passes, so the capture holds exactly the datagrams the test sends.
+        insn(0x61, 2, 6, 16, 0), // r2 = skb->protocol (network byte order)
+        insn(0x15, 2, 0, 2, 0x0008), // if r2 == htons(ETH_P_IP) goto +2
+        insn(0xb7, 0, 0, 0, 0),  // r0 = TC_ACT_OK
+        insn(0x95, 0, 0, 0, 0),  // exit
     ];
     for o in (0..NOTIFY_LEN as i16).step_by(8) {
         v.push(insn(0x7a, 10, 0, at(o), 0)); // *(u64 *)(r10 + o - 48) = 0
