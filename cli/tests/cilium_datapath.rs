@@ -1,11 +1,11 @@
 //! `--source cilium-datapath` end to end, without Cilium: a stand-in for Cilium's datapath
 //! is assembled here from raw eBPF instructions (a tc classifier that, for each IPv4 packet,
-//! writes a Cilium drop
-//! notification, "Policy denied" from identity 4242 to 12345, with the packet's first bytes,
-//! into a pinned perf event array, and drops the packet), attached on B's veth ingress. The
-//! built `dropscope` reads the pinned array as it would read Cilium's `cilium_events`; every
-//! datagram sent must come out as exactly one Cilium drop (and, with the kernel source too,
-//! as exactly one kernel TC_INGRESS drop). The program exists only in this test.
+//! writes a Cilium drop notification, "Policy denied" from identity 4242 to 12345, with the
+//! packet's first bytes, into a pinned perf event array, and drops the packet), attached on
+//! B's veth ingress. The built `dropscope` reads the pinned array as it would read Cilium's
+//! `cilium_events`; every datagram sent must come out as exactly one Cilium drop (and, with
+//! the kernel source too, as exactly one kernel TC_INGRESS drop). The program exists only in
+//! this test.
 //!
 //! Also: a capture is refused, with one line and nothing written, while a Unix socket
 //! answers at `--cilium-socket` (the agent is up), and a missing map path is named.
