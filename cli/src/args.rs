@@ -18,6 +18,9 @@ Examples:
                                              the kernel, 2 packets per flow per second saved
   dropscope capture --exemplars 0 -q         counts only (cheapest), per-flow profile at the end
   dropscope capture --source cilium          Cilium datapath drops from the agent's socket
+  dropscope capture --source kernel,cilium-datapath
+                                             the agent is down: Cilium's drops read from
+                                             its perf event array, and the kernel's
   dropscope capture 'udp port 53 and host 10.0.1.7'
                                              only those drops: a tcpdump filter expression,
                                              decided in the kernel before anything is copied
@@ -96,6 +99,11 @@ pub enum SourceKind {
     Kernel,
     /// Cilium's monitor socket (drop, trace and policy-verdict notifications).
     Cilium,
+    /// Cilium's datapath notifications read straight from its perf event array
+    /// (--cilium-events-map), for a node whose agent is down or crash-looping. Refused while
+    /// the agent's monitor socket answers; the agent must restart afterwards to read again.
+    #[value(name = "cilium-datapath")]
+    CiliumDatapath,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -229,8 +237,9 @@ pub struct SelectArgs {
 
 #[derive(Args, Debug)]
 pub struct CaptureArgs {
-    /// Where drops come from: kernel, cilium, or both (`--source kernel,cilium`: one stream,
-    /// one file, one per-flow table).
+    /// Where drops come from: kernel, cilium (the agent's monitor socket), cilium-datapath
+    /// (Cilium's perf event array, when the agent is down), or several (`--source
+    /// kernel,cilium`: one stream, one file, one per-flow table).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "kernel")]
     pub source: Vec<SourceKind>,
     /// Bytes of each packet to keep, from its MAC header (max 2048).
@@ -255,13 +264,19 @@ pub struct CaptureArgs {
     /// per second until it drains (reported in the summary); this turns that off.
     #[arg(long)]
     pub no_auto_storm: bool,
-    /// Cilium monitor socket (with --source cilium).
+    /// Cilium monitor socket: read with --source cilium; with --source cilium-datapath the
+    /// capture is refused while it answers (the agent is up: use --source cilium).
     #[arg(
         long,
         default_value = "/var/run/cilium/monitor1_2.sock",
         value_name = "PATH"
     )]
     pub cilium_socket: PathBuf,
+    /// Cilium's pinned perf event array of datapath notifications (with --source
+    /// cilium-datapath). Reading it takes it from the agent: each CPU's slot is given our
+    /// ring instead of the agent's, until the agent restarts.
+    #[arg(long, default_value = engine::cilium_datapath::DEFAULT_EVENTS_MAP, value_name = "PATH")]
+    pub cilium_events_map: PathBuf,
     /// Only drops of this pod (repeatable), NAMESPACE/NAME: dropped in its network
     /// namespace or on its host-side interface, from or to its addresses, or (Cilium events)
     /// with its identity's labels. Names come from the Cilium agent's API and /proc.
@@ -289,7 +304,8 @@ pub struct CaptureArgs {
     /// Also save the raw Cilium socket stream to FILE, for `dropscope replay` (with --source cilium).
     #[arg(long, value_name = "FILE")]
     pub save_stream: Option<PathBuf>,
-    /// Cilium release whose source-file ids and old layouts to use: main, 1.19, 1.18, 1.17, 1.16.
+    /// Cilium release whose source-file ids and old layouts to use: main, 1.19, 1.18, 1.17,
+    /// 1.16 (--source cilium or cilium-datapath).
     #[arg(long, default_value = "main", value_name = "RELEASE")]
     pub cilium_release: String,
     /// Cilium event types to keep (repeatable), as `cilium monitor -t`: drop, trace,

@@ -332,6 +332,16 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
             engine::MAX_SNAPLEN
         );
     }
+    let mut kinds = c.source.clone();
+    kinds.dedup();
+    use args::SourceKind;
+    if kinds.contains(&SourceKind::Cilium) && kinds.contains(&SourceKind::CiliumDatapath) {
+        bail!("--source cilium and cilium-datapath exclude each other: cilium reads the running agent's socket, cilium-datapath is for a node whose agent is down; give one");
+    }
+    if kinds.contains(&SourceKind::CiliumDatapath) {
+        // Before anything is loaded: the array may be taken only from an agent that is down.
+        engine::cilium_datapath::preflight(&c.cilium_events_map, &c.cilium_socket)?;
+    }
     if let Some(p) = &c.out.stats_json {
         check_stats_path(p)?;
     }
@@ -373,8 +383,9 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
     {
         sel.netns.get_or_insert_with(engine::names::own_netns_inode);
     }
-    let mut kinds = c.source.clone();
-    kinds.dedup();
+    let has_cilium = kinds
+        .iter()
+        .any(|k| matches!(k, SourceKind::Cilium | SourceKind::CiliumDatapath));
     let only_cilium = !kinds.contains(&args::SourceKind::Kernel);
     if only_cilium && sel.netns.is_some() {
         bail!("--netns selects kernel drops only (Cilium notifications carry no namespace): add --source kernel,cilium or leave --netns out");
@@ -382,8 +393,8 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
     let identity = !(c.select.identity.is_empty()
         && c.select.from_identity.is_empty()
         && c.select.to_identity.is_empty());
-    if identity && !kinds.contains(&args::SourceKind::Cilium) {
-        bail!("--identity, --from-identity and --to-identity select Cilium events: add --source cilium");
+    if identity && !has_cilium {
+        bail!("--identity, --from-identity and --to-identity select Cilium events: add --source cilium (or cilium-datapath)");
     }
     let interrupt = install_interrupt()?;
     let (mut ksel, mut untranslated) = sel.kernel();
@@ -418,6 +429,14 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
                     types: engine::sources::cilium_type_bits(&c.types)?,
                 })?
             }
+            args::SourceKind::CiliumDatapath => {
+                engine::cilium_datapath::source(&engine::cilium_datapath::DatapathOptions {
+                    map: c.cilium_events_map.clone(),
+                    agent_socket: c.cilium_socket.clone(),
+                    release: c.cilium_release.clone(),
+                    types: engine::sources::cilium_type_bits(&c.types)?,
+                })?
+            }
         });
     }
     if let Some(why) = &kernel_expr_in_user {
@@ -426,17 +445,16 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
     // What the decode stage runs: the whole selection for Cilium events; for kernel drops
     // only what the kernel program could not (the expression, when it fell back).
     // Pods are decided in user space for every source (the kernel selects a superset).
-    let user_select =
-        if !sel.is_all() && (kinds.contains(&args::SourceKind::Cilium) || sel.pods.is_some()) {
-            Some(Arc::new(Selection {
-                kernel_decided: kernel_expr_in_user.is_none() && sel.pods.is_none(),
-                ..sel.clone()
-            }))
-        } else {
-            kernel_expr_in_user
-                .is_some()
-                .then(|| Arc::new(sel.expression_only()))
-        };
+    let user_select = if !sel.is_all() && (has_cilium || sel.pods.is_some()) {
+        Some(Arc::new(Selection {
+            kernel_decided: kernel_expr_in_user.is_none() && sel.pods.is_none(),
+            ..sel.clone()
+        }))
+    } else {
+        kernel_expr_in_user
+            .is_some()
+            .then(|| Arc::new(sel.expression_only()))
+    };
     let source: SourceFn<'_> = if sources.len() == 1 {
         sources.remove(0)
     } else if kinds.contains(&args::SourceKind::Kernel) {

@@ -9,6 +9,7 @@
 pub mod accounting;
 pub mod aggregate;
 pub mod cilium;
+pub mod cilium_datapath;
 pub mod cilium_glue;
 pub mod cilium_socket;
 pub mod comment;

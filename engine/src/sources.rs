@@ -486,6 +486,9 @@ pub struct CiliumBatcher {
     filtered: u64,
     lost_records: u64,
     lost_total: u64,
+    /// `Some`: the perf ring is read by us (`--source cilium-datapath`), and its losses are
+    /// the kernel's, kept per CPU; `None`: the agent relays them.
+    lost_per_cpu: Option<BTreeMap<i64, u64>>,
     agent: u64,
     l7: u64,
     unknown: u64,
@@ -579,9 +582,19 @@ impl CiliumBatcher {
             filtered: 0,
             lost_records: 0,
             lost_total: 0,
+            lost_per_cpu: None,
             agent: 0,
             l7: 0,
             unknown: 0,
+        }
+    }
+
+    /// A batcher for samples read straight from the datapath's perf ring: lost records are
+    /// the kernel's, reported per CPU under the stage `cilium-datapath`.
+    pub fn for_datapath(release: crate::cilium::tables::CiliumRelease, types: u8) -> Self {
+        CiliumBatcher {
+            lost_per_cpu: Some(BTreeMap::new()),
+            ..Self::new(release, types)
         }
     }
 
@@ -627,6 +640,10 @@ impl CiliumBatcher {
                 M::Lost { cpu, count } => {
                     self.lost_records += 1;
                     self.lost_total = self.lost_total.saturating_add(*count);
+                    if let Some(m) = &mut self.lost_per_cpu {
+                        let n = m.entry(*cpu).or_default();
+                        *n = n.saturating_add(*count);
+                    }
                     batch.notices.push((
                         batch.events.len(),
                         Notice::Lost {
@@ -672,11 +689,22 @@ impl CiliumBatcher {
         stream: &crate::cilium_socket::payload::StreamStats,
     ) {
         report.delivered = self.delivered.to_map();
-        report.losses.push(loss(
-            "cilium-agent",
-            "perf_ring_lost_records",
-            self.lost_total,
-        ));
+        match &self.lost_per_cpu {
+            Some(m) => {
+                for (cpu, n) in m {
+                    report.losses.push(loss(
+                        "cilium-datapath",
+                        &format!("perf_ring_lost_cpu{cpu}"),
+                        *n,
+                    ));
+                }
+            }
+            None => report.losses.push(loss(
+                "cilium-agent",
+                "perf_ring_lost_records",
+                self.lost_total,
+            )),
+        }
         for (k, n) in &self.decode_errors {
             report.losses.push(loss("decode", k, *n));
         }
@@ -712,15 +740,22 @@ impl CiliumBatcher {
             stream.l7_undecodable,
         ));
         report.losses.retain(|l| l.count > 0);
-        report.notes.push(format!(
-            "cilium: {} lost-record notices ({} records lost in the agent's perf ring), {} agent notifications, {} L7 records, {} unknown payloads",
-            self.lost_records, self.lost_total, self.agent, self.l7, self.unknown
-        ));
+        if self.lost_per_cpu.is_some() {
+            report.notes.push(format!(
+                "cilium: {} lost-record notices ({} records lost in the perf ring of cilium_events)",
+                self.lost_records, self.lost_total
+            ));
+        } else {
+            report.notes.push(format!(
+                "cilium: {} lost-record notices ({} records lost in the agent's perf ring), {} agent notifications, {} L7 records, {} unknown payloads",
+                self.lost_records, self.lost_total, self.agent, self.l7, self.unknown
+            ));
+        }
     }
 }
 
 /// Sends a batch unless it is empty; false when the pipeline has gone.
-fn send_batch(tx: &Sender<Batch>, batch: &mut Batch) -> bool {
+pub(crate) fn send_batch(tx: &Sender<Batch>, batch: &mut Batch) -> bool {
     if batch.events.is_empty() && batch.notices.is_empty() {
         return true;
     }
@@ -1197,6 +1232,47 @@ mod tests {
                     2 + SOCKET_BATCH_EVENTS as u64 + 5 + 3 + 2
                 ),
             ])
+        );
+    }
+
+    #[test]
+    fn datapath_batcher_reports_the_kernels_losses_per_cpu() {
+        let mut b = CiliumBatcher::for_datapath(Default::default(), 0xff);
+        let msgs = vec![
+            sample(drop_v3(133)),
+            M::Lost { cpu: 1, count: 4 },
+            M::Lost { cpu: 0, count: 2 },
+            M::Lost { cpu: 1, count: 3 },
+            sample(Bytes::new()),
+            sample(Bytes::from_static(&[1, 133, 0])),
+        ];
+        let mut batch = Batch::default();
+        b.push(&msgs, &mut batch, 1);
+        assert_eq!(batch.events.len(), 1);
+        assert_eq!(
+            batch.notices.len(),
+            3,
+            "each lost record is a notice in place"
+        );
+        let mut report = SourceReport::default();
+        b.report(&mut report, &StreamStats::default());
+        let losses: Vec<(&str, &str, u64)> = report
+            .losses
+            .iter()
+            .map(|l| (l.stage.as_str(), l.kind.as_str(), l.count))
+            .collect();
+        assert_eq!(
+            losses,
+            [
+                ("cilium-datapath", "perf_ring_lost_cpu0", 2),
+                ("cilium-datapath", "perf_ring_lost_cpu1", 7),
+                ("decode", "notification_empty", 1),
+                ("decode", "notification_too_short", 1),
+            ]
+        );
+        assert_eq!(
+            report.delivered,
+            BTreeMap::from([(ReasonKey::Cilium(133), 1)])
         );
     }
 

@@ -1,6 +1,7 @@
-//! Helpers for root tests: run code inside a named network namespace, and attach the
+//! Helpers for root tests: run code inside a named network namespace, attach the
 //! `tc_shot` classifier (drops every packet: provokes `TC_INGRESS` drops) to an interface
-//! in a namespace.
+//! in a namespace, and ([`raw`]) create maps, load programs a test assembled itself and pin
+//! them with bpf(2).
 //!
 //! Each helper works on a dedicated thread that enters the namespace with `setns`, so the
 //! caller's threads never change namespace. Must never: be used outside tests and tools
@@ -135,5 +136,105 @@ impl Drop for TcShot {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// bpf(2) for tests that assemble their own programs from raw instructions (a stand-in for
+/// Cilium's datapath, say): create a map, load a program (with the verifier's log on
+/// failure), pin either in bpffs. Through the same system call wrapper as the engine's own
+/// commands ([`super::bpfsys`]).
+pub mod raw {
+    use std::ffi::{CStr, CString};
+    use std::io;
+    use std::mem::zeroed;
+    use std::os::fd::{AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd};
+    use std::os::unix::ffi::OsStrExt as _;
+    use std::path::Path;
+
+    use aya_obj::generated::{bpf_attr, bpf_cmd};
+
+    use crate::kernel::bpfsys::sys_bpf;
+
+    /// `BPF_MAP_TYPE_PERF_EVENT_ARRAY`.
+    pub const MAP_TYPE_PERF_EVENT_ARRAY: u32 = 4;
+    /// `BPF_PROG_TYPE_SCHED_CLS`.
+    pub const PROG_TYPE_SCHED_CLS: u32 = 3;
+
+    fn zeroed_attr() -> bpf_attr {
+        // SAFETY: bpf_attr is a union of plain integer structs: all zeroes is a valid value.
+        unsafe { zeroed() }
+    }
+
+    /// `BPF_MAP_CREATE` of a map of `map_type` with the given key and value sizes.
+    pub fn map_create(
+        map_type: u32,
+        key_size: u32,
+        value_size: u32,
+        max_entries: u32,
+    ) -> io::Result<OwnedFd> {
+        let mut attr = zeroed_attr();
+        // SAFETY: writing plain integers into the MAP_CREATE variant of a zeroed union.
+        unsafe {
+            let c = &mut attr.__bindgen_anon_1;
+            c.map_type = map_type;
+            c.key_size = key_size;
+            c.value_size = value_size;
+            c.max_entries = max_entries;
+        }
+        let fd = sys_bpf(bpf_cmd::BPF_MAP_CREATE, &mut attr)?;
+        // SAFETY: BPF_MAP_CREATE returned a new file descriptor that nothing else owns.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    }
+
+    /// `BPF_PROG_LOAD` of `insns` (raw 8-byte instructions); on failure the error holds the
+    /// end of the verifier's log.
+    pub fn prog_load(prog_type: u32, insns: &[u64], license: &CStr) -> Result<OwnedFd, String> {
+        let mut log = vec![0u8; 1 << 20];
+        let mut load = |log_level: u32| {
+            let mut attr = zeroed_attr();
+            // SAFETY: integers and pointers to live buffers (`insns`, `license`, `log`, with
+            // their true sizes) written into the PROG_LOAD variant of a zeroed union.
+            unsafe {
+                let p = &mut attr.__bindgen_anon_3;
+                p.prog_type = prog_type;
+                p.insn_cnt = insns.len() as u32;
+                p.insns = insns.as_ptr() as u64;
+                p.license = license.as_ptr() as u64;
+                p.log_level = log_level;
+                if log_level > 0 {
+                    p.log_buf = log.as_mut_ptr() as u64;
+                    p.log_size = log.len() as u32;
+                }
+            }
+            sys_bpf(bpf_cmd::BPF_PROG_LOAD, &mut attr)
+        };
+        match load(0) {
+            // SAFETY: BPF_PROG_LOAD returned a new file descriptor that nothing else owns.
+            Ok(fd) => Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) }),
+            Err(e) => {
+                let _ = load(1);
+                let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+                let text = String::from_utf8_lossy(&log[..end]);
+                let tail: Vec<&str> = text.lines().rev().take(30).collect();
+                Err(format!(
+                    "{e}; verifier log tail:\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                ))
+            }
+        }
+    }
+
+    /// `BPF_OBJ_PIN`: pins a map or program at `path` (in a mounted bpffs).
+    pub fn obj_pin(fd: BorrowedFd<'_>, path: &Path) -> io::Result<()> {
+        let c = CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in the pin path"))?;
+        let mut attr = zeroed_attr();
+        // SAFETY: the OBJ_PIN variant; `c` is a NUL-terminated string that outlives the call.
+        unsafe {
+            let o = &mut attr.__bindgen_anon_4;
+            o.pathname = c.as_ptr() as u64;
+            o.bpf_fd = fd.as_raw_fd() as u32;
+        }
+        sys_bpf(bpf_cmd::BPF_OBJ_PIN, &mut attr).map(|_| ())
     }
 }
