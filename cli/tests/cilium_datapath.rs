@@ -317,7 +317,7 @@ fn datapath_drops_are_read_from_the_pinned_array_exactly() {
 }
 
 #[test]
-fn kernel_and_datapath_sources_both_count_every_drop() {
+fn kernel_and_datapath_drops_are_counted_by_both_and_joined_into_one_record() {
     require_root!();
     let Some(d) = Datapath::create() else { return };
     let ns = NetnsPair::new();
@@ -337,14 +337,19 @@ fn kernel_and_datapath_sources_both_count_every_drop() {
         "{err}"
     );
     assert_eq!(s["accounting"]["reconciled"], true, "{err}");
+    // Joined: each packet is one record, the kernel's, with Cilium's reason and identities.
+    assert_eq!(s["outputs"]["joined_not_written"], N as u64, "{err}");
+    assert!(
+        err.contains(&format!("{N} of {N} kernel drops at tc joined")),
+        "{err}"
+    );
     if tshark_available() {
-        for reason in ["Policy denied", "TC_INGRESS"] {
-            let filter = format!(
-                "frame.comment contains \"{reason}\" && ip.dst == {} && udp.dstport == 7013",
-                ns.ip4_b
-            );
-            assert_eq!(tshark_count(&pcapng, &filter), N, "{filter}");
-        }
+        let flow = format!("ip.dst == {} && udp.dstport == 7013", ns.ip4_b);
+        assert_eq!(tshark_count(&pcapng, &flow), N, "one frame per packet");
+        let joined = format!(
+            "{flow} && frame.comment contains \"TC_INGRESS\" && frame.comment contains \"← Cilium: Policy denied (133) identity 4242->12345\""
+        );
+        assert_eq!(tshark_count(&pcapng, &joined), N, "{joined}");
     }
 }
 
