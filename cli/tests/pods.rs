@@ -308,6 +308,28 @@ fn proc_names_pods_and_pod_selectors_select_exactly_theirs() {
     }
     assert!(err.contains("pods known (from proc)"), "{err}");
 
+    // Text lines too (tcpdump-style lines on stdout, no --json).
+    let text_out = dir.path("lines.txt");
+    let args = no_api.to_vec();
+    let cap = LiveCapture::start_to(
+        &args,
+        Stdio::from(std::fs::File::create(&text_out).unwrap()),
+    );
+    web.send_udp(false, 41003, 9, 3, 16);
+    std::thread::sleep(Duration::from_millis(200));
+    let (st, err) = cap.stop();
+    assert!(st.success(), "{err}");
+    let text = std::fs::read_to_string(&text_out).unwrap();
+    let ours: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(&format!("{}:41003 -> {web_b}:9 udp", web.ip4_a)))
+        .collect();
+    assert_eq!(ours.len(), 3, "{text}");
+    assert!(
+        ours.iter().all(|l| l.contains(" pod shop/web-0")),
+        "{ours:#?}"
+    );
+
     // The doctor finds the pod too.
     let out = dropscope()
         .args(["doctor", "--no-attach"])

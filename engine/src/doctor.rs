@@ -395,7 +395,7 @@ fn pod_names_check(p: &Paths) -> Check {
         } else {
             format!("no pods found (asked {})", from.join(", "))
         },
-        Some("not a Kubernetes node, or dropscope cannot read the node's processes (run it with hostPID and CAP_SYS_PTRACE, which other processes' /proc/PID/ns and /proc/PID/root need, or give --cilium-api): drops carry namespaces and interfaces, not pod names"),
+        Some("not a Kubernetes node, or dropscope cannot read the node's processes (run it with hostPID and CAP_SYS_PTRACE, which other processes' /proc/PID/ns and /proc/PID/root need, or give --cilium-api or --cri-socket): drops carry namespaces and interfaces, not pod names"),
     )
 }
 
