@@ -575,7 +575,7 @@ mod kernel {
     use crate::kernel::bpfsys::sys_bpf;
     use aya_obj::generated::{bpf_attr, bpf_cmd};
     use std::mem::{size_of, zeroed};
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::fd::{AsRawFd, OwnedFd};
 
     const SENTINEL: u32 = 0xdead_beef;
     const VALUE_SIZE: u32 = PKT_MAX + 72;
@@ -584,19 +584,8 @@ mod kernel {
     const CB2: i16 = 56; // cb[2]: 0 = Ethernet program, 1 = raw-IP program
 
     pub(super) fn map_create() -> std::io::Result<OwnedFd> {
-        // SAFETY: bpf_attr is plain integers: all zeroes is valid.
-        let mut attr: bpf_attr = unsafe { zeroed() };
-        // SAFETY: writing integers into the MAP_CREATE member of a zeroed union.
-        unsafe {
-            let m = &mut attr.__bindgen_anon_1;
-            m.map_type = 2; // BPF_MAP_TYPE_ARRAY
-            m.key_size = 4;
-            m.value_size = VALUE_SIZE;
-            m.max_entries = 1;
-        }
-        let fd = sys_bpf(bpf_cmd::BPF_MAP_CREATE, &mut attr)?;
-        // SAFETY: the kernel returned a new fd that we own.
-        Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+        // BPF_MAP_TYPE_ARRAY, one slot.
+        crate::kernel::testing::raw::map_create(2, 4, VALUE_SIZE, 1)
     }
 
     fn i(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> EbpfInsn {
@@ -648,40 +637,8 @@ mod kernel {
     }
 
     pub(super) fn prog_load(insns: &[u64]) -> Result<OwnedFd, String> {
-        let license = c"GPL";
-        let mut log = vec![0u8; 1 << 20];
-        let load = |log_level: u32, log: &mut Vec<u8>| {
-            // SAFETY: bpf_attr is plain integers: all zeroes is valid.
-            let mut attr: bpf_attr = unsafe { zeroed() };
-            // SAFETY: writing integers and pointers (to live buffers) into PROG_LOAD's member.
-            unsafe {
-                let p = &mut attr.__bindgen_anon_3;
-                p.prog_type = 1; // BPF_PROG_TYPE_SOCKET_FILTER
-                p.insn_cnt = insns.len() as u32;
-                p.insns = insns.as_ptr() as u64;
-                p.license = license.as_ptr() as u64;
-                p.log_level = log_level;
-                if log_level > 0 {
-                    p.log_buf = log.as_mut_ptr() as u64;
-                    p.log_size = log.len() as u32;
-                }
-            }
-            sys_bpf(bpf_cmd::BPF_PROG_LOAD, &mut attr)
-        };
-        match load(0, &mut log) {
-            // SAFETY: the kernel returned a new fd that we own.
-            Ok(fd) => Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) }),
-            Err(e) => {
-                let _ = load(1, &mut log);
-                let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
-                let text = String::from_utf8_lossy(&log[..end]);
-                let tail: Vec<&str> = text.lines().rev().take(30).collect();
-                Err(format!(
-                    "{e}; verifier log tail:\n{}",
-                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-                ))
-            }
-        }
+        // BPF_PROG_TYPE_SOCKET_FILTER: runs under BPF_PROG_TEST_RUN with an skb context.
+        crate::kernel::testing::raw::prog_load(1, insns, c"GPL")
     }
 
     /// Runs the loaded program once on `data` with the context's cb[0..3] set.
