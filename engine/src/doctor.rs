@@ -8,7 +8,6 @@
 //! Must never: change the node (it only reads, and the attach test detaches before it
 //! returns), or stall on a socket that does not answer (connects and reads time out).
 
-use std::io::{Read as _, Write as _};
 use std::path::Path;
 use std::time::Duration;
 
@@ -313,21 +312,15 @@ fn cilium_monitor_check(p: &Paths) -> Check {
 /// `GET /v1/healthz` on the agent's REST socket: the HTTP status line and, if the body is
 /// JSON with one, the agent's version.
 fn cilium_api_check(p: &Paths) -> Check {
-    let ask = || -> std::io::Result<String> {
-        let mut s = connect(&p.cilium_api)?;
-        s.write_all(
-            b"GET /v1/healthz HTTP/1.0\r\nHost: localhost\r\nAccept: application/json\r\n\r\n",
-        )?;
-        let mut buf = Vec::new();
-        s.take(1 << 20).read_to_end(&mut buf)?;
-        Ok(String::from_utf8_lossy(&buf).into_owned())
-    };
-    match ask() {
-        Ok(resp) => {
-            let status_line = resp.lines().next().unwrap_or("").trim().to_string();
+    let asked = crate::pods::api_request(
+        std::path::Path::new(&p.cilium_api),
+        "/v1/healthz",
+        Duration::from_secs(2),
+    );
+    match asked {
+        Ok((status_line, body)) => {
             let ok = status_line.split_whitespace().nth(1) == Some("200");
-            let body = resp.split("\r\n\r\n").nth(1).unwrap_or("");
-            let version = serde_json::from_str::<serde_json::Value>(body)
+            let version = serde_json::from_slice::<serde_json::Value>(&body)
                 .ok()
                 .and_then(|v| {
                     v.pointer("/cilium/msg")
@@ -446,6 +439,7 @@ pub fn render(checks: &[Check]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read as _, Write as _};
 
     #[test]
     fn capability_sets() {

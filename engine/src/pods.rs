@@ -369,8 +369,12 @@ pub fn collect(sources: &Sources) -> (Snapshot, Vec<String>) {
 // The Cilium agent's API
 
 /// `GET path` on the agent's REST socket (HTTP/1.0, so the body ends with the connection):
-/// the body when the status is 200.
-pub fn api_get(sock: &Path, path: &str, timeout: Duration) -> std::io::Result<Vec<u8>> {
+/// the status line (`HTTP/1.0 200 OK`) and the body, whatever the status.
+pub fn api_request(
+    sock: &Path,
+    path: &str,
+    timeout: Duration,
+) -> std::io::Result<(String, Vec<u8>)> {
     let mut s = std::os::unix::net::UnixStream::connect(sock)?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
@@ -384,12 +388,22 @@ pub fn api_get(sock: &Path, path: &str, timeout: Duration) -> std::io::Result<Ve
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .ok_or_else(|| std::io::Error::other("no HTTP header in the answer"))?;
-    let head = String::from_utf8_lossy(&buf[..end]);
-    let status = head.lines().next().unwrap_or("").trim().to_string();
+    let status = String::from_utf8_lossy(&buf[..end])
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    Ok((status, buf.split_off(end + 4)))
+}
+
+/// [`api_request`], the body only when the status is 200.
+pub fn api_get(sock: &Path, path: &str, timeout: Duration) -> std::io::Result<Vec<u8>> {
+    let (status, body) = api_request(sock, path, timeout)?;
     if status.split_whitespace().nth(1) != Some("200") {
         return Err(std::io::Error::other(format!("GET {path}: {status}")));
     }
-    Ok(buf.split_off(end + 4))
+    Ok(body)
 }
 
 fn cilium_snapshot(sock: &Path, timeout: Duration) -> std::io::Result<Snapshot> {
