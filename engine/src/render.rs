@@ -96,16 +96,14 @@ impl Names {
 
     /// The pods of a flow-table row: where it was dropped, and of its addresses.
     pub fn row_pods(&self, k: &crate::aggregate::AggKey) -> PodContext {
-        let Some(p) = &self.pods else {
-            return PodContext::default();
-        };
-        let snap = p.snapshot();
-        let f = &k.flow;
-        PodContext {
-            at: snap.at(k.netns, k.ifindex, p.host_netns()).cloned(),
-            src: snap.by_ip(ip_of(f.family, &f.src)).cloned(),
-            dst: snap.by_ip(ip_of(f.family, &f.dst)).cloned(),
-        }
+        self.pod_snapshot()
+            .map(|(snap, host)| PodContext::of_row(&snap, host, k))
+            .unwrap_or_default()
+    }
+
+    /// The latest pod names and the host's namespace, to look many rows up in.
+    pub fn pod_snapshot(&self) -> Option<(std::sync::Arc<crate::pods::Snapshot>, u32)> {
+        self.pods.as_ref().map(|p| (p.snapshot(), p.host_netns()))
     }
 
     pub fn reason_name(&self, r: ReasonKey) -> String {
@@ -147,6 +145,20 @@ pub struct PodContext {
 }
 
 impl PodContext {
+    /// The pods of a flow-table row in `snap`.
+    pub fn of_row(
+        snap: &crate::pods::Snapshot,
+        host_netns: u32,
+        k: &crate::aggregate::AggKey,
+    ) -> Self {
+        let f = &k.flow;
+        PodContext {
+            at: snap.at(k.netns, k.ifindex, host_netns).cloned(),
+            src: snap.by_ip(ip_of(f.family, &f.src)).cloned(),
+            dst: snap.by_ip(ip_of(f.family, &f.dst)).cloned(),
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.at.is_none() && self.src.is_none() && self.dst.is_none()
     }
@@ -334,17 +346,9 @@ impl<'n> Renderer<'n> {
         }
     }
 
-    /// The pods of an event (nothing when names are off): a lookup in the latest snapshot,
-    /// taken again only when a refresh replaced it.
-    pub fn pods_of(&mut self, e: &Event, s: &PacketSummary) -> PodContext {
-        self.look_up_pods(e, s);
-        self.last_pods
-            .as_ref()
-            .map(|(_, c)| c.clone())
-            .unwrap_or_default()
-    }
-
-    /// Fills `last_pods` for `e` (the comment and the line of one event share it).
+    /// Fills `last_pods` with the pods of `e` (nothing when names are off): a lookup in the
+    /// latest snapshot, taken again only when a refresh replaced it. The comment and the line
+    /// of one event share it.
     fn look_up_pods(&mut self, e: &Event, s: &PacketSummary) {
         let Some(names) = &self.names.pods else {
             return;
@@ -441,7 +445,10 @@ impl<'n> Renderer<'n> {
                 if let Some(d) = e.meta.as_deref().and_then(crate::join::meta_joined) {
                     write_joined(out, d);
                 }
-                self.pods_of(e, s).write_text(out);
+                self.look_up_pods(e, s);
+                if let Some((_, pods)) = &self.last_pods {
+                    pods.write_text(out);
+                }
                 out.push_str(": ");
             }
             Cause::Captured => {

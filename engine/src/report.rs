@@ -68,12 +68,15 @@ struct FlowEntry<'a> {
     pods: [Option<String>; 3],
 }
 
-/// [`FlowEntry::pods`] of a row.
-fn row_pod_strings(names: &Names, k: &AggKey) -> [Option<String>; 3] {
-    if names.pods.is_none() {
+/// [`FlowEntry::pods`] of a row, from a snapshot taken once per document.
+fn row_pod_strings(
+    pods: Option<&(std::sync::Arc<crate::pods::Snapshot>, u32)>,
+    k: &AggKey,
+) -> [Option<String>; 3] {
+    let Some((snap, host)) = pods else {
         return [None, None, None];
-    }
-    let p = names.row_pods(k);
+    };
+    let p = crate::render::PodContext::of_row(snap, *host, k);
     [p.at, p.src, p.dst].map(|p| p.map(|p| json_str(&p.to_string())))
 }
 
@@ -223,7 +226,7 @@ pub fn flow_entry_json(names: &Names, k: &AggKey, v: &AggValue) -> Value {
         v,
         reason_name: &json_str(&names.reason_name(k.reason)),
         ifname: &json_str(&names.ifnames.display(k.ifindex, k.netns)),
-        pods: row_pod_strings(names, k),
+        pods: row_pod_strings(names.pod_snapshot().as_ref(), k),
     };
     write_flow_entry(&mut text, &entry, "  ", "");
     // The text is JSON by construction.
@@ -247,6 +250,7 @@ fn write_flows<W: std::io::Write>(
     // Rows in a run mostly share their reason and interface: name them once per run.
     let mut reason: Option<(ReasonKey, String)> = None;
     let mut ifname: Option<((u32, u32), String)> = None;
+    let pods = names.pod_snapshot();
     for (i, (k, v)) in rows.enumerate() {
         let reason_name = match &reason {
             Some((r, n)) if *r == k.reason => n,
@@ -270,7 +274,7 @@ fn write_flows<W: std::io::Write>(
             v,
             reason_name,
             ifname,
-            pods: row_pod_strings(names, k),
+            pods: row_pod_strings(pods.as_ref(), k),
         };
         write_flow_entry(&mut buf, &entry, "      ", "    ");
         w.write_all(buf.as_bytes())?;
