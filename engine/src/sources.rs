@@ -1048,6 +1048,15 @@ pub fn merge(sources: Vec<SourceFn<'static>>) -> SourceFn<'static> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A report's stage losses as (stage, kind, count).
+    fn losses(report: &SourceReport) -> Vec<(&str, &str, u64)> {
+        report
+            .losses
+            .iter()
+            .map(|l| (l.stage.as_str(), l.kind.as_str(), l.count))
+            .collect()
+    }
     use crate::cilium_socket::payload::{MonitorMessage as M, StreamStats};
     use crate::event::Notice;
     use bytes::Bytes;
@@ -1153,13 +1162,8 @@ mod tests {
                 (ReasonKey::CiliumEvent(2), 2),
             ])
         );
-        let losses: Vec<(&str, &str, u64)> = report
-            .losses
-            .iter()
-            .map(|l| (l.stage.as_str(), l.kind.as_str(), l.count))
-            .collect();
         assert_eq!(
-            losses,
+            losses(&report),
             [
                 ("cilium-agent", "perf_ring_lost_records", 20),
                 ("decode", "notification_too_short", 2),
@@ -1256,13 +1260,8 @@ mod tests {
         );
         let mut report = SourceReport::default();
         b.report(&mut report, &StreamStats::default());
-        let losses: Vec<(&str, &str, u64)> = report
-            .losses
-            .iter()
-            .map(|l| (l.stage.as_str(), l.kind.as_str(), l.count))
-            .collect();
         assert_eq!(
-            losses,
+            losses(&report),
             [
                 ("cilium-datapath", "perf_ring_lost_cpu0", 2),
                 ("cilium-datapath", "perf_ring_lost_cpu1", 7),
