@@ -1049,6 +1049,10 @@ pub fn merge(sources: Vec<SourceFn<'static>>) -> SourceFn<'static> {
 mod tests {
     use super::*;
 
+    use crate::cilium_socket::payload::{MonitorMessage as M, StreamStats};
+    use crate::event::Notice;
+    use bytes::Bytes;
+
     /// A report's stage losses as (stage, kind, count).
     fn losses(report: &SourceReport) -> Vec<(&str, &str, u64)> {
         report
@@ -1057,9 +1061,6 @@ mod tests {
             .map(|l| (l.stage.as_str(), l.kind.as_str(), l.count))
             .collect()
     }
-    use crate::cilium_socket::payload::{MonitorMessage as M, StreamStats};
-    use crate::event::Notice;
-    use bytes::Bytes;
 
     /// A drop notification v3 with Cilium code `code` and a 42-byte Ethernet/IPv4/UDP packet.
     fn drop_v3(code: u8) -> Bytes {
