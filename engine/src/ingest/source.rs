@@ -125,8 +125,9 @@ impl Counts {
 /// Bytes a chunk of input holds at least (it ends at a line end, see [`split_point`]).
 const CHUNK_BYTES: usize = 256 << 10;
 
-/// Turns a record into an event (`seq`: its position, the time when the input has none).
-fn event_of(r: Record, seq: u64, counts: &mut Counts) -> Event {
+/// Turns a record into an event. A record without a time gets 0 here and is counted: its
+/// time in line order is set once the chunk's place in the input is known.
+fn event_of(r: Record, counts: &mut Counts) -> Event {
     let mut synthesized = false;
     let (data, link) = match r.packet {
         Some(p) => (Bytes::from(p), r.link),
@@ -146,13 +147,10 @@ fn event_of(r: Record, seq: u64, counts: &mut Counts) -> Event {
             }
         },
     };
-    let ts_ns = match r.ts_ns {
-        Some(t) => t,
-        None => {
-            counts.untimed += 1;
-            seq.saturating_mul(1_000)
-        }
-    };
+    let ts_ns = r.ts_ns.unwrap_or_else(|| {
+        counts.untimed += 1;
+        0
+    });
     let orig_len = if r.orig_len > 0 {
         r.orig_len
     } else {
@@ -242,7 +240,7 @@ fn parse_chunk(
                     untimed.push(batch.events.len());
                 }
                 counts.records += 1;
-                let e = event_of(r, 0, &mut counts);
+                let e = event_of(r, &mut counts);
                 let (reason, _, _) = crate::render::reason_and_identities(&e);
                 *delivered.entry(reason).or_insert(0) += 1;
                 batch.events.push(e);
@@ -286,7 +284,7 @@ struct Chunk {
     last: bool,
 }
 
-/// Reads `reader` in chunks of whole lines onto `work`; false when stopped early.
+/// Reads `reader` in chunks of whole lines onto `work`, until its end or a stop.
 fn read_chunks(
     reader: &mut dyn BufRead,
     chunk_bytes: usize,
@@ -536,7 +534,13 @@ mod tests {
             match item {
                 Item::Record(r) => {
                     counts.records += 1;
-                    events.push(event_of(r, counts.records, &mut counts));
+                    let untimed = r.ts_ns.is_none();
+                    let mut e = event_of(r, &mut counts);
+                    if untimed {
+                        // Line order, 1 µs apart, 1-based (as the source stamps them).
+                        e.ts_ns = counts.records * 1_000;
+                    }
+                    events.push(e);
                 }
                 Item::Notice(n) => notices.push(n),
             }
