@@ -211,6 +211,11 @@ pub struct ProbeConfig {
     /// Non-zero: the filter stub holds a translated pcap-filter expression, run on the
     /// packet's bytes before a copy is published (or, counting in the table, before that).
     pub filter: u32,
+    /// Non-zero: only drops of the pods in `POD_SELECT` (`--pod`, `--namespace`, `--label`):
+    /// in one of their network namespaces, on one of their host-side interfaces, or from
+    /// or to one of their addresses. A packet whose addresses cannot be read, or whose pod
+    /// address would be inside a tunnel, is taken (user space decides it).
+    pub sel_pods: u32,
 }
 
 /// `ProbeConfig::sel_reasons`: no reason selection.
@@ -221,6 +226,28 @@ pub const SEL_REASONS_ONLY: u32 = 1;
 pub const SEL_REASONS_EXCEPT: u32 = 2;
 /// Entries of the `REASON_SELECT` hash (reason -> 1).
 pub const REASON_SELECT_ENTRIES: u32 = 256;
+/// The selected pods (`ProbeConfig::sel_pods`): [`PodKey`] -> 1.
+pub const MAP_POD_SELECT: &str = "POD_SELECT";
+/// Entries of `POD_SELECT`: a pod takes one per namespace, two per host-side interface and
+/// one per address (about 5), so some 3000 selected pods.
+pub const POD_SELECT_ENTRIES: u32 = 16384;
+/// `PodKey::kind`: a network namespace (`a[0]`: its inode).
+pub const POD_KEY_NETNS: u32 = 1;
+/// `PodKey::kind`: an interface (`a[0]`: ifindex, `a[1]`: the inode of its namespace, or 0
+/// for a drop whose namespace was not known).
+pub const POD_KEY_DEV: u32 = 2;
+/// `PodKey::kind`: an IPv4 address (`a[0]`: its 4 bytes as they are in the packet).
+pub const POD_KEY_V4: u32 = 4;
+/// `PodKey::kind`: an IPv6 address (`a`: its 16 bytes as they are in the packet).
+pub const POD_KEY_V6: u32 = 6;
+
+/// A key of `POD_SELECT`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PodKey {
+    pub kind: u32,
+    pub a: [u32; 4],
+}
 /// Byte offset of the packet's wire length in the filter stub's scratch area, after the 16
 /// words of classic BPF memory; the area is `FILTER_MEM_LEN` bytes.
 pub const FILTER_WIRELEN_OFF: u32 = 64;
@@ -321,6 +348,7 @@ impl ProbeConfig {
         sel_netns: 0,
         sel_reasons: SEL_REASONS_NONE,
         filter: 0,
+        sel_pods: 0,
     };
 }
 
@@ -414,10 +442,11 @@ const _: () = assert!(offset_of!(KfreeSkbEvent, cap_len) == 40);
 const _: () = assert!(offset_of!(KfreeSkbEvent, protocol) == 42);
 const _: () = assert!(offset_of!(KfreeSkbEvent, flags) == 44);
 const _: () = assert!(offset_of!(KfreeSkbEvent, net_off) == 46);
-const _: () = assert!(size_of::<ProbeConfig>() == 120);
+const _: () = assert!(size_of::<ProbeConfig>() == 124);
 const _: () = assert!(offset_of!(ProbeConfig, exemplars) == 84);
 const _: () = assert!(offset_of!(ProbeConfig, storm_exemplars) == 96);
 const _: () = assert!(size_of::<KFlowKey>() == 64);
+const _: () = assert!(size_of::<PodKey>() == 20);
 const _: () = assert!(offset_of!(KFlowKey, location) == 16);
 const _: () = assert!(offset_of!(KFlowKey, saddr) == 24);
 const _: () = assert!(offset_of!(KFlowKey, daddr) == 40);
@@ -498,6 +527,15 @@ pub const LAYOUTS: &[Layout] = &[
             ("sel_netns", offset_of!(ProbeConfig, sel_netns)),
             ("sel_reasons", offset_of!(ProbeConfig, sel_reasons)),
             ("filter", offset_of!(ProbeConfig, filter)),
+            ("sel_pods", offset_of!(ProbeConfig, sel_pods)),
+        ],
+    ),
+    (
+        "PodKey",
+        size_of::<PodKey>(),
+        &[
+            ("kind", offset_of!(PodKey, kind)),
+            ("a", offset_of!(PodKey, a)),
         ],
     ),
     (
@@ -593,4 +631,6 @@ mod pod {
     unsafe impl aya::Pod for super::KFlowValue {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::CacheSlot {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::PodKey {}
 }

@@ -73,10 +73,11 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, TcContext, TracePointContext},
 };
 use capture_common::{
-    CacheSlot, FrameHeader, KFlowKey, KFlowValue, KfreeSkbEvent, ProbeConfig, ReasonCounter,
-    RecordHeader, RingPos, ABI_VERSION, CACHE_SLOTS, EXEMPLARS_ALL, FILTER_MEM_LEN, FILTER_RESERVE,
-    FILTER_WIRELEN_OFF, FLAG_COUNTED, FLAG_L3, FLAG_LINEAR_END, FLAG_READ_FAILED, FRAME_PAD,
-    KEY_HDR_BYTES, KFAMILY_NONE, KFAMILY_V4, KFAMILY_V6, KIND_KFREE_SKB, MAX_SNAPLEN, OFF_ABSENT,
+    CacheSlot, FrameHeader, KFlowKey, KFlowValue, KfreeSkbEvent, PodKey, ProbeConfig,
+    ReasonCounter, RecordHeader, RingPos, ABI_VERSION, CACHE_SLOTS, EXEMPLARS_ALL, FILTER_MEM_LEN,
+    FILTER_RESERVE, FILTER_WIRELEN_OFF, FLAG_COUNTED, FLAG_L3, FLAG_LINEAR_END, FLAG_READ_FAILED,
+    FRAME_PAD, KEY_HDR_BYTES, KFAMILY_NONE, KFAMILY_V4, KFAMILY_V6, KIND_KFREE_SKB, MAX_SNAPLEN,
+    OFF_ABSENT, POD_KEY_DEV, POD_KEY_NETNS, POD_KEY_V4, POD_KEY_V6, POD_SELECT_ENTRIES,
     REASON_ARRAY_ENTRIES, REASON_MAP_ENTRIES, REASON_SELECT_ENTRIES, RING_BLOCK, RING_BLOCK_SHIFT,
     RING_ELEM, SEL_REASONS_NONE, SEL_REASONS_ONLY, SKB_COPY_MAX, STAT_COUNT, STAT_NESTED,
     STAT_READ_FAILED, STAT_REASON_MAP_FULL, STAT_RING_FULL,
@@ -100,6 +101,7 @@ pub struct AbiAnchor {
     pub key: KFlowKey,
     pub value: KFlowValue,
     pub slot: CacheSlot,
+    pub pod: PodKey,
 }
 
 const ZERO_KEY: KFlowKey = KFlowKey {
@@ -184,6 +186,7 @@ static ABI_ANCHOR: AbiAnchor = AbiAnchor {
         key: ZERO_KEY,
         val: ZERO_VALUE,
     },
+    pod: PodKey { kind: 0, a: [0; 4] },
 };
 
 /// `BPF_F_MMAPABLE` (include/uapi/linux/bpf.h): user space maps the array's values.
@@ -263,6 +266,11 @@ static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 /// Reasons `--reason`/`--not-reason` name (reason -> 1), when `sel_reasons` says so.
 #[map]
 static REASON_SELECT: HashMap<u32, u8> = HashMap::with_max_entries(REASON_SELECT_ENTRIES, 0);
+
+/// The selected pods' namespaces, interfaces and addresses (`PodKey` -> 1), when
+/// `sel_pods` says so. User space adds entries as pods appear; the program only reads.
+#[map]
+static POD_SELECT: HashMap<PodKey, u8> = HashMap::with_max_entries(POD_SELECT_ENTRIES, 0);
 
 /// The filter stub's scratch: classic BPF's memory words and the wire length
 /// (`FILTER_MEM_LEN` bytes), and room for the packet bytes when the filter must run before
@@ -467,6 +475,66 @@ fn selected(reason: u32, ifindex: u32, netns_ino: u32) -> bool {
         // SAFETY: as above.
         _ => unsafe { REASON_SELECT.get(reason) }.is_none(),
     }
+}
+
+/// `--pod`, `--namespace`, `--label`: true when the drop is a selected pod's (in its
+/// namespace, on its host-side interface, or from or to its address), or cannot be decided
+/// here (no readable IP header, or a UDP tunnel port, where the pod's address is in the
+/// inner packet: user space decides those). Fills `key`'s L3 fields when it reads them.
+#[inline(always)]
+fn pod_selected(key: &mut KFlowKey, f: &SkbFields, scratch: *mut Scratch) -> bool {
+    let hit = |k: &PodKey| -> bool {
+        // SAFETY: the value is not used, only its presence.
+        unsafe { POD_SELECT.get(k) }.is_some()
+    };
+    let mut k = PodKey {
+        kind: POD_KEY_NETNS,
+        a: [key.netns_ino, 0, 0, 0],
+    };
+    if hit(&k) {
+        return true;
+    }
+    k.kind = POD_KEY_DEV;
+    k.a = [key.ifindex, key.netns_ino, 0, 0];
+    if hit(&k) {
+        return true;
+    }
+    key_l3(key, f, scratch);
+    let words = |a: &[u8; 16]| -> [u32; 4] {
+        // SAFETY: `a` is 8-aligned in `key` (see key_l3); four u32 loads inside it.
+        unsafe {
+            let p = a.as_ptr().cast::<u32>();
+            [p.read(), p.add(1).read(), p.add(2).read(), p.add(3).read()]
+        }
+    };
+    match key.family {
+        KFAMILY_V4 => {
+            k.kind = POD_KEY_V4;
+            k.a = [words(&key.saddr)[0], 0, 0, 0];
+            if hit(&k) {
+                return true;
+            }
+            k.a[0] = words(&key.daddr)[0];
+        }
+        KFAMILY_V6 => {
+            k.kind = POD_KEY_V6;
+            k.a = words(&key.saddr);
+            if hit(&k) {
+                return true;
+            }
+            k.a = words(&key.daddr);
+            // An extension header first: user space walks it.
+            if matches!(key.l4proto, 0 | 43 | 44 | 51 | 60 | 135 | 139 | 140) {
+                return true;
+            }
+        }
+        _ => return true,
+    }
+    if hit(&k) {
+        return true;
+    }
+    // VXLAN (4789, 8472) and Geneve (6081): user space decides on the inner addresses.
+    key.l4proto == 17 && matches!(key.dport, 4789 | 8472 | 6081)
 }
 
 /// A drop the selectors or the filter turned away: per reason only.
@@ -1168,6 +1236,24 @@ fn on_drop_unguarded<M: Kmem>(skb: u64, location: u64, reason: u32, scratch: *mu
     }
     // SAFETY: helper calls without arguments.
     let cpu = unsafe { bpf_get_smp_processor_id() };
+    let mut key = KFlowKey {
+        reason,
+        ifindex,
+        netns_ino,
+        cpu,
+        location,
+        saddr: [0; 16],
+        daddr: [0; 16],
+        sport: 0,
+        dport: 0,
+        protocol: f.protocol,
+        l4proto: 0,
+        family: KFAMILY_NONE,
+    };
+    if cfg(addr_of!(CONFIG.sel_pods)) != 0 && !pod_selected(&mut key, &f, scratch) {
+        count_filtered(counter);
+        return;
+    }
     let sp = span(&f);
     let blocks = cfg(addr_of!(CONFIG.ring_blocks));
     let pos = RING_POS.get_ptr_mut(cpu);
@@ -1189,21 +1275,6 @@ fn on_drop_unguarded<M: Kmem>(skb: u64, location: u64, reason: u32, scratch: *mu
             Some(p) if in_storm(p, blocks, now) => Some(cfg(addr_of!(CONFIG.storm_exemplars))),
             _ => None,
         }
-    };
-
-    let mut key = KFlowKey {
-        reason,
-        ifindex,
-        netns_ino,
-        cpu,
-        location,
-        saddr: [0; 16],
-        daddr: [0; 16],
-        sport: 0,
-        dport: 0,
-        protocol: f.protocol,
-        l4proto: 0,
-        family: KFAMILY_NONE,
     };
 
     // Every drop copied: the copy first. When it holds the key's header bytes, user space
@@ -1238,7 +1309,10 @@ fn on_drop_unguarded<M: Kmem>(skb: u64, location: u64, reason: u32, scratch: *mu
         return;
     }
 
-    key_l3(&mut key, &f, scratch);
+    if key.family == KFAMILY_NONE {
+        // (Read already when the pod selectors looked at the addresses.)
+        key_l3(&mut key, &f, scratch);
+    }
     let epoch = match FLOW_GEN.get(0) {
         Some(e) => *e,
         None => 0,

@@ -403,7 +403,9 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
         untranslated = Some("--user-space-filter".into());
     }
     let kernel = if kinds.contains(&args::SourceKind::Kernel) {
-        Some(kernel_options(&c, snaplen, ksel)?)
+        let (mut o, memory) = kernel_options(&c, snaplen, ksel)?;
+        o.pods = sel.pods.clone();
+        Some((o, memory))
     } else {
         None
     };
@@ -444,7 +446,9 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
     }
     // What the decode stage runs: the whole selection for Cilium events; for kernel drops
     // only what the kernel program could not (the expression, when it fell back).
-    // Pods are decided in user space for every source (the kernel selects a superset).
+    // Pods are decided in user space for every source too: the kernel program selects a
+    // superset of the kernel drops (it leaves tunnelled packets and unreadable headers to
+    // user space, which looks at inner addresses).
     let user_select = if !sel.is_all() && (has_cilium || sel.pods.is_some()) {
         Some(Arc::new(Selection {
             kernel_decided: kernel_expr_in_user.is_none() && sel.pods.is_none(),
@@ -566,6 +570,7 @@ fn kernel_options(
             auto_storm: !c.no_auto_storm,
             max_rows: c.out.max_flows,
             select,
+            pods: None,
         },
         memory,
     ))

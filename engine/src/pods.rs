@@ -173,7 +173,12 @@ pub struct PodNames {
     /// Whether a new failure is logged as it happens (after [`PodNames::announce`]; before,
     /// the caller prints [`PodNames::warnings`] where it fits, e.g. after its start line).
     announce: std::sync::atomic::AtomicBool,
+    /// Run after every refresh with the new snapshot (the kernel's pod selection).
+    hooks: Mutex<Vec<RefreshHook>>,
 }
+
+/// See [`PodNames::on_refresh`].
+pub type RefreshHook = Box<dyn Fn(&Snapshot) + Send + Sync>;
 
 impl std::fmt::Debug for PodNames {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -198,6 +203,7 @@ impl PodNames {
             warned: Mutex::new(BTreeSet::new()),
             warnings: Mutex::new(Vec::new()),
             announce: std::sync::atomic::AtomicBool::new(false),
+            hooks: Mutex::new(Vec::new()),
         });
         names.refresh(&sources);
         let weak: Weak<PodNames> = Arc::downgrade(&names);
@@ -222,7 +228,22 @@ impl PodNames {
             warned: Mutex::new(BTreeSet::new()),
             warnings: Mutex::new(Vec::new()),
             announce: std::sync::atomic::AtomicBool::new(false),
+            hooks: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Runs `hook` after every later refresh, on the refreshing thread, with the new
+    /// snapshot (which only grows: names are merged over the previous ones).
+    pub fn on_refresh(&self, hook: RefreshHook) {
+        self.hooks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(hook);
+    }
+
+    /// Reports a failure the way a source's is (said once, after the start line).
+    pub fn report(&self, what: String) {
+        self.warn(what);
     }
 
     pub fn host_netns(&self) -> u32 {
@@ -279,8 +300,12 @@ impl PodNames {
         }
         let old = self.snapshot();
         snap.merge_from(&old);
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snap);
+        let snap = Arc::new(snap);
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = snap.clone();
         self.generation.fetch_add(1, Ordering::AcqRel);
+        for h in self.hooks.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            h(&snap);
+        }
     }
 }
 
@@ -667,6 +692,57 @@ impl PodSelector {
             || self.labels_match(&pod.labels)
     }
 
+    /// What the kernel program checks for this selection in `snap` (see
+    /// `capture_common::PodKey`): the namespaces, host-side interfaces and addresses of the
+    /// pods it matches, as [`Snapshot::at`] and [`Snapshot::by_ip`] would find them.
+    pub fn kernel_keys(
+        &self,
+        snap: &Snapshot,
+        host_netns: u32,
+    ) -> BTreeSet<capture_common::PodKey> {
+        use capture_common::{PodKey, POD_KEY_DEV, POD_KEY_NETNS, POD_KEY_V4, POD_KEY_V6};
+        let mut keys = BTreeSet::new();
+        for (ino, pod) in &snap.by_netns {
+            if *ino != 0 && *ino != host_netns && self.matches(pod) {
+                keys.insert(PodKey {
+                    kind: POD_KEY_NETNS,
+                    a: [*ino, 0, 0, 0],
+                });
+            }
+        }
+        for (ifindex, pod) in &snap.by_ifindex {
+            if *ifindex != 0 && self.matches(pod) {
+                for ns in [host_netns, 0] {
+                    keys.insert(PodKey {
+                        kind: POD_KEY_DEV,
+                        a: [*ifindex, ns, 0, 0],
+                    });
+                }
+            }
+        }
+        // Addresses as the program loads them: words of the packet's bytes, native order.
+        let word = |b: &[u8]| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+        for (ip, pod) in &snap.by_ip {
+            if !self.matches(pod) {
+                continue;
+            }
+            keys.insert(match ip {
+                IpAddr::V4(a) => PodKey {
+                    kind: POD_KEY_V4,
+                    a: [word(&a.octets()), 0, 0, 0],
+                },
+                IpAddr::V6(a) => {
+                    let o = a.octets();
+                    PodKey {
+                        kind: POD_KEY_V6,
+                        a: [word(&o[0..]), word(&o[4..]), word(&o[8..]), word(&o[12..])],
+                    }
+                }
+            });
+        }
+        keys
+    }
+
     /// Do identity labels match a `--label`?
     pub fn labels_match(&self, labels: &[String]) -> bool {
         self.labels.iter().any(|(k, v)| {
@@ -682,6 +758,85 @@ impl PodSelector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_keys_are_the_selected_pods_places_as_the_program_reads_them() {
+        use capture_common::{PodKey, POD_KEY_DEV, POD_KEY_NETNS, POD_KEY_V4, POD_KEY_V6};
+        let pod = |ns: &str, name: &str, labels: &[&str]| {
+            Arc::new(Pod {
+                namespace: Some(ns.into()),
+                name: name.into(),
+                labels: labels.iter().map(|l| l.to_string()).collect(),
+                ..Pod::default()
+            })
+        };
+        let web = pod("shop", "web-0", &["k8s:app=web"]);
+        let db = pod("shop", "db-0", &["k8s:app=db"]);
+        let dns = pod("kube-system", "coredns-1", &[]);
+        let host = 4026531840;
+        let mut s = Snapshot::default();
+        s.by_netns.insert(4026532001, web.clone());
+        s.by_netns.insert(4026532002, dns.clone());
+        // The host's own namespace never stands for a pod.
+        s.by_netns.insert(host, web.clone());
+        s.by_ifindex.insert(17, web.clone());
+        s.by_ifindex.insert(18, db.clone());
+        s.by_ip.insert("10.0.1.7".parse().unwrap(), web.clone());
+        s.by_ip.insert("fd00::1:7".parse().unwrap(), web.clone());
+        s.by_ip.insert("10.0.1.8".parse().unwrap(), db.clone());
+        let sel = PodSelector::parse(&["shop/web-0".into()], &[], &[]).unwrap();
+        let keys: Vec<PodKey> = sel.kernel_keys(&s, host).into_iter().collect();
+        let v6 = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 7];
+        let w = |b: &[u8]| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+        let mut want = vec![
+            PodKey {
+                kind: POD_KEY_NETNS,
+                a: [4026532001, 0, 0, 0],
+            },
+            PodKey {
+                kind: POD_KEY_DEV,
+                a: [17, host, 0, 0],
+            },
+            PodKey {
+                kind: POD_KEY_DEV,
+                a: [17, 0, 0, 0],
+            },
+            PodKey {
+                kind: POD_KEY_V4,
+                a: [w(&[10, 0, 1, 7]), 0, 0, 0],
+            },
+            PodKey {
+                kind: POD_KEY_V6,
+                a: [w(&v6[0..]), w(&v6[4..]), w(&v6[8..]), w(&v6[12..])],
+            },
+        ];
+        want.sort();
+        assert_eq!(keys, want);
+        // A namespace selector takes both shop pods; a label only the db's.
+        let ns = PodSelector::parse(&[], &["shop".into()], &[]).unwrap();
+        assert_eq!(ns.kernel_keys(&s, host).len(), 5 + 3);
+        let label = PodSelector::parse(&[], &[], &["app=db".into()]).unwrap();
+        let db_keys: Vec<PodKey> = label.kernel_keys(&s, host).into_iter().collect();
+        assert_eq!(
+            db_keys,
+            vec![
+                PodKey {
+                    kind: POD_KEY_DEV,
+                    a: [18, 0, 0, 0]
+                },
+                PodKey {
+                    kind: POD_KEY_DEV,
+                    a: [18, host, 0, 0]
+                },
+                PodKey {
+                    kind: POD_KEY_V4,
+                    a: [w(&[10, 0, 1, 8]), 0, 0, 0]
+                },
+            ]
+        );
+        let none = PodSelector::parse(&[], &["default".into()], &[]).unwrap();
+        assert!(none.kernel_keys(&s, host).is_empty());
+    }
 
     #[test]
     fn cgroup_paths() {

@@ -321,7 +321,8 @@ mod tests {
                 ifindex: 4,
                 netns: 99,
                 reasons: Some((true, vec![2])),
-                program: None
+                program: None,
+                pods: None,
             }
         );
         let only_not = Selection {

@@ -4,9 +4,10 @@
 //! Must never: let a source error pass silently (it ends the run with a one-line message) or
 //! report a count it did not take.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use crossbeam_channel::Sender;
@@ -33,6 +34,47 @@ pub struct KernelOptions {
     pub max_rows: usize,
     /// Selectors and the translated expression, run in the kernel.
     pub select: crate::kernel::loader::KernelSelect,
+    /// `--pod`, `--namespace`, `--label`: the kernel program checks the selected pods'
+    /// namespaces, interfaces and addresses, kept up to date as pods appear.
+    pub pods: Option<(crate::pods::PodSelector, Arc<crate::pods::PodNames>)>,
+}
+
+/// Adds the pods that appear later to the kernel program's selection, after every refresh
+/// of `names` (entries are never removed: names only grow). Keys that do not fit are said
+/// once, as the names' warnings are.
+fn keep_pods_selected(
+    map: aya::maps::HashMap<aya::maps::MapData, capture_common::PodKey, u8>,
+    sel: crate::pods::PodSelector,
+    names: &Arc<crate::pods::PodNames>,
+) {
+    let host = names.host_netns();
+    let state = std::sync::Mutex::new((map, BTreeSet::new()));
+    let weak = Arc::downgrade(names);
+    let sync = move |snap: &crate::pods::Snapshot| {
+        let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+        let (map, added) = &mut *st;
+        let new: Vec<_> = sel
+            .kernel_keys(snap, host)
+            .into_iter()
+            .filter(|k| !added.contains(k))
+            .collect();
+        if new.is_empty() {
+            return;
+        }
+        let refused = crate::kernel::loader::add_pod_keys(map, &new);
+        added.extend(new.iter().copied());
+        if refused > 0 {
+            if let Some(n) = weak.upgrade() {
+                n.report(format!(
+                    "kernel pod selection: {refused} namespaces, interfaces or addresses of selected pods did not fit (at most {}): drops there are not captured; select fewer pods",
+                    capture_common::POD_SELECT_ENTRIES
+                ));
+            }
+        }
+    };
+    // Once now: a refresh may have come between the load's keys and this hook.
+    sync(&names.snapshot());
+    names.on_refresh(Box::new(sync));
 }
 
 fn loss(stage: &str, kind: &str, count: u64) -> StageLoss {
@@ -48,6 +90,11 @@ fn loss(stage: &str, kind: &str, count: u64) -> StageLoss {
 /// returns why the filter expression does not run in the kernel, when the verifier refused
 /// its translation (the caller then runs it in user space).
 pub fn kernel(o: &KernelOptions) -> Result<(SourceFn<'static>, Option<String>)> {
+    let mut select = o.select.clone();
+    if let Some((sel, names)) = &o.pods {
+        let keys = sel.kernel_keys(&names.snapshot(), names.host_netns());
+        select.pods = Some(keys.into_iter().collect());
+    }
     let mut src = KernelSource::open(
         &LoadOptions {
             snaplen: o.snaplen,
@@ -56,10 +103,13 @@ pub fn kernel(o: &KernelOptions) -> Result<(SourceFn<'static>, Option<String>)> 
             kernel_flows: o.kernel_flows,
             exemplars: o.exemplars,
             auto_storm: o.auto_storm,
-            select: o.select.clone(),
+            select,
         },
         o.max_rows,
     )?;
+    if let Some((sel, names)) = &o.pods {
+        keep_pods_selected(src.take_pod_map()?, sel.clone(), names);
+    }
     let mode = src.mode();
     let refused = src.filter_fallback().map(str::to_string);
     Ok((

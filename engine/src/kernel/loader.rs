@@ -18,10 +18,11 @@ use aya::{
     Ebpf, EbpfError, EbpfLoader,
 };
 use capture_common::{
-    ProbeConfig, DEFAULT_SNAPLEN, EXEMPLARS_ALL, FILTER_MARKER_IMM, FILTER_RESERVE, GLOBAL_CONFIG,
-    MAP_BUDGET_0, MAP_BUDGET_1, MAP_FLOWS_0, MAP_FLOWS_1, MAP_REASON_SELECT, MAP_RING_DATA,
-    MAP_RING_POS, MAX_SNAPLEN, OFF_ABSENT, PROG_TP_BTF, PROG_TRACEPOINT, REASON_SELECT_ENTRIES,
-    SEL_REASONS_EXCEPT, SEL_REASONS_NONE, SEL_REASONS_ONLY, SKB_COPY_MAX,
+    PodKey, ProbeConfig, DEFAULT_SNAPLEN, EXEMPLARS_ALL, FILTER_MARKER_IMM, FILTER_RESERVE,
+    GLOBAL_CONFIG, MAP_BUDGET_0, MAP_BUDGET_1, MAP_FLOWS_0, MAP_FLOWS_1, MAP_POD_SELECT,
+    MAP_REASON_SELECT, MAP_RING_DATA, MAP_RING_POS, MAX_SNAPLEN, OFF_ABSENT, POD_SELECT_ENTRIES,
+    PROG_TP_BTF, PROG_TRACEPOINT, REASON_SELECT_ENTRIES, SEL_REASONS_EXCEPT, SEL_REASONS_NONE,
+    SEL_REASONS_ONLY, SKB_COPY_MAX,
 };
 
 use super::btf::{Btf, BtfError, VMLINUX_BTF};
@@ -145,6 +146,10 @@ pub struct KernelSelect {
     /// The filter expression translated for the program's stub
     /// (`crate::filter::translate`), as eBPF instructions.
     pub program: Option<Vec<u64>>,
+    /// `--pod`, `--namespace`, `--label`: the selected pods' keys at load time (`Some` even
+    /// when none is known yet: then the program selects nothing until some are added to
+    /// `POD_SELECT`).
+    pub pods: Option<Vec<capture_common::PodKey>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -301,6 +306,7 @@ fn apply_select(s: &KernelSelect, filter: bool, c: &mut ProbeConfig) {
         Some((false, _)) => SEL_REASONS_EXCEPT,
     };
     c.filter = u32::from(filter);
+    c.sel_pods = u32::from(s.pods.is_some());
 }
 
 /// Parses a tracepoint `format` file into the kfree_skb field offsets.
@@ -649,6 +655,27 @@ fn load_select_attach(
     if let Some((_, reasons)) = &opts.select.reasons {
         fill_reason_select(&mut ebpf, reasons)?;
     }
+    if let Some(keys) = &opts.select.pods {
+        let map = ebpf.map_mut(MAP_POD_SELECT).ok_or(LoadError::Ebpf {
+            step: "filling the pod selection",
+            message: format!("no map {MAP_POD_SELECT}"),
+        })?;
+        let mut sel: aya::maps::HashMap<_, PodKey, u8> = aya::maps::HashMap::try_from(map)
+            .map_err(|e| LoadError::Ebpf {
+                step: "filling the pod selection",
+                message: one_line(&e.to_string()),
+            })?;
+        let refused = add_pod_keys(&mut sel, keys);
+        if refused > 0 {
+            return Err(LoadError::Ebpf {
+                step: "filling the pod selection",
+                message: format!(
+                    "{refused} of {} namespaces, interfaces and addresses did not fit (at most {POD_SELECT_ENTRIES}): select fewer pods",
+                    keys.len()
+                ),
+            });
+        }
+    }
     let attached = match opts.attach {
         AttachMode::TpBtf => attach_tp_btf(&mut ebpf, aya_btf)?,
         AttachMode::Tracepoint => attach_tracepoint(&mut ebpf)?,
@@ -669,6 +696,17 @@ fn load_select_attach(
         },
     };
     Ok((ebpf, attached))
+}
+
+/// Adds `keys` to a `POD_SELECT` map (the kernel program's pod selection, also while it
+/// runs); returns how many did not fit.
+pub fn add_pod_keys<T: std::borrow::BorrowMut<aya::maps::MapData>>(
+    map: &mut aya::maps::HashMap<T, PodKey, u8>,
+    keys: &[PodKey],
+) -> usize {
+    keys.iter()
+        .filter(|k| map.insert(*k, 1, 0).is_err())
+        .count()
 }
 
 /// The reasons `--reason`/`--not-reason` name, into `REASON_SELECT` (before attaching).

@@ -485,6 +485,18 @@ impl KernelSource {
         })
     }
 
+    /// The program's pod selection (`POD_SELECT`), to add pods to while it runs; taken once.
+    pub fn take_pod_map(
+        &mut self,
+    ) -> Result<aya::maps::HashMap<MapData, capture_common::PodKey, u8>, SourceError> {
+        let name = capture_common::MAP_POD_SELECT;
+        let data = take_map(&mut self.ebpf, name)?;
+        aya::maps::HashMap::try_from(Map::HashMap(data)).map_err(|e| SourceError::Map {
+            name,
+            message: e.to_string(),
+        })
+    }
+
     /// The hook actually used (`TpBtf` or `Tracepoint`).
     /// Why the filter expression runs in user space, when the kernel refused it.
     pub fn filter_fallback(&self) -> Option<&str> {
