@@ -13,7 +13,12 @@
 #           counter on tracepoint:skb:kfree_skb, the least a kfree_skb observer does).
 #           Interleaved over R rounds; medians in ns per run.
 #
-# usage: sudo scripts/bench-progcost.sh [--rounds R] [--duration D] [--cpus 1|2] SETUP...
+#   --pod: the receiving namespace (where the drops happen) looks like a pod's to /proc
+#           (a process in a kubepods cgroup with the pod's hostname and service-account
+#           namespace, as cli/tests/pods.rs makes it), named bench/sink-0: setups can select
+#           it, e.g. target/release/dropscope:--pod,bench/sink-0.
+#
+# usage: sudo scripts/bench-progcost.sh [--rounds R] [--duration D] [--cpus 1|2] [--pod] SETUP...
 #   e.g. old vs new build: git worktree add /tmp/old <rev> && (cd /tmp/old && cargo build
 #   --release -p dropscope) && sudo scripts/bench-progcost.sh /tmp/old/target/release/dropscope
 #   target/release/dropscope bpftrace
@@ -24,13 +29,15 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 ROUNDS=4
 DURATION=2
 CPUS=1
+POD=0
 SETUPS=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) ROUNDS="$2"; shift 2 ;;
     --duration) DURATION="$2"; shift 2 ;;
     --cpus) CPUS="$2"; shift 2 ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    --pod) POD=1; shift ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     -*) echo "bench-progcost: unknown option $1 (see --help)" >&2; exit 2 ;;
     *) SETUPS+=("$1"); shift ;;
   esac
@@ -58,8 +65,12 @@ TAG="dspc$(($$ % 100000))"
 WORK="$(mktemp -d)"
 TOOL=""
 STATS_WAS="$(sysctl -n kernel.bpf_stats_enabled)"
+POD_PID=""
+POD_CGROUPS=()
 cleanup() {
   [ -z "$TOOL" ] || { kill -KILL "$TOOL" 2>/dev/null; wait "$TOOL" 2>/dev/null; } || true
+  [ -z "$POD_PID" ] || { kill -KILL "$POD_PID" 2>/dev/null; wait "$POD_PID" 2>/dev/null; } || true
+  for c in "${POD_CGROUPS[@]}"; do rmdir "$c" 2>/dev/null || true; done
   sysctl -qw kernel.bpf_stats_enabled="$STATS_WAS" || true
   netns_pair_del
   rm -rf "$WORK"
@@ -68,6 +79,26 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 netns_pair "$TAG" 78
+if [ "$POD" = 1 ]; then
+  CG="$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)"
+  [ -n "$CG" ] || die "--pod needs a cgroup2 mount"
+  uid=5e1f0c2a-7b3d-4e21-9a0e-5d6f7a8b9c0d
+  POD_CGROUPS=("$CG/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod${uid//-/_}.slice"
+    "$CG/kubepods.slice/kubepods-besteffort.slice" "$CG/kubepods.slice")
+  mkdir -p "${POD_CGROUPS[0]}"
+  ip netns exec "$NS_B" unshare -m --propagation private sh -c 'set -e; mount -t tmpfs tmpfs /run
+    mkdir -p /run/secrets/kubernetes.io/serviceaccount
+    echo bench > /run/secrets/kubernetes.io/serviceaccount/namespace
+    echo sink-0 > /run/pod-hostname; mount --bind /run/pod-hostname /etc/hostname
+    exec sleep 100000' </dev/null &
+  POD_PID=$!
+  echo "$POD_PID" >"${POD_CGROUPS[0]}/cgroup.procs"
+  for _ in $(seq 100); do
+    [ "$(cat "/proc/$POD_PID/root/etc/hostname" 2>/dev/null)" = sink-0 ] && break
+    sleep 0.05
+  done
+  [ "$(cat "/proc/$POD_PID/root/etc/hostname" 2>/dev/null)" = sink-0 ] || die "the fake pod did not start"
+fi
 sysctl -qw kernel.bpf_stats_enabled=1
 
 flood() { # CPU SPORTS

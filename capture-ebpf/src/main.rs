@@ -252,6 +252,10 @@ pub struct Scratch {
     /// The jiffy of the last precise clock read on this CPU, and that read (see `tick_now`).
     pub tick_jiffies: u64,
     pub tick_ns: u64,
+    /// `netns << 32 | ifindex` of the last drop the pod selection took by its namespace or
+    /// interface (0: none yet): the next drop there is taken without a map lookup. Entries
+    /// of `POD_SELECT` are never removed, so a hit stays true.
+    pub pod_hit: u64,
 }
 
 // `flags` and `_pad` end the event and are written as one aligned little-endian u32.
@@ -487,16 +491,24 @@ fn pod_selected(key: &mut KFlowKey, f: &SkbFields, scratch: *mut Scratch) -> boo
         // SAFETY: the value is not used, only its presence.
         unsafe { POD_SELECT.get(k) }.is_some()
     };
+    let here = u64::from(key.netns_ino) << 32 | u64::from(key.ifindex);
+    // SAFETY: this CPU's scratch, guarded by on_drop against nested runs.
+    if unsafe { (*scratch).pod_hit } == here && here != 0 {
+        return true;
+    }
     let mut k = PodKey {
         kind: POD_KEY_NETNS,
         a: [key.netns_ino, 0, 0, 0],
     };
-    if hit(&k) {
-        return true;
+    let mut taken = hit(&k);
+    if !taken {
+        k.kind = POD_KEY_DEV;
+        k.a = [key.ifindex, key.netns_ino, 0, 0];
+        taken = hit(&k);
     }
-    k.kind = POD_KEY_DEV;
-    k.a = [key.ifindex, key.netns_ino, 0, 0];
-    if hit(&k) {
+    if taken {
+        // SAFETY: as above.
+        unsafe { (*scratch).pod_hit = here };
         return true;
     }
     key_l3(key, f, scratch);

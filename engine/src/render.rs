@@ -182,6 +182,27 @@ impl PodContext {
     }
 }
 
+/// Puts the pods of a Cilium drop into its `cilium monitor` line (from `start` in `out`),
+/// after its identities: `..., identity 12345->678 pod shop/web-0 pods shop/web-0->-: ...`.
+/// Other lines (traces, verdicts, the verbose formats) stay exactly `cilium monitor`'s.
+/// The text reader takes the names back (`ingest::monitor_text`).
+fn insert_drop_pods(out: &mut String, start: usize, pods: &PodContext) {
+    let line = &out[start..];
+    let line = &line[..line.find('\n').unwrap_or(line.len())];
+    if !line.starts_with("xx drop (") {
+        return;
+    }
+    let Some(at) = line
+        .find(", identity ")
+        .and_then(|i| line[i..].find(": ").map(|j| start + i + j))
+    else {
+        return;
+    };
+    let mut t = String::new();
+    pods.write_text(&mut t);
+    out.insert_str(at, &t);
+}
+
 /// The aggregation reason and (source, destination) identities of an event.
 pub fn reason_and_identities(e: &Event) -> (ReasonKey, u32, u32) {
     match &e.cause {
@@ -415,7 +436,12 @@ impl<'n> Renderer<'n> {
     /// with the time as tcpdump does.
     pub fn text_line(&mut self, out: &mut String, e: &Event, s: &PacketSummary) {
         if let Cause::Cilium(n) = &e.cause {
+            let start = out.len();
             crate::cilium_glue::text_line(out, self.names, e, n);
+            self.look_up_pods(e, s);
+            if let Some((_, pods)) = &self.last_pods {
+                insert_drop_pods(out, start, pods);
+            }
             return;
         }
         out.push_str(&crate::timefmt::clock_us(e.ts_ns));

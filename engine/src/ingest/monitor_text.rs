@@ -38,7 +38,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::OnceLock;
 
-use super::{FlowHeaders, Item, LineParser, Record, Skips};
+use super::{FlowHeaders, Item, LineParser, Names, Record, Skips};
 use crate::cilium::format::write_debug_message;
 use crate::cilium::notify::{
     decode, DebugCapture, DebugMsg, DecodeOptions, DropNotify, Notification, PolicyVerdictNotify,
@@ -816,7 +816,8 @@ fn parse_drop_info(rv: &Reverse, s: &str) -> Option<Record> {
         ip_trace_id = take(&mut r, " ]")?.parse().ok()?;
     }
     lit(&mut r, ", identity ")?;
-    let (src_label, dst_label) = parse_identity_pair(take(&mut r, ": ")?)?;
+    let (ids, pods) = split_pods(take(&mut r, ": ")?);
+    let (src_label, dst_label) = parse_identity_pair(ids)?;
     let headers = parse_summary(r).ok()?;
     let d = DropNotify {
         msg_type: 1,
@@ -834,7 +835,40 @@ fn parse_drop_info(rv: &Reverse, s: &str) -> Option<Record> {
     };
     let mut rec = new_record(Notification::Drop(d), None);
     rec.headers = headers;
+    rec.names = pods;
     Some(rec)
+}
+
+/// `A->B pod NS/NAME pods NS/SRC->NS/DST` (the pods dropscope adds to a drop's line, each
+/// part optional) -> (`A->B`, the source and destination pods).
+fn split_pods(s: &str) -> (&str, Option<Names>) {
+    let Some((ids, _)) = s.split_once(" pod") else {
+        return (s, None);
+    };
+    let tail = &s[ids.len()..];
+    let Some(i) = tail.find(" pods ") else {
+        return (ids, None);
+    };
+    let Some((src, dst)) = tail[i + 6..].split_once("->") else {
+        return (ids, None);
+    };
+    let side = |p: &str| -> (Option<String>, Option<String>) {
+        match p.split_once('/') {
+            _ if p == "-" || p.is_empty() => (None, None),
+            Some((ns, name)) => (Some(ns.to_string()), Some(name.to_string())),
+            None => (None, Some(p.to_string())),
+        }
+    };
+    let (src_namespace, src_pod) = side(src.trim());
+    let (dst_namespace, dst_pod) = side(dst.trim());
+    let names = Names {
+        src_pod,
+        src_namespace,
+        dst_pod,
+        dst_namespace,
+        ..Names::default()
+    };
+    (ids, Some(names))
 }
 
 /// `traceSummary()` -> (obs_point, dst_id, source).
@@ -1605,6 +1639,67 @@ pub(crate) mod tests {
             icmp: None,
             tcp_flags: Some(0x02),
         }
+    }
+
+    /// dropscope's own drop lines carry the pods (after the identities); the reader takes
+    /// the line back whole, with the source and destination pods as names.
+    #[test]
+    fn drop_lines_with_pods_round_trip() {
+        use crate::pods::{Pod, PodNames, Snapshot};
+        use std::sync::Arc;
+        let rec = drop_record(0, 77);
+        let d = decode(&rec, &DecodeOptions::default()).unwrap();
+        let e = crate::event::Event {
+            ts_ns: 0,
+            ifindex: 5,
+            netns: 0,
+            cpu: 3,
+            orig_len: 60,
+            link: LinkType::Ethernet,
+            data: bytes::Bytes::copy_from_slice(d.packet),
+            cause: Cause::Cilium(d.notification.clone()),
+            meta: None,
+        };
+        let pod = |ns: &str, name: &str| {
+            Arc::new(Pod {
+                namespace: Some(ns.into()),
+                name: name.into(),
+                ..Pod::default()
+            })
+        };
+        let mut snap = Snapshot::default();
+        snap.by_ifindex.insert(5, pod("shop", "web-0"));
+        snap.by_ip
+            .insert("5.6.7.8".parse().unwrap(), pod("shop", "db-0"));
+        let mut names = crate::render::Names::load(true);
+        names.pods = Some(PodNames::fixed(snap, 1));
+        let s = crate::packet::summarize(&e.data, e.link, Default::default());
+        let mut r = crate::render::Renderer::new(&names);
+        let mut line = String::new();
+        r.text_line(&mut line, &e, &s);
+        let plain = render(&vf(Verbosity::Info), Some(3), &rec);
+        let plain = plain.trim_end();
+        let (head, tail) = plain.split_once("12345->world: ").unwrap();
+        assert_eq!(
+            line,
+            format!("{head}12345->world pod shop/web-0 pods -->shop/db-0: {tail}")
+        );
+        let back = one(&line);
+        let mut want = one(plain);
+        assert_eq!(back.cause, want.cause);
+        want.names = Some(Names {
+            dst_namespace: Some("shop".into()),
+            dst_pod: Some("db-0".into()),
+            ..Names::default()
+        });
+        assert_eq!(back, want);
+        // Traces keep cilium monitor's format exactly.
+        let mut t = e.clone();
+        let trace = decode(&hex(REC_6_1), &DecodeOptions::default()).unwrap();
+        t.cause = Cause::Cilium(trace.notification.clone());
+        let mut tl = String::new();
+        r.text_line(&mut tl, &t, &s);
+        assert!(!tl.contains(" pod"), "{tl}");
     }
 
     #[test]
