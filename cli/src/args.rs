@@ -121,6 +121,10 @@ pub struct OutputArgs {
     /// Format of the -w file.
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub format: Option<FormatArg>,
+    /// Permission bits of the -w file, in octal (before the umask). Capture files hold other
+    /// people's packets: owner-only by default.
+    #[arg(long, value_name = "MODE", default_value = "0600", value_parser = parse_file_mode)]
+    pub file_mode: u32,
     /// Stop after COUNT events.
     #[arg(short = 'c', long, value_name = "COUNT")]
     pub count: Option<u64>,
@@ -153,6 +157,16 @@ pub struct OutputArgs {
     /// Distinct (flow, reason) entries kept before new ones are counted per reason only.
     #[arg(long, default_value_t = 1 << 20, value_name = "N")]
     pub max_flows: usize,
+}
+
+/// `--file-mode`: octal permission bits, `0600` or `600`.
+fn parse_file_mode(s: &str) -> Result<u32, String> {
+    match u32::from_str_radix(s.trim_start_matches("0o"), 8) {
+        Ok(m) if m <= 0o777 => Ok(m),
+        _ => Err(format!(
+            "{s:?} is not a file mode: give octal permission bits such as 0600 or 0644"
+        )),
+    }
 }
 
 impl OutputArgs {

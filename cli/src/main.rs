@@ -60,11 +60,28 @@ fn main() {
     let code = match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("dropscope: {e:#}");
+            eprintln!("dropscope: {}", error_line(&e));
             2
         }
     };
     std::process::exit(code);
+}
+
+/// The error and its causes on one line, each thing said once: a cause whose text the line
+/// already holds (an `io::Error` that a message quoted) is left out.
+fn error_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 fn run(cli: Cli) -> Result<i32> {
@@ -94,8 +111,15 @@ fn make_sink(o: &OutputArgs, snaplen: u32) -> Result<OutputSink> {
     let writer = match &o.write {
         Some(path) => {
             let format = o.file_format(path);
-            let w = engine::pcap::create(path, format, snaplen)
-                .with_context(|| format!("cannot create {}", path.display()))?;
+            let w = engine::pcap::create_with(
+                path,
+                format,
+                snaplen,
+                engine::pcap::WriterOptions {
+                    mode: o.file_mode,
+                    ..Default::default()
+                },
+            )?;
             Some((w, path.display().to_string(), format.as_str().to_string()))
         }
         None => None,
@@ -179,6 +203,13 @@ fn finish(names: &Names, o: &OutputArgs, mut report: RunReport) -> Result<i32> {
         .with_context(|| format!("writing {}", p.display()))?;
     }
     eprint!("{}", engine::report::summary_text(names, &report, o.top));
+    if let Some(f) = report.sinks.file.as_ref().filter(|f| f.disk_full.is_some()) {
+        eprintln!(
+            "dropscope: {} is incomplete: its file system is full; free space or write elsewhere (-w)",
+            f.path
+        );
+        return Ok(2);
+    }
     Ok(0)
 }
 

@@ -50,6 +50,38 @@ pub struct StageLoss {
     pub count: u64,
 }
 
+impl StageLoss {
+    /// One line in words for the summary: `file: 1 incomplete block at the end ...`.
+    pub fn describe(&self) -> String {
+        let n = self.count;
+        let what = match (self.stage.as_str(), self.kind.as_str()) {
+            ("file", "truncated_file") => format!(
+                "the file ends inside a block ({n} cut off, e.g. by kill -9 or a full disk): everything before it was read"
+            ),
+            ("file", "linktype") => {
+                format!("{n} packets skipped: their interface's link type is not supported")
+            }
+            ("kernel", "reason_map_full") => format!(
+                "{n} drops counted only in the totals (the per-reason map was full)"
+            ),
+            ("kernel", "recursion_misses") => format!(
+                "{n} drops missed: the kernel skipped the program while it was already running on that CPU"
+            ),
+            ("kernel", "nested_runs_refused") => {
+                format!("{n} drops missed: a run nested in another on one CPU was turned away")
+            }
+            ("filter", "filtered_by_type") => {
+                format!("{n} events left out by --type (selected away, not lost)")
+            }
+            (_, k) => match k.strip_prefix("malformed_") {
+                Some(why) => format!("{n} malformed records skipped ({})", why.replace('_', " ")),
+                None => format!("{n} {}", k.replace('_', " ")),
+            },
+        };
+        format!("{}: {what}", self.stage)
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Ledger {
     pub rows: BTreeMap<ReasonKey, ReasonRow>,
@@ -217,7 +249,7 @@ impl Ledger {
         let t = self.totals();
         line(&mut s, "total", &t);
         for l in &self.stage_losses {
-            let _ = writeln!(s, "{}: {} {}", l.stage, l.kind.replace('_', " "), l.count);
+            let _ = writeln!(s, "{}", l.describe());
         }
         s
     }
@@ -298,6 +330,8 @@ mod tests {
         l.add_loss("source", "malformed_bad_kind", 0);
         assert_eq!(l.stage_losses.len(), 1);
         assert_eq!(l.stage_losses[0].count, 5);
-        assert!(l.render_text(&nm).contains("source: malformed too short 5"));
+        assert!(l
+            .render_text(&nm)
+            .contains("source: 5 malformed records skipped (too short)"));
     }
 }

@@ -151,6 +151,8 @@ pub enum StopCause {
     Duration,
     /// Ctrl-C / SIGTERM.
     Interrupted,
+    /// Standard output's reader went away (`| head`) and nothing else was being written.
+    OutputClosed,
 }
 
 impl StopCause {
@@ -160,6 +162,7 @@ impl StopCause {
             StopCause::Count => "count reached",
             StopCause::Duration => "duration elapsed",
             StopCause::Interrupted => "interrupted",
+            StopCause::OutputClosed => "standard output closed",
         }
     }
 }
@@ -200,6 +203,7 @@ pub fn run(
     let started_ns = crate::timefmt::now_ns();
     let stop = AtomicBool::new(false);
     let count_reached = AtomicBool::new(false);
+    let output_closed = AtomicBool::new(false);
     let (raw_tx, raw_rx) = bounded::<Batch>(cfg.channel_depth);
     let (dec_tx, dec_rx) = bounded::<Decoded>(cfg.channel_depth);
     // Never waited on: the sink drops a spent batch itself when this is full.
@@ -247,11 +251,12 @@ pub fn run(
                 })
                 .context("starting the decode thread")?;
             let cr = &count_reached;
+            let oc = &output_closed;
             let snk = std::thread::Builder::new()
                 .name("dropscope-sink".into())
                 .spawn_scoped(scope, move || {
                     sink_stage(
-                        dec_rx, spent_tx, &mut sink, names, count, stop_ref, cr, progress,
+                        dec_rx, spent_tx, &mut sink, names, count, stop_ref, cr, oc, progress,
                     )?;
                     if let Ok(Some(t)) = trailer_rx.recv() {
                         sink.write_custom(crate::storm::BLOCK_PEN, &t)?;
@@ -306,6 +311,8 @@ pub fn run(
             let agg = agg.map_err(|_| anyhow::anyhow!("the decode thread panicked"))?;
             if count_reached.load(Ordering::Relaxed) {
                 stopped_by = StopCause::Count;
+            } else if output_closed.load(Ordering::Relaxed) {
+                stopped_by = StopCause::OutputClosed;
             }
             Ok((report?, agg, sink_stats, stopped_by))
         },
@@ -524,6 +531,7 @@ fn sink_stage(
     count: Option<u64>,
     stop: &AtomicBool,
     count_reached: &AtomicBool,
+    output_closed: &AtomicBool,
     progress: &Progress,
 ) -> Result<()> {
     let mut renderer = Renderer::new(names);
@@ -556,6 +564,10 @@ fn sink_stage(
             sink.write_notice(n, &mut renderer)?;
         }
         sink.end_batch()?;
+        if sink.nothing_left() && !output_closed.load(Ordering::Relaxed) {
+            output_closed.store(true, Ordering::Relaxed);
+            stop.store(true, Ordering::Relaxed);
+        }
         let n = d.batch.events.len() as u64;
         progress.received.fetch_add(n, Ordering::Relaxed);
         progress.processed.store(processed_total, Ordering::Relaxed);

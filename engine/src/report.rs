@@ -454,6 +454,13 @@ pub fn summary_text(names: &Names, r: &RunReport, top: usize) -> String {
             "{} packets written to {} ({}, {} interfaces)",
             f.packets, f.path, f.format, f.interfaces
         );
+        if let Some(why) = &f.disk_full {
+            let _ = writeln!(
+                s,
+                "{}: the file system filled up ({why}): the file was cut at its last complete block and kept; {} more packets were counted but not written",
+                f.path, f.not_written
+            );
+        }
         if r.sinks.synthesized_not_written > 0 {
             let _ = writeln!(
                 s,

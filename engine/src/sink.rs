@@ -41,6 +41,11 @@ pub struct WriterStatsOut {
     pub interfaces: u64,
     pub truncated_to_snaplen: u64,
     pub comments_dropped: u64,
+    /// The file system filled up (why): the file was kept, cut at its last complete block,
+    /// and `not_written` packets offered after were counted but not written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk_full: Option<String>,
+    pub not_written: u64,
 }
 
 impl crate::pcap::FileFormat {
@@ -83,6 +88,8 @@ pub struct OutputSink {
     synthesize: bool,
     synthesized_not_written: u64,
     joined_not_written: u64,
+    /// Standard output was a pipe whose reader went away (`| head`).
+    stdout_closed: bool,
 }
 
 impl OutputSink {
@@ -100,6 +107,7 @@ impl OutputSink {
             synthesize: false,
             synthesized_not_written: 0,
             joined_not_written: 0,
+            stdout_closed: false,
         }
     }
 
@@ -224,9 +232,11 @@ impl OutputSink {
         self.lines += 1;
         match self.out.write_all(self.line.as_bytes()) {
             Ok(()) => Ok(()),
-            // A closed pipe (`| head`) is not an error for the capture: stop printing.
+            // A closed pipe (`| head`) is not an error for the capture: stop printing (and,
+            // when printing was all it did, the run: see `OutputSink::nothing_left`).
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
                 self.mode = PrintMode::None;
+                self.stdout_closed = true;
                 Ok(())
             }
             Err(e) => Err(e).context("writing to standard output"),
@@ -238,12 +248,19 @@ impl OutputSink {
             if let Err(e) = self.out.flush() {
                 if e.kind() == std::io::ErrorKind::BrokenPipe {
                     self.mode = PrintMode::None;
+                    self.stdout_closed = true;
                 } else {
                     return Err(e).context("writing to standard output");
                 }
             }
         }
         Ok(())
+    }
+
+    /// True when standard output's reader went away and there is no file to write: the run
+    /// has nothing left to produce but its summary (as tcpdump stops at `| head`).
+    pub fn nothing_left(&self) -> bool {
+        self.stdout_closed && self.writer.is_none()
     }
 
     /// Appends an application data block to the file (pcapng only); false when nothing was
@@ -262,6 +279,7 @@ impl OutputSink {
         let _ = out.flush();
         let file = match self.writer {
             Some((w, path, format)) => {
+                let disk_full = w.disk_full();
                 let st: WriterStats = w.finish().with_context(|| format!("finishing {path}"))?;
                 Some(WriterStatsOut {
                     path,
@@ -271,6 +289,8 @@ impl OutputSink {
                     interfaces: st.ifaces,
                     truncated_to_snaplen: st.truncated_to_snaplen,
                     comments_dropped: st.comments_dropped,
+                    disk_full,
+                    not_written: st.not_written,
                 })
             }
             None => None,

@@ -374,6 +374,42 @@ impl LiveCapture {
         self.child.stdout.take().expect("stdout was piped")
     }
 
+    /// The exit status, if it has ended.
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// All of stderr so far (after it ended: all of it).
+    pub fn stderr_text(&mut self) -> String {
+        while let Ok(l) = self
+            .stderr_lines
+            .recv_timeout(std::time::Duration::from_millis(500))
+        {
+            self.seen.push(l);
+        }
+        self.seen.join("\n")
+    }
+
+    /// Ids of the BPF programs the process holds open.
+    pub fn prog_ids(&self) -> Vec<u32> {
+        let dir = format!("/proc/{}/fdinfo", self.child.id());
+        let mut ids: Vec<u32> = std::fs::read_dir(&dir)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                    .filter_map(|t| {
+                        t.lines()
+                            .find_map(|l| l.strip_prefix("prog_id:"))
+                            .and_then(|v| v.trim().parse().ok())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
     /// Sends SIGINT, waits, and returns (exit status, all of stderr).
     pub fn stop(self) -> (std::process::ExitStatus, String) {
         self.stop_with(libc::SIGINT)

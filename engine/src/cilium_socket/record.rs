@@ -82,9 +82,20 @@ impl std::fmt::Debug for GobStreamRecorder {
     }
 }
 
+/// A new (or emptied) file only its owner may read: recordings hold packets.
+fn owner_only(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+}
+
 impl GobStreamRecorder {
     pub fn create(path: &Path) -> io::Result<Self> {
-        Self::new(BufWriter::with_capacity(1 << 20, File::create(path)?))
+        Self::new(BufWriter::with_capacity(1 << 20, owner_only(path)?))
     }
 
     /// Writes the header to `w`.
@@ -450,7 +461,7 @@ impl RawSampleWriter<BufWriter<File>> {
     pub fn create(path: &Path) -> io::Result<Self> {
         Ok(Self::new(BufWriter::with_capacity(
             1 << 20,
-            File::create(path)?,
+            owner_only(path)?,
         )))
     }
 }

@@ -83,15 +83,18 @@ pub struct WriterStats {
     pub raw_unknown_version: u64,
     /// Bytes in the file.
     pub file_bytes: u64,
+    /// Packets offered after the file system filled up (not in the file; `packets` counts
+    /// only those in it).
+    pub not_written: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
+    /// (The I/O error is part of the message, not a separate cause: said once.)
     #[error("cannot {op} {path}: {source}")]
     Io {
         op: &'static str,
         path: PathBuf,
-        #[source]
         source: io::Error,
     },
     #[error("the writer for {path} failed earlier and wrote nothing more")]
@@ -114,16 +117,36 @@ pub trait PacketWriter: Send {
 
     /// Flushes, syncs nothing, and renames `<path>.tmp` to `<path>`.
     fn finish(self: Box<Self>) -> Result<WriterStats, WriteError>;
+
+    /// Why the file stopped growing when its file system filled up (it is then kept, cut at
+    /// its last complete block; see [`WriterStats::not_written`]).
+    fn disk_full(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Writer settings beyond format and snap length.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WriterOptions {
+    /// Permission bits of a new file (before the umask): [`FILE_MODE`] unless `--file-mode`.
+    pub mode: u32,
     /// pcapng: describe raw-IP interfaces as `LINKTYPE_RAW` and store raw-IP packets as they
     /// are. Off by default: tcpdump cannot read a pcapng file whose interfaces mix link types,
     /// so raw-IP packets get a synthesised 14-byte Ethernet header (zero MACs, ethertype from
     /// the IP version, `orig_len` + 14), as in classic pcap. Wireshark reads both.
     pub raw_ip_interfaces: bool,
+}
+
+/// Capture files hold other people's packets: owner-only unless asked otherwise.
+pub const FILE_MODE: u32 = 0o600;
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions {
+            mode: FILE_MODE,
+            raw_ip_interfaces: false,
+        }
+    }
 }
 
 /// Creates a writer for `path` (written as `<path>.tmp` until [`PacketWriter::finish`]), with
@@ -143,7 +166,7 @@ pub fn create_with(
     snaplen: u32,
     options: WriterOptions,
 ) -> Result<Box<dyn PacketWriter>, WriteError> {
-    let out = output::TmpFile::create(path)?;
+    let out = output::TmpFile::create_with_mode(path, options.mode)?;
     let snaplen = effective_snaplen(snaplen);
     Ok(match format {
         FileFormat::Pcapng => Box::new(pcapng_writer::PcapngWriter::new(

@@ -1,7 +1,10 @@
 //! The file a writer fills: `<path>.tmp` behind a large buffer, renamed to `<path>` on commit.
 //!
 //! It must never leave a partial file behind: on the first I/O error, or when dropped without
-//! [`TmpFile::commit`], it removes the temporary file. A path that exists and is not a
+//! [`TmpFile::commit`], it removes the temporary file. The one exception is a file system
+//! that fills up (ENOSPC, EDQUOT, EFBIG): the file is cut back to its last complete block
+//! (writes are whole blocks), kept and committed as it is, and what comes after is counted
+//! instead of written ([`TmpFile::full`]), so a capture on a full disk keeps what it got. A path that exists and is not a
 //! regular file (`/dev/null`, `/dev/stdout`, a FIFO) is written directly: renaming a file
 //! over a device would replace the device.
 //!
@@ -132,6 +135,16 @@ pub(super) struct TmpFile {
     flusher: Option<Flusher>,
     /// Writing straight to a device or FIFO: no rename, nothing to remove.
     direct: bool,
+    /// Packets whose blocks are in `buf`, and in the file.
+    pending_packets: u64,
+    in_file_packets: u64,
+    /// Their captured bytes.
+    pending_bytes: u64,
+    in_file_bytes: u64,
+    /// The file system ran out of room: the file was cut back to its last complete block,
+    /// is kept, and nothing more is written (the packets offered are counted instead).
+    full: Option<std::io::Error>,
+    not_written: u64,
 }
 
 /// True when `path` exists and is not a regular file (a device, FIFO or socket).
@@ -140,7 +153,14 @@ pub fn is_special(path: &Path) -> bool {
 }
 
 impl TmpFile {
+    #[cfg(test)]
     pub(super) fn create(path: &Path) -> Result<Self, WriteError> {
+        Self::create_with_mode(path, super::FILE_MODE)
+    }
+
+    /// Creates `<path>.tmp` with permission bits `mode` (before the umask).
+    pub(super) fn create_with_mode(path: &Path, mode: u32) -> Result<Self, WriteError> {
+        use std::os::unix::fs::OpenOptionsExt as _;
         let direct = is_special(path);
         let tmp = if direct {
             path.to_path_buf()
@@ -152,11 +172,18 @@ impl TmpFile {
         let opened = if direct {
             fs::OpenOptions::new().write(true).open(&tmp)
         } else {
-            File::create(&tmp)
+            // A `.tmp` left by an earlier run may have other bits: it is made anew.
+            let _ = fs::remove_file(&tmp);
+            fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(mode)
+                .open(&tmp)
         };
+        // Named as the user gave it: the `.tmp` name is this module's business.
         let file = opened.map_err(|source| WriteError::Io {
             op: "create",
-            path: tmp.clone(),
+            path: path.to_path_buf(),
             source,
         })?;
         let replacing = fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file());
@@ -174,6 +201,12 @@ impl TmpFile {
             in_file: 0,
             flusher,
             direct,
+            pending_packets: 0,
+            in_file_packets: 0,
+            pending_bytes: 0,
+            in_file_bytes: 0,
+            full: None,
+            not_written: 0,
         })
     }
 
@@ -199,11 +232,41 @@ impl TmpFile {
                 path: self.path.clone(),
             });
         }
+        if self.full.is_some() {
+            // Filled and thrown away: the file has no room.
+            self.buf.clear();
+            return Ok(&mut self.buf);
+        }
         if self.buf.len().saturating_add(len) > BUF_SIZE && !self.buf.is_empty() {
             self.flush_buf()?;
         }
         self.written += len as u64;
         Ok(&mut self.buf)
+    }
+
+    /// The block just appended held a packet of `cap` captured bytes.
+    #[inline]
+    pub(super) fn packet_added(&mut self, cap: u64) {
+        if self.full.is_some() {
+            self.not_written += 1;
+        } else {
+            self.pending_packets += 1;
+            self.pending_bytes += cap;
+        }
+    }
+
+    /// Why the file system took no more, if it filled up.
+    pub(super) fn full(&self) -> Option<String> {
+        self.full.as_ref().map(|e| e.to_string())
+    }
+
+    /// Corrects a writer's counts to what the file holds, when the file system filled up.
+    pub(super) fn settle(&self, stats: &mut super::WriterStats) {
+        if self.full.is_some() {
+            stats.packets = self.in_file_packets;
+            stats.bytes = self.in_file_bytes;
+            stats.not_written = self.not_written;
+        }
     }
 
     /// Bytes handed to [`TmpFile::put`] so far.
@@ -213,6 +276,10 @@ impl TmpFile {
 
     /// Writes the buffer to the file.
     fn flush_buf(&mut self) -> Result<(), WriteError> {
+        if self.full.is_some() {
+            self.buf.clear();
+            return Ok(());
+        }
         if self.buf.is_empty() {
             return Ok(());
         }
@@ -232,16 +299,31 @@ impl TmpFile {
         match file.write_all(bytes) {
             Ok(()) => {
                 self.in_file += bytes.len() as u64;
+                self.in_file_packets += std::mem::take(&mut self.pending_packets);
+                self.in_file_bytes += std::mem::take(&mut self.pending_bytes);
                 if let Some(f) = &mut self.flusher {
                     f.written(self.in_file);
                 }
+                Ok(())
+            }
+            Err(e) if is_no_room(&e) && !self.direct => {
+                // What went in whole stays (writes are whole blocks, so `in_file` ends one):
+                // the rest of this write is cut off, and the file is kept that way.
+                if let Err(source) = file.set_len(self.in_file) {
+                    return Err(self.fail("truncate", source));
+                }
+                self.not_written += std::mem::take(&mut self.pending_packets);
+                self.pending_bytes = 0;
+                self.written = self.in_file;
+                self.full = Some(e);
                 Ok(())
             }
             Err(source) => Err(self.fail("write", source)),
         }
     }
 
-    /// Flushes and renames `<path>.tmp` to `<path>`; returns the file size.
+    /// Flushes and renames `<path>.tmp` to `<path>` (also a file cut short by a full disk:
+    /// see [`TmpFile::full`]); returns the file size.
     pub(super) fn commit(mut self) -> Result<u64, WriteError> {
         self.flush_buf()?;
         let Some(file) = self.file.take() else {
@@ -276,6 +358,14 @@ impl TmpFile {
             source,
         }
     }
+}
+
+/// The file system has no room left for the file (as opposed to a broken disk or file).
+fn is_no_room(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) | Some(libc::EFBIG)
+    )
 }
 
 impl Drop for TmpFile {
@@ -379,24 +469,19 @@ mod tests {
 
     #[test]
     #[cfg(target_os = "linux")]
-    fn write_error_removes_tmp_and_poisons() {
-        // /dev/full accepts the open and fails every write with ENOSPC; a symlink named
-        // `<path>.tmp` makes the writer open it.
+    fn write_error_poisons() {
+        // /dev/full fails every write with ENOSPC; as a device it is written in place, where
+        // a full disk cannot be cut back: the writer fails, and every later call too. (A full
+        // file system under a regular file: cli/tests/bad_days.rs.)
         if !Path::new("/dev/full").exists() {
             eprintln!("skipping: no /dev/full");
             return;
         }
-        let d = dir("full");
-        let path = d.join("c.pcap");
-        std::os::unix::fs::symlink("/dev/full", d.join("c.pcap.tmp")).unwrap();
-        let mut t = TmpFile::create(&path).unwrap();
+        let mut t = TmpFile::create(Path::new("/dev/full")).unwrap();
         // Larger than the buffer: reaches the file at once.
         let err = t.put(&vec![0u8; BUF_SIZE + 1]).err().unwrap();
         assert!(matches!(err, WriteError::Io { op: "write", .. }), "{err}");
-        assert!(!d.join("c.pcap.tmp").exists());
         assert!(matches!(t.put(b"x"), Err(WriteError::Failed { .. })));
         assert!(matches!(t.commit(), Err(WriteError::Failed { .. })));
-        assert!(!path.exists());
-        fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -85,13 +85,19 @@ impl PacketWriter for PcapWriter {
         out.extend_from_slice(f.data);
         self.stats.packets += 1;
         self.stats.bytes += u64::from(cap);
+        self.out.packet_added(u64::from(cap));
         Ok(())
     }
 
     fn finish(self: Box<Self>) -> Result<WriterStats, WriteError> {
         let mut stats = self.stats;
         stats.file_bytes = self.out.written();
+        self.out.settle(&mut stats);
         self.out.commit()?;
         Ok(stats)
+    }
+
+    fn disk_full(&self) -> Option<String> {
+        self.out.full()
     }
 }

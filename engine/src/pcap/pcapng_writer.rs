@@ -183,6 +183,7 @@ impl PacketWriter for PcapngWriter {
         }
         self.stats.packets += 1;
         self.stats.bytes += u64::from(cap);
+        self.out.packet_added(u64::from(cap));
         Ok(())
     }
 
@@ -212,8 +213,13 @@ impl PacketWriter for PcapngWriter {
         }
         let mut stats = self.stats;
         stats.file_bytes = self.out.written();
+        self.out.settle(&mut stats);
         self.out.commit()?;
         Ok(stats)
+    }
+
+    fn disk_full(&self) -> Option<String> {
+        self.out.full()
     }
 }
 

@@ -435,6 +435,7 @@ fn pcapng_with_raw_ip_interfaces() {
     let path = tmp("rawif.pcapng");
     let options = WriterOptions {
         raw_ip_interfaces: true,
+        ..WriterOptions::default()
     };
     let stats = write_file(&path, FileFormat::Pcapng, options, &pkts);
     assert_eq!(stats.packets, 60);
@@ -906,6 +907,7 @@ fn golden_files() {
             FileFormat::Pcapng,
             WriterOptions {
                 raw_ip_interfaces: true,
+                ..WriterOptions::default()
             },
         ),
         ("ours.pcap", FileFormat::Pcap, WriterOptions::default()),
