@@ -58,8 +58,17 @@ impl StageLoss {
             ("file", "truncated_file") => format!(
                 "the file ends inside a block ({n} cut off, e.g. by kill -9 or a full disk): everything before it was read"
             ),
-            ("file", "linktype") => {
-                format!("{n} packets skipped: their interface's link type is not supported")
+            ("file", "linktype") => format!(
+                "{n} packets skipped: their link types are not supported; supported: {}",
+                crate::pcap::linktype::SUPPORTED
+            ),
+            ("file", k) if k.starts_with("linktype_") => {
+                let t = k["linktype_".len()..].parse::<u16>().unwrap_or(u16::MAX);
+                format!(
+                    "{n} packets skipped: link type {} ({t}) not supported; supported: {}",
+                    crate::pcap::linktype::name(t),
+                    crate::pcap::linktype::SUPPORTED
+                )
             }
             ("kernel", "reason_map_full") => format!(
                 "{n} drops counted only in the totals (the per-reason map was full)"

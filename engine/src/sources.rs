@@ -491,8 +491,15 @@ fn capture_file(path: &Path, max_rows: usize) -> Result<SourceFn<'static>> {
                     break;
                 }
             }
-            for (kind, n) in src.stats().skipped() {
-                report.losses.push(loss("file", kind, n));
+            let st = src.stats();
+            for (kind, n) in st.skipped() {
+                match (kind, st.skipped_linktype_first) {
+                    // Named by its number when all were of one link type.
+                    ("linktype", Some(t)) if !st.skipped_linktype_mixed => report
+                        .losses
+                        .push(loss("file", &format!("linktype_{t}"), n)),
+                    _ => report.losses.push(loss("file", kind, n)),
+                }
             }
             // A dropscope capture carries its kernel table: the replay reports its exact
             // counts too.

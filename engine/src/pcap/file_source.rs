@@ -23,7 +23,7 @@ use bytes::Bytes;
 use crossbeam_channel::{bounded, Receiver, Sender};
 
 use super::cursor::{bytes_at, u16_at, u32_at, u64_at, Endian};
-use super::linktype::{framing, strip_cooked, CookedError, Framing};
+use super::linktype::{framing, strip_cooked, strip_nflog, strip_null, CookedError, Framing};
 use crate::comment::{parse_comment, ParsedCause};
 use crate::event::{Batch, Cause, Event, LinkType};
 
@@ -103,6 +103,9 @@ pub struct ReadStats {
     pub cilium_comments_seen: u64,
     /// Packets of a link type dropscope does not decode.
     pub skipped_linktype: u64,
+    /// The first such link type, and whether others were skipped too.
+    pub skipped_linktype_first: Option<u16>,
+    pub skipped_linktype_mixed: bool,
     /// Linux cooked (SLL/SLL2) packets whose protocol is not IPv4 or IPv6.
     pub skipped_cooked_not_ip: u64,
     /// Linux cooked packets shorter than their cooked header.
@@ -993,8 +996,40 @@ fn make_packet(
                 }
             }
         }
-        Framing::Unsupported => {
+        Framing::Null | Framing::Loop | Framing::Nflog => {
+            let data = bytes_at(block, raw.off, raw.len).unwrap_or(&[]);
+            let stripped = match fr {
+                Framing::Nflog => strip_nflog(data),
+                _ => strip_null(data, fr == Framing::Loop).map(|h| (h, data.len() - h)),
+            };
+            match stripped {
+                Ok((at, len)) => {
+                    p.link = LinkType::RawIp;
+                    p.off += at;
+                    p.len = len;
+                    p.orig_len = match fr {
+                        // NFLOG keeps no original length: the payload is it.
+                        Framing::Nflog => len as u32,
+                        _ => p.orig_len.saturating_sub(at as u32),
+                    };
+                }
+                Err(CookedError::Truncated) => {
+                    stats.skipped_cooked_truncated += 1;
+                    return None;
+                }
+                Err(CookedError::NotIp) => {
+                    stats.skipped_cooked_not_ip += 1;
+                    return None;
+                }
+            }
+        }
+        Framing::Unsupported(t) => {
             stats.skipped_linktype += 1;
+            match stats.skipped_linktype_first {
+                None => stats.skipped_linktype_first = Some(t),
+                Some(f) if f != t => stats.skipped_linktype_mixed = true,
+                Some(_) => {}
+            }
             return None;
         }
     }

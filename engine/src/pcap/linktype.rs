@@ -9,7 +9,10 @@
 
 use crate::event::LinkType;
 
+pub const NULL: u16 = 0;
 pub const ETHERNET: u16 = 1;
+pub const LOOP: u16 = 108;
+pub const NFLOG: u16 = 239;
 pub const RAW: u16 = 101;
 pub const LINUX_SLL: u16 = 113;
 pub const IPV4: u16 = 228;
@@ -38,8 +41,15 @@ pub(super) enum Framing {
     /// Strip a Linux cooked header; the payload is raw IP if its protocol says so.
     Sll,
     Sll2,
-    /// Not a link type dropscope decodes.
-    Unsupported,
+    /// BSD loopback: a 4-byte address family (NULL: in the capturing host's byte order;
+    /// LOOP: big-endian), then the IP packet.
+    Null,
+    Loop,
+    /// Linux NFLOG: a 4-byte header, then type-length-value attributes, one of which
+    /// (`NFULA_PAYLOAD`) is the IP packet.
+    Nflog,
+    /// Not a link type dropscope decodes (its number).
+    Unsupported(u16),
 }
 
 pub(super) fn framing(linktype: u16) -> Framing {
@@ -48,8 +58,109 @@ pub(super) fn framing(linktype: u16) -> Framing {
         RAW | IPV4 | IPV6 => Framing::Direct(LinkType::RawIp),
         LINUX_SLL => Framing::Sll,
         LINUX_SLL2 => Framing::Sll2,
-        _ => Framing::Unsupported,
+        NULL => Framing::Null,
+        LOOP => Framing::Loop,
+        NFLOG => Framing::Nflog,
+        other => Framing::Unsupported(other),
     }
+}
+
+/// What the link types dropscope reads are, for messages.
+pub const SUPPORTED: &str = "Ethernet (1), raw IP (101, 228, 229), Linux cooked (113, 276), BSD loopback (0, 108), NFLOG (239)";
+
+/// A link type's name (tcpdump.org's list), for messages.
+pub fn name(linktype: u16) -> &'static str {
+    match linktype {
+        NULL => "NULL/Loopback",
+        ETHERNET => "Ethernet",
+        6 => "IEEE 802.5 Token Ring",
+        9 => "PPP",
+        RAW => "raw IP",
+        105 => "IEEE 802.11",
+        LOOP => "OpenBSD loopback",
+        LINUX_SLL => "Linux cooked (SLL)",
+        127 => "IEEE 802.11 radiotap",
+        147..=162 => "user-defined (USER0..15)",
+        192 => "PPI",
+        195 => "IEEE 802.15.4",
+        220 => "Linux USB",
+        IPV4 => "IPv4",
+        IPV6 => "IPv6",
+        NFLOG => "Linux NFLOG",
+        253 => "Linux netlink",
+        LINUX_SLL2 => "Linux cooked (SLL2)",
+        _ => "unknown",
+    }
+}
+
+/// Where the IP packet is in a BSD loopback frame: after its 4-byte family, when the family
+/// is IPv4's or one of the IPv6 values (Linux 10, BSDs 24, 28, 30).
+pub(super) fn strip_null(data: &[u8], big_endian: bool) -> Result<usize, CookedError> {
+    let b: [u8; 4] = data
+        .get(..4)
+        .and_then(|b| b.try_into().ok())
+        .ok_or(CookedError::Truncated)?;
+    let family = if big_endian {
+        u32::from_be_bytes(b)
+    } else {
+        // The capturing host's order, unknown here: the family is small, so the order that
+        // gives a small number is the one.
+        let le = u32::from_le_bytes(b);
+        if le <= 0xffff {
+            le
+        } else {
+            u32::from_be_bytes(b)
+        }
+    };
+    match family {
+        2 | 10 | 24 | 28 | 30 => Ok(4),
+        _ => Err(CookedError::NotIp),
+    }
+}
+
+/// `NFULA_PAYLOAD`: the attribute of an NFLOG frame that holds the packet.
+const NFULA_PAYLOAD: u16 = 9;
+
+/// Where the IP packet is in an NFLOG frame: (offset, length) of its `NFULA_PAYLOAD`
+/// attribute's value. Attribute lengths and types are in the capturing host's byte order
+/// (libpcap's description): little-endian is tried first, then big-endian.
+pub(super) fn strip_nflog(data: &[u8]) -> Result<(usize, usize), CookedError> {
+    // Header: address family, version (0), resource id.
+    let family = *data.first().ok_or(CookedError::Truncated)?;
+    if data.len() < 4 {
+        return Err(CookedError::Truncated);
+    }
+    if family != 2 && family != 10 {
+        return Err(CookedError::NotIp);
+    }
+    let walk = |le: bool| -> Result<(usize, usize), CookedError> {
+        let mut at = 4usize;
+        loop {
+            let h = data.get(at..at + 4).ok_or(CookedError::Truncated)?;
+            let (len, typ) = if le {
+                (
+                    u16::from_le_bytes([h[0], h[1]]),
+                    u16::from_le_bytes([h[2], h[3]]),
+                )
+            } else {
+                (
+                    u16::from_be_bytes([h[0], h[1]]),
+                    u16::from_be_bytes([h[2], h[3]]),
+                )
+            };
+            let len = usize::from(len);
+            if len < 4 || at + len > data.len() {
+                return Err(CookedError::Truncated);
+            }
+            // (The type's top bits are netlink flags.)
+            if typ & 0x3fff == NFULA_PAYLOAD {
+                return Ok((at + 4, len - 4));
+            }
+            // Attributes are padded to 4 bytes.
+            at += (len + 3) & !3;
+        }
+    };
+    walk(true).or_else(|_| walk(false))
 }
 
 /// Why a cooked header could not be stripped.
@@ -238,6 +349,47 @@ mod tests {
     }
 
     #[test]
+    fn loopback_and_nflog_headers() {
+        // NULL in either byte order, LOOP big-endian; IPv6 as Linux and the BSDs number it.
+        for (b, be) in [
+            ([2u8, 0, 0, 0], false),
+            ([0, 0, 0, 2], false),
+            ([0, 0, 0, 30], true),
+            ([24, 0, 0, 0], false),
+            ([0, 0, 0, 10], true),
+        ] {
+            assert_eq!(strip_null(&b, be), Ok(4), "{b:?}");
+        }
+        assert_eq!(strip_null(&[7, 0, 0, 0], false), Err(CookedError::NotIp));
+        assert_eq!(strip_null(&[0, 0, 0, 2], true), Ok(4));
+        assert_eq!(strip_null(&[2, 0, 0, 0], true), Err(CookedError::NotIp));
+        assert_eq!(strip_null(&[2, 0], false), Err(CookedError::Truncated));
+        // NFLOG: header, a prefix attribute (type 10, 7 bytes padded to 8), the payload.
+        let mut f = vec![2u8, 0, 0, 5];
+        f.extend_from_slice(&[7, 0, 10, 0, b'a', b'b', b'c', 0]);
+        f.extend_from_slice(&[24, 0, 9, 0]);
+        f.extend_from_slice(&[0x45; 20]);
+        assert_eq!(strip_nflog(&f), Ok((16, 20)));
+        // The same, big-endian.
+        let mut g = vec![10u8, 0, 0, 5];
+        g.extend_from_slice(&[0, 7, 0, 10, b'a', b'b', b'c', 0]);
+        g.extend_from_slice(&[0, 24, 0, 9]);
+        g.extend_from_slice(&[0x60; 20]);
+        assert_eq!(strip_nflog(&g), Ok((16, 20)));
+        // No payload attribute, a length past the end, a family that is not IP.
+        assert_eq!(strip_nflog(&f[..12]), Err(CookedError::Truncated));
+        let mut h = f.clone();
+        h[12] = 200;
+        assert_eq!(strip_nflog(&h[..16]), Err(CookedError::Truncated));
+        assert_eq!(
+            strip_nflog(&[7, 0, 0, 0, 8, 0, 9, 0, 1, 2, 3, 4]),
+            Err(CookedError::NotIp)
+        );
+        assert_eq!(name(0), "NULL/Loopback");
+        assert_eq!(name(147), "user-defined (USER0..15)");
+    }
+
+    #[test]
     fn framings() {
         assert_eq!(framing(1), Framing::Direct(LinkType::Ethernet));
         for t in [101, 228, 229] {
@@ -245,7 +397,10 @@ mod tests {
         }
         assert_eq!(framing(113), Framing::Sll);
         assert_eq!(framing(276), Framing::Sll2);
-        assert_eq!(framing(127), Framing::Unsupported);
+        assert_eq!(framing(127), Framing::Unsupported(127));
+        assert_eq!(framing(0), Framing::Null);
+        assert_eq!(framing(108), Framing::Loop);
+        assert_eq!(framing(239), Framing::Nflog);
         assert_eq!(to_linktype(LinkType::RawIp), 101);
     }
 }
