@@ -283,6 +283,53 @@ fn count_limit_stops_and_replay_of_the_file_reproduces_per_flow_counts() {
     ]);
     assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), N);
 
+    // Each drop's line names its drop site as the capture did (from the file's comments,
+    // not this machine's symbols: replay never reads /proc/kallsyms), in text, JSON and
+    // the comments of a file the replay writes.
+    let o = run_ok(dropscope().args(["replay", pcapng.to_str().unwrap()]));
+    let text = String::from_utf8_lossy(&o.stdout);
+    let ours: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(&format!("{}:40005 ->", ns.ip4_a)))
+        .collect();
+    assert_eq!(ours.len(), N);
+    let sym = tshark_fields(&pcapng, "frame.comment", "udp.srcport == 40005");
+    let sym = sym[0]
+        .split(" at ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .expect("symbol in the capture's comment")
+        .to_string();
+    assert!(sym.contains("+0x"), "{sym}");
+    assert!(
+        ours.iter()
+            .all(|l| l.contains(&format!("xx drop (NO_SOCKET) at {sym}, "))),
+        "{}",
+        ours[0]
+    );
+    let o = run_ok(dropscope().args(["replay", pcapng.to_str().unwrap(), "--json"]));
+    let json = String::from_utf8_lossy(&o.stdout);
+    let j: serde_json::Value = json
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v["sport"] == 40005)
+        .unwrap();
+    assert_eq!(j["symbol"], sym.as_str());
+    let again = dir.path("again.pcapng");
+    run_ok(dropscope().args([
+        "replay",
+        pcapng.to_str().unwrap(),
+        "-q",
+        "-w",
+        again.to_str().unwrap(),
+    ]));
+    assert!(
+        tshark_fields(&again, "frame.comment", "udp.srcport == 40005")
+            .iter()
+            .all(|c| c.contains(&format!(" at {sym} [0x"))),
+        "the rewritten file keeps the symbols"
+    );
+
     // -c: exactly COUNT processed, the rest of what was delivered counted as skipped.
     let c_stats = dir.path("c.json");
     run_ok(dropscope().args([

@@ -127,6 +127,29 @@ pub fn cilium_comment(
 
 /// Recovers the cause from a comment written by [`kernel_comment`] or [`cilium_comment`]
 /// (or anything of the same shape). `None` when the text is neither.
+/// Where a kernel drop's comment names its drop site (`sym+0xoff` in `NAME (N) at sym+0xoff
+/// [0xADDR] ...`): its byte range in `text`. `None` for every other shape.
+pub fn kernel_symbol(text: &str) -> Option<std::ops::Range<usize>> {
+    let at = text.find(") at ")? + ") at ".len();
+    let rest = text.get(at..)?;
+    let end = rest.find(' ').unwrap_or(rest.len());
+    let sym = rest.get(..end)?;
+    let (name, off) = sym.rsplit_once("+0x")?;
+    if name.is_empty() || off.is_empty() || !off.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    if !rest[end..].starts_with(" [0x") {
+        return None;
+    }
+    Some(at..at + end)
+}
+
+/// `sym+0xoff` -> (sym, off).
+pub fn split_symbol(sym: &str) -> Option<(&str, u64)> {
+    let (name, off) = sym.rsplit_once("+0x")?;
+    Some((name, u64::from_str_radix(off, 16).ok()?))
+}
+
 pub fn parse_comment(text: &str) -> Option<ParsedCause> {
     if let Some(rest) = text.strip_prefix("DROP ") {
         if let Some(c) = parse_cilium(rest) {
@@ -466,6 +489,24 @@ mod tests {
             let std_hex = (!s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit()))
                 .then(|| u64::from_str_radix(&s, 16).ok()).flatten();
             prop_assert_eq!(hex_u64(s.as_bytes()), std_hex);
+        }
+    }
+
+    #[test]
+    fn kernel_symbols_are_found_where_the_comment_names_them() {
+        let c = "NO_SOCKET (3) at __udp4_lib_rcv+0x5b4 [0xffffffff81b2c3d4] netns 4026531840";
+        let r = kernel_symbol(c).unwrap();
+        assert_eq!(&c[r.clone()], "__udp4_lib_rcv+0x5b4");
+        assert_eq!(split_symbol(&c[r]), Some(("__udp4_lib_rcv", 0x5b4)));
+        for other in [
+            "NO_SOCKET (3) at 0xffffffff81b2c3d4 netns 4026531840",
+            "NO_SOCKET (3) netns 4026531840",
+            "NO_SOCKET (3) at x+0xzz [0x1] netns 1",
+            "NO_SOCKET (3) at +0x5 [0x1] netns 1",
+            "DROP Policy denied (133) identity 1->2 ep 0 ifindex 3 bpf_lxc.c:1234",
+            "",
+        ] {
+            assert_eq!(kernel_symbol(other), None, "{other}");
         }
     }
 }

@@ -63,6 +63,9 @@ pub struct EventMeta {
     pub synthesized: bool,
     /// Joined to its twin from the other source (kernel drop at tc ↔ Cilium notification).
     pub joined: Option<crate::join::Joined>,
+    /// The drop site as the capture named it (`sym+0xoff`, from a dropscope file's comment),
+    /// for a replay on a machine whose kernel symbols are not that capture's.
+    pub symbol: Option<std::sync::Arc<str>>,
 }
 
 /// Something a source reports that is not a packet (Cilium's lost-record and agent

@@ -182,6 +182,12 @@ impl PodContext {
     }
 }
 
+/// The drop site a replayed file's comment named (`sym+0xoff`), when this machine's
+/// symbols do not resolve it.
+fn file_symbol(e: &Event) -> Option<&str> {
+    e.meta.as_deref().and_then(|m| m.symbol.as_deref())
+}
+
 /// Puts the pods of a Cilium drop into its `cilium monitor` line (from `start` in `out`),
 /// after its identities: `..., identity 12345->678 pod shop/web-0 pods shop/web-0->-: ...`.
 /// Other lines (traces, verdicts, the verbose formats) stay exactly `cilium monitor`'s.
@@ -406,7 +412,9 @@ impl<'n> Renderer<'n> {
             Cause::Kernel {
                 reason, location, ..
             } => {
-                let sym = self.symbol(*location);
+                let sym = self
+                    .symbol(*location)
+                    .or_else(|| file_symbol(e).and_then(crate::comment::split_symbol));
                 let name = self.names.kernel_reasons.name(*reason);
                 crate::comment::kernel_comment(
                     &mut self.scratch,
@@ -455,11 +463,12 @@ impl<'n> Renderer<'n> {
                     "xx drop ({}) at ",
                     self.names.kernel_reasons.name(*reason)
                 );
-                match self.symbol(*location) {
-                    Some((sym, off)) => {
+                match (self.symbol(*location), file_symbol(e)) {
+                    (Some((sym, off)), _) => {
                         let _ = write!(out, "{sym}+{off:#x}");
                     }
-                    None => {
+                    (None, Some(sym)) => out.push_str(sym),
+                    (None, None) => {
                         let _ = write!(out, "{location:#x}");
                     }
                 }
@@ -506,6 +515,8 @@ impl<'n> Renderer<'n> {
                 m.insert("location".into(), format!("{location:#x}").into());
                 if let Some((sym, off)) = self.symbol(*location) {
                     m.insert("symbol".into(), format!("{sym}+{off:#x}").into());
+                } else if let Some(sym) = file_symbol(e) {
+                    m.insert("symbol".into(), sym.into());
                 }
                 m.insert("skb_protocol".into(), format!("{protocol:#06x}").into());
             }

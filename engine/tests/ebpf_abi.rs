@@ -17,7 +17,7 @@ fn object_btf_matches_capture_common_layouts() {
         let id = btf.find_struct(name).unwrap();
         assert_eq!(btf.type_size(id).unwrap() as usize, *size, "{name}");
     }
-    assert_eq!(capture_common::LAYOUTS.len(), 9);
+    assert_eq!(capture_common::LAYOUTS.len(), 10);
     // The whole event, field by field (LAYOUTS lists only some ProbeConfig fields).
     let ev = btf.find_struct("KfreeSkbEvent").unwrap();
     let names: Vec<String> = btf

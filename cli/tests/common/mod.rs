@@ -481,3 +481,23 @@ pub fn tshark_count(file: &Path, filter: &str) -> usize {
         .filter(|l| !l.trim().is_empty())
         .count()
 }
+
+/// `tshark -r FILE -Y FILTER -T fields -e FIELD`: one value per packet.
+pub fn tshark_fields(file: &Path, field: &str, filter: &str) -> Vec<String> {
+    let o = sh(&[
+        "tshark",
+        "-r",
+        file.to_str().unwrap(),
+        "-Y",
+        filter,
+        "-T",
+        "fields",
+        "-e",
+        field,
+    ]);
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect()
+}

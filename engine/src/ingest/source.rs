@@ -161,6 +161,7 @@ fn event_of(r: Record, counts: &mut Counts) -> Event {
             names: r.names,
             synthesized,
             joined: None,
+            symbol: None,
         })
     });
     Event {

@@ -187,6 +187,8 @@ pub struct FileSource {
     parser: Parser,
     pending: Vec<Pending>,
     causes: Vec<Option<ParsedCause>>,
+    /// Drop-site symbols the file's comments name, one shared value per location.
+    symbols: std::collections::HashMap<u64, Option<std::sync::Arc<crate::event::EventMeta>>>,
     stats: ReadStats,
 }
 
@@ -245,6 +247,7 @@ impl FileSource {
             parser: Parser::Pcapng(Pcapng::default()),
             pending: Vec::new(),
             causes: Vec::new(),
+            symbols: std::collections::HashMap::new(),
             stats: ReadStats::default(),
         };
         s.fill(24)?;
@@ -319,6 +322,7 @@ impl FileSource {
                 Step::Skip(n) => self.consume(n),
                 Step::Packet(n, mut p) => {
                     p.off = p.off.saturating_add(self.pos);
+                    p.sym_off = p.sym_off.saturating_add(self.pos);
                     self.pending.push(p);
                     self.consume(n);
                 }
@@ -346,8 +350,14 @@ impl FileSource {
                     self.stats.corrupt_block += 1;
                     continue;
                 };
+                let meta = match (p.sym_len, p.cause) {
+                    (1.., Cause::Kernel { location, .. }) => {
+                        symbol_meta(&mut self.symbols, location, &whole, p.sym_off, p.sym_len)
+                    }
+                    _ => None,
+                };
                 batch.events.push(Event {
-                    meta: None,
+                    meta,
                     ts_ns: p.ts_ns,
                     ifindex: p.ifindex,
                     netns: p.netns,
@@ -535,6 +545,10 @@ struct Pending {
     netns: u32,
     cause: Cause,
     parsed: Option<ParsedCause>,
+    /// The comment's drop-site symbol (see `comment::kernel_symbol`): offset (kept like
+    /// `off` until the batch, but not moved by link-layer stripping) and length; 0: none.
+    sym_off: usize,
+    sym_len: usize,
 }
 
 /// What one parse step over the unconsumed bytes found.
@@ -730,6 +744,7 @@ impl Pcapng {
         match packet {
             Some(mut p) => {
                 p.off += 8;
+                p.sym_off += 8;
                 Step::Packet(total, p)
             }
             None => Step::Skip(total),
@@ -847,9 +862,18 @@ impl Pcapng {
         let opts_at = data_end + super::pcapng_writer::pad4(caplen);
         let opts = body.get(opts_at..).unwrap_or(&[]);
         let mut parsed = None;
+        let mut sym = (0usize, 0usize);
         let ok = for_each_option(opts, e, |code, value| {
             if code == OPT_COMMENT && parsed.is_none() {
-                parsed = std::str::from_utf8(value).ok().and_then(parse_comment);
+                let text = std::str::from_utf8(value).ok();
+                parsed = text.and_then(parse_comment);
+                if let (Some(ParsedCause::Kernel { .. }), Some(t)) = (parsed, text) {
+                    if let Some(r) = crate::comment::kernel_symbol(t) {
+                        // `value` lies inside `body`.
+                        let at = value.as_ptr() as usize - body.as_ptr() as usize;
+                        sym = (at + r.start, r.len());
+                    }
+                }
             }
         });
         if !ok {
@@ -864,7 +888,9 @@ impl Pcapng {
             ifindex: iface.ifindex,
             netns: iface.netns,
         };
-        make_packet(iface.framing, raw, body, parsed, stats)
+        let mut p = make_packet(iface.framing, raw, body, parsed, stats)?;
+        (p.sym_off, p.sym_len) = sym;
+        Some(p)
     }
 
     fn simple(&self, body: &[u8], e: Endian, stats: &mut ReadStats) -> Option<Pending> {
@@ -941,6 +967,27 @@ impl TsResol {
     }
 }
 
+/// The meta of a kernel drop at `location` whose comment names its symbol at
+/// `whole[off..off + len]`: made once per location, shared by its drops.
+fn symbol_meta(
+    cache: &mut std::collections::HashMap<u64, Option<std::sync::Arc<crate::event::EventMeta>>>,
+    location: u64,
+    whole: &[u8],
+    off: usize,
+    len: usize,
+) -> Option<std::sync::Arc<crate::event::EventMeta>> {
+    cache
+        .entry(location)
+        .or_insert_with(|| {
+            let text = std::str::from_utf8(whole.get(off..off.checked_add(len)?)?).ok()?;
+            Some(std::sync::Arc::new(crate::event::EventMeta {
+                symbol: Some(text.into()),
+                ..Default::default()
+            }))
+        })
+        .clone()
+}
+
 /// A packet as its block gives it, before link-type handling.
 struct RawPacket {
     /// Offset of the packet bytes in the block (or record) slice.
@@ -971,6 +1018,8 @@ fn make_packet(
         netns: raw.netns,
         cause: Cause::Captured,
         parsed,
+        sym_off: 0,
+        sym_len: 0,
     };
     match fr {
         Framing::Direct(link) => p.link = link,
