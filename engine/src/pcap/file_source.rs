@@ -187,8 +187,8 @@ pub struct FileSource {
     parser: Parser,
     pending: Vec<Pending>,
     causes: Vec<Option<ParsedCause>>,
-    /// Drop-site symbols the file's comments name, one shared value per location.
-    symbols: std::collections::HashMap<u64, Option<std::sync::Arc<crate::event::EventMeta>>>,
+    /// Drop-site symbols the file's comments name, one shared value per location and batch.
+    symbols: SymbolCache,
     stats: ReadStats,
 }
 
@@ -247,7 +247,7 @@ impl FileSource {
             parser: Parser::Pcapng(Pcapng::default()),
             pending: Vec::new(),
             causes: Vec::new(),
-            symbols: std::collections::HashMap::new(),
+            symbols: SymbolCache::default(),
             stats: ReadStats::default(),
         };
         s.fill(24)?;
@@ -344,6 +344,9 @@ impl FileSource {
                 }
             };
             batch.events.reserve(self.pending.len());
+            // Symbols are shared within a batch only: one value shared by every event of a
+            // run would have its count bounced between the pipeline's threads.
+            self.symbols = SymbolCache::default();
             for p in &self.pending {
                 let Some(end) = p.off.checked_add(p.len).filter(|e| *e <= whole.len()) else {
                     // Offsets come from the parser over these very bytes: cannot happen.
@@ -545,8 +548,9 @@ struct Pending {
     netns: u32,
     cause: Cause,
     parsed: Option<ParsedCause>,
-    /// The comment's drop-site symbol (see `comment::kernel_symbol`): offset (kept like
-    /// `off` until the batch, but not moved by link-layer stripping) and length; 0: none.
+    /// A kernel drop's comment, for its drop-site symbol (see `comment::kernel_symbol`):
+    /// offset (kept like `off` until the batch, but not moved by link-layer stripping) and
+    /// length; 0: none.
     sym_off: usize,
     sym_len: usize,
 }
@@ -865,14 +869,12 @@ impl Pcapng {
         let mut sym = (0usize, 0usize);
         let ok = for_each_option(opts, e, |code, value| {
             if code == OPT_COMMENT && parsed.is_none() {
-                let text = std::str::from_utf8(value).ok();
-                parsed = text.and_then(parse_comment);
-                if let (Some(ParsedCause::Kernel { .. }), Some(t)) = (parsed, text) {
-                    if let Some(r) = crate::comment::kernel_symbol(t) {
-                        // `value` lies inside `body`.
-                        let at = value.as_ptr() as usize - body.as_ptr() as usize;
-                        sym = (at + r.start, r.len());
-                    }
+                parsed = std::str::from_utf8(value).ok().and_then(parse_comment);
+                if let Some(ParsedCause::Kernel { .. }) = parsed {
+                    // Where the comment is (`value` lies inside `body`): its symbol is read
+                    // once per location, when the events are made.
+                    let at = value.as_ptr() as usize - body.as_ptr() as usize;
+                    sym = (at, value.len());
                 }
             }
         });
@@ -967,25 +969,41 @@ impl TsResol {
     }
 }
 
-/// The meta of a kernel drop at `location` whose comment names its symbol at
-/// `whole[off..off + len]`: made once per location, shared by its drops.
+/// The meta of a kernel drop at `location` whose comment is `whole[off..off + len]`:
+/// the symbol it names, read once per location (and batch), shared by its drops.
 fn symbol_meta(
-    cache: &mut std::collections::HashMap<u64, Option<std::sync::Arc<crate::event::EventMeta>>>,
+    cache: &mut SymbolCache,
     location: u64,
     whole: &[u8],
     off: usize,
     len: usize,
 ) -> Option<std::sync::Arc<crate::event::EventMeta>> {
-    cache
+    if let Some((l, m)) = &cache.last {
+        if *l == location {
+            return m.clone();
+        }
+    }
+    let m = cache
+        .by_location
         .entry(location)
         .or_insert_with(|| {
-            let text = std::str::from_utf8(whole.get(off..off.checked_add(len)?)?).ok()?;
+            let comment = std::str::from_utf8(whole.get(off..off.checked_add(len)?)?).ok()?;
+            let r = crate::comment::kernel_symbol(comment)?;
             Some(std::sync::Arc::new(crate::event::EventMeta {
-                symbol: Some(text.into()),
+                symbol: Some(comment.get(r)?.into()),
                 ..Default::default()
             }))
         })
-        .clone()
+        .clone();
+    cache.last = Some((location, m.clone()));
+    m
+}
+
+/// See [`symbol_meta`].
+#[derive(Default)]
+struct SymbolCache {
+    by_location: hashbrown::HashMap<u64, Option<std::sync::Arc<crate::event::EventMeta>>>,
+    last: Option<(u64, Option<std::sync::Arc<crate::event::EventMeta>>)>,
 }
 
 /// A packet as its block gives it, before link-type handling.
