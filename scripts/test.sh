@@ -7,6 +7,10 @@ cd "$(dirname "$0")/.."
 mountpoint -q /sys/kernel/tracing 2>/dev/null || mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null || true
 export PROPTEST_CASES="${PROPTEST_CASES:-256}"
 cargo fmt --all -- --check
+# Lints that keep the promises (undocumented unsafe, indexing or panics where untrusted bytes
+# are read): warnings fail the run, for the host crates and the kernel program alike.
+cargo clippy --workspace --all-targets -- -D warnings
+(cd capture-ebpf && cargo +nightly clippy --target bpfel-unknown-none -Z build-std=core -- -D warnings)
 cargo build --workspace --all-targets
 # A short libFuzzer run of every decoder's fuzz target (longer: bash scripts/fuzz.sh 600).
 if [ "${DROPSCOPE_SKIP_FUZZ:-0}" != 1 ]; then

@@ -662,9 +662,10 @@ impl Kmem for Probe {
         let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
             return Self::skb_fields_each(skb);
         };
+        // SAFETY: `scratch` is this CPU's map value; only the field's address is taken.
+        let copy = unsafe { addr_of_mut!((*scratch).skb).cast::<u8>() };
         // SAFETY: `skb` in scratch is SKB_COPY_MAX bytes of this CPU's map value and
         // len <= SKB_COPY_MAX; the helper checks the source address.
-        let copy = unsafe { addr_of_mut!((*scratch).skb).cast::<u8>() };
         let ret = unsafe {
             read_raw(
                 copy.cast::<c_void>(),
@@ -1525,9 +1526,9 @@ fn emit(
     }
     // The filter runs on the copy before anything is published: a rejected drop leaves
     // `prod` where it was, so its bytes are overwritten by the next record.
-    // SAFETY: [frame + PACKET_OFF, + MAX_SNAPLEN) lies in the element (see above).
     if filter
         && filter_rejects(
+            // SAFETY: [frame + PACKET_OFF, + MAX_SNAPLEN) lies in the element (see above).
             unsafe { frame.add(PACKET_OFF) },
             cap,
             flags & FLAG_L3 != 0,

@@ -16,6 +16,17 @@
 //! parses back to the numbers given. Comments are untrusted input (they come from any pcapng
 //! file): the parser never panics, never allocates, and returns `None` for anything that is
 //! not exactly one of these shapes.
+// Reads untrusted bytes (files, sockets, packets, kernel records): nothing here may index,
+// unwrap or panic outside tests; it counts and skips what it cannot read.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )
+)]
 
 /// What [`parse_comment`] recovered from a packet comment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -306,7 +317,7 @@ fn push_hex(out: &mut String, v: u64) {
     let digits = ((64 - v.leading_zeros()).div_ceil(4)).max(1);
     for k in (0..digits).rev() {
         let nibble = ((v >> (k * 4)) & 0xf) as usize;
-        out.push(char::from(DIGITS[nibble]));
+        out.push(char::from(DIGITS.get(nibble).copied().unwrap_or(b'0')));
     }
 }
 

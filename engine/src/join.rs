@@ -10,6 +10,17 @@
 //!
 //! Events wait at most the window for their twin, then go on alone. Must never: drop or
 //! reorder an event that is not a candidate, or join packets whose headers differ.
+// Reads untrusted bytes (files, sockets, packets, kernel records): nothing here may index,
+// unwrap or panic outside tests; it counts and skips what it cannot read.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )
+)]
 
 use std::collections::VecDeque;
 use std::hash::{Hash as _, Hasher as _};
@@ -63,7 +74,9 @@ fn key(e: &Event) -> Option<(u32, u64)> {
         return None;
     }
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    hdr[..hdr.len().min(FINGERPRINT_BYTES)].hash(&mut h);
+    hdr.get(..hdr.len().min(FINGERPRINT_BYTES))
+        .unwrap_or(hdr)
+        .hash(&mut h);
     Some((e.ifindex, h.finish()))
 }
 

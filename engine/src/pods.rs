@@ -16,6 +16,17 @@
 //!
 //! Must never: block or fail a capture, panic on an answer (an API, a /proc file), or name a
 //! drop with a pod it cannot tie to the drop's namespace, interface, address or identity.
+// Reads untrusted bytes (files, sockets, packets, kernel records): nothing here may index,
+// unwrap or panic outside tests; it counts and skips what it cannot read.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )
+)]
 
 use std::collections::BTreeSet;
 use std::io::{Read as _, Write as _};
@@ -413,7 +424,7 @@ pub fn api_request(
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .ok_or_else(|| std::io::Error::other("no HTTP header in the answer"))?;
-    let status = String::from_utf8_lossy(&buf[..end])
+    let status = String::from_utf8_lossy(buf.get(..end).unwrap_or(&[]))
         .lines()
         .next()
         .unwrap_or("")
@@ -721,7 +732,10 @@ impl PodSelector {
             }
         }
         // Addresses as the program loads them: words of the packet's bytes, native order.
-        let word = |b: &[u8]| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+        let word = |b: &[u8]| match *b {
+            [a, b, c, d, ..] => u32::from_ne_bytes([a, b, c, d]),
+            _ => 0,
+        };
         for (ip, pod) in &snap.by_ip {
             if !self.matches(pod) {
                 continue;

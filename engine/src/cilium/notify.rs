@@ -190,12 +190,14 @@ impl Default for ExtLengths {
 impl ExtLengths {
     /// Register (or replace) the extension length of `ext_version`.
     pub fn set(&mut self, ext_version: u8, len: u16) -> &mut Self {
-        self.0[usize::from(ext_version)] = Some(len);
+        if let Some(slot) = self.0.get_mut(usize::from(ext_version)) {
+            *slot = Some(len);
+        }
         self
     }
 
     pub fn get(&self, ext_version: u8) -> Option<u16> {
-        self.0[usize::from(ext_version)]
+        self.0.get(usize::from(ext_version)).copied().flatten()
     }
 }
 

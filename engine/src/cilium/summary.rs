@@ -81,15 +81,17 @@ pub(crate) fn write_v4(f: &mut dyn fmt::Write, a: &[u8; 4]) -> fmt::Result {
 /// Go `netip.Addr.string6()`: RFC 5952, the first longest run (>= 2) of zero groups is `::`.
 pub(crate) fn write_v6(f: &mut dyn fmt::Write, a: &[u8; 16]) -> fmt::Result {
     let mut g = [0u16; 8];
-    for (i, slot) in g.iter_mut().enumerate() {
-        *slot = u16::from_be_bytes([a[2 * i], a[2 * i + 1]]);
+    for (slot, pair) in g.iter_mut().zip(a.chunks_exact(2)) {
+        if let [hi, lo] = *pair {
+            *slot = u16::from_be_bytes([hi, lo]);
+        }
     }
     let (mut zs, mut ze) = (usize::MAX, usize::MAX);
     let mut best = 0usize;
     let mut i = 0;
     while i < 8 {
         let mut j = i;
-        while j < 8 && g[j] == 0 {
+        while g.get(j) == Some(&0) {
             j += 1;
         }
         if j - i >= 2 && j - i > best {
@@ -110,7 +112,7 @@ pub(crate) fn write_v6(f: &mut dyn fmt::Write, a: &[u8; 16]) -> fmt::Result {
         } else if i > 0 {
             f.write_str(":")?;
         }
-        write!(f, "{:x}", g[i])?;
+        write!(f, "{:x}", g.get(i).copied().unwrap_or(0))?;
         i += 1;
     }
     Ok(())

@@ -168,21 +168,23 @@ fn drop_table() -> &'static DropTable {
                 continue;
             };
             let desc = cols.next().unwrap_or("");
-            t.by_code[usize::from(code)] = Some(DropReasonInfo {
-                code,
-                name,
-                monitor: if desc.is_empty() { None } else { Some(desc) },
-                hubble: None,
-                since: CiliumRelease::V1_16,
-            });
-            t.order.push(code);
+            if let Some(slot) = t.by_code.get_mut(usize::from(code)) {
+                *slot = Some(DropReasonInfo {
+                    code,
+                    name,
+                    monitor: if desc.is_empty() { None } else { Some(desc) },
+                    hubble: None,
+                    since: CiliumRelease::V1_16,
+                });
+                t.order.push(code);
+            }
         }
         for line in DROP_REASONS_FULL_TSV.lines().skip(1) {
             let cols: Vec<&'static str> = line.split('\t').collect();
             let Some(Ok(code)) = cols.first().map(|c| c.trim().parse::<u8>()) else {
                 continue;
             };
-            if let Some(info) = t.by_code[usize::from(code)].as_mut() {
+            if let Some(Some(info)) = t.by_code.get_mut(usize::from(code)) {
                 info.hubble = cols.get(4).copied().filter(|s| !s.is_empty());
                 info.since = cols
                     .get(7)
@@ -196,7 +198,7 @@ fn drop_table() -> &'static DropTable {
 
 /// Everything known about a drop reason code.
 pub fn drop_reason_info(code: u8) -> Option<&'static DropReasonInfo> {
-    drop_table().by_code[usize::from(code)].as_ref()
+    drop_table().by_code.get(usize::from(code))?.as_ref()
 }
 
 /// The C name of a drop reason, `None` when unknown.
@@ -221,7 +223,8 @@ pub fn drop_reason_str_in(code: u8, release: CiliumRelease) -> Option<&'static s
 pub fn reason_table() -> impl Iterator<Item = (u8, &'static str, &'static str)> {
     let t = drop_table();
     t.order.iter().filter_map(move |c| {
-        t.by_code[usize::from(*c)]
+        t.by_code
+            .get(usize::from(*c))?
             .as_ref()
             .map(|i| (i.code, i.name, i.monitor.unwrap_or("")))
     })
@@ -472,7 +475,7 @@ pub(crate) struct GoErrno(pub u32);
 impl fmt::Display for GoErrno {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match GO_ERRNO_STRINGS.binary_search_by_key(&self.0, |(n, _)| *n) {
-            Ok(i) => f.write_str(GO_ERRNO_STRINGS[i].1),
+            Ok(i) => f.write_str(GO_ERRNO_STRINGS.get(i).map_or("", |e| e.1)),
             Err(_) => write!(f, "errno {}", self.0),
         }
     }
@@ -505,19 +508,21 @@ fn trace_points() -> &'static [Option<TracePointInfo>; 256] {
             let Some(Ok(code)) = c.first().map(|s| s.parse::<u8>()) else {
                 continue;
             };
-            t[usize::from(code)] = Some(TracePointInfo {
-                code,
-                name: c.get(1).copied().unwrap_or(""),
-                monitor: c.get(2).copied().unwrap_or(""),
-                hubble: c.get(3).copied().unwrap_or(""),
-            });
+            if let Some(slot) = t.get_mut(usize::from(code)) {
+                *slot = Some(TracePointInfo {
+                    code,
+                    name: c.get(1).copied().unwrap_or(""),
+                    monitor: c.get(2).copied().unwrap_or(""),
+                    hubble: c.get(3).copied().unwrap_or(""),
+                });
+            }
         }
         t
     })
 }
 
 pub fn trace_point_info(code: u8) -> Option<&'static TracePointInfo> {
-    trace_points()[usize::from(code)].as_ref()
+    trace_points().get(usize::from(code))?.as_ref()
 }
 
 /// Go `api.TraceObservationPoint`: the monitor string, or the decimal number.
@@ -874,7 +879,9 @@ fn files_table() -> &'static [[Option<&'static str>; 5]; 256] {
             for (i, name) in cols.take(5).enumerate() {
                 let name = name.trim();
                 if name != "-" && !name.is_empty() {
-                    t[usize::from(id)][i] = Some(name);
+                    if let Some(slot) = t.get_mut(usize::from(id)).and_then(|r| r.get_mut(i)) {
+                        *slot = Some(name);
+                    }
                 }
             }
         }
@@ -884,7 +891,9 @@ fn files_table() -> &'static [[Option<&'static str>; 5]; 256] {
 
 /// `api.BPFFileName(id)` of a release, `None` for an unassigned id.
 pub fn bpf_file_name(id: u8, release: CiliumRelease) -> Option<&'static str> {
-    files_table()[usize::from(id)][release.files_column()]
+    *files_table()
+        .get(usize::from(id))?
+        .get(release.files_column())?
 }
 
 /// A source-file id rendered as its name or `unknown(N)` (Go `BPFFileName`).

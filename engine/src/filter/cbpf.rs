@@ -10,6 +10,17 @@
 //! M[0..16] starts zeroed, loads are big-endian, a load past the captured bytes rejects the
 //! packet (returns 0), `len` is the wire length, division or modulo by X == 0 rejects, and a
 //! shift by X uses the count's low 5 bits (as x86 and the kernel's eBPF JIT do).
+// Reads untrusted bytes (files, sockets, packets, kernel records): nothing here may index,
+// unwrap or panic outside tests; it counts and skips what it cannot read.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )
+)]
 
 use super::FilterError;
 
@@ -352,7 +363,10 @@ fn lower_all(ops: &[Op]) -> Vec<Exec> {
         let Ok(off) = u16::try_from(off) else {
             continue;
         };
-        exec[i] = match (load, j) {
+        let Some(slot) = exec.get_mut(i) else {
+            continue;
+        };
+        *slot = match (load, j) {
             (Op::LdAbs(Size::H, _), JmpOp::Eq) => Exec::LdHJeq(off, k, t, f),
             (Op::LdAbs(Size::B, _), JmpOp::Eq) => Exec::LdBJeq(off, k, t, f),
             (Op::LdAbs(Size::W, _), JmpOp::Eq) => Exec::LdWJeq(off, k, t, f),
@@ -484,10 +498,11 @@ fn branch(c: bool, t: u16, f: u16) -> usize {
 fn load<const N: usize>(pkt: &[u8], off: usize) -> Option<u32> {
     let end = off.checked_add(N)?;
     let b = pkt.get(off..end)?;
-    Some(match N {
-        4 => u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
-        2 => u32::from(u16::from_be_bytes([b[0], b[1]])),
-        _ => u32::from(b[0]),
+    Some(match *b {
+        [b0, b1, b2, b3] => u32::from_be_bytes([b0, b1, b2, b3]),
+        [b0, b1] => u32::from(u16::from_be_bytes([b0, b1])),
+        [b0] => u32::from(b0),
+        _ => return None,
     })
 }
 
@@ -559,14 +574,23 @@ impl Program {
                 Exec::LdIndH(k) => a = get!(load::<2>(pkt, get!(ind(x, k)))),
                 Exec::LdIndB(k) => a = get!(load::<1>(pkt, get!(ind(x, k)))),
                 Exec::LdImm(k) => a = k,
-                Exec::LdMem(i) => a = m[usize::from(i) & (MEMWORDS - 1)],
+                // (Masked: always inside `m`.)
+                Exec::LdMem(i) => a = m.get(usize::from(i) & (MEMWORDS - 1)).copied().unwrap_or(0),
                 Exec::LdLen => a = wirelen,
                 Exec::LdxImm(k) => x = k,
-                Exec::LdxMem(i) => x = m[usize::from(i) & (MEMWORDS - 1)],
+                Exec::LdxMem(i) => x = m.get(usize::from(i) & (MEMWORDS - 1)).copied().unwrap_or(0),
                 Exec::LdxLen => x = wirelen,
                 Exec::LdxMsh(k) => x = (get!(load::<1>(pkt, k as usize)) & 0xf) << 2,
-                Exec::St(i) => m[usize::from(i) & (MEMWORDS - 1)] = a,
-                Exec::Stx(i) => m[usize::from(i) & (MEMWORDS - 1)] = x,
+                Exec::St(i) => {
+                    if let Some(w) = m.get_mut(usize::from(i) & (MEMWORDS - 1)) {
+                        *w = a;
+                    }
+                }
+                Exec::Stx(i) => {
+                    if let Some(w) = m.get_mut(usize::from(i) & (MEMWORDS - 1)) {
+                        *w = x;
+                    }
+                }
                 Exec::AddK(k) => a = a.wrapping_add(k),
                 Exec::SubK(k) => a = a.wrapping_sub(k),
                 Exec::MulK(k) => a = a.wrapping_mul(k),

@@ -479,11 +479,16 @@ impl<'a> FlowView<'a> {
                 _ => continue,
             };
             let i = slot as usize;
-            if v.is_null() || (view.by_proto_name[i] && !proto) {
+            let (Some(value), Some(by_proto)) =
+                (view.value.get_mut(i), view.by_proto_name.get_mut(i))
+            else {
+                continue;
+            };
+            if v.is_null() || (*by_proto && !proto) {
                 continue;
             }
-            view.value[i] = Some(v);
-            view.by_proto_name[i] = proto;
+            *value = Some(v);
+            *by_proto = proto;
         }
         view
     }
@@ -492,7 +497,7 @@ impl<'a> FlowView<'a> {
 impl<'a> std::ops::Index<F> for FlowView<'a> {
     type Output = Option<&'a Value>;
     fn index(&self, i: F) -> &Option<&'a Value> {
-        &self.value[i as usize]
+        self.value.get(i as usize).unwrap_or(&None)
     }
 }
 

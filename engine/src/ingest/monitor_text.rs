@@ -172,7 +172,7 @@ fn icmp_names() -> &'static [HashMap<String, (u8, u8)>; 2] {
 
 /// gopacket `ICMPv4TypeCode.String()` / `ICMPv6TypeCode.String()` -> (type, code).
 pub(crate) fn parse_icmp_type_code(s: &str, v6: bool) -> Option<(u8, u8)> {
-    let map = &icmp_names()[usize::from(v6)];
+    let map = icmp_names().get(usize::from(v6))?;
     if let Some(tc) = map.get(s) {
         return Some(*tc);
     }
@@ -513,7 +513,7 @@ fn sniff_link(p: &[u8], orig_len: u32) -> LinkType {
         Some(u32::from(u16::from_be_bytes([*p.get(i)?, *p.get(i + 1)?])))
     };
     let raw = match p.first().map(|b| b >> 4) {
-        Some(4) => p[0] & 0x0f >= 5 && be16(2) == Some(orig_len),
+        Some(4) => p.first().is_some_and(|b| b & 0x0f >= 5) && be16(2) == Some(orig_len),
         Some(6) => be16(4).map(|l| l + 40) == Some(orig_len),
         _ => false,
     };
@@ -571,10 +571,15 @@ fn hex_val(c: u8) -> Option<u8> {
 /// Does the line start like a hex dump line (8 hex digits, two spaces)?
 fn looks_like_hex_line(s: &str) -> bool {
     let b = s.as_bytes();
-    b.len() >= 10 && b[..8].iter().all(|c| hex_val(*c).is_some()) && &b[8..10] == b"  "
+    b.get(..8)
+        .is_some_and(|d| d.iter().all(|c| hex_val(*c).is_some()))
+        && b.get(8..10) == Some(b"  ")
 }
 
 /// Hex digit values, 0xff for bytes that are not hex digits.
+// Built at compile time (`get_mut` is not const): `c < 256`, the table's length; an index
+// out of range would fail the build, never a run.
+#[allow(clippy::indexing_slicing)]
 const HEX_DIGIT: [u8; 256] = {
     let mut t = [0xffu8; 256];
     let mut c = 0;
@@ -594,15 +599,18 @@ const HEX_DIGIT: [u8; 256] = {
 /// is anything else (then the general parser decides).
 fn parse_full_hex_line(b: &[u8]) -> Option<HexLine> {
     let b: &[u8; 78] = b.try_into().ok()?;
+    // Positions below 78 on a 78-byte array: the compiler drops these checks.
+    let at = |i: usize| b.get(i).copied().unwrap_or(0);
+    let digit = |c: u8| HEX_DIGIT.get(usize::from(c)).copied().unwrap_or(0xff);
     let mut offset = 0usize;
-    for &c in &b[..8] {
-        let v = HEX_DIGIT[usize::from(c)];
+    for i in 0..8 {
+        let v = digit(at(i));
         if v == 0xff {
             return None;
         }
         offset = (offset << 4) | usize::from(v);
     }
-    if &b[8..10] != b"  " || &b[58..61] != b"  |" || b[77] != b'|' {
+    if b.get(8..10) != Some(b"  ") || b.get(58..61) != Some(b"  |") || at(77) != b'|' {
         return None;
     }
     let mut bytes = [0u8; 16];
@@ -610,17 +618,14 @@ fn parse_full_hex_line(b: &[u8]) -> Option<HexLine> {
     let mut complete = true;
     for (i, out) in bytes.iter_mut().enumerate() {
         let pos = 10 + 3 * i + usize::from(i >= 8);
-        let (h, l) = (
-            HEX_DIGIT[usize::from(b[pos])],
-            HEX_DIGIT[usize::from(b[pos + 1])],
-        );
+        let (h, l) = (digit(at(pos)), digit(at(pos + 1)));
         bad |= (h | l) & 0xf0;
-        if b[pos + 2] != b' ' {
+        if at(pos + 2) != b' ' {
             return None;
         }
         *out = (h << 4) | (l & 0x0f);
         let shown = if (32..=126).contains(out) { *out } else { b'.' };
-        complete &= b[61 + i] == shown;
+        complete &= at(61 + i) == shown;
     }
     if bad != 0 {
         return None;
@@ -655,7 +660,9 @@ fn parse_hex_line(s: &str) -> Option<HexLine> {
         match slot {
             (Some(h), Some(l), sep) if !ended => match (hex_val(*h), hex_val(*l)) {
                 (Some(h), Some(l)) if matches!(sep, Some(b' ') | None) => {
-                    out.bytes[i] = (h << 4) | l;
+                    if let Some(slot) = out.bytes.get_mut(i) {
+                        *slot = (h << 4) | l;
+                    }
                     out.n += 1;
                     if sep.is_none() {
                         return Some(out);
@@ -738,7 +745,8 @@ impl Open {
             self.saw_body = true;
             match parse_hex_line(line) {
                 Some(h) if !self.broken && h.offset == self.bytes.len() && h.n > 0 => {
-                    self.bytes.extend_from_slice(&h.bytes[..h.n]);
+                    self.bytes
+                        .extend_from_slice(h.bytes.get(..h.n).unwrap_or(&[]));
                     if !h.complete {
                         self.broken = true;
                         skips.add("bad_hex_dump");

@@ -128,7 +128,10 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         _ => None,
     };
     b.chunks(2)
-        .map(|p| Some(nib(p[0])? << 4 | nib(p[1])?))
+        .map(|p| match *p {
+            [hi, lo] => Some(nib(hi)? << 4 | nib(lo)?),
+            _ => None,
+        })
         .collect()
 }
 

@@ -207,8 +207,11 @@ fn parse_chunk(
     let mut rest = chunk;
     while !rest.is_empty() {
         let (raw, next) = match memchr::memchr(b'\n', rest) {
-            Some(i) => (&rest[..i], &rest[i + 1..]),
-            None => (rest, &rest[rest.len()..]),
+            Some(i) => (
+                rest.get(..i).unwrap_or(rest),
+                rest.get(i + 1..).unwrap_or(&[]),
+            ),
+            None => (rest, &[][..]),
         };
         rest = next;
         counts.lines += 1;
@@ -266,10 +269,10 @@ fn split_point(buf: &[u8]) -> Option<usize> {
     let floor = buf.len() - buf.len() / 8;
     let mut end = last_nl;
     while end > floor {
-        let Some(prev) = memchr::memrchr(b'\n', &buf[..end]) else {
+        let Some(prev) = memchr::memrchr(b'\n', buf.get(..end).unwrap_or(&[])) else {
             break;
         };
-        let line = &buf[prev + 1..end];
+        let line = buf.get(prev + 1..end).unwrap_or(&[]);
         if line.len() >= 10 && line.iter().all(|b| *b == b'-') {
             return Some(end + 1);
         }
@@ -317,7 +320,7 @@ fn read_chunks(
             // large through): one copy from the kernel, not two.
             let filled = buf.len();
             buf.resize(filled.max(want) + chunk_bytes / 8, 0);
-            let got = reader.read(&mut buf[filled..]);
+            let got = reader.read(buf.get_mut(filled..).unwrap_or(&mut []));
             buf.truncate(filled + *got.as_ref().unwrap_or(&0));
             let got = match got {
                 Ok(n) => n,
@@ -332,7 +335,7 @@ fn read_chunks(
         long_line = false;
         if !eof {
             match split_point(&buf) {
-                Some(cut) => carry.extend_from_slice(&buf[cut..]),
+                Some(cut) => carry.extend_from_slice(buf.get(cut..).unwrap_or(&[])),
                 // No line end in a whole chunk: keep reading (one long line).
                 None => {
                     carry = buf;
@@ -452,8 +455,9 @@ fn text_source_chunked(
                         let _ = spent_tx.try_send(chunk.bytes);
                         // Times in line order for records without one (1-based, as before).
                         for i in &parsed.untimed {
-                            parsed.batch.events[*i].ts_ns =
-                                (counts.records + *i as u64 + 1).saturating_mul(1_000);
+                            if let Some(e) = parsed.batch.events.get_mut(*i) {
+                                e.ts_ns = (counts.records + *i as u64 + 1).saturating_mul(1_000);
+                            }
                         }
                         counts.add(&parsed.counts);
                         for (k, n) in parsed.skips.0 {

@@ -78,39 +78,35 @@ pub fn synthesize(h: &FlowHeaders, orig_len: u32) -> Option<(Vec<u8>, LinkType)>
 /// The transport header (checksums filled in); empty when there is nothing to write.
 fn transport(h: &FlowHeaders, src: IpAddr, dst: IpAddr) -> Option<Vec<u8>> {
     let mut l4 = Vec::new();
+    let [s0, s1] = h.sport.to_be_bytes();
+    let [d0, d1] = h.dport.to_be_bytes();
     let csum_at = match h.proto {
         6 => {
-            l4.resize(20, 0);
-            l4[0..2].copy_from_slice(&h.sport.to_be_bytes());
-            l4[2..4].copy_from_slice(&h.dport.to_be_bytes());
-            l4[12] = 5 << 4;
-            l4[13] = h.tcp_flags.unwrap_or(0);
+            let flags = h.tcp_flags.unwrap_or(0);
+            l4.extend_from_slice(&[s0, s1, d0, d1, 0, 0, 0, 0, 0, 0, 0, 0]);
+            l4.extend_from_slice(&[5 << 4, flags, 0, 0, 0, 0, 0, 0]);
             Some(16)
         }
         17 => {
-            l4.resize(8, 0);
-            l4[0..2].copy_from_slice(&h.sport.to_be_bytes());
-            l4[2..4].copy_from_slice(&h.dport.to_be_bytes());
-            l4[4..6].copy_from_slice(&8u16.to_be_bytes());
+            l4.extend_from_slice(&[s0, s1, d0, d1, 0, 8, 0, 0]);
             Some(6)
         }
         132 => {
-            l4.resize(12, 0);
-            l4[0..2].copy_from_slice(&h.sport.to_be_bytes());
-            l4[2..4].copy_from_slice(&h.dport.to_be_bytes());
+            l4.extend_from_slice(&[s0, s1, d0, d1, 0, 0, 0, 0, 0, 0, 0, 0]);
             // SCTP's checksum is CRC32c, stored little-endian (RFC 4960 appendix B / RFC 3309).
             let crc = crc32c(&l4);
-            l4[8..12].copy_from_slice(&crc.to_le_bytes());
+            l4.truncate(8);
+            l4.extend_from_slice(&crc.to_le_bytes());
             None
         }
         1 | 58 => match h.icmp {
             Some((t, c)) => {
-                l4.resize(8, 0);
-                l4[0] = t;
-                l4[1] = c;
+                l4.extend_from_slice(&[t, c, 0, 0, 0, 0, 0, 0]);
                 if h.proto == 1 && src.is_ipv4() {
                     let cs = checksum(&[&l4]);
-                    l4[2..4].copy_from_slice(&cs.to_be_bytes());
+                    if let Some(at) = l4.get_mut(2..4) {
+                        at.copy_from_slice(&cs.to_be_bytes());
+                    }
                     None
                 } else {
                     Some(2)
@@ -157,7 +153,9 @@ fn checksum(parts: &[&[u8]]) -> u16 {
     for part in parts {
         let mut chunks = part.chunks_exact(2);
         for c in &mut chunks {
-            sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
+            if let [hi, lo] = *c {
+                sum += u32::from(u16::from_be_bytes([hi, lo]));
+            }
         }
         if let [last] = chunks.remainder() {
             sum += u32::from(*last) << 8;

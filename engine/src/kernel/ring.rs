@@ -22,6 +22,17 @@
 //!
 //! Must never: read at or past `prod` (the producer may be writing there), dereference a
 //! position outside the mapped area, or store a `cons` past `prod`.
+// Reads untrusted bytes (files, sockets, packets, kernel records): nothing here may index,
+// unwrap or panic outside tests; it counts and skips what it cannot read.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )
+)]
 
 use std::{
     io,
@@ -252,7 +263,7 @@ impl PerCpuRings {
             let frame = unsafe {
                 std::slice::from_raw_parts(self.data.ptr.as_ptr().add(base), len as usize)
             };
-            on_record(&frame[FRAME_HDR as usize..]);
+            on_record(frame.get(FRAME_HDR as usize..).unwrap_or(&[]));
             self.stats.records += 1;
             cons += len;
         }

@@ -137,16 +137,13 @@ pub(super) fn strip_nflog(data: &[u8]) -> Result<(usize, usize), CookedError> {
         let mut at = 4usize;
         loop {
             let h = data.get(at..at + 4).ok_or(CookedError::Truncated)?;
+            let [l0, l1, t0, t1] = *h else {
+                return Err(CookedError::Truncated);
+            };
             let (len, typ) = if le {
-                (
-                    u16::from_le_bytes([h[0], h[1]]),
-                    u16::from_le_bytes([h[2], h[3]]),
-                )
+                (u16::from_le_bytes([l0, l1]), u16::from_le_bytes([t0, t1]))
             } else {
-                (
-                    u16::from_be_bytes([h[0], h[1]]),
-                    u16::from_be_bytes([h[2], h[3]]),
-                )
+                (u16::from_be_bytes([l0, l1]), u16::from_be_bytes([t0, t1]))
             };
             let len = usize::from(len);
             if len < 4 || at + len > data.len() {

@@ -194,7 +194,7 @@ impl PacketWriter for PcapngWriter {
         let mut body = Vec::with_capacity(8 + data.len());
         body.extend_from_slice(&pen.to_le_bytes());
         body.extend_from_slice(data);
-        body.extend_from_slice(&ZEROS[..pad4(data.len())]);
+        body.extend_from_slice(ZEROS.get(..pad4(data.len())).unwrap_or(&[]));
         // 0x00000BAD: a Custom Block that rewriters may copy.
         self.out.put(&block(CUSTOM_COPYABLE_TYPE, &body))?;
         Ok(true)
