@@ -363,8 +363,14 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
             engine::MAX_SNAPLEN
         );
     }
+    // Each source once, in the order given (`kernel,cilium,kernel` attaches one program).
     let mut kinds = c.source.clone();
-    kinds.dedup();
+    let mut seen = Vec::new();
+    kinds.retain(|k| {
+        let first = !seen.contains(k);
+        seen.push(*k);
+        first
+    });
     use args::SourceKind;
     if kinds.contains(&SourceKind::Cilium) && kinds.contains(&SourceKind::CiliumDatapath) {
         bail!("--source cilium and cilium-datapath exclude each other: cilium reads the running agent's socket, cilium-datapath is for a node whose agent is down; give one");

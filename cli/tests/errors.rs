@@ -40,7 +40,10 @@ fn out_of_range_and_contradictory_flags() {
         ],
         &["0.9", "main, 1.19"],
     );
-    fails_with(&["replay", "x", "-t", "bogus"], &["--type bogus"]);
+    fails_with(
+        &["replay", "x", "-t", "bogus"],
+        &["--type bogus is not a Cilium event type: use drop, debug, capture, trace, policy-verdict, recorder, trace-sock"],
+    );
 }
 
 #[test]

@@ -124,16 +124,7 @@ pub fn reason_name(code: u8) -> String {
 
 /// Name of a non-drop notification type, as `cilium monitor -t` spells it.
 pub fn event_type_name(t: u8) -> &'static str {
-    match t {
-        1 => "drop",
-        2 => "debug",
-        3 => "capture",
-        4 => "trace",
-        5 => "policy-verdict",
-        6 => "recorder",
-        7 => "trace-sock",
-        _ => "unknown",
-    }
+    crate::cilium::notify::MessageKind::name_of_type_byte(t)
 }
 
 /// The code of a policy verdict that denied (`-verdict`), if it did.

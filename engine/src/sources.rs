@@ -612,19 +612,9 @@ pub fn cilium_type_bits(names: &[String]) -> Result<u8> {
     }
     let mut bits = 0u8;
     for n in names {
-        let t = match n.as_str() {
-            "drop" => 1,
-            "debug" => 2,
-            "capture" => 3,
-            "trace" => 4,
-            "policy-verdict" => 5,
-            "recorder" => 6,
-            "trace-sock" => 7,
-            other => anyhow::bail!(
-                "--type {other} is not a Cilium event type: use drop, debug, capture, trace, policy-verdict, recorder or trace-sock"
-            ),
-        };
-        bits |= 1 << t;
+        let kind: crate::cilium::notify::MessageKind =
+            n.parse().map_err(|e| anyhow::anyhow!("--type {e}"))?;
+        bits |= 1 << kind.type_byte();
     }
     Ok(bits)
 }

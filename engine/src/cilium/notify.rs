@@ -48,6 +48,22 @@ pub enum MessageKind {
 }
 
 impl MessageKind {
+    /// Every kind, in type-byte order.
+    pub const ALL: [MessageKind; 7] = [
+        MessageKind::Drop,
+        MessageKind::Debug,
+        MessageKind::DebugCapture,
+        MessageKind::Trace,
+        MessageKind::PolicyVerdict,
+        MessageKind::RecorderCapture,
+        MessageKind::TraceSock,
+    ];
+
+    /// The `cilium monitor -t` name of a type byte (`unknown` for others).
+    pub fn name_of_type_byte(t: u8) -> &'static str {
+        MessageKind::from_type_byte(t).map_or("unknown", MessageKind::monitor_name)
+    }
+
     /// The Go struct name used in Cilium's error messages.
     pub fn go_name(self) -> &'static str {
         match self {
@@ -97,6 +113,20 @@ impl MessageKind {
             NOTIFY_TRACE_SOCK => MessageKind::TraceSock,
             _ => return None,
         })
+    }
+}
+
+/// `cilium monitor -t` names (`drop`, `policy-verdict`, ...).
+impl core::str::FromStr for MessageKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        MessageKind::ALL
+            .into_iter()
+            .find(|k| k.monitor_name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = MessageKind::ALL.iter().map(|k| k.monitor_name()).collect();
+                format!("{s} is not a Cilium event type: use {}", names.join(", "))
+            })
     }
 }
 
@@ -980,6 +1010,23 @@ impl DecodeStats {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn message_kinds_round_trip_their_names_and_bytes() {
+        for k in MessageKind::ALL {
+            assert_eq!(k.monitor_name().parse::<MessageKind>(), Ok(k));
+            assert_eq!(MessageKind::from_type_byte(k.type_byte()), Some(k));
+            assert_eq!(
+                MessageKind::name_of_type_byte(k.type_byte()),
+                k.monitor_name()
+            );
+        }
+        assert_eq!(MessageKind::name_of_type_byte(0), "unknown");
+        assert!("l7"
+            .parse::<MessageKind>()
+            .unwrap_err()
+            .contains("use drop, debug"));
+    }
 
     use crate::testutil::hex;
 

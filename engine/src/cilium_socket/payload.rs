@@ -20,7 +20,8 @@ pub const EVENT_SAMPLE: i64 = 9;
 /// `Payload.Type` of a lost-records notice (`PERF_RECORD_LOST`).
 pub const RECORD_LOST: i64 = 2;
 /// `Data[0]` of an L7 access-log record (`0x81 ‖ gob(accesslog.LogRecord)`).
-pub const MESSAGE_TYPE_L7: u8 = 129;
+/// (Cilium's `MessageTypeAccessLog`: one value, defined with the other message types.)
+pub use crate::cilium::notify::MESSAGE_TYPE_ACCESS_LOG as MESSAGE_TYPE_L7;
 /// `Data[0]` of an agent notification (`0x82 ‖ gob(api.AgentNotify)`).
 pub const MESSAGE_TYPE_AGENT: u8 = 130;
 
@@ -74,16 +75,9 @@ impl MonitorMessage {
 /// Cilium's name for `Data[0]` (`pkg/monitor/api/types.go`).
 pub fn message_type_name(t: u8) -> &'static str {
     match t {
-        1 => "drop",
-        2 => "debug",
-        3 => "capture",
-        4 => "trace",
-        5 => "policy-verdict",
-        6 => "recorder",
-        7 => "trace-sock",
         MESSAGE_TYPE_L7 => "l7",
         MESSAGE_TYPE_AGENT => "agent",
-        _ => "unknown",
+        _ => crate::cilium::notify::MessageKind::name_of_type_byte(t),
     }
 }
 
