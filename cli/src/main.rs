@@ -12,8 +12,7 @@ mod args;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use std::fs::File;
-use std::io::{BufWriter, IsTerminal as _, Write as _};
+use std::io::{IsTerminal as _, Write as _};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -197,7 +196,7 @@ fn finish(names: &Names, o: &OutputArgs, mut report: RunReport) -> Result<i32> {
         let rows = o.stats_flows.unwrap_or_default();
         // In place: a copy of a large table would double its memory.
         report.flows.sort_top_by_packets(rows.limit());
-        write_atomically(p, |w| {
+        engine::atomic::write_atomically(p, |w| {
             engine::report::write_stats_json(w, names, &report, rows)
         })
         .with_context(|| format!("writing {}", p.display()))?;
@@ -213,32 +212,6 @@ fn finish(names: &Names, o: &OutputArgs, mut report: RunReport) -> Result<i32> {
     Ok(0)
 }
 
-/// Writes `path` through `write` as it goes, via a temporary file renamed at the end, so a
-/// failure leaves nothing behind. `write` gets the buffered file itself (not a `dyn Write`):
-/// serializers write many small pieces, and each is then a copy into the buffer.
-fn write_atomically(
-    path: &Path,
-    write: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
-) -> std::io::Result<()> {
-    let buffered = |file: File| -> std::io::Result<()> {
-        let mut w = BufWriter::with_capacity(1 << 18, file);
-        write(&mut w)?;
-        w.flush()
-    };
-    if engine::pcap::output_is_special(path) {
-        // /dev/stdout, /dev/null, a FIFO: write in place; renaming over it would replace it.
-        return buffered(File::create(path)?);
-    }
-    let tmp = engine::sink::tmp_path(path);
-    let r = File::create(&tmp)
-        .and_then(buffered)
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if r.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    r
-}
-
 /// Fails early when the `--stats-json` file cannot be written. A FIFO is not tried: opening
 /// and closing it would end the reader's stream before the document is written (and the
 /// open waits for a reader anyway).
@@ -247,7 +220,7 @@ fn check_stats_path(p: &Path) -> Result<()> {
     if std::fs::metadata(p).is_ok_and(|m| m.file_type().is_fifo()) {
         return Ok(());
     }
-    engine::sink::check_writable(p)
+    engine::atomic::check_writable(p)
 }
 
 /// `-v` count -> `cilium monitor` verbosity.

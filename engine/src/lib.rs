@@ -8,6 +8,7 @@
 
 pub mod accounting;
 pub mod aggregate;
+pub mod atomic;
 pub mod cilium;
 pub mod cilium_datapath;
 pub mod cilium_glue;

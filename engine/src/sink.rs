@@ -57,27 +57,7 @@ impl crate::pcap::FileFormat {
     }
 }
 
-/// Where a file is written before it is complete: `<path>.tmp`.
-pub fn tmp_path(path: &std::path::Path) -> std::path::PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(".tmp");
-    std::path::PathBuf::from(s)
-}
-
-/// Fails early, with the path in the message, when `path` cannot be created.
-pub fn check_writable(path: &std::path::Path) -> Result<()> {
-    if crate::pcap::output_is_special(path) {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(path)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        return Ok(());
-    }
-    let tmp = tmp_path(path);
-    std::fs::write(&tmp, b"").with_context(|| format!("cannot write {}", path.display()))?;
-    let _ = std::fs::remove_file(&tmp);
-    Ok(())
-}
+pub use crate::atomic::{check_writable, tmp_path};
 
 pub struct OutputSink {
     writer: Option<(Box<dyn PacketWriter>, String, String)>,

@@ -12,7 +12,6 @@
 //! writer extends the returned `Vec` directly), so a packet costs a few copies into memory that
 //! stays in cache, and the file sees one `write` per buffer.
 
-use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -147,10 +146,7 @@ pub(super) struct TmpFile {
     not_written: u64,
 }
 
-/// True when `path` exists and is not a regular file (a device, FIFO or socket).
-pub fn is_special(path: &Path) -> bool {
-    fs::metadata(path).is_ok_and(|m| !m.file_type().is_file() && !m.is_dir())
-}
+pub use crate::atomic::is_special;
 
 impl TmpFile {
     #[cfg(test)]
@@ -165,9 +161,7 @@ impl TmpFile {
         let tmp = if direct {
             path.to_path_buf()
         } else {
-            let mut tmp = OsString::from(path.as_os_str());
-            tmp.push(".tmp");
-            PathBuf::from(tmp)
+            crate::atomic::tmp_path(path)
         };
         let opened = if direct {
             fs::OpenOptions::new().write(true).open(&tmp)
