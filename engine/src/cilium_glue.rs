@@ -116,10 +116,10 @@ fn msg_type(n: &Notification) -> u8 {
     }
 }
 
-/// Monitor name of a Cilium drop code (`Policy denied`), `unknown(N)` if it has none.
-pub fn reason_name(code: u8) -> String {
-    drop_reason_str_in(code, CiliumRelease::default())
-        .map_or_else(|| format!("unknown({code})"), str::to_string)
+/// Monitor name of a Cilium drop code (`Policy denied`) in `release` (`--cilium-release`),
+/// `unknown(N)` if it has none there.
+pub fn reason_name(code: u8, release: CiliumRelease) -> String {
+    drop_reason_str_in(code, release).map_or_else(|| format!("unknown({code})"), str::to_string)
 }
 
 /// Name of a non-drop notification type, as `cilium monitor -t` spells it.
@@ -257,7 +257,10 @@ pub fn json_fields(
     let (rk, src, dst) = reason_and_identities(c);
     if let ReasonKey::Cilium(code) = rk {
         m.insert("reason".into(), code.into());
-        m.insert("reason_name".into(), reason_name(code).into());
+        m.insert(
+            "reason_name".into(),
+            reason_name(code, names.cilium.release).into(),
+        );
         m.insert("src_identity".into(), src.into());
         m.insert("dst_identity".into(), dst.into());
     }

@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::aggregate::ReasonKey;
+use crate::cilium::tables::CiliumRelease;
 use crate::event::{Cause, Event};
 use crate::kernel::kallsyms::Kallsyms;
 use crate::kernel::reasons::KernelReasons;
@@ -109,7 +110,7 @@ impl Names {
     pub fn reason_name(&self, r: ReasonKey) -> String {
         match r {
             ReasonKey::Kernel(n) => self.kernel_reasons.name(n).into_owned(),
-            ReasonKey::Cilium(c) => crate::cilium_glue::reason_name(c),
+            ReasonKey::Cilium(c) => crate::cilium_glue::reason_name(c, self.cilium.release),
             ReasonKey::CiliumEvent(t) => {
                 format!("cilium {}", crate::cilium_glue::event_type_name(t))
             }
@@ -121,7 +122,10 @@ impl Names {
     pub fn reason_label(&self, r: ReasonKey) -> String {
         match r {
             ReasonKey::Kernel(n) => format!("{} ({n})", self.kernel_reasons.name(n)),
-            ReasonKey::Cilium(c) => format!("cilium {} ({c})", crate::cilium_glue::reason_name(c)),
+            ReasonKey::Cilium(c) => format!(
+                "cilium {} ({c})",
+                crate::cilium_glue::reason_name(c, self.cilium.release)
+            ),
             ReasonKey::CiliumEvent(t) => {
                 format!("cilium {}", crate::cilium_glue::event_type_name(t))
             }
@@ -220,10 +224,10 @@ pub fn reason_and_identities(e: &Event) -> (ReasonKey, u32, u32) {
 
 /// What a text input added: ` from NS/POD to NS/POD` (Hubble's names), ` on node N`, and
 /// `; synthesised from headers (no packet bytes in the input)`.
-pub fn meta_comment(out: &mut String, m: &crate::event::EventMeta) {
+pub fn meta_comment(out: &mut String, m: &crate::event::EventMeta, release: CiliumRelease) {
     use std::fmt::Write as _;
     if let Some(d) = crate::join::meta_joined(m) {
-        write_joined(out, d);
+        write_joined(out, d, release);
     }
     if let Some(n) = &m.names {
         let side = |ns: &Option<String>, pod: &Option<String>| match (ns, pod) {
@@ -254,11 +258,15 @@ pub fn meta_comment(out: &mut String, m: &crate::event::EventMeta) {
 }
 
 /// ` ← Cilium: REASON (CODE) identity A->B`: the Cilium notification joined to a kernel drop.
-pub fn write_joined(out: &mut String, d: &crate::cilium::notify::DropNotify) {
+pub fn write_joined(
+    out: &mut String,
+    d: &crate::cilium::notify::DropNotify,
+    release: CiliumRelease,
+) {
     let _ = write!(
         out,
         " ← Cilium: {} ({}) identity {}->{}",
-        crate::cilium_glue::reason_name(d.subtype),
+        crate::cilium_glue::reason_name(d.subtype, release),
         d.subtype,
         d.src_label,
         d.dst_label
@@ -431,7 +439,7 @@ impl<'n> Renderer<'n> {
             }
         }
         if let Some(m) = &e.meta {
-            meta_comment(&mut self.scratch, m);
+            meta_comment(&mut self.scratch, m, self.names.cilium.release);
         }
         self.look_up_pods(e, s);
         if let Some((_, pods)) = &self.last_pods {
@@ -478,7 +486,7 @@ impl<'n> Renderer<'n> {
                 }
                 let _ = write!(out, ", netns {}", e.netns);
                 if let Some(d) = e.meta.as_deref().and_then(crate::join::meta_joined) {
-                    write_joined(out, d);
+                    write_joined(out, d, self.names.cilium.release);
                 }
                 self.look_up_pods(e, s);
                 if let Some((_, pods)) = &self.last_pods {
@@ -551,7 +559,7 @@ impl<'n> Renderer<'n> {
                 "cilium_drop".into(),
                 serde_json::json!({
                     "reason": d.subtype,
-                    "reason_name": crate::cilium_glue::reason_name(d.subtype),
+                    "reason_name": crate::cilium_glue::reason_name(d.subtype, self.names.cilium.release),
                     "src_identity": d.src_label,
                     "dst_identity": d.dst_label,
                 }),
@@ -722,5 +730,26 @@ fn summary_json(m: &mut serde_json::Map<String, serde_json::Value>, s: &PacketSu
     }
     if let Some(stop) = &s.stop {
         m.insert("decode_stop".into(), format!("{stop:?}").into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--cilium-release` names reasons in summaries and JSON as in comments: a code its
+    /// release's `drop.go` does not have is `unknown(N)` there.
+    #[test]
+    fn cilium_reason_names_follow_the_release() {
+        let mut names = Names::load(true);
+        names.cilium = crate::cilium_glue::CiliumContext::new(CiliumRelease::Main);
+        assert_eq!(names.reason_name(ReasonKey::Cilium(205)), "Punt to proxy");
+        assert_eq!(
+            names.reason_label(ReasonKey::Cilium(205)),
+            "cilium Punt to proxy (205)"
+        );
+        names.cilium = crate::cilium_glue::CiliumContext::new(CiliumRelease::V1_16);
+        assert_eq!(names.reason_name(ReasonKey::Cilium(205)), "unknown(205)");
+        assert_eq!(names.reason_name(ReasonKey::Cilium(133)), "Policy denied");
     }
 }
