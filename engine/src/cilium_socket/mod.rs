@@ -21,6 +21,7 @@
     )
 )]
 
+#[cfg(any(test, feature = "test-support"))]
 pub mod agent_sim;
 pub mod gob;
 pub mod payload;

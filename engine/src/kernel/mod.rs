@@ -20,6 +20,7 @@ pub mod record;
 pub mod ring;
 pub mod source;
 pub mod table;
+#[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 
 pub use kallsyms::Kallsyms;

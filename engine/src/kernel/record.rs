@@ -84,6 +84,7 @@ fn read<T: aya::Pod>(buf: &[u8]) -> Option<T> {
 }
 
 /// Encodes a record the way the kernel program does (tests and benches).
+#[cfg(any(test, feature = "test-support"))]
 pub fn encode(ev: &KfreeSkbEvent, packet: &[u8], out: &mut Vec<u8>) {
     // SAFETY: KfreeSkbEvent is repr(C) Pod without padding; viewing it as bytes is sound.
     let bytes =

@@ -276,10 +276,12 @@ impl PerCpuRings {
 
 /// Rings in private, writable memory, written the way the kernel program writes: for tests,
 /// benches and fuzzing of the reading side without a kernel.
+#[cfg(any(test, feature = "test-support"))]
 pub struct TestRings {
     r: PerCpuRings,
 }
 
+#[cfg(any(test, feature = "test-support"))]
 impl TestRings {
     pub fn new(cpus: u32, blocks: u32) -> io::Result<Self> {
         Ok(TestRings {
