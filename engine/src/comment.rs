@@ -16,17 +16,6 @@
 //! parses back to the numbers given. Comments are untrusted input (they come from any pcapng
 //! file): the parser never panics, never allocates, and returns `None` for anything that is
 //! not exactly one of these shapes.
-// Reads untrusted bytes (files, sockets, packets, kernel records): nothing here may index,
-// unwrap or panic outside tests; it counts and skips what it cannot read.
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::indexing_slicing,
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic
-    )
-)]
 
 /// What [`parse_comment`] recovered from a packet comment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

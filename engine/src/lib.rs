@@ -6,6 +6,19 @@
 //! JSON printers) consume them. Every stage that skips or loses something counts it with a
 //! reason in [`accounting`].
 
+// Much of the engine reads untrusted bytes (files, sockets, packets, kernel records, API
+// answers): nothing in it may index, unwrap or panic outside tests; it counts and skips
+// what it cannot read. (Tests may; so may the test-support modules, which say so.)
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )
+)]
+
 pub mod accounting;
 pub mod aggregate;
 pub mod atomic;

@@ -432,7 +432,11 @@ fn apply_selection(
     });
     kept_before.push(kept);
     for (at, _) in &mut batch.notices {
-        *at = kept_before[(*at).min(kept_before.len() - 1)];
+        *at = kept_before
+            .get(*at)
+            .or(kept_before.last())
+            .copied()
+            .unwrap_or(0);
     }
 }
 

@@ -91,16 +91,17 @@ fn json_str(s: &str) -> String {
 fn push_u64(out: &mut String, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut at = digits.len();
-    loop {
+    // 20 digits hold any u64.
+    while let Some(d) = at.checked_sub(1).and_then(|a| digits.get_mut(a)) {
         at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
+        *d = b'0' + (n % 10) as u8;
         n /= 10;
         if n == 0 {
             break;
         }
     }
     // ASCII digits: always UTF-8.
-    if let Ok(text) = std::str::from_utf8(&digits[at..]) {
+    if let Ok(text) = std::str::from_utf8(digits.get(at..).unwrap_or(&[])) {
         out.push_str(text);
     }
 }

@@ -204,13 +204,13 @@ fn format_of_head(head: &[u8], ciliumraw: bool) -> InputFormat {
         [0xa1, 0xb2, 0x3c, 0x4d],
         [0x0a, 0x0d, 0x0d, 0x0a],
     ];
-    if head.len() >= 8 && head[..8] == crate::cilium_socket::record::GOBSTREAM_MAGIC {
+    if head.get(..8) == Some(&crate::cilium_socket::record::GOBSTREAM_MAGIC[..]) {
         return InputFormat::GobStream;
     }
     if ciliumraw {
         return InputFormat::CiliumRaw;
     }
-    if head.len() >= 4 && CAPTURE_MAGICS.iter().any(|m| head[..4] == *m) {
+    if CAPTURE_MAGICS.iter().any(|m| head.get(..4) == Some(&m[..])) {
         return InputFormat::Capture;
     }
     match crate::ingest::source::sniff(head) {

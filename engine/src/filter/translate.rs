@@ -181,11 +181,11 @@ fn reachable(ops: &[Op]) -> Vec<bool> {
         *s = true;
     }
     // Jumps only go forward, so one pass in order suffices.
-    for i in 0..ops.len() {
-        if !seen[i] || always_fails(ops[i]) {
+    for (i, &o) in ops.iter().enumerate() {
+        if !seen.get(i).copied().unwrap_or(false) || always_fails(o) {
             continue;
         }
-        let (a, b) = ops[i].successors(i);
+        let (a, b) = o.successors(i);
         for t in [a, b].into_iter().flatten() {
             if let Some(s) = seen.get_mut(t) {
                 *s = true;
@@ -255,17 +255,23 @@ fn emit_program(e: &mut Emitter, p: usize, prog: &Program) -> bool {
     let mut read = [false; MEMWORDS];
     for (o, _) in ops.iter().zip(&live).filter(|(_, l)| **l) {
         if let Op::LdMem(i) | Op::LdxMem(i) = *o {
-            read[usize::from(i) % MEMWORDS] = true;
+            if let Some(r) = read.get_mut(usize::from(i) % MEMWORDS) {
+                *r = true;
+            }
         }
     }
     for (i, _) in read.iter().enumerate().filter(|(_, r)| **r) {
         e.push(ins(op::ST | op::MEM | op::W, R5, 0, mem_off(i as u8), 0));
     }
-    let live_idx: Vec<usize> = (0..ops.len()).filter(|&i| live[i]).collect();
+    let live_idx: Vec<usize> = (0..ops.len())
+        .filter(|&i| live.get(i).copied().unwrap_or(false))
+        .collect();
     for (n, &i) in live_idx.iter().enumerate() {
         let next = live_idx.get(n + 1).copied();
         e.place(Label::Insn(p, i));
-        let o = ops[i];
+        let Some(&o) = ops.get(i) else {
+            continue;
+        };
         if always_fails(o) {
             e.jump(ins(op::JMP | op::JA, 0, 0, 0, 0), reject);
             rejects = true;

@@ -278,7 +278,7 @@ pub fn patch_filter_stub(obj: &[u8], program: &[u64]) -> Result<Vec<u64>, LoadEr
     let stub = obj
         .get(at..at + reserve)
         .ok_or_else(|| fail("the filter stub is cut short".into()))?;
-    if stub[8..].chunks(8).any(|c| c != nop) {
+    if stub.get(8..).unwrap_or(&[]).chunks(8).any(|c| c != nop) {
         return Err(fail("the filter stub's reserve is not all no-ops".into()));
     }
     // 8-aligned storage: the ELF parser reads the object in place.
@@ -286,8 +286,14 @@ pub fn patch_filter_stub(obj: &[u8], program: &[u64]) -> Result<Vec<u64>, LoadEr
     // SAFETY: `out` holds at least obj.len() bytes; u64 has no invalid bit patterns.
     let bytes = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<u8>(), obj.len()) };
     bytes.copy_from_slice(obj);
-    for (i, insn) in program.iter().enumerate() {
-        bytes[at + i * 8..at + i * 8 + 8].copy_from_slice(&insn.to_le_bytes());
+    // (`program` fits the reserve, which lies inside the object: checked above.)
+    for (slot, insn) in bytes
+        .get_mut(at..at + reserve)
+        .unwrap_or(&mut [])
+        .chunks_exact_mut(8)
+        .zip(program)
+    {
+        slot.copy_from_slice(&insn.to_le_bytes());
     }
     Ok(out)
 }

@@ -98,13 +98,21 @@ impl KernelTable {
         clock: ClockOffset,
     ) -> io::Result<usize> {
         let g = (epoch & 1) as usize;
+        let [flows_0, flows_1] = &self.flows;
+        let [caches_0, caches_1] = &self.caches;
+        let [budget_0, budget_1] = &self.budget;
+        let (flows, caches, budget) = if g == 0 {
+            (flows_0, caches_0, budget_0)
+        } else {
+            (flows_1, caches_1, budget_1)
+        };
         self.scratch.clear();
-        let mut n = bpfsys::lookup_and_delete_all(self.flows[g].fd().as_fd(), &mut self.scratch)?;
+        let mut n = bpfsys::lookup_and_delete_all(flows.fd().as_fd(), &mut self.scratch)?;
         for (k, v) in &self.scratch {
             into.add(k, v, clock);
         }
         let cache: PerCpuArray<&MapData, CacheSlot> =
-            PerCpuArray::try_from(&self.caches[g]).map_err(io::Error::other)?;
+            PerCpuArray::try_from(caches).map_err(io::Error::other)?;
         for slots in cache.iter() {
             let slots = slots.map_err(io::Error::other)?;
             for s in slots.iter() {
@@ -115,7 +123,7 @@ impl KernelTable {
             }
         }
         self.budget_scratch.clear();
-        bpfsys::lookup_and_delete_all(self.budget[g].fd().as_fd(), &mut self.budget_scratch)?;
+        bpfsys::lookup_and_delete_all(budget.fd().as_fd(), &mut self.budget_scratch)?;
         self.generations += 1;
         self.peak_entries = self.peak_entries.max(n);
         Ok(n)

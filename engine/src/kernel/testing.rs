@@ -214,7 +214,7 @@ pub mod raw {
             Err(e) => {
                 let _ = load(1);
                 let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
-                let text = String::from_utf8_lossy(&log[..end]);
+                let text = String::from_utf8_lossy(log.get(..end).unwrap_or(&[]));
                 let tail: Vec<&str> = text.lines().rev().take(30).collect();
                 Err(format!(
                     "{e}; verifier log tail:\n{}",
