@@ -437,6 +437,68 @@ fn programs_of(i: &Interface, ingress: Option<bool>) -> Vec<String> {
         .collect()
 }
 
+/// A run's drops joined with the datapath: what `capture` puts in its summary and in
+/// `--stats-json` (member `datapath`), and what a server or report can reuse.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Join {
+    /// When the datapath was read (none: no live state, the table only, e.g. a replay).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub taken_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maps_dir: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoints_from: Option<String>,
+    pub explanations: Vec<Explanation>,
+    /// What could not be read, one line each.
+    pub notes: Vec<String>,
+}
+
+impl Join {
+    /// Reads the datapath now (counting only the maps the run's reasons point at) and joins
+    /// `flows` with it.
+    pub fn live(flows: &crate::aggregate::FlowTable, names: &Names, base: &super::Options) -> Join {
+        let reasons: Vec<ReasonKey> = {
+            let mut v: Vec<ReasonKey> = flows.iter().map(|(k, _)| k.reason).collect();
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
+        let snap = super::snapshot(&super::options_for_join(base, &reasons, names));
+        Join {
+            taken_at: Some(snap.taken_at.clone()),
+            maps_dir: Some(snap.maps_dir.clone()),
+            endpoints_from: Some(snap.endpoints_from.clone()),
+            explanations: explain(flows.iter(), names, Some(&snap)),
+            notes: snap.notes,
+        }
+    }
+
+    /// The reason table only (no live state: the datapath now says nothing about a file).
+    pub fn table_only(flows: &crate::aggregate::FlowTable, names: &Names) -> Join {
+        Join {
+            taken_at: None,
+            maps_dir: None,
+            endpoints_from: None,
+            explanations: explain(flows.iter(), names, None),
+            notes: Vec::new(),
+        }
+    }
+
+    /// Summary lines (`datapath: ...`); empty when no reason has a row or a fact.
+    pub fn render_text(&self) -> String {
+        let mut s = render_text(&self.explanations);
+        if !s.is_empty() {
+            if let Some(t) = &self.taken_at {
+                s.insert_str(0, &format!("datapath (read at {t}):\n"));
+            }
+            for n in &self.notes {
+                s.push_str(&format!("datapath: note: {n}\n"));
+            }
+        }
+        s
+    }
+}
+
 /// The join as text lines for a run's summary (`datapath: ...`), only reasons the table or
 /// the state says something about.
 pub fn render_text(ex: &[Explanation]) -> String {
