@@ -15,6 +15,7 @@
 use std::ffi::CString;
 use std::io;
 use std::mem::{size_of, zeroed};
+
 use std::os::fd::{AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd};
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::Path;
@@ -291,67 +292,6 @@ pub fn read_dir(
     Ok(out)
 }
 
-/// Test and benchmark helpers: create hash maps and fill them (tests own these maps;
-/// dropscope itself never writes to any map).
-pub mod testing {
-    use super::*;
-
-    /// A new hash map of `u32` keys and `value_size`-byte values.
-    pub fn hash_map(max_entries: u32, value_size: u32) -> io::Result<OwnedFd> {
-        let mut attr = zeroed_attr();
-        // SAFETY: plain integers into the MAP_CREATE variant of a zeroed union.
-        unsafe {
-            let c = &mut attr.__bindgen_anon_1;
-            c.map_type = bpf_map_type::BPF_MAP_TYPE_HASH as u32;
-            c.key_size = 4;
-            c.value_size = value_size;
-            c.max_entries = max_entries;
-        }
-        let fd = sys_bpf(bpf_cmd::BPF_MAP_CREATE, &mut attr)?;
-        // SAFETY: BPF_MAP_CREATE returned a new file descriptor that nothing else owns.
-        Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
-    }
-
-    /// Inserts keys `from..to` (as `u32`) with zeroed values.
-    pub fn insert_range(map: BorrowedFd<'_>, from: u32, to: u32) -> io::Result<()> {
-        let (_, vs, _) = crate::kernel::bpfsys::map_geometry(map)?;
-        let value = vec![0u8; vs as usize];
-        for k in from..to {
-            let mut attr = zeroed_attr();
-            // SAFETY: MAP_UPDATE_ELEM with a 4-byte key and a value of the map's size, both
-            // outliving the call.
-            unsafe {
-                let u = &mut attr.__bindgen_anon_2;
-                u.map_fd = map.as_raw_fd() as u32;
-                u.key = &k as *const u32 as u64;
-                u.__bindgen_anon_1.value = value.as_ptr() as u64;
-            }
-            sys_bpf(bpf_cmd::BPF_MAP_UPDATE_ELEM, &mut attr)?;
-        }
-        Ok(())
-    }
-
-    /// Deletes keys `from..to`.
-    pub fn delete_range(map: BorrowedFd<'_>, from: u32, to: u32) -> io::Result<()> {
-        for k in from..to {
-            let mut attr = zeroed_attr();
-            // SAFETY: MAP_DELETE_ELEM with a 4-byte key that outlives the call.
-            unsafe {
-                let u = &mut attr.__bindgen_anon_2;
-                u.map_fd = map.as_raw_fd() as u32;
-                u.key = &k as *const u32 as u64;
-            }
-            sys_bpf(bpf_cmd::BPF_MAP_DELETE_ELEM, &mut attr)?;
-        }
-        Ok(())
-    }
-
-    /// `BPF_OBJ_PIN`.
-    pub fn pin(fd: BorrowedFd<'_>, path: &Path) -> io::Result<()> {
-        crate::kernel::testing::raw::obj_pin(fd, path)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -377,8 +317,8 @@ mod tests {
             eprintln!("SKIPPED: not root");
             return;
         }
-        let m = testing::hash_map(1000, 64).unwrap();
-        testing::insert_range(m.as_fd(), 0, 777).unwrap();
+        let m = super::super::testing::hash_map(1000, 64).unwrap();
+        super::super::testing::insert_range(m.as_fd(), 0, 777).unwrap();
         assert_eq!(
             count_keys(m.as_fd(), 4, 10_000).unwrap(),
             KeyCount {
@@ -399,20 +339,9 @@ mod tests {
         let _ = std::fs::create_dir_all(&dir);
         let bpffs = dir.join("fs");
         let _ = std::fs::create_dir_all(&bpffs);
-        let c = CString::new(bpffs.as_os_str().as_bytes()).unwrap();
-        // SAFETY: mount(2) with NUL-terminated strings.
-        let rc = unsafe {
-            libc::mount(
-                c"bpf".as_ptr(),
-                c.as_ptr(),
-                c"bpf".as_ptr(),
-                0,
-                std::ptr::null(),
-            )
-        };
-        assert_eq!(rc, 0, "mount bpffs: {}", io::Error::last_os_error());
+        super::super::testing::mount_bpffs(&bpffs).unwrap();
         let pin = bpffs.join("cilium_ct4_global");
-        testing::pin(m.as_fd(), &pin).unwrap();
+        super::super::testing::pin(m.as_fd(), &pin).unwrap();
         let st = read_map(&pin, &|_| true).unwrap().unwrap();
         assert_eq!(st.entries, Some(777));
         assert_eq!(st.max_entries, 1000);
@@ -420,10 +349,9 @@ mod tests {
         assert_eq!(st.method, CountMethod::GetNextKey);
         assert_eq!(st.fill_text(), "777/1000 (77.7%)");
         let ro = open_pinned_rdonly(&pin).unwrap();
-        let err = testing::insert_range(ro.as_fd(), 5000, 5001).unwrap_err();
+        let err = super::super::testing::insert_range(ro.as_fd(), 5000, 5001).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EPERM), "{err}");
-        // SAFETY: umount2 with a NUL-terminated path.
-        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        super::super::testing::umount(&bpffs);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

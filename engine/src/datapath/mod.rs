@@ -17,6 +17,7 @@
 pub mod explain;
 pub mod hooks;
 pub mod maps;
+pub mod testing;
 pub mod watch;
 
 use std::collections::{BTreeMap, HashMap};

@@ -60,7 +60,8 @@ pub enum ChangeKind {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Change {
     pub at: String,
-    #[serde(skip)]
+    /// The same moment, nanoseconds since the Unix epoch.
+    #[serde(rename = "at_unix_ns")]
     pub at_ns: u64,
     #[serde(flatten)]
     pub kind: ChangeKind,
