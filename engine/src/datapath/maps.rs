@@ -219,15 +219,13 @@ pub fn count_keys(fd: BorrowedFd<'_>, key_size: u32, bound: u64) -> io::Result<K
 pub fn read_map(path: &Path, count: &dyn Fn(&str) -> bool) -> io::Result<Option<MapState>> {
     let fd = open_pinned_rdonly(path)?;
     use std::os::fd::AsFd as _;
-    let info = match map_info(fd.as_fd()) {
-        Ok(i) => i,
-        // A pinned program or link: BPF_OBJ_GET gives its fd, map info does not fit it.
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    if info.max_entries == 0 && info.key_size == 0 && info.value_size == 0 {
+    // A pinned program or link opens too (and its info call would fill a map's buffer with
+    // a program's fields): the descriptor's kind says what it is.
+    let kind = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))?;
+    if kind.as_os_str() != "anon_inode:bpf-map" {
         return Ok(None);
     }
+    let info = map_info(fd.as_fd())?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

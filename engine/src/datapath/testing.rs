@@ -15,6 +15,9 @@ use aya_obj::generated::{bpf_attr, bpf_cmd, bpf_map_type, bpf_prog_info};
 
 use crate::kernel::bpfsys::sys_bpf;
 
+/// Map types, for [`map`].
+pub use aya_obj::generated::bpf_map_type as MapType;
+
 fn zeroed_attr() -> bpf_attr {
     // SAFETY: bpf_attr is a union of plain integer structs: all zeroes is a valid value.
     unsafe { zeroed() }
