@@ -156,6 +156,12 @@ pub struct DoctorArgs {
     /// Skip the load-and-attach check (which needs the capture's privileges).
     #[arg(long)]
     pub no_attach: bool,
+    /// Cilium's pinned maps for the datapath checks.
+    #[arg(long, default_value = engine::datapath::DEFAULT_MAPS_DIR, value_name = "DIR")]
+    pub maps_dir: String,
+    /// The Cilium agent's REST API socket.
+    #[arg(long, default_value = engine::doctor::CILIUM_API_SOCKET, value_name = "PATH")]
+    pub cilium_api: String,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

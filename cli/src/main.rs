@@ -766,7 +766,12 @@ fn replay(r: args::ReplayArgs) -> Result<i32> {
 
 fn doctor(d: args::DoctorArgs) -> Result<i32> {
     use engine::doctor::{self, Status};
-    let checks = doctor::run(&doctor::Paths::default(), !d.no_attach);
+    let paths = doctor::Paths {
+        maps_dir: d.maps_dir.clone(),
+        cilium_api: d.cilium_api.clone(),
+        ..doctor::Paths::default()
+    };
+    let checks = doctor::run(&paths, !d.no_attach);
     let text = if d.json {
         let mut t = serde_json::to_string_pretty(&checks)?;
         t.push('\n');

@@ -567,6 +567,45 @@ fn datapath_reports_programs_per_interface_and_the_exact_fill_of_each_map() {
     );
     assert!(text.contains("64/64 (100.0%)"), "{text}");
     assert!(text.contains("850/1000 (85.0%)"), "{text}");
+    // The doctor's datapath section says the same, as warnings.
+    let out = dropscope()
+        .args([
+            "doctor",
+            "--json",
+            "--no-attach",
+            "--maps-dir",
+            node.globals(),
+            "--cilium-api",
+            "/nonexistent/cilium.sock",
+        ])
+        .output()
+        .unwrap();
+    let checks: serde_json::Value = serde_json::from_slice(&out.stdout).expect("doctor json");
+    let check = |name: &str| -> serde_json::Value {
+        checks
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in {checks:#}"))
+            .clone()
+    };
+    let progs = check("datapath-progs");
+    assert_eq!(progs["status"], "warn", "{progs}");
+    assert!(
+        progs["detail"].as_str().unwrap().contains(&format!(
+            "{}@netns{}",
+            lab.eps[2],
+            lab.inode(&lab.b)
+        )),
+        "{progs}"
+    );
+    let maps = check("datapath-maps");
+    assert_eq!(maps["status"], "warn", "{maps}");
+    assert_eq!(
+        maps["detail"],
+        "1 of 5 maps at least 90% full: cilium_ct4_global 64/64 (100.0%)"
+    );
     // A missing maps directory is one note; the rest is still reported.
     let out = run_ok(dropscope().args([
         "datapath",
