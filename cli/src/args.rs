@@ -100,8 +100,9 @@ Examples:
   dropscope datapath --maps-dir /sys/fs/bpf/cilium/globals --no-count
 
 Endpoint interfaces come from the Cilium agent's API (--cilium-api) when it answers, else
-by name (lxc*). Maps are opened read-only and counted by walking keys (values are never
-copied); the method is named per map. Needs CAP_BPF (or CAP_SYS_ADMIN) for programs and
+by name (lxc*). Maps are opened read-only; entries come from the kernel's own counter
+(a BPF iterator calling bpf_map_sum_elem_count, Linux 6.6+) or else by walking keys
+(values are never copied); the method is named per map. Needs CAP_BPF (or CAP_SYS_ADMIN) for programs and
 maps, CAP_SYS_ADMIN to enter other network namespaces, CAP_NET_ADMIN for cgroup programs;
 what cannot be read is one `note:` line, the rest is still reported.";
 
@@ -140,6 +141,10 @@ pub struct DatapathArgs {
     /// Do not count map entries (types and sizes only; cheapest).
     #[arg(long)]
     pub no_count: bool,
+    /// Count entries by walking keys (BPF_MAP_GET_NEXT_KEY) even where the kernel's own
+    /// counter can be read (a BPF iterator with bpf_map_sum_elem_count, Linux 6.6+).
+    #[arg(long)]
+    pub walk_keys: bool,
     /// Only dropscope's own network namespace.
     #[arg(long)]
     pub own_netns: bool,

@@ -821,6 +821,7 @@ fn datapath(d: args::DatapathArgs) -> Result<i32> {
             CountMaps::All
         },
         all_namespaces: !d.own_netns,
+        walk_keys: d.walk_keys,
         ..Default::default()
     };
     let mut out = std::io::stdout().lock();

@@ -33,6 +33,9 @@ const BPF_F_RDONLY: u32 = 1 << 3;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum CountMethod {
+    /// The kernel's own per-map counter, read by a BPF iterator (`bpf_map_sum_elem_count`,
+    /// Linux 6.6+): neither keys nor values are read.
+    KernelCounter,
     /// `BPF_MAP_GET_NEXT_KEY` over every key (no values copied).
     GetNextKey,
     /// An array: every slot exists from creation; there is no "current" count.
@@ -44,6 +47,7 @@ pub enum CountMethod {
 impl CountMethod {
     pub fn as_str(self) -> &'static str {
         match self {
+            CountMethod::KernelCounter => "kernel-counter",
             CountMethod::GetNextKey => "get-next-key",
             CountMethod::ArraySlots => "array-slots",
             CountMethod::NotCounted => "not-counted",
@@ -214,9 +218,28 @@ pub fn count_keys(fd: BorrowedFd<'_>, key_size: u32, bound: u64) -> io::Result<K
     }
 }
 
-/// Describes and (if `count` says so for its name) counts the map pinned at `path`.
+/// Hash-map types whose kernel counter (`bpf_map_sum_elem_count`) is kept: the hash table
+/// code counts every insert and delete of these (kernel/bpf/hashtab.c, Linux 6.6+).
+fn kernel_counted(t: u32) -> bool {
+    use bpf_map_type as m;
+    [
+        m::BPF_MAP_TYPE_HASH,
+        m::BPF_MAP_TYPE_PERCPU_HASH,
+        m::BPF_MAP_TYPE_LRU_HASH,
+        m::BPF_MAP_TYPE_LRU_PERCPU_HASH,
+    ]
+    .iter()
+    .any(|k| *k as u32 == t)
+}
+
+/// Describes and (if `count` says so for its name) counts the map pinned at `path`, with
+/// the kernel's counters when `kernel` has them (map id -> entries), else by walking keys.
 /// `Ok(None)`: the pin is not a map (a program, a link).
-pub fn read_map(path: &Path, count: &dyn Fn(&str) -> bool) -> io::Result<Option<MapState>> {
+pub fn read_map(
+    path: &Path,
+    count: &dyn Fn(&str) -> bool,
+    kernel: Option<&std::collections::HashMap<u32, u64>>,
+) -> io::Result<Option<MapState>> {
     let fd = open_pinned_rdonly(path)?;
     use std::os::fd::AsFd as _;
     // A pinned program or link opens too (and its info call would fill a map's buffer with
@@ -247,6 +270,15 @@ pub fn read_map(path: &Path, count: &dyn Fn(&str) -> bool) -> io::Result<Option<
     };
     if array_like(info.type_) {
         m.method = CountMethod::ArraySlots;
+    } else if let (true, true, Some(n)) = (
+        kernel_counted(info.type_),
+        count(&name),
+        kernel.and_then(|k| k.get(&info.id)),
+    ) {
+        m.entries = Some(*n);
+        m.fill = (info.max_entries > 0)
+            .then(|| (*n).min(u64::from(info.max_entries)) as f64 / f64::from(info.max_entries));
+        m.method = CountMethod::KernelCounter;
     } else if keyed(info.type_) && count(&name) {
         let t0 = Instant::now();
         let bound = u64::from(info.max_entries).saturating_mul(2).max(1024);
@@ -271,6 +303,7 @@ pub fn read_map(path: &Path, count: &dyn Fn(&str) -> bool) -> io::Result<Option<
 pub fn read_dir(
     dir: &Path,
     count: &dyn Fn(&str) -> bool,
+    kernel: Option<&std::collections::HashMap<u32, u64>>,
     errors: &mut Vec<String>,
 ) -> io::Result<Vec<MapState>> {
     let mut names: Vec<_> = std::fs::read_dir(dir)?
@@ -281,7 +314,7 @@ pub fn read_dir(
     names.sort();
     let mut out = Vec::new();
     for p in names {
-        match read_map(&p, count) {
+        match read_map(&p, count, kernel) {
             Ok(Some(m)) => out.push(m),
             Ok(None) => {}
             Err(e) => errors.push(format!("{}: {e}", p.display())),
@@ -340,12 +373,39 @@ mod tests {
         super::super::testing::mount_bpffs(&bpffs).unwrap();
         let pin = bpffs.join("cilium_ct4_global");
         super::super::testing::pin(m.as_fd(), &pin).unwrap();
-        let st = read_map(&pin, &|_| true).unwrap().unwrap();
+        let st = read_map(&pin, &|_| true, None).unwrap().unwrap();
         assert_eq!(st.entries, Some(777));
         assert_eq!(st.max_entries, 1000);
         assert_eq!(st.map_type, "hash");
         assert_eq!(st.method, CountMethod::GetNextKey);
         assert_eq!(st.fill_text(), "777/1000 (77.7%)");
+        // The kernel's counter agrees with the walk, for each hash type it keeps.
+        match super::super::iter::MapCounts::load() {
+            Ok(it) => {
+                for (t, flags_note) in [
+                    (bpf_map_type::BPF_MAP_TYPE_HASH, "hash"),
+                    (bpf_map_type::BPF_MAP_TYPE_LRU_HASH, "lru_hash"),
+                    (bpf_map_type::BPF_MAP_TYPE_PERCPU_HASH, "percpu_hash"),
+                    (
+                        bpf_map_type::BPF_MAP_TYPE_LRU_PERCPU_HASH,
+                        "lru_percpu_hash",
+                    ),
+                ] {
+                    let m2 = super::super::testing::map(t, 4, 8, 1000).unwrap();
+                    super::super::testing::insert_range(m2.as_fd(), 0, 321).unwrap();
+                    super::super::testing::delete_range(m2.as_fd(), 0, 21).unwrap();
+                    let id = map_info(m2.as_fd()).unwrap().id;
+                    let counts = it.read().unwrap();
+                    assert_eq!(counts.get(&id), Some(&300), "{flags_note}");
+                    assert_eq!(count_keys(m2.as_fd(), 4, 10_000).unwrap().entries, 300);
+                }
+                let counts = it.read().unwrap();
+                let st = read_map(&pin, &|_| true, Some(&counts)).unwrap().unwrap();
+                assert_eq!(st.entries, Some(777));
+                assert_eq!(st.method, CountMethod::KernelCounter);
+            }
+            Err(e) => eprintln!("kernel counter not available here: {e}"),
+        }
         let ro = open_pinned_rdonly(&pin).unwrap();
         let err = super::super::testing::insert_range(ro.as_fd(), 5000, 5001).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EPERM), "{err}");

@@ -16,6 +16,7 @@
 
 pub mod explain;
 pub mod hooks;
+pub mod iter;
 pub mod maps;
 pub mod testing;
 pub mod watch;
@@ -214,6 +215,8 @@ pub struct Options {
     pub count: CountMaps,
     /// Other namespaces than dropscope's own (`/run/netns/*`, `/proc/*/ns/net`).
     pub all_namespaces: bool,
+    /// Count by walking keys even where the kernel's counter could be read.
+    pub walk_keys: bool,
     pub api_timeout: Duration,
 }
 
@@ -225,6 +228,7 @@ impl Default for Options {
             cgroup: DEFAULT_CGROUP.into(),
             count: CountMaps::All,
             all_namespaces: true,
+            walk_keys: false,
             api_timeout: Duration::from_secs(2),
         }
     }
@@ -461,7 +465,23 @@ pub fn snapshot(o: &Options) -> Snapshot {
         CountMaps::Only(p) => p.iter().any(|p| explain::name_matches(p, name)),
     };
     let mut map_errors = Vec::new();
-    let maps = match maps::read_dir(&o.maps_dir, &count, &mut map_errors) {
+    // The kernel's own counters when this kernel allows the iterator (else keys are walked;
+    // each map says which).
+    let kernel_counts = if o.walk_keys || matches!(o.count, CountMaps::None) || !o.maps_dir.is_dir()
+    {
+        None
+    } else {
+        match iter::MapCounts::load().and_then(|it| it.read()) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                notes.push(format!(
+                    "maps: kernel counters unavailable ({e}): entries are counted by walking keys"
+                ));
+                None
+            }
+        }
+    };
+    let maps = match maps::read_dir(&o.maps_dir, &count, kernel_counts.as_ref(), &mut map_errors) {
         Ok(m) => m,
         Err(e) => {
             notes.push(format!(

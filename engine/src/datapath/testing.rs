@@ -96,6 +96,28 @@ pub fn insert_range(map: BorrowedFd<'_>, from: u32, to: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// Inserts keys `from..to` into a map of any key size: each key is the index as a
+/// little-endian `u32`, zero-padded to the key size; values are zeroes.
+pub fn insert_range_padded(map: BorrowedFd<'_>, from: u32, to: u32) -> io::Result<()> {
+    let (ks, vs, _) = crate::kernel::bpfsys::map_geometry(map)?;
+    let value = vec![0u8; vs as usize];
+    let mut key = vec![0u8; (ks as usize).max(4)];
+    for k in from..to {
+        key[..4].copy_from_slice(&k.to_le_bytes());
+        let mut attr = zeroed_attr();
+        // SAFETY: MAP_UPDATE_ELEM with a key and a value of the map's sizes, both outliving
+        // the call.
+        unsafe {
+            let u = &mut attr.__bindgen_anon_2;
+            u.map_fd = map.as_raw_fd() as u32;
+            u.key = key.as_ptr() as u64;
+            u.__bindgen_anon_1.value = value.as_ptr() as u64;
+        }
+        sys_bpf(bpf_cmd::BPF_MAP_UPDATE_ELEM, &mut attr)?;
+    }
+    Ok(())
+}
+
 /// Deletes keys `from..to`.
 pub fn delete_range(map: BorrowedFd<'_>, from: u32, to: u32) -> io::Result<()> {
     for k in from..to {
