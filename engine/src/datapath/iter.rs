@@ -53,6 +53,16 @@ fn func_id(btf: &Btf, name: &str) -> Option<u32> {
 }
 
 impl MapCounts {
+    /// The process's one iterator, loaded on first use (a watch reads it every tick: the
+    /// load, verification and BTF parse happen once). `Err`: why this kernel refuses it.
+    pub fn shared() -> io::Result<&'static MapCounts> {
+        static ONE: std::sync::OnceLock<Result<MapCounts, (io::ErrorKind, String)>> =
+            std::sync::OnceLock::new();
+        ONE.get_or_init(|| MapCounts::load().map_err(|e| (e.kind(), e.to_string())))
+            .as_ref()
+            .map_err(|(k, e)| io::Error::new(*k, e.clone()))
+    }
+
     /// Loads and links the iterator program; `Err` says why this kernel refuses it.
     pub fn load() -> io::Result<MapCounts> {
         let btf = Btf::from_sys().map_err(|e| io::Error::other(format!("vmlinux BTF: {e}")))?;

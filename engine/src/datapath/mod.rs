@@ -471,8 +471,9 @@ pub fn snapshot(o: &Options) -> Snapshot {
     {
         None
     } else {
-        match iter::MapCounts::load().and_then(|it| it.read()) {
-            Ok(c) => Some(c),
+        let t0 = std::time::Instant::now();
+        match iter::MapCounts::shared().and_then(|it| it.read()) {
+            Ok(c) => Some((c, t0.elapsed().as_secs_f64() * 1e3)),
             Err(e) => {
                 notes.push(format!(
                     "maps: kernel counters unavailable ({e}): entries are counted by walking keys"
@@ -481,8 +482,24 @@ pub fn snapshot(o: &Options) -> Snapshot {
             }
         }
     };
-    let maps = match maps::read_dir(&o.maps_dir, &count, kernel_counts.as_ref(), &mut map_errors) {
-        Ok(m) => m,
+    let maps = match maps::read_dir(
+        &o.maps_dir,
+        &count,
+        kernel_counts.as_ref().map(|(c, _)| c),
+        &mut map_errors,
+    ) {
+        // A kernel count's time is the iterator's (one run counts every map).
+        Ok(mut m) => {
+            if let Some((_, ms)) = &kernel_counts {
+                for x in m
+                    .iter_mut()
+                    .filter(|x| x.method == CountMethod::KernelCounter)
+                {
+                    x.count_ms = *ms;
+                }
+            }
+            m
+        }
         Err(e) => {
             notes.push(format!(
                 "maps: {}: {e}: no pinned maps to report (is bpffs mounted and Cilium running? `mount -t bpf bpf /sys/fs/bpf`)",
