@@ -386,7 +386,7 @@ impl Node {
 }
 
 /// The namespace of a snapshot's JSON whose inode is `ino`.
-fn netns<'a>(s: &'a serde_json::Value, ino: u64) -> &'a serde_json::Value {
+fn netns(s: &serde_json::Value, ino: u64) -> &serde_json::Value {
     s["namespaces"]
         .as_array()
         .unwrap()
@@ -902,4 +902,80 @@ fn watch_reports_an_attach_a_detach_and_a_map_crossing_90_percent_within_a_secon
     }
     let fills: Vec<&String> = seen.iter().filter(|l| l.contains("\"map-fill\"")).collect();
     assert_eq!(fills.len(), 1, "{fills:?}");
+}
+
+#[test]
+fn bad_input_is_one_line_and_exit_2() {
+    fails_with(
+        &["datapath", "--interval", "0"],
+        &["--interval 0 is not a positive number of seconds"],
+    );
+    fails_with(
+        &["datapath", "--duration", "3"],
+        &["--duration needs --watch"],
+    );
+    fails_with(
+        &["datapath", "--watch", "--thresholds", "80,150"],
+        &["--thresholds 150", "at most 100"],
+    );
+    fails_with(&["datapath", "--interval", "x"], &["--interval"]);
+}
+
+#[test]
+fn without_privileges_each_missing_part_is_one_note_and_the_rest_is_reported() {
+    require_root!();
+    if std::process::Command::new("setpriv")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED: no setpriv");
+        return;
+    }
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_dropscope"))
+        .args([
+            "datapath",
+            "--json",
+            "--cilium-api",
+            "/nonexistent/cilium.sock",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let notes: Vec<&str> = s["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    let one = |prefix: &str, cap: &str| {
+        let hits: Vec<&&str> = notes.iter().filter(|n| n.starts_with(prefix)).collect();
+        assert_eq!(hits.len(), 1, "{prefix}: {notes:#?}");
+        assert!(hits[0].contains(cap), "{cap} in {}", hits[0]);
+    };
+    one("programs: cannot list loaded programs", "CAP_BPF");
+    one("cgroup: ", "CAP_NET_ADMIN");
+    one(
+        "cilium: the agent's API /nonexistent/cilium.sock",
+        "by name",
+    );
+    // Our own namespace's interfaces are still listed (netlink needs no privilege).
+    let own = &s["namespaces"][0];
+    assert_eq!(own["path"], "/proc/self/ns/net");
+    assert!(
+        own["interfaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["name"] == "lo"),
+        "{own}"
+    );
 }

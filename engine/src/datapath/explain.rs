@@ -310,7 +310,8 @@ pub fn explain<'a>(
     snap: Option<&Snapshot>,
 ) -> Vec<Explanation> {
     // reason -> (packets, (netns, ifindex) -> packets)
-    let mut by_reason: BTreeMap<ReasonKey, (u64, BTreeMap<(u32, u32), u64>)> = BTreeMap::new();
+    type PerInterface = BTreeMap<(u32, u32), u64>;
+    let mut by_reason: BTreeMap<ReasonKey, (u64, PerInterface)> = BTreeMap::new();
     for (k, v) in rows {
         if !matches!(k.reason, ReasonKey::Kernel(_) | ReasonKey::Cilium(_)) {
             continue;

@@ -151,6 +151,7 @@ pub fn namespace_hooks(table: &ProgTable, errors: &mut Vec<String>) -> io::Resul
         }
         links.push(h);
     }
+    let mut tcx_denied = false;
     for h in &mut links {
         for (hook, minor) in [
             (HookKind::TcIngress, TcHandle::MIN_INGRESS),
@@ -173,34 +174,55 @@ pub fn namespace_hooks(table: &ProgTable, errors: &mut Vec<String>) -> io::Resul
             (HookKind::TcxIngress, aya::programs::TcAttachType::Ingress),
             (HookKind::TcxEgress, aya::programs::TcAttachType::Egress),
         ] {
+            if tcx_denied {
+                continue;
+            }
             match aya::programs::SchedClassifier::query_tcx(&h.name, at) {
                 Ok((_, progs)) => h.attachments.extend(progs.iter().map(|p| Attachment {
                     hook,
                     mode: None,
                     prog: ProgRef::from_info(p),
                 })),
-                Err(e) => {
+                Err(e) => match errno_of(&e) {
                     // Kernels before 6.6 have no tcx: the query is refused with EINVAL.
-                    let text = e.to_string();
-                    if !tcx_unsupported(&e) {
-                        errors.push(format!("{} {}: {text}", h.name, hook.as_str()));
+                    Some(libc::EINVAL | libc::ENODEV) => {}
+                    Some(libc::EPERM | libc::EACCES) => {
+                        tcx_denied = true;
+                        errors.push(
+                            "tcx: BPF_PROG_QUERY refused (Operation not permitted): tcx programs are not listed (needs CAP_NET_ADMIN)"
+                                .to_string(),
+                        );
                     }
-                }
+                    _ => errors.push(format!("{} {}: {}", h.name, hook.as_str(), chain(&e))),
+                },
             }
         }
     }
     Ok(links)
 }
 
-fn tcx_unsupported(e: &aya::programs::ProgramError) -> bool {
+/// The system error under an aya error, if any.
+fn errno_of(e: &aya::programs::ProgramError) -> Option<i32> {
     let mut src: Option<&dyn std::error::Error> = Some(e);
     while let Some(s) = src {
         if let Some(io) = s.downcast_ref::<io::Error>() {
-            return matches!(io.raw_os_error(), Some(libc::EINVAL | libc::ENODEV));
+            return io.raw_os_error();
         }
         src = s.source();
     }
-    false
+    None
+}
+
+/// An error with its causes, `a: b: c`.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
 }
 
 fn xdp_attachments(x: &[LinkXdp], table: &ProgTable, out: &mut Vec<Attachment>) {

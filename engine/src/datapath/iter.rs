@@ -120,14 +120,13 @@ impl MapCounts {
             Err(e) => {
                 let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
                 let text = String::from_utf8_lossy(&log[..end]);
-                let last = text
-                    .lines()
-                    .rev()
-                    .find(|l| !l.trim().is_empty())
-                    .unwrap_or("");
+                let last = text.lines().rev().find(|l| !l.trim().is_empty());
                 return Err(io::Error::new(
                     e.kind(),
-                    format!("the map-count iterator was refused: {e} ({last})"),
+                    match last {
+                        Some(l) => format!("the map-count iterator was refused: {e} ({l})"),
+                        None => format!("the map-count iterator was refused: {e}"),
+                    },
                 ));
             }
         };

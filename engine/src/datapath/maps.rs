@@ -313,12 +313,23 @@ pub fn read_dir(
         .collect();
     names.sort();
     let mut out = Vec::new();
+    // Refusals come for every pin alike: one line for all of them.
+    let mut denied: Vec<String> = Vec::new();
     for p in names {
         match read_map(&p, count, kernel) {
             Ok(Some(m)) => out.push(m),
             Ok(None) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES)) => {
+                denied.push(p.display().to_string())
+            }
             Err(e) => errors.push(format!("{}: {e}", p.display())),
         }
+    }
+    if let Some(first) = denied.first() {
+        errors.push(format!(
+            "{} pins could not be opened (permission denied, first {first}): reading maps needs CAP_BPF or CAP_SYS_ADMIN",
+            denied.len()
+        ));
     }
     Ok(out)
 }

@@ -418,7 +418,7 @@ pub fn snapshot(o: &Options) -> Snapshot {
             .map(|l| {
                 let endpoint = endpoints.source(inode == own, l.ifindex, &l.name);
                 let mut attachments = l.attachments;
-                attachments.sort_by(|a, b| (a.hook, a.prog.id).cmp(&(b.hook, b.prog.id)));
+                attachments.sort_by_key(|a| (a.hook, a.prog.id));
                 let missing_program =
                     endpoint.is_some() && !attachments.iter().any(|a| a.hook.is_tc());
                 Interface {
@@ -476,7 +476,7 @@ pub fn snapshot(o: &Options) -> Snapshot {
             Ok(c) => Some((c, t0.elapsed().as_secs_f64() * 1e3)),
             Err(e) => {
                 notes.push(format!(
-                    "maps: kernel counters unavailable ({e}): entries are counted by walking keys"
+                    "maps: kernel counters unavailable ({e}): entries are counted by walking keys (the iterator needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN)"
                 ));
                 None
             }
@@ -509,14 +509,7 @@ pub fn snapshot(o: &Options) -> Snapshot {
         }
     };
     for e in map_errors {
-        notes.push(format!(
-            "maps: {e}{}",
-            if e.contains("Operation not permitted") {
-                " (reading maps needs CAP_BPF or CAP_SYS_ADMIN)"
-            } else {
-                ""
-            }
-        ));
+        notes.push(format!("maps: {e}"));
     }
     let taken_ns = crate::timefmt::now_ns();
     Snapshot {
