@@ -979,3 +979,91 @@ fn without_privileges_each_missing_part_is_one_note_and_the_rest_is_reported() {
         "{own}"
     );
 }
+
+/// A stand-in for the agent's REST API: every request gets `body` as `/v1/endpoint` would.
+fn agent(sock: &std::path::Path, body: String) -> std::thread::JoinHandle<()> {
+    use std::io::{Read as _, Write as _};
+    let l = std::os::unix::net::UnixListener::bind(sock).expect("bind");
+    std::thread::spawn(move || {
+        // One run asks once; a few more connections are answered in case it asks again.
+        for c in l.incoming().take(4) {
+            let Ok(mut c) = c else { return };
+            // The request may come in pieces: read to the end of its header.
+            let mut req = Vec::new();
+            let mut buf = [0u8; 512];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                match c.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => req.extend_from_slice(&buf[..n]),
+                }
+            }
+            let text = String::from_utf8_lossy(&req).to_string();
+            let (status, b) = if text.starts_with("GET /v1/endpoint ") {
+                ("200 OK", body.as_str())
+            } else {
+                ("404 Not Found", "")
+            };
+            let _ = write!(
+                c,
+                "HTTP/1.0 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
+                b.len()
+            );
+        }
+    })
+}
+
+#[test]
+fn endpoints_come_from_the_agent_when_it_answers() {
+    require_root!();
+    let lab = Lab::new();
+    let dir = TempDir::new("dpa");
+    let sock = dir.path("cilium.sock");
+    // The agent lists one endpoint: lxc..1 (by its ifindex in B, where dropscope runs).
+    let ifindex: u32 = String::from_utf8_lossy(
+        &sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &lab.b,
+            "cat",
+            &format!("/sys/class/net/{}/ifindex", lab.eps[1]),
+        ])
+        .stdout,
+    )
+    .trim()
+    .parse()
+    .unwrap();
+    let body = format!(
+        r#"[{{"id": 7, "status": {{"networking": {{"interface-name": "{}", "interface-index": {ifindex}}}}}}},
+            {{"id": 1, "status": {{"networking": {{"interface-name": "cilium_host"}}}}}}]"#,
+        lab.eps[1]
+    );
+    let server = agent(&sock, body);
+    let out = run_ok(std::process::Command::new("ip").args([
+        "netns",
+        "exec",
+        &lab.b,
+        env!("CARGO_BIN_EXE_dropscope"),
+        "datapath",
+        "--json",
+        "--own-netns",
+        "--maps-dir",
+        "/nonexistent/globals",
+        "--cilium-api",
+        sock.to_str().unwrap(),
+    ]));
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(s["endpoints_from"], "agent", "{:#}", s["notes"]);
+    let ns = &s["namespaces"][0];
+    let ep = iface(ns, &lab.eps[1]);
+    assert_eq!(ep["endpoint"], "agent", "{ep}");
+    assert_eq!(ep["missing_program"], true, "{ep}");
+    // Named like endpoints but not the agent's: not flagged.
+    for i in [0, 2] {
+        let f = iface(ns, &lab.eps[i]);
+        assert!(f.get("endpoint").is_none(), "{f}");
+        assert_eq!(f["missing_program"], false, "{f}");
+    }
+    // The stand-in's thread ends with the test process (it waits for more connections).
+    drop(server);
+}
