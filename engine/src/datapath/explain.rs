@@ -162,7 +162,7 @@ pub const TABLE: &[Row] = &[
         points: Points::TcHook,
         maps: &[],
         what: "a tc/tcx program on the interface's ingress returned TC_ACT_SHOT",
-        source: "Linux 6.18 net/core/dev.c sch_handle_ingress(): TC_ACT_SHOT -> kfree_skb_reason(skb, SKB_DROP_REASON_TC_INGRESS)",
+        source: "Linux 6.18 net/core/dev.c sch_handle_ingress(): a tc/tcx program's TC_ACT_SHOT frees the skb with SKB_DROP_REASON_TC_INGRESS (include/net/dropreason-core.h)",
     },
     Row {
         origin: "kernel",
@@ -171,7 +171,7 @@ pub const TABLE: &[Row] = &[
         points: Points::TcHook,
         maps: &[],
         what: "a tc/tcx program on the interface's egress returned TC_ACT_SHOT",
-        source: "Linux 6.18 net/core/dev.c sch_handle_egress(): TC_ACT_SHOT -> kfree_skb_reason(skb, SKB_DROP_REASON_TC_EGRESS)",
+        source: "Linux 6.18 net/core/dev.c sch_handle_egress(): a tc/tcx program's TC_ACT_SHOT frees the skb with SKB_DROP_REASON_TC_EGRESS (include/net/dropreason-core.h)",
     },
     Row {
         origin: "kernel",
