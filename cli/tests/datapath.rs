@@ -531,7 +531,7 @@ fn datapath_reports_programs_per_interface_and_the_exact_fill_of_each_map() {
         text[at..]
             .lines()
             .nth(1)
-            .is_some_and(|l| l == "    MISSING: no tc/tcx program attached"),
+            .is_some_and(|l| l == "    MISSING: no tc, tcx or netkit program attached"),
         "{text}"
     );
     assert!(text.contains("64/64 (100.0%)"), "{text}");
@@ -592,7 +592,7 @@ fn datapath_reports_programs_per_interface_and_the_exact_fill_of_each_map() {
         "{text}"
     );
     assert!(
-        text.contains("MISSING: no tc/tcx program attached"),
+        text.contains("MISSING: no tc, tcx or netkit program attached"),
         "{text}"
     );
 }
@@ -758,7 +758,7 @@ fn a_capture_joins_each_drop_to_its_datapath_explanation() {
     assert_eq!(
         ns["verdict"],
         format!(
-            "{} is a Cilium endpoint interface with no tc/tcx program attached",
+            "{} is a Cilium endpoint interface with no tc, tcx or netkit program attached",
             lab.eps[2]
         )
     );
@@ -772,7 +772,7 @@ fn a_capture_joins_each_drop_to_its_datapath_explanation() {
         err.lines()
             .any(|l| l.starts_with("datapath: kernel NO_SOCKET (")
                 && l.contains(&format!(
-                    "{} is a Cilium endpoint interface with no tc/tcx program attached",
+                    "{} is a Cilium endpoint interface with no tc, tcx or netkit program attached",
                     lab.eps[2]
                 ))),
         "{err}"
@@ -1066,4 +1066,78 @@ fn endpoints_come_from_the_agent_when_it_answers() {
     }
     // The stand-in's thread ends with the test process (it waits for more connections).
     drop(server);
+}
+
+#[test]
+fn netkit_programs_are_an_endpoint_s_programs() {
+    require_root!();
+    let lab = Lab::new();
+    let with = format!("{}k", lab.eps[0]);
+    let without = format!("{}k", lab.eps[1]);
+    let peers = [format!("{}k", lab.pods[0]), format!("{}k", lab.pods[1])];
+    let path = PathBuf::from(format!("/run/netns/{}", lab.b));
+    let (w, wo, pr) = (with.clone(), without.clone(), peers.clone());
+    // Made and attached inside B; the program and its link live while their fds do.
+    let made = std::thread::spawn(move || -> Result<(OwnedFd, OwnedFd, u32), String> {
+        let f = std::fs::File::open(&path).map_err(|e| e.to_string())?;
+        // SAFETY: setns on a valid namespace fd; it changes only this thread's netns.
+        assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+        // Only a kernel without netkit (CONFIG_NETKIT, Linux 6.7+) is a reason to skip.
+        match dt::create_netkit(&w, &pr[0]) {
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+                return Err(format!("SKIP: {e}"))
+            }
+            r => r.map_err(|e| format!("netkit: {e}"))?,
+        }
+        dt::create_netkit(&wo, &pr[1]).map_err(|e| format!("netkit: {e}"))?;
+        let prog = dt::prog_load(
+            raw::PROG_TYPE_SCHED_CLS,
+            &[insn(0xb7, 0, 0, 0, 0), insn(0x95, 0, 0, 0, 0)],
+            "nk_pass",
+            c"GPL",
+        )?;
+        let c = std::ffi::CString::new(w.as_str()).unwrap();
+        // SAFETY: a valid NUL-terminated name.
+        let ifindex = unsafe { libc::if_nametoindex(c.as_ptr()) };
+        let link = dt::attach_netkit(prog.as_fd(), ifindex, false)
+            .map_err(|e| format!("attaching to netkit: {e}"))?;
+        let id = dt::prog_id(prog.as_fd()).map_err(|e| e.to_string())?;
+        Ok((prog, link, id))
+    })
+    .join()
+    .expect("netkit thread");
+    let (_prog, _link, id) = match made {
+        Ok(m) => m,
+        Err(e) if e.starts_with("SKIP: ") => {
+            eprintln!("SKIPPED: no netkit in this kernel (CONFIG_NETKIT, Linux 6.7+): {e}");
+            return;
+        }
+        Err(e) => panic!("{e}"),
+    };
+    let out = run_ok(dropscope().args([
+        "datapath",
+        "--json",
+        "--maps-dir",
+        "/nonexistent/globals",
+        "--cilium-api",
+        "/nonexistent/cilium.sock",
+    ]));
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let b = netns(&s, lab.inode(&lab.b));
+    let nk = iface(b, &with);
+    assert_eq!(
+        hooks(nk),
+        [(
+            "netkit-primary".to_string(),
+            "nk_pass".to_string(),
+            u64::from(id)
+        )]
+    );
+    assert_eq!(nk["missing_program"], false, "{nk}");
+    let bare = iface(b, &without);
+    assert_eq!(hooks(bare), []);
+    assert_eq!(bare["missing_program"], true, "{bare}");
+    for p in &peers {
+        assert!(iface(b, p).get("endpoint").is_none());
+    }
 }

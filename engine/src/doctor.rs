@@ -428,7 +428,7 @@ fn datapath_checks(p: &Paths) -> Vec<Check> {
             "datapath-progs",
             Status::Warn,
             format!(
-                "{} Cilium endpoint interfaces (by {}) have no tc/tcx program: {}",
+                "{} Cilium endpoint interfaces (by {}) have no tc, tcx or netkit program: {}",
                 missing.len(),
                 snap.endpoints_from,
                 missing.join(", ")

@@ -383,7 +383,7 @@ pub fn explain<'a>(
                 let no_tc = i.missing_program;
                 if i.endpoint.is_some() && no_tc {
                     verdicts.push(format!(
-                        "{} is a Cilium endpoint interface with no tc/tcx program attached",
+                        "{} is a Cilium endpoint interface with no tc, tcx or netkit program attached",
                         i.name
                     ));
                 }

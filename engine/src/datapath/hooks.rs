@@ -170,6 +170,19 @@ pub fn namespace_hooks(table: &ProgTable, errors: &mut Vec<String>) -> io::Resul
                 Err(e) => errors.push(format!("{} {}: {e}", h.name, hook.as_str())),
             }
         }
+        if !tcx_denied {
+            match netkit_programs(h.ifindex, table) {
+                Ok(v) => h.attachments.extend(v),
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES)) => {
+                    tcx_denied = true;
+                    errors.push(
+                        "tcx: BPF_PROG_QUERY refused (Operation not permitted): tcx and netkit programs are not listed (needs CAP_NET_ADMIN)"
+                            .to_string(),
+                    );
+                }
+                Err(e) => errors.push(format!("{} netkit: {e}", h.name)),
+            }
+        }
         for (hook, at) in [
             (HookKind::TcxIngress, aya::programs::TcAttachType::Ingress),
             (HookKind::TcxEgress, aya::programs::TcAttachType::Egress),
@@ -199,6 +212,48 @@ pub fn namespace_hooks(table: &ProgTable, errors: &mut Vec<String>) -> io::Resul
         }
     }
     Ok(links)
+}
+
+/// The programs on a netkit device's primary and peer hooks (`BPF_PROG_QUERY` by ifindex,
+/// Linux 6.7+). Other devices (and older kernels) refuse the query: no programs.
+fn netkit_programs(ifindex: u32, table: &ProgTable) -> io::Result<Vec<Attachment>> {
+    use aya_obj::generated::{bpf_attach_type as t, bpf_attr, bpf_cmd};
+    let mut out = Vec::new();
+    for (ty, hook) in [
+        (t::BPF_NETKIT_PRIMARY, HookKind::NetkitPrimary),
+        (t::BPF_NETKIT_PEER, HookKind::NetkitPeer),
+    ] {
+        let mut ids = [0u32; 64];
+        // SAFETY: bpf_attr is a union of plain integer structs: all zeroes is valid.
+        let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
+        // SAFETY: the PROG_QUERY variant; `ids` outlives the call and its length is passed.
+        unsafe {
+            let q = &mut attr.query;
+            q.__bindgen_anon_1.target_ifindex = ifindex;
+            q.attach_type = ty as u32;
+            q.prog_ids = ids.as_mut_ptr() as u64;
+            q.__bindgen_anon_2.prog_cnt = ids.len() as u32;
+        }
+        match crate::kernel::bpfsys::sys_bpf(bpf_cmd::BPF_PROG_QUERY, &mut attr) {
+            Ok(_) => {
+                // SAFETY: the kernel wrote back how many ids it stored.
+                let n = unsafe { attr.query.__bindgen_anon_2.prog_cnt } as usize;
+                for id in ids.iter().take(n.min(ids.len())) {
+                    out.push(Attachment {
+                        hook,
+                        mode: None,
+                        prog: prog_of(table, *id),
+                    });
+                }
+            }
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES)) => {
+                return Err(e)
+            }
+            // Not a netkit device (ENXIO), or no netkit in this kernel (EINVAL).
+            Err(_) => return Ok(out),
+        }
+    }
+    Ok(out)
 }
 
 /// The system error under an aya error, if any.

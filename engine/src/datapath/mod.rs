@@ -86,6 +86,10 @@ pub enum HookKind {
     TcEgress,
     TcxIngress,
     TcxEgress,
+    /// A netkit device's own side (Linux 6.7+; Cilium's endpoints in netkit mode).
+    NetkitPrimary,
+    /// A netkit device's peer side, programmed from the primary.
+    NetkitPeer,
 }
 
 impl HookKind {
@@ -96,9 +100,12 @@ impl HookKind {
             HookKind::TcEgress => "tc-egress",
             HookKind::TcxIngress => "tcx-ingress",
             HookKind::TcxEgress => "tcx-egress",
+            HookKind::NetkitPrimary => "netkit-primary",
+            HookKind::NetkitPeer => "netkit-peer",
         }
     }
 
+    /// A hook where Cilium puts an endpoint's program: tc, tcx or netkit (not XDP).
     pub fn is_tc(self) -> bool {
         !matches!(self, HookKind::Xdp)
     }
@@ -133,8 +140,8 @@ pub struct Interface {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<EndpointSource>,
     pub attachments: Vec<Attachment>,
-    /// A Cilium endpoint interface with no program on any tc/tcx hook (Cilium attaches its
-    /// `cil_from_container` there).
+    /// A Cilium endpoint interface with no program on any tc, tcx or netkit hook (Cilium
+    /// attaches its `cil_from_container` there).
     pub missing_program: bool,
 }
 
@@ -570,7 +577,7 @@ pub fn render_text(s: &Snapshot, verbose: bool) -> String {
             };
             let _ = writeln!(out, "  {} (ifindex {}){ep}", i.name, i.ifindex);
             if i.missing_program {
-                let _ = writeln!(out, "    MISSING: no tc/tcx program attached");
+                let _ = writeln!(out, "    MISSING: no tc, tcx or netkit program attached");
             }
             for a in &i.attachments {
                 let _ = writeln!(

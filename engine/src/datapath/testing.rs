@@ -193,3 +193,73 @@ pub fn prog_id(prog: BorrowedFd<'_>) -> io::Result<u32> {
     sys_bpf(bpf_cmd::BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
     Ok(info.id)
 }
+
+/// Creates a netkit pair `primary` / `peer` (layer 3, both in the calling thread's
+/// namespace) with rtnetlink; Linux 6.7+.
+pub fn create_netkit(primary: &str, peer: &str) -> io::Result<()> {
+    use netlink_packet_core::{
+        NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL,
+        NLM_F_REQUEST,
+    };
+    use netlink_packet_route::link::{
+        InfoData, InfoKind, InfoNetkit, LinkAttribute, LinkInfo, LinkMessage,
+    };
+    use netlink_packet_route::RouteNetlinkMessage;
+    use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+    let mut peer_msg = LinkMessage::default();
+    peer_msg
+        .attributes
+        .push(LinkAttribute::IfName(peer.to_string()));
+    let mut msg = LinkMessage::default();
+    msg.attributes
+        .push(LinkAttribute::IfName(primary.to_string()));
+    msg.attributes.push(LinkAttribute::LinkInfo(vec![
+        LinkInfo::Kind(InfoKind::Netkit),
+        LinkInfo::Data(InfoData::Netkit(vec![InfoNetkit::Peer(peer_msg)])),
+    ]));
+    let mut packet = NetlinkMessage::new(
+        NetlinkHeader::default(),
+        NetlinkPayload::from(RouteNetlinkMessage::NewLink(msg)),
+    );
+    packet.header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
+    packet.header.sequence_number = 1;
+    packet.finalize();
+    let mut req = vec![0; packet.buffer_len()];
+    packet.serialize(&mut req);
+    let mut sock = Socket::new(NETLINK_ROUTE)?;
+    sock.bind_auto()?;
+    sock.connect(&SocketAddr::new(0, 0))?;
+    sock.send(&req, 0)?;
+    let mut buf = vec![0u8; 8192];
+    let n = sock.recv(&mut &mut buf[..], 0)?;
+    let m: NetlinkMessage<RouteNetlinkMessage> =
+        NetlinkMessage::deserialize(&buf[..n]).map_err(|e| io::Error::other(e.to_string()))?;
+    match m.payload {
+        NetlinkPayload::Error(e) => match e.code {
+            Some(c) => Err(io::Error::from_raw_os_error(-c.get())),
+            None => Ok(()),
+        },
+        _ => Ok(()),
+    }
+}
+
+/// Attaches `prog` (a SCHED_CLS program) to netkit device `ifindex`'s primary (or `peer`)
+/// hook with a BPF link; the attachment lasts as long as the returned link.
+pub fn attach_netkit(prog: BorrowedFd<'_>, ifindex: u32, peer: bool) -> io::Result<OwnedFd> {
+    use aya_obj::generated::bpf_attach_type as t;
+    let mut attr = zeroed_attr();
+    // SAFETY: the LINK_CREATE variant with plain integers.
+    unsafe {
+        let l = &mut attr.link_create;
+        l.__bindgen_anon_1.prog_fd = prog.as_raw_fd() as u32;
+        l.__bindgen_anon_2.target_ifindex = ifindex;
+        l.attach_type = if peer {
+            t::BPF_NETKIT_PEER
+        } else {
+            t::BPF_NETKIT_PRIMARY
+        } as u32;
+    }
+    let fd = sys_bpf(bpf_cmd::BPF_LINK_CREATE, &mut attr)?;
+    // SAFETY: BPF_LINK_CREATE returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
