@@ -492,8 +492,15 @@ impl Join {
             if let Some(t) = &self.taken_at {
                 s.insert_str(0, &format!("datapath (read at {t}):\n"));
             }
-            for n in &self.notes {
-                s.push_str(&format!("datapath: note: {n}\n"));
+            // What could not be read matters where map state was needed (the JSON has all).
+            if self
+                .explanations
+                .iter()
+                .any(|x| matches!(x.points, Some(Points::Maps | Points::TailCall)))
+            {
+                for n in &self.notes {
+                    s.push_str(&format!("datapath: note: {n}\n"));
+                }
             }
         }
         s
