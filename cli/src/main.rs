@@ -503,7 +503,20 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
     } else {
         engine::sources::merge(sources)
     };
-    let sink = make_sink(&c.out, snaplen)?;
+    let mut sink = make_sink(&c.out, snaplen)?;
+    if !c.no_datapath {
+        // The datapath as the capture starts: each drop's comment and JSON line get the facts
+        // that explain it (the summary's join reads it again at the end).
+        let snap = engine::datapath::snapshot(&engine::datapath::Options {
+            maps_dir: c.datapath_maps_dir.clone(),
+            cilium_api: c.cilium_api.clone(),
+            count: engine::datapath::CountMaps::Only(engine::datapath::explain::all_table_maps()),
+            ..Default::default()
+        });
+        sink = sink.with_datapath(Arc::new(
+            engine::datapath::explain::EventFacts::from_snapshot(&snap, &names),
+        ));
+    }
     // Printed even with -q (as tcpdump's "listening on"): scripts wait for it.
     match &kernel {
         Some((_, memory)) => {

@@ -673,6 +673,7 @@ fn a_capture_joins_each_drop_to_its_datapath_explanation() {
     let lab = &node.lab;
     let dir = TempDir::new("dpjc");
     let stats = dir.path("s.json");
+    let pcapng = dir.path("c.pcapng");
     let events = node.fs.globals.join("cilium_events");
     let cap = LiveCapture::start(&[
         "--source",
@@ -688,7 +689,8 @@ fn a_capture_joins_each_drop_to_its_datapath_explanation() {
         node.globals(),
         "--stats-json",
         stats.to_str().unwrap(),
-        "-q",
+        "-w",
+        pcapng.to_str().unwrap(),
     ]);
     const N0: u64 = 20;
     const N1: u64 = 30;
@@ -768,6 +770,23 @@ fn a_capture_joins_each_drop_to_its_datapath_explanation() {
         )),
         "{err}"
     );
+    // Each packet's comment carries the facts that explain its drop (read at the start).
+    if tshark_available() {
+        let full = "frame.comment contains \"datapath: \" && frame.comment contains \"cilium_ct4_global is full (64/64 (100.0%)): inserts fail\" && udp.dstport == 7101";
+        assert_eq!(tshark_count(&pcapng, full), N1 as usize, "{full}");
+        let tc = format!(
+            "frame.comment contains \"datapath: {} ingress: tc_shot id \" && udp.dstport == 7100",
+            lab.eps[0]
+        );
+        assert_eq!(tshark_count(&pcapng, &tc), N0 as usize, "{tc}");
+        let missing = format!(
+            "frame.comment contains \"datapath: {} is a Cilium endpoint interface with no tc, tcx or netkit program attached\" && udp.dstport == 7102",
+            lab.eps[2]
+        );
+        assert_eq!(tshark_count(&pcapng, &missing), N2 as usize, "{missing}");
+    } else {
+        eprintln!("SKIPPED (comment part): tshark not installed");
+    }
     assert!(
         err.lines()
             .any(|l| l.starts_with("datapath: kernel NO_SOCKET (")

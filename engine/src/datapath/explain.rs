@@ -438,6 +438,114 @@ fn programs_of(i: &Interface, ingress: Option<bool>) -> Vec<String> {
         .collect()
 }
 
+/// Every map pattern the table names (what a start-of-run snapshot counts).
+pub fn all_table_maps() -> Vec<String> {
+    let mut v: Vec<String> = TABLE
+        .iter()
+        .flat_map(|r| r.maps.iter().map(|m| m.to_string()))
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// Per-event annotations from a snapshot taken when a run starts: for a drop's reason and
+/// interface, the datapath facts that explain it (a full map its reason points at, its
+/// interface's tc programs for `TC_*`, an endpoint interface without a program). Looked up
+/// per event; built once.
+#[derive(Clone, Debug, Default)]
+pub struct EventFacts {
+    own_netns: u32,
+    /// Reasons whose maps are full -> `cilium_ct4_global is full (..): inserts fail`.
+    full_maps: BTreeMap<ReasonKey, String>,
+    /// (netns, ifindex) -> the endpoint-without-program sentence.
+    missing: std::collections::HashMap<(u32, u32), String>,
+    /// (netns, ifindex) -> (ingress programs, egress programs), for `TC_*` reasons.
+    tc: std::collections::HashMap<(u32, u32), (String, String)>,
+    tc_ingress: Option<u32>,
+    tc_egress: Option<u32>,
+}
+
+impl EventFacts {
+    pub fn from_snapshot(s: &Snapshot, names: &Names) -> EventFacts {
+        let mut f = EventFacts {
+            own_netns: s.own_netns,
+            tc_ingress: names.kernel_reasons.value("TC_INGRESS"),
+            tc_egress: names.kernel_reasons.value("TC_EGRESS"),
+            ..EventFacts::default()
+        };
+        for r in TABLE.iter().filter(|r| r.points == Points::Maps) {
+            let full: Vec<String> = s
+                .maps
+                .iter()
+                .filter(|m| r.maps.iter().any(|p| name_matches(p, &m.name)))
+                .filter(|m| m.entries.is_some_and(|n| n >= u64::from(m.max_entries)))
+                .map(|m| format!("{} is full ({}): inserts fail", m.name, m.fill_text()))
+                .collect();
+            if full.is_empty() {
+                continue;
+            }
+            let key = match (r.code, r.origin) {
+                (Some(c), _) => Some(ReasonKey::Cilium(c)),
+                (None, _) => names.kernel_reasons.value(r.reason).map(ReasonKey::Kernel),
+            };
+            if let Some(k) = key {
+                f.full_maps.insert(k, full.join("; "));
+            }
+        }
+        for i in s.interfaces() {
+            let key = (i.netns, i.ifindex);
+            if i.endpoint.is_some() && i.missing_program {
+                f.missing.insert(
+                    key,
+                    format!(
+                        "{} is a Cilium endpoint interface with no tc, tcx or netkit program attached",
+                        i.name
+                    ),
+                );
+            }
+            let (ing, eg) = (programs_of(i, Some(true)), programs_of(i, Some(false)));
+            if !ing.is_empty() || !eg.is_empty() {
+                f.tc.insert(
+                    key,
+                    (
+                        format!("{} ingress: {}", i.name, ing.join(", ")),
+                        format!("{} egress: {}", i.name, eg.join(", ")),
+                    ),
+                );
+            }
+        }
+        f
+    }
+
+    /// Whether any event can get an annotation.
+    pub fn is_empty(&self) -> bool {
+        self.full_maps.is_empty() && self.missing.is_empty() && self.tc.is_empty()
+    }
+
+    /// The facts for one drop (`None`: nothing to say).
+    pub fn annotate(&self, reason: ReasonKey, netns: u32, ifindex: u32) -> Option<String> {
+        let key = (if netns == 0 { self.own_netns } else { netns }, ifindex);
+        let mut parts: Vec<&str> = Vec::new();
+        if let Some(m) = self.full_maps.get(&reason) {
+            parts.push(m);
+        }
+        if let ReasonKey::Kernel(n) = reason {
+            if let Some((ing, eg)) = self.tc.get(&key) {
+                if Some(n) == self.tc_ingress {
+                    parts.push(ing);
+                } else if Some(n) == self.tc_egress {
+                    parts.push(eg);
+                }
+            }
+        }
+        if let Some(m) = self.missing.get(&key) {
+            parts.push(m);
+        }
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
+}
+
 /// A run's drops joined with the datapath: what `capture` puts in its summary and in
 /// `--stats-json` (member `datapath`), and what a server or report can reuse.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -570,6 +678,92 @@ mod tests {
             let code = r.code.unwrap_or(0);
             assert_eq!(crate::cilium_glue::reason_name(code), r.reason, "{code}");
         }
+    }
+
+    #[test]
+    fn each_drop_gets_the_facts_of_its_reason_and_interface() {
+        use super::super::*;
+        let names = Names::load(true);
+        let tc_ingress = names.kernel_reasons.value("TC_INGRESS").unwrap();
+        let no_socket = names.kernel_reasons.value("NO_SOCKET").unwrap();
+        let iface = |ifindex: u32, name: &str, hooks: &[(HookKind, u32)]| Interface {
+            netns: 7,
+            ifindex,
+            name: name.into(),
+            endpoint: Some(EndpointSource::Name),
+            attachments: hooks
+                .iter()
+                .map(|(hook, id)| Attachment {
+                    hook: *hook,
+                    mode: None,
+                    prog: ProgRef {
+                        id: *id,
+                        name: "p".into(),
+                        ..ProgRef::default()
+                    },
+                })
+                .collect(),
+            missing_program: hooks.is_empty(),
+        };
+        let map = |name: &str, n: u64, max: u32| MapState {
+            path: String::new(),
+            name: name.into(),
+            id: 1,
+            map_type: "hash".into(),
+            key_size: 4,
+            value_size: 8,
+            max_entries: max,
+            entries: Some(n),
+            fill: Some(n as f64 / f64::from(max)),
+            method: CountMethod::KernelCounter,
+            approximate: false,
+            count_ms: 0.0,
+            error: None,
+        };
+        let snap = Snapshot {
+            taken_at: String::new(),
+            taken_ns: 0,
+            own_netns: 7,
+            endpoints_from: String::new(),
+            namespaces: vec![Netns {
+                inode: 7,
+                path: String::new(),
+                interfaces: vec![
+                    iface(
+                        3,
+                        "lxca",
+                        &[(HookKind::TcxIngress, 11), (HookKind::TcEgress, 12)],
+                    ),
+                    iface(4, "lxcb", &[]),
+                ],
+                errors: vec![],
+            }],
+            cgroup: vec![],
+            maps_dir: String::new(),
+            maps: vec![
+                map("cilium_ct4_global", 10, 10),
+                map("cilium_snat_v4_external", 5, 10),
+            ],
+            notes: vec![],
+        };
+        let f = EventFacts::from_snapshot(&snap, &names);
+        assert_eq!(
+            f.annotate(ReasonKey::Cilium(155), 0, 99).as_deref(),
+            Some("cilium_ct4_global is full (10/10 (100.0%)): inserts fail")
+        );
+        // Not full: nothing said.
+        assert_eq!(f.annotate(ReasonKey::Cilium(167), 0, 99), None);
+        assert_eq!(
+            f.annotate(ReasonKey::Kernel(tc_ingress), 7, 3).as_deref(),
+            Some("lxca ingress: p id 11 (tcx-ingress)")
+        );
+        assert_eq!(f.annotate(ReasonKey::Kernel(no_socket), 7, 3), None);
+        assert_eq!(
+            f.annotate(ReasonKey::Kernel(no_socket), 0, 4).as_deref(),
+            Some("lxcb is a Cilium endpoint interface with no tc, tcx or netkit program attached")
+        );
+        // Another namespace's ifindex 4 is another interface.
+        assert_eq!(f.annotate(ReasonKey::Kernel(no_socket), 8, 4), None);
     }
 
     #[test]
