@@ -787,6 +787,42 @@ fn a_capture_joins_each_drop_to_its_datapath_explanation() {
     } else {
         eprintln!("SKIPPED (comment part): tshark not installed");
     }
+    // The annotated file replays with the same reasons (the annotation does not confuse the
+    // comment reader), and the replay names what the reasons point at (no live state).
+    let replayed = dir.path("r.json");
+    run_ok(dropscope().args([
+        "replay",
+        pcapng.to_str().unwrap(),
+        "-q",
+        "--stats-json",
+        replayed.to_str().unwrap(),
+    ]));
+    let r = read_json(&replayed);
+    for (i, dport, reason, n) in [
+        (0, 7100, "TC_INGRESS", N0),
+        (1, 7101, "TC_INGRESS", N1),
+        (2, 7102, "NO_SOCKET", N2),
+    ] {
+        let got: Vec<(&str, u64)> = r["flows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["dst"] == lab.ip_b(i).to_string() && f["dport"] == dport)
+            .map(|f| {
+                (
+                    f["reason_name"].as_str().unwrap(),
+                    f["packets"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(got, [(reason, n)], "port {dport}");
+    }
+    assert!(
+        r["datapath"].get("taken_at").is_none(),
+        "{:#}",
+        r["datapath"]
+    );
+    assert_eq!(explanation(&r, "NO_SOCKET")["points"], "no-map");
     assert!(
         err.lines()
             .any(|l| l.starts_with("datapath: kernel NO_SOCKET (")

@@ -115,7 +115,7 @@ impl OutputSink {
     }
 
     /// Annotates each drop with the datapath's facts that explain it (pcapng comment
-    /// `; datapath: ...`, JSON member `datapath`).
+    /// ` | datapath: ...`, JSON member `datapath`).
     pub fn with_datapath(
         mut self,
         f: std::sync::Arc<crate::datapath::explain::EventFacts>,
@@ -178,7 +178,9 @@ impl OutputSink {
             let annotated;
             let comment = match &datapath {
                 Some(d) => {
-                    annotated = format!("{comment}; datapath: {d}");
+                    // A word of its own after the comment's fields (readers split on
+                    // spaces and ignore fields they do not know).
+                    annotated = format!("{comment} | datapath: {d}");
                     annotated.as_str()
                 }
                 None => comment,
