@@ -675,23 +675,34 @@ fn a_capture_joins_each_drop_to_its_datapath_explanation() {
     let stats = dir.path("s.json");
     let pcapng = dir.path("c.pcapng");
     let events = node.fs.globals.join("cilium_events");
-    let cap = LiveCapture::start(&[
-        "--source",
-        "kernel,cilium-datapath",
-        "--cilium-events-map",
-        events.to_str().unwrap(),
-        "--cilium-socket",
-        "/nonexistent/monitor.sock",
-        "--cilium-api",
-        "/nonexistent/cilium.sock",
-        "--no-names",
-        "--datapath-maps-dir",
-        node.globals(),
-        "--stats-json",
-        stats.to_str().unwrap(),
-        "-w",
-        pcapng.to_str().unwrap(),
-    ]);
+    let mut cap = LiveCapture::start_to(
+        &[
+            "--source",
+            "kernel,cilium-datapath",
+            "--cilium-events-map",
+            events.to_str().unwrap(),
+            "--cilium-socket",
+            "/nonexistent/monitor.sock",
+            "--cilium-api",
+            "/nonexistent/cilium.sock",
+            "--no-names",
+            "--datapath-maps-dir",
+            node.globals(),
+            "--stats-json",
+            stats.to_str().unwrap(),
+            "-w",
+            pcapng.to_str().unwrap(),
+            "--json",
+        ],
+        std::process::Stdio::piped(),
+    );
+    let stdout = cap.take_stdout();
+    let lines = std::thread::spawn(move || {
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<String>>()
+    });
     const N0: u64 = 20;
     const N1: u64 = 30;
     const N2: u64 = 25;
@@ -701,6 +712,34 @@ fn a_capture_joins_each_drop_to_its_datapath_explanation() {
     std::thread::sleep(Duration::from_millis(300));
     let (st, err) = cap.stop();
     assert!(st.success(), "{err}");
+    // Each JSON line carries the same facts as the comments (member `datapath`).
+    let json: Vec<serde_json::Value> = lines
+        .join()
+        .unwrap()
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    let with = |dport: u64, text: &str| {
+        json.iter()
+            .filter(|v| v["dport"] == dport)
+            .filter(|v| v["datapath"].as_str().is_some_and(|d| d.contains(text)))
+            .count() as u64
+    };
+    assert_eq!(
+        with(
+            7101,
+            "cilium_ct4_global is full (64/64 (100.0%)): inserts fail"
+        ),
+        N1
+    );
+    assert_eq!(with(7100, " ingress: tc_shot id "), N0);
+    assert_eq!(
+        with(
+            7102,
+            " is a Cilium endpoint interface with no tc, tcx or netkit program attached"
+        ),
+        N2
+    );
     let s = read_json(&stats);
     // The full CT map explains Cilium's "CT: Map insertion failed".
     let ct = explanation(&s, "CT: Map insertion failed");
