@@ -671,6 +671,25 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// The agent's answer is untrusted: any bytes give a map or an error, never a panic.
+        #[test]
+        fn agent_answers_never_panic(body in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = parse_endpoints(&body);
+        }
+
+        /// Any JSON array of endpoint-shaped objects: only positive u32 indexes with names.
+        #[test]
+        fn endpoint_indexes_are_kept_only_when_valid(idx in proptest::num::i64::ANY, name in "[a-z0-9]{0,15}") {
+            let body = format!(
+                r#"[{{"status": {{"networking": {{"interface-name": "{name}", "interface-index": {idx}}}}}}}]"#
+            );
+            let m = parse_endpoints(body.as_bytes()).unwrap();
+            let valid = idx > 0 && idx <= i64::from(u32::MAX) && !name.is_empty();
+            proptest::prop_assert_eq!(m.len(), usize::from(valid));
+        }
+    }
+
     #[test]
     fn names_like_endpoints() {
         assert!(named_like_endpoint("lxc12ab34cd56ef"));
