@@ -66,6 +66,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per run: the size of the largest variant costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Capture drops live (kernel skb:kfree_skb, or Cilium's monitor socket).
@@ -81,6 +83,76 @@ pub enum Command {
     /// runtime. One line per check (OK, WARN, FAIL) with what to do; exit 0 when a kernel
     /// capture will work, 1 when it will not.
     Doctor(DoctorArgs),
+    /// Show the BPF side of the datapath: programs on every interface (XDP, tc, tcx) in
+    /// every network namespace, Cilium endpoint interfaces without one, cgroup programs,
+    /// and the fill of Cilium's pinned maps. Reads only.
+    #[command(after_help = DATAPATH_EXAMPLES)]
+    Datapath(DatapathArgs),
+}
+
+const DATAPATH_EXAMPLES: &str = "\
+Examples:
+  dropscope datapath                      programs per interface, endpoints without one,
+                                          fill of every map in /sys/fs/bpf/tc/globals
+  dropscope datapath --json | jq '.maps[] | select(.fill > 0.9)'
+                                          maps over 90% full, for a script
+  dropscope datapath --watch              print each change as it happens: a program
+                                          attached or detached, a map crossing 80/90/100%
+  dropscope datapath --watch --json --interval 0.2 > changes.jsonl
+  dropscope datapath --maps-dir /sys/fs/bpf/cilium/globals --no-count
+
+Endpoint interfaces come from the Cilium agent's API (--cilium-api) when it answers, else
+by name (lxc*). Maps are opened read-only; entries come from the kernel's own counter
+(a BPF iterator calling bpf_map_sum_elem_count, Linux 6.6+) or else by walking keys
+(values are never copied); the method is named per map. Needs CAP_BPF (or CAP_SYS_ADMIN) for programs and
+maps, CAP_SYS_ADMIN to enter other network namespaces, CAP_NET_ADMIN for cgroup programs;
+what cannot be read is one `note:` line, the rest is still reported.";
+
+#[derive(Args, Debug)]
+pub struct DatapathArgs {
+    /// JSON instead of text (with --watch: one JSON object per change, a line each).
+    #[arg(long)]
+    pub json: bool,
+    /// Keep watching and print each change (program attached or detached, map fill crossing
+    /// a threshold) with its time, until Ctrl-C or --duration.
+    #[arg(long)]
+    pub watch: bool,
+    /// Seconds between two looks with --watch (fractions allowed).
+    #[arg(long, default_value_t = 0.25, value_name = "SECS")]
+    pub interval: f64,
+    /// Stop watching after SECS seconds.
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+    /// Fill thresholds in percent reported by --watch (comma-separated).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "80,90,100",
+        value_name = "PCT"
+    )]
+    pub thresholds: Vec<f64>,
+    /// Directory of pinned maps (Cilium's bpffs globals).
+    #[arg(long, default_value = engine::datapath::DEFAULT_MAPS_DIR, value_name = "DIR")]
+    pub maps_dir: PathBuf,
+    /// The Cilium agent's REST API socket: its endpoints' interfaces.
+    #[arg(long, default_value = engine::doctor::CILIUM_API_SOCKET, value_name = "PATH")]
+    pub cilium_api: PathBuf,
+    /// Cgroup whose programs are listed.
+    #[arg(long, default_value = engine::datapath::DEFAULT_CGROUP, value_name = "DIR")]
+    pub cgroup: PathBuf,
+    /// Do not count map entries (types and sizes only; cheapest).
+    #[arg(long)]
+    pub no_count: bool,
+    /// Count entries by walking keys (BPF_MAP_GET_NEXT_KEY) even where the kernel's own
+    /// counter can be read (a BPF iterator with bpf_map_sum_elem_count, Linux 6.6+).
+    #[arg(long)]
+    pub walk_keys: bool,
+    /// Only dropscope's own network namespace.
+    #[arg(long)]
+    pub own_netns: bool,
+    /// Also list interfaces without any program that are not endpoints.
+    #[arg(long)]
+    pub all_interfaces: bool,
 }
 
 #[derive(Args, Debug)]
@@ -91,6 +163,12 @@ pub struct DoctorArgs {
     /// Skip the load-and-attach check (which needs the capture's privileges).
     #[arg(long)]
     pub no_attach: bool,
+    /// Cilium's pinned maps for the datapath checks.
+    #[arg(long, default_value = engine::datapath::DEFAULT_MAPS_DIR, value_name = "DIR")]
+    pub maps_dir: String,
+    /// The Cilium agent's REST API socket.
+    #[arg(long, default_value = engine::doctor::CILIUM_API_SOCKET, value_name = "PATH")]
+    pub cilium_api: String,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -315,6 +393,16 @@ pub struct CaptureArgs {
     /// The Cilium agent's REST API socket: pods of its endpoints, identities' labels.
     #[arg(long, default_value = engine::doctor::CILIUM_API_SOCKET, value_name = "PATH")]
     pub cilium_api: PathBuf,
+    /// Cilium's pinned maps read at the end of the capture: each drop reason that points at
+    /// a map (e.g. "CT: Map insertion failed" at the conntrack maps) is shown with the fill
+    /// of those maps, drops at tc with the interface's programs, drops on an endpoint
+    /// interface without a program with that fact (see `dropscope datapath`).
+    #[arg(long, default_value = engine::datapath::DEFAULT_MAPS_DIR, value_name = "DIR")]
+    pub datapath_maps_dir: PathBuf,
+    /// Do not read the datapath at the end of the capture (no `datapath:` lines, no
+    /// `datapath` member in --stats-json).
+    #[arg(long)]
+    pub no_datapath: bool,
     /// Also save the raw Cilium socket stream to FILE, for `dropscope replay` (with --source cilium).
     #[arg(long, value_name = "FILE")]
     pub save_stream: Option<PathBuf>,

@@ -89,6 +89,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Replay(r) => replay(r),
         Command::Reasons(r) => reasons(r),
         Command::Doctor(d) => doctor(d),
+        Command::Datapath(d) => datapath(d),
     }
 }
 
@@ -481,7 +482,20 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
     } else {
         engine::sources::merge(sources)
     };
-    let sink = make_sink(&c.out, snaplen)?;
+    let mut sink = make_sink(&c.out, snaplen)?;
+    if !c.no_datapath {
+        // The datapath as the capture starts: each drop's comment and JSON line get the facts
+        // that explain it (the summary's join reads it again at the end).
+        let snap = engine::datapath::snapshot(&engine::datapath::Options {
+            maps_dir: c.datapath_maps_dir.clone(),
+            cilium_api: c.cilium_api.clone(),
+            count: engine::datapath::CountMaps::Only(engine::datapath::explain::all_table_maps()),
+            ..Default::default()
+        });
+        sink = sink.with_datapath(Arc::new(
+            engine::datapath::explain::EventFacts::from_snapshot(&snap, &names),
+        ));
+    }
     // Printed even with -q (as tcpdump's "listening on"): scripts wait for it.
     match &kernel {
         Some((_, memory)) => {
@@ -508,6 +522,19 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
         &progress,
         progress_printer(c.out.quiet),
     )?;
+    let mut report = report;
+    if !c.no_datapath && !report.flows.is_empty() {
+        let base = engine::datapath::Options {
+            maps_dir: c.datapath_maps_dir.clone(),
+            cilium_api: c.cilium_api.clone(),
+            ..Default::default()
+        };
+        report.datapath = Some(engine::datapath::explain::Join::live(
+            &report.flows,
+            &names,
+            &base,
+        ));
+    }
     finish(&names, &c.out, report)
 }
 
@@ -720,12 +747,23 @@ fn replay(r: args::ReplayArgs) -> Result<i32> {
         &progress,
         progress_printer(r.out.quiet),
     )?;
+    // A file's drops happened elsewhere or earlier: the reason table only, no live state.
+    let mut report = report;
+    report.datapath = Some(engine::datapath::explain::Join::table_only(
+        &report.flows,
+        &names,
+    ));
     finish(&names, &r.out, report)
 }
 
 fn doctor(d: args::DoctorArgs) -> Result<i32> {
     use engine::doctor::{self, Status};
-    let checks = doctor::run(&doctor::Paths::default(), !d.no_attach);
+    let paths = doctor::Paths {
+        maps_dir: d.maps_dir.clone(),
+        cilium_api: d.cilium_api.clone(),
+        ..doctor::Paths::default()
+    };
+    let checks = doctor::run(&paths, !d.no_attach);
     let text = if d.json {
         let mut t = serde_json::to_string_pretty(&checks)?;
         t.push('\n');
@@ -739,6 +777,109 @@ fn doctor(d: args::DoctorArgs) -> Result<i32> {
         r => r?,
     }
     Ok(i32::from(checks.iter().any(|c| c.status == Status::Fail)))
+}
+
+/// `dropscope datapath`: one report, or (--watch) the changes as they happen.
+fn datapath(d: args::DatapathArgs) -> Result<i32> {
+    use engine::datapath::{self, watch, CountMaps};
+    if !(d.interval.is_finite() && d.interval > 0.0) {
+        bail!(
+            "--interval {} is not a positive number of seconds",
+            d.interval
+        );
+    }
+    if let Some(s) = d.duration {
+        if !d.watch {
+            bail!("--duration needs --watch: a single report takes no time to wait for");
+        }
+        if !(s.is_finite() && s > 0.0) {
+            bail!("--duration {s} is not a positive number of seconds");
+        }
+    }
+    if let Some(t) = d
+        .thresholds
+        .iter()
+        .find(|t| !(t.is_finite() && **t > 0.0 && **t <= 100.0))
+    {
+        bail!("--thresholds {t}: give percentages above 0 and at most 100, e.g. 80,90,100");
+    }
+    let opts = datapath::Options {
+        maps_dir: d.maps_dir.clone(),
+        cilium_api: d.cilium_api.clone(),
+        cgroup: d.cgroup.clone(),
+        count: if d.no_count {
+            CountMaps::None
+        } else {
+            CountMaps::All
+        },
+        all_namespaces: !d.own_netns,
+        walk_keys: d.walk_keys,
+        ..Default::default()
+    };
+    let mut out = std::io::stdout().lock();
+    let write = |out: &mut std::io::StdoutLock<'_>, text: &str| -> std::io::Result<()> {
+        out.write_all(text.as_bytes())?;
+        out.flush()
+    };
+    if !d.watch {
+        let snap = datapath::snapshot(&opts);
+        let text = if d.json {
+            let mut t = serde_json::to_string_pretty(&snap)?;
+            t.push('\n');
+            t
+        } else {
+            datapath::render_text(&snap, d.all_interfaces)
+        };
+        return match write(&mut out, &text) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
+            r => r.map(|()| 0).map_err(Into::into),
+        };
+    }
+    let interrupt = install_interrupt()?;
+    if let Some(s) = d.duration {
+        let stop = interrupt.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs_f64(s));
+            stop.store(true, Ordering::SeqCst);
+        });
+    }
+    let thresholds: Vec<f64> = d.thresholds.iter().map(|t| t / 100.0).collect();
+    let json = d.json;
+    let r = watch::run(
+        &opts,
+        Duration::from_secs_f64(d.interval),
+        &thresholds,
+        &interrupt,
+        &mut |s| {
+            let with_progs = s.interfaces().filter(|i| !i.attachments.is_empty()).count();
+            eprintln!(
+                "dropscope: watching the datapath ({with_progs} interfaces with programs, {} endpoint interfaces without, {} maps; every {}s); Ctrl-C to stop",
+                s.missing().count(),
+                s.maps.len(),
+                d.interval
+            );
+            for n in &s.notes {
+                eprintln!("dropscope: note: {n}");
+            }
+        },
+        &mut |c| {
+            let mut line = if json {
+                serde_json::to_string(c).map_err(std::io::Error::other)?
+            } else {
+                c.text()
+            };
+            line.push('\n');
+            write(&mut out, &line)
+        },
+    );
+    match r {
+        Ok(n) => {
+            eprintln!("dropscope: {n} changes seen");
+            Ok(0)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn reasons(r: args::ReasonsArgs) -> Result<i32> {

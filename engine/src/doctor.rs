@@ -66,6 +66,8 @@ pub struct Paths {
     pub cri: Vec<String>,
     /// The proc file system scanned for pods' processes.
     pub proc: String,
+    /// Cilium's pinned maps (`dropscope datapath --maps-dir`).
+    pub maps_dir: String,
 }
 
 impl Default for Paths {
@@ -86,6 +88,7 @@ impl Default for Paths {
                 "/run/k3s/containerd/containerd.sock".into(),
             ],
             proc: "/proc".into(),
+            maps_dir: crate::datapath::DEFAULT_MAPS_DIR.into(),
         }
     }
 }
@@ -392,6 +395,78 @@ fn pod_names_check(p: &Paths) -> Check {
     )
 }
 
+/// The datapath section (`dropscope datapath` in two lines): Cilium endpoint interfaces
+/// without a program, and pinned maps that are nearly full. Only WARN, never FAIL: neither
+/// stops a capture.
+fn datapath_checks(p: &Paths) -> Vec<Check> {
+    let snap = crate::datapath::snapshot(&crate::datapath::Options {
+        maps_dir: p.maps_dir.clone().into(),
+        cilium_api: p.cilium_api.clone().into(),
+        ..Default::default()
+    });
+    let with_progs = snap
+        .interfaces()
+        .filter(|i| !i.attachments.is_empty())
+        .count();
+    let missing: Vec<String> = snap
+        .missing()
+        .map(|i| format!("{}@netns{}", i.name, i.netns))
+        .collect();
+    let progs = if missing.is_empty() {
+        check(
+            "datapath-progs",
+            Status::Ok,
+            format!(
+                "{with_progs} interfaces with XDP/tc/tcx programs in {} namespaces; no endpoint interface (by {}) without one",
+                snap.namespaces.len(),
+                snap.endpoints_from
+            ),
+            None,
+        )
+    } else {
+        check(
+            "datapath-progs",
+            Status::Warn,
+            format!(
+                "{} Cilium endpoint interfaces (by {}) have no tc, tcx or netkit program: {}",
+                missing.len(),
+                snap.endpoints_from,
+                missing.join(", ")
+            ),
+            Some("their pods' traffic bypasses Cilium's datapath: `cilium-dbg endpoint list` shows whether they are regenerating; `dropscope datapath` lists every hook"),
+        )
+    };
+    let full: Vec<String> = snap
+        .maps
+        .iter()
+        .filter(|m| m.fill.is_some_and(|f| f >= 0.9))
+        .map(|m| format!("{} {}", m.name, m.fill_text()))
+        .collect();
+    let maps = if snap.maps.is_empty() {
+        check(
+            "datapath-maps",
+            Status::Warn,
+            format!("no pinned maps in {}", p.maps_dir),
+            Some("no Cilium here (or another bpffs directory: dropscope datapath --maps-dir): map fills cannot be shown"),
+        )
+    } else if full.is_empty() {
+        check(
+            "datapath-maps",
+            Status::Ok,
+            format!("{} maps in {}, none 90% full", snap.maps.len(), p.maps_dir),
+            None,
+        )
+    } else {
+        check(
+            "datapath-maps",
+            Status::Warn,
+            format!("{} of {} maps at least 90% full: {}", full.len(), snap.maps.len(), full.join(", ")),
+            Some("a full map refuses inserts (conntrack, NAT: \"CT: Map insertion failed\", \"No mapping for NAT masquerade\"): raise Cilium's map sizes (--bpf-ct-global-*-max, --bpf-nat-global-max, --bpf-map-dynamic-size-ratio) or find what fills them"),
+        )
+    };
+    vec![progs, maps]
+}
+
 /// Every check, in order. `attach`: also load and attach the program (needs privileges).
 pub fn run(p: &Paths, attach: bool) -> Vec<Check> {
     let mut v = vec![
@@ -409,6 +484,7 @@ pub fn run(p: &Paths, attach: bool) -> Vec<Check> {
     v.push(cilium_api_check(p));
     v.push(cri_check(p));
     v.push(pod_names_check(p));
+    v.extend(datapath_checks(p));
     v
 }
 
@@ -478,6 +554,7 @@ mod tests {
             cilium_api: dir.join("no-api.sock").display().to_string(),
             cri: vec![dir.join("no-cri.sock").display().to_string()],
             proc: dir.join("no-proc").display().to_string(),
+            maps_dir: dir.join("no-maps").display().to_string(),
         };
         let checks = run(&p, false);
         let get = |n: &str| checks.iter().find(|c| c.name == n).unwrap().clone();
@@ -491,6 +568,11 @@ mod tests {
         assert_eq!(get("cilium-api").status, Status::Warn);
         assert_eq!(get("cri").status, Status::Warn);
         assert_eq!(get("pod-names").status, Status::Warn);
+        assert_eq!(get("datapath-maps").status, Status::Warn);
+        assert!(get("datapath-maps")
+            .detail
+            .starts_with("no pinned maps in "));
+        assert_ne!(get("datapath-progs").status, Status::Fail);
         assert!(
             get("pod-names")
                 .detail

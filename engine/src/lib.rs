@@ -27,6 +27,7 @@ pub mod cilium_datapath;
 pub mod cilium_glue;
 pub mod cilium_socket;
 pub mod comment;
+pub mod datapath;
 pub mod doctor;
 pub mod event;
 pub mod filter;

@@ -139,6 +139,9 @@ pub struct RunReport {
     pub elapsed: Duration,
     pub started_ns: u64,
     pub stopped_by: StopCause,
+    /// The run's drops joined with the datapath's state (filled in by the caller after the
+    /// run: `capture` reads the live datapath, `replay` only the reason table).
+    pub datapath: Option<crate::datapath::explain::Join>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -352,6 +355,7 @@ pub fn run(
         elapsed: started.elapsed(),
         started_ns,
         stopped_by,
+        datapath: None,
     })
 }
 

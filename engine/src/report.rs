@@ -408,7 +408,7 @@ fn stats_doc(names: &Names, r: &RunReport, flows: Value, rows_written: usize) ->
             "warnings": p.warnings(),
         })
     });
-    json!({
+    let mut doc = json!({
         "schema": STATS_SCHEMA,
         "source": r.source.description,
         "started": crate::timefmt::rfc3339_ns(r.started_ns),
@@ -433,7 +433,15 @@ fn stats_doc(names: &Names, r: &RunReport, flows: Value, rows_written: usize) ->
         "storm": Value::Null,
         "notes": r.source.notes,
         "pod_names": pod_names,
-    })
+    });
+    // The drops joined with the datapath (present only when the run asked for it).
+    if let (Some(d), Value::Object(m)) = (&r.datapath, &mut doc) {
+        m.insert(
+            "datapath".into(),
+            serde_json::to_value(d).unwrap_or(Value::Null),
+        );
+    }
+    doc
 }
 
 /// The human summary printed on stderr at the end of a run.
@@ -549,6 +557,9 @@ pub fn summary_text(names: &Names, r: &RunReport, top: usize) -> String {
             names.row_pods(k).write_text(&mut s);
             s.push('\n');
         }
+    }
+    if let Some(d) = &r.datapath {
+        s.push_str(&d.render_text());
     }
     // Said when there is something to say: pods named, or a source failing.
     if let Some(p) = names
@@ -706,6 +717,7 @@ mod tests {
             elapsed: std::time::Duration::from_millis(1500),
             started_ns: 1_700_000_000_000_000_000,
             stopped_by: StopCause::SourceEnded,
+            datapath: None,
         }
     }
 

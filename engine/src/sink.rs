@@ -70,6 +70,8 @@ pub struct OutputSink {
     joined_not_written: u64,
     /// Standard output was a pipe whose reader went away (`| head`).
     stdout_closed: bool,
+    /// The datapath's facts for each drop (capture: read when it starts).
+    datapath: Option<std::sync::Arc<crate::datapath::explain::EventFacts>>,
 }
 
 impl OutputSink {
@@ -88,7 +90,18 @@ impl OutputSink {
             synthesized_not_written: 0,
             joined_not_written: 0,
             stdout_closed: false,
+            datapath: None,
         }
+    }
+
+    /// Annotates each drop with the datapath's facts that explain it (pcapng comment
+    /// ` | datapath: ...`, JSON member `datapath`).
+    pub fn with_datapath(
+        mut self,
+        f: std::sync::Arc<crate::datapath::explain::EventFacts>,
+    ) -> Self {
+        self.datapath = (!f.is_empty()).then_some(f);
+        self
     }
 
     /// `--synthesize`: also write packets synthesised from headers (text inputs).
@@ -121,9 +134,37 @@ impl OutputSink {
         if unwritten && self.writer.is_some() {
             self.synthesized_not_written += 1;
         }
+        let datapath = self.datapath.as_ref().and_then(|f| {
+            let (reason, _, _) = crate::render::reason_and_identities(e);
+            let own = f.annotate(reason, e.netns, e.ifindex);
+            // A kernel drop joined with Cilium's notification of the same packet: Cilium's
+            // reason's facts too (a full map behind it).
+            let joined = match e.meta.as_ref().and_then(|m| m.joined.as_ref()) {
+                Some(crate::join::Joined::Cilium(d)) => f.annotate(
+                    crate::aggregate::ReasonKey::Cilium(d.subtype),
+                    e.netns,
+                    u32::MAX,
+                ),
+                _ => None,
+            };
+            match (own, joined) {
+                (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+                (a, b) => a.or(b),
+            }
+        });
         if let Some((w, path, _)) = self.writer.as_mut().filter(|_| !unwritten) {
             let names = r.names;
             let comment = r.comment(e, s);
+            let annotated;
+            let comment = match &datapath {
+                Some(d) => {
+                    // A word of its own after the comment's fields (readers split on
+                    // spaces and ignore fields they do not know).
+                    annotated = format!("{comment} | datapath: {d}");
+                    annotated.as_str()
+                }
+                None => comment,
+            };
             let p = OutPacket {
                 ts_ns: e.ts_ns,
                 iface: IfaceKey {
@@ -153,6 +194,13 @@ impl OutputSink {
             PrintMode::Json => {
                 self.line.clear();
                 r.json_line(&mut self.line, e, s);
+                if let (Some(d), true) = (&datapath, self.line.ends_with('}')) {
+                    self.line.pop();
+                    self.line.push_str(",\"datapath\":");
+                    self.line
+                        .push_str(&serde_json::to_string(d).unwrap_or_else(|_| "null".into()));
+                    self.line.push('}');
+                }
                 self.line.push('\n');
                 self.emit()?;
             }
