@@ -676,7 +676,11 @@ mod tests {
     fn cilium_rows_name_cilium_s_own_strings() {
         for r in TABLE.iter().filter(|r| r.origin == "cilium") {
             let code = r.code.unwrap_or(0);
-            assert_eq!(crate::cilium_glue::reason_name(code), r.reason, "{code}");
+            assert_eq!(
+                crate::cilium_glue::reason_name(code, Default::default()),
+                r.reason,
+                "{code}"
+            );
         }
     }
 

@@ -119,7 +119,7 @@ impl MapCounts {
             Ok(fd) => unsafe { OwnedFd::from_raw_fd(fd as i32) },
             Err(e) => {
                 let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
-                let text = String::from_utf8_lossy(&log[..end]);
+                let text = String::from_utf8_lossy(log.get(..end).unwrap_or(&[]));
                 let last = text.lines().rev().find(|l| !l.trim().is_empty());
                 return Err(io::Error::new(
                     e.kind(),

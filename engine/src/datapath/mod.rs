@@ -18,6 +18,7 @@ pub mod explain;
 pub mod hooks;
 pub mod iter;
 pub mod maps;
+#[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 pub mod watch;
 
@@ -599,8 +600,8 @@ pub fn render_text(s: &Snapshot, verbose: bool) -> String {
             let _ = writeln!(out, "  error: {e}");
         }
     }
-    if !s.cgroup.is_empty() {
-        let _ = writeln!(out, "cgroup {}", s.cgroup[0].cgroup);
+    if let Some(first) = s.cgroup.first() {
+        let _ = writeln!(out, "cgroup {}", first.cgroup);
         for c in &s.cgroup {
             let _ = writeln!(
                 out,

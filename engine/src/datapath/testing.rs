@@ -103,7 +103,9 @@ pub fn insert_range_padded(map: BorrowedFd<'_>, from: u32, to: u32) -> io::Resul
     let value = vec![0u8; vs as usize];
     let mut key = vec![0u8; (ks as usize).max(4)];
     for k in from..to {
-        key[..4].copy_from_slice(&k.to_le_bytes());
+        if let Some(at) = key.get_mut(..4) {
+            at.copy_from_slice(&k.to_le_bytes());
+        }
         let mut attr = zeroed_attr();
         // SAFETY: MAP_UPDATE_ELEM with a key and a value of the map's sizes, both outliving
         // the call.
@@ -176,7 +178,7 @@ pub fn prog_load(
             let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
             Err(format!(
                 "{e}; verifier log: {}",
-                String::from_utf8_lossy(&log[..end])
+                String::from_utf8_lossy(log.get(..end).unwrap_or(&[]))
             ))
         }
     }
@@ -233,7 +235,8 @@ pub fn create_netkit(primary: &str, peer: &str) -> io::Result<()> {
     let mut buf = vec![0u8; 8192];
     let n = sock.recv(&mut &mut buf[..], 0)?;
     let m: NetlinkMessage<RouteNetlinkMessage> =
-        NetlinkMessage::deserialize(&buf[..n]).map_err(|e| io::Error::other(e.to_string()))?;
+        NetlinkMessage::deserialize(buf.get(..n).unwrap_or(&[]))
+            .map_err(|e| io::Error::other(e.to_string()))?;
     match m.payload {
         NetlinkPayload::Error(e) => match e.code {
             Some(c) => Err(io::Error::from_raw_os_error(-c.get())),
