@@ -52,6 +52,7 @@ fn origin(r: ReasonKey) -> (&'static str, Option<u32>) {
         ReasonKey::Cilium(c) => ("cilium", Some(u32::from(c))),
         ReasonKey::CiliumEvent(t) => ("cilium", Some(u32::from(t))),
         ReasonKey::Captured => ("capture", None),
+        ReasonKey::Packet { .. } => ("packet", None),
     }
 }
 

@@ -94,6 +94,9 @@ pub struct Selection {
     pub except: Option<Reasons>,
     /// `-i`: only this ifindex.
     pub ifindex: Option<u32>,
+    /// `-i` given more than once (`capture --packets`): only drops on these
+    /// (ifindex, netns inode).
+    pub ifaces: Option<Vec<(u32, u32)>>,
     /// `--netns`: only this namespace inode.
     pub netns: Option<u32>,
     /// `--identity`: source or destination identity is one of these.
@@ -116,6 +119,7 @@ impl Selection {
         self.only.is_none()
             && self.except.is_none()
             && self.ifindex.is_none()
+            && self.ifaces.is_none()
             && self.netns.is_none()
             && !self.has_identity()
             && self.expr.is_none()
@@ -134,6 +138,15 @@ impl Selection {
         let mut k = KernelSelect {
             ifindex: self.ifindex.unwrap_or(0),
             netns: self.netns.unwrap_or(0),
+            ifaces: self.ifaces.as_ref().map(|v| {
+                v.iter()
+                    .map(|&(ifindex, netns_ino)| capture_common::PktKey {
+                        ifindex,
+                        netns_ino,
+                        direction: 0,
+                    })
+                    .collect()
+            }),
             ..Default::default()
         };
         let except = self
@@ -168,10 +181,24 @@ impl Selection {
         }
     }
 
-    /// True when `e` is selected.
+    /// True when `e` is selected. Ordinary packets (`--packets`) are chosen by the
+    /// interfaces their programs are attached to, and have no reason: the reason and
+    /// interface selectors are for drops; the others apply to them as to drops.
     pub fn keep(&self, e: &Event) -> bool {
-        if self.kernel_decided && matches!(e.cause, crate::event::Cause::Kernel { .. }) {
+        use crate::event::Cause;
+        if self.kernel_decided && matches!(e.cause, Cause::Kernel { .. } | Cause::Packet { .. }) {
             return true;
+        }
+        if matches!(e.cause, Cause::Packet { .. }) {
+            return Selection {
+                only: None,
+                except: None,
+                ifindex: None,
+                ifaces: None,
+                kernel_decided: false,
+                ..self.clone()
+            }
+            .keep(e);
         }
         let (reason, src, dst) = crate::render::reason_and_identities(e);
         if let Some(only) = &self.only {
@@ -186,6 +213,11 @@ impl Selection {
         }
         if let Some(i) = self.ifindex {
             if e.ifindex != i {
+                return false;
+            }
+        }
+        if let Some(set) = &self.ifaces {
+            if !set.contains(&(e.ifindex, e.netns)) {
                 return false;
             }
         }
@@ -323,6 +355,7 @@ mod tests {
                 reasons: Some((true, vec![2])),
                 program: None,
                 pods: None,
+                ifaces: None,
             }
         );
         let only_not = Selection {

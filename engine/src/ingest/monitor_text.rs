@@ -1695,7 +1695,8 @@ pub(crate) mod tests {
         assert_eq!(back, want);
         // Traces keep cilium monitor's format exactly.
         let mut t = e.clone();
-        let trace = decode(&hex(REC_6_1), &DecodeOptions::default()).unwrap();
+        let raw = hex(REC_6_1);
+        let trace = decode(&raw, &DecodeOptions::default()).unwrap();
         t.cause = Cause::Cilium(trace.notification.clone());
         let mut tl = String::new();
         r.text_line(&mut tl, &t, &s);

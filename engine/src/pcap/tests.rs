@@ -138,6 +138,7 @@ fn write_file(
             orig_len: p.orig_len,
             data: &p.data,
             comment: p.comment.as_deref(),
+            flags: 0,
         };
         w.write(&out, &iface_name).unwrap();
     }
@@ -587,6 +588,7 @@ fn unfinished_writer_leaves_nothing() {
             orig_len: p.orig_len,
             data: &p.data,
             comment: None,
+            flags: 0,
         };
         w.write(&out, &iface_name).unwrap();
         let mut tmp_path = path.clone().into_os_string();
@@ -621,6 +623,7 @@ fn empty_and_oversized_inputs() {
         orig_len: 10,
         data: &big,
         comment: Some(&long),
+        flags: 0,
     };
     w.write(&out, &iface_name).unwrap();
     let st = w.finish().unwrap();
@@ -845,6 +848,7 @@ fn many_interleaved_interfaces() {
             orig_len: 60,
             data: &data,
             comment: None,
+            flags: 0,
         };
         w.write(&p, &default_iface_name).unwrap();
     }
@@ -886,6 +890,7 @@ fn many_interleaved_interfaces() {
             orig_len: 60,
             data: &data,
             comment: None,
+            flags: 0,
         };
         w.write(&p, &default_iface_name).unwrap();
     }
