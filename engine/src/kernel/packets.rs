@@ -381,6 +381,28 @@ pub fn detach(ebpf: &mut Ebpf, links: &mut PacketLinks) -> Result<(), String> {
     }
 }
 
+/// The names of the programs tcx runs on an interface (ingress, then egress), as the kernel
+/// lists them: for checks and tests that nothing of ours is left.
+pub fn tcx_programs(iface: &PacketIface) -> io::Result<Vec<String>> {
+    let name = iface.name.clone();
+    in_netns(
+        iface.netns_path.as_deref(),
+        move || -> io::Result<Vec<String>> {
+            let mut out = Vec::new();
+            for at in [TcAttachType::Ingress, TcAttachType::Egress] {
+                let (_, progs) = SchedClassifier::query_tcx(&name, at)
+                    .map_err(|e| io::Error::other(e.to_string()))?;
+                out.extend(
+                    progs
+                        .iter()
+                        .map(|p| p.name_as_str().unwrap_or("?").to_string()),
+                );
+            }
+            Ok(out)
+        },
+    )?
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
