@@ -522,7 +522,7 @@ fn pkt_counter(ifindex: u32, netns_ino: u32, dir: u8) -> Option<*mut PktCounter>
         netns_ino,
         direction: u32::from(dir),
     };
-    if let Some(c) = PKT_COUNTS.get_ptr_mut(&key) {
+    if let Some(c) = PKT_COUNTS.get_ptr_mut(key) {
         // SAFETY: this CPU's value; one writer (see on_packet).
         unsafe { (*c).seen += 1 };
         return Some(c);
@@ -534,13 +534,13 @@ fn pkt_counter(ifindex: u32, netns_ino: u32, dir: u8) -> Option<*mut PktCounter>
         busy: 0,
     };
     if PKT_COUNTS
-        .insert(&key, &first, u64::from(BPF_NOEXIST))
+        .insert(key, first, u64::from(BPF_NOEXIST))
         .is_ok()
     {
-        return PKT_COUNTS.get_ptr_mut(&key);
+        return PKT_COUNTS.get_ptr_mut(key);
     }
     // Inserted by another CPU meanwhile: count in our slot of its entry.
-    if let Some(c) = PKT_COUNTS.get_ptr_mut(&key) {
+    if let Some(c) = PKT_COUNTS.get_ptr_mut(key) {
         // SAFETY: as above.
         unsafe { (*c).seen += 1 };
         return Some(c);
@@ -788,7 +788,7 @@ fn selected(reason: u32, ifindex: u32, netns_ino: u32) -> bool {
             direction: 0,
         };
         // SAFETY: the value is not used, only its presence.
-        if unsafe { IFACE_SELECT.get(&k) }.is_none() {
+        if unsafe { IFACE_SELECT.get(k) }.is_none() {
             return false;
         }
     }

@@ -47,8 +47,11 @@ fn quiet_pair() -> NetnsPair {
     p
 }
 
-/// (frame number, time, direction flags or "", comment, tshark's summary) of every packet.
-fn frames(file: &Path) -> Vec<(u64, f64, String, String, String)> {
+/// (frame number, time, direction flags or "", comment, tshark's summary) of a packet.
+type Frame = (u64, f64, String, String, String);
+
+/// Every packet of a file.
+fn frames(file: &Path) -> Vec<Frame> {
     let o = sh(&[
         "tshark",
         "-r",
@@ -232,9 +235,7 @@ fn conversation_and_its_drops_in_one_file() {
     );
     assert_eq!(count(&format!("tcp.port == {open} && frame.comment")), 0);
     // The drop comes after the packet passed the interface.
-    let at = |pred: &dyn Fn(&(u64, f64, String, String, String)) -> bool| {
-        f.iter().find(|x| pred(x)).map(|x| x.0).unwrap()
-    };
+    let at = |pred: &dyn Fn(&Frame) -> bool| f.iter().find(|x| pred(x)).map(|x| x.0).unwrap();
     let closed_s = closed.to_string();
     let syn_in = at(&|x| x.2 == "0x00000001" && x.4.contains(&closed_s) && x.4.contains("[SYN]"));
     let syn_drop = at(&|x| x.2.is_empty() && x.4.contains(&closed_s));

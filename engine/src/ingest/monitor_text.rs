@@ -1657,7 +1657,7 @@ pub(crate) mod tests {
             orig_len: 60,
             link: LinkType::Ethernet,
             data: bytes::Bytes::copy_from_slice(d.packet),
-            cause: Cause::Cilium(d.notification.clone()),
+            cause: Cause::Cilium(d.notification),
             meta: None,
         };
         let pod = |ns: &str, name: &str| {
@@ -1697,7 +1697,7 @@ pub(crate) mod tests {
         let mut t = e.clone();
         let raw = hex(REC_6_1);
         let trace = decode(&raw, &DecodeOptions::default()).unwrap();
-        t.cause = Cause::Cilium(trace.notification.clone());
+        t.cause = Cause::Cilium(trace.notification);
         let mut tl = String::new();
         r.text_line(&mut tl, &t, &s);
         assert!(!tl.contains(" pod"), "{tl}");
