@@ -114,8 +114,8 @@ pub const PROG_PKT_EGRESS: &str = "pkt_egress";
 pub const MAP_PKT_COUNTS: &str = "PKT_COUNTS";
 /// Entries of `PKT_COUNTS`.
 pub const PKT_COUNTS_ENTRIES: u32 = 1024;
-/// Interfaces whose drops `-i` selects when it is given more than once (`PktKey` with
-/// `direction` 0 -> 1), when `ProbeConfig::sel_ifaces` says so.
+/// Interfaces whose drops `-i` selects with `--packets` (`PktKey` with `direction` 0 -> 1),
+/// when `ProbeConfig::sel_ifindex` is [`SEL_IFINDEX_SET`].
 pub const MAP_IFACE_SELECT: &str = "IFACE_SELECT";
 pub const IFACE_SELECT_ENTRIES: u32 = 256;
 /// The per-CPU rings' bytes: [`RING_ELEM`]-byte blocks, `ring_blocks` per CPU (see [`RingPos`]).
@@ -291,9 +291,12 @@ pub struct ProbeConfig {
     /// or to one of their addresses. A packet whose addresses cannot be read, or whose pod
     /// address would be inside a tunnel, is taken (user space decides it).
     pub sel_pods: u32,
-    /// Non-zero: only drops on the interfaces in `IFACE_SELECT` (`-i` given more than once).
-    pub sel_ifaces: u32,
 }
+
+/// `ProbeConfig::sel_ifindex` meaning "only drops on the interfaces in `IFACE_SELECT`"
+/// (`capture --packets -i ...`): the set is looked up only when a selection is on, so
+/// the drop path of a capture without one runs no extra instruction.
+pub const SEL_IFINDEX_SET: u32 = u32::MAX;
 
 /// `ProbeConfig::sel_reasons`: no reason selection.
 pub const SEL_REASONS_NONE: u32 = 0;
@@ -426,7 +429,6 @@ impl ProbeConfig {
         sel_reasons: SEL_REASONS_NONE,
         filter: 0,
         sel_pods: 0,
-        sel_ifaces: 0,
     };
 }
 
@@ -520,7 +522,7 @@ const _: () = assert!(offset_of!(KfreeSkbEvent, cap_len) == 40);
 const _: () = assert!(offset_of!(KfreeSkbEvent, protocol) == 42);
 const _: () = assert!(offset_of!(KfreeSkbEvent, flags) == 44);
 const _: () = assert!(offset_of!(KfreeSkbEvent, net_off) == 46);
-const _: () = assert!(size_of::<ProbeConfig>() == 128);
+const _: () = assert!(size_of::<ProbeConfig>() == 124);
 const _: () = assert!(size_of::<PacketEvent>() == 40);
 const _: () = assert!(size_of::<PacketEvent>() <= size_of::<KfreeSkbEvent>());
 const _: () = assert!(offset_of!(PacketEvent, ifindex) == 16);
@@ -616,7 +618,6 @@ pub const LAYOUTS: &[Layout] = &[
             ("sel_reasons", offset_of!(ProbeConfig, sel_reasons)),
             ("filter", offset_of!(ProbeConfig, filter)),
             ("sel_pods", offset_of!(ProbeConfig, sel_pods)),
-            ("sel_ifaces", offset_of!(ProbeConfig, sel_ifaces)),
         ],
     ),
     (

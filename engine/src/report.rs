@@ -974,4 +974,63 @@ mod tests {
         );
         assert!(lines[1].ends_with("identity 12345->678"), "{text}");
     }
+
+    #[test]
+    fn packet_flows_are_conversations_and_count_those_with_drops() {
+        use crate::event::Direction;
+        let mut flows = FlowTable::with_seed(100, 1);
+        let a = Ipv4Addr::new(10, 0, 0, 1);
+        let b = Ipv4Addr::new(10, 0, 0, 2);
+        let pkt = |dir| ReasonKey::Packet {
+            ifindex: 3,
+            netns: 9,
+            dir,
+        };
+        let add = |flows: &mut FlowTable, flow: FlowKey, reason: ReasonKey| {
+            let k = AggKey {
+                flow,
+                ifindex: 3,
+                netns: 9,
+                reason,
+                src_identity: 0,
+                dst_identity: 0,
+            };
+            flows.add(&k, 60, 1);
+        };
+        // A TCP conversation both ways, no drop.
+        add(
+            &mut flows,
+            FlowKey::v4(a, 1000, b, 80, 6),
+            pkt(Direction::Inbound),
+        );
+        add(
+            &mut flows,
+            FlowKey::v4(b, 80, a, 1000, 6),
+            pkt(Direction::Outbound),
+        );
+        // A refused one: SYN in, RST out, the SYN dropped.
+        add(
+            &mut flows,
+            FlowKey::v4(a, 1001, b, 81, 6),
+            pkt(Direction::Inbound),
+        );
+        add(
+            &mut flows,
+            FlowKey::v4(b, 81, a, 1001, 6),
+            pkt(Direction::Outbound),
+        );
+        add(
+            &mut flows,
+            FlowKey::v4(a, 1001, b, 81, 6),
+            ReasonKey::Kernel(3),
+        );
+        // A drop of a flow never seen passing is not a captured flow.
+        add(
+            &mut flows,
+            FlowKey::v4(a, 1002, b, 82, 17),
+            ReasonKey::Kernel(3),
+        );
+        assert_eq!(packet_flows(&flows), (2, 1));
+        assert_eq!(packet_flows(&FlowTable::new(10)), (0, 0));
+    }
 }

@@ -189,34 +189,24 @@ impl Selection {
         if self.kernel_decided && matches!(e.cause, Cause::Kernel { .. } | Cause::Packet { .. }) {
             return true;
         }
-        if matches!(e.cause, Cause::Packet { .. }) {
-            return Selection {
-                only: None,
-                except: None,
-                ifindex: None,
-                ifaces: None,
-                kernel_decided: false,
-                ..self.clone()
-            }
-            .keep(e);
-        }
+        let drop = !matches!(e.cause, Cause::Packet { .. });
         let (reason, src, dst) = crate::render::reason_and_identities(e);
-        if let Some(only) = &self.only {
+        if let (Some(only), true) = (&self.only, drop) {
             if !only.has(reason) {
                 return false;
             }
         }
-        if let Some(except) = &self.except {
+        if let (Some(except), true) = (&self.except, drop) {
             if except.has(reason) {
                 return false;
             }
         }
-        if let Some(i) = self.ifindex {
+        if let (Some(i), true) = (self.ifindex, drop) {
             if e.ifindex != i {
                 return false;
             }
         }
-        if let Some(set) = &self.ifaces {
+        if let (Some(set), true) = (&self.ifaces, drop) {
             if !set.contains(&(e.ifindex, e.netns)) {
                 return false;
             }
@@ -329,6 +319,51 @@ mod tests {
                 protocol: 0,
             },
         }
+    }
+
+    #[test]
+    fn packets_skip_the_drop_selectors_and_meet_the_others() {
+        let pkt = |ifindex, netns| Event {
+            cause: Cause::Packet {
+                dir: crate::event::Direction::Inbound,
+            },
+            ..ev(0, ifindex, netns)
+        };
+        let s = Selection {
+            only: Some(Reasons {
+                kernel: [3].into(),
+                cilium: Default::default(),
+            }),
+            ifaces: Some(vec![(4, 99)]),
+            ..Default::default()
+        };
+        // Reasons and interfaces select drops; a packet has no reason, and its interface
+        // is the one its program is attached to.
+        assert!(s.keep(&pkt(7, 98)));
+        assert!(s.keep(&ev(3, 4, 99)));
+        assert!(!s.keep(&ev(3, 7, 99)));
+        assert!(!s.keep(&ev(2, 4, 99)));
+        let s = Selection {
+            netns: Some(99),
+            ..s
+        };
+        assert!(s.keep(&pkt(7, 99)));
+        assert!(!s.keep(&pkt(7, 98)));
+        // Decided by the kernel: passed as they are.
+        let s = Selection {
+            kernel_decided: true,
+            ..s
+        };
+        assert!(s.keep(&pkt(7, 98)));
+        let (k, _) = s.kernel();
+        assert_eq!(
+            k.ifaces,
+            Some(vec![capture_common::PktKey {
+                ifindex: 4,
+                netns_ino: 99,
+                direction: 0
+            }])
+        );
     }
 
     #[test]

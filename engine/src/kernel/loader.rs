@@ -150,7 +150,7 @@ pub struct KernelSelect {
     /// when none is known yet: then the program selects nothing until some are added to
     /// `POD_SELECT`).
     pub pods: Option<Vec<capture_common::PodKey>>,
-    /// `-i` given more than once: only drops on these interfaces (`IFACE_SELECT`).
+    /// `capture --packets -i ...`: only drops on these interfaces (`IFACE_SELECT`).
     pub ifaces: Option<Vec<capture_common::PktKey>>,
 }
 
@@ -317,7 +317,9 @@ fn apply_select(s: &KernelSelect, filter: bool, c: &mut ProbeConfig) {
     };
     c.filter = u32::from(filter);
     c.sel_pods = u32::from(s.pods.is_some());
-    c.sel_ifaces = u32::from(s.ifaces.is_some());
+    if s.ifaces.is_some() {
+        c.sel_ifindex = capture_common::SEL_IFINDEX_SET;
+    }
 }
 
 /// Parses a tracepoint `format` file into the kfree_skb field offsets.
