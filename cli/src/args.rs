@@ -335,8 +335,9 @@ pub struct CaptureArgs {
     /// egress, by eBPF at tc: tcx links on Linux 6.6+, else clsact filters), through the
     /// same rings, filter expression, selectors and snap length. The pcapng file then holds
     /// the conversation and its drops in time order: ordinary packets carry their direction
-    /// in the packet flags (Wireshark: frame.packet_flags_direction, tshark: pkt_dir),
-    /// drops their reason in the comment. The programs never change what happens to traffic.
+    /// in the packet flags (Wireshark and tshark: frame.packet_flags_direction, 1 in, 2 out),
+    /// drops their reason in the comment; the drops kept are those on the same interfaces.
+    /// The programs never change what happens to traffic.
     #[arg(long)]
     pub packets: bool,
     /// How --packets attaches: auto (tcx where the kernel has it, else clsact), tcx, clsact.
