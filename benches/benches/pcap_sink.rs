@@ -55,6 +55,7 @@ fn write(path: &Path, format: FileFormat, comment: bool) {
             orig_len: 100,
             data: &data,
             comment: c,
+            flags: 0,
         };
         w.write(&p, &name).unwrap();
     }

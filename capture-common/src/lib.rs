@@ -11,10 +11,19 @@
 use core::mem::{offset_of, size_of};
 
 /// Version of the record layout below; bumped on any change.
-pub const ABI_VERSION: u8 = 4;
+pub const ABI_VERSION: u8 = 5;
 
 /// `RecordHeader::kind` of a [`KfreeSkbEvent`]: a packet freed through `skb:kfree_skb`.
 pub const KIND_KFREE_SKB: u8 = 1;
+/// `RecordHeader::kind` of a [`PacketEvent`]: an ordinary packet seen by the tc programs
+/// (`--packets`), not a drop.
+pub const KIND_PACKET: u8 = 2;
+
+/// `PacketEvent::direction`: received on the interface (tc ingress). The values are the
+/// pcapng `epb_flags` direction bits (01 inbound, 10 outbound).
+pub const DIR_INBOUND: u8 = 1;
+/// `PacketEvent::direction`: sent on the interface (tc egress).
+pub const DIR_OUTBOUND: u8 = 2;
 
 /// Largest snap length the kernel program copies (bytes of packet after the fixed body).
 pub const MAX_SNAPLEN: u32 = 2048;
@@ -48,8 +57,11 @@ pub const STAT_REASON_MAP_FULL: u32 = 2;
 /// possible on kernels before 6.1, which lack the raw tracepoint recursion guard). They are
 /// not counted per reason: the nested run must not touch the outer run's counters.
 pub const STAT_NESTED: u32 = 3;
+/// Packets the tc programs could not count per interface (`PKT_COUNTS` full): counted here
+/// only.
+pub const STAT_PKT_MAP_FULL: u32 = 4;
 /// Number of entries of `STATS`.
-pub const STAT_COUNT: u32 = 4;
+pub const STAT_COUNT: u32 = 5;
 
 /// `ProbeConfig::exemplars` meaning "no budget: copy every drop" (the default capture).
 pub const EXEMPLARS_ALL: u32 = u32::MAX;
@@ -94,6 +106,18 @@ pub const REASON_MAP_ENTRIES: u32 = 1024;
 pub const PROG_TP_BTF: &str = "kfree_skb_btf";
 pub const PROG_TRACEPOINT: &str = "kfree_skb_tp";
 pub const PROG_TC_SHOT: &str = "tc_shot";
+/// The `--packets` classifiers: every packet on an interface, received and sent.
+pub const PROG_PKT_INGRESS: &str = "pkt_ingress";
+pub const PROG_PKT_EGRESS: &str = "pkt_egress";
+/// Packets seen by the tc programs, per [`PktKey`] (per CPU); user space puts in a key for
+/// every interface and direction it attaches to, the program adds others it meets.
+pub const MAP_PKT_COUNTS: &str = "PKT_COUNTS";
+/// Entries of `PKT_COUNTS`.
+pub const PKT_COUNTS_ENTRIES: u32 = 1024;
+/// Interfaces whose drops `-i` selects with `--packets` (`PktKey` with `direction` 0 -> 1),
+/// when `ProbeConfig::sel_ifindex` is [`SEL_IFINDEX_SET`].
+pub const MAP_IFACE_SELECT: &str = "IFACE_SELECT";
+pub const IFACE_SELECT_ENTRIES: u32 = 256;
 /// The per-CPU rings' bytes: [`RING_ELEM`]-byte blocks, `ring_blocks` per CPU (see [`RingPos`]).
 pub const MAP_RING_DATA: &str = "RING_DATA";
 /// The per-CPU rings' positions: one [`RingPos`] per CPU.
@@ -144,6 +168,57 @@ pub struct KfreeSkbEvent {
     /// Offset of the network header in the packet bytes (meaningful without
     /// `FLAG_COUNTED`).
     pub net_off: u16,
+}
+
+/// One ordinary packet seen at tc (`--packets`); `cap_len` packet bytes follow it, from
+/// the MAC header (the network header on L3 devices: `FLAG_L3`). Never longer than a
+/// [`KfreeSkbEvent`], so a ring's largest frame stays [`MAX_FRAME`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PacketEvent {
+    pub hdr: RecordHeader,
+    /// The interface the program is attached to (`skb->dev->ifindex`).
+    pub ifindex: u32,
+    /// Inode of that interface's network namespace, 0 if unknown.
+    pub netns_ino: u32,
+    /// Length of the packet from its first captured byte.
+    pub orig_len: u32,
+    /// Packet bytes that follow this struct.
+    pub cap_len: u16,
+    /// `skb->protocol` as stored (network byte order).
+    pub protocol: u16,
+    /// [`DIR_INBOUND`] or [`DIR_OUTBOUND`].
+    pub direction: u8,
+    /// `FLAG_L3`, `FLAG_READ_FAILED`.
+    pub flags: u8,
+    pub _pad: u16,
+    /// `skb->mark`.
+    pub mark: u32,
+}
+
+/// A key of `PKT_COUNTS` (and, with `direction` 0, of `IFACE_SELECT`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PktKey {
+    pub ifindex: u32,
+    pub netns_ino: u32,
+    /// [`DIR_INBOUND`] or [`DIR_OUTBOUND`] (0 in `IFACE_SELECT`).
+    pub direction: u32,
+}
+
+/// What the tc programs did with the packets of one [`PktKey`] (per CPU):
+/// `seen == filtered + ring_full + busy + delivered`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PktCounter {
+    pub seen: u64,
+    /// Turned away by the selectors (`--netns`, pods) or the filter expression.
+    pub filtered: u64,
+    /// No room in this CPU's ring.
+    pub ring_full: u64,
+    /// This CPU's ring was being written by a program this one interrupted (a kfree_skb
+    /// run in task context): not copied, so the ring keeps one writer.
+    pub busy: u64,
 }
 
 /// Load-time configuration, written into the program's `.rodata` by user space.
@@ -217,6 +292,11 @@ pub struct ProbeConfig {
     /// address would be inside a tunnel, is taken (user space decides it).
     pub sel_pods: u32,
 }
+
+/// `ProbeConfig::sel_ifindex` meaning "only drops on the interfaces in `IFACE_SELECT`"
+/// (`capture --packets -i ...`): the set is looked up only when a selection is on, so
+/// the drop path of a capture without one runs no extra instruction.
+pub const SEL_IFINDEX_SET: u32 = u32::MAX;
 
 /// `ProbeConfig::sel_reasons`: no reason selection.
 pub const SEL_REASONS_NONE: u32 = 0;
@@ -443,6 +523,16 @@ const _: () = assert!(offset_of!(KfreeSkbEvent, protocol) == 42);
 const _: () = assert!(offset_of!(KfreeSkbEvent, flags) == 44);
 const _: () = assert!(offset_of!(KfreeSkbEvent, net_off) == 46);
 const _: () = assert!(size_of::<ProbeConfig>() == 124);
+const _: () = assert!(size_of::<PacketEvent>() == 40);
+const _: () = assert!(size_of::<PacketEvent>() <= size_of::<KfreeSkbEvent>());
+const _: () = assert!(offset_of!(PacketEvent, ifindex) == 16);
+const _: () = assert!(offset_of!(PacketEvent, orig_len) == 24);
+const _: () = assert!(offset_of!(PacketEvent, cap_len) == 28);
+const _: () = assert!(offset_of!(PacketEvent, direction) == 32);
+const _: () = assert!(offset_of!(PacketEvent, flags) == 33);
+const _: () = assert!(offset_of!(PacketEvent, mark) == 36);
+const _: () = assert!(size_of::<PktKey>() == 12);
+const _: () = assert!(size_of::<PktCounter>() == 32);
 const _: () = assert!(offset_of!(ProbeConfig, exemplars) == 84);
 const _: () = assert!(offset_of!(ProbeConfig, storm_exemplars) == 96);
 const _: () = assert!(size_of::<KFlowKey>() == 64);
@@ -528,6 +618,40 @@ pub const LAYOUTS: &[Layout] = &[
             ("sel_reasons", offset_of!(ProbeConfig, sel_reasons)),
             ("filter", offset_of!(ProbeConfig, filter)),
             ("sel_pods", offset_of!(ProbeConfig, sel_pods)),
+        ],
+    ),
+    (
+        "PacketEvent",
+        size_of::<PacketEvent>(),
+        &[
+            ("hdr", offset_of!(PacketEvent, hdr)),
+            ("ifindex", offset_of!(PacketEvent, ifindex)),
+            ("netns_ino", offset_of!(PacketEvent, netns_ino)),
+            ("orig_len", offset_of!(PacketEvent, orig_len)),
+            ("cap_len", offset_of!(PacketEvent, cap_len)),
+            ("protocol", offset_of!(PacketEvent, protocol)),
+            ("direction", offset_of!(PacketEvent, direction)),
+            ("flags", offset_of!(PacketEvent, flags)),
+            ("mark", offset_of!(PacketEvent, mark)),
+        ],
+    ),
+    (
+        "PktKey",
+        size_of::<PktKey>(),
+        &[
+            ("ifindex", offset_of!(PktKey, ifindex)),
+            ("netns_ino", offset_of!(PktKey, netns_ino)),
+            ("direction", offset_of!(PktKey, direction)),
+        ],
+    ),
+    (
+        "PktCounter",
+        size_of::<PktCounter>(),
+        &[
+            ("seen", offset_of!(PktCounter, seen)),
+            ("filtered", offset_of!(PktCounter, filtered)),
+            ("ring_full", offset_of!(PktCounter, ring_full)),
+            ("busy", offset_of!(PktCounter, busy)),
         ],
     ),
     (
@@ -633,4 +757,10 @@ mod pod {
     unsafe impl aya::Pod for super::CacheSlot {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::PodKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::PacketEvent {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::PktKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::PktCounter {}
 }

@@ -63,24 +63,26 @@ use core::{
 };
 
 use aya_ebpf::{
-    bindings::{BPF_NOEXIST, TC_ACT_SHOT},
+    bindings::{BPF_NOEXIST, TC_ACT_SHOT, TC_ACT_UNSPEC},
     helpers::{
         bpf_get_smp_processor_id, bpf_jiffies64, bpf_ktime_get_ns,
-        generated::bpf_probe_read_kernel as read_raw,
+        generated::{bpf_probe_read_kernel as read_raw, bpf_skb_load_bytes},
     },
     macros::{btf_tracepoint, classifier, map, tracepoint},
     maps::{Array, HashMap, PerCpuArray, PerCpuHashMap},
     programs::{BtfTracePointContext, TcContext, TracePointContext},
 };
 use capture_common::{
-    CacheSlot, FrameHeader, KFlowKey, KFlowValue, KfreeSkbEvent, PodKey, ProbeConfig,
-    ReasonCounter, RecordHeader, RingPos, ABI_VERSION, CACHE_SLOTS, EXEMPLARS_ALL, FILTER_MEM_LEN,
-    FILTER_RESERVE, FILTER_WIRELEN_OFF, FLAG_COUNTED, FLAG_L3, FLAG_LINEAR_END, FLAG_READ_FAILED,
-    FRAME_PAD, KEY_HDR_BYTES, KFAMILY_NONE, KFAMILY_V4, KFAMILY_V6, KIND_KFREE_SKB, MAX_SNAPLEN,
-    OFF_ABSENT, POD_KEY_DEV, POD_KEY_NETNS, POD_KEY_V4, POD_KEY_V6, POD_SELECT_ENTRIES,
-    REASON_ARRAY_ENTRIES, REASON_MAP_ENTRIES, REASON_SELECT_ENTRIES, RING_BLOCK, RING_BLOCK_SHIFT,
-    RING_ELEM, SEL_REASONS_NONE, SEL_REASONS_ONLY, SKB_COPY_MAX, STAT_COUNT, STAT_NESTED,
-    STAT_READ_FAILED, STAT_REASON_MAP_FULL, STAT_RING_FULL,
+    CacheSlot, FrameHeader, KFlowKey, KFlowValue, KfreeSkbEvent, PacketEvent, PktCounter, PktKey,
+    PodKey, ProbeConfig, ReasonCounter, RecordHeader, RingPos, ABI_VERSION, CACHE_SLOTS,
+    DIR_INBOUND, DIR_OUTBOUND, EXEMPLARS_ALL, FILTER_MEM_LEN, FILTER_RESERVE, FILTER_WIRELEN_OFF,
+    FLAG_COUNTED, FLAG_L3, FLAG_LINEAR_END, FLAG_READ_FAILED, FRAME_PAD, IFACE_SELECT_ENTRIES,
+    KEY_HDR_BYTES, KFAMILY_NONE, KFAMILY_V4, KFAMILY_V6, KIND_KFREE_SKB, KIND_PACKET, MAX_SNAPLEN,
+    OFF_ABSENT, PKT_COUNTS_ENTRIES, POD_KEY_DEV, POD_KEY_NETNS, POD_KEY_V4, POD_KEY_V6,
+    POD_SELECT_ENTRIES, REASON_ARRAY_ENTRIES, REASON_MAP_ENTRIES, REASON_SELECT_ENTRIES,
+    RING_BLOCK, RING_BLOCK_SHIFT, RING_ELEM, SEL_IFINDEX_SET, SEL_REASONS_NONE, SEL_REASONS_ONLY,
+    SKB_COPY_MAX, STAT_COUNT, STAT_NESTED, STAT_PKT_MAP_FULL, STAT_READ_FAILED,
+    STAT_REASON_MAP_FULL, STAT_RING_FULL,
 };
 
 /// Written by user space at load time (`EbpfLoader::override_global`); the default makes
@@ -102,6 +104,9 @@ pub struct AbiAnchor {
     pub value: KFlowValue,
     pub slot: CacheSlot,
     pub pod: PodKey,
+    pub packet: PacketEvent,
+    pub pkt_key: PktKey,
+    pub pkt_counter: PktCounter,
 }
 
 const ZERO_KEY: KFlowKey = KFlowKey {
@@ -187,6 +192,35 @@ static ABI_ANCHOR: AbiAnchor = AbiAnchor {
         val: ZERO_VALUE,
     },
     pod: PodKey { kind: 0, a: [0; 4] },
+    packet: PacketEvent {
+        hdr: RecordHeader {
+            version: 0,
+            kind: 0,
+            hdr_len: 0,
+            cpu: 0,
+            ts_ns: 0,
+        },
+        ifindex: 0,
+        netns_ino: 0,
+        orig_len: 0,
+        cap_len: 0,
+        protocol: 0,
+        direction: 0,
+        flags: 0,
+        _pad: 0,
+        mark: 0,
+    },
+    pkt_key: PktKey {
+        ifindex: 0,
+        netns_ino: 0,
+        direction: 0,
+    },
+    pkt_counter: PktCounter {
+        seen: 0,
+        filtered: 0,
+        ring_full: 0,
+        busy: 0,
+    },
 };
 
 /// `BPF_F_MMAPABLE` (include/uapi/linux/bpf.h): user space maps the array's values.
@@ -276,6 +310,16 @@ static REASON_SELECT: HashMap<u32, u8> = HashMap::with_max_entries(REASON_SELECT
 #[map]
 static POD_SELECT: HashMap<PodKey, u8> = HashMap::with_max_entries(POD_SELECT_ENTRIES, 0);
 
+/// Packets the tc programs saw, per interface and direction, per CPU (`--packets`).
+#[map]
+static PKT_COUNTS: PerCpuHashMap<PktKey, PktCounter> =
+    PerCpuHashMap::with_max_entries(PKT_COUNTS_ENTRIES, 0);
+
+/// The interfaces `-i` names with `--packets` (`PktKey` with direction 0 -> 1), when
+/// `sel_ifindex` is `SEL_IFINDEX_SET`.
+#[map]
+static IFACE_SELECT: HashMap<PktKey, u8> = HashMap::with_max_entries(IFACE_SELECT_ENTRIES, 0);
+
 /// The filter stub's scratch: classic BPF's memory words and the wire length
 /// (`FILTER_MEM_LEN` bytes), and room for the packet bytes when the filter must run before
 /// (or without) a copy into the ring.
@@ -298,6 +342,14 @@ const FRAME_HDR_LEN: u32 = size_of::<FrameHeader>() as u32;
 /// Where the packet bytes start in a frame.
 const PACKET_OFF: usize = (FRAME_HDR_LEN + EVENT_LEN) as usize;
 const BLOCK: u64 = RING_BLOCK as u64;
+const PKT_EVENT_LEN: u32 = size_of::<PacketEvent>() as u32;
+/// Where a packet record's bytes start in a frame.
+const PKT_OFF: usize = (FRAME_HDR_LEN + PKT_EVENT_LEN) as usize;
+// `direction`, `flags` and `_pad` are written as one aligned little-endian u32.
+const _: () = assert!(core::mem::offset_of!(PacketEvent, direction) % 4 == 0);
+const _: () = assert!(
+    core::mem::offset_of!(PacketEvent, direction) + 4 == core::mem::offset_of!(PacketEvent, mark)
+);
 
 #[btf_tracepoint(function = "kfree_skb")]
 pub fn kfree_skb_btf(ctx: BtfTracePointContext) -> i32 {
@@ -360,6 +412,263 @@ pub fn tc_shot(ctx: TcContext) -> i32 {
 
 fn try_tc_shot(_ctx: &TcContext) -> Result<i32, i64> {
     Ok(TC_ACT_SHOT)
+}
+
+/// `--packets`: every packet received on an interface (tc ingress), copied as a
+/// [`PacketEvent`] record. Never changes the packet's fate: always `TC_ACT_UNSPEC`
+/// (`TCX_NEXT` under tcx), whatever happened here.
+#[classifier]
+pub fn pkt_ingress(ctx: TcContext) -> i32 {
+    on_packet(&ctx, DIR_INBOUND);
+    TC_ACT_UNSPEC
+}
+
+/// `--packets`: every packet sent on an interface (tc egress); see `pkt_ingress`.
+#[classifier]
+pub fn pkt_egress(ctx: TcContext) -> i32 {
+    on_packet(&ctx, DIR_OUTBOUND);
+    TC_ACT_UNSPEC
+}
+
+/// One writer per ring, proved: the tc programs and the kfree_skb programs write the same
+/// per-CPU ring and scratch, and the kernel's recursion guards cover runs of one tracing
+/// program only: a tc program (softirq, or the transmit path with bottom halves off) can
+/// interrupt a kfree_skb run in task context on the same CPU, and a kfree_skb in a hard
+/// interrupt can interrupt a tc run. Every writer therefore takes this CPU's `busy` flag
+/// first, as `on_drop` does. An interrupting run finishes before the interrupted one goes
+/// on (interrupts nest, they do not interleave), so the check-then-set below cannot let two
+/// runs in: if the interrupted run had not set `busy` yet, the interrupting one does, writes
+/// and clears it before the interrupted run resumes; if it had, the interrupting one sees it
+/// and turns away. Preemption between two task-context runs cannot happen here: tc programs
+/// run with bottom halves disabled, and two kfree_skb runs on one CPU are kept apart by the
+/// kernel (`prog->active`, `bpf_prog_active`, or `STAT_NESTED` on old kernels). A packet
+/// turned away is counted per interface and direction (`PktCounter::busy`), with its
+/// namespace read without the scratch (which is the interrupted run's).
+#[inline(always)]
+fn on_packet(ctx: &TcContext, dir: u8) {
+    let sk = ctx.skb.skb;
+    // SAFETY: context field loads, rewritten by the verifier into loads of the sk_buff.
+    let (ifindex, wire_len, mark, protocol) = unsafe {
+        (
+            read_volatile(addr_of!((*sk).ifindex)),
+            read_volatile(addr_of!((*sk).len)),
+            read_volatile(addr_of!((*sk).mark)),
+            read_volatile(addr_of!((*sk).protocol)) as u16,
+        )
+    };
+    // A tc program's context is the kernel's `struct sk_buff` itself (the verifier rewrites
+    // `__sk_buff` loads into loads of it): its members are read like the tracepoint's skb.
+    let skb = sk as u64;
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's scratch; see above.
+    unsafe {
+        if read_volatile(addr_of!((*scratch).busy)) != 0 {
+            let dev: u64 = Probe::read(skb, cfg(addr_of!(CONFIG.off_skb_dev))).unwrap_or(0);
+            let netns = netns_of_dev(dev);
+            if let Some(c) = pkt_counter(ifindex, netns, dir) {
+                (*c).busy += 1;
+            }
+            return;
+        }
+        write_volatile(addr_of_mut!((*scratch).busy), 1);
+    }
+    on_packet_unguarded(ctx, skb, ifindex, wire_len, mark, protocol, dir, scratch);
+    // SAFETY: as above.
+    unsafe { write_volatile(addr_of_mut!((*scratch).busy), 0) };
+}
+
+/// `cap` (1..=MAX_SNAPLEN) in a form the verifier can bound away from zero: the compiler
+/// folds a plain `cap > 0` check into arithmetic that loses the lower bound ("R4 invalid
+/// zero-sized read"), so the mask and the increment happen where it cannot see.
+#[inline(always)]
+fn nonzero_len(cap: u32) -> u32 {
+    const _: () = assert!(MAX_SNAPLEN.is_power_of_two());
+    #[cfg(target_arch = "bpf")]
+    {
+        let mut n = u64::from(cap.wrapping_sub(1));
+        // SAFETY: arithmetic on one register, nothing else touched.
+        unsafe {
+            core::arch::asm!(
+                "{0} &= 2047",
+                "{0} += 1",
+                inout(reg) n,
+                options(pure, nomem, nostack),
+            )
+        };
+        n as u32
+    }
+    #[cfg(not(target_arch = "bpf"))]
+    {
+        cap
+    }
+}
+const _: () = assert!(MAX_SNAPLEN - 1 == 2047, "nonzero_len's mask says 2047");
+
+/// The inode of `dev`'s network namespace, 0 if unreadable.
+#[inline(always)]
+fn netns_of_dev(dev: u64) -> u32 {
+    let net: u64 = Probe::read(dev, cfg(addr_of!(CONFIG.off_dev_nd_net))).unwrap_or(0);
+    Probe::read(net, cfg(addr_of!(CONFIG.off_net_inum))).unwrap_or(0)
+}
+
+/// This CPU's counters of (interface, namespace, direction), with `seen` counted; `None`
+/// (and `STAT_PKT_MAP_FULL`) when the map has no room for a new key.
+#[inline(always)]
+fn pkt_counter(ifindex: u32, netns_ino: u32, dir: u8) -> Option<*mut PktCounter> {
+    let key = PktKey {
+        ifindex,
+        netns_ino,
+        direction: u32::from(dir),
+    };
+    if let Some(c) = PKT_COUNTS.get_ptr_mut(key) {
+        // SAFETY: this CPU's value; one writer (see on_packet).
+        unsafe { (*c).seen += 1 };
+        return Some(c);
+    }
+    let first = PktCounter {
+        seen: 1,
+        filtered: 0,
+        ring_full: 0,
+        busy: 0,
+    };
+    if PKT_COUNTS
+        .insert(key, first, u64::from(BPF_NOEXIST))
+        .is_ok()
+    {
+        return PKT_COUNTS.get_ptr_mut(key);
+    }
+    // Inserted by another CPU meanwhile: count in our slot of its entry.
+    if let Some(c) = PKT_COUNTS.get_ptr_mut(key) {
+        // SAFETY: as above.
+        unsafe { (*c).seen += 1 };
+        return Some(c);
+    }
+    stat_inc(STAT_PKT_MAP_FULL);
+    None
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn on_packet_unguarded(
+    ctx: &TcContext,
+    skb: u64,
+    ifindex: u32,
+    wire_len: u32,
+    mark: u32,
+    protocol: u16,
+    dir: u8,
+    scratch: *mut Scratch,
+) {
+    let f = Probe::skb_fields(skb);
+    let netns_ino = netns_of_dev(f.dev);
+    let Some(counter) = pkt_counter(ifindex, netns_ino, dir) else {
+        return;
+    };
+    let want = cfg(addr_of!(CONFIG.sel_netns));
+    let mut taken = want == 0 || want == netns_ino;
+    if taken && cfg(addr_of!(CONFIG.sel_pods)) != 0 {
+        let mut key = KFlowKey {
+            ifindex,
+            netns_ino,
+            protocol: f.protocol,
+            ..ZERO_KEY
+        };
+        taken = pod_selected(&mut key, &f, scratch);
+    }
+    if !taken {
+        // SAFETY: this CPU's value; one writer (see on_packet).
+        unsafe { (*counter).filtered += 1 };
+        return;
+    }
+    // No MAC header (L3 devices): the bytes start at the network header.
+    let l3 = f.mac == HEADER_UNSET || f.mac == f.network;
+    let mut flags = if l3 { FLAG_L3 } else { 0 };
+    let snaplen = cfg(addr_of!(CONFIG.snaplen));
+    let mut cap = if wire_len < snaplen {
+        wire_len
+    } else {
+        snaplen
+    };
+    if cap > MAX_SNAPLEN {
+        cap = MAX_SNAPLEN;
+    }
+    // SAFETY: a helper call without arguments.
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    let blocks = cfg(addr_of!(CONFIG.ring_blocks));
+    let total = (FRAME_HDR_LEN + PKT_EVENT_LEN + cap + 7) & !7;
+    let room = match RING_POS.get_ptr_mut(cpu) {
+        Some(pos) if blocks != 0 => reserve(pos, cpu, blocks, total).map(|r| (pos, r)),
+        _ => None,
+    };
+    let Some((pos, (frame, end))) = room else {
+        // SAFETY: this CPU's value; one writer (see on_packet). Not in STAT_RING_FULL,
+        // which counts drops.
+        unsafe { (*counter).ring_full += 1 };
+        return;
+    };
+    // SAFETY: the frame lies in this CPU's ring element, with room for MAX_FRAME bytes
+    // (see reserve); [frame + PKT_OFF, + cap) with cap <= MAX_SNAPLEN is inside it.
+    let pkt = unsafe { frame.add(PKT_OFF) };
+    if cap > 0 {
+        // SAFETY: as above; the helper checks the offsets against the packet.
+        let ret = unsafe {
+            bpf_skb_load_bytes(
+                ctx.skb.skb as *const c_void,
+                0,
+                pkt.cast::<c_void>(),
+                nonzero_len(cap),
+            )
+        };
+        if ret != 0 {
+            // Delivered without bytes, and said in the record (STAT_READ_FAILED counts drops).
+            cap = 0;
+            flags |= FLAG_READ_FAILED;
+        }
+    }
+    // The filter runs on the copy before anything is published, as for drops: a rejected
+    // packet leaves `prod` where it was.
+    if filter_rejects(pkt, cap, l3, wire_len) {
+        // SAFETY: as above.
+        unsafe { (*counter).filtered += 1 };
+        return;
+    }
+    // SAFETY: the frame header and event lie in the element (see reserve); written field by
+    // field, volatile, before the publishing store (see emit).
+    unsafe {
+        write_volatile(
+            frame.cast::<FrameHeader>(),
+            FrameHeader {
+                len: total,
+                _reserved: 0,
+            },
+        );
+        let ev = frame.add(FRAME_HDR_LEN as usize).cast::<PacketEvent>();
+        write_volatile(
+            addr_of_mut!((*ev).hdr),
+            RecordHeader {
+                version: ABI_VERSION,
+                kind: KIND_PACKET,
+                hdr_len: PKT_EVENT_LEN as u16,
+                cpu,
+                ts_ns: bpf_ktime_get_ns(),
+            },
+        );
+        write_volatile(addr_of_mut!((*ev).ifindex), ifindex);
+        write_volatile(addr_of_mut!((*ev).netns_ino), netns_ino);
+        write_volatile(addr_of_mut!((*ev).orig_len), wire_len);
+        write_volatile(addr_of_mut!((*ev).cap_len), cap as u16);
+        write_volatile(addr_of_mut!((*ev).protocol), protocol);
+        // `direction`, `flags` and `_pad`, in one aligned store.
+        write_volatile(
+            addr_of_mut!((*ev).direction).cast::<u32>(),
+            u32::from(dir) | u32::from(flags) << 8,
+        );
+        write_volatile(addr_of_mut!((*ev).mark), mark);
+        // Publish (see emit).
+        write_volatile(addr_of_mut!((*pos).prod), end);
+    }
 }
 
 #[inline(always)]
@@ -466,7 +775,18 @@ fn filter_rejects_uncopied(sp: &Span) -> bool {
 fn selected(reason: u32, ifindex: u32, netns_ino: u32) -> bool {
     let want = cfg(addr_of!(CONFIG.sel_ifindex));
     if want != 0 && want != ifindex {
-        return false;
+        if want != SEL_IFINDEX_SET {
+            return false;
+        }
+        let k = PktKey {
+            ifindex,
+            netns_ino,
+            direction: 0,
+        };
+        // SAFETY: the value is not used, only its presence.
+        if unsafe { IFACE_SELECT.get(k) }.is_none() {
+            return false;
+        }
     }
     let want = cfg(addr_of!(CONFIG.sel_netns));
     if want != 0 && want != netns_ino {
@@ -1434,6 +1754,62 @@ enum Emit {
     Filtered,
     /// Not put in the ring (no room, or no ring for this CPU).
     NoRoom,
+}
+
+/// Room for a frame of `total` bytes (8-aligned, at most `MAX_FRAME`) in this CPU's ring:
+/// where to write it and the position that publishes it; `None` when the ring is full.
+/// The caller writes the frame, then stores the position in `prod` (its single writer).
+/// The same steps as the start of `emit`, which keeps its own copy: written through this
+/// function the compiler laid the drop path out differently, and bpf_stats showed it a few
+/// percent slower on this noisy host; the drop path stays byte for byte as it was.
+#[inline(always)]
+fn reserve(pos: *mut RingPos, cpu: u32, blocks: u32, total: u32) -> Option<(*mut u8, u64)> {
+    // Room in the ring: the frame goes at `prod`, or at the next block when it would cross
+    // this one's end. `limit` is this CPU's cached `cons + ring bytes`; the reader's line is
+    // read only when the frame would pass it.
+    // SAFETY: `pos` is this CPU's RING_POS element; only this CPU's program writes `prod`
+    // and `limit` (no nested runs on one CPU), user space writes `cons` (read volatile).
+    let prod = unsafe { read_volatile(addr_of!((*pos).prod)) };
+    let off = prod & (BLOCK - 1);
+    let at = if off + u64::from(total) > BLOCK {
+        prod + (BLOCK - off)
+    } else {
+        prod
+    };
+    let end = at + u64::from(total);
+    // SAFETY: as above. The acquire side of the reader's release store of `cons`: on x86-64
+    // a plain load (TSO), see the module doc.
+    unsafe {
+        if end > (*pos).limit {
+            let cons = read_volatile(addr_of!((*pos).cons));
+            (*pos).limit = cons.wrapping_add(u64::from(blocks) << RING_BLOCK_SHIFT);
+            if end > (*pos).limit {
+                return None;
+            }
+        }
+    }
+    let first = u64::from(cpu) * u64::from(blocks);
+    let mask = u64::from(blocks) - 1;
+    if at != prod {
+        // The rest of prod's block stays empty: say so where the reader looks next.
+        let block = RING_DATA
+            .get_ptr_mut((first + ((prod >> RING_BLOCK_SHIFT) & mask)) as u32)?
+            .cast::<u8>();
+        // SAFETY: the offset is below RING_BLOCK and 8-aligned, the element RING_ELEM bytes.
+        unsafe {
+            write_volatile(
+                block.add((off & (BLOCK - 8)) as usize).cast::<u32>(),
+                FRAME_PAD,
+            )
+        };
+    }
+    let block = RING_DATA
+        .get_ptr_mut((first + ((at >> RING_BLOCK_SHIFT) & mask)) as u32)?
+        .cast::<u8>();
+    // SAFETY: the offset is below RING_BLOCK and 8-aligned, and a frame is at most MAX_FRAME
+    // bytes: RING_ELEM = RING_BLOCK + MAX_FRAME holds it (the verifier checks this too).
+    let frame = unsafe { block.add((at & (BLOCK - 8)) as usize) };
+    Some((frame, end))
 }
 
 /// Writes the record into this CPU's ring, runs the filter expression on the copy when

@@ -26,6 +26,11 @@ Examples:
                                              decided in the kernel before anything is copied
   dropscope capture --not-reason NOT_SPECIFIED -i eth0 'tcp[tcpflags] & tcp-syn != 0'
                                              selectors and an expression together (AND)
+  dropscope capture --packets -i eth0 -i lxc12ab@cni-1234 -w conv.pcapng 'host 10.0.1.7'
+                                             the conversation and its drops in one file:
+                                             every packet on those interfaces (both ways)
+                                             and the drops on them, in time order
+  tshark -r conv.pcapng -Y 'frame.packet_flags_direction == 2'   only the packets sent
   dropscope capture --source cilium --reason 'Policy denied' --to-identity 1234
   tshark -r drops.pcapng -Y 'frame.comment contains \"NO_SOCKET\"'
 
@@ -185,6 +190,13 @@ pub enum SourceKind {
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TcAttachArg {
+    Auto,
+    Tcx,
+    Clsact,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FormatArg {
     Pcapng,
     Pcap,
@@ -297,7 +309,7 @@ fn parse_stats_flows(s: &str) -> std::result::Result<FlowRows, String> {
 
 /// What to keep: selectors and a tcpdump filter expression, shared by `capture` and
 /// `replay`. All of them combine with AND.
-#[derive(Args, Debug, Default)]
+#[derive(Args, Clone, Debug, Default)]
 pub struct SelectArgs {
     /// Only drops with this reason (repeatable): a kernel or Cilium name (case-insensitive,
     /// `dropscope reasons` lists them) or a number.
@@ -307,8 +319,11 @@ pub struct SelectArgs {
     #[arg(long = "not-reason", value_name = "NAME|NUMBER")]
     pub not_reason: Vec<String>,
     /// Only drops on this interface: a name in dropscope's network namespace, or an ifindex.
-    #[arg(short = 'i', long = "interface", value_name = "IFACE")]
-    pub interface: Option<String>,
+    /// With `capture --packets`: also capture every packet on it, received and sent;
+    /// repeatable, and IFACE@NETNS names an interface in another network namespace (a name
+    /// under /run/netns or a path such as /proc/PID/ns/net).
+    #[arg(short = 'i', long = "interface", value_name = "IFACE[@NETNS]")]
+    pub interface: Vec<String>,
     /// Only drops in this network namespace: an inode number, a path such as
     /// /proc/PID/ns/net, or a name under /var/run/netns.
     #[arg(long, value_name = "NETNS")]
@@ -418,6 +433,18 @@ pub struct CaptureArgs {
     pub out: OutputArgs,
     #[command(flatten)]
     pub select: SelectArgs,
+    /// Besides the drops, capture every packet seen on the -i interfaces (ingress and
+    /// egress, by eBPF at tc: tcx links on Linux 6.6+, else clsact filters), through the
+    /// same rings, filter expression, selectors and snap length. The pcapng file then holds
+    /// the conversation and its drops in time order: ordinary packets carry their direction
+    /// in the packet flags (Wireshark and tshark: frame.packet_flags_direction, 1 in, 2 out),
+    /// drops their reason in the comment; the drops kept are those on the same interfaces.
+    /// The programs never change what happens to traffic.
+    #[arg(long)]
+    pub packets: bool,
+    /// How --packets attaches: auto (tcx where the kernel has it, else clsact), tcx, clsact.
+    #[arg(long, hide = true, value_enum, default_value = "auto")]
+    pub tc_attach: TcAttachArg,
     /// Run the filter expression in user space on every copy instead of in the kernel
     /// (for comparing the two; the kernel path is always preferred).
     #[arg(long, hide = true)]

@@ -255,7 +255,13 @@ fn selection(a: &SelectArgs, words: &[String], names: &Names) -> Result<Selectio
     };
     sel.only = resolve(&a.reason)?;
     sel.except = resolve(&a.not_reason)?;
-    if let Some(i) = &a.interface {
+    if a.interface.len() > 1 {
+        bail!(
+            "-i is given {} times: more than one interface needs `capture --packets`",
+            a.interface.len()
+        );
+    }
+    if let Some(i) = a.interface.first() {
         sel.ifindex = Some(match i.parse::<u32>() {
             Ok(n) if n > 0 => n,
             _ => {
@@ -382,15 +388,55 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
         );
         names.pods = Some(pods);
     }
-    let mut sel = selection(&c.select, &c.expression, &names)?;
+    // --packets: -i names the interfaces whose packets (and drops) are captured.
+    let mut packet_ifaces = Vec::new();
+    if c.packets {
+        if c.select.interface.is_empty() {
+            bail!("--packets needs -i IFACE (repeatable; IFACE@NETNS for another namespace): the interfaces whose packets to capture");
+        }
+        if !kinds.contains(&SourceKind::Kernel) {
+            bail!("--packets captures through the kernel source: add --source kernel");
+        }
+        for spec in &c.select.interface {
+            let i = engine::kernel::packets::resolve(spec).map_err(|e| anyhow::anyhow!(e))?;
+            if !packet_ifaces
+                .iter()
+                .any(|p: &engine::kernel::packets::PacketIface| {
+                    (p.ifindex, p.netns_ino) == (i.ifindex, i.netns_ino)
+                })
+            {
+                packet_ifaces.push(i);
+            }
+        }
+    }
+    let mut sel = if c.packets {
+        let plain = args::SelectArgs {
+            interface: Vec::new(),
+            ..c.select.clone()
+        };
+        let mut sel = selection(&plain, &c.expression, &names)?;
+        sel.ifaces = Some(
+            packet_ifaces
+                .iter()
+                .map(|i| (i.ifindex, i.netns_ino))
+                .collect(),
+        );
+        for i in &packet_ifaces {
+            names.ifnames.remember(i.ifindex, i.netns_ino, i.label());
+        }
+        sel
+    } else {
+        selection(&c.select, &c.expression, &names)?
+    };
     if let (false, Some(pods)) = (pod_select.is_empty(), &names.pods) {
         sel.pods = Some((pod_select, pods.clone()));
     }
     // An interface given by name is this namespace's: its ifindex means nothing elsewhere.
-    if c.select
-        .interface
-        .as_ref()
-        .is_some_and(|i| i.parse::<u32>().is_err())
+    if !c.packets
+        && c.select
+            .interface
+            .first()
+            .is_some_and(|i| i.parse::<u32>().is_err())
     {
         sel.netns.get_or_insert_with(engine::names::own_netns_inode);
     }
@@ -416,6 +462,12 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
     let kernel = if kinds.contains(&args::SourceKind::Kernel) {
         let (mut o, memory) = kernel_options(&c, snaplen, ksel)?;
         o.pods = sel.pods.clone();
+        o.packets = packet_ifaces.clone();
+        o.tc_mode = match c.tc_attach {
+            args::TcAttachArg::Auto => engine::kernel::packets::TcMode::Auto,
+            args::TcAttachArg::Tcx => engine::kernel::packets::TcMode::Tcx,
+            args::TcAttachArg::Clsact => engine::kernel::packets::TcMode::Clsact,
+        };
         Some((o, memory))
     } else {
         None
@@ -426,9 +478,12 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
         sources.push(match kind {
             args::SourceKind::Kernel => match &kernel {
                 Some((o, _)) => {
-                    let (src, refused) = engine::sources::kernel(o)?;
+                    let (src, refused, notices) = engine::sources::kernel(o)?;
                     if refused.is_some() {
                         kernel_expr_in_user = refused;
+                    }
+                    for n in notices {
+                        eprintln!("dropscope: {n}");
                     }
                     src
                 }
@@ -608,6 +663,8 @@ fn kernel_options(
             max_rows: c.out.max_flows,
             select,
             pods: None,
+            packets: Vec::new(),
+            tc_mode: engine::kernel::packets::TcMode::Auto,
         },
         memory,
     ))

@@ -178,8 +178,13 @@ impl Ledger {
     }
 
     pub fn totals(&self) -> ReasonRow {
+        self.totals_where(|_| true)
+    }
+
+    /// The totals of the rows whose key `keep` says yes to.
+    pub fn totals_where(&self, keep: impl Fn(&ReasonKey) -> bool) -> ReasonRow {
         let mut t = ReasonRow::default();
-        for r in self.rows.values() {
+        for r in self.rows.iter().filter(|(k, _)| keep(k)).map(|(_, r)| r) {
             if let Some(o) = r.observed {
                 *t.observed.get_or_insert(0) += o;
             }

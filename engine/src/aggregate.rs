@@ -44,6 +44,13 @@ pub enum ReasonKey {
     CiliumEvent(u8),
     /// Not a drop.
     Captured,
+    /// Not a drop: packets the tc programs copied on one interface in one direction
+    /// (`--packets`); the ledger keeps a row for each.
+    Packet {
+        ifindex: u32,
+        netns: u32,
+        dir: crate::event::Direction,
+    },
 }
 
 /// What a row counts: one flow on one interface for one reason, between two identities.
@@ -632,6 +639,7 @@ impl KeyHasher {
             ReasonKey::Cilium(r) => 2 << 32 | u64::from(r),
             ReasonKey::Captured => 3 << 32,
             ReasonKey::CiliumEvent(t) => 4 << 32 | u64::from(t),
+            ReasonKey::Packet { dir, .. } => 5 << 32 | dir.epb_flags() as u64,
         };
         let w5 = u64::from(k.ifindex) | u64::from(k.netns) << 32;
         let w7 = u64::from(k.src_identity) | u64::from(k.dst_identity) << 32;

@@ -30,6 +30,36 @@ pub enum Cause {
     Cilium(crate::cilium::notify::Notification),
     /// Not a drop: an ordinary packet from a capture source or a pcap file.
     Captured,
+    /// Not a drop: an ordinary packet the tc programs saw pass the interface
+    /// (`capture --packets`), in one direction.
+    Packet { dir: Direction },
+}
+
+/// Which way an ordinary packet crossed its interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Direction {
+    /// Received (tc ingress).
+    Inbound,
+    /// Sent (tc egress).
+    Outbound,
+}
+
+impl Direction {
+    /// "in" or "out".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Inbound => "in",
+            Direction::Outbound => "out",
+        }
+    }
+
+    /// The pcapng `epb_flags` direction bits (01 inbound, 10 outbound).
+    pub fn epb_flags(self) -> u32 {
+        match self {
+            Direction::Inbound => 1,
+            Direction::Outbound => 2,
+        }
+    }
 }
 
 /// One packet event.

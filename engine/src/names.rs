@@ -20,6 +20,8 @@ pub fn own_netns_inode() -> u32 {
 pub struct IfNames {
     own_netns: u32,
     cache: Mutex<HashMap<u32, Option<String>>>,
+    /// Names the user gave for interfaces of other namespaces (`-i veth0@ns1`).
+    known: Mutex<HashMap<(u32, u32), String>>,
 }
 
 impl Default for IfNames {
@@ -33,6 +35,7 @@ impl IfNames {
         IfNames {
             own_netns: own_netns_inode(),
             cache: Mutex::new(HashMap::new()),
+            known: Mutex::new(HashMap::new()),
         }
     }
 
@@ -41,6 +44,7 @@ impl IfNames {
         IfNames {
             own_netns: u32::MAX,
             cache: Mutex::new(HashMap::new()),
+            known: Mutex::new(HashMap::new()),
         }
     }
 
@@ -60,8 +64,22 @@ impl IfNames {
             .clone()
     }
 
+    /// Names (ifindex, netns) `label` (e.g. `veth0@ns1`, as the user named it).
+    pub fn remember(&self, ifindex: u32, netns: u32, label: String) {
+        self.known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((ifindex, netns), label);
+    }
+
     /// A display name that is always unique for (ifindex, netns).
     pub fn display(&self, ifindex: u32, netns: u32) -> String {
+        if netns != self.own_netns {
+            let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = known.get(&(ifindex, netns)) {
+                return n.clone();
+            }
+        }
         match self.lookup(ifindex, netns) {
             Some(n) => n,
             None if ifindex == 0 => "unknown".to_string(),
@@ -96,5 +114,8 @@ mod tests {
         assert_eq!(n.display(7, 12345), "if7@netns12345");
         assert_eq!(n.display(0, 0), "unknown");
         assert_ne!(own_netns_inode(), 0);
+        n.remember(7, 12345, "veth0@a".into());
+        assert_eq!(n.display(7, 12345), "veth0@a");
+        assert_eq!(n.display(7, 12346), "if7@netns12346");
     }
 }

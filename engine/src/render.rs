@@ -115,6 +115,17 @@ impl Names {
                 format!("cilium {}", crate::cilium_glue::event_type_name(t))
             }
             ReasonKey::Captured => "captured".to_string(),
+            ReasonKey::Packet {
+                ifindex,
+                netns,
+                dir,
+            } => {
+                format!(
+                    "packets {} {}",
+                    self.iface_label(ifindex, netns),
+                    dir.as_str()
+                )
+            }
         }
     }
 
@@ -130,6 +141,7 @@ impl Names {
                 format!("cilium {}", crate::cilium_glue::event_type_name(t))
             }
             ReasonKey::Captured => "captured".to_string(),
+            ReasonKey::Packet { .. } => self.reason_name(r),
         }
     }
 
@@ -218,6 +230,15 @@ pub fn reason_and_identities(e: &Event) -> (ReasonKey, u32, u32) {
     match &e.cause {
         Cause::Kernel { reason, .. } => (ReasonKey::Kernel(*reason), 0, 0),
         Cause::Captured => (ReasonKey::Captured, 0, 0),
+        Cause::Packet { dir } => (
+            ReasonKey::Packet {
+                ifindex: e.ifindex,
+                netns: e.netns,
+                dir: *dir,
+            },
+            0,
+            0,
+        ),
         other @ Cause::Cilium(_) => crate::cilium_glue::reason_and_identities(other),
     }
 }
@@ -433,7 +454,8 @@ impl<'n> Renderer<'n> {
                     e.netns,
                 );
             }
-            Cause::Captured => {}
+            // The direction is in the packet's flags; no comment, as for a capture file.
+            Cause::Captured | Cause::Packet { .. } => {}
             other @ Cause::Cilium(_) => {
                 crate::cilium_glue::comment(&mut self.scratch, e, other, &self.names.cilium)
             }
@@ -497,6 +519,17 @@ impl<'n> Renderer<'n> {
             Cause::Captured => {
                 let _ = write!(out, "{} ", self.names.ifnames.display(e.ifindex, e.netns));
             }
+            Cause::Packet { dir } => {
+                let _ = write!(
+                    out,
+                    "{} {} ",
+                    self.names.iface_label(e.ifindex, e.netns),
+                    match dir {
+                        crate::event::Direction::Inbound => "In",
+                        crate::event::Direction::Outbound => "Out",
+                    }
+                );
+            }
             Cause::Cilium(_) => {}
         }
         write_summary(out, s);
@@ -530,6 +563,10 @@ impl<'n> Renderer<'n> {
             }
             Cause::Captured => {
                 m.insert("origin".into(), "capture".into());
+            }
+            Cause::Packet { dir } => {
+                m.insert("origin".into(), "packet".into());
+                m.insert("direction".into(), dir.as_str().into());
             }
             other @ Cause::Cilium(_) => {
                 crate::cilium_glue::json_fields(&mut m, self.names, e, other)

@@ -46,12 +46,43 @@ impl FlowRows {
     }
 }
 
+/// Conversations among the ordinary packets (`--packets`; both directions of a flow are one
+/// conversation), and how many of them also have drops in the table. Overflow rows (their
+/// flow unknown) are left out.
+pub fn packet_flows(flows: &crate::aggregate::FlowTable) -> (usize, usize) {
+    use std::collections::BTreeSet;
+    let conv = |f: &crate::packet::FlowKey| {
+        let a = (f.src, f.sport);
+        let b = (f.dst, f.dport);
+        (f.family, f.proto, f.vlan, a.min(b), a.max(b))
+    };
+    let mut captured = BTreeSet::new();
+    let mut dropped = BTreeSet::new();
+    for (k, _) in flows.iter() {
+        if k.is_overflow() {
+            continue;
+        }
+        match k.reason {
+            ReasonKey::Packet { .. } => {
+                captured.insert(conv(&k.flow));
+            }
+            ReasonKey::Captured => {}
+            _ => {
+                dropped.insert(conv(&k.flow));
+            }
+        }
+    }
+    let with_drops = captured.intersection(&dropped).count();
+    (captured.len(), with_drops)
+}
+
 fn origin(r: ReasonKey) -> (&'static str, Option<u32>) {
     match r {
         ReasonKey::Kernel(n) => ("kernel", Some(n)),
         ReasonKey::Cilium(c) => ("cilium", Some(u32::from(c))),
         ReasonKey::CiliumEvent(t) => ("cilium", Some(u32::from(t))),
         ReasonKey::Captured => ("capture", None),
+        ReasonKey::Packet { .. } => ("packet", None),
     }
 }
 
@@ -380,7 +411,7 @@ fn stats_doc(names: &Names, r: &RunReport, flows: Value, rows_written: usize) ->
         .iter()
         .map(|(k, row)| {
             let (o, code) = origin(*k);
-            json!({
+            let mut v = json!({
                 "origin": o,
                 "reason": code,
                 "name": name(*k),
@@ -395,10 +426,25 @@ fn stats_doc(names: &Names, r: &RunReport, flows: Value, rows_written: usize) ->
                 "received": row.received,
                 "skipped": row.skipped,
                 "processed": row.processed,
-            })
+            });
+            if let (
+                ReasonKey::Packet {
+                    ifindex,
+                    netns,
+                    dir,
+                },
+                Some(m),
+            ) = (k, v.as_object_mut())
+            {
+                m.insert("ifindex".into(), (*ifindex).into());
+                m.insert("netns".into(), (*netns).into());
+                m.insert("direction".into(), dir.as_str().into());
+            }
+            v
         })
         .collect();
     let mismatches = r.ledger.mismatches(&name);
+    let (packet_flows, packet_flows_with_drops) = packet_flows(&r.flows);
     // Where pod names came from (live captures that named pods).
     let pod_names = names.pods.as_ref().map(|p| {
         let snap = p.snapshot();
@@ -420,6 +466,10 @@ fn stats_doc(names: &Names, r: &RunReport, flows: Value, rows_written: usize) ->
             "stage_losses": r.ledger.stage_losses,
             "mismatches": mismatches,
             "reconciled": mismatches.is_empty(),
+            "packet_flows": {
+                "captured": packet_flows,
+                "with_drops": packet_flows_with_drops,
+            },
         },
         "flows": flows,
         "flow_table": {
@@ -447,12 +497,16 @@ fn stats_doc(names: &Names, r: &RunReport, flows: Value, rows_written: usize) ->
 /// The human summary printed on stderr at the end of a run.
 pub fn summary_text(names: &Names, r: &RunReport, top: usize) -> String {
     let mut s = String::new();
-    let t = r.ledger.totals();
+    // Drops' totals: the packet rows (`--packets`) reconcile apart, below.
+    let t = r
+        .ledger
+        .totals_where(|k| !matches!(k, ReasonKey::Packet { .. }));
+    let all = r.ledger.totals();
     let name = |k: ReasonKey| names.reason_label(k);
     let _ = writeln!(
         s,
         "dropscope: {} events processed in {:.1}s from {} ({})",
-        t.processed,
+        all.processed,
         r.elapsed.as_secs_f64(),
         r.source.description,
         r.stopped_by.as_str()
@@ -487,7 +541,34 @@ pub fn summary_text(names: &Names, r: &RunReport, top: usize) -> String {
     }
     s.push_str(&r.ledger.render_text(&name));
     let mism = r.ledger.mismatches(&name);
-    if mism.is_empty() {
+    let p = r
+        .ledger
+        .totals_where(|k| matches!(k, ReasonKey::Packet { .. }));
+    let packet_rows = r
+        .ledger
+        .rows
+        .keys()
+        .filter(|k| matches!(k, ReasonKey::Packet { .. }))
+        .count();
+    if packet_rows > 0 && mism.is_empty() {
+        let (flows, with_drops) = packet_flows(&r.flows);
+        let _ = writeln!(
+            s,
+            "packets: reconciled over {packet_rows} interface directions: {} seen = {} filtered + {} lost in ring + {} delivered; {} received = {} skipped + {} processed",
+            p.observed.unwrap_or(0),
+            p.filtered,
+            p.lost_ring,
+            p.delivered,
+            p.received,
+            p.skipped,
+            p.processed
+        );
+        let _ = writeln!(
+            s,
+            "packets: {flows} flows captured, {with_drops} of them with drops"
+        );
+    }
+    if mism.is_empty() && (packet_rows == 0 || t.observed.is_some() || t.delivered > 0) {
         let kf = if t.filtered > 0 {
             format!("{} filtered + ", t.filtered)
         } else {
@@ -912,5 +993,64 @@ mod tests {
             "{text}"
         );
         assert!(lines[1].ends_with("identity 12345->678"), "{text}");
+    }
+
+    #[test]
+    fn packet_flows_are_conversations_and_count_those_with_drops() {
+        use crate::event::Direction;
+        let mut flows = FlowTable::with_seed(100, 1);
+        let a = Ipv4Addr::new(10, 0, 0, 1);
+        let b = Ipv4Addr::new(10, 0, 0, 2);
+        let pkt = |dir| ReasonKey::Packet {
+            ifindex: 3,
+            netns: 9,
+            dir,
+        };
+        let add = |flows: &mut FlowTable, flow: FlowKey, reason: ReasonKey| {
+            let k = AggKey {
+                flow,
+                ifindex: 3,
+                netns: 9,
+                reason,
+                src_identity: 0,
+                dst_identity: 0,
+            };
+            flows.add(&k, 60, 1);
+        };
+        // A TCP conversation both ways, no drop.
+        add(
+            &mut flows,
+            FlowKey::v4(a, 1000, b, 80, 6),
+            pkt(Direction::Inbound),
+        );
+        add(
+            &mut flows,
+            FlowKey::v4(b, 80, a, 1000, 6),
+            pkt(Direction::Outbound),
+        );
+        // A refused one: SYN in, RST out, the SYN dropped.
+        add(
+            &mut flows,
+            FlowKey::v4(a, 1001, b, 81, 6),
+            pkt(Direction::Inbound),
+        );
+        add(
+            &mut flows,
+            FlowKey::v4(b, 81, a, 1001, 6),
+            pkt(Direction::Outbound),
+        );
+        add(
+            &mut flows,
+            FlowKey::v4(a, 1001, b, 81, 6),
+            ReasonKey::Kernel(3),
+        );
+        // A drop of a flow never seen passing is not a captured flow.
+        add(
+            &mut flows,
+            FlowKey::v4(a, 1002, b, 82, 17),
+            ReasonKey::Kernel(3),
+        );
+        assert_eq!(packet_flows(&flows), (2, 1));
+        assert_eq!(packet_flows(&FlowTable::new(10)), (0, 0));
     }
 }

@@ -94,6 +94,9 @@ pub struct Selection {
     pub except: Option<Reasons>,
     /// `-i`: only this ifindex.
     pub ifindex: Option<u32>,
+    /// `-i` given more than once (`capture --packets`): only drops on these
+    /// (ifindex, netns inode).
+    pub ifaces: Option<Vec<(u32, u32)>>,
     /// `--netns`: only this namespace inode.
     pub netns: Option<u32>,
     /// `--identity`: source or destination identity is one of these.
@@ -116,6 +119,7 @@ impl Selection {
         self.only.is_none()
             && self.except.is_none()
             && self.ifindex.is_none()
+            && self.ifaces.is_none()
             && self.netns.is_none()
             && !self.has_identity()
             && self.expr.is_none()
@@ -134,6 +138,15 @@ impl Selection {
         let mut k = KernelSelect {
             ifindex: self.ifindex.unwrap_or(0),
             netns: self.netns.unwrap_or(0),
+            ifaces: self.ifaces.as_ref().map(|v| {
+                v.iter()
+                    .map(|&(ifindex, netns_ino)| capture_common::PktKey {
+                        ifindex,
+                        netns_ino,
+                        direction: 0,
+                    })
+                    .collect()
+            }),
             ..Default::default()
         };
         let except = self
@@ -168,24 +181,33 @@ impl Selection {
         }
     }
 
-    /// True when `e` is selected.
+    /// True when `e` is selected. Ordinary packets (`--packets`) are chosen by the
+    /// interfaces their programs are attached to, and have no reason: the reason and
+    /// interface selectors are for drops; the others apply to them as to drops.
     pub fn keep(&self, e: &Event) -> bool {
-        if self.kernel_decided && matches!(e.cause, crate::event::Cause::Kernel { .. }) {
+        use crate::event::Cause;
+        if self.kernel_decided && matches!(e.cause, Cause::Kernel { .. } | Cause::Packet { .. }) {
             return true;
         }
+        let drop = !matches!(e.cause, Cause::Packet { .. });
         let (reason, src, dst) = crate::render::reason_and_identities(e);
-        if let Some(only) = &self.only {
+        if let (Some(only), true) = (&self.only, drop) {
             if !only.has(reason) {
                 return false;
             }
         }
-        if let Some(except) = &self.except {
+        if let (Some(except), true) = (&self.except, drop) {
             if except.has(reason) {
                 return false;
             }
         }
-        if let Some(i) = self.ifindex {
+        if let (Some(i), true) = (self.ifindex, drop) {
             if e.ifindex != i {
+                return false;
+            }
+        }
+        if let (Some(set), true) = (&self.ifaces, drop) {
+            if !set.contains(&(e.ifindex, e.netns)) {
                 return false;
             }
         }
@@ -300,6 +322,51 @@ mod tests {
     }
 
     #[test]
+    fn packets_skip_the_drop_selectors_and_meet_the_others() {
+        let pkt = |ifindex, netns| Event {
+            cause: Cause::Packet {
+                dir: crate::event::Direction::Inbound,
+            },
+            ..ev(0, ifindex, netns)
+        };
+        let s = Selection {
+            only: Some(Reasons {
+                kernel: [3].into(),
+                cilium: Default::default(),
+            }),
+            ifaces: Some(vec![(4, 99)]),
+            ..Default::default()
+        };
+        // Reasons and interfaces select drops; a packet has no reason, and its interface
+        // is the one its program is attached to.
+        assert!(s.keep(&pkt(7, 98)));
+        assert!(s.keep(&ev(3, 4, 99)));
+        assert!(!s.keep(&ev(3, 7, 99)));
+        assert!(!s.keep(&ev(2, 4, 99)));
+        let s = Selection {
+            netns: Some(99),
+            ..s
+        };
+        assert!(s.keep(&pkt(7, 99)));
+        assert!(!s.keep(&pkt(7, 98)));
+        // Decided by the kernel: passed as they are.
+        let s = Selection {
+            kernel_decided: true,
+            ..s
+        };
+        assert!(s.keep(&pkt(7, 98)));
+        let (k, _) = s.kernel();
+        assert_eq!(
+            k.ifaces,
+            Some(vec![capture_common::PktKey {
+                ifindex: 4,
+                netns_ino: 99,
+                direction: 0
+            }])
+        );
+    }
+
+    #[test]
     fn user_side_selectors_and_their_kernel_half() {
         let k = kernel_reasons();
         let s = Selection {
@@ -323,6 +390,7 @@ mod tests {
                 reasons: Some((true, vec![2])),
                 program: None,
                 pods: None,
+                ifaces: None,
             }
         );
         let only_not = Selection {

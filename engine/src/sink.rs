@@ -179,6 +179,10 @@ impl OutputSink {
                 } else {
                     Some(comment)
                 },
+                flags: match e.cause {
+                    crate::event::Cause::Packet { dir } => dir.epb_flags(),
+                    _ => 0,
+                },
             };
             w.write(&p, &|k: &IfaceKey| names.iface_label(k.ifindex, k.netns))
                 .with_context(|| format!("writing {path}"))?;

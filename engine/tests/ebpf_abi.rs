@@ -17,7 +17,7 @@ fn object_btf_matches_capture_common_layouts() {
         let id = btf.find_struct(name).unwrap();
         assert_eq!(btf.type_size(id).unwrap() as usize, *size, "{name}");
     }
-    assert_eq!(capture_common::LAYOUTS.len(), 10);
+    assert_eq!(capture_common::LAYOUTS.len(), 13);
     // The whole event, field by field (LAYOUTS lists only some ProbeConfig fields).
     let ev = btf.find_struct("KfreeSkbEvent").unwrap();
     let names: Vec<String> = btf
@@ -40,6 +40,29 @@ fn object_btf_matches_capture_common_layouts() {
             "flags",
             "_pad",
             "net_off"
+        ]
+    );
+    // The packet record (`--packets`), field by field.
+    let pe = btf.find_struct("PacketEvent").unwrap();
+    let names: Vec<String> = btf
+        .members(pe)
+        .unwrap()
+        .into_iter()
+        .map(|m| m.name)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "hdr",
+            "ifindex",
+            "netns_ino",
+            "orig_len",
+            "cap_len",
+            "protocol",
+            "direction",
+            "flags",
+            "_pad",
+            "mark"
         ]
     );
 }

@@ -87,6 +87,14 @@ fn parse(o: &Map<String, Value>) -> Result<Item, &'static str> {
                 .unwrap_or(0),
         },
         "capture" => Cause::Captured,
+        // `capture --packets`: an ordinary packet and its direction.
+        "packet" => Cause::Packet {
+            dir: match o.get("direction").and_then(Value::as_str) {
+                Some("in") => crate::event::Direction::Inbound,
+                Some("out") => crate::event::Direction::Outbound,
+                _ => return Err("unsupported"),
+            },
+        },
         "cilium" => match o.get("cilium") {
             Some(Value::Object(c)) => {
                 Cause::Cilium(Notification::from_json(c).ok_or("unsupported")?)
@@ -291,6 +299,12 @@ mod tests {
                 protocol: 0x86dd,
             },
             Cause::Captured,
+            Cause::Packet {
+                dir: crate::event::Direction::Inbound,
+            },
+            Cause::Packet {
+                dir: crate::event::Direction::Outbound,
+            },
             Cause::Cilium(Notification::Drop(DropNotify {
                 msg_type: 1,
                 subtype: 133,

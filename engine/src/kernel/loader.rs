@@ -150,6 +150,8 @@ pub struct KernelSelect {
     /// when none is known yet: then the program selects nothing until some are added to
     /// `POD_SELECT`).
     pub pods: Option<Vec<capture_common::PodKey>>,
+    /// `capture --packets -i ...`: only drops on these interfaces (`IFACE_SELECT`).
+    pub ifaces: Option<Vec<capture_common::PktKey>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -168,6 +170,10 @@ pub struct LoadOptions {
     pub auto_storm: bool,
     /// Selectors and filter expression run in the kernel.
     pub select: KernelSelect,
+    /// `--packets`: interfaces whose every packet the tc programs copy (empty: none).
+    pub packets: Vec<super::packets::PacketIface>,
+    /// How the tc programs are attached.
+    pub tc_mode: super::packets::TcMode,
 }
 
 impl Default for LoadOptions {
@@ -180,6 +186,8 @@ impl Default for LoadOptions {
             exemplars: None,
             auto_storm: true,
             select: KernelSelect::default(),
+            packets: Vec::new(),
+            tc_mode: super::packets::TcMode::Auto,
         }
     }
 }
@@ -239,6 +247,8 @@ pub struct Loaded {
     /// Why the filter expression runs in user space instead of the kernel (the verifier
     /// refused its translation), when it does.
     pub filter_fallback: Option<String>,
+    /// The tc programs' links (`--packets`).
+    pub packets: Option<super::packets::PacketLinks>,
 }
 
 /// Writes `program` over the filter stub's reserve in a copy of the object: the marker
@@ -313,6 +323,9 @@ fn apply_select(s: &KernelSelect, filter: bool, c: &mut ProbeConfig) {
     };
     c.filter = u32::from(filter);
     c.sel_pods = u32::from(s.pods.is_some());
+    if s.ifaces.is_some() {
+        c.sel_ifindex = capture_common::SEL_IFINDEX_SET;
+    }
 }
 
 /// Parses a tracepoint `format` file into the kfree_skb field offsets.
@@ -612,7 +625,7 @@ pub fn load_and_attach(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     let sel = &opts.select;
     let program = sel.program.as_deref();
     apply_select(sel, program.is_some(), &mut config);
-    let (ebpf, attached) = match load_select_attach(
+    let (ebpf, attached, packets) = match load_select_attach(
         opts,
         &config,
         cpus,
@@ -625,7 +638,7 @@ pub fn load_and_attach(opts: &LoadOptions) -> Result<Loaded, LoadError> {
             // runs in the decode stage instead (the caller is told).
             let why = format!("the kernel verifier refused its translation: {log_tail}");
             apply_select(sel, false, &mut config);
-            let (ebpf, attached) =
+            let (ebpf, attached, packets) =
                 load_select_attach(opts, &config, cpus, &aya_btf, tp, &ACCEPT_ALL)?;
             log::debug!("Attached to {}.", attached.mode().as_str());
             return Ok(Loaded {
@@ -634,6 +647,7 @@ pub fn load_and_attach(opts: &LoadOptions) -> Result<Loaded, LoadError> {
                 config,
                 cpus,
                 filter_fallback: Some(why),
+                packets,
             });
         }
         r => r?,
@@ -645,6 +659,7 @@ pub fn load_and_attach(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         config,
         cpus,
         filter_fallback: None,
+        packets,
     })
 }
 
@@ -656,8 +671,11 @@ fn load_select_attach(
     aya_btf: &aya::Btf,
     tp: Option<TpOffsets>,
     filter: &[u64],
-) -> Result<(Ebpf, Attached), LoadError> {
+) -> Result<(Ebpf, Attached, Option<super::packets::PacketLinks>), LoadError> {
     let mut ebpf = load_object(config, cpus, opts.kernel_flows, Some(aya_btf), filter)?;
+    if let Some(keys) = &opts.select.ifaces {
+        fill_iface_select(&mut ebpf, keys)?;
+    }
     if let Some((_, reasons)) = &opts.select.reasons {
         fill_reason_select(&mut ebpf, reasons)?;
     }
@@ -701,7 +719,42 @@ fn load_select_attach(
             }
         },
     };
-    Ok((ebpf, attached))
+    // After the kfree_skb program: a packet that passes and is then dropped shows both.
+    let packets = if opts.packets.is_empty() {
+        None
+    } else {
+        Some(super::packets::attach(
+            &mut ebpf,
+            &opts.packets,
+            opts.tc_mode,
+        )?)
+    };
+    Ok((ebpf, attached, packets))
+}
+
+/// The interfaces `-i` names (given more than once), into `IFACE_SELECT`.
+fn fill_iface_select(ebpf: &mut Ebpf, keys: &[capture_common::PktKey]) -> Result<(), LoadError> {
+    let fail = |message: String| LoadError::Ebpf {
+        step: "filling the interface selection",
+        message,
+    };
+    if keys.len() > capture_common::IFACE_SELECT_ENTRIES as usize {
+        return Err(fail(format!(
+            "{} interfaces selected; at most {}",
+            keys.len(),
+            capture_common::IFACE_SELECT_ENTRIES
+        )));
+    }
+    let map = ebpf
+        .map_mut(capture_common::MAP_IFACE_SELECT)
+        .ok_or_else(|| fail(format!("no map {}", capture_common::MAP_IFACE_SELECT)))?;
+    let mut sel: aya::maps::HashMap<_, capture_common::PktKey, u8> =
+        aya::maps::HashMap::try_from(map).map_err(|e| fail(one_line(&e.to_string())))?;
+    for k in keys {
+        sel.insert(k, 1, 0)
+            .map_err(|e| fail(one_line(&e.to_string())))?;
+    }
+    Ok(())
 }
 
 /// Adds `keys` to a `POD_SELECT` map (the kernel program's pod selection, also while it

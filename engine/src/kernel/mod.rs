@@ -15,6 +15,7 @@ pub mod bpfsys;
 pub mod btf;
 pub mod kallsyms;
 pub mod loader;
+pub mod packets;
 pub mod reasons;
 pub mod record;
 pub mod ring;

@@ -1,4 +1,5 @@
-//! Decoding one ring-buffer record: a [`KfreeSkbEvent`] followed by packet bytes.
+//! Decoding one ring-buffer record: a [`KfreeSkbEvent`] (a drop) or a [`PacketEvent`] (an
+//! ordinary packet, `--packets`) followed by packet bytes.
 //!
 //! The record is untrusted. This module never creates a reference to a struct over ring
 //! memory (one `read_unaligned` after a length check), never indexes or slices without a
@@ -7,10 +8,30 @@
 
 use std::mem::size_of;
 
-use capture_common::{KfreeSkbEvent, RecordHeader, ABI_VERSION, KIND_KFREE_SKB};
+use capture_common::{
+    KfreeSkbEvent, PacketEvent, RecordHeader, ABI_VERSION, KIND_KFREE_SKB, KIND_PACKET,
+};
 
 /// Size of the fixed part of a kfree_skb record.
 pub const EVENT_LEN: usize = size_of::<KfreeSkbEvent>();
+/// Size of the fixed part of a packet record.
+pub const PACKET_EVENT_LEN: usize = size_of::<PacketEvent>();
+
+/// One decoded record's fixed part.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Record {
+    Drop(KfreeSkbEvent),
+    Packet(PacketEvent),
+}
+
+impl Record {
+    pub fn header(&self) -> &RecordHeader {
+        match self {
+            Record::Drop(e) => &e.hdr,
+            Record::Packet(p) => &p.hdr,
+        }
+    }
+}
 const HEADER_LEN: usize = size_of::<RecordHeader>();
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -21,19 +42,22 @@ pub enum RecordError {
     BadVersion { version: u8 },
     #[error("record has unknown kind {kind}")]
     BadKind { kind: u8 },
-    #[error("record header length {hdr_len} is shorter than the {EVENT_LEN}-byte event")]
-    BadHeaderLen { hdr_len: u16 },
+    #[error("record header length {hdr_len} is shorter than its {need}-byte event")]
+    BadHeaderLen { hdr_len: u16, need: usize },
 }
 
-/// Splits a record into its event and its packet bytes.
+/// Splits a kfree_skb record into its event and its packet bytes (any other kind is
+/// `BadKind`).
 pub fn parse(buf: &[u8]) -> Result<(KfreeSkbEvent, &[u8]), RecordError> {
-    let have = buf.len();
-    if have < HEADER_LEN {
-        return Err(RecordError::TooShort {
-            need: HEADER_LEN,
-            have,
-        });
+    match parse_any(buf)? {
+        (Record::Drop(ev), data) => Ok((ev, data)),
+        (Record::Packet(p), _) => Err(RecordError::BadKind { kind: p.hdr.kind }),
     }
+}
+
+/// Splits a record of either kind into its fixed part and its packet bytes.
+pub fn parse_any(buf: &[u8]) -> Result<(Record, &[u8]), RecordError> {
+    let have = buf.len();
     let hdr: RecordHeader = read(buf).ok_or(RecordError::TooShort {
         need: HEADER_LEN,
         have,
@@ -43,22 +67,33 @@ pub fn parse(buf: &[u8]) -> Result<(KfreeSkbEvent, &[u8]), RecordError> {
             version: hdr.version,
         });
     }
-    if hdr.kind != KIND_KFREE_SKB {
-        return Err(RecordError::BadKind { kind: hdr.kind });
-    }
-    let ev: KfreeSkbEvent = read(buf).ok_or(RecordError::TooShort {
-        need: EVENT_LEN,
-        have,
-    })?;
-    let start = usize::from(ev.hdr.hdr_len);
-    if start < EVENT_LEN {
+    let (rec, need, cap_len) = match hdr.kind {
+        KIND_KFREE_SKB => {
+            let ev: KfreeSkbEvent = read(buf).ok_or(RecordError::TooShort {
+                need: EVENT_LEN,
+                have,
+            })?;
+            (Record::Drop(ev), EVENT_LEN, ev.cap_len)
+        }
+        KIND_PACKET => {
+            let ev: PacketEvent = read(buf).ok_or(RecordError::TooShort {
+                need: PACKET_EVENT_LEN,
+                have,
+            })?;
+            (Record::Packet(ev), PACKET_EVENT_LEN, ev.cap_len)
+        }
+        kind => return Err(RecordError::BadKind { kind }),
+    };
+    let start = usize::from(hdr.hdr_len);
+    if start < need {
         return Err(RecordError::BadHeaderLen {
-            hdr_len: ev.hdr.hdr_len,
+            hdr_len: hdr.hdr_len,
+            need,
         });
     }
     let rest = buf.get(start..).unwrap_or_default();
-    let n = rest.len().min(usize::from(ev.cap_len));
-    Ok((ev, rest.get(..n).unwrap_or_default()))
+    let n = rest.len().min(usize::from(cap_len));
+    Ok((rec, rest.get(..n).unwrap_or_default()))
 }
 
 /// Reads a plain-integer ABI struct from the start of `buf`, `None` if `buf` is shorter.
@@ -70,6 +105,16 @@ fn read<T: aya::Pod>(buf: &[u8]) -> Option<T> {
     // no alignment requirement; T is Pod (only integers and byte arrays, no padding), so
     // every bit pattern is a valid T.
     Some(unsafe { std::ptr::read_unaligned(buf.as_ptr().cast::<T>()) })
+}
+
+/// Encodes a packet record the way the tc programs do (tests).
+pub fn encode_packet(ev: &PacketEvent, packet: &[u8], out: &mut Vec<u8>) {
+    // SAFETY: PacketEvent is repr(C) Pod without padding; viewing it as bytes is sound.
+    let bytes = unsafe {
+        std::slice::from_raw_parts((ev as *const PacketEvent).cast::<u8>(), PACKET_EVENT_LEN)
+    };
+    out.extend_from_slice(bytes);
+    out.extend_from_slice(packet);
 }
 
 /// Encodes a record the way the kernel program does (tests and benches).
@@ -161,7 +206,13 @@ mod tests {
         assert_eq!(parse(&bad), Err(RecordError::BadKind { kind: 7 }));
         let mut bad = buf.clone();
         bad[2] = 20;
-        assert_eq!(parse(&bad), Err(RecordError::BadHeaderLen { hdr_len: 20 }));
+        assert_eq!(
+            parse(&bad),
+            Err(RecordError::BadHeaderLen {
+                hdr_len: 20,
+                need: 48
+            })
+        );
         assert_eq!(
             parse(&buf[..10]),
             Err(RecordError::TooShort { need: 16, have: 10 })
@@ -196,6 +247,59 @@ mod tests {
         let (ev, data) = parse(&buf[1..]).unwrap();
         assert_eq!(ev.location, 0xffff_ffff_8100_1234);
         assert_eq!(data, &[42]);
+    }
+
+    fn packet(cap: u16) -> PacketEvent {
+        PacketEvent {
+            hdr: RecordHeader {
+                version: ABI_VERSION,
+                kind: KIND_PACKET,
+                hdr_len: 40,
+                cpu: 0,
+                ts_ns: 7,
+            },
+            ifindex: 3,
+            netns_ino: 4026532001,
+            orig_len: 74,
+            cap_len: cap,
+            protocol: 0x0008,
+            direction: capture_common::DIR_OUTBOUND,
+            flags: 0,
+            _pad: 0,
+            mark: 0,
+        }
+    }
+
+    #[test]
+    fn packet_records_round_trip_and_every_truncation_fails_cleanly() {
+        let mut buf = Vec::new();
+        encode_packet(&packet(3), &[1, 2, 3], &mut buf);
+        assert_eq!(buf.len(), 43);
+        assert_eq!(
+            parse_any(&buf),
+            Ok((Record::Packet(packet(3)), &[1u8, 2, 3][..]))
+        );
+        // Not a drop.
+        assert_eq!(parse(&buf), Err(RecordError::BadKind { kind: KIND_PACKET }));
+        for n in 0..buf.len() {
+            let r = parse_any(&buf[..n]);
+            if n < 16 {
+                assert_eq!(r, Err(RecordError::TooShort { need: 16, have: n }));
+            } else if n < 40 {
+                assert_eq!(r, Err(RecordError::TooShort { need: 40, have: n }));
+            } else {
+                assert_eq!(r.unwrap().1, &[1, 2, 3][..n - 40]);
+            }
+        }
+        let mut bad = buf.clone();
+        bad[2] = 39;
+        assert_eq!(
+            parse_any(&bad),
+            Err(RecordError::BadHeaderLen {
+                hdr_len: 39,
+                need: 40
+            })
+        );
     }
 
     proptest! {

@@ -23,27 +23,29 @@ use std::{
 };
 
 use aya::{
-    maps::{Map, MapData, PerCpuArray},
+    maps::{Map, MapData, PerCpuArray, PerCpuHashMap},
     programs::{BtfTracePoint, TracePoint},
     Ebpf,
 };
 use bytes::BytesMut;
 use capture_common::{
-    KfreeSkbEvent, ProbeConfig, ReasonCounter, FLAG_COUNTED, FLAG_L3, MAP_BUDGET_0, MAP_BUDGET_1,
-    MAP_CACHE_0, MAP_CACHE_1, MAP_FLOWS_0, MAP_FLOWS_1, MAP_FLOW_GEN, MAP_REASON_ARRAY,
-    MAP_REASON_COUNTS, MAP_RING_DATA, MAP_RING_POS, MAP_STATS, PROG_TP_BTF, PROG_TRACEPOINT,
-    STAT_NESTED, STAT_READ_FAILED, STAT_REASON_MAP_FULL, STAT_RING_FULL,
+    KfreeSkbEvent, PacketEvent, PktCounter, PktKey, ProbeConfig, ReasonCounter, DIR_OUTBOUND,
+    FLAG_COUNTED, FLAG_L3, MAP_BUDGET_0, MAP_BUDGET_1, MAP_CACHE_0, MAP_CACHE_1, MAP_FLOWS_0,
+    MAP_FLOWS_1, MAP_FLOW_GEN, MAP_PKT_COUNTS, MAP_REASON_ARRAY, MAP_REASON_COUNTS, MAP_RING_DATA,
+    MAP_RING_POS, MAP_STATS, PROG_TP_BTF, PROG_TRACEPOINT, STAT_NESTED, STAT_PKT_MAP_FULL,
+    STAT_READ_FAILED, STAT_REASON_MAP_FULL, STAT_RING_FULL,
 };
 use crossbeam_channel::Sender;
 
 use super::{
     bpfsys::{self, RcuFence},
     loader::{self, AttachMode, Attached, LoadError, LoadOptions},
-    record::{self, RecordError},
+    packets::PacketLinks,
+    record::{self, Record, RecordError},
     ring::PerCpuRings,
     table::KernelTable,
 };
-use crate::event::{Batch, Cause, Event, LinkType};
+use crate::event::{Batch, Cause, Direction, Event, LinkType};
 use crate::storm::{CopyPolicy, SeriesPoint, StormCpu, StormProfile, StormSpan};
 
 /// Pause after a pass over the rings that found little: the kernel program never wakes the
@@ -66,7 +68,7 @@ pub enum SourceError {
     Map { name: &'static str, message: String },
     #[error("mapping the per-CPU rings failed: {0}")]
     Mmap(std::io::Error),
-    #[error("detaching the kfree_skb program failed: {0}")]
+    #[error("detaching the capture programs failed: {0}")]
     Detach(String),
     #[error("the event receiver hung up after {delivered} events")]
     ReceiverGone { delivered: u64 },
@@ -117,6 +119,8 @@ impl MalformedCounts {
 pub struct SourceStats {
     /// Records delivered downstream, per raw reason.
     pub delivered: BTreeMap<u32, u64>,
+    /// Packet records (`--packets`) delivered downstream, per interface and direction.
+    pub packets_delivered: BTreeMap<PktKey, u64>,
     pub malformed: MalformedCounts,
     /// Batches sent.
     pub batches: u64,
@@ -144,6 +148,10 @@ pub struct KernelCounters {
     pub reason_map_full: u64,
     /// Nested runs the program's own guard turned away (not in `seen`).
     pub nested: u64,
+    /// The tc programs' counts (`--packets`), per interface and direction.
+    pub packets: BTreeMap<PktKey, PktCounter>,
+    /// Packets not counted per interface (`PKT_COUNTS` full).
+    pub packet_map_full: u64,
 }
 
 /// Converts `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) to Unix time.
@@ -206,9 +214,43 @@ pub fn to_event(ev: &KfreeSkbEvent, data: bytes::Bytes, clock: ClockOffset) -> E
     }
 }
 
+/// Builds the event for one packet record (`--packets`).
+pub fn packet_event(ev: &PacketEvent, data: bytes::Bytes, clock: ClockOffset) -> Event {
+    Event {
+        meta: None,
+        ts_ns: clock.to_unix_ns(ev.hdr.ts_ns),
+        ifindex: ev.ifindex,
+        netns: ev.netns_ino,
+        cpu: ev.hdr.cpu,
+        orig_len: ev.orig_len.max(data.len() as u32),
+        link: if ev.flags & FLAG_L3 != 0 {
+            LinkType::RawIp
+        } else {
+            LinkType::Ethernet
+        },
+        data,
+        cause: Cause::Packet {
+            dir: if ev.direction == DIR_OUTBOUND {
+                Direction::Outbound
+            } else {
+                Direction::Inbound
+            },
+        },
+    }
+}
+
+/// The (interface, namespace, direction) key of a packet record.
+pub fn packet_key(ev: &PacketEvent) -> PktKey {
+    PktKey {
+        ifindex: ev.ifindex,
+        netns_ino: ev.netns_ino,
+        direction: u32::from(ev.direction),
+    }
+}
+
 /// One decoded record waiting for its batch's shared buffer.
 struct Pending {
-    ev: KfreeSkbEvent,
+    ev: Record,
     start: usize,
     len: usize,
 }
@@ -246,8 +288,17 @@ impl BatchBuilder {
     /// Decodes one record; malformed ones are counted and skipped. Returns true when the
     /// batch is full.
     pub fn push(&mut self, rec: &[u8]) -> bool {
-        match record::parse(rec) {
-            Ok((ev, packet)) => {
+        match record::parse_any(rec) {
+            Ok((Record::Packet(p), packet)) => {
+                let start = self.buf.len();
+                self.buf.extend_from_slice(packet);
+                self.pending.push(Pending {
+                    ev: Record::Packet(p),
+                    start,
+                    len: packet.len(),
+                });
+            }
+            Ok((Record::Drop(ev), packet)) => {
                 if ev.flags & FLAG_COUNTED == 0 {
                     self.flows.add_record(
                         crate::storm::key_of_record(&ev, packet),
@@ -258,7 +309,7 @@ impl BatchBuilder {
                 let start = self.buf.len();
                 self.buf.extend_from_slice(packet);
                 self.pending.push(Pending {
-                    ev,
+                    ev: Record::Drop(ev),
                     start,
                     len: packet.len(),
                 });
@@ -276,15 +327,27 @@ impl BatchBuilder {
     /// order: the per-CPU rings come in one CPU after another.
     pub fn take(&mut self) -> Batch {
         // Stable and run-aware: already-sorted runs (one per CPU) merge in linear time.
-        self.pending.sort_by_key(|p| p.ev.hdr.ts_ns);
+        self.pending.sort_by_key(|p| p.ev.header().ts_ns);
         // The next batch likely needs about as many bytes: allocate them once, up front.
         let next = BytesMut::with_capacity(self.buf.len());
         let bytes = std::mem::replace(&mut self.buf, next).freeze();
         let mut batch = Batch::with_capacity(self.pending.len());
         for p in self.pending.drain(..) {
             let data = bytes.slice(p.start..p.start + p.len);
-            *self.stats.delivered.entry(p.ev.reason).or_insert(0) += 1;
-            batch.events.push(to_event(&p.ev, data, self.clock));
+            match &p.ev {
+                Record::Drop(ev) => {
+                    *self.stats.delivered.entry(ev.reason).or_insert(0) += 1;
+                    batch.events.push(to_event(ev, data, self.clock));
+                }
+                Record::Packet(ev) => {
+                    *self
+                        .stats
+                        .packets_delivered
+                        .entry(packet_key(ev))
+                        .or_insert(0) += 1;
+                    batch.events.push(packet_event(ev, data, self.clock));
+                }
+            }
         }
         self.stats.batches += 1;
         batch
@@ -308,6 +371,10 @@ pub struct KernelSource {
     clock: ClockOffset,
     max_rows: usize,
     filter_fallback: Option<String>,
+    /// The tc programs' links (`--packets`), removed on stop before the last drain.
+    packets: Option<PacketLinks>,
+    /// Every (interface, direction) the tc programs were attached to, for the ledger.
+    packet_keys: Vec<PktKey>,
 }
 
 /// Takes a map of any of the kinds the program defines out of the object.
@@ -426,7 +493,20 @@ impl KernelSource {
             config,
             cpus,
             filter_fallback,
+            packets,
         } = loader::load_and_attach(opts)?;
+        let packet_keys = packets
+            .as_ref()
+            .map(|p| {
+                p.ifaces()
+                    .map(|(i, dir)| PktKey {
+                        ifindex: i.ifindex,
+                        netns_ino: i.netns_ino,
+                        direction: u32::from(dir),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let data = take_map(&mut ebpf, MAP_RING_DATA)?;
         let pos = take_map(&mut ebpf, MAP_RING_POS)?;
         // SAFETY: these are the program's RING_DATA and RING_POS maps, created by
@@ -482,7 +562,19 @@ impl KernelSource {
             clock: ClockOffset::now(),
             max_rows,
             filter_fallback,
+            packets,
+            packet_keys,
         })
+    }
+
+    /// The tc programs' links (`--packets`), while attached.
+    pub fn packet_links(&self) -> Option<&PacketLinks> {
+        self.packets.as_ref()
+    }
+
+    /// Every (interface, direction) the tc programs were attached to.
+    pub fn packet_keys(&self) -> &[PktKey] {
+        &self.packet_keys
     }
 
     /// The program's pod selection (`POD_SELECT`), to add pods to while it runs; taken once.
@@ -551,6 +643,7 @@ impl KernelSource {
             profile,
             misses_at_end,
             mode,
+            packets,
             ..
         } = self;
         let mut watch = StormWatch::new(rings.cpus());
@@ -574,7 +667,7 @@ impl KernelSource {
                 Ok(())
             })();
             // Detach on every path, so the table's final drain is exact.
-            let d = detach(ebpf, attached);
+            let d = detach(ebpf, attached).and(detach_packets(ebpf, packets));
             *misses_at_end = recursion_misses(ebpf, *mode);
             let r = r.and(d).and_then(|()| {
                 ring_fence.wait().map_err(SourceError::Table)?;
@@ -626,9 +719,10 @@ impl KernelSource {
         Ok(builder.stats)
     }
 
-    /// Detaches the kfree_skb program (idempotent).
+    /// Detaches the kfree_skb program and the tc programs (idempotent).
     pub fn detach(&mut self) -> Result<(), SourceError> {
         detach(&mut self.ebpf, &mut self.attached)
+            .and(detach_packets(&mut self.ebpf, &mut self.packets))
     }
 
     /// The kernel program's counters, summed over CPUs.
@@ -654,6 +748,26 @@ impl KernelSource {
         out.read_failed = stat(STAT_READ_FAILED)?;
         out.reason_map_full = stat(STAT_REASON_MAP_FULL)?;
         out.nested = stat(STAT_NESTED)?;
+        out.packet_map_full = stat(STAT_PKT_MAP_FULL)?;
+        if let Some(map) = self.ebpf.map(MAP_PKT_COUNTS) {
+            let fail = |e: aya::maps::MapError| SourceError::Map {
+                name: MAP_PKT_COUNTS,
+                message: e.to_string(),
+            };
+            let counts: PerCpuHashMap<&MapData, PktKey, PktCounter> =
+                PerCpuHashMap::try_from(map).map_err(fail)?;
+            for item in counts.iter() {
+                let (k, per_cpu) = item.map_err(fail)?;
+                let mut sum = PktCounter::default();
+                for c in per_cpu.iter() {
+                    sum.seen += c.seen;
+                    sum.filtered += c.filtered;
+                    sum.ring_full += c.ring_full;
+                    sum.busy += c.busy;
+                }
+                out.packets.insert(k, sum);
+            }
+        }
         out.per_reason = self.table.reason_counters().map_err(|e| SourceError::Map {
             name: MAP_REASON_ARRAY,
             message: e.to_string(),
@@ -695,6 +809,14 @@ fn detach(ebpf: &mut Ebpf, attached: &mut Option<Attached>) -> Result<(), Source
         }
     };
     res.map_err(SourceError::Detach)
+}
+
+/// Removes the tc programs' links (idempotent).
+fn detach_packets(ebpf: &mut Ebpf, packets: &mut Option<PacketLinks>) -> Result<(), SourceError> {
+    match packets.as_mut() {
+        Some(links) => super::packets::detach(ebpf, links).map_err(SourceError::Detach),
+        None => Ok(()),
+    }
 }
 
 /// Reads every record now in the rings, sending full batches and then the remainder;

@@ -53,6 +53,9 @@ pub struct OutPacket<'a> {
     pub data: &'a [u8],
     /// Text for the packet's `opt_comment` (see [`crate::comment`]).
     pub comment: Option<&'a str>,
+    /// The pcapng `epb_flags` word (0: none written): the direction of an ordinary packet
+    /// (01 inbound, 10 outbound). pcap files have no place for it.
+    pub flags: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

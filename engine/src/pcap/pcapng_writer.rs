@@ -23,6 +23,8 @@ const BYTE_ORDER_MAGIC: u32 = 0x1A2B_3C4D;
 
 const OPT_ENDOFOPT: u16 = 0;
 const OPT_COMMENT: u16 = 1;
+/// `epb_flags`: a 32-bit word whose low two bits are the direction (01 in, 10 out).
+const EPB_FLAGS: u16 = 2;
 const SHB_USERAPPL: u16 = 4;
 const IF_NAME: u16 = 2;
 const IF_DESCRIPTION: u16 = 3;
@@ -145,12 +147,15 @@ impl PacketWriter for PcapngWriter {
             c => c,
         };
         let data_pad = pad4(cap_len);
-        let opts_len = match comment {
-            // option header + value + padding + opt_endofopt
-            Some(c) => 4 + c.len() + pad4(c.len()) + 4,
-            None => 0,
+        let flags_len = if p.flags != 0 { 8 } else { 0 };
+        let comment_len = comment.map_or(0, |c| 4 + c.len() + pad4(c.len()));
+        let opts_len = if flags_len + comment_len > 0 {
+            // the options + opt_endofopt
+            flags_len + comment_len + 4
+        } else {
+            0
         };
-        // At most 28 + 262144 + 3 + 65540 + 4: fits in u32.
+        // At most 28 + 262144 + 3 + 8 + 65540 + 4: fits in u32.
         let total = (EPB_HEADER_LEN + cap_len + data_pad + opts_len + 4) as u32;
 
         let mut h = [0u8; EPB_HEADER_LEN];
@@ -167,20 +172,26 @@ impl PacketWriter for PcapngWriter {
         out.extend_from_slice(f.prefix());
         out.extend_from_slice(f.data);
         out.extend_from_slice(ZEROS.get(..data_pad).unwrap_or(&[]));
+        if p.flags != 0 {
+            let mut o = [0u8; 8];
+            o[..2].copy_from_slice(&EPB_FLAGS.to_le_bytes());
+            o[2..4].copy_from_slice(&4u16.to_le_bytes());
+            o[4..].copy_from_slice(&p.flags.to_le_bytes());
+            out.extend_from_slice(&o);
+        }
         if let Some(c) = comment {
             let mut oh = [0u8; 4];
             oh[..2].copy_from_slice(&OPT_COMMENT.to_le_bytes());
             oh[2..].copy_from_slice(&(c.len() as u16).to_le_bytes());
             out.extend_from_slice(&oh);
             out.extend_from_slice(c.as_bytes());
-            let mut tail = [0u8; 3 + 4 + 4];
-            let pad = pad4(c.len());
-            // opt_endofopt is already zero; then the trailing total length.
-            put_u32(&mut tail, pad + 4, total);
-            out.extend_from_slice(tail.get(..pad + 8).unwrap_or(&[]));
-        } else {
-            out.extend_from_slice(&total.to_le_bytes());
+            out.extend_from_slice(ZEROS.get(..pad4(c.len())).unwrap_or(&[]));
         }
+        if opts_len > 0 {
+            // opt_endofopt
+            out.extend_from_slice(&ZEROS);
+        }
+        out.extend_from_slice(&total.to_le_bytes());
         self.stats.packets += 1;
         self.stats.bytes += u64::from(cap);
         self.out.packet_added(u64::from(cap));

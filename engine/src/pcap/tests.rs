@@ -138,6 +138,7 @@ fn write_file(
             orig_len: p.orig_len,
             data: &p.data,
             comment: p.comment.as_deref(),
+            flags: 0,
         };
         w.write(&out, &iface_name).unwrap();
     }
@@ -588,6 +589,7 @@ fn unfinished_writer_leaves_nothing() {
             orig_len: p.orig_len,
             data: &p.data,
             comment: None,
+            flags: 0,
         };
         w.write(&out, &iface_name).unwrap();
         let mut tmp_path = path.clone().into_os_string();
@@ -622,6 +624,7 @@ fn empty_and_oversized_inputs() {
         orig_len: 10,
         data: &big,
         comment: Some(&long),
+        flags: 0,
     };
     w.write(&out, &iface_name).unwrap();
     let st = w.finish().unwrap();
@@ -846,6 +849,7 @@ fn many_interleaved_interfaces() {
             orig_len: 60,
             data: &data,
             comment: None,
+            flags: 0,
         };
         w.write(&p, &default_iface_name).unwrap();
     }
@@ -887,6 +891,7 @@ fn many_interleaved_interfaces() {
             orig_len: 60,
             data: &data,
             comment: None,
+            flags: 0,
         };
         w.write(&p, &default_iface_name).unwrap();
     }
@@ -934,4 +939,53 @@ fn golden_files() {
             "{name}"
         );
     }
+}
+
+#[test]
+fn direction_goes_in_epb_flags_beside_the_comment() {
+    let pkts = fixture();
+    let p = &pkts[0];
+    let path = tmp("flags.pcapng");
+    let mut w = create(&path, FileFormat::Pcapng, 0).unwrap();
+    let cases: [(u32, Option<&str>); 4] = [
+        (1, None),
+        (2, Some("odd")),
+        (0, Some("NO_SOCKET (3)")),
+        (0, None),
+    ];
+    for (flags, comment) in cases {
+        let out = OutPacket {
+            ts_ns: p.ts_ns,
+            iface: p.iface,
+            orig_len: p.orig_len,
+            data: &p.data,
+            comment,
+            flags,
+        };
+        w.write(&out, &iface_name).unwrap();
+    }
+    w.finish().unwrap();
+    let mut r = PcapNgReader::new(fs::File::open(&path).unwrap()).unwrap();
+    let mut got = Vec::new();
+    while let Some(b) = r.next_block() {
+        if let Block::EnhancedPacket(epb) = b.unwrap() {
+            assert_eq!(&epb.data[..], &p.data[..]);
+            let mut flags = 0;
+            let mut comment = None;
+            for o in &epb.options {
+                match o {
+                    EnhancedPacketOption::Flags(f) => flags = *f,
+                    EnhancedPacketOption::Comment(c) => comment = Some(c.to_string()),
+                    other => panic!("unexpected option {other:?}"),
+                }
+            }
+            got.push((flags, comment));
+        }
+    }
+    let want: Vec<(u32, Option<String>)> = cases
+        .iter()
+        .map(|(f, c)| (*f, c.map(str::to_string)))
+        .collect();
+    assert_eq!(got, want);
+    fs::remove_file(&path).unwrap();
 }
