@@ -465,21 +465,7 @@ pub fn read_json(p: &Path) -> serde_json::Value {
 
 /// `tshark -r FILE -Y FILTER` packet count.
 pub fn tshark_count(file: &Path, filter: &str) -> usize {
-    let o = sh(&[
-        "tshark",
-        "-r",
-        file.to_str().unwrap(),
-        "-Y",
-        filter,
-        "-T",
-        "fields",
-        "-e",
-        "frame.number",
-    ]);
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .count()
+    tshark_fields(file, "frame.number", filter).len()
 }
 
 /// `tshark -r FILE -Y FILTER -T fields -e FIELD`: one value per packet.

@@ -1041,44 +1041,34 @@ fn make_packet(
     };
     match fr {
         Framing::Direct(link) => p.link = link,
-        Framing::Sll | Framing::Sll2 => {
-            let data = bytes_at(block, raw.off, raw.len).unwrap_or(&[]);
-            match strip_cooked(data, fr == Framing::Sll2) {
-                Ok(c) => {
-                    p.link = LinkType::RawIp;
-                    p.off += c.header_len;
-                    p.len = p.len.saturating_sub(c.header_len);
-                    p.orig_len = p.orig_len.saturating_sub(c.header_len as u32);
-                    if let Some(i) = c.ifindex {
-                        p.ifindex = i;
-                    }
-                }
-                Err(CookedError::Truncated) => {
-                    stats.skipped_cooked_truncated += 1;
-                    return None;
-                }
-                Err(CookedError::NotIp) => {
-                    stats.skipped_cooked_not_ip += 1;
-                    return None;
-                }
-            }
-        }
-        Framing::Null | Framing::Loop | Framing::Nflog => {
+        Framing::Sll | Framing::Sll2 | Framing::Null | Framing::Loop | Framing::Nflog => {
+            // A header before the IP packet: (where the packet starts, its length, its
+            // original length, the interface the header names).
             let data = bytes_at(block, raw.off, raw.len).unwrap_or(&[]);
             let stripped = match fr {
-                Framing::Nflog => strip_nflog(data),
-                _ => strip_null(data, fr == Framing::Loop).map(|h| (h, data.len() - h)),
+                Framing::Nflog => {
+                    // NFLOG keeps no original length: the payload is it.
+                    strip_nflog(data).map(|(at, len)| (at, len, len as u32, None))
+                }
+                Framing::Null | Framing::Loop => strip_null(data, fr == Framing::Loop).map(|at| {
+                    let len = p.len.saturating_sub(at);
+                    (at, len, p.orig_len.saturating_sub(at as u32), None)
+                }),
+                _ => strip_cooked(data, fr == Framing::Sll2).map(|c| {
+                    let at = c.header_len;
+                    let len = p.len.saturating_sub(at);
+                    (at, len, p.orig_len.saturating_sub(at as u32), c.ifindex)
+                }),
             };
             match stripped {
-                Ok((at, len)) => {
+                Ok((at, len, orig_len, ifindex)) => {
                     p.link = LinkType::RawIp;
                     p.off += at;
                     p.len = len;
-                    p.orig_len = match fr {
-                        // NFLOG keeps no original length: the payload is it.
-                        Framing::Nflog => len as u32,
-                        _ => p.orig_len.saturating_sub(at as u32),
-                    };
+                    p.orig_len = orig_len;
+                    if let Some(i) = ifindex {
+                        p.ifindex = i;
+                    }
                 }
                 Err(CookedError::Truncated) => {
                     stats.skipped_cooked_truncated += 1;
