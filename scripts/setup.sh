@@ -36,6 +36,16 @@ if ! rustup component list --toolchain nightly --installed 2>/dev/null | grep -q
   log "adding rust-src to the nightly toolchain"
   rustup component add rust-src --toolchain nightly
 fi
+# scripts/test.sh lints the host crates (the default toolchain) and the kernel program
+# (nightly) with clippy.
+if ! rustup component list --installed 2>/dev/null | grep -q '^clippy'; then
+  log "adding clippy to the default toolchain"
+  rustup component add clippy
+fi
+if ! rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^clippy'; then
+  log "adding clippy to the nightly toolchain"
+  rustup component add clippy --toolchain nightly
+fi
 
 if ! bpf-linker --version >/dev/null 2>&1; then
   log "building bpf-linker 0.13.0 against the nightly toolchain's LLVM (about a minute)"
