@@ -26,7 +26,7 @@ pub const DIR_INBOUND: u8 = 1;
 pub const DIR_OUTBOUND: u8 = 2;
 
 /// Largest snap length the kernel program copies (bytes of packet after the fixed body).
-pub const MAX_SNAPLEN: u32 = 2048;
+pub const MAX_KERNEL_SNAPLEN: u32 = 2048;
 /// Snap length used when the user does not choose one.
 pub const DEFAULT_SNAPLEN: u32 = 256;
 
@@ -228,7 +228,7 @@ pub struct PktCounter {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ProbeConfig {
-    /// Bytes of packet to copy, at most [`MAX_SNAPLEN`].
+    /// Bytes of packet to copy, at most [`MAX_KERNEL_SNAPLEN`].
     pub snaplen: u32,
     /// For the `tracepoint/skb/kfree_skb` fallback: offsets of the tracepoint's fields in
     /// its record (from the tracepoint's `format` file).
@@ -350,9 +350,10 @@ pub const FILTER_MARKER_IMM: u32 = 0xdead_beef;
 /// Bytes per block.
 pub const RING_BLOCK: u32 = 1 << RING_BLOCK_SHIFT;
 pub const RING_BLOCK_SHIFT: u32 = 16;
-/// Largest frame: header, event and `MAX_SNAPLEN` packet bytes, 8-aligned.
+/// Largest frame: header, event and `MAX_KERNEL_SNAPLEN` packet bytes, 8-aligned.
 pub const MAX_FRAME: u32 =
-    (size_of::<FrameHeader>() as u32 + size_of::<KfreeSkbEvent>() as u32 + MAX_SNAPLEN + 7) & !7;
+    (size_of::<FrameHeader>() as u32 + size_of::<KfreeSkbEvent>() as u32 + MAX_KERNEL_SNAPLEN + 7)
+        & !7;
 /// Size of one `RING_DATA` element: a block plus room for one largest frame past its end, so
 /// the verifier can prove every write in bounds from `offset < RING_BLOCK` alone. The slack
 /// is never used for data (frames never cross `RING_BLOCK`).

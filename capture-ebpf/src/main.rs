@@ -77,12 +77,12 @@ use capture_common::{
     PodKey, ProbeConfig, ReasonCounter, RecordHeader, RingPos, ABI_VERSION, CACHE_SLOTS,
     DIR_INBOUND, DIR_OUTBOUND, EXEMPLARS_ALL, FILTER_MEM_LEN, FILTER_RESERVE, FILTER_WIRELEN_OFF,
     FLAG_COUNTED, FLAG_L3, FLAG_LINEAR_END, FLAG_READ_FAILED, FRAME_PAD, IFACE_SELECT_ENTRIES,
-    KEY_HDR_BYTES, KFAMILY_NONE, KFAMILY_V4, KFAMILY_V6, KIND_KFREE_SKB, KIND_PACKET, MAX_SNAPLEN,
-    OFF_ABSENT, PKT_COUNTS_ENTRIES, POD_KEY_DEV, POD_KEY_NETNS, POD_KEY_V4, POD_KEY_V6,
-    POD_SELECT_ENTRIES, REASON_ARRAY_ENTRIES, REASON_MAP_ENTRIES, REASON_SELECT_ENTRIES,
-    RING_BLOCK, RING_BLOCK_SHIFT, RING_ELEM, SEL_IFINDEX_SET, SEL_REASONS_NONE, SEL_REASONS_ONLY,
-    SKB_COPY_MAX, STAT_COUNT, STAT_NESTED, STAT_PKT_MAP_FULL, STAT_READ_FAILED,
-    STAT_REASON_MAP_FULL, STAT_RING_FULL,
+    KEY_HDR_BYTES, KFAMILY_NONE, KFAMILY_V4, KFAMILY_V6, KIND_KFREE_SKB, KIND_PACKET,
+    MAX_KERNEL_SNAPLEN, OFF_ABSENT, PKT_COUNTS_ENTRIES, POD_KEY_DEV, POD_KEY_NETNS, POD_KEY_V4,
+    POD_KEY_V6, POD_SELECT_ENTRIES, REASON_ARRAY_ENTRIES, REASON_MAP_ENTRIES,
+    REASON_SELECT_ENTRIES, RING_BLOCK, RING_BLOCK_SHIFT, RING_ELEM, SEL_IFINDEX_SET,
+    SEL_REASONS_NONE, SEL_REASONS_ONLY, SKB_COPY_MAX, STAT_COUNT, STAT_NESTED, STAT_PKT_MAP_FULL,
+    STAT_READ_FAILED, STAT_REASON_MAP_FULL, STAT_RING_FULL,
 };
 
 /// Written by user space at load time (`EbpfLoader::override_global`); the default makes
@@ -326,7 +326,7 @@ static IFACE_SELECT: HashMap<PktKey, u8> = HashMap::with_max_entries(IFACE_SELEC
 #[repr(C)]
 pub struct FilterBuf {
     pub mem: [u8; FILTER_MEM_LEN as usize],
-    pub pkt: [u8; MAX_SNAPLEN as usize],
+    pub pkt: [u8; MAX_KERNEL_SNAPLEN as usize],
 }
 
 #[map]
@@ -479,12 +479,12 @@ fn on_packet(ctx: &TcContext, dir: u8) {
     unsafe { write_volatile(addr_of_mut!((*scratch).busy), 0) };
 }
 
-/// `cap` (1..=MAX_SNAPLEN) in a form the verifier can bound away from zero: the compiler
+/// `cap` (1..=MAX_KERNEL_SNAPLEN) in a form the verifier can bound away from zero: the compiler
 /// folds a plain `cap > 0` check into arithmetic that loses the lower bound ("R4 invalid
 /// zero-sized read"), so the mask and the increment happen where it cannot see.
 #[inline(always)]
 fn nonzero_len(cap: u32) -> u32 {
-    const _: () = assert!(MAX_SNAPLEN.is_power_of_two());
+    const _: () = assert!(MAX_KERNEL_SNAPLEN.is_power_of_two());
     #[cfg(target_arch = "bpf")]
     {
         let mut n = u64::from(cap.wrapping_sub(1));
@@ -504,7 +504,10 @@ fn nonzero_len(cap: u32) -> u32 {
         cap
     }
 }
-const _: () = assert!(MAX_SNAPLEN - 1 == 2047, "nonzero_len's mask says 2047");
+const _: () = assert!(
+    MAX_KERNEL_SNAPLEN - 1 == 2047,
+    "nonzero_len's mask says 2047"
+);
 
 /// The inode of `dev`'s network namespace, 0 if unreadable.
 #[inline(always)]
@@ -591,8 +594,8 @@ fn on_packet_unguarded(
     } else {
         snaplen
     };
-    if cap > MAX_SNAPLEN {
-        cap = MAX_SNAPLEN;
+    if cap > MAX_KERNEL_SNAPLEN {
+        cap = MAX_KERNEL_SNAPLEN;
     }
     // SAFETY: a helper call without arguments.
     let cpu = unsafe { bpf_get_smp_processor_id() };
@@ -609,7 +612,7 @@ fn on_packet_unguarded(
         return;
     };
     // SAFETY: the frame lies in this CPU's ring element, with room for MAX_FRAME bytes
-    // (see reserve); [frame + PKT_OFF, + cap) with cap <= MAX_SNAPLEN is inside it.
+    // (see reserve); [frame + PKT_OFF, + cap) with cap <= MAX_KERNEL_SNAPLEN is inside it.
     let pkt = unsafe { frame.add(PKT_OFF) };
     if cap > 0 {
         // SAFETY: as above; the helper checks the offsets against the packet.
@@ -682,7 +685,7 @@ fn cfg(field: *const u32) -> u32 {
 /// then no-ops) that the loader overwrites before load with the translation of the
 /// expression's classic BPF (engine/src/filter/translate.rs); the verifier strips the
 /// no-ops left over. Contract with the translator: r1 = the packet's bytes (a map value
-/// with at least `MAX_SNAPLEN` bytes), r2 = bytes captured (at most `MAX_SNAPLEN`), r4 = 0
+/// with at least `MAX_KERNEL_SNAPLEN` bytes), r2 = bytes captured (at most `MAX_KERNEL_SNAPLEN`), r4 = 0
 /// for the Ethernet program, else the raw-IP one, r5 = `FILTER_MEM_LEN` bytes of scratch
 /// (the wire length at `FILTER_WIRELEN_OFF`); r0 = the classic program's verdict (0:
 /// reject); r1-r5 clobbered, r6-r10 and the stack untouched. Not `#[no_mangle]`: a static
@@ -728,8 +731,8 @@ fn filter_rejects(pkt: *const u8, caplen: u32, raw: bool, orig_len: u32) -> bool
     let Some(buf) = FILTER_BUF.get_ptr_mut(0) else {
         return false;
     };
-    let caplen = if caplen > MAX_SNAPLEN {
-        MAX_SNAPLEN
+    let caplen = if caplen > MAX_KERNEL_SNAPLEN {
+        MAX_KERNEL_SNAPLEN
     } else {
         caplen
     };
@@ -754,8 +757,8 @@ fn filter_rejects_uncopied(sp: &Span) -> bool {
     // SAFETY: this CPU's FILTER_BUF value.
     let pkt = unsafe { addr_of_mut!((*buf).pkt).cast::<u8>() };
     let mut cap = sp.cap;
-    if cap > MAX_SNAPLEN {
-        cap = MAX_SNAPLEN;
+    if cap > MAX_KERNEL_SNAPLEN {
+        cap = MAX_KERNEL_SNAPLEN;
     }
     if sp.read_failed {
         cap = 0;
@@ -1082,8 +1085,8 @@ fn span(f: &SkbFields) -> Span {
         }
     };
     let snaplen = cfg(addr_of!(CONFIG.snaplen));
-    let snaplen = if snaplen > MAX_SNAPLEN {
-        MAX_SNAPLEN
+    let snaplen = if snaplen > MAX_KERNEL_SNAPLEN {
+        MAX_KERNEL_SNAPLEN
     } else {
         snaplen
     };
@@ -1117,8 +1120,8 @@ fn span(f: &SkbFields) -> Span {
         }
         read_failed = want > 0 && cap == 0;
     }
-    if cap > MAX_SNAPLEN {
-        cap = MAX_SNAPLEN;
+    if cap > MAX_KERNEL_SNAPLEN {
+        cap = MAX_KERNEL_SNAPLEN;
     }
     Span {
         start,
@@ -1904,7 +1907,7 @@ fn emit(
     // `prod` where it was, so its bytes are overwritten by the next record.
     if filter
         && filter_rejects(
-            // SAFETY: [frame + PACKET_OFF, + MAX_SNAPLEN) lies in the element (see above).
+            // SAFETY: [frame + PACKET_OFF, + MAX_KERNEL_SNAPLEN) lies in the element (see above).
             unsafe { frame.add(PACKET_OFF) },
             cap,
             flags & FLAG_L3 != 0,

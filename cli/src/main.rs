@@ -337,10 +337,10 @@ fn netns_inode(ns: &str) -> Result<u32> {
 fn capture(c: args::CaptureArgs) -> Result<i32> {
     c.out.validate()?;
     let snaplen = c.snaplen;
-    if snaplen == 0 || snaplen > engine::MAX_SNAPLEN {
+    if snaplen == 0 || snaplen > engine::MAX_KERNEL_SNAPLEN {
         bail!(
             "snap length {snaplen} is out of range: use -s 1..={}",
-            engine::MAX_SNAPLEN
+            engine::MAX_KERNEL_SNAPLEN
         );
     }
     // Each source once, in the order given (`kernel,cilium,kernel` attaches one program).

@@ -49,6 +49,6 @@ pub mod storm;
 mod testutil;
 pub mod timefmt;
 
-pub use capture_common::{DEFAULT_SNAPLEN, MAX_SNAPLEN};
+pub use capture_common::{DEFAULT_SNAPLEN, MAX_KERNEL_SNAPLEN};
 /// Snap length of files written by `replay`: whatever the input holds, as tcpdump allows.
-pub const MAX_REPLAY_SNAPLEN: u32 = pcap::MAX_SNAPLEN;
+pub const MAX_REPLAY_SNAPLEN: u32 = pcap::MAX_FILE_SNAPLEN;

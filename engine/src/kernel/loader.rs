@@ -20,9 +20,9 @@ use aya::{
 use capture_common::{
     PodKey, ProbeConfig, DEFAULT_SNAPLEN, EXEMPLARS_ALL, FILTER_MARKER_IMM, FILTER_RESERVE,
     GLOBAL_CONFIG, MAP_BUDGET_0, MAP_BUDGET_1, MAP_FLOWS_0, MAP_FLOWS_1, MAP_POD_SELECT,
-    MAP_REASON_SELECT, MAP_RING_DATA, MAP_RING_POS, MAX_SNAPLEN, OFF_ABSENT, POD_SELECT_ENTRIES,
-    PROG_TP_BTF, PROG_TRACEPOINT, REASON_SELECT_ENTRIES, SEL_REASONS_EXCEPT, SEL_REASONS_NONE,
-    SEL_REASONS_ONLY, SKB_COPY_MAX,
+    MAP_REASON_SELECT, MAP_RING_DATA, MAP_RING_POS, MAX_KERNEL_SNAPLEN, OFF_ABSENT,
+    POD_SELECT_ENTRIES, PROG_TP_BTF, PROG_TRACEPOINT, REASON_SELECT_ENTRIES, SEL_REASONS_EXCEPT,
+    SEL_REASONS_NONE, SEL_REASONS_ONLY, SKB_COPY_MAX,
 };
 
 use super::btf::{Btf, BtfError, VMLINUX_BTF};
@@ -156,7 +156,7 @@ pub struct KernelSelect {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoadOptions {
-    /// Packet bytes to copy per drop (clamped to `MAX_SNAPLEN`).
+    /// Packet bytes to copy per drop (clamped to `MAX_KERNEL_SNAPLEN`).
     pub snaplen: u32,
     /// Size of each CPU's ring in bytes (rounded up to a power of two of 64 KiB blocks, at
     /// most 256 MiB).
@@ -428,7 +428,7 @@ pub fn probe_config(
         reason: OFF_ABSENT,
     });
     let mut c = ProbeConfig {
-        snaplen: snaplen.min(MAX_SNAPLEN),
+        snaplen: snaplen.min(MAX_KERNEL_SNAPLEN),
         tp_off_skbaddr: tp.skbaddr,
         tp_off_location: tp.location,
         tp_off_reason: tp.reason,
@@ -1020,7 +1020,7 @@ print fmt: \"skbaddr=%p\", REC->skbaddr
         assert_eq!(
             c,
             ProbeConfig {
-                snaplen: MAX_SNAPLEN,
+                snaplen: MAX_KERNEL_SNAPLEN,
                 tp_off_skbaddr: 8,
                 tp_off_location: 16,
                 tp_off_reason: 36,

@@ -30,7 +30,7 @@ pub use file_source::{FileSource, ReadError, ReadStats, SourceFormat};
 
 /// The largest snap length the writers use; 0 (or anything larger) given to [`create`] means
 /// this. It is what tcpdump and libpcap accept for Ethernet.
-pub const MAX_SNAPLEN: u32 = 262_144;
+pub const MAX_FILE_SNAPLEN: u32 = 262_144;
 
 /// The interface a packet was seen on. The pcapng writer makes one interface description per
 /// distinct key.
@@ -153,7 +153,7 @@ impl Default for WriterOptions {
 }
 
 /// Creates a writer for `path` (written as `<path>.tmp` until [`PacketWriter::finish`]), with
-/// default [`WriterOptions`]. `snaplen` 0 means [`MAX_SNAPLEN`].
+/// default [`WriterOptions`]. `snaplen` 0 means [`MAX_FILE_SNAPLEN`].
 pub fn create(
     path: &Path,
     format: FileFormat,
@@ -226,8 +226,8 @@ impl<T: Copy> IfaceCache<T> {
 
 fn effective_snaplen(snaplen: u32) -> u32 {
     if snaplen == 0 {
-        MAX_SNAPLEN
+        MAX_FILE_SNAPLEN
     } else {
-        snaplen.min(MAX_SNAPLEN)
+        snaplen.min(MAX_FILE_SNAPLEN)
     }
 }

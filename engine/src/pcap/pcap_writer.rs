@@ -69,7 +69,7 @@ impl PacketWriter for PcapWriter {
         );
         self.stats.truncated_to_snaplen += u64::from(f.truncated);
         self.stats.raw_unknown_version += u64::from(f.unknown_version);
-        // Bounded by MAX_SNAPLEN.
+        // Bounded by MAX_FILE_SNAPLEN.
         let cap = f.cap_len() as u32;
         let secs = (p.ts_ns / 1_000_000_000).min(u64::from(u32::MAX)) as u32;
         let nanos = (p.ts_ns % 1_000_000_000) as u32;

@@ -137,7 +137,7 @@ impl PacketWriter for PcapngWriter {
         self.stats.truncated_to_snaplen += u64::from(f.truncated);
         self.stats.raw_unknown_version += u64::from(f.unknown_version);
         let cap_len = f.cap_len();
-        // Bounded by MAX_SNAPLEN.
+        // Bounded by MAX_FILE_SNAPLEN.
         let cap = cap_len as u32;
         let comment = match p.comment {
             Some(c) if c.len() > MAX_OPTION_LEN => {

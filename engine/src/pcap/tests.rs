@@ -630,7 +630,7 @@ fn empty_and_oversized_inputs() {
     let st = w.finish().unwrap();
     assert_eq!(
         (st.truncated_to_snaplen, st.comments_truncated, st.bytes),
-        (1, 1, u64::from(MAX_SNAPLEN))
+        (1, 1, u64::from(MAX_FILE_SNAPLEN))
     );
     let mut r = PcapNgReader::new(fs::File::open(&path).unwrap()).unwrap();
     let mut seen = 0;
@@ -638,7 +638,7 @@ fn empty_and_oversized_inputs() {
         if let Block::EnhancedPacket(epb) = b.unwrap() {
             assert_eq!(
                 (epb.data.len(), epb.original_len),
-                (MAX_SNAPLEN as usize, MAX_SNAPLEN)
+                (MAX_FILE_SNAPLEN as usize, MAX_FILE_SNAPLEN)
             );
             assert!(
                 matches!(&epb.options[..], [EnhancedPacketOption::Comment(c)] if c.len() == 65_532)
