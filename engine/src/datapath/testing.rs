@@ -58,18 +58,7 @@ pub fn map(
     value_size: u32,
     max_entries: u32,
 ) -> io::Result<OwnedFd> {
-    let mut attr = zeroed_attr();
-    // SAFETY: plain integers into the MAP_CREATE variant of a zeroed union.
-    unsafe {
-        let c = &mut attr.__bindgen_anon_1;
-        c.map_type = map_type as u32;
-        c.key_size = key_size;
-        c.value_size = value_size;
-        c.max_entries = max_entries;
-    }
-    let fd = sys_bpf(bpf_cmd::BPF_MAP_CREATE, &mut attr)?;
-    // SAFETY: BPF_MAP_CREATE returned a new file descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    crate::kernel::bpfsys::create_map(map_type, key_size, value_size, max_entries, None)
 }
 
 /// A new hash map of `u32` keys and `value_size`-byte values.
@@ -148,40 +137,7 @@ pub fn prog_load(
     name: &str,
     license: &CStr,
 ) -> Result<OwnedFd, String> {
-    let mut log = vec![0u8; 1 << 20];
-    let mut load = |log_level: u32| {
-        let mut attr = zeroed_attr();
-        // SAFETY: integers and pointers to live buffers (`insns`, `license`, `log`, with
-        // their true sizes) written into the PROG_LOAD variant of a zeroed union.
-        unsafe {
-            let p = &mut attr.__bindgen_anon_3;
-            p.prog_type = prog_type;
-            p.insn_cnt = insns.len() as u32;
-            p.insns = insns.as_ptr() as u64;
-            p.license = license.as_ptr() as u64;
-            for (d, s) in p.prog_name.iter_mut().zip(name.bytes().take(15)) {
-                *d = s as libc::c_char;
-            }
-            p.log_level = log_level;
-            if log_level > 0 {
-                p.log_buf = log.as_mut_ptr() as u64;
-                p.log_size = log.len() as u32;
-            }
-        }
-        sys_bpf(bpf_cmd::BPF_PROG_LOAD, &mut attr)
-    };
-    match load(0) {
-        // SAFETY: BPF_PROG_LOAD returned a new file descriptor that nothing else owns.
-        Ok(fd) => Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) }),
-        Err(e) => {
-            let _ = load(1);
-            let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
-            Err(format!(
-                "{e}; verifier log: {}",
-                String::from_utf8_lossy(log.get(..end).unwrap_or(&[]))
-            ))
-        }
-    }
+    crate::kernel::testing::raw::prog_load_named(prog_type, insns, name, license)
 }
 
 /// A program's id.

@@ -46,7 +46,8 @@ fn zeroed_attr() -> bpf_attr {
     unsafe { zeroed() }
 }
 
-fn create_map(
+/// `BPF_MAP_CREATE` (`inner`: the inner map of a map-in-map).
+pub(crate) fn create_map(
     map_type: bpf_map_type,
     key: u32,
     value: u32,

@@ -193,49 +193,49 @@ fn clock_ns(clock: libc::clockid_t) -> i128 {
 
 /// Builds the event for one record; `data` holds exactly the captured bytes.
 pub fn to_event(ev: &KfreeSkbEvent, data: bytes::Bytes, clock: ClockOffset) -> Event {
-    Event {
-        meta: None,
-        ts_ns: clock.to_unix_ns(ev.hdr.ts_ns),
-        ifindex: ev.ifindex,
-        netns: ev.netns_ino,
-        cpu: ev.hdr.cpu,
-        orig_len: ev.orig_len.max(data.len() as u32),
-        link: if ev.flags & FLAG_L3 != 0 {
-            LinkType::RawIp
-        } else {
-            LinkType::Ethernet
-        },
-        data,
-        cause: Cause::Kernel {
-            reason: ev.reason,
-            location: ev.location,
-            protocol: u16::from_be(ev.protocol),
-        },
-    }
+    let cause = Cause::Kernel {
+        reason: ev.reason,
+        location: ev.location,
+        protocol: u16::from_be(ev.protocol),
+    };
+    let where_ = (ev.ifindex, ev.netns_ino, ev.orig_len, ev.flags);
+    record_event(&ev.hdr, where_, data, clock, cause)
 }
 
 /// Builds the event for one packet record (`--packets`).
 pub fn packet_event(ev: &PacketEvent, data: bytes::Bytes, clock: ClockOffset) -> Event {
+    let dir = if ev.direction == DIR_OUTBOUND {
+        Direction::Outbound
+    } else {
+        Direction::Inbound
+    };
+    let where_ = (ev.ifindex, ev.netns_ino, ev.orig_len, ev.flags);
+    record_event(&ev.hdr, where_, data, clock, Cause::Packet { dir })
+}
+
+/// What both record kinds share: header, (ifindex, netns, original length, flags).
+#[inline]
+fn record_event(
+    hdr: &capture_common::RecordHeader,
+    (ifindex, netns, orig_len, flags): (u32, u32, u32, u8),
+    data: bytes::Bytes,
+    clock: ClockOffset,
+    cause: Cause,
+) -> Event {
     Event {
         meta: None,
-        ts_ns: clock.to_unix_ns(ev.hdr.ts_ns),
-        ifindex: ev.ifindex,
-        netns: ev.netns_ino,
-        cpu: ev.hdr.cpu,
-        orig_len: ev.orig_len.max(data.len() as u32),
-        link: if ev.flags & FLAG_L3 != 0 {
+        ts_ns: clock.to_unix_ns(hdr.ts_ns),
+        ifindex,
+        netns,
+        cpu: hdr.cpu,
+        orig_len: orig_len.max(data.len() as u32),
+        link: if flags & FLAG_L3 != 0 {
             LinkType::RawIp
         } else {
             LinkType::Ethernet
         },
         data,
-        cause: Cause::Packet {
-            dir: if ev.direction == DIR_OUTBOUND {
-                Direction::Outbound
-            } else {
-                Direction::Inbound
-            },
-        },
+        cause,
     }
 }
 

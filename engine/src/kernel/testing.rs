@@ -189,6 +189,16 @@ pub mod raw {
     /// `BPF_PROG_LOAD` of `insns` (raw 8-byte instructions); on failure the error holds the
     /// end of the verifier's log.
     pub fn prog_load(prog_type: u32, insns: &[u64], license: &CStr) -> Result<OwnedFd, String> {
+        prog_load_named(prog_type, insns, "", license)
+    }
+
+    /// [`prog_load`] with a program name (15 bytes at most).
+    pub fn prog_load_named(
+        prog_type: u32,
+        insns: &[u64],
+        name: &str,
+        license: &CStr,
+    ) -> Result<OwnedFd, String> {
         let mut log = vec![0u8; 1 << 20];
         let mut load = |log_level: u32| {
             let mut attr = zeroed_attr();
@@ -200,6 +210,9 @@ pub mod raw {
                 p.insn_cnt = insns.len() as u32;
                 p.insns = insns.as_ptr() as u64;
                 p.license = license.as_ptr() as u64;
+                for (d, s) in p.prog_name.iter_mut().zip(name.bytes().take(15)) {
+                    *d = s as libc::c_char;
+                }
                 p.log_level = log_level;
                 if log_level > 0 {
                     p.log_buf = log.as_mut_ptr() as u64;
