@@ -13,9 +13,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use engine::event::{Batch, Cause, Event, LinkType};
+use engine::lookup::Names;
 use engine::pipeline::{run, PipelineConfig, Progress, SourceFn, SourceReport};
 use engine::pods::{Pod, PodNames, Snapshot};
-use engine::render::Names;
 use engine::sink::{OutputSink, PrintMode};
 
 const EVENTS: usize = 200_000;

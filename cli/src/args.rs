@@ -140,7 +140,7 @@ pub struct DatapathArgs {
     #[arg(long, default_value = engine::datapath::DEFAULT_MAPS_DIR, value_name = "DIR")]
     pub maps_dir: PathBuf,
     /// The Cilium agent's REST API socket: its endpoints' interfaces.
-    #[arg(long, default_value = engine::doctor::CILIUM_API_SOCKET, value_name = "PATH")]
+    #[arg(long, default_value = engine::paths::CILIUM_API_SOCKET, value_name = "PATH")]
     pub cilium_api: PathBuf,
     /// Cgroup whose programs are listed.
     #[arg(long, default_value = engine::datapath::DEFAULT_CGROUP, value_name = "DIR")]
@@ -172,7 +172,7 @@ pub struct DoctorArgs {
     #[arg(long, default_value = engine::datapath::DEFAULT_MAPS_DIR, value_name = "DIR")]
     pub maps_dir: String,
     /// The Cilium agent's REST API socket.
-    #[arg(long, default_value = engine::doctor::CILIUM_API_SOCKET, value_name = "PATH")]
+    #[arg(long, default_value = engine::paths::CILIUM_API_SOCKET, value_name = "PATH")]
     pub cilium_api: String,
 }
 
@@ -406,7 +406,7 @@ pub struct CaptureArgs {
     #[arg(long = "cri-socket", value_name = "PATH")]
     pub cri_socket: Vec<PathBuf>,
     /// The Cilium agent's REST API socket: pods of its endpoints, identities' labels.
-    #[arg(long, default_value = engine::doctor::CILIUM_API_SOCKET, value_name = "PATH")]
+    #[arg(long, default_value = engine::paths::CILIUM_API_SOCKET, value_name = "PATH")]
     pub cilium_api: PathBuf,
     /// Cilium's pinned maps read at the end of the capture: each drop reason that points at
     /// a map (e.g. "CT: Map insertion failed" at the conntrack maps) is shown with the fill

@@ -22,8 +22,8 @@ use anyhow::{bail, Context as _, Result};
 use clap::Parser as _;
 
 use args::{Cli, Command, OutputArgs, SelectArgs};
+use engine::lookup::Names;
 use engine::pipeline::{PipelineConfig, Progress, RunReport, SourceFn};
-use engine::render::Names;
 use engine::select::{Reasons, Selection};
 use engine::sink::{OutputSink, PrintMode};
 

@@ -30,28 +30,10 @@ use std::sync::OnceLock;
 
 use hashbrown::HashTable;
 
+use crate::event::{Cause, Event};
 use crate::packet::FlowKey;
 
-/// Why the packets of a row were dropped (or that they were merely captured).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ReasonKey {
-    /// Raw `enum skb_drop_reason` value.
-    Kernel(u32),
-    /// Cilium drop notification sub-type (its `DROP_*` code).
-    Cilium(u8),
-    /// A Cilium notification that is not a drop (trace, allowed policy verdict, debug, ...),
-    /// keyed by its message type (byte 0).
-    CiliumEvent(u8),
-    /// Not a drop.
-    Captured,
-    /// Not a drop: packets the tc programs copied on one interface in one direction
-    /// (`--packets`); the ledger keeps a row for each.
-    Packet {
-        ifindex: u32,
-        netns: u32,
-        dir: crate::event::Direction,
-    },
-}
+pub use crate::event::ReasonKey;
 
 /// What a row counts: one flow on one interface for one reason, between two identities.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -664,6 +646,24 @@ fn halves(a: &[u8; 16]) -> (u64, u64) {
 fn fold_mul(a: u64, b: u64) -> u64 {
     let p = u128::from(a) * u128::from(b);
     (p as u64) ^ ((p >> 64) as u64)
+}
+
+/// The aggregation reason and (source, destination) identities of an event.
+pub fn reason_and_identities(e: &Event) -> (ReasonKey, u32, u32) {
+    match &e.cause {
+        Cause::Kernel { reason, .. } => (ReasonKey::Kernel(*reason), 0, 0),
+        Cause::Captured => (ReasonKey::Captured, 0, 0),
+        Cause::Packet { dir } => (
+            ReasonKey::Packet {
+                ifindex: e.ifindex,
+                netns: e.netns,
+                dir: *dir,
+            },
+            0,
+            0,
+        ),
+        other @ Cause::Cilium(_) => crate::cilium_glue::reason_and_identities(other),
+    }
 }
 
 #[cfg(test)]

@@ -7,13 +7,12 @@
 
 use bytes::Bytes;
 
-use crate::aggregate::ReasonKey;
 use crate::cilium::format::{Formatter, Verbosity};
 use crate::cilium::notify::{decode, DecodeOptions, Decoded, Notification, NotifyError};
 use crate::cilium::tables::{bpf_file_name, drop_reason_str_in, CiliumRelease};
-use crate::event::{Cause, Event, LinkType};
+use crate::event::{Cause, Event, LinkType, ReasonKey};
+use crate::names::IfNames;
 use crate::packet::TunnelHint;
-use crate::render::Names;
 
 /// Cilium settings shared by every stage.
 #[derive(Clone, Copy, Debug)]
@@ -177,6 +176,11 @@ pub fn tunnel_hint(c: &Cause) -> Option<TunnelHint> {
     })
 }
 
+/// Which tunnels to decode for this event (Cilium says so in its flags).
+pub fn tunnel_hint_for(e: &Event, default: TunnelHint) -> TunnelHint {
+    tunnel_hint(&e.cause).unwrap_or(default)
+}
+
 /// The pcapng comment: `DROP Policy denied (133) identity 12345->678 ep 0 ifindex 3
 /// bpf_lxc.c:1234` for drops and denied verdicts; the monitor line for other types.
 pub fn comment(out: &mut String, e: &Event, c: &Cause, ctx: &CiliumContext) {
@@ -225,11 +229,15 @@ pub fn comment(out: &mut String, e: &Event, c: &Cause, ctx: &CiliumContext) {
 }
 
 /// The whole text line of a Cilium event, exactly as `cilium monitor` prints it.
-pub fn text_line(out: &mut String, names: &Names, e: &Event, n: &Notification) {
-    let ifname = |i: u32| names.ifnames.lookup(i, 0);
-    names
-        .cilium
-        .formatter
+pub fn text_line(
+    out: &mut String,
+    ctx: &CiliumContext,
+    ifnames: &IfNames,
+    e: &Event,
+    n: &Notification,
+) {
+    let ifname = |i: u32| ifnames.lookup(i, 0);
+    ctx.formatter
         .write_line_with(out, cpu_of(e), n, &e.data, &ifname);
     while out.ends_with('\n') {
         out.pop();
@@ -243,24 +251,22 @@ fn cpu_of(e: &Event) -> Option<u32> {
 /// Every decoded field of a Cilium event, for JSON lines.
 pub fn json_fields(
     m: &mut serde_json::Map<String, serde_json::Value>,
-    names: &Names,
+    ctx: &CiliumContext,
+    ifnames: &IfNames,
     e: &Event,
     c: &Cause,
 ) {
     let Cause::Cilium(n) = c else { return };
     let mut s = String::new();
-    let ifname = |i: u32| names.ifnames.lookup(i, 0);
-    let mut f = names.cilium.formatter;
+    let ifname = |i: u32| ifnames.lookup(i, 0);
+    let mut f = ctx.formatter;
     f.verbosity = Verbosity::Json;
     f.write_json(&mut s, cpu_of(e), n, &e.data, &ifname);
     m.insert("origin".into(), "cilium".into());
     let (rk, src, dst) = reason_and_identities(c);
     if let ReasonKey::Cilium(code) = rk {
         m.insert("reason".into(), code.into());
-        m.insert(
-            "reason_name".into(),
-            reason_name(code, names.cilium.release).into(),
-        );
+        m.insert("reason_name".into(), reason_name(code, ctx.release).into());
         m.insert("src_identity".into(), src.into());
         m.insert("dst_identity".into(), dst.into());
     }

@@ -51,8 +51,7 @@ fn check(name: &'static str, status: Status, detail: String, fix: Option<&str>) 
     }
 }
 
-/// The Cilium agent's REST API socket.
-pub const CILIUM_API_SOCKET: &str = "/var/run/cilium/cilium.sock";
+pub use crate::paths::CILIUM_API_SOCKET;
 
 /// Where the doctor looks (tests point them at their own files and sockets).
 #[derive(Clone, Debug)]
@@ -80,13 +79,9 @@ impl Default for Paths {
                 .map(|s| s.to_string())
                 .collect(),
             bpffs: "/sys/fs/bpf".into(),
-            cilium_monitor: "/var/run/cilium/monitor1_2.sock".into(),
+            cilium_monitor: crate::paths::CILIUM_MONITOR_SOCKET.into(),
             cilium_api: CILIUM_API_SOCKET.into(),
-            cri: vec![
-                "/run/containerd/containerd.sock".into(),
-                "/var/run/crio/crio.sock".into(),
-                "/run/k3s/containerd/containerd.sock".into(),
-            ],
+            cri: crate::paths::CRI_SOCKETS.map(String::from).to_vec(),
             proc: "/proc".into(),
             maps_dir: crate::datapath::DEFAULT_MAPS_DIR.into(),
         }

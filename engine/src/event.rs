@@ -62,6 +62,27 @@ impl Direction {
     }
 }
 
+/// Why the packets of a row were dropped (or that they were merely captured).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ReasonKey {
+    /// Raw `enum skb_drop_reason` value.
+    Kernel(u32),
+    /// Cilium drop notification sub-type (its `DROP_*` code).
+    Cilium(u8),
+    /// A Cilium notification that is not a drop (trace, allowed policy verdict, debug, ...),
+    /// keyed by its message type (byte 0).
+    CiliumEvent(u8),
+    /// Not a drop.
+    Captured,
+    /// Not a drop: packets the tc programs copied on one interface in one direction
+    /// (`--packets`); the ledger keeps a row for each.
+    Packet {
+        ifindex: u32,
+        netns: u32,
+        dir: Direction,
+    },
+}
+
 /// One packet event.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Event {
@@ -88,14 +109,35 @@ pub struct Event {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EventMeta {
     /// Pods, namespaces, labels and node, as Hubble names them.
-    pub names: Option<crate::ingest::Names>,
+    pub names: Option<InputNames>,
     /// `data` was built from the headers the input names (it had no packet bytes).
     pub synthesized: bool,
     /// Joined to its twin from the other source (kernel drop at tc ↔ Cilium notification).
-    pub joined: Option<crate::join::Joined>,
+    pub joined: Option<Joined>,
     /// The drop site as the capture named it (`sym+0xoff`, from a dropscope file's comment),
     /// for a replay on a machine whose kernel symbols are not that capture's.
     pub symbol: Option<std::sync::Arc<str>>,
+}
+
+/// Names the input gives (Hubble): pods, namespaces, labels, node.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InputNames {
+    pub src_pod: Option<String>,
+    pub src_namespace: Option<String>,
+    pub src_labels: Vec<String>,
+    pub dst_pod: Option<String>,
+    pub dst_namespace: Option<String>,
+    pub dst_labels: Vec<String>,
+    pub node: Option<String>,
+}
+
+/// How an event was joined.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Joined {
+    /// A kernel drop, with the Cilium notification of the same packet.
+    Cilium(crate::cilium::notify::DropNotify),
+    /// A Cilium notification whose packet is a kernel drop's (written and printed there).
+    IntoKernel,
 }
 
 /// Something a source reports that is not a packet (Cilium's lost-record and agent

@@ -19,14 +19,7 @@ use std::time::{Duration, Instant};
 use crate::cilium::notify::{DropNotify, Notification};
 use crate::event::{Cause, Event, EventMeta, LinkType};
 
-/// How an event was joined.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Joined {
-    /// A kernel drop, with the Cilium notification of the same packet.
-    Cilium(DropNotify),
-    /// A Cilium notification whose packet is a kernel drop's (written and printed there).
-    IntoKernel,
-}
+pub use crate::event::Joined;
 
 /// What the joiner saw: kernel drops at tc, Cilium drops, and the pairs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -31,8 +31,9 @@ use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use crate::accounting::{Ledger, StageLoss};
 use crate::aggregate::{AggKey, FlowTable, ReasonKey};
 use crate::event::{Batch, Event};
+use crate::lookup::Names;
 use crate::packet::{summarize_into, PacketSummary, TunnelHint};
-use crate::render::{Names, Renderer};
+use crate::render::Renderer;
 use crate::select::Selection;
 use crate::sink::{OutputSink, SinkStats};
 
@@ -179,7 +180,7 @@ struct Decoded {
 
 /// The aggregation key of one event.
 pub fn agg_key(e: &Event, s: &PacketSummary) -> AggKey {
-    let (reason, src_identity, dst_identity) = crate::render::reason_and_identities(e);
+    let (reason, src_identity, dst_identity) = crate::aggregate::reason_and_identities(e);
     AggKey {
         flow: s.flow,
         ifindex: e.ifindex,
@@ -395,13 +396,23 @@ fn decode_stage(
         if keep_summaries {
             summaries.resize(batch.events.len(), PacketSummary::default());
             for (e, s) in batch.events.iter().zip(summaries.iter_mut()) {
-                summarize_into(&e.data, e.link, crate::render::tunnel_hint_for(e, hint), s);
+                summarize_into(
+                    &e.data,
+                    e.link,
+                    crate::cilium_glue::tunnel_hint_for(e, hint),
+                    s,
+                );
                 agg.add(e, s);
             }
         } else {
             for e in &batch.events {
                 let s = &mut scratch;
-                summarize_into(&e.data, e.link, crate::render::tunnel_hint_for(e, hint), s);
+                summarize_into(
+                    &e.data,
+                    e.link,
+                    crate::cilium_glue::tunnel_hint_for(e, hint),
+                    s,
+                );
                 agg.add(e, s);
             }
         }
@@ -429,7 +440,7 @@ fn apply_selection(
             kept += 1;
             true
         } else {
-            let (reason, _, _) = crate::render::reason_and_identities(e);
+            let (reason, _, _) = crate::aggregate::reason_and_identities(e);
             agg.per_reason.entry(reason).or_default().filtered += 1;
             false
         }
@@ -700,7 +711,7 @@ mod tests {
             let mut report = SourceReport::default();
             for b in input {
                 for e in &b.events {
-                    let k = crate::render::reason_and_identities(e).0;
+                    let k = crate::aggregate::reason_and_identities(e).0;
                     *report.delivered.entry(k).or_default() += 1;
                 }
                 if tx.send(b).is_err() {

@@ -149,12 +149,8 @@ impl Sources {
     /// The node's defaults: the agent's socket and /proc.
     pub fn node() -> Sources {
         Sources {
-            cilium_api: Some(PathBuf::from(crate::doctor::CILIUM_API_SOCKET)),
-            cri: crate::doctor::Paths::default()
-                .cri
-                .into_iter()
-                .map(PathBuf::from)
-                .collect(),
+            cilium_api: Some(PathBuf::from(crate::paths::CILIUM_API_SOCKET)),
+            cri: crate::paths::CRI_SOCKETS.map(PathBuf::from).to_vec(),
             proc_root: Some(PathBuf::from("/proc")),
             host_netns: crate::names::own_netns_inode(),
             timeout: Duration::from_secs(2),

@@ -5,198 +5,12 @@
 //! number without a name is printed as a number.
 
 use std::fmt::Write as _;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::aggregate::ReasonKey;
 use crate::cilium::tables::CiliumRelease;
 use crate::event::{Cause, Event};
-use crate::kernel::kallsyms::Kallsyms;
-use crate::kernel::reasons::KernelReasons;
-use crate::names::IfNames;
-use crate::packet::{FlowKey, PacketSummary, TunnelHint, TunnelKind, FAMILY_V4, FAMILY_V6};
-
-/// Kernel drop-reason names, read from the running kernel when first used. Reading them
-/// (BTF) costs milliseconds that replaying a capture of ordinary packets never needs.
-pub struct LazyKernelReasons(std::sync::OnceLock<KernelReasons>);
-
-impl LazyKernelReasons {
-    /// Loads on first use ([`KernelReasons::load`]).
-    pub fn new() -> Self {
-        LazyKernelReasons(std::sync::OnceLock::new())
-    }
-}
-
-impl Default for LazyKernelReasons {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl From<KernelReasons> for LazyKernelReasons {
-    /// Already loaded.
-    fn from(r: KernelReasons) -> Self {
-        LazyKernelReasons(std::sync::OnceLock::from(r))
-    }
-}
-
-impl std::ops::Deref for LazyKernelReasons {
-    type Target = KernelReasons;
-
-    fn deref(&self) -> &KernelReasons {
-        self.0.get_or_init(KernelReasons::load)
-    }
-}
-
-/// Lookup tables shared by every stage (read-only).
-pub struct Names {
-    pub kernel_reasons: LazyKernelReasons,
-    pub kallsyms: Option<Kallsyms>,
-    pub ifnames: IfNames,
-    pub cilium: crate::cilium_glue::CiliumContext,
-    /// Pod and namespace names on this node (live captures that ask for them).
-    pub pods: Option<std::sync::Arc<crate::pods::PodNames>>,
-}
-
-impl Names {
-    /// Reason names from the running kernel's BTF, symbols from /proc/kallsyms, interface
-    /// names of our namespace (none when `offline`: the events come from elsewhere). Offline,
-    /// reason names are read on first use only (most replayed packets have no kernel reason).
-    pub fn load(offline: bool) -> Names {
-        Names {
-            kernel_reasons: if offline {
-                LazyKernelReasons::new()
-            } else {
-                KernelReasons::load().into()
-            },
-            kallsyms: if offline {
-                None
-            } else {
-                Some(Kallsyms::load())
-            },
-            ifnames: if offline {
-                IfNames::offline()
-            } else {
-                IfNames::new()
-            },
-            cilium: crate::cilium_glue::CiliumContext::default(),
-            pods: None,
-        }
-    }
-
-    /// An interface's display name, with the pod it belongs to when known (pcapng
-    /// interface names).
-    pub fn iface_label(&self, ifindex: u32, netns: u32) -> String {
-        let mut n = self.ifnames.display(ifindex, netns);
-        if let Some(p) = &self.pods {
-            if let Some(pod) = p.snapshot().at(netns, ifindex, p.host_netns()) {
-                let _ = write!(n, " (pod {pod})");
-            }
-        }
-        n
-    }
-
-    /// The pods of a flow-table row: where it was dropped, and of its addresses.
-    pub fn row_pods(&self, k: &crate::aggregate::AggKey) -> PodContext {
-        self.pod_snapshot()
-            .map(|(snap, host)| PodContext::of_row(&snap, host, k))
-            .unwrap_or_default()
-    }
-
-    /// The latest pod names and the host's namespace, to look many rows up in.
-    pub fn pod_snapshot(&self) -> Option<(std::sync::Arc<crate::pods::Snapshot>, u32)> {
-        self.pods.as_ref().map(|p| (p.snapshot(), p.host_netns()))
-    }
-
-    pub fn reason_name(&self, r: ReasonKey) -> String {
-        match r {
-            ReasonKey::Kernel(n) => self.kernel_reasons.name(n).into_owned(),
-            ReasonKey::Cilium(c) => crate::cilium_glue::reason_name(c, self.cilium.release),
-            ReasonKey::CiliumEvent(t) => {
-                format!("cilium {}", crate::cilium_glue::event_type_name(t))
-            }
-            ReasonKey::Captured => "captured".to_string(),
-            ReasonKey::Packet {
-                ifindex,
-                netns,
-                dir,
-            } => {
-                format!(
-                    "packets {} {}",
-                    self.iface_label(ifindex, netns),
-                    dir.as_str()
-                )
-            }
-        }
-    }
-
-    /// `NAME (n)` for kernel reasons, `Policy denied (133)` for Cilium ones.
-    pub fn reason_label(&self, r: ReasonKey) -> String {
-        match r {
-            ReasonKey::Kernel(n) => format!("{} ({n})", self.kernel_reasons.name(n)),
-            ReasonKey::Cilium(c) => format!(
-                "cilium {} ({c})",
-                crate::cilium_glue::reason_name(c, self.cilium.release)
-            ),
-            ReasonKey::CiliumEvent(t) => {
-                format!("cilium {}", crate::cilium_glue::event_type_name(t))
-            }
-            ReasonKey::Captured => "captured".to_string(),
-            ReasonKey::Packet { .. } => self.reason_name(r),
-        }
-    }
-
-    pub fn symbol(&self, addr: u64) -> Option<(&str, u64)> {
-        self.kallsyms.as_ref().and_then(|k| k.resolve(addr))
-    }
-}
-
-/// The pods an event or row involves, as far as they are known.
-#[derive(Clone, Debug, Default)]
-pub struct PodContext {
-    /// Where it was dropped: the pod's network namespace, or its host-side interface.
-    pub at: Option<std::sync::Arc<crate::pods::Pod>>,
-    /// The pods of the packet's source and destination addresses.
-    pub src: Option<std::sync::Arc<crate::pods::Pod>>,
-    pub dst: Option<std::sync::Arc<crate::pods::Pod>>,
-}
-
-impl PodContext {
-    /// The pods of a flow-table row in `snap`.
-    pub fn of_row(
-        snap: &crate::pods::Snapshot,
-        host_netns: u32,
-        k: &crate::aggregate::AggKey,
-    ) -> Self {
-        let f = &k.flow;
-        PodContext {
-            at: snap.at(k.netns, k.ifindex, host_netns).cloned(),
-            src: snap.by_ip(ip_of(f.family, &f.src)).cloned(),
-            dst: snap.by_ip(ip_of(f.family, &f.dst)).cloned(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.at.is_none() && self.src.is_none() && self.dst.is_none()
-    }
-
-    /// ` pod NS/NAME pods SRC->DST` (what is known), for comments and text lines.
-    pub fn write_text(&self, out: &mut String) {
-        if let Some(p) = &self.at {
-            out.push_str(" pod ");
-            p.write_label(out);
-        }
-        if self.src.is_some() || self.dst.is_some() {
-            let side = |out: &mut String, p: &Option<std::sync::Arc<crate::pods::Pod>>| match p {
-                Some(p) => p.write_label(out),
-                None => out.push('-'),
-            };
-            out.push_str(" pods ");
-            side(out, &self.src);
-            out.push_str("->");
-            side(out, &self.dst);
-        }
-    }
-}
+use crate::lookup::{Names, PodContext};
+use crate::packet::format::{ip_of, summary_json, write_summary};
+use crate::packet::PacketSummary;
 
 /// The drop site a replayed file's comment named (`sym+0xoff`), when this machine's
 /// symbols do not resolve it.
@@ -223,24 +37,6 @@ fn insert_drop_pods(out: &mut String, start: usize, pods: &PodContext) {
     let mut t = String::new();
     pods.write_text(&mut t);
     out.insert_str(at, &t);
-}
-
-/// The aggregation reason and (source, destination) identities of an event.
-pub fn reason_and_identities(e: &Event) -> (ReasonKey, u32, u32) {
-    match &e.cause {
-        Cause::Kernel { reason, .. } => (ReasonKey::Kernel(*reason), 0, 0),
-        Cause::Captured => (ReasonKey::Captured, 0, 0),
-        Cause::Packet { dir } => (
-            ReasonKey::Packet {
-                ifindex: e.ifindex,
-                netns: e.netns,
-                dir: *dir,
-            },
-            0,
-            0,
-        ),
-        other @ Cause::Cilium(_) => crate::cilium_glue::reason_and_identities(other),
-    }
 }
 
 /// What a text input added: ` from NS/POD to NS/POD` (Hubble's names), ` on node N`, and
@@ -292,76 +88,6 @@ pub fn write_joined(
         d.src_label,
         d.dst_label
     );
-}
-
-/// Which tunnels to decode for this event (Cilium says so in its flags).
-pub fn tunnel_hint_for(e: &Event, default: TunnelHint) -> TunnelHint {
-    crate::cilium_glue::tunnel_hint(&e.cause).unwrap_or(default)
-}
-
-pub fn ip_of(family: u8, a: &[u8; 16]) -> Option<IpAddr> {
-    match family {
-        FAMILY_V4 => Some(IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]))),
-        FAMILY_V6 => Some(IpAddr::V6(Ipv6Addr::from(*a))),
-        _ => None,
-    }
-}
-
-pub fn proto_name(p: u8) -> &'static str {
-    match p {
-        1 => "icmp",
-        2 => "igmp",
-        6 => "tcp",
-        17 => "udp",
-        47 => "gre",
-        50 => "esp",
-        58 => "icmp6",
-        132 => "sctp",
-        _ => "ip",
-    }
-}
-
-/// `10.0.0.1:5000 -> 10.0.0.2:9 udp` / `[fd00::1]:5000 -> [fd00::2]:9 udp` / `a -> b icmp`.
-pub fn write_flow(out: &mut String, f: &FlowKey) {
-    let (Some(src), Some(dst)) = (ip_of(f.family, &f.src), ip_of(f.family, &f.dst)) else {
-        out.push_str("[no ip]");
-        return;
-    };
-    let has_ports = matches!(f.proto, 6 | 17 | 132);
-    for (i, (ip, port)) in [(src, f.sport), (dst, f.dport)].into_iter().enumerate() {
-        if i == 1 {
-            out.push_str(" -> ");
-        }
-        match (ip, has_ports) {
-            (IpAddr::V6(v6), true) => {
-                let _ = write!(out, "[{v6}]:{port}");
-            }
-            (ip, true) => {
-                let _ = write!(out, "{ip}:{port}");
-            }
-            (ip, false) => {
-                let _ = write!(out, "{ip}");
-            }
-        }
-    }
-    let _ = write!(out, " {}", proto_name(f.proto));
-    if f.vlan != 0 {
-        let _ = write!(out, " vlan {}", f.vlan);
-    }
-}
-
-pub fn write_tcp_flags(out: &mut String, flags: u8) {
-    const NAMES: [&str; 8] = ["FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR"];
-    let mut first = true;
-    for (i, n) in NAMES.iter().enumerate() {
-        if flags & (1 << i) != 0 {
-            if !first {
-                out.push(',');
-            }
-            out.push_str(n);
-            first = false;
-        }
-    }
 }
 
 /// Per-thread scratch buffers.
@@ -475,7 +201,7 @@ impl<'n> Renderer<'n> {
     pub fn text_line(&mut self, out: &mut String, e: &Event, s: &PacketSummary) {
         if let Cause::Cilium(n) = &e.cause {
             let start = out.len();
-            crate::cilium_glue::text_line(out, self.names, e, n);
+            crate::cilium_glue::text_line(out, &self.names.cilium, &self.names.ifnames, e, n);
             self.look_up_pods(e, s);
             if let Some((_, pods)) = &self.last_pods {
                 insert_drop_pods(out, start, pods);
@@ -568,9 +294,13 @@ impl<'n> Renderer<'n> {
                 m.insert("origin".into(), "packet".into());
                 m.insert("direction".into(), dir.as_str().into());
             }
-            other @ Cause::Cilium(_) => {
-                crate::cilium_glue::json_fields(&mut m, self.names, e, other)
-            }
+            other @ Cause::Cilium(_) => crate::cilium_glue::json_fields(
+                &mut m,
+                &self.names.cilium,
+                &self.names.ifnames,
+                e,
+                other,
+            ),
         }
         m.insert("ifindex".into(), e.ifindex.into());
         if let Some(n) = self.names.ifnames.lookup(e.ifindex, e.netns) {
@@ -621,7 +351,7 @@ impl<'n> Renderer<'n> {
             }
         }
         if let Cause::Cilium(_) = &e.cause {
-            let (_, src, dst) = reason_and_identities(e);
+            let (_, src, dst) = crate::aggregate::reason_and_identities(e);
             for (k, id) in [("src_labels", src), ("dst_labels", dst)] {
                 if let Some(l) = self.identity_labels(id) {
                     m.insert(k.into(), l.iter().cloned().collect::<Vec<_>>().into());
@@ -650,143 +380,5 @@ impl<'n> Renderer<'n> {
         m.insert("packet".into(), hex.into());
         summary_json(&mut m, s);
         out.push_str(&serde_json::Value::Object(m).to_string());
-    }
-}
-
-pub fn write_summary(out: &mut String, s: &PacketSummary) {
-    write_flow(out, &s.flow);
-    if s.flow.proto == 6 {
-        out.push(' ');
-        write_tcp_flags(out, s.tcp_flags);
-    }
-    if let Some((t, c)) = s.icmp {
-        let _ = write!(out, " type {t} code {c}");
-    }
-    if let Some(t) = &s.tunnel {
-        out.push_str(" [tunnel ");
-        write_flow(out, &t.outer);
-        let _ = write!(
-            out,
-            " {} vni {}]",
-            match t.kind {
-                TunnelKind::Vxlan => "vxlan",
-                TunnelKind::Geneve => "geneve",
-            },
-            t.vni
-        );
-    }
-}
-
-/// A scalar JSON member value, for writers that serialize without building a
-/// `serde_json::Value` (and for those that do: `Value::from`).
-#[derive(Clone, Debug, PartialEq)]
-pub enum JsonScalar {
-    U(u64),
-    S(String),
-    Str(&'static str),
-    Null,
-}
-
-impl serde::Serialize for JsonScalar {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            JsonScalar::U(n) => s.serialize_u64(*n),
-            JsonScalar::S(v) => s.serialize_str(v),
-            JsonScalar::Str(v) => s.serialize_str(v),
-            JsonScalar::Null => s.serialize_unit(),
-        }
-    }
-}
-
-impl From<JsonScalar> for serde_json::Value {
-    fn from(v: JsonScalar) -> Self {
-        match v {
-            JsonScalar::U(n) => n.into(),
-            JsonScalar::S(v) => v.into(),
-            JsonScalar::Str(v) => v.into(),
-            JsonScalar::Null => serde_json::Value::Null,
-        }
-    }
-}
-
-/// The members [`flow_json`] adds, in no particular order.
-pub fn flow_members(out: &mut Vec<(&'static str, JsonScalar)>, f: &FlowKey) {
-    out.push((
-        "family",
-        JsonScalar::Str(match f.family {
-            FAMILY_V4 => "ipv4",
-            FAMILY_V6 => "ipv6",
-            _ => "none",
-        }),
-    ));
-    if let (Some(a), Some(b)) = (ip_of(f.family, &f.src), ip_of(f.family, &f.dst)) {
-        out.push(("src", JsonScalar::S(a.to_string())));
-        out.push(("dst", JsonScalar::S(b.to_string())));
-    }
-    out.push(("proto", JsonScalar::U(f.proto.into())));
-    out.push(("proto_name", JsonScalar::Str(proto_name(f.proto))));
-    out.push(("sport", JsonScalar::U(f.sport.into())));
-    out.push(("dport", JsonScalar::U(f.dport.into())));
-    if f.vlan != 0 {
-        out.push(("vlan", JsonScalar::U(f.vlan.into())));
-    }
-}
-
-pub fn flow_json(m: &mut serde_json::Map<String, serde_json::Value>, f: &FlowKey) {
-    let mut members = Vec::with_capacity(8);
-    flow_members(&mut members, f);
-    for (k, v) in members {
-        m.insert(k.into(), v.into());
-    }
-}
-
-fn summary_json(m: &mut serde_json::Map<String, serde_json::Value>, s: &PacketSummary) {
-    flow_json(m, &s.flow);
-    if s.flow.proto == 6 {
-        let mut f = String::new();
-        write_tcp_flags(&mut f, s.tcp_flags);
-        m.insert("tcp_flags".into(), f.into());
-    }
-    if let Some((t, c)) = s.icmp {
-        m.insert("icmp_type".into(), t.into());
-        m.insert("icmp_code".into(), c.into());
-    }
-    if let Some(t) = &s.tunnel {
-        let mut o = serde_json::Map::new();
-        o.insert(
-            "kind".into(),
-            match t.kind {
-                TunnelKind::Vxlan => "vxlan",
-                TunnelKind::Geneve => "geneve",
-            }
-            .into(),
-        );
-        o.insert("vni".into(), t.vni.into());
-        flow_json(&mut o, &t.outer);
-        m.insert("tunnel".into(), o.into());
-    }
-    if let Some(stop) = &s.stop {
-        m.insert("decode_stop".into(), format!("{stop:?}").into());
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// `--cilium-release` names reasons in summaries and JSON as in comments: a code its
-    /// release's `drop.go` does not have is `unknown(N)` there.
-    #[test]
-    fn cilium_reason_names_follow_the_release() {
-        let mut names = Names::load(true);
-        names.cilium = crate::cilium_glue::CiliumContext::new(CiliumRelease::Main);
-        assert_eq!(names.reason_name(ReasonKey::Cilium(205)), "Punt to proxy");
-        assert_eq!(
-            names.reason_label(ReasonKey::Cilium(205)),
-            "cilium Punt to proxy (205)"
-        );
-        names.cilium = crate::cilium_glue::CiliumContext::new(CiliumRelease::V1_16);
-        assert_eq!(names.reason_name(ReasonKey::Cilium(205)), "unknown(205)");
-        assert_eq!(names.reason_name(ReasonKey::Cilium(133)), "Policy denied");
     }
 }

@@ -21,9 +21,10 @@ use std::net::IpAddr;
 use serde_json::{json, Value};
 
 use crate::aggregate::{AggKey, AggValue, ReasonKey};
+use crate::lookup::Names;
+use crate::packet::format::{ip_of, proto_name, write_flow};
 use crate::packet::{FAMILY_V4, FAMILY_V6};
 use crate::pipeline::RunReport;
-use crate::render::{ip_of, proto_name, write_flow, Names};
 
 pub const STATS_SCHEMA: &str = "dropscope.stats/1";
 
@@ -107,7 +108,7 @@ fn row_pod_strings(
     let Some((snap, host)) = pods else {
         return [None, None, None];
     };
-    let p = crate::render::PodContext::of_row(snap, *host, k);
+    let p = crate::lookup::PodContext::of_row(snap, *host, k);
     [p.at, p.src, p.dst].map(|p| p.map(|p| json_str(&p.to_string())))
 }
 
@@ -686,9 +687,9 @@ pub fn summary_text(names: &Names, r: &RunReport, top: usize) -> String {
 mod tests {
     use super::*;
     use crate::aggregate::FlowTable;
+    use crate::packet::format::{flow_members, JsonScalar};
     use crate::packet::FlowKey;
     use crate::pipeline::{SourceReport, StopCause};
-    use crate::render::{flow_members, JsonScalar};
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     /// A `flows[]` entry as first defined (before entries were streamed): the members, in

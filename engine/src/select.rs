@@ -190,7 +190,7 @@ impl Selection {
             return true;
         }
         let drop = !matches!(e.cause, Cause::Packet { .. });
-        let (reason, src, dst) = crate::render::reason_and_identities(e);
+        let (reason, src, dst) = crate::aggregate::reason_and_identities(e);
         if let (Some(only), true) = (&self.only, drop) {
             if !only.has(reason) {
                 return false;
@@ -269,11 +269,11 @@ fn pod_selected(
     let s = crate::packet::summarize(
         &e.data,
         e.link,
-        crate::render::tunnel_hint_for(e, crate::packet::TunnelHint::default()),
+        crate::cilium_glue::tunnel_hint_for(e, crate::packet::TunnelHint::default()),
     );
     let f = &s.flow;
     [&f.src, &f.dst].iter().any(|a| {
-        snap.by_ip(crate::render::ip_of(f.family, a))
+        snap.by_ip(crate::packet::format::ip_of(f.family, a))
             .is_some_and(|p| sel.matches(p))
     })
 }

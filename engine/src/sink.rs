@@ -135,7 +135,7 @@ impl OutputSink {
             self.synthesized_not_written += 1;
         }
         let datapath = self.datapath.as_ref().and_then(|f| {
-            let (reason, _, _) = crate::render::reason_and_identities(e);
+            let (reason, _, _) = crate::aggregate::reason_and_identities(e);
             let own = f.annotate(reason, e.netns, e.ifindex);
             // A kernel drop joined with Cilium's notification of the same packet: Cilium's
             // reason's facts too (a full map behind it).

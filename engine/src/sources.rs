@@ -542,7 +542,7 @@ fn capture_file(path: &Path, max_rows: usize) -> Result<SourceFn<'static>> {
                     let k = match e.cause {
                         Cause::Kernel { reason, .. } => ReasonKey::Kernel(reason),
                         Cause::Captured => ReasonKey::Captured,
-                        _ => crate::render::reason_and_identities(e).0,
+                        _ => crate::aggregate::reason_and_identities(e).0,
                     };
                     match &mut run {
                         Some((rk, n)) if *rk == k => *n += 1,
@@ -736,7 +736,7 @@ impl CiliumBatcher {
                     let cpu = u32::try_from(*cpu).unwrap_or(u32::MAX);
                     match crate::cilium_glue::event_from_sample(data, cpu, ts_ns, &self.opts) {
                         Ok(e) => {
-                            let (k, _, _) = crate::render::reason_and_identities(&e);
+                            let (k, _, _) = crate::aggregate::reason_and_identities(&e);
                             self.delivered.add(k);
                             batch.events.push(e);
                         }
@@ -1201,7 +1201,7 @@ mod tests {
     fn counted(batch: &Batch) -> BTreeMap<ReasonKey, u64> {
         let mut m = BTreeMap::new();
         for e in &batch.events {
-            *m.entry(crate::render::reason_and_identities(e).0)
+            *m.entry(crate::aggregate::reason_and_identities(e).0)
                 .or_default() += 1;
         }
         m
@@ -1314,7 +1314,7 @@ mod tests {
         let codes: Vec<ReasonKey> = b
             .events
             .iter()
-            .map(|e| crate::render::reason_and_identities(e).0)
+            .map(|e| crate::aggregate::reason_and_identities(e).0)
             .collect();
         assert_eq!(
             codes,

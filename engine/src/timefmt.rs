@@ -1,5 +1,43 @@
 //! Wall-clock formatting without a calendar crate: RFC 3339 UTC with nanoseconds, and the
-//! short `HH:MM:SS.micros` form text lines use.
+//! short `HH:MM:SS.micros` form text lines use; the kernel's monotonic clock turned into
+//! wall-clock time.
+
+/// Converts `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) to Unix time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClockOffset {
+    /// realtime - monotonic, in nanoseconds.
+    offset_ns: i128,
+}
+
+impl ClockOffset {
+    /// Samples both clocks now.
+    pub fn now() -> Self {
+        let mono = clock_ns(libc::CLOCK_MONOTONIC);
+        let real = clock_ns(libc::CLOCK_REALTIME);
+        ClockOffset {
+            offset_ns: real - mono,
+        }
+    }
+
+    pub fn from_offset(offset_ns: i128) -> Self {
+        ClockOffset { offset_ns }
+    }
+
+    pub fn to_unix_ns(self, mono_ns: u64) -> u64 {
+        let t = i128::from(mono_ns) + self.offset_ns;
+        u64::try_from(t.max(0)).unwrap_or(u64::MAX)
+    }
+}
+
+pub(crate) fn clock_ns(clock: libc::clockid_t) -> i128 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the struct we own.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
+}
 
 /// Days since 1970-01-01 -> (year, month, day), proleptic Gregorian.
 fn civil_from_days(days: i64) -> (i64, u32, u32) {

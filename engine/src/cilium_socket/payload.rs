@@ -786,6 +786,60 @@ pub fn encode_agent_notify(kind: u32, text: &str, type_id: i64) -> Vec<u8> {
     out
 }
 
+/// Counters of a [`CiliumSocketSource`](super::socket::CiliumSocketSource) run (or a replay).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SocketStats {
+    /// Successful connections.
+    pub connections: u64,
+    /// Connections after the first.
+    pub reconnects: u64,
+    /// Connection attempts that failed.
+    pub connect_failures: u64,
+    /// Connections closed by the agent (EOF) or by a read error.
+    pub disconnects: u64,
+    /// What the streams contained; `stream.streams_abandoned` counts connections dropped
+    /// because their bytes could not be decoded.
+    pub stream: StreamStats,
+}
+
+impl std::fmt::Display for SocketStats {
+    /// One line: connections, then what the streams held, then what was lost or skipped.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = &self.stream;
+        write!(
+            f,
+            "{} connection(s), {} reconnect(s), {} failed attempt(s); {} payloads: samples",
+            self.connections, self.reconnects, self.connect_failures, s.payloads
+        )?;
+        for (t, n) in s.samples_by_type.iter().enumerate().skip(1) {
+            if *n > 0 {
+                let name = message_type_name(t as u8);
+                write!(f, " {name}={n}")?;
+            }
+        }
+        write!(
+            f,
+            ", agent {}, l7 {}, unknown {}; perf ring lost {} record(s) in {} notice(s)",
+            s.agent + s.agent_undecodable,
+            s.l7,
+            s.unknown,
+            s.lost_total,
+            s.lost_records
+        )?;
+        if s.malformed_total() > 0 {
+            write!(
+                f,
+                "; malformed {:?}, {} stream(s) abandoned",
+                s.malformed, s.streams_abandoned
+            )?;
+        }
+        if s.truncated_at_close > 0 {
+            write!(f, "; {} message(s) cut short", s.truncated_at_close)?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -39,8 +39,9 @@ use std::path::Path;
 use bytes::BytesMut;
 use thiserror::Error;
 
-use super::payload::{classify, MonitorMessage, Payload, PayloadStream, StreamStats, EVENT_SAMPLE};
-use super::socket::SocketStats;
+use super::payload::{
+    classify, MonitorMessage, Payload, PayloadStream, SocketStats, StreamStats, EVENT_SAMPLE,
+};
 
 pub const GOBSTREAM_MAGIC: [u8; 8] = *b"DSCILGOB";
 pub const GOBSTREAM_VERSION: u16 = 1;

@@ -27,11 +27,12 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 
 use super::gob::DEFAULT_MAX_MESSAGE;
+pub use super::payload::SocketStats;
 use super::payload::{MonitorMessage, PayloadError, PayloadStream, StreamStats};
 use super::record::GobStreamRecorder;
 
 /// `defaults.MonitorSockPath1_2` (`pkg/defaults/defaults.go`).
-pub const DEFAULT_SOCKET_PATH: &str = "/var/run/cilium/monitor1_2.sock";
+pub const DEFAULT_SOCKET_PATH: &str = crate::paths::CILIUM_MONITOR_SOCKET;
 
 /// How to connect, read and reconnect.
 #[derive(Clone, Debug)]
@@ -82,60 +83,6 @@ impl SocketConfig {
             path: path.into(),
             ..SocketConfig::default()
         }
-    }
-}
-
-/// Counters of a [`CiliumSocketSource`] run (or a replay).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SocketStats {
-    /// Successful connections.
-    pub connections: u64,
-    /// Connections after the first.
-    pub reconnects: u64,
-    /// Connection attempts that failed.
-    pub connect_failures: u64,
-    /// Connections closed by the agent (EOF) or by a read error.
-    pub disconnects: u64,
-    /// What the streams contained; `stream.streams_abandoned` counts connections dropped
-    /// because their bytes could not be decoded.
-    pub stream: StreamStats,
-}
-
-impl std::fmt::Display for SocketStats {
-    /// One line: connections, then what the streams held, then what was lost or skipped.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let s = &self.stream;
-        write!(
-            f,
-            "{} connection(s), {} reconnect(s), {} failed attempt(s); {} payloads: samples",
-            self.connections, self.reconnects, self.connect_failures, s.payloads
-        )?;
-        for (t, n) in s.samples_by_type.iter().enumerate().skip(1) {
-            if *n > 0 {
-                let name = super::payload::message_type_name(t as u8);
-                write!(f, " {name}={n}")?;
-            }
-        }
-        write!(
-            f,
-            ", agent {}, l7 {}, unknown {}; perf ring lost {} record(s) in {} notice(s)",
-            s.agent + s.agent_undecodable,
-            s.l7,
-            s.unknown,
-            s.lost_total,
-            s.lost_records
-        )?;
-        if s.malformed_total() > 0 {
-            write!(
-                f,
-                "; malformed {:?}, {} stream(s) abandoned",
-                s.malformed, s.streams_abandoned
-            )?;
-        }
-        if s.truncated_at_close > 0 {
-            write!(f, "; {} message(s) cut short", s.truncated_at_close)?;
-        }
-        Ok(())
     }
 }
 

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use super::{HookKind, Interface, Snapshot};
 use crate::aggregate::{AggKey, AggValue, ReasonKey};
-use crate::render::Names;
+use crate::lookup::Names;
 
 /// What a reason points at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

@@ -232,7 +232,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             maps_dir: DEFAULT_MAPS_DIR.into(),
-            cilium_api: crate::doctor::CILIUM_API_SOCKET.into(),
+            cilium_api: crate::paths::CILIUM_API_SOCKET.into(),
             cgroup: DEFAULT_CGROUP.into(),
             count: CountMaps::All,
             all_namespaces: true,
@@ -537,7 +537,7 @@ pub fn snapshot(o: &Options) -> Snapshot {
 pub fn options_for_join(
     base: &Options,
     reasons: &[crate::aggregate::ReasonKey],
-    names: &crate::render::Names,
+    names: &crate::lookup::Names,
 ) -> Options {
     Options {
         count: CountMaps::Only(

@@ -42,17 +42,8 @@ pub struct FlowHeaders {
     pub tcp_flags: Option<u8>,
 }
 
-/// Names the input gives (Hubble): pods, namespaces, labels, node.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Names {
-    pub src_pod: Option<String>,
-    pub src_namespace: Option<String>,
-    pub src_labels: Vec<String>,
-    pub dst_pod: Option<String>,
-    pub dst_namespace: Option<String>,
-    pub dst_labels: Vec<String>,
-    pub node: Option<String>,
-}
+/// Names the input gives (Hubble); the type lives with the events that carry it.
+pub use crate::event::InputNames as Names;
 
 /// One record recovered from a text input.
 #[derive(Clone, Debug, PartialEq, Eq)]

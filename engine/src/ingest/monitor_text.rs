@@ -1679,7 +1679,7 @@ pub(crate) mod tests {
         snap.by_ifindex.insert(5, pod("shop", "web-0"));
         snap.by_ip
             .insert("5.6.7.8".parse().unwrap(), pod("shop", "db-0"));
-        let mut names = crate::render::Names::load(true);
+        let mut names = crate::lookup::Names::load(true);
         names.pods = Some(PodNames::fixed(snap, 1));
         let s = crate::packet::summarize(&e.data, e.link, Default::default());
         let mut r = crate::render::Renderer::new(&names);

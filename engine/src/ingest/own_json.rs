@@ -230,8 +230,9 @@ mod tests {
     };
     use crate::event::Event;
     use crate::ingest::synth::synthesize;
+    use crate::lookup::Names;
     use crate::packet::{summarize, TunnelHint};
-    use crate::render::{Names, Renderer};
+    use crate::render::Renderer;
     use crate::sink::{OutputSink, PrintMode};
     use std::io::Write;
     use std::sync::{Arc, Mutex};

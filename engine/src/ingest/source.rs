@@ -245,7 +245,7 @@ fn parse_chunk(
                 }
                 counts.records += 1;
                 let e = event_of(r, &mut counts);
-                let (reason, _, _) = crate::render::reason_and_identities(&e);
+                let (reason, _, _) = crate::aggregate::reason_and_identities(&e);
                 *delivered.entry(reason).or_insert(0) += 1;
                 batch.events.push(e);
             }

@@ -14,12 +14,14 @@ pub mod abi;
 pub mod bpfsys;
 pub mod btf;
 pub mod kallsyms;
+pub mod load_error;
 pub mod loader;
 pub mod packets;
 pub mod reasons;
 pub mod record;
 pub mod ring;
 pub mod source;
+pub mod storm;
 pub mod table;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;

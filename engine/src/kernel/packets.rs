@@ -29,7 +29,7 @@ use aya::{
 };
 use capture_common::{PktKey, DIR_INBOUND, DIR_OUTBOUND, PROG_PKT_EGRESS, PROG_PKT_INGRESS};
 
-use super::loader::{classify, LoadError};
+use super::load_error::{classify, LoadError};
 
 /// How the tc programs are attached.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -48,7 +48,7 @@ impl TcMode {
     pub fn resolve(self) -> TcMode {
         match self {
             TcMode::Auto => {
-                if super::loader::kernel_release().is_some_and(|v| v >= (6, 6)) {
+                if super::load_error::kernel_release().is_some_and(|v| v >= (6, 6)) {
                     TcMode::Tcx
                 } else {
                     TcMode::Clsact

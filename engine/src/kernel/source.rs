@@ -8,7 +8,7 @@
 //! period (no run still in flight), then drains the rings and both table generations
 //! completely, so afterwards `seen == not_copied + ring_full + delivered` and
 //! `seen == in table + table_full` for every reason ([`KernelCounters`], [`SourceStats`],
-//! [`crate::storm::StormProfile`]). Sending blocks when the pipeline is slow: the ring,
+//! [`crate::kernel::storm::StormProfile`]). Sending blocks when the pipeline is slow: the ring,
 //! which the kernel counts, is the only place a copied event can be lost.
 //!
 //! Must never: panic on a ring record (records are decoded by the panic-free
@@ -46,7 +46,8 @@ use super::{
     table::KernelTable,
 };
 use crate::event::{Batch, Cause, Direction, Event, LinkType};
-use crate::storm::{CopyPolicy, SeriesPoint, StormCpu, StormProfile, StormSpan};
+use crate::kernel::storm::{CopyPolicy, SeriesPoint, StormCpu, StormProfile, StormSpan};
+pub use crate::timefmt::ClockOffset;
 
 /// Pause after a pass over the rings that found little: the kernel program never wakes the
 /// reader (that would cost the dropping CPU an IPI), so the reader polls. 2 ms keeps the
@@ -154,43 +155,6 @@ pub struct KernelCounters {
     pub packet_map_full: u64,
 }
 
-/// Converts `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) to Unix time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ClockOffset {
-    /// realtime - monotonic, in nanoseconds.
-    offset_ns: i128,
-}
-
-impl ClockOffset {
-    /// Samples both clocks now.
-    pub fn now() -> Self {
-        let mono = clock_ns(libc::CLOCK_MONOTONIC);
-        let real = clock_ns(libc::CLOCK_REALTIME);
-        ClockOffset {
-            offset_ns: real - mono,
-        }
-    }
-
-    pub fn from_offset(offset_ns: i128) -> Self {
-        ClockOffset { offset_ns }
-    }
-
-    pub fn to_unix_ns(self, mono_ns: u64) -> u64 {
-        let t = i128::from(mono_ns) + self.offset_ns;
-        u64::try_from(t.max(0)).unwrap_or(u64::MAX)
-    }
-}
-
-fn clock_ns(clock: libc::clockid_t) -> i128 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec into the struct we own.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
-}
-
 /// Builds the event for one record; `data` holds exactly the captured bytes.
 pub fn to_event(ev: &KfreeSkbEvent, data: bytes::Bytes, clock: ClockOffset) -> Event {
     let cause = Cause::Kernel {
@@ -264,7 +228,7 @@ pub struct BatchBuilder {
     max: usize,
     clock: ClockOffset,
     pub stats: SourceStats,
-    pub flows: crate::storm::KernelFlows,
+    pub flows: crate::kernel::storm::KernelFlows,
 }
 
 impl BatchBuilder {
@@ -281,7 +245,7 @@ impl BatchBuilder {
             max,
             clock,
             stats: SourceStats::default(),
-            flows: crate::storm::KernelFlows::new(rows),
+            flows: crate::kernel::storm::KernelFlows::new(rows),
         }
     }
 
@@ -301,7 +265,7 @@ impl BatchBuilder {
             Ok((Record::Drop(ev), packet)) => {
                 if ev.flags & FLAG_COUNTED == 0 {
                     self.flows.add_record(
-                        crate::storm::key_of_record(&ev, packet),
+                        crate::kernel::storm::key_of_record(&ev, packet),
                         ev.orig_len,
                         self.clock.to_unix_ns(ev.hdr.ts_ns),
                     );
@@ -480,7 +444,7 @@ impl StormWatch {
 }
 
 fn mono_now() -> u64 {
-    u64::try_from(clock_ns(libc::CLOCK_MONOTONIC)).unwrap_or(0)
+    u64::try_from(crate::timefmt::clock_ns(libc::CLOCK_MONOTONIC)).unwrap_or(0)
 }
 
 impl KernelSource {
@@ -685,7 +649,10 @@ impl KernelSource {
         });
         ring_result?;
         let (generations, peak) = table_result.map_err(SourceError::Table)?;
-        let counted_here = std::mem::replace(&mut builder.flows, crate::storm::KernelFlows::new(1));
+        let counted_here = std::mem::replace(
+            &mut builder.flows,
+            crate::kernel::storm::KernelFlows::new(1),
+        );
         self.profile.flows.merge(counted_here);
         self.profile.generations = generations;
         self.profile.peak_entries = peak;
@@ -846,7 +813,7 @@ fn drain(
 /// last time. Returns (generations drained, most entries in one).
 fn table_loop(
     table: &mut KernelTable,
-    flows: &mut crate::storm::KernelFlows,
+    flows: &mut crate::kernel::storm::KernelFlows,
     series: &mut Vec<SeriesPoint>,
     detached: &AtomicBool,
     clock: ClockOffset,
@@ -1024,6 +991,9 @@ mod tests {
         );
         let now = ClockOffset::now();
         // Unix time now is after 2020 and the monotonic clock is smaller than it.
-        assert!(now.to_unix_ns(clock_ns(libc::CLOCK_MONOTONIC) as u64) > 1_577_836_800_000_000_000);
+        assert!(
+            now.to_unix_ns(crate::timefmt::clock_ns(libc::CLOCK_MONOTONIC) as u64)
+                > 1_577_836_800_000_000_000
+        );
     }
 }

@@ -22,7 +22,7 @@ use capture_common::{CacheSlot, KFlowKey, KFlowValue, ReasonCounter};
 
 use super::bpfsys::{self, RcuFence};
 use super::source::ClockOffset;
-use crate::storm::KernelFlows;
+use crate::kernel::storm::KernelFlows;
 
 /// The maps of the kernel flow table and the per-reason counters, taken out of the loaded
 /// object so a thread of their own can drain them.

@@ -12,6 +12,7 @@ use std::{fs::File, io, os::fd::AsRawFd, path::PathBuf, sync::mpsc, thread::Join
 use aya::programs::{tc, SchedClassifier, TcAttachType};
 use capture_common::{ProbeConfig, PROG_TC_SHOT};
 
+use super::load_error;
 use super::loader::{self, LoadError};
 
 /// Path of the bind mount `ip netns add NAME` creates.
@@ -115,16 +116,16 @@ fn attach_here(netns: &str, ifname: &str) -> Result<aya::Ebpf, LoadError> {
         })?
         .try_into()
         .map_err(|e: aya::programs::ProgramError| {
-            loader::classify("finding tc_shot", PROG_TC_SHOT, &e)
+            load_error::classify("finding tc_shot", PROG_TC_SHOT, &e)
         })?;
     prog.load()
-        .map_err(|e| loader::classify("loading tc_shot", PROG_TC_SHOT, &e))?;
+        .map_err(|e| load_error::classify("loading tc_shot", PROG_TC_SHOT, &e))?;
     // Kernels before 6.6 attach through netlink and need a clsact qdisc; TCX does not.
     if let Err(e) = tc::qdisc_add_clsact(ifname) {
         log::debug!("clsact on {ifname}: {e} (fine when it exists or TCX is used).");
     }
     prog.attach(ifname, TcAttachType::Ingress)
-        .map_err(|e| loader::classify("attaching tc_shot", PROG_TC_SHOT, &e))?;
+        .map_err(|e| load_error::classify("attaching tc_shot", PROG_TC_SHOT, &e))?;
     Ok(ebpf)
 }
 

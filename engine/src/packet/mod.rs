@@ -7,6 +7,7 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+pub mod format;
 mod summarize;
 
 pub use summarize::{summarize, summarize_into};

@@ -658,7 +658,7 @@ struct Pcapng {
     /// The current section's version is one we read.
     supported: bool,
     ifaces: Vec<Iface>,
-    /// The data of the last dropscope kernel-table Custom Block (`crate::storm::BLOCK_PEN`).
+    /// The data of the last dropscope kernel-table Custom Block (`crate::kernel::storm::BLOCK_PEN`).
     kernel_table: Option<Vec<u8>>,
 }
 
@@ -731,8 +731,8 @@ impl Pcapng {
             }
             t if CUSTOM_TYPES.contains(&t) => {
                 match (u32_at(body, 0, e), body.get(4..)) {
-                    (Some(crate::storm::BLOCK_PEN), Some(data))
-                        if data.starts_with(crate::storm::BLOCK_MAGIC) =>
+                    (Some(crate::kernel::storm::BLOCK_PEN), Some(data))
+                        if data.starts_with(crate::kernel::storm::BLOCK_MAGIC) =>
                     {
                         self.kernel_table = Some(data.to_vec());
                     }
