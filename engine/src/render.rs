@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 
 use crate::cilium::tables::CiliumRelease;
 use crate::event::{Cause, Event};
+use crate::kernel::text::KernelDrop;
 use crate::lookup::{Names, PodContext};
 use crate::packet::format::{ip_of, summary_json, write_summary};
 use crate::packet::PacketSummary;
@@ -212,27 +213,21 @@ impl<'n> Renderer<'n> {
         out.push(' ');
         match &e.cause {
             Cause::Kernel {
-                reason, location, ..
+                reason,
+                location,
+                protocol,
             } => {
-                let _ = write!(
-                    out,
-                    "xx drop ({}) at ",
-                    self.names.kernel_reasons.name(*reason)
-                );
-                match (self.symbol(*location), file_symbol(e)) {
-                    (Some((sym, off)), _) => {
-                        let _ = write!(out, "{sym}+{off:#x}");
-                    }
-                    (None, Some(sym)) => out.push_str(sym),
-                    (None, None) => {
-                        let _ = write!(out, "{location:#x}");
-                    }
-                }
-                let _ = write!(out, ", ifindex {}", e.ifindex);
-                if let Some(n) = self.names.ifnames.lookup(e.ifindex, e.netns) {
-                    let _ = write!(out, " ({n})");
-                }
-                let _ = write!(out, ", netns {}", e.netns);
+                let name = self.names.kernel_reasons.name(*reason);
+                let drop = KernelDrop {
+                    reason: *reason,
+                    reason_name: &name,
+                    location: *location,
+                    symbol: self.symbol(*location),
+                    file_symbol: file_symbol(e),
+                    protocol: *protocol,
+                };
+                let ifname = self.names.ifnames.lookup(e.ifindex, e.netns);
+                drop.write_line_head(out, e.ifindex, ifname.as_deref(), e.netns);
                 if let Some(d) = e.meta.as_deref().and_then(crate::join::meta_joined) {
                     write_joined(out, d, self.names.cilium.release);
                 }
@@ -273,19 +268,16 @@ impl<'n> Renderer<'n> {
                 location,
                 protocol,
             } => {
-                m.insert("origin".into(), "kernel".into());
-                m.insert("reason".into(), (*reason).into());
-                m.insert(
-                    "reason_name".into(),
-                    self.names.kernel_reasons.name(*reason).into_owned().into(),
-                );
-                m.insert("location".into(), format!("{location:#x}").into());
-                if let Some((sym, off)) = self.symbol(*location) {
-                    m.insert("symbol".into(), format!("{sym}+{off:#x}").into());
-                } else if let Some(sym) = file_symbol(e) {
-                    m.insert("symbol".into(), sym.into());
+                let name = self.names.kernel_reasons.name(*reason);
+                KernelDrop {
+                    reason: *reason,
+                    reason_name: &name,
+                    location: *location,
+                    symbol: self.symbol(*location),
+                    file_symbol: file_symbol(e),
+                    protocol: *protocol,
                 }
-                m.insert("skb_protocol".into(), format!("{protocol:#06x}").into());
+                .json_fields(&mut m);
             }
             Cause::Captured => {
                 m.insert("origin".into(), "capture".into());

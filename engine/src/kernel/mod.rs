@@ -25,6 +25,7 @@ pub mod storm;
 pub mod table;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
+pub mod text;
 
 pub use kallsyms::Kallsyms;
 pub use loader::{AttachMode, LoadError, LoadOptions};
