@@ -40,54 +40,182 @@ pub struct ReasonRow {
     pub processed: u64,
 }
 
+/// Where in the pipeline something was lost or left out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Stage {
+    /// The kernel program (its counters).
+    Kernel,
+    /// The kernel source reading the rings.
+    Source,
+    /// Cilium's agent (its perf ring, before the monitor socket).
+    CiliumAgent,
+    /// Cilium's perf ring read by dropscope itself (`--source cilium-datapath`).
+    CiliumDatapath,
+    /// The agent's monitor socket (the gob stream).
+    Socket,
+    /// Decoding Cilium notifications.
+    Decode,
+    /// A selection the user asked for (`--type`).
+    Filter,
+    /// A capture file being read.
+    File,
+    /// A text input (`cilium monitor`, Hubble, JSON lines) being read.
+    Text,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Kernel => "kernel",
+            Stage::Source => "source",
+            Stage::CiliumAgent => "cilium-agent",
+            Stage::CiliumDatapath => "cilium-datapath",
+            Stage::Socket => "socket",
+            Stage::Decode => "decode",
+            Stage::Filter => "filter",
+            Stage::File => "file",
+            Stage::Text => "text",
+        }
+    }
+}
+
+/// What happened to the events a [`StageLoss`] counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LossKind {
+    /// Records whose bytes did not decode, by why (`too_short`, `bad_version`, ...).
+    Malformed(&'static str),
+    /// Drops counted only in the totals: the kernel's per-reason map was full.
+    ReasonMapFull,
+    /// Program runs the kernel skipped (a tracing program already running on that CPU).
+    RecursionMisses,
+    /// A run nested in another on one CPU, turned away by the program.
+    NestedRunsRefused,
+    /// Packets (`--packets`) the tc programs could not copy: the ring was being written.
+    PacketsRingBusy,
+    /// Packets counted only in the totals: the per-interface map was full.
+    PacketMapFull,
+    /// Records Cilium's agent lost in its perf ring.
+    PerfRingLostRecords,
+    /// Records lost in Cilium's perf ring on one CPU (read by dropscope itself).
+    PerfRingLostOnCpu(i64),
+    /// Notifications that did not decode, by why (`notification_too_short`, ...).
+    Undecodable(&'static str),
+    /// Connections dropped because their bytes could not be decoded.
+    StreamsAbandoned,
+    /// A gob message cut off when the connection closed.
+    MessageCutAtClose,
+    /// Bytes of the stream skipped while resynchronising.
+    BytesDiscarded,
+    AgentNotificationUndecodable,
+    L7RecordUndecodable,
+    /// Packets of a link type dropscope does not decode: the type, when all were of one.
+    LinkType(Option<u16>),
+    /// The file ends inside a block (kill -9, a full disk): read up to it.
+    TruncatedFile,
+    /// Other packets or blocks of a file skipped, by why (`cooked_not_ip`, `corrupt_block`, ...).
+    FileSkip(&'static str),
+    /// The kernel-table block of a dropscope file could not be read.
+    KernelTableUnreadable,
+    /// Lines of a text input that held no record, by why (`not_a_record`, `bad_json`, ...).
+    SkippedLines(&'static str),
+    /// Events left out by `--type`: selected away, not lost.
+    FilteredByType,
+}
+
+impl LossKind {
+    /// The snake_case name the stats JSON carries (`malformed_too_short`, `linktype_0`, ...).
+    pub fn name(&self) -> std::borrow::Cow<'static, str> {
+        use std::borrow::Cow::{Borrowed, Owned};
+        match *self {
+            LossKind::Malformed(why) => Owned(format!("malformed_{why}")),
+            LossKind::ReasonMapFull => Borrowed("reason_map_full"),
+            LossKind::RecursionMisses => Borrowed("recursion_misses"),
+            LossKind::NestedRunsRefused => Borrowed("nested_runs_refused"),
+            LossKind::PacketsRingBusy => Borrowed("packets_ring_busy"),
+            LossKind::PacketMapFull => Borrowed("packet_map_full"),
+            LossKind::PerfRingLostRecords => Borrowed("perf_ring_lost_records"),
+            LossKind::PerfRingLostOnCpu(cpu) => Owned(format!("perf_ring_lost_cpu{cpu}")),
+            LossKind::Undecodable(why) | LossKind::FileSkip(why) => Borrowed(why),
+            LossKind::StreamsAbandoned => Borrowed("streams_abandoned"),
+            LossKind::MessageCutAtClose => Borrowed("message_cut_at_close"),
+            LossKind::BytesDiscarded => Borrowed("bytes_discarded"),
+            LossKind::AgentNotificationUndecodable => Borrowed("agent_notification_undecodable"),
+            LossKind::L7RecordUndecodable => Borrowed("l7_record_undecodable"),
+            LossKind::LinkType(None) => Borrowed("linktype"),
+            LossKind::LinkType(Some(t)) => Owned(format!("linktype_{t}")),
+            LossKind::TruncatedFile => Borrowed("truncated_file"),
+            LossKind::KernelTableUnreadable => Borrowed("kernel_table_unreadable"),
+            LossKind::SkippedLines(why) => Owned(format!("skipped_{why}")),
+            LossKind::FilteredByType => Borrowed("filtered_by_type"),
+        }
+    }
+
+    /// True when the user asked for it (a selection), false when something was lost.
+    pub fn intentional(&self) -> bool {
+        matches!(self, LossKind::FilteredByType)
+    }
+}
+
 /// A loss or skip that is not attributable to one reason.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StageLoss {
-    /// Pipeline stage: "kernel", "ring", "source", "socket", "file", "decode", "sink".
-    pub stage: String,
-    /// What happened, snake_case (`malformed_too_short`, `agent_lost_records`, ...).
-    pub kind: String,
+    pub stage: Stage,
+    pub kind: LossKind,
     pub count: u64,
 }
 
+impl Serialize for StageLoss {
+    /// `{"stage": "kernel", "kind": "recursion_misses", "count": 3, "intentional": false}`.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let mut m = s.serialize_struct("StageLoss", 4)?;
+        m.serialize_field("stage", self.stage.as_str())?;
+        m.serialize_field("kind", &self.kind.name())?;
+        m.serialize_field("count", &self.count)?;
+        m.serialize_field("intentional", &self.kind.intentional())?;
+        m.end()
+    }
+}
+
 impl StageLoss {
+    pub fn new(stage: Stage, kind: LossKind, count: u64) -> StageLoss {
+        StageLoss { stage, kind, count }
+    }
+
     /// One line in words for the summary: `file: 1 incomplete block at the end ...`.
     pub fn describe(&self) -> String {
         let n = self.count;
-        let what = match (self.stage.as_str(), self.kind.as_str()) {
-            ("file", "truncated_file") => format!(
+        let what = match self.kind {
+            LossKind::TruncatedFile => format!(
                 "the file ends inside a block ({n} cut off, e.g. by kill -9 or a full disk): everything before it was read"
             ),
-            ("file", "linktype") => format!(
+            LossKind::LinkType(None) => format!(
                 "{n} packets skipped: their link types are not supported; supported: {}",
                 crate::pcap::linktype::SUPPORTED
             ),
-            ("file", k) if k.starts_with("linktype_") => {
-                let t = k["linktype_".len()..].parse::<u16>().unwrap_or(u16::MAX);
-                format!(
-                    "{n} packets skipped: link type {} ({t}) not supported; supported: {}",
-                    crate::pcap::linktype::name(t),
-                    crate::pcap::linktype::SUPPORTED
-                )
-            }
-            ("kernel", "reason_map_full") => format!(
+            LossKind::LinkType(Some(t)) => format!(
+                "{n} packets skipped: link type {} ({t}) not supported; supported: {}",
+                crate::pcap::linktype::name(t),
+                crate::pcap::linktype::SUPPORTED
+            ),
+            LossKind::ReasonMapFull => format!(
                 "{n} drops counted only in the totals (the per-reason map was full)"
             ),
-            ("kernel", "recursion_misses") => format!(
+            LossKind::RecursionMisses => format!(
                 "{n} drops missed: the kernel skipped the program while it was already running on that CPU"
             ),
-            ("kernel", "nested_runs_refused") => {
+            LossKind::NestedRunsRefused => {
                 format!("{n} drops missed: a run nested in another on one CPU was turned away")
             }
-            ("filter", "filtered_by_type") => {
+            LossKind::FilteredByType => {
                 format!("{n} events left out by --type (selected away, not lost)")
             }
-            (_, k) => match k.strip_prefix("malformed_") {
-                Some(why) => format!("{n} malformed records skipped ({})", why.replace('_', " ")),
-                None => format!("{n} {}", k.replace('_', " ")),
-            },
+            LossKind::Malformed(why) => {
+                format!("{n} malformed records skipped ({})", why.replace('_', " "))
+            }
+            other => format!("{n} {}", other.name().replace('_', " ")),
         };
-        format!("{}: {what}", self.stage)
+        format!("{}: {what}", self.stage.as_str())
     }
 }
 
@@ -113,7 +241,7 @@ impl Ledger {
 
     /// Adds a stage loss (merging with an existing (stage, kind) entry); zero counts are kept
     /// out so the summary lists only what happened.
-    pub fn add_loss(&mut self, stage: &str, kind: &str, count: u64) {
+    pub fn add_loss(&mut self, stage: Stage, kind: LossKind, count: u64) {
         if count == 0 {
             return;
         }
@@ -124,11 +252,7 @@ impl Ledger {
         {
             l.count += count;
         } else {
-            self.stage_losses.push(StageLoss {
-                stage: stage.to_string(),
-                kind: kind.to_string(),
-                count,
-            });
+            self.stage_losses.push(StageLoss::new(stage, kind, count));
         }
     }
 
@@ -339,13 +463,75 @@ mod tests {
     #[test]
     fn stage_losses_merge_and_zero_is_omitted() {
         let mut l = Ledger::default();
-        l.add_loss("source", "malformed_too_short", 2);
-        l.add_loss("source", "malformed_too_short", 3);
-        l.add_loss("source", "malformed_bad_kind", 0);
+        l.add_loss(Stage::Source, LossKind::Malformed("too_short"), 2);
+        l.add_loss(Stage::Source, LossKind::Malformed("too_short"), 3);
+        l.add_loss(Stage::Source, LossKind::Malformed("bad_kind"), 0);
         assert_eq!(l.stage_losses.len(), 1);
         assert_eq!(l.stage_losses[0].count, 5);
         assert!(l
             .render_text(&nm)
             .contains("source: 5 malformed records skipped (too short)"));
+    }
+
+    #[test]
+    fn losses_are_named_in_the_stats_json_and_selections_are_not_losses() {
+        let cases = [
+            (
+                Stage::Source,
+                LossKind::Malformed("too_short"),
+                "source",
+                "malformed_too_short",
+                false,
+            ),
+            (
+                Stage::File,
+                LossKind::LinkType(Some(0)),
+                "file",
+                "linktype_0",
+                false,
+            ),
+            (
+                Stage::File,
+                LossKind::LinkType(None),
+                "file",
+                "linktype",
+                false,
+            ),
+            (
+                Stage::CiliumDatapath,
+                LossKind::PerfRingLostOnCpu(3),
+                "cilium-datapath",
+                "perf_ring_lost_cpu3",
+                false,
+            ),
+            (
+                Stage::Text,
+                LossKind::SkippedLines("bad_json"),
+                "text",
+                "skipped_bad_json",
+                false,
+            ),
+            (
+                Stage::Filter,
+                LossKind::FilteredByType,
+                "filter",
+                "filtered_by_type",
+                true,
+            ),
+        ];
+        for (stage, kind, s, k, intentional) in cases {
+            let v = serde_json::to_value(StageLoss::new(stage, kind, 4)).unwrap();
+            assert_eq!(
+                v,
+                serde_json::json!({"stage": s, "kind": k, "count": 4, "intentional": intentional})
+            );
+        }
+        assert_eq!(
+            StageLoss::new(Stage::File, LossKind::LinkType(Some(0)), 4).describe(),
+            format!(
+                "file: 4 packets skipped: link type NULL/Loopback (0) not supported; supported: {}",
+                crate::pcap::linktype::SUPPORTED
+            )
+        );
     }
 }

@@ -346,7 +346,7 @@ pub fn run(
         r.processed = c.processed;
     }
     for l in &source_report.losses {
-        ledger.add_loss(&l.stage, &l.kind, l.count);
+        ledger.add_loss(l.stage, l.kind, l.count);
     }
     Ok(RunReport {
         source: source_report,

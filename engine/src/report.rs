@@ -786,7 +786,11 @@ mod tests {
         row.observed = Some(5);
         (row.delivered, row.received, row.processed) = (5, 5, 5);
         ledger.row(ReasonKey::Captured).delivered = 2;
-        ledger.add_loss("source", "malformed_too_short", 1);
+        ledger.add_loss(
+            crate::accounting::Stage::Source,
+            crate::accounting::LossKind::Malformed("too_short"),
+            1,
+        );
         RunReport {
             source: SourceReport {
                 description: "test \"quoted\"\tfile".into(),

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result};
 use crossbeam_channel::Sender;
 
-use crate::accounting::StageLoss;
+use crate::accounting::{LossKind, Stage, StageLoss};
 use crate::aggregate::ReasonKey;
 use crate::cilium_socket::MessageSink as _;
 use crate::event::{Batch, Cause};
@@ -80,12 +80,8 @@ fn keep_pods_selected(
     names.on_refresh(Box::new(sync));
 }
 
-fn loss(stage: &str, kind: &str, count: u64) -> StageLoss {
-    StageLoss {
-        stage: stage.into(),
-        kind: kind.into(),
-        count,
-    }
+fn loss(stage: Stage, kind: LossKind, count: u64) -> StageLoss {
+    StageLoss::new(stage, kind, count)
 }
 
 /// Loads and attaches the kernel program now (so privilege and verifier errors surface
@@ -203,24 +199,32 @@ pub fn kernel(o: &KernelOptions) -> Result<(SourceFn<'static>, Option<String>, V
                 for (kind, n) in stats.malformed.by_kind() {
                     report
                         .losses
-                        .push(loss("source", &format!("malformed_{kind}"), n));
+                        .push(loss(Stage::Source, LossKind::Malformed(kind), n));
                 }
-                report
-                    .losses
-                    .push(loss("kernel", "reason_map_full", counters.reason_map_full));
+                report.losses.push(loss(
+                    Stage::Kernel,
+                    LossKind::ReasonMapFull,
+                    counters.reason_map_full,
+                ));
                 if let Some(m) = counters.recursion_misses {
-                    report.losses.push(loss("kernel", "recursion_misses", m));
+                    report
+                        .losses
+                        .push(loss(Stage::Kernel, LossKind::RecursionMisses, m));
                 }
-                report
-                    .losses
-                    .push(loss("kernel", "nested_runs_refused", counters.nested));
+                report.losses.push(loss(
+                    Stage::Kernel,
+                    LossKind::NestedRunsRefused,
+                    counters.nested,
+                ));
                 // In the packet rows' lost_ring too; said apart here with its cause.
                 report
                     .losses
-                    .push(loss("kernel", "packets_ring_busy", busy));
-                report
-                    .losses
-                    .push(loss("kernel", "packet_map_full", counters.packet_map_full));
+                    .push(loss(Stage::Kernel, LossKind::PacketsRingBusy, busy));
+                report.losses.push(loss(
+                    Stage::Kernel,
+                    LossKind::PacketMapFull,
+                    counters.packet_map_full,
+                ));
                 report.notes.push(format!(
                 "kernel: {} drops seen, {} lost in the ring, {} without packet bytes (unreadable)",
                 counters.seen, counters.ring_full, counters.read_failed
@@ -562,13 +566,16 @@ fn capture_file(path: &Path, max_rows: usize) -> Result<SourceFn<'static>> {
             }
             let st = src.stats();
             for (kind, n) in st.skipped() {
-                match (kind, st.skipped_linktype_first) {
+                let kind = match kind {
                     // Named by its number when all were of one link type.
-                    ("linktype", Some(t)) if !st.skipped_linktype_mixed => report
-                        .losses
-                        .push(loss("file", &format!("linktype_{t}"), n)),
-                    _ => report.losses.push(loss("file", kind, n)),
-                }
+                    "linktype" => LossKind::LinkType(
+                        st.skipped_linktype_first
+                            .filter(|_| !st.skipped_linktype_mixed),
+                    ),
+                    "truncated_file" => LossKind::TruncatedFile,
+                    other => LossKind::FileSkip(other),
+                };
+                report.losses.push(loss(Stage::File, kind, n));
             }
             // A dropscope capture carries its kernel table: the replay reports its exact
             // counts too.
@@ -582,9 +589,11 @@ fn capture_file(path: &Path, max_rows: usize) -> Result<SourceFn<'static>> {
                         }
                         report.storm = Some(p);
                     }
-                    None => report
-                        .losses
-                        .push(loss("file", "kernel_table_unreadable", 1)),
+                    None => {
+                        report
+                            .losses
+                            .push(loss(Stage::File, LossKind::KernelTableUnreadable, 1))
+                    }
                 }
             }
             report.losses.retain(|l| l.count > 0);
@@ -809,50 +818,54 @@ impl CiliumBatcher {
             Some(m) => {
                 for (cpu, n) in m {
                     report.losses.push(loss(
-                        "cilium-datapath",
-                        &format!("perf_ring_lost_cpu{cpu}"),
+                        Stage::CiliumDatapath,
+                        LossKind::PerfRingLostOnCpu(*cpu),
                         *n,
                     ));
                 }
             }
             None => report.losses.push(loss(
-                "cilium-agent",
-                "perf_ring_lost_records",
+                Stage::CiliumAgent,
+                LossKind::PerfRingLostRecords,
                 self.lost_total,
             )),
         }
         for (k, n) in &self.decode_errors {
-            report.losses.push(loss("decode", k, *n));
+            report
+                .losses
+                .push(loss(Stage::Decode, LossKind::Undecodable(k), *n));
         }
         report
             .losses
-            .push(loss("filter", "filtered_by_type", self.filtered));
+            .push(loss(Stage::Filter, LossKind::FilteredByType, self.filtered));
         for (k, n) in &stream.malformed {
             report
                 .losses
-                .push(loss("socket", &format!("malformed_{k}"), *n));
+                .push(loss(Stage::Socket, LossKind::Malformed(k), *n));
         }
         report.losses.push(loss(
-            "socket",
-            "streams_abandoned",
+            Stage::Socket,
+            LossKind::StreamsAbandoned,
             stream.streams_abandoned,
         ));
         report.losses.push(loss(
-            "socket",
-            "message_cut_at_close",
+            Stage::Socket,
+            LossKind::MessageCutAtClose,
             stream.truncated_at_close,
         ));
-        report
-            .losses
-            .push(loss("socket", "bytes_discarded", stream.bytes_discarded));
         report.losses.push(loss(
-            "socket",
-            "agent_notification_undecodable",
+            Stage::Socket,
+            LossKind::BytesDiscarded,
+            stream.bytes_discarded,
+        ));
+        report.losses.push(loss(
+            Stage::Socket,
+            LossKind::AgentNotificationUndecodable,
             stream.agent_undecodable,
         ));
         report.losses.push(loss(
-            "socket",
-            "l7_record_undecodable",
+            Stage::Socket,
+            LossKind::L7RecordUndecodable,
             stream.l7_undecodable,
         ));
         report.losses.retain(|l| l.count > 0);
@@ -1170,11 +1183,11 @@ mod tests {
     use bytes::Bytes;
 
     /// A report's stage losses as (stage, kind, count).
-    fn losses(report: &SourceReport) -> Vec<(&str, &str, u64)> {
+    fn losses(report: &SourceReport) -> Vec<(Stage, LossKind, u64)> {
         report
             .losses
             .iter()
-            .map(|l| (l.stage.as_str(), l.kind.as_str(), l.count))
+            .map(|l| (l.stage, l.kind, l.count))
             .collect()
     }
 
@@ -1282,9 +1295,13 @@ mod tests {
         assert_eq!(
             losses(&report),
             [
-                ("cilium-agent", "perf_ring_lost_records", 20),
-                ("decode", "notification_too_short", 2),
-                ("filter", "filtered_by_type", 2),
+                (Stage::CiliumAgent, LossKind::PerfRingLostRecords, 20),
+                (
+                    Stage::Decode,
+                    LossKind::Undecodable("notification_too_short"),
+                    2
+                ),
+                (Stage::Filter, LossKind::FilteredByType, 2),
             ]
         );
     }
@@ -1380,10 +1397,18 @@ mod tests {
         assert_eq!(
             losses(&report),
             [
-                ("cilium-datapath", "perf_ring_lost_cpu0", 2),
-                ("cilium-datapath", "perf_ring_lost_cpu1", 7),
-                ("decode", "notification_empty", 1),
-                ("decode", "notification_too_short", 1),
+                (Stage::CiliumDatapath, LossKind::PerfRingLostOnCpu(0), 2),
+                (Stage::CiliumDatapath, LossKind::PerfRingLostOnCpu(1), 7),
+                (
+                    Stage::Decode,
+                    LossKind::Undecodable("notification_empty"),
+                    1
+                ),
+                (
+                    Stage::Decode,
+                    LossKind::Undecodable("notification_too_short"),
+                    1
+                ),
             ]
         );
         assert_eq!(

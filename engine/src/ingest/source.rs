@@ -16,7 +16,7 @@ use bytes::Bytes;
 use crossbeam_channel::Sender;
 
 use super::{clean_line, Item, LineParser, Record, Skips};
-use crate::accounting::StageLoss;
+use crate::accounting::{LossKind, Stage, StageLoss};
 use crate::aggregate::ReasonKey;
 use crate::cilium::tables::CiliumRelease;
 use crate::event::{Batch, Event, EventMeta, LinkType};
@@ -483,11 +483,11 @@ fn text_source_chunked(
             })?;
             read_result.with_context(|| format!("reading {description}"))?;
             for (kind, count) in &skips.0 {
-                report.losses.push(StageLoss {
-                    stage: "text".into(),
-                    kind: format!("skipped_{kind}"),
-                    count: *count,
-                });
+                report.losses.push(StageLoss::new(
+                    Stage::Text,
+                    LossKind::SkippedLines(kind),
+                    *count,
+                ));
             }
             report.notes.push(format!(
                 "{}: {} lines, {} records, {} lines skipped{}",
@@ -610,7 +610,7 @@ mod tests {
                 let got_skips: Vec<(String, u64)> = report
                     .losses
                     .iter()
-                    .map(|l| (l.kind.clone(), l.count))
+                    .map(|l| (l.kind.name().into_owned(), l.count))
                     .collect();
                 let want_skips: Vec<(String, u64)> = skips
                     .0
