@@ -4,8 +4,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use engine::cilium::notify::MessageKind;
+use engine::cilium::tables::CiliumRelease;
 use engine::pcap::FileFormat;
 use engine::report::FlowRows;
+use engine::sources::InputFormat;
 
 const CAPTURE_EXAMPLES: &str = "\
 Examples:
@@ -423,12 +426,12 @@ pub struct CaptureArgs {
     pub save_stream: Option<PathBuf>,
     /// Cilium release whose source-file ids and old layouts to use: main, 1.19, 1.18, 1.17,
     /// 1.16 (--source cilium or cilium-datapath).
-    #[arg(long, default_value = "main", value_name = "RELEASE")]
-    pub cilium_release: String,
+    #[arg(long, default_value = "main", value_name = "RELEASE", value_parser = release_arg)]
+    pub cilium_release: CiliumRelease,
     /// Cilium event types to keep (repeatable), as `cilium monitor -t`: drop, trace,
     /// policy-verdict, debug, capture, trace-sock, recorder. Default: all.
-    #[arg(short = 't', long = "type", value_name = "TYPE")]
-    pub types: Vec<String>,
+    #[arg(short = 't', long = "type", value_name = "TYPE", value_parser = type_arg)]
+    pub types: Vec<MessageKind>,
     #[command(flatten)]
     pub out: OutputArgs,
     #[command(flatten)]
@@ -467,19 +470,19 @@ pub struct ReplayArgs {
     pub file: PathBuf,
     /// Force the input format instead of detecting it from the content: pcap, gobstream,
     /// ciliumraw, monitor, monitor-json, hubble, json.
-    #[arg(long = "input-format", value_name = "FORMAT")]
-    pub input_format: Option<String>,
+    #[arg(long = "input-format", value_name = "FORMAT", value_parser = input_format_arg)]
+    pub input_format: Option<InputFormat>,
     /// Text inputs without packet bytes (monitor INFO lines, -j, Hubble): also write a
     /// packet built from the headers they name (its comment says it was synthesised).
     /// Without it those events go to the flow table only.
     #[arg(long)]
     pub synthesize: bool,
     /// Cilium release of a saved stream: main, 1.19, 1.18, 1.17, 1.16.
-    #[arg(long, value_name = "RELEASE")]
-    pub cilium_release: Option<String>,
+    #[arg(long, value_name = "RELEASE", value_parser = release_arg)]
+    pub cilium_release: Option<CiliumRelease>,
     /// Cilium event types to keep from a saved stream (repeatable): drop, trace, ...
-    #[arg(short = 't', long = "type", value_name = "TYPE")]
-    pub types: Vec<String>,
+    #[arg(short = 't', long = "type", value_name = "TYPE", value_parser = type_arg)]
+    pub types: Vec<MessageKind>,
     #[command(flatten)]
     pub out: OutputArgs,
     #[command(flatten)]
@@ -501,4 +504,26 @@ pub struct ReasonsArgs {
     /// JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+// Flags parsed once into the engine's types; the error is the rest of a sentence that
+// starts with the flag and its value (`--type bogus is not a Cilium event type: ...`).
+
+/// `--cilium-release`: main, 1.19, 1.18, 1.17, 1.16 (also `v1.18`, `1.18.4`).
+fn release_arg(s: &str) -> std::result::Result<CiliumRelease, String> {
+    s.parse()
+        .map_err(|_| "is not known: use main, 1.19, 1.18, 1.17 or 1.16".to_string())
+}
+
+/// `-t/--type`: the names `cilium monitor -t` takes.
+fn type_arg(s: &str) -> std::result::Result<MessageKind, String> {
+    s.parse().map_err(|_| {
+        let names: Vec<&str> = MessageKind::ALL.iter().map(|k| k.monitor_name()).collect();
+        format!("is not a Cilium event type: use {}", names.join(", "))
+    })
+}
+
+/// `--input-format`.
+fn input_format_arg(s: &str) -> std::result::Result<InputFormat, String> {
+    s.parse()
 }

@@ -40,7 +40,12 @@ fn main() {
             ) {
                 e.exit();
             }
-            // One line: what is wrong, and where to look.
+            // One line: what is wrong, and where to look. A flag's bad value reads as the
+            // flag, the value and why (`--type bogus is not a Cilium event type: use ...`).
+            if let Some(line) = bad_value_line(&e) {
+                eprintln!("dropscope: {line}");
+                std::process::exit(2);
+            }
             let text = e.to_string();
             let first = text
                 .lines()
@@ -64,6 +69,23 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// `--flag VALUE why` for a value a flag's parser refused, `None` for other usage errors.
+fn bad_value_line(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::ValueValidation {
+        return None;
+    }
+    let (Some(ContextValue::String(arg)), Some(ContextValue::String(value))) = (
+        e.get(ContextKind::InvalidArg),
+        e.get(ContextKind::InvalidValue),
+    ) else {
+        return None;
+    };
+    let why = std::error::Error::source(e)?.to_string();
+    let flag = arg.split(' ').next().unwrap_or(arg);
+    Some(format!("{flag} {value} {why}"))
 }
 
 /// The error and its causes on one line, each thing said once: a cause whose text the line
@@ -234,12 +256,6 @@ fn monitor_verbosity(v: u8) -> engine::cilium::format::Verbosity {
     }
 }
 
-fn parse_release(r: &str) -> Result<engine::cilium::tables::CiliumRelease> {
-    r.parse().map_err(|_| {
-        anyhow::anyhow!("--cilium-release {r} is not known: use main, 1.19, 1.18, 1.17 or 1.16")
-    })
-}
-
 /// The selectors and the expression from the flags, checked (reason names resolved,
 /// interface and namespace found, the expression compiled by libpcap) before anything is
 /// loaded or created.
@@ -363,7 +379,7 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
         check_stats_path(p)?;
     }
     let mut names = Names::load(false);
-    names.cilium = engine::cilium_glue::CiliumContext::new(parse_release(&c.cilium_release)?);
+    names.cilium = engine::cilium_glue::CiliumContext::new(c.cilium_release);
     names.cilium.formatter.verbosity = monitor_verbosity(c.out.monitor_verbosity);
     let pod_select = engine::pods::PodSelector::parse(&c.pod, &c.k8s_namespace, &c.label)
         .map_err(|e| anyhow::anyhow!(e))?;
@@ -493,16 +509,16 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
                 engine::sources::cilium_socket(&engine::sources::CiliumSocketOptions {
                     path: c.cilium_socket.clone(),
                     save_stream: c.save_stream.clone(),
-                    release: c.cilium_release.clone(),
-                    types: engine::sources::cilium_type_bits(&c.types)?,
+                    release: c.cilium_release,
+                    types: engine::sources::cilium_type_bits(&c.types),
                 })?
             }
             args::SourceKind::CiliumDatapath => {
                 engine::cilium_datapath::source(&engine::cilium_datapath::DatapathOptions {
                     map: c.cilium_events_map.clone(),
                     agent_socket: c.cilium_socket.clone(),
-                    release: c.cilium_release.clone(),
-                    types: engine::sources::cilium_type_bits(&c.types)?,
+                    release: c.cilium_release,
+                    types: engine::sources::cilium_type_bits(&c.types),
                 })?
             }
         });
@@ -773,17 +789,16 @@ fn replay(r: args::ReplayArgs) -> Result<i32> {
         check_stats_path(p)?;
     }
     let mut names = Names::load(true);
-    names.cilium = engine::cilium_glue::CiliumContext::new(parse_release(
-        r.cilium_release.as_deref().unwrap_or("main"),
-    )?);
+    let release = r.cilium_release.unwrap_or_default();
+    names.cilium = engine::cilium_glue::CiliumContext::new(release);
     names.cilium.formatter.verbosity = monitor_verbosity(r.out.monitor_verbosity);
     let sel = selection(&r.select, &r.expression, &names)?;
     let interrupt = install_interrupt()?;
     let source = engine::sources::file(
         &r.file,
-        r.input_format.as_deref(),
-        r.cilium_release.as_deref(),
-        engine::sources::cilium_type_bits(&r.types)?,
+        r.input_format,
+        release,
+        engine::sources::cilium_type_bits(&r.types),
         r.out.max_flows,
     )?;
     let sink = make_sink(&r.out, engine::MAX_REPLAY_SNAPLEN)?.with_synthesize(r.synthesize);

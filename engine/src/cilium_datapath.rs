@@ -51,7 +51,7 @@ pub struct DatapathOptions {
     /// The agent's monitor socket (`--cilium-socket`): when it answers, the agent is up and
     /// this source is refused.
     pub agent_socket: PathBuf,
-    pub release: String,
+    pub release: crate::cilium::tables::CiliumRelease,
     /// Message-type bits to deliver (see [`crate::sources::cilium_type_bits`]).
     pub types: u8,
 }
@@ -83,12 +83,7 @@ pub fn preflight(map: &Path, agent_socket: &Path) -> Result<()> {
 /// stopped.
 pub fn source(o: &DatapathOptions) -> Result<SourceFn<'static>> {
     preflight(&o.map, &o.agent_socket)?;
-    let release: crate::cilium::tables::CiliumRelease = o.release.parse().map_err(|_| {
-        anyhow::anyhow!(
-            "--cilium-release {} is not known: use main, 1.19, 1.18, 1.17 or 1.16",
-            o.release
-        )
-    })?;
+    let release = o.release;
     let path = o.map.display().to_string();
     let data = MapData::from_pin(&o.map).map_err(|e| {
         anyhow::anyhow!(

@@ -294,8 +294,8 @@ fn format_of_head(head: &[u8], ciliumraw: bool) -> InputFormat {
 
 /// The input format: forced by `--input-format`, else by the first bytes (gob streams start
 /// with `DSCILGOB`), else by the `.ciliumraw` extension, else a capture file.
-pub fn detect_format(path: &Path, forced: Option<&str>) -> Result<InputFormat> {
-    if let Some(f) = forced_format(forced)? {
+pub fn detect_format(path: &Path, forced: Option<InputFormat>) -> Result<InputFormat> {
+    if let Some(f) = forced {
         return Ok(f);
     }
     let mut head = Vec::with_capacity(HEAD_BYTES);
@@ -313,27 +313,34 @@ pub fn detect_format(path: &Path, forced: Option<&str>) -> Result<InputFormat> {
     ))
 }
 
-/// `--input-format`, when given.
-fn forced_format(forced: Option<&str>) -> Result<Option<InputFormat>> {
-    Ok(Some(match forced {
-        None => return Ok(None),
-        Some("pcap") | Some("pcapng") => InputFormat::Capture,
-        Some("gobstream") => InputFormat::GobStream,
-        Some("ciliumraw") => InputFormat::CiliumRaw,
-        Some(f) => match crate::ingest::source::TextFormat::from_name(f) {
-            Some(t) => InputFormat::Text(t),
-            None => anyhow::bail!(
-                "--input-format {f} is not known: use pcap, gobstream, ciliumraw, monitor, monitor-json, hubble or json"
-            ),
-        },
-    }))
+/// `--input-format` names: pcap (or pcapng), gobstream, ciliumraw, monitor, monitor-json,
+/// hubble, json.
+impl std::str::FromStr for InputFormat {
+    type Err = String;
+
+    fn from_str(f: &str) -> std::result::Result<Self, String> {
+        Ok(match f {
+            "pcap" | "pcapng" => InputFormat::Capture,
+            "gobstream" => InputFormat::GobStream,
+            "ciliumraw" => InputFormat::CiliumRaw,
+            f => match crate::ingest::source::TextFormat::from_name(f) {
+                Some(t) => InputFormat::Text(t),
+                None => {
+                    return Err(
+                        "is not known: use pcap, gobstream, ciliumraw, monitor, monitor-json, hubble or json"
+                            .into(),
+                    )
+                }
+            },
+        })
+    }
 }
 
 /// Standard input as a replay input: text is read as it comes; a capture file or a saved
 /// stream is first copied to an unlinked temporary file (their readers seek). Returns the
 /// source, or the temporary file's path to replay as a file.
 fn stdin_input(
-    forced: Option<&str>,
+    forced: Option<InputFormat>,
     release: crate::cilium::tables::CiliumRelease,
 ) -> Result<std::result::Result<SourceFn<'static>, (tempfile_path::TempPath, InputFormat)>> {
     use std::io::Read as _;
@@ -343,10 +350,7 @@ fn stdin_input(
         .take(HEAD_BYTES as u64)
         .read_to_end(&mut head)
         .context("reading standard input")?;
-    let format = match forced_format(forced)? {
-        Some(f) => f,
-        None => format_of_head(&head, false),
-    };
+    let format = forced.unwrap_or_else(|| format_of_head(&head, false));
     if let InputFormat::Text(t) = format {
         let reader = std::io::BufReader::with_capacity(
             1 << 16,
@@ -399,17 +403,11 @@ mod tempfile_path {
 /// Replays a file: pcap/pcapng, a saved Cilium socket stream, or raw Cilium records.
 pub fn file(
     path: &Path,
-    input_format: Option<&str>,
-    cilium_release: Option<&str>,
+    input_format: Option<InputFormat>,
+    release: crate::cilium::tables::CiliumRelease,
     types: u8,
     max_rows: usize,
 ) -> Result<SourceFn<'static>> {
-    let release: crate::cilium::tables::CiliumRelease = match cilium_release {
-        Some(r) => r.parse().map_err(|_| {
-            anyhow::anyhow!("--cilium-release {r} is not known: use main, 1.19, 1.18, 1.17 or 1.16")
-        })?,
-        None => Default::default(),
-    };
     if path == Path::new("-") {
         return match stdin_input(input_format, release)? {
             Ok(src) => Ok(src),
@@ -605,7 +603,7 @@ fn capture_file(path: &Path, max_rows: usize) -> Result<SourceFn<'static>> {
 pub struct CiliumSocketOptions {
     pub path: PathBuf,
     pub save_stream: Option<PathBuf>,
-    pub release: String,
+    pub release: crate::cilium::tables::CiliumRelease,
     /// Message-type bits to deliver (see [`cilium_type_bits`]).
     pub types: u8,
 }
@@ -684,17 +682,11 @@ impl DeliveredCounts {
 }
 
 /// Message-type bits for `--type` names, as `cilium monitor -t` spells them.
-pub fn cilium_type_bits(names: &[String]) -> Result<u8> {
-    if names.is_empty() {
-        return Ok(0xff);
+pub fn cilium_type_bits(kinds: &[crate::cilium::notify::MessageKind]) -> u8 {
+    if kinds.is_empty() {
+        return 0xff;
     }
-    let mut bits = 0u8;
-    for n in names {
-        let kind: crate::cilium::notify::MessageKind =
-            n.parse().map_err(|e| anyhow::anyhow!("--type {e}"))?;
-        bits |= 1 << kind.type_byte();
-    }
-    Ok(bits)
+    kinds.iter().fold(0u8, |bits, k| bits | 1 << k.type_byte())
 }
 
 impl CiliumBatcher {
@@ -947,12 +939,7 @@ impl crate::cilium_socket::MessageSink for SocketBatches<'_> {
 /// reconnecting with back-off when the agent restarts.
 pub fn cilium_socket(o: &CiliumSocketOptions) -> Result<SourceFn<'static>> {
     use std::os::unix::fs::FileTypeExt as _;
-    let release: crate::cilium::tables::CiliumRelease = o.release.parse().map_err(|_| {
-        anyhow::anyhow!(
-            "--cilium-release {} is not known: use main, 1.19, 1.18, 1.17 or 1.16",
-            o.release
-        )
-    })?;
+    let release = o.release;
     match std::fs::metadata(&o.path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
             "the Cilium monitor socket {} does not exist: is cilium-agent running? use --cilium-socket PATH",
