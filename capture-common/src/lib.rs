@@ -105,7 +105,6 @@ pub const REASON_MAP_ENTRIES: u32 = 1024;
 /// Name of the eBPF programs and maps, shared so user space and kernel agree.
 pub const PROG_TP_BTF: &str = "kfree_skb_btf";
 pub const PROG_TRACEPOINT: &str = "kfree_skb_tp";
-pub const PROG_TC_SHOT: &str = "tc_shot";
 /// The `--packets` classifiers: every packet on an interface, received and sent.
 pub const PROG_PKT_INGRESS: &str = "pkt_ingress";
 pub const PROG_PKT_EGRESS: &str = "pkt_egress";

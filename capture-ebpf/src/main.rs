@@ -36,7 +36,6 @@
 //! on x86-64 (TSO), paired with the reader's acquire load of `prod`; user space refuses to
 //! load the program on other architectures (they would need the BPF store-release
 //! instruction, Linux 6.15+, which this toolchain does not emit).
-//! `tc_shot` is a test helper that drops every packet it sees (tests only).
 //!
 //! Must never: change what happens to traffic (tracing programs return 0), hard-code a kernel
 //! struct offset (they all come from [`ProbeConfig`] in `.rodata`), retry a full ring,
@@ -63,7 +62,7 @@ use core::{
 };
 
 use aya_ebpf::{
-    bindings::{BPF_NOEXIST, TC_ACT_SHOT, TC_ACT_UNSPEC},
+    bindings::{BPF_NOEXIST, TC_ACT_UNSPEC},
     helpers::{
         bpf_get_smp_processor_id, bpf_jiffies64, bpf_ktime_get_ns,
         generated::{bpf_probe_read_kernel as read_raw, bpf_skb_load_bytes},
@@ -399,19 +398,6 @@ fn try_kfree_skb_tp(ctx: &TracePointContext) -> Result<u32, i64> {
     };
     on_drop::<Probe>(skb, location, reason);
     Ok(0)
-}
-
-/// Test helper: drop every packet (tc `action drop` is not available everywhere).
-#[classifier]
-pub fn tc_shot(ctx: TcContext) -> i32 {
-    match try_tc_shot(&ctx) {
-        Ok(v) => v,
-        Err(_) => TC_ACT_SHOT,
-    }
-}
-
-fn try_tc_shot(_ctx: &TcContext) -> Result<i32, i64> {
-    Ok(TC_ACT_SHOT)
 }
 
 /// `--packets`: every packet received on an interface (tc ingress), copied as a

@@ -1,6 +1,7 @@
 //! Helpers for root tests: run code inside a named network namespace, attach the
-//! `tc_shot` classifier (drops every packet: provokes `TC_INGRESS` drops) to an interface
-//! in a namespace, and ([`raw`]) create maps, load programs a test assembled itself and pin
+//! `tc_shot` classifier (drops every packet: provokes `TC_INGRESS` drops; two instructions
+//! the test loads itself, so the shipped eBPF object holds no program that drops) to an
+//! interface in a namespace, and ([`raw`]) create maps, load programs a test assembled itself and pin
 //! them with bpf(2).
 //!
 //! Each helper works on a dedicated thread that enters the namespace with `setns`, so the
@@ -10,10 +11,15 @@
 use std::{fs::File, io, os::fd::AsRawFd, path::PathBuf, sync::mpsc, thread::JoinHandle};
 
 use aya::programs::{tc, SchedClassifier, TcAttachType};
-use capture_common::{ProbeConfig, PROG_TC_SHOT};
 
 use super::load_error;
-use super::loader::{self, LoadError};
+use super::loader::LoadError;
+
+/// The test classifier's name, as bpftool and `dropscope datapath` show it.
+pub const PROG_TC_SHOT: &str = "tc_shot";
+
+/// `r0 = TC_ACT_SHOT (2); exit`.
+const TC_SHOT_INSNS: [u64; 2] = [0x0000_0002_0000_00b7, 0x0000_0000_0000_0095];
 
 /// Path of the bind mount `ip netns add NAME` creates.
 pub fn netns_path(name: &str) -> PathBuf {
@@ -101,32 +107,49 @@ impl TcShot {
     }
 }
 
-fn attach_here(netns: &str, ifname: &str) -> Result<aya::Ebpf, LoadError> {
+fn attach_here(netns: &str, ifname: &str) -> Result<SchedClassifier, LoadError> {
     enter(netns).map_err(|e| LoadError::Ebpf {
         step: "entering the network namespace",
         message: format!("{}: {e}", netns_path(netns).display()),
     })?;
-    let config = ProbeConfig::UNCONFIGURED;
-    let mut ebpf = loader::load_object(&config, 1, 1, None, &loader::ACCEPT_ALL)?;
-    let prog: &mut SchedClassifier = ebpf
-        .program_mut(PROG_TC_SHOT)
-        .ok_or(LoadError::Ebpf {
-            step: "finding tc_shot",
-            message: PROG_TC_SHOT.to_string(),
-        })?
-        .try_into()
-        .map_err(|e: aya::programs::ProgramError| {
-            load_error::classify("finding tc_shot", PROG_TC_SHOT, &e)
-        })?;
-    prog.load()
-        .map_err(|e| load_error::classify("loading tc_shot", PROG_TC_SHOT, &e))?;
+    let mut prog = load_tc_shot()?;
     // Kernels before 6.6 attach through netlink and need a clsact qdisc; TCX does not.
     if let Err(e) = tc::qdisc_add_clsact(ifname) {
         log::debug!("clsact on {ifname}: {e} (fine when it exists or TCX is used).");
     }
     prog.attach(ifname, TcAttachType::Ingress)
         .map_err(|e| load_error::classify("attaching tc_shot", PROG_TC_SHOT, &e))?;
-    Ok(ebpf)
+    Ok(prog)
+}
+
+/// Loads the two-instruction classifier and hands it to aya (through a pin in bpffs,
+/// removed at once: aya takes programs it did not load only from a pin).
+fn load_tc_shot() -> Result<SchedClassifier, LoadError> {
+    let fail = |step: &'static str, message: String| LoadError::Ebpf { step, message };
+    let fd = raw::prog_load_named(
+        raw::PROG_TYPE_SCHED_CLS,
+        &TC_SHOT_INSNS,
+        PROG_TC_SHOT,
+        c"GPL",
+    )
+    .map_err(|m| fail("loading tc_shot", m))?;
+    static PINS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let pin = PathBuf::from(format!(
+        "/sys/fs/bpf/dropscope-test-tc-shot-{}-{}",
+        std::process::id(),
+        PINS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    use std::os::fd::AsFd as _;
+    raw::obj_pin(fd.as_fd(), &pin).map_err(|e| {
+        fail(
+            "pinning tc_shot",
+            format!("{}: {e} (is bpffs mounted on /sys/fs/bpf?)", pin.display()),
+        )
+    })?;
+    let prog = SchedClassifier::from_pin(&pin)
+        .map_err(|e| load_error::classify("taking tc_shot from its pin", PROG_TC_SHOT, &e));
+    let _ = std::fs::remove_file(&pin);
+    prog
 }
 
 impl Drop for TcShot {
