@@ -15,7 +15,7 @@
 #
 #   --pod: the receiving namespace (where the drops happen) looks like a pod's to /proc
 #           (a process in a kubepods cgroup with the pod's hostname and service-account
-#           namespace, as cli/tests/pods.rs makes it), named bench/sink-0: setups can select
+#           namespace, as cli/tests/it/pods.rs makes it), named bench/sink-0: setups can select
 #           it, e.g. target/release/dropscope:--pod,bench/sink-0.
 #
 # usage: sudo scripts/bench-progcost.sh [--rounds R] [--duration D] [--cpus 1|2] [--pod] SETUP...

@@ -7,7 +7,7 @@
 #   - bpf-linker 0.13.0, linked against the nightly toolchain's own LLVM
 #     (Debian's LLVM is too old for it; see shared/docs/ebpf-toolchain.md)
 #   - cargo-fuzz (libFuzzer targets of every decoder, scripts/fuzz.sh)
-#   - kubernetes-validate (PyPI, pinned), in its own venv: cli/tests/deploy.rs validates
+#   - kubernetes-validate (PyPI, pinned), in its own venv: cli/tests/it/deploy.rs validates
 #     deploy/kubernetes/ against the Kubernetes schemas the package carries (no network)
 #   - tracefs mounted at /sys/kernel/tracing (the tracepoint fallback reads its format files)
 set -euo pipefail

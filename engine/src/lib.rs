@@ -36,6 +36,8 @@ pub mod join;
 pub mod kernel;
 pub mod lookup;
 pub mod names;
+#[cfg(any(test, feature = "test-support"))]
+pub mod netns_rig;
 pub mod packet;
 pub mod paths;
 pub mod pcap;

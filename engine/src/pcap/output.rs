@@ -466,7 +466,7 @@ mod tests {
     fn write_error_poisons() {
         // /dev/full fails every write with ENOSPC; as a device it is written in place, where
         // a full disk cannot be cut back: the writer fails, and every later call too. (A full
-        // file system under a regular file: cli/tests/bad_days.rs.)
+        // file system under a regular file: cli/tests/it/bad_days.rs.)
         if !Path::new("/dev/full").exists() {
             eprintln!("skipping: no /dev/full");
             return;

@@ -1,9 +1,7 @@
 //! Bad input gets one line on stderr saying what is wrong and what to do, exit status 2, and
 //! no half-written output.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[test]
 fn not_a_capture_file() {

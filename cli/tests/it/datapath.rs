@@ -13,8 +13,6 @@
 //! A's end of pair 0 has an XDP program (generic mode). The bpffs is a fresh mount in a
 //! temporary directory, with maps named like Cilium's filled to known levels.
 
-mod common;
-
 use std::io::BufRead as _;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::fd::{AsFd as _, AsRawFd as _, OwnedFd};
@@ -22,7 +20,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use engine::datapath::testing as dt;
 use engine::kernel::testing::{raw, TcShot};
 

@@ -2,12 +2,10 @@
 //! capture by tcpdump on an `nflog:` device, root), and a link type dropscope does not read,
 //! named in words in the summary.
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 /// A classic pcap file (microseconds, little-endian) of `linktype` holding `frames`.
 fn pcap(linktype: u32, frames: &[Vec<u8>]) -> Vec<u8> {

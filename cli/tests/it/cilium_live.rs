@@ -5,13 +5,11 @@
 //! lines, the stats, the pcapng (read by tshark) and the replays of the saved stream and of
 //! the pcapng. Skipped (with the reason printed) when `go` is not installed.
 
-mod common;
-
 use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::*;
+use crate::common::*;
 
 fn build_sim(dir: &Path) -> Option<PathBuf> {
     engine::cilium_socket::agent_sim::build(dir)

@@ -3,9 +3,7 @@
 //! and, through tshark/tcpdump, in the files it wrote. Skipped (with the reason printed)
 //! when not root or the kernel lacks BTF.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 /// Captures while `provoke` runs; returns the stats JSON and stderr.
 fn capture_around(

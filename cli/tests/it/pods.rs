@@ -8,13 +8,11 @@
 //! `GET /v1/endpoint` and `GET /v1/identity` in the shapes of Cilium's OpenAPI spec). Drops
 //! are UDP datagrams to closed ports (NO_SOCKET) between namespace pairs.
 
-mod common;
-
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// Where to make the pod's cgroup: the cgroup2 mount, else the v1 `pids` hierarchy.
 fn cgroup_root() -> PathBuf {

@@ -5,15 +5,13 @@
 //! within the exemplar budget; the ledger must reconcile; and the receiving namespace's own
 //! `Udp: NoPorts` counter must grow by exactly what was sent.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::io::Read as _;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// Pins the calling thread to one CPU.
 fn pin(cpu: usize) {

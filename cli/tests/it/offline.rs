@@ -1,8 +1,6 @@
 //! Commands that need no privileges: `reasons`, `--help`.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[test]
 fn reasons_lists_kernel_names_from_btf_and_every_cilium_code() {

@@ -2,13 +2,11 @@
 //! (`| head`), `kill -9`, a file system that fills up, and what files and errors look like
 //! then. Drops are UDP datagrams to a closed port between namespace pairs the tests create.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt as _;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// Packets in a capture file, as Wireshark's capinfos counts them (and whether it read the
 /// file to its end without complaint).

@@ -13,8 +13,6 @@
 //!   SIGTERM finishes the file it is writing.
 //! - The image's runtime stage installs the Debian packages the binary links against.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufRead as _;
 use std::os::unix::net::UnixListener;
@@ -25,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::*;
+use crate::common::*;
 
 /// The capabilities the DaemonSet adds, as the README's Kubernetes section lists them.
 const CAPABILITIES: [&str; 3] = ["BPF", "PERFMON", "SYSLOG"];

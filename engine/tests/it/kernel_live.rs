@@ -5,28 +5,24 @@
 
 use std::{
     collections::BTreeMap,
-    net::{Ipv4Addr, SocketAddrV4, UdpSocket},
-    os::unix::fs::MetadataExt,
+    net::Ipv4Addr,
     process::Command,
     sync::{
-        atomic::{AtomicBool, AtomicU32, Ordering},
+        atomic::{AtomicBool, Ordering},
         Arc,
     },
     time::{Duration, Instant},
 };
 
+use engine::netns_rig::NetnsPair;
 use engine::{
     event::{Batch, Cause, Event, LinkType},
     kernel::{
-        testing::{netns_path, run_in_netns, TcShot},
-        AttachMode, Kallsyms, KernelReasons, KernelSource, LoadOptions, SourceStats,
+        testing::TcShot, AttachMode, Kallsyms, KernelReasons, KernelSource, LoadOptions,
+        SourceStats,
     },
 };
 
-const IP_A: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
-const IP_B: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 2);
-const MAC_A: &str = "02:00:0a:63:00:01";
-const MAC_B: &str = "02:00:0a:63:00:02";
 const PAYLOAD: usize = 100;
 
 fn skip_reason() -> Option<String> {
@@ -53,142 +49,6 @@ macro_rules! skip_unless_capable {
             return;
         }
     };
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Two namespaces A and B joined by veth `va`/`vb`, static neighbours both ways (no ARP,
-/// so a tc program dropping everything cannot break resolution). Deleted on drop.
-struct NetnsPair {
-    a: String,
-    b: String,
-    vb: String,
-}
-
-impl NetnsPair {
-    fn new() -> NetnsPair {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let id = format!(
-            "{}x{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        let pair = NetnsPair {
-            a: format!("dsA{id}"),
-            b: format!("dsB{id}"),
-            vb: "vb".into(),
-        };
-        // Created before the commands run so Drop cleans up whatever part succeeded.
-        ip(&["netns", "add", &pair.a]);
-        ip(&["netns", "add", &pair.b]);
-        ip(&[
-            "link", "add", "va", "address", MAC_A, "netns", &pair.a, "type", "veth", "peer",
-            "name", "vb", "address", MAC_B, "netns", &pair.b,
-        ]);
-        ip(&["-n", &pair.a, "addr", "add", "10.99.0.1/24", "dev", "va"]);
-        ip(&["-n", &pair.b, "addr", "add", "10.99.0.2/24", "dev", "vb"]);
-        for (ns, dev) in [(&pair.a, "va"), (&pair.b, "vb")] {
-            ip(&["-n", ns, "link", "set", dev, "up"]);
-            ip(&["-n", ns, "link", "set", "lo", "up"]);
-        }
-        ip(&[
-            "-n",
-            &pair.a,
-            "neigh",
-            "replace",
-            "10.99.0.2",
-            "lladdr",
-            MAC_B,
-            "dev",
-            "va",
-            "nud",
-            "permanent",
-        ]);
-        ip(&[
-            "-n",
-            &pair.b,
-            "neigh",
-            "replace",
-            "10.99.0.1",
-            "lladdr",
-            MAC_A,
-            "dev",
-            "vb",
-            "nud",
-            "permanent",
-        ]);
-        pair
-    }
-
-    /// Inode of B's network namespace (the `ip netns` bind mount shows the nsfs inode).
-    fn netns_ino_b(&self) -> u32 {
-        let ino = std::fs::metadata(netns_path(&self.b)).unwrap().ino();
-        // Cross-check from inside: this thread's own namespace file.
-        let inside = run_in_netns(&self.b, || {
-            std::fs::metadata("/proc/thread-self/ns/net").unwrap().ino()
-        })
-        .unwrap();
-        assert_eq!(ino, inside);
-        u32::try_from(ino).unwrap()
-    }
-
-    fn ifindex_b(&self) -> u32 {
-        let name = std::ffi::CString::new(self.vb.clone()).unwrap();
-        // SAFETY: if_nametoindex reads a NUL-terminated string.
-        run_in_netns(&self.b, move || unsafe {
-            libc::if_nametoindex(name.as_ptr())
-        })
-        .unwrap()
-    }
-
-    /// Inode of A's network namespace.
-    fn netns_ino_a(&self) -> u32 {
-        u32::try_from(std::fs::metadata(netns_path(&self.a)).unwrap().ino()).unwrap()
-    }
-
-    /// Sends `n` UDP datagrams from A:sport to B:dport, ignoring send errors (a local
-    /// netfilter drop makes sendto fail with EPERM). Returns how many sends failed.
-    fn send_udp_lossy(&self, n: usize, sport: u16, dport: u16) -> usize {
-        run_in_netns(&self.a, move || {
-            let s = UdpSocket::bind(SocketAddrV4::new(IP_A, sport)).unwrap();
-            let payload = [0x5au8; PAYLOAD];
-            (0..n)
-                .filter(|_| s.send_to(&payload, SocketAddrV4::new(IP_B, dport)).is_err())
-                .count()
-        })
-        .unwrap()
-    }
-
-    /// Sends `n` UDP datagrams of PAYLOAD bytes from A:sport to B:dport.
-    fn send_udp(&self, n: usize, sport: u16, dport: u16) {
-        run_in_netns(&self.a, move || {
-            let s = UdpSocket::bind(SocketAddrV4::new(IP_A, sport)).unwrap();
-            let payload = [0x5au8; PAYLOAD];
-            for _ in 0..n {
-                assert_eq!(
-                    s.send_to(&payload, SocketAddrV4::new(IP_B, dport)).unwrap(),
-                    PAYLOAD
-                );
-            }
-        })
-        .unwrap();
-    }
-}
-
-impl Drop for NetnsPair {
-    fn drop(&mut self) {
-        for ns in [&self.a, &self.b] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        }
-    }
 }
 
 /// IPv4/UDP 5-tuple of an Ethernet frame: (src, dst, sport, dport), parsed locally.
@@ -221,7 +81,15 @@ struct Capture {
 
 /// Opens the source, runs `provoke`, collects events of `netns` + 5-tuple until `want`
 /// arrived (or 10 s), then stops (detach, drain) and collects the rest.
-fn capture(netns: u32, sport: u16, dport: u16, want: usize, provoke: impl FnOnce()) -> Capture {
+fn capture(
+    pair: &NetnsPair,
+    netns: u32,
+    sport: u16,
+    dport: u16,
+    want: usize,
+    provoke: impl FnOnce(),
+) -> Capture {
+    let (ip_a, ip_b) = (pair.ip4_a, pair.ip4_b);
     let mut source =
         KernelSource::open(&LoadOptions::default(), 1 << 20).expect("load the kfree_skb program");
     eprintln!("attached with {}", source.mode().as_str());
@@ -234,7 +102,7 @@ fn capture(netns: u32, sport: u16, dport: u16, want: usize, provoke: impl FnOnce
     });
     provoke();
     let is_match =
-        |e: &Event| e.netns == netns && udp4_tuple(&e.data) == Some((IP_A, IP_B, sport, dport));
+        |e: &Event| e.netns == netns && udp4_tuple(&e.data) == Some((ip_a, ip_b, sport, dport));
     let mut matching = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);
     while matching.len() < want && Instant::now() < deadline {
@@ -314,10 +182,12 @@ fn udp_to_closed_port_gives_exactly_n_no_socket_drops() {
     const N: usize = 200;
     let (sport, dport) = (40001, 9);
     let pair = NetnsPair::new();
-    let netns_b = pair.netns_ino_b();
-    let ifindex_b = pair.ifindex_b();
+    let netns_b = pair.inode(&pair.b);
+    let ifindex_b = pair.ifindex(&pair.b, &pair.veth_b);
     let reasons = KernelReasons::load();
-    let c = capture(netns_b, sport, dport, N, || pair.send_udp(N, sport, dport));
+    let c = capture(&pair, netns_b, sport, dport, N, || {
+        pair.send_udp(false, sport, dport, N, PAYLOAD)
+    });
 
     assert_eq!(c.matching.len(), N);
     let no_socket = reasons.value("NO_SOCKET").unwrap();
@@ -341,8 +211,8 @@ fn udp_to_closed_port_gives_exactly_n_no_socket_drops() {
         assert_eq!(e.ifindex, ifindex_b);
         assert_eq!(e.orig_len as usize, frame_len);
         assert_eq!(e.data.len(), frame_len);
-        assert_eq!(&e.data[0..6], &[0x02, 0x00, 0x0a, 0x63, 0x00, 0x02]);
-        assert_eq!(&e.data[6..12], &[0x02, 0x00, 0x0a, 0x63, 0x00, 0x01]);
+        assert_eq!(&e.data[0..6], &pair.mac_b);
+        assert_eq!(&e.data[6..12], &pair.mac_a);
         assert!(e.data[42..].iter().all(|&b| b == 0x5a));
     }
     let first = &c.matching[0];
@@ -370,10 +240,12 @@ fn tc_shot_gives_exactly_n_tc_ingress_drops() {
     const N: usize = 150;
     let (sport, dport) = (40002, 7);
     let pair = NetnsPair::new();
-    let netns_b = pair.netns_ino_b();
+    let netns_b = pair.inode(&pair.b);
     let reasons = KernelReasons::load();
-    let shot = TcShot::attach(&pair.b, &pair.vb).expect("attach tc_shot");
-    let c = capture(netns_b, sport, dport, N, || pair.send_udp(N, sport, dport));
+    let shot = TcShot::attach(&pair.b, &pair.veth_b).expect("attach tc_shot");
+    let c = capture(&pair, netns_b, sport, dport, N, || {
+        pair.send_udp(false, sport, dport, N, PAYLOAD)
+    });
     drop(shot);
 
     assert_eq!(c.matching.len(), N);
@@ -398,7 +270,7 @@ fn tracepoint_fallback_also_counts_exactly() {
     const N: usize = 50;
     let (sport, dport) = (40003, 9);
     let pair = NetnsPair::new();
-    let netns_b = pair.netns_ino_b();
+    let netns_b = pair.inode(&pair.b);
     let opts = LoadOptions {
         attach: AttachMode::Tracepoint,
         ..LoadOptions::default()
@@ -407,14 +279,17 @@ fn tracepoint_fallback_also_counts_exactly() {
     assert_eq!(source.mode(), AttachMode::Tracepoint);
     let (tx, rx) = crossbeam_channel::unbounded::<Batch>();
     let stop = AtomicBool::new(false);
-    pair.send_udp(N, sport, dport);
+    pair.send_udp(false, sport, dport, N, PAYLOAD);
     std::thread::sleep(Duration::from_millis(200));
     stop.store(true, Ordering::Relaxed);
     let stats = source.run(&tx, &stop, 32).unwrap();
     let matching: Vec<Event> = rx
         .try_iter()
         .flat_map(|b| b.events)
-        .filter(|e| e.netns == netns_b && udp4_tuple(&e.data) == Some((IP_A, IP_B, sport, dport)))
+        .filter(|e| {
+            e.netns == netns_b
+                && udp4_tuple(&e.data) == Some((pair.ip4_a, pair.ip4_b, sport, dport))
+        })
         .collect();
     assert_eq!(matching.len(), N);
     let reasons = KernelReasons::load();
@@ -428,7 +303,7 @@ fn tracepoint_fallback_also_counts_exactly() {
             matches!(e.cause, Cause::Kernel { protocol: 0x0800, location, .. } if location != 0)
         );
         assert_eq!(e.link, LinkType::Ethernet);
-        assert_eq!(e.ifindex, pair.ifindex_b());
+        assert_eq!(e.ifindex, pair.ifindex(&pair.b, &pair.veth_b));
         assert_eq!(e.orig_len as usize, frame_len);
         assert_eq!(e.data.len(), frame_len);
     }
@@ -445,7 +320,7 @@ fn load_options_snaplen_is_respected() {
     const N: usize = 20;
     let (sport, dport) = (40004, 9);
     let pair = NetnsPair::new();
-    let netns_b = pair.netns_ino_b();
+    let netns_b = pair.inode(&pair.b);
     let opts = LoadOptions {
         snaplen: 40,
         ..LoadOptions::default()
@@ -454,17 +329,16 @@ fn load_options_snaplen_is_respected() {
     assert_eq!(source.config().snaplen, 40);
     let (tx, rx) = crossbeam_channel::unbounded::<Batch>();
     let stop = AtomicBool::new(false);
-    pair.send_udp(N, sport, dport);
+    pair.send_udp(false, sport, dport, N, PAYLOAD);
     std::thread::sleep(Duration::from_millis(200));
     stop.store(true, Ordering::Relaxed);
     source.run(&tx, &stop, 8).unwrap();
     // With 40 bytes the UDP ports are cut off: match on netns + IP header instead.
+    let ips: Vec<u8> = [pair.ip4_a.octets(), pair.ip4_b.octets()].concat();
     let matching: Vec<Event> = rx
         .try_iter()
         .flat_map(|b| b.events)
-        .filter(|e| {
-            e.netns == netns_b && e.data.get(26..34) == Some(&[10, 99, 0, 1, 10, 99, 0, 2][..])
-        })
+        .filter(|e| e.netns == netns_b && e.data.get(26..34) == Some(&ips[..]))
         .collect();
     assert_eq!(matching.len(), N);
     for e in &matching {
@@ -485,7 +359,7 @@ fn netfilter_output_drop_is_l3_with_socket_netns() {
     const N: usize = 30;
     let (sport, dport) = (40005, 9);
     let pair = NetnsPair::new();
-    let netns_a = pair.netns_ino_a();
+    let netns_a = pair.inode(&pair.a);
     let nft = |rule: &str| {
         let out = Command::new("ip")
             .args(["netns", "exec", &pair.a, "nft", rule])
@@ -504,7 +378,7 @@ fn netfilter_output_drop_is_l3_with_socket_netns() {
     let (tx, rx) = crossbeam_channel::unbounded::<Batch>();
     let stop = AtomicBool::new(false);
     assert_eq!(
-        pair.send_udp_lossy(N, sport, dport),
+        pair.send_udp_lossy(sport, dport, N, PAYLOAD),
         N,
         "every send fails with EPERM"
     );
@@ -521,7 +395,8 @@ fn netfilter_output_drop_is_l3_with_socket_netns() {
         .try_iter()
         .flat_map(|b| b.events)
         .filter(|e| {
-            e.link == LinkType::RawIp && l3_tuple(&e.data) == Some((IP_A, IP_B, sport, dport))
+            e.link == LinkType::RawIp
+                && l3_tuple(&e.data) == Some((pair.ip4_a, pair.ip4_b, sport, dport))
         })
         .collect();
     assert_eq!(matching.len(), N);
@@ -556,7 +431,7 @@ fn ring_full_is_counted_and_reconciles() {
     const N: usize = 2000;
     let (sport, dport) = (40006, 9);
     let pair = NetnsPair::new();
-    let netns_b = pair.netns_ino_b();
+    let netns_b = pair.inode(&pair.b);
     let opts = LoadOptions {
         ring_bytes_per_cpu: 0,
         auto_storm: false,
@@ -564,7 +439,7 @@ fn ring_full_is_counted_and_reconciles() {
     };
     let mut source = KernelSource::open(&opts, 1 << 20).unwrap();
     // Nobody reads the ring while the burst arrives.
-    pair.send_udp(N, sport, dport);
+    pair.send_udp(false, sport, dport, N, PAYLOAD);
     std::thread::sleep(Duration::from_millis(200));
     let (tx, rx) = crossbeam_channel::unbounded::<Batch>();
     let stop = AtomicBool::new(true);
@@ -572,7 +447,10 @@ fn ring_full_is_counted_and_reconciles() {
     let delivered_ours = rx
         .try_iter()
         .flat_map(|b| b.events)
-        .filter(|e| e.netns == netns_b && udp4_tuple(&e.data) == Some((IP_A, IP_B, sport, dport)))
+        .filter(|e| {
+            e.netns == netns_b
+                && udp4_tuple(&e.data) == Some((pair.ip4_a, pair.ip4_b, sport, dport))
+        })
         .count();
     let k = source.kernel_counters().unwrap();
     let no_socket = KernelReasons::load().value("NO_SOCKET").unwrap();

@@ -2,14 +2,12 @@
 //! tests in network namespaces they create: real tc programs on a real veth, the file read
 //! back by tshark, the interface's own counters as the ground truth for what passed.
 
-mod common;
-
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 /// The interface's own packet counters (rx, tx), read inside its namespace.
 fn if_counters(ns: &str, dev: &str) -> (u64, u64) {

@@ -10,13 +10,11 @@
 //! Also: a capture is refused, with one line and nothing written, while a Unix socket
 //! answers at `--cilium-socket` (the agent is up), and a missing map path is named.
 
-mod common;
-
 use std::os::fd::{AsFd as _, AsRawFd as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use common::*;
+use crate::common::*;
 use engine::kernel::testing::raw;
 
 /// Cilium's drop reason "Policy denied" (DROP_POLICY).

@@ -4,14 +4,12 @@
 //! The packets, reasons and flow table must come back as the original capture had them, and
 //! tshark must read the file and filter on the reasons.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::*;
+use crate::common::*;
 
 fn build_sim(dir: &Path) -> Option<PathBuf> {
     engine::cilium_socket::agent_sim::build(dir)

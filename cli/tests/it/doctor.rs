@@ -2,11 +2,9 @@
 //! load and attach of the program; without privileges (setpriv to nobody) the capabilities
 //! and the attach check fail, naming the missing capabilities, and the exit status says so.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 #[test]
 fn doctor_passes_as_root_and_names_missing_capabilities_otherwise() {

@@ -3,14 +3,12 @@
 //! classic BPF runs in user space); the capture file must hold exactly the selected flows'
 //! packets, and the books must say what was turned away, per reason.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 fn reason_row<'a>(s: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
     s["accounting"]["reasons"]

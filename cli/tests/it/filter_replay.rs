@@ -3,12 +3,10 @@
 //! packets kept (bytes and times, as `tcpdump -xx` prints them) must be identical. Also the
 //! bad-expression contract: one line with libpcap's message, exit 2, no file left.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 /// A tiny deterministic generator (xorshift), so the capture is the same on every run.
 struct Rng(u64);

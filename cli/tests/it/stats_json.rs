@@ -2,9 +2,7 @@
 //! document keeps and in what order, how many it says it left out, where it is written, and
 //! the one-line errors.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
