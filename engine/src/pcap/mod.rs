@@ -13,6 +13,9 @@ mod cursor;
 mod file_source;
 pub mod linktype;
 mod output;
+mod pcap_reader;
+mod pcapng_reader;
+mod read_step;
 pub use output::is_special as output_is_special;
 mod pcap_writer;
 mod pcapng_writer;
@@ -26,7 +29,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 pub use crate::event::LinkType;
-pub use file_source::{FileSource, ReadError, ReadStats, SourceFormat};
+pub use file_source::{FileSource, ReadError, SourceFormat};
+pub use read_step::ReadStats;
 
 /// The largest snap length the writers use; 0 (or anything larger) given to [`create`] means
 /// this. It is what tcpdump and libpcap accept for Ethernet.
