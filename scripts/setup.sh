@@ -5,7 +5,7 @@
 #     golang-go, hyperfine
 #   - nightly rust-src (for -Z build-std=core, used to build the eBPF object)
 #   - bpf-linker 0.13.0, linked against the nightly toolchain's own LLVM
-#     (Debian's LLVM is too old for it; see shared/docs/ebpf-toolchain.md)
+#     (Debian's LLVM is too old for it; see docs/engineering.md)
 #   - cargo-fuzz (libFuzzer targets of every decoder, scripts/fuzz.sh)
 #   - kubernetes-validate (PyPI, pinned), in its own venv: cli/tests/it/deploy.rs validates
 #     deploy/kubernetes/ against the Kubernetes schemas the package carries (no network)

@@ -1,6 +1,6 @@
 //! The event ABI shared by dropscope's eBPF programs (capture-ebpf) and user space (engine).
 //!
-//! Rules (see shared/docs/design.md): fields are fixed-width integers and byte arrays only,
+//! Rules (see docs/engineering.md): fields are fixed-width integers and byte arrays only,
 //! padding is explicit, every size and offset is asserted at compile time, and a test in
 //! engine compares these layouts with the BTF of the built eBPF object. User space never
 //! trusts a length in a record: it reads `min(cap_len, bytes present)`.

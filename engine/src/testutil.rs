@@ -1,6 +1,6 @@
 //! Helpers shared by the unit tests (compiled for tests only).
 
-/// Bytes from a hex string such as the vectors of shared/refs/cilium/vectors.md.
+/// Bytes from a hex string such as the vectors of docs/cilium-vectors.md.
 pub fn hex(s: &str) -> Vec<u8> {
     (0..s.len())
         .step_by(2)

@@ -109,7 +109,7 @@ func withType(t byte, v string) []byte {
 	return b
 }
 
-// Packets from vectors.md §10.
+// Packets from docs/cilium-vectors.md §10.
 var (
 	pktTCPACK = mustHex("0233456789ab0123456789ab0800450000280001000040066abc0102030405060708005001bb0000000000000000501020007db60000")
 	pktTCPSYN = mustHex("0233456789ab0123456789ab0800450000280001000040066abc0102030405060708005001bb0000000000000000500220007dc40000")
@@ -125,7 +125,7 @@ func perfPad(b []byte) []byte {
 	return b
 }
 
-// dropV3 builds a drop_notify version 3 (48 bytes, FORMAT.md §4.1) followed by pkt.
+// dropV3 builds a drop_notify version 3 (48 bytes, docs/cilium-formats.md §4.1) followed by pkt.
 func dropV3(reason uint8, src uint16, hash uint32, pkt []byte, ifindex uint32) []byte {
 	h := make([]byte, 48)
 	h[0] = 1
@@ -152,7 +152,7 @@ func capture6(pkt []byte) []byte {
 	return perfPad(append(h, pkt...))
 }
 
-// samples[t] lists raw samples of message type t (vectors.md).
+// samples[t] lists raw samples of message type t (docs/cilium-vectors.md).
 func samples() map[int][][]byte {
 	drops := [][]byte{
 		dropV3(133, 0x0203, 0x04050607, pktTCPACK, 7),

@@ -8,7 +8,7 @@
 //! * [`summary`] – the one-line connection summary (`GetConnectionSummary`);
 //! * [`format`] – `cilium monitor` text lines and JSON lines.
 //!
-//! The reference is `shared/refs/cilium/FORMAT.md` (cilium `aeb2d1b68e0e`). Nothing in this
+//! The reference is `docs/cilium-formats.md` (cilium `aeb2d1b68e0e`). Nothing in this
 //! module panics on untrusted bytes.
 
 pub mod format;

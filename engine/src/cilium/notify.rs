@@ -1,6 +1,6 @@
 //! Byte-exact decoding of the notifications Cilium's datapath writes to the `cilium_events`
-//! perf ring (FORMAT.md §2–§7): drop, trace, policy verdict, debug, debug capture, socket
-//! trace and the removed pcap-recorder capture.
+//! perf ring (docs/cilium-formats.md §2–§7): drop, trace, policy verdict, debug, debug
+//! capture, socket trace and the removed pcap-recorder capture.
 //!
 //! Validation follows Cilium's Go decoders (`pkg/monitor/datapath_*.go` at `aeb2d1b68e0e`):
 //! the same minimum lengths per type and version, the same version checks, native-endian
@@ -181,7 +181,7 @@ pub enum PolicyVerdictLayout {
     Len32,
 }
 
-/// Choice of the layouts the version byte does not identify (FORMAT.md §14.1).
+/// Choice of the layouts the version byte does not identify (docs/cilium-formats.md §14.1).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Layout {
     pub drop_v0: DropV0Layout,
@@ -695,7 +695,7 @@ impl DebugCapture {
         (self.arg1 as u16).swap_bytes()
     }
 
-    /// The proxy port as Hubble reads it (`ntohl(arg1)`), see FORMAT.md §7.2.
+    /// The proxy port as Hubble reads it (`ntohl(arg1)`), see docs/cilium-formats.md §7.2.
     pub fn proxy_port_hubble(&self) -> u32 {
         u32::from_be_bytes(self.arg1.to_ne_bytes())
     }
@@ -1030,7 +1030,7 @@ mod tests {
 
     use crate::testutil::hex;
 
-    // vectors.md §1
+    // docs/cilium-vectors.md §1
     const DROP_V1: &str = "00010302070605040b0a0908100e010014131211181716151c1b1a191e1d202125242322000000000000000000000000";
     const DROP_V3: &str = "00010302070605040b0a0908100e030014131211181716151c1b1a191e1d2021252423220f0000009900000000000000";
     const DROP_V2: &str = "00010302070605040b0a0908100e020014131211181716151c1b1a191e1d202125242322000000000000000000000000";
@@ -1151,7 +1151,8 @@ mod tests {
                 header_len: 36,
             }
         );
-        // Through decode(): bytes 36..48 are the packet; len_cap 3600 > 12 present (§14 trap).
+        // Through decode(): bytes 36..48 are the packet; len_cap 3600 > 12 present
+        // (docs/cilium-formats.md §14 trap).
         let b = with_type(b, NOTIFY_DROP);
         let d = decode(&b, &DecodeOptions::default()).unwrap();
         assert_eq!(d.header_len, 36);
@@ -1297,7 +1298,8 @@ mod tests {
         );
         assert_eq!((n.line, n.file, n.ext_error, n.ifindex), (0, 0, 0, 0));
         assert_eq!(d.packet, &[0x45, 0x00, 0x00, 0x54]);
-        // The same bytes read with the 36-byte layout take the packet as ifindex (§4.6).
+        // The same bytes read with the 36-byte layout take the packet as ifindex
+        // (docs/cilium-formats.md §4.6).
         let d = decode(&b, &DecodeOptions::default()).unwrap();
         let Notification::Drop(n) = d.notification else {
             panic!("not a drop")

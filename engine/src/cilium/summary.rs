@@ -37,7 +37,8 @@ pub struct SummaryOpts {
 }
 
 impl SummaryOpts {
-    /// From the `CLS_FLAG_*` byte of drop and trace notifications (§9.4).
+    /// From the `CLS_FLAG_*` byte of drop and trace notifications
+    /// (docs/cilium-formats.md §9.4).
     pub fn from_cls_flags(flags: u8) -> Self {
         SummaryOpts {
             ipv6: flags & 0x01 != 0,
@@ -1221,7 +1222,7 @@ mod tests {
 
     #[test]
     fn ipv6_formats() {
-        // vectors §6.2 packet: IPv6 ICMPv6 NS (86 bytes of len_cap).
+        // docs/cilium-vectors.md §6.2 packet: IPv6 ICMPv6 NS (86 bytes of len_cap).
         let pkt = hex("3333ff00b3e5129106e2221a86dd6000000000203affff0200000000000000000001ff00b3e5f00d0000000000000a100000000091958700507500000000f00d0000000000000a1000000000b3e50101129106e2221a");
         assert_eq!(
             connection_summary(&pkt, SummaryOpts::default()).to_string(),

@@ -269,7 +269,7 @@ pub const DROP_POLICY_AUTH_REQUIRED: u8 = 189;
 /// `BPF_FIB_MAP_NO_NEIGH` (`bpf/lib/common.h`).
 pub const BPF_FIB_MAP_NO_NEIGH: i8 = 100;
 
-/// What a drop's `ext_error` means for its reason (§4.5).
+/// What a drop's `ext_error` means for its reason (docs/cilium-formats.md §4.5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExtErrorMeaning {
     /// 0: no extended error.
@@ -752,8 +752,8 @@ pub fn debug_subtype_name(subtype: u8) -> Option<&'static str> {
 }
 
 /// What Cilium's Go constants call `subtype`: they omit `DBG_SKIP_POLICY`, so Go's 66 is
-/// C's `DBG_LB6_LOOPBACK_SNAT`, Go's 67 is `..._REV`, and Go has no 68 (§9.6). `cilium
-/// monitor`'s debug text follows this numbering.
+/// C's `DBG_LB6_LOOPBACK_SNAT`, Go's 67 is `..._REV`, and Go has no 68
+/// (docs/cilium-formats.md §9.6). `cilium monitor`'s debug text follows this numbering.
 pub fn debug_subtype_go_name(subtype: u8) -> Option<&'static str> {
     match subtype {
         0..=65 => debug_subtype_name(subtype),

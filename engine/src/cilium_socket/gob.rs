@@ -1,5 +1,6 @@
 //! A streaming decoder for the part of Go's `encoding/gob` wire format that Cilium's monitor
-//! socket uses (FORMAT.md §11.3), plus a tiny encoder for tests, benches and simulators.
+//! socket uses (docs/cilium-formats.md §11.3), plus a tiny encoder for tests, benches and
+//! simulators.
 //!
 //! The socket carries one gob stream per connection: a sequence of messages, each
 //! `uint length ‖ int type id ‖ body`. A negative id defines type `-id` (the body is a
@@ -1095,9 +1096,10 @@ mod tests {
 
     use crate::testutil::hex;
 
-    /// vectors.md §11.1: Payload{Data:{1,2,3,4}, Lost:5243, CPU:12, Type:9}, fresh encoder.
+    /// docs/cilium-vectors.md §11.1: Payload{Data:{1,2,3,4}, Lost:5243, CPU:12, Type:9},
+    /// fresh encoder.
     const V11_1: &str = "38ff81030101075061796c6f616401ff82000104010444617461010a00010343505501040001044c6f7374010600010454797065010400000011ff82010401020304011801fe147b011200";
-    /// vectors.md §11.3 inner AgentNotify stream (without the 0x82 prefix).
+    /// docs/cilium-vectors.md §11.3 inner AgentNotify stream (without the 0x82 prefix).
     const V11_3_INNER: &str = "2bff830301010b4167656e744e6f7469667901ff84000102010454797065010600010454657874010c00000026ff840102011f7b2274696d65223a22323032342d30312d30315430303a30303a30305a227d00";
 
     #[test]

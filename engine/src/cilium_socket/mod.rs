@@ -1,5 +1,5 @@
 //! Cilium agent's monitor socket: the gob stream of `payload.Payload` the agent writes to
-//! every listener of `/var/run/cilium/monitor1_2.sock` (FORMAT.md §11), decoded into
+//! every listener of `/var/run/cilium/monitor1_2.sock` (docs/cilium-formats.md §11), decoded into
 //! [`MonitorMessage`]s; raw recordings of that stream and their replay; files of raw
 //! notification records.
 //!

@@ -1,5 +1,6 @@
-//! Cilium's monitor `Payload` and what it carries (FORMAT.md §11.3–11.4): an incremental
-//! decoder from gob stream bytes to [`MonitorMessage`]s, with counters for everything.
+//! Cilium's monitor `Payload` and what it carries (docs/cilium-formats.md §11.3–11.4): an
+//! incremental decoder from gob stream bytes to [`MonitorMessage`]s, with counters for
+//! everything.
 //!
 //! [`PayloadStream`] is fed raw socket (or recording) bytes in chunks of any size; it keeps
 //! an incomplete message until the rest arrives and cuts every sample's bytes out of the
@@ -37,8 +38,8 @@ pub struct Payload {
 /// One decoded monitor payload.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MonitorMessage {
-    /// `Type` 9 with `Data[0]` in 1..=7: a raw datapath notification (FORMAT.md §2–§7),
-    /// possibly with up to 7 bytes of perf padding at the end.
+    /// `Type` 9 with `Data[0]` in 1..=7: a raw datapath notification
+    /// (docs/cilium-formats.md §2–§7), possibly with up to 7 bytes of perf padding at the end.
     Sample { cpu: i64, data: Bytes },
     /// `Type` 2: the perf ring of `cpu` lost `count` records.
     Lost { cpu: i64, count: u64 },

@@ -1,5 +1,5 @@
-//! [`CiliumSocketSource`]: reads Cilium agent's monitor socket (protocol 1.2, FORMAT.md §11.2)
-//! and hands decoded [`MonitorMessage`]s on in batches.
+//! [`CiliumSocketSource`]: reads Cilium agent's monitor socket (protocol 1.2,
+//! docs/cilium-formats.md §11.2) and hands decoded [`MonitorMessage`]s on in batches.
 //!
 //! Each connection is one gob stream with its own type definitions, so the decoder is reset
 //! on every connection. When the agent closes the socket (restart, upgrade) or sends bytes

@@ -5,7 +5,7 @@
 //! program beside that fact.
 //!
 //! Cilium rows cite cilium/cilium at the reference commit of
-//! `/work/shared/refs/cilium/FORMAT.md` (main `aeb2d1b68e0e`), kernel rows cite Linux 6.18.
+//! `docs/cilium-formats.md` (main `aeb2d1b68e0e`), kernel rows cite Linux 6.18.
 //! Map names are Cilium's pin names (`pkg/maps/*`); a `*` ends a prefix.
 //!
 //! Must never: claim a cause for a reason the table does not list, or say a map explains a

@@ -1,14 +1,14 @@
 //! Hubble flow JSON lines: `hubble observe -o jsonpb` (`{"flow":{…},"node_name":…,"time":…}`,
 //! a `GetFlowsResponse`), `hubble observe -o json` (the `Flow` object itself), and the
 //! exporter's `events.log` (`observer.ExportEvent`: `{"flow":…}`, `{"lost_events":…}`,
-//! `{"agent_event":…}`, `{"debug_event":…}`), FORMAT.md §13.
+//! `{"agent_event":…}`, `{"debug_event":…}`), docs/cilium-formats.md §13.
 //!
 //! Hubble writes protojson with proto field names (`drop_reason_desc`, `event_type`,
 //! `node_name`); the lowerCamel names protojson uses without `UseProtoNames`
 //! (`dropReasonDesc`, `eventType`, `nodeName`, …) are accepted too, as are enums written as
 //! numbers and uint64 written as strings or numbers.
 //!
-//! Mapping a flow to a Cilium notification (FORMAT.md §13.2, read backwards):
+//! Mapping a flow to a Cilium notification (docs/cilium-formats.md §13.2, read backwards):
 //! * `event_type.type` 1, or no event type and verdict `DROPPED` → [`DropNotify`]: the reason
 //!   from `drop_reason_desc` (the `flow.proto DropReason` name mapped back to its code with
 //!   the proto column of drop_reasons_full.tsv, or a bare number), else `drop_reason`, else
@@ -29,7 +29,7 @@
 //!
 //! `lost_events` → [`Notice::Lost`] (cpu −1 when Hubble gives none, e.g. observer-queue
 //! loss); `agent_event` → [`Notice::Agent`] with Cilium's `AgentNotification` number (Hubble
-//! renumbers them, FORMAT.md §11) and the event's JSON as text; `debug_event` → a
+//! renumbers them, docs/cilium-formats.md §11) and the event's JSON as text; `debug_event` → a
 //! [`DebugMsg`] record when its type has a `DBG_*` name, else [`Notice::Unknown`].
 //!
 //! Skips, by kind: `empty`, `not_a_record` (no `{`: prompts, the tail of a wrapped line),
@@ -589,8 +589,8 @@ fn verdict_of(v: Option<&Value>) -> Verdict {
 
 /// `flow.proto DropReason` name → code, from the proto column of drop_reasons_full.tsv
 /// (every code 0–255 that has a proto name there: 0 `DROP_REASON_UNKNOWN`, 130–205 but 159;
-/// note 136/161 carry proto names that disagree with the datapath's meaning, FORMAT.md §9.1 —
-/// the code is still the one Hubble wrote).
+/// note 136/161 carry proto names that disagree with the datapath's meaning,
+/// docs/cilium-formats.md §9.1 — the code is still the one Hubble wrote).
 fn drop_reason_codes() -> &'static HashMap<&'static str, u8> {
     static T: OnceLock<HashMap<&'static str, u8>> = OnceLock::new();
     T.get_or_init(|| {
@@ -633,9 +633,9 @@ fn obs_point_of(v: Option<&Value>) -> Option<u8> {
     }
 }
 
-/// Hubble `TraceReason` → the datapath's reason (FORMAT.md §9.3 backwards: Hubble adds 1
-/// below 5 and writes 5 as 0). protojson omits a zero enum, so an absent reason is
-/// `TRACE_REASON_UNKNOWN`, the datapath's 5.
+/// Hubble `TraceReason` → the datapath's reason (docs/cilium-formats.md §9.3 backwards:
+/// Hubble adds 1 below 5 and writes 5 as 0). protojson omits a zero enum, so an absent reason
+/// is `TRACE_REASON_UNKNOWN`, the datapath's 5.
 fn trace_reason_of(v: Option<&Value>) -> u8 {
     let n = match v.and_then(|v| v.as_str()) {
         Some(s) => match s {
@@ -659,8 +659,9 @@ fn trace_reason_of(v: Option<&Value>) -> u8 {
     }
 }
 
-/// Hubble `AgentEventType` → Cilium's `AgentNotification` number (FORMAT.md §11: Hubble
-/// renumbers: POLICY_UPDATED 3 is Cilium's 5, ENDPOINT_REGENERATE_SUCCESS 5 is Cilium's 3…).
+/// Hubble `AgentEventType` → Cilium's `AgentNotification` number (docs/cilium-formats.md
+/// §11.4: Hubble renumbers: POLICY_UPDATED 3 is Cilium's 5, ENDPOINT_REGENERATE_SUCCESS 5 is
+/// Cilium's 3…).
 fn agent_kind(v: Option<&Value>) -> u32 {
     let hubble = match v.and_then(|v| v.as_str()) {
         Some(s) => match s {
@@ -1425,7 +1426,7 @@ mod tests {
             EXPORT.trim_end()
         ]));
         assert!(looks_like_hubble(&MIXED.lines().collect::<Vec<_>>()));
-        // cilium monitor -j (FORMAT.md §12 keys) and our own lines are not Hubble's.
+        // cilium monitor -j (docs/cilium-formats.md §12 keys) and our own lines are not Hubble's.
         let monitor = r#"{"cpu":"CPU 01","type":"drop","mark":"0x0","reason":"Policy denied","source":0,"bytes":54,"srcLabel":12345,"dstLabel":680,"dstID":0,"Line":0,"File":0,"ExtError":0,"Ifindex":9}"#;
         assert!(!looks_like_hubble(&[monitor, monitor]));
         let own =

@@ -2,14 +2,14 @@
 //! [`crate::cilium::format::Formatter`] with [`crate::cilium::format::Verbosity::Json`].
 //!
 //! Two dialects, told apart per object:
-//! * Cilium's (`pkg/monitor/datapath_*.go` `*Verbose` structs, FORMAT.md §12): `type` is
-//!   `drop` / `trace` / `debug` / `capture` / `agent`, `cpu` is the `"CPU 01:"` prefix, `mark`
-//!   is `%#x` of the hash; drops carry `reason` (the `DropReasonExt` text), `source`, `bytes`
-//!   (orig length), `srcLabel`, `dstLabel`, `dstID`, `Line`, `File`, `ExtError`, `Ifindex`,
-//!   `IPTraceID`; traces `state`, `observationPoint`, `ifindex` (a name or number), `dstID`,
-//!   `IpTraceID`; `summary` is a `DissectSummary` object (gopacket layer strings and `l3`/`l4`
-//!   flows) for drops and traces, the connection-summary string for captures. `bytes` of a
-//!   capture is its captured length.
+//! * Cilium's (`pkg/monitor/datapath_*.go` `*Verbose` structs, docs/cilium-formats.md §12):
+//!   `type` is `drop` / `trace` / `debug` / `capture` / `agent`, `cpu` is the `"CPU 01:"`
+//!   prefix, `mark` is `%#x` of the hash; drops carry `reason` (the `DropReasonExt` text),
+//!   `source`, `bytes` (orig length), `srcLabel`, `dstLabel`, `dstID`, `Line`, `File`,
+//!   `ExtError`, `Ifindex`, `IPTraceID`; traces `state`, `observationPoint`, `ifindex` (a
+//!   name or number), `dstID`, `IpTraceID`; `summary` is a `DissectSummary` object (gopacket
+//!   layer strings and `l3`/`l4` flows) for drops and traces, the connection-summary string
+//!   for captures. `bytes` of a capture is its captured length.
 //! * dropscope's: `type` is `drop` / `trace` / `policy_verdict` / `debug` / `debug_capture` /
 //!   `trace_sock` / `recorder_capture`, every struct field under its Rust name (`msg_type`
 //!   marks the dialect), `cpu` a number or null, `summary` the connection-summary string.

@@ -1,6 +1,6 @@
 //! `cilium monitor` / `cilium-dbg monitor` text, at every verbosity: the inverse of
-//! [`crate::cilium::format::Formatter`] (and of Go's `pkg/monitor/datapath_*.go`, FORMAT.md
-//! §12).
+//! [`crate::cilium::format::Formatter`] (and of Go's `pkg/monitor/datapath_*.go`,
+//! docs/cilium-formats.md §12).
 //!
 //! * INFO (default) and DEBUG (`-v`): one line per drop / trace / policy verdict / debug
 //!   capture, `CPU xx: MARK ... DEBUG:` debug messages and `CPU xx: [..] cgroup_id:` socket
@@ -1281,7 +1281,7 @@ enum Kind {
     Other,
 }
 
-/// How the lines of records begin (the formats of FORMAT.md §12).
+/// How the lines of records begin (the formats of docs/cilium-formats.md §12).
 const RECORD_PREFIXES: [&str; 10] = [
     "xx drop (",
     "Policy verdict log: ",

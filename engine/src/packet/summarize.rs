@@ -916,7 +916,7 @@ mod tests {
         v
     }
 
-    /// Real packets from Cilium's own tests (/work/shared/refs/cilium/vectors.md §6, §10).
+    /// Real packets from Cilium's own tests (docs/cilium-vectors.md §6, §10).
     fn vector_cases() -> Vec<Case> {
         let mac_a = [0x01, 0x23, 0x45, 0x67, 0x89, 0xab];
         let mac_b = [0x02, 0x33, 0x45, 0x67, 0x89, 0xab];
