@@ -118,54 +118,16 @@ impl NetnsPair {
         }
         // Neighbours fixed so no ARP/ND traffic or delay interferes with exact counts.
         let (ma, mb) = (mac_text(&p.mac_a), mac_text(&p.mac_b));
-        sh(&[
-            "ip",
-            "-n",
-            &p.a,
-            "neigh",
-            "replace",
-            &p.ip4_b.to_string(),
-            "lladdr",
-            &mb,
-            "dev",
-            &p.veth_a,
-        ]);
-        sh(&[
-            "ip",
-            "-n",
-            &p.a,
-            "neigh",
-            "replace",
-            &p.ip6_b.to_string(),
-            "lladdr",
-            &mb,
-            "dev",
-            &p.veth_a,
-        ]);
-        sh(&[
-            "ip",
-            "-n",
-            &p.b,
-            "neigh",
-            "replace",
-            &p.ip4_a.to_string(),
-            "lladdr",
-            &ma,
-            "dev",
-            &p.veth_b,
-        ]);
-        sh(&[
-            "ip",
-            "-n",
-            &p.b,
-            "neigh",
-            "replace",
-            &p.ip6_a.to_string(),
-            "lladdr",
-            &ma,
-            "dev",
-            &p.veth_b,
-        ]);
+        for (ns, dev, peer_ip, peer_mac) in [
+            (&p.a, &p.veth_a, p.ip4_b.to_string(), &mb),
+            (&p.a, &p.veth_a, p.ip6_b.to_string(), &mb),
+            (&p.b, &p.veth_b, p.ip4_a.to_string(), &ma),
+            (&p.b, &p.veth_b, p.ip6_a.to_string(), &ma),
+        ] {
+            sh(&[
+                "ip", "-n", ns, "neigh", "replace", &peer_ip, "lladdr", peer_mac, "dev", dev,
+            ]);
+        }
         p
     }
 
