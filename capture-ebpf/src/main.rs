@@ -522,20 +522,10 @@ fn pkt_counter(ifindex: u32, netns_ino: u32, dir: u8) -> Option<*mut PktCounter>
         ring_full: 0,
         busy: 0,
     };
-    if PKT_COUNTS
-        .insert(key, first, u64::from(BPF_NOEXIST))
-        .is_ok()
-    {
-        return PKT_COUNTS.get_ptr_mut(key);
-    }
-    // Inserted by another CPU meanwhile: count in our slot of its entry.
-    if let Some(c) = PKT_COUNTS.get_ptr_mut(key) {
-        // SAFETY: as above.
-        unsafe { (*c).seen += 1 };
-        return Some(c);
-    }
-    stat_inc(STAT_PKT_MAP_FULL);
-    None
+    insert_counted(&PKT_COUNTS, key, first, STAT_PKT_MAP_FULL, |c| {
+        // SAFETY: this CPU's value; one writer (see on_packet).
+        unsafe { (*c).seen += 1 }
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1707,19 +1697,32 @@ fn count_seen(reason: u32) -> Option<*mut ReasonCounter> {
         not_copied: 0,
         filtered: 0,
     };
-    if REASON_COUNTS
-        .insert(reason, first, u64::from(BPF_NOEXIST))
-        .is_ok()
-    {
-        return REASON_COUNTS.get_ptr_mut(reason);
-    }
-    // Another CPU may have inserted the key first (EEXIST): count in our slot of its entry.
-    if let Some(c) = REASON_COUNTS.get_ptr_mut(reason) {
+    insert_counted(&REASON_COUNTS, reason, first, STAT_REASON_MAP_FULL, |c| {
         // SAFETY: per-CPU slot; see stat_inc.
-        unsafe { (*c).seen += 1 };
+        unsafe { (*c).seen += 1 }
+    })
+}
+
+/// Counts an event under a key this CPU's slot of `map` does not hold yet: inserts `first`
+/// (which counts it), or, when another CPU inserted the key meanwhile (EEXIST), counts it
+/// with `bump` in this CPU's slot of that entry. `None`, and the statistic `full_stat`, when
+/// the map has no room for the key.
+#[inline(always)]
+fn insert_counted<K, V>(
+    map: &PerCpuHashMap<K, V>,
+    key: K,
+    first: V,
+    full_stat: u32,
+    bump: impl Fn(*mut V),
+) -> Option<*mut V> {
+    if map.insert(&key, &first, u64::from(BPF_NOEXIST)).is_ok() {
+        return map.get_ptr_mut(&key);
+    }
+    if let Some(c) = map.get_ptr_mut(&key) {
+        bump(c);
         return Some(c);
     }
-    stat_inc(STAT_REASON_MAP_FULL);
+    stat_inc(full_stat);
     None
 }
 
