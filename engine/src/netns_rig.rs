@@ -17,6 +17,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Condvar, Mutex};
 
 /// Runs a command; panics with its stderr when it fails.
 pub fn sh(args: &[&str]) -> Output {
@@ -34,6 +35,8 @@ pub fn sh(args: &[&str]) -> Output {
 
 /// Two namespaces joined by a veth pair: A (10.x.y.1, fd00:x:y::1) <-> B (.2, ::2).
 pub struct NetnsPair {
+    /// Held while the pair lives (dropped after the namespaces are deleted).
+    _area: AreaGuard,
     pub a: String,
     pub b: String,
     pub veth_a: String,
@@ -56,6 +59,7 @@ impl NetnsPair {
         let x = (std::process::id() % 200) as u8 + 20;
         let y = (n % 250) as u8 + 1;
         let p = NetnsPair {
+            _area: area_guard(),
             a: format!("dsa{id}"),
             b: format!("dsb{id}"),
             veth_a: format!("dva{id}"),
@@ -215,4 +219,54 @@ fn mac_text(m: &[u8; 6]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
         .join(":")
+}
+
+/// The area a test belongs to: the first part of its name (`storm::x` -> `storm`), which
+/// libtest gives the thread that runs it.
+fn test_area() -> Option<String> {
+    let t = std::thread::current();
+    let name = t.name()?;
+    // Not a test's own thread (a thread a test spawned, or `main` with one test thread):
+    // nothing to tell apart.
+    if name == "main" || !name.contains("::") {
+        return None;
+    }
+    name.split("::").next().map(str::to_string)
+}
+
+static AREA: Mutex<(Option<String>, usize)> = Mutex::new((None, 0));
+static AREA_FREE: Condvar = Condvar::new();
+
+/// While held, root tests of other areas wait. Each integration-test binary holds many
+/// areas (modules); their live tests count drops kernel-wide (a filter's `filtered`, a
+/// reason's total), so two areas must not provoke drops at once. Tests of one area may, as
+/// they were written to (they ran together when each area was its own binary).
+pub struct AreaGuard(bool);
+
+/// Waits until no other area's test holds the network, then holds it for this test's area.
+pub fn area_guard() -> AreaGuard {
+    let Some(area) = test_area() else {
+        return AreaGuard(false);
+    };
+    let mut st = AREA.lock().unwrap_or_else(|e| e.into_inner());
+    while st.0.as_ref().is_some_and(|a| *a != area) {
+        st = AREA_FREE.wait(st).unwrap_or_else(|e| e.into_inner());
+    }
+    st.0 = Some(area);
+    st.1 += 1;
+    AreaGuard(true)
+}
+
+impl Drop for AreaGuard {
+    fn drop(&mut self) {
+        if !self.0 {
+            return;
+        }
+        let mut st = AREA.lock().unwrap_or_else(|e| e.into_inner());
+        st.1 = st.1.saturating_sub(1);
+        if st.1 == 0 {
+            st.0 = None;
+            AREA_FREE.notify_all();
+        }
+    }
 }

@@ -105,6 +105,7 @@ impl Drop for TempDir {
 
 /// A `dropscope capture` running in the background until [`LiveCapture::stop`].
 pub struct LiveCapture {
+    _area: engine::netns_rig::AreaGuard,
     child: std::process::Child,
     stderr_lines: std::sync::mpsc::Receiver<String>,
     seen: Vec<String>,
@@ -136,6 +137,7 @@ impl LiveCapture {
             }
         });
         let mut cap = LiveCapture {
+            _area: engine::netns_rig::area_guard(),
             child,
             stderr_lines: rx,
             seen: Vec::new(),

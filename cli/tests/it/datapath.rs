@@ -151,6 +151,7 @@ static SEQ: AtomicU32 = AtomicU32::new(0);
 /// Namespaces A ("pods") and B ("host"), three veth pairs A:vp{id}{i} <-> B:lxc{id}{i},
 /// 10.99.{i}.1 (A) - 10.99.{i}.2 (B), static neighbours, no IPv6 (no stray packets).
 struct Lab {
+    _area: engine::netns_rig::AreaGuard,
     a: String,
     b: String,
     pods: Vec<String>,
@@ -162,6 +163,7 @@ impl Lab {
         let n = SEQ.fetch_add(1, Ordering::SeqCst);
         let id = format!("{}{n}", std::process::id() % 100_000);
         let lab = Lab {
+            _area: engine::netns_rig::area_guard(),
             a: format!("dpa{id}"),
             b: format!("dpb{id}"),
             pods: (0..3).map(|i| format!("vp{id}{i}")).collect(),
