@@ -52,6 +52,7 @@ pub mod storm;
 #[cfg(test)]
 mod testutil;
 pub mod timefmt;
+pub mod wire;
 
 pub use capture_common::{DEFAULT_SNAPLEN, MAX_KERNEL_SNAPLEN};
 /// Snap length of files written by `replay`: whatever the input holds, as tcpdump allows.

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::summary::IpAddr;
 use super::tables::{CiliumRelease, TRACE_REASON_ENCRYPT_MASK};
+use crate::wire::Endian;
 
 /// `CILIUM_NOTIFY_*` message types (byte 0 of every sample).
 pub const NOTIFY_UNSPEC: u8 = 0;
@@ -276,32 +277,31 @@ impl Hdr {
     }
 
     #[inline(always)]
-    fn arr<const N: usize>(&self, at: usize) -> [u8; N] {
-        let mut out = [0u8; N];
-        if let Some(s) = self.0.get(at..at + N) {
-            out.copy_from_slice(s);
-        }
-        out
-    }
-
-    #[inline(always)]
     fn u8(&self, at: usize) -> u8 {
-        self.0.get(at).copied().unwrap_or(0)
+        crate::wire::u8_at(&self.0, at).unwrap_or(0)
     }
 
     #[inline(always)]
     fn u16(&self, at: usize) -> u16 {
-        u16::from_ne_bytes(self.arr(at))
+        crate::wire::u16_at(&self.0, at, Endian::Native).unwrap_or(0)
     }
 
     #[inline(always)]
     fn u32(&self, at: usize) -> u32 {
-        u32::from_ne_bytes(self.arr(at))
+        crate::wire::u32_at(&self.0, at, Endian::Native).unwrap_or(0)
     }
 
     #[inline(always)]
     fn u64(&self, at: usize) -> u64 {
-        u64::from_ne_bytes(self.arr(at))
+        crate::wire::u64_at(&self.0, at, Endian::Native).unwrap_or(0)
+    }
+
+    /// `N` bytes at `at` (zeroes past the end).
+    #[inline(always)]
+    fn arr<const N: usize>(&self, at: usize) -> [u8; N] {
+        crate::wire::bytes_at(&self.0, at, N)
+            .and_then(|s| s.try_into().ok())
+            .unwrap_or([0; N])
     }
 }
 

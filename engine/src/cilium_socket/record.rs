@@ -499,8 +499,7 @@ impl<W: Write> RawSampleWriter<W> {
 }
 
 fn read_u32_le(b: &[u8], at: usize) -> Option<u32> {
-    let bytes = b.get(at..at.checked_add(4)?)?;
-    Some(u32::from_le_bytes(<[u8; 4]>::try_from(bytes).ok()?))
+    crate::wire::u32_at(b, at, crate::wire::Endian::Little)
 }
 
 /// Reads a `.ciliumraw` file in batches; every record becomes the message a `Type` 9

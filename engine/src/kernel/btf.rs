@@ -573,16 +573,20 @@ impl Btf {
 }
 
 fn byte(b: &[u8], at: usize) -> u8 {
-    b.get(at).copied().unwrap_or(0)
+    crate::wire::u8_at(b, at).unwrap_or(0)
 }
 
 fn read_u32(b: &[u8], at: usize, big_endian: bool) -> Option<u32> {
-    let bytes: [u8; 4] = b.get(at..at.checked_add(4)?)?.try_into().ok()?;
-    Some(if big_endian {
-        u32::from_be_bytes(bytes)
-    } else {
-        u32::from_le_bytes(bytes)
-    })
+    use crate::wire::Endian;
+    crate::wire::u32_at(
+        b,
+        at,
+        if big_endian {
+            Endian::Big
+        } else {
+            Endian::Little
+        },
+    )
 }
 
 /// Builds synthetic BTF blobs for tests (little-endian).

@@ -22,13 +22,13 @@ use std::path::Path;
 use bytes::Bytes;
 use crossbeam_channel::{bounded, Receiver, Sender};
 
-use super::cursor::{u32_at, Endian};
 use super::linktype::framing;
 use super::pcap_reader::Pcap;
 use super::pcapng_reader::{Pcapng, BYTE_ORDER_MAGIC, SHB_TYPE};
 use super::read_step::{Pending, ReadStats, Step};
 use crate::comment::ParsedCause;
 use crate::event::{Batch, Cause, Event};
+use crate::wire::{u32_at, Endian};
 
 /// Size of the buffers the file is read into; each batch's events point into one of them.
 /// Large enough for few reads, small enough that the batches in flight stay in cache-sized

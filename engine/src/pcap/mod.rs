@@ -9,7 +9,6 @@
 //! The reader ([`FileSource`]) treats the file as untrusted: it never indexes or unwraps on
 //! file bytes and never panics; a bad block is counted by kind in [`ReadStats`] and skipped.
 
-mod cursor;
 mod file_source;
 pub mod linktype;
 mod output;

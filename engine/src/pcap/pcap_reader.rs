@@ -1,9 +1,21 @@
 //! Classic pcap records (both byte orders, microsecond and nanosecond magics, Kuznetsov's
 //! "modified" records with their interface index), one step at a time.
 
-use super::cursor::{u32_at, Endian};
 use super::linktype::Framing;
 use super::read_step::{make_packet, RawPacket, ReadStats, Step, MAX_BLOCK};
+use crate::wire::{u32_in, Endian};
+
+/// A record header's fields (16 bytes; Kuznetsov's adds 8: interface index, protocol,
+/// packet type).
+mod field {
+    use crate::wire::Field;
+    pub const TS_SEC: Field = 0..4;
+    /// Microseconds, or nanoseconds with the nanosecond magic.
+    pub const TS_FRAC: Field = 4..8;
+    pub const CAPLEN: Field = 8..12;
+    pub const ORIG_LEN: Field = 12..16;
+    pub const IFINDEX: Field = 16..20;
+}
 
 pub(super) struct Pcap {
     pub(super) endian: Endian,
@@ -17,10 +29,10 @@ impl Pcap {
         let e = self.endian;
         let h = self.record_len;
         let (Some(sec), Some(frac), Some(caplen), Some(orig)) = (
-            u32_at(b, 0, e),
-            u32_at(b, 4, e),
-            u32_at(b, 8, e),
-            u32_at(b, 12, e),
+            u32_in(b, field::TS_SEC, e),
+            u32_in(b, field::TS_FRAC, e),
+            u32_in(b, field::CAPLEN, e),
+            u32_in(b, field::ORIG_LEN, e),
         ) else {
             return Step::Need(h);
         };
@@ -44,7 +56,7 @@ impl Pcap {
             });
         // Kuznetsov's records carry the interface index.
         let ifindex = if h == 24 {
-            u32_at(b, 16, e).unwrap_or(0)
+            u32_in(b, field::IFINDEX, e).unwrap_or(0)
         } else {
             0
         };

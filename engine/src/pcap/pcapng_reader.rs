@@ -2,10 +2,10 @@
 //! `if_description` and `ifN@netnsM` names), enhanced, simple and obsolete packet blocks,
 //! dropscope's kernel-table Custom Block; other blocks are skipped and counted.
 
-use super::cursor::{bytes_at, u16_at, u32_at, u64_at, Endian};
 use super::linktype::{framing, Framing};
 use super::read_step::{make_packet, Pending, RawPacket, ReadStats, Step, MAX_BLOCK};
 use crate::comment::{parse_comment, ParsedCause};
+use crate::wire::{bytes_at, u16_at, u32_at, u64_at, Endian};
 
 pub(super) const SHB_TYPE: u32 = 0x0A0D_0D0A;
 pub(super) const BYTE_ORDER_MAGIC: u32 = 0x1A2B_3C4D;

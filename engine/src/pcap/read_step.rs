@@ -4,10 +4,10 @@
 //!
 //! The bytes are untrusted: nothing here indexes, unwraps or panics on them.
 
-use super::cursor::bytes_at;
 use super::linktype::{strip_cooked, strip_nflog, strip_null, CookedError, Framing};
 use crate::comment::ParsedCause;
 use crate::event::{Cause, LinkType};
+use crate::wire::bytes_at;
 
 /// No sane block or record is larger; a larger length means the file is corrupt.
 pub(super) const MAX_BLOCK: usize = 64 << 20;

@@ -2,7 +2,7 @@
 //! writers, so the reader is checked on layouts the writers never produce (big-endian
 //! sections, other resolutions, simple and obsolete packet blocks, unknown blocks).
 
-use super::cursor::Endian;
+use crate::wire::Endian;
 
 pub(super) struct Ng {
     pub buf: Vec<u8>,
@@ -17,6 +17,7 @@ fn u16b(e: Endian, v: u16) -> [u8; 2] {
     match e {
         Endian::Little => v.to_le_bytes(),
         Endian::Big => v.to_be_bytes(),
+        Endian::Native => v.to_ne_bytes(),
     }
 }
 
@@ -24,6 +25,7 @@ fn u32b(e: Endian, v: u32) -> [u8; 4] {
     match e {
         Endian::Little => v.to_le_bytes(),
         Endian::Big => v.to_be_bytes(),
+        Endian::Native => v.to_ne_bytes(),
     }
 }
 
