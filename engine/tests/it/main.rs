@@ -4,3 +4,4 @@
 mod cilium_socket_go;
 mod ebpf_abi;
 mod kernel_live;
+mod layering;
