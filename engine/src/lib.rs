@@ -5,6 +5,14 @@
 //! [`packet::PacketSummary`]; sinks (pcapng/pcap writers, the per-flow aggregator, text and
 //! JSON printers) consume them. Every stage that skips or loses something counts it with a
 //! reason in [`accounting`].
+//!
+//! Modules import one way too (a test, `tests/it/layering.rs`, keeps it so), roughly from the
+//! bottom: byte readers and small facts ([`wire`], [`timefmt`], [`paths`], [`names`]); the
+//! event types with their keys and names ([`event`]); decoders ([`packet`], [`cilium`],
+//! [`kernel`]'s records and tables); the flow table ([`aggregate`]) and the Cilium glue;
+//! the shared lookup tables ([`lookup`]); sources and their accounting; the words
+//! ([`render`], a dispatcher to each kind's own formatting, [`storm`], [`report`]); the
+//! pipeline and its sinks. Nothing below the renderer calls it.
 
 // Much of the engine reads untrusted bytes (files, sockets, packets, kernel records, API
 // answers): nothing in it may index, unwrap or panic outside tests; it counts and skips
