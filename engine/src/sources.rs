@@ -201,30 +201,20 @@ pub fn kernel(o: &KernelOptions) -> Result<(SourceFn<'static>, Option<String>, V
                         .losses
                         .push(loss(Stage::Source, LossKind::Malformed(kind), n));
                 }
-                report.losses.push(loss(
-                    Stage::Kernel,
-                    LossKind::ReasonMapFull,
-                    counters.reason_map_full,
-                ));
-                if let Some(m) = counters.recursion_misses {
-                    report
-                        .losses
-                        .push(loss(Stage::Kernel, LossKind::RecursionMisses, m));
+                // Packets the ring was busy for are in the packet rows' lost_ring too; said
+                // apart here with their cause. Recursion misses: when the kernel reports them.
+                let kernel_losses = [
+                    (LossKind::ReasonMapFull, Some(counters.reason_map_full)),
+                    (LossKind::RecursionMisses, counters.recursion_misses),
+                    (LossKind::NestedRunsRefused, Some(counters.nested)),
+                    (LossKind::PacketsRingBusy, Some(busy)),
+                    (LossKind::PacketMapFull, Some(counters.packet_map_full)),
+                ];
+                for (kind, n) in kernel_losses {
+                    if let Some(n) = n {
+                        report.losses.push(loss(Stage::Kernel, kind, n));
+                    }
                 }
-                report.losses.push(loss(
-                    Stage::Kernel,
-                    LossKind::NestedRunsRefused,
-                    counters.nested,
-                ));
-                // In the packet rows' lost_ring too; said apart here with its cause.
-                report
-                    .losses
-                    .push(loss(Stage::Kernel, LossKind::PacketsRingBusy, busy));
-                report.losses.push(loss(
-                    Stage::Kernel,
-                    LossKind::PacketMapFull,
-                    counters.packet_map_full,
-                ));
                 report.notes.push(format!(
                 "kernel: {} drops seen, {} lost in the ring, {} without packet bytes (unreadable)",
                 counters.seen, counters.ring_full, counters.read_failed
