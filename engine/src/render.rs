@@ -129,6 +129,28 @@ impl<'n> Renderer<'n> {
         }
     }
 
+    /// A kernel drop as it is shown (reason name, drop site as well as it is known), for `f`.
+    fn kernel_drop<R>(
+        &mut self,
+        e: &Event,
+        reason: u32,
+        location: u64,
+        protocol: u16,
+        f: impl FnOnce(&KernelDrop<'_>) -> R,
+    ) -> R {
+        let names: &'n Names = self.names;
+        let name = names.kernel_reasons.name(reason);
+        let symbol = self.symbol(location);
+        f(&KernelDrop {
+            reason,
+            reason_name: &name,
+            location,
+            symbol,
+            file_symbol: file_symbol(e),
+            protocol,
+        })
+    }
+
     /// Fills `last_pods` with the pods of `e` (nothing when names are off): a lookup in the
     /// latest snapshot, taken again only when a refresh replaced it. The comment and the line
     /// of one event share it.
@@ -212,22 +234,15 @@ impl<'n> Renderer<'n> {
         out.push_str(&crate::timefmt::clock_us(e.ts_ns));
         out.push(' ');
         match &e.cause {
-            Cause::Kernel {
+            &Cause::Kernel {
                 reason,
                 location,
                 protocol,
             } => {
-                let name = self.names.kernel_reasons.name(*reason);
-                let drop = KernelDrop {
-                    reason: *reason,
-                    reason_name: &name,
-                    location: *location,
-                    symbol: self.symbol(*location),
-                    file_symbol: file_symbol(e),
-                    protocol: *protocol,
-                };
                 let ifname = self.names.ifnames.lookup(e.ifindex, e.netns);
-                drop.write_line_head(out, e.ifindex, ifname.as_deref(), e.netns);
+                self.kernel_drop(e, reason, location, protocol, |d| {
+                    d.write_line_head(out, e.ifindex, ifname.as_deref(), e.netns)
+                });
                 if let Some(d) = e.meta.as_deref().and_then(crate::join::meta_joined) {
                     write_joined(out, d, self.names.cilium.release);
                 }
@@ -263,22 +278,11 @@ impl<'n> Renderer<'n> {
         m.insert("time".into(), crate::timefmt::rfc3339_ns(e.ts_ns).into());
         m.insert("ts_ns".into(), e.ts_ns.into());
         match &e.cause {
-            Cause::Kernel {
+            &Cause::Kernel {
                 reason,
                 location,
                 protocol,
-            } => {
-                let name = self.names.kernel_reasons.name(*reason);
-                KernelDrop {
-                    reason: *reason,
-                    reason_name: &name,
-                    location: *location,
-                    symbol: self.symbol(*location),
-                    file_symbol: file_symbol(e),
-                    protocol: *protocol,
-                }
-                .json_fields(&mut m);
-            }
+            } => self.kernel_drop(e, reason, location, protocol, |d| d.json_fields(&mut m)),
             Cause::Captured => {
                 m.insert("origin".into(), "capture".into());
             }
