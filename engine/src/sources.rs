@@ -825,31 +825,19 @@ impl CiliumBatcher {
                 .losses
                 .push(loss(Stage::Socket, LossKind::Malformed(k), *n));
         }
-        report.losses.push(loss(
-            Stage::Socket,
-            LossKind::StreamsAbandoned,
-            stream.streams_abandoned,
-        ));
-        report.losses.push(loss(
-            Stage::Socket,
-            LossKind::MessageCutAtClose,
-            stream.truncated_at_close,
-        ));
-        report.losses.push(loss(
-            Stage::Socket,
-            LossKind::BytesDiscarded,
-            stream.bytes_discarded,
-        ));
-        report.losses.push(loss(
-            Stage::Socket,
-            LossKind::AgentNotificationUndecodable,
-            stream.agent_undecodable,
-        ));
-        report.losses.push(loss(
-            Stage::Socket,
-            LossKind::L7RecordUndecodable,
-            stream.l7_undecodable,
-        ));
+        let socket_losses = [
+            (LossKind::StreamsAbandoned, stream.streams_abandoned),
+            (LossKind::MessageCutAtClose, stream.truncated_at_close),
+            (LossKind::BytesDiscarded, stream.bytes_discarded),
+            (
+                LossKind::AgentNotificationUndecodable,
+                stream.agent_undecodable,
+            ),
+            (LossKind::L7RecordUndecodable, stream.l7_undecodable),
+        ];
+        for (kind, n) in socket_losses {
+            report.losses.push(loss(Stage::Socket, kind, n));
+        }
         report.losses.retain(|l| l.count > 0);
         if self.lost_per_cpu.is_some() {
             report.notes.push(format!(
