@@ -283,8 +283,12 @@ pub fn classify(p: Payload, stats: &mut StreamStats) -> MonitorMessage {
     }
 }
 
-/// The first value of a self-contained gob stream, decoded generically.
-fn first_value(stream: &[u8]) -> Result<Value, PayloadError> {
+/// Finds the first value of a self-contained gob stream (after its type definitions) and
+/// hands it to `read` as (type id, input, start, end).
+fn at_first_value<R>(
+    stream: &[u8],
+    read: impl FnOnce(&mut GobStream, i64, &[u8], usize, usize) -> Result<R, super::gob::GobError>,
+) -> Result<R, PayloadError> {
     let mut gob = GobStream::new(stream.len().max(1));
     let mut off = 0usize;
     loop {
@@ -301,10 +305,17 @@ fn first_value(stream: &[u8]) -> Result<Value, PayloadError> {
                 _,
             )) => {
                 let end = body_offset + body.len();
-                return Ok(gob.decode_value_at(type_id, rest, body_offset, end)?.0);
+                return Ok(read(&mut gob, type_id, rest, body_offset, end)?);
             }
         }
     }
+}
+
+/// The first value of a self-contained gob stream, decoded generically.
+fn first_value(stream: &[u8]) -> Result<Value, PayloadError> {
+    at_first_value(stream, |gob, t, input, start, end| {
+        gob.decode_value_at(t, input, start, end).map(|(v, _)| v)
+    })
 }
 
 /// Decodes `api.AgentNotify{Type uint32; Text string}` from the bytes after the 0x82 type
@@ -334,29 +345,9 @@ pub fn decode_agent_notify(stream: &[u8]) -> Result<(u32, String), PayloadError>
 /// Checks that the bytes after the 0x81 type byte are a well-formed gob stream holding a
 /// value, without building it.
 pub fn validate_l7(stream: &[u8]) -> Result<(), PayloadError> {
-    let mut gob = GobStream::new(stream.len().max(1));
-    let mut off = 0usize;
-    loop {
-        let rest = stream.get(off..).unwrap_or(&[]);
-        match gob.next_frame(rest)? {
-            None => return Err(PayloadError::NoValue { len: stream.len() }),
-            Some((Frame::TypeDef { .. }, n)) => off += n,
-            Some((
-                Frame::Value {
-                    type_id,
-                    body,
-                    body_offset,
-                },
-                _,
-            )) => {
-                let end = body_offset + body.len();
-                return gob
-                    .skip_value_at(type_id, rest, body_offset, end)
-                    .map(|_| ())
-                    .map_err(PayloadError::from);
-            }
-        }
-    }
+    at_first_value(stream, |gob, t, input, start, end| {
+        gob.skip_value_at(t, input, start, end).map(|_| ())
+    })
 }
 
 /// Decodes an L7 record's `accesslog.LogRecord` generically (bytes after the 0x81 byte).
