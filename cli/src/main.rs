@@ -5,6 +5,8 @@
 //! stderr), and a closed stdout pipe is not an error.
 
 mod args;
+mod remote;
+mod serve;
 
 /// mimalloc: per-thread heaps. The pipeline allocates in one thread (sources: packet
 /// buffers, decoded text records) and frees in another (sink); glibc's allocator serialises
@@ -90,10 +92,11 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Reasons(r) => reasons(r),
         Command::Doctor(d) => doctor(d),
         Command::Datapath(d) => datapath(d),
+        Command::Serve(s) => serve::serve(s),
     }
 }
 
-fn install_interrupt() -> Result<Arc<AtomicBool>> {
+pub(crate) fn install_interrupt() -> Result<Arc<AtomicBool>> {
     let flag = Arc::new(AtomicBool::new(false));
     let f = flag.clone();
     ctrlc::set_handler(move || {
@@ -336,6 +339,9 @@ fn netns_inode(ns: &str) -> Result<u32> {
 
 fn capture(c: args::CaptureArgs) -> Result<i32> {
     c.out.validate()?;
+    if let Some(url) = &c.remote {
+        return remote::capture(url, &c);
+    }
     let snaplen = c.snaplen;
     if snaplen == 0 || snaplen > engine::MAX_KERNEL_SNAPLEN {
         bail!(
