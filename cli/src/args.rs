@@ -297,6 +297,19 @@ pub struct OutputArgs {
     /// people's packets: owner-only by default.
     #[arg(long, value_name = "MODE", default_value = "0600", value_parser = parse_file_mode)]
     pub file_mode: u32,
+    /// Rotate the -w file, as tcpdump -C: a new file once the current one holds more than
+    /// MB million bytes; files after the first are FILE1, FILE2, ... (with -W: FILE0 ..
+    /// FILE<N-1>, a ring). Each file is complete on its own and renamed into place when done.
+    #[arg(short = 'C', value_name = "MB")]
+    pub rotate_mb: Option<u64>,
+    /// Rotate the -w file every SECS seconds, as tcpdump -G: the -w name goes through
+    /// strftime (e.g. -w 'drops-%Y%m%d-%H%M%S.pcapng').
+    #[arg(short = 'G', value_name = "SECS")]
+    pub rotate_secs: Option<u64>,
+    /// With -C: keep at most N files, overwriting the oldest (a ring); with -G alone: stop
+    /// after N files, as tcpdump -W.
+    #[arg(short = 'W', value_name = "N")]
+    pub rotate_files: Option<u32>,
     /// Stop after COUNT events.
     #[arg(short = 'c', long, value_name = "COUNT")]
     pub count: Option<u64>,
@@ -354,6 +367,25 @@ impl OutputArgs {
     pub fn validate(&self) -> Result<()> {
         if self.format.is_some() && self.write.is_none() {
             bail!("--format needs -w FILE: it sets the format of the written file");
+        }
+        let rotating = self.rotate_mb.is_some() || self.rotate_secs.is_some();
+        if (rotating || self.rotate_files.is_some()) && self.write.is_none() {
+            bail!("-C, -G and -W rotate the -w file: give -w FILE");
+        }
+        if self.rotate_files.is_some() && !rotating {
+            bail!("-W needs -C MB or -G SECS: it limits the files they rotate through");
+        }
+        if self.rotate_mb == Some(0) || self.rotate_secs == Some(0) || self.rotate_files == Some(0)
+        {
+            bail!("-C, -G and -W take numbers of at least 1");
+        }
+        if let (true, Some(w)) = (rotating, &self.write) {
+            if engine::pcap::output_is_special(w) {
+                bail!(
+                    "-C and -G rotate files: {} is not a regular file",
+                    w.display()
+                );
+            }
         }
         if let Some(d) = self.duration {
             if !(d.is_finite() && d > 0.0) {

@@ -655,3 +655,54 @@ fn series_bound_folds_into_other_exactly() {
     let (code, err) = serve.stop();
     assert_eq!(code, Some(0), "{err}");
 }
+
+/// The systemd unit runs `serve` and passes `systemd-analyze verify` (with ExecStart
+/// pointed at the binary under test).
+#[test]
+fn systemd_unit_verifies() {
+    let unit = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../deploy/systemd/dropscope.service"),
+    )
+    .unwrap();
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("ExecStart");
+    assert!(
+        exec.starts_with("/usr/local/bin/dropscope serve "),
+        "{exec}"
+    );
+    // Its flags are serve's.
+    let args: Vec<&str> = exec.split_whitespace().skip(1).collect();
+    let out = dropscope().args(&args).arg("--help").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED: systemd-analyze missing");
+        return;
+    }
+    let dir = TempDir::new("unit");
+    let f = dir.path("dropscope.service");
+    std::fs::write(
+        &f,
+        unit.replace("/usr/local/bin/dropscope", env!("CARGO_BIN_EXE_dropscope")),
+    )
+    .unwrap();
+    let o = Command::new("systemd-analyze")
+        .args(["verify", f.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success() && o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
