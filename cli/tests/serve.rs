@@ -706,3 +706,67 @@ fn systemd_unit_verifies() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// Cilium's monitor socket, read by `serve` beside the kernel: a real Go program writes the
+/// agent's gob stream, restarting once (a reconnect); the drop notifications, the agent's
+/// lost records and the reconnect are in the metrics, exactly.
+#[test]
+fn cilium_socket_drops_lost_records_and_reconnects_are_exported() {
+    use std::io::BufRead as _;
+    require_root!();
+    let dir = TempDir::new("serve-cilium");
+    let sim = match engine::cilium_socket::agent_sim::build(&dir.0) {
+        Ok(s) => s,
+        Err(why) => {
+            eprintln!("SKIPPED: {why}");
+            return;
+        }
+    };
+    let sock = dir.path("monitor1_2.sock");
+    let mut agent = Command::new(&sim)
+        .arg("-socket")
+        .arg(&sock)
+        .args(["-phases", "2", "-drops", "300", "-each", "4"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start simulator");
+    let mut line = String::new();
+    std::io::BufReader::new(agent.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let want: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let serve = Serve::start(&["--cilium-socket", sock.to_str().unwrap()]);
+    assert!(agent.wait().unwrap().success());
+    let drops = want["samples"]["1"].as_u64().unwrap() as f64;
+    let text = wait_for(20, "the Cilium drops", || {
+        let (_, t) = serve.get("/metrics");
+        let n: f64 = samples(&t, "dropscope_drops_total")
+            .iter()
+            .filter(|l| l.contains("origin=\"cilium\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        (n == drops).then_some(t)
+    });
+    assert_eq!(
+        sample(&text, "dropscope_cilium_socket_read", &[]),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&text, "dropscope_cilium_reconnects_total", &[]),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "dropscope_cilium_lost_records_total", &[]),
+        Some(want["lost_total"].as_u64().unwrap() as f64),
+        "{text}"
+    );
+    let in_series: f64 = samples(&text, "dropscope_interface_drops_total")
+        .iter()
+        .filter(|l| l.contains("origin=\"cilium\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(in_series, drops);
+    let (code, err) = serve.stop();
+    assert_eq!(code, Some(0), "{err}");
+}

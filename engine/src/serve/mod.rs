@@ -75,6 +75,7 @@ struct Metrics {
     cilium: BTreeMap<u8, (u64, u64)>,
     cilium_lost: u64,
     cilium_connected: bool,
+    cilium_reconnects: Arc<std::sync::atomic::AtomicU64>,
     series: Series,
     table_entries: usize,
     generations: u64,
@@ -91,6 +92,7 @@ impl State {
                 cilium: BTreeMap::new(),
                 cilium_lost: 0,
                 cilium_connected: false,
+                cilium_reconnects: Arc::new(std::sync::atomic::AtomicU64::new(0)),
                 series: Series::new(options.max_series),
                 table_entries: 0,
                 generations: 0,
@@ -358,7 +360,15 @@ impl State {
         );
         clost.count(vec![], m.cilium_lost);
         cconn.count(vec![], u64::from(m.cilium_connected));
-        fams.extend([clost, cconn]);
+        let mut crec = Family::new(
+            "dropscope_cilium_reconnects",
+            Kind::Counter,
+            "Reconnections to Cilium's monitor socket (the agent restarted or closed it).",
+        );
+        if m.cilium_connected {
+            crec.count(vec![], m.cilium_reconnects.load(Ordering::Relaxed));
+        }
+        fams.extend([clost, cconn, crec]);
         let mut entries = Family::new(
             "dropscope_flow_table_entries",
             Kind::Gauge,
@@ -563,12 +573,16 @@ pub fn run(state: Arc<State>, mut kernel: KernelSource, stop: &AtomicBool) -> Re
     *state.gauges.lock().unwrap_or_else(|e| e.into_inner()) = Some(gauges);
     let mut cilium = match &state.options.cilium_socket {
         Some(p) if p.exists() => {
-            let f = crate::sources::cilium_socket(&crate::sources::CiliumSocketOptions {
-                path: p.clone(),
-                save_stream: None,
-                release: state.options.cilium_release.clone(),
-                types: crate::sources::cilium_type_bits(&["drop".to_string()])?,
-            })?;
+            let reconnects = state.metrics().cilium_reconnects.clone();
+            let f = crate::sources::cilium_socket_counted(
+                &crate::sources::CiliumSocketOptions {
+                    path: p.clone(),
+                    save_stream: None,
+                    release: state.options.cilium_release.clone(),
+                    types: crate::sources::cilium_type_bits(&["drop".to_string()])?,
+                },
+                Some(reconnects),
+            )?;
             state.metrics().cilium_connected = true;
             Some(f)
         }
