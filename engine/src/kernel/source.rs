@@ -57,6 +57,9 @@ const BUSY_PASS_BYTES: u64 = 256 << 10;
 /// How often the kernel flow table switches generations (and the per-second series gets a
 /// point).
 const TABLE_INTERVAL: Duration = Duration::from_secs(1);
+/// Empty passes in a row after which [`KernelSource::idle_poll`]'s pause applies (100 ms
+/// of quiet at [`POLL_INTERVAL`]).
+const IDLE_PASSES: u32 = 50;
 /// How often the ring reader updates a live consumer's gauges.
 const GAUGE_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -379,6 +382,9 @@ pub struct KernelSource {
     packet_keys: Vec<PktKey>,
     /// A live consumer of each drained generation (`dropscope serve`), and its gauges.
     live: Option<(GenerationHook, std::sync::Arc<LiveGauges>)>,
+    /// The pause between passes once the rings have been empty for [`IDLE_PASSES`] passes
+    /// ([`KernelSource::idle_poll`]); `None`: always [`POLL_INTERVAL`].
+    idle_poll: Option<Duration>,
 }
 
 /// What the table thread hands a live consumer after each drain of a generation.
@@ -595,7 +601,15 @@ impl KernelSource {
             packets,
             packet_keys,
             live: None,
+            idle_poll: None,
         })
+    }
+
+    /// Once the rings have been empty for [`IDLE_PASSES`] passes in a row, polls them every
+    /// `every` instead of every [`POLL_INTERVAL`] (back at once when a pass finds records):
+    /// a long-running agent (`dropscope serve`) on a quiet node then wakes up far less.
+    pub fn idle_poll(&mut self, every: Duration) {
+        self.idle_poll = Some(every);
     }
 
     /// Hands every drained generation of the kernel flow table to `hook` (on the table
@@ -694,6 +708,7 @@ impl KernelSource {
             packets,
             live,
             misses_at_start,
+            idle_poll,
             ..
         } = self;
         let (hook, gauges) = match live.as_mut() {
@@ -701,6 +716,8 @@ impl KernelSource {
             None => (None, None),
         };
         let mut gauges_at = Instant::now();
+        let idle_poll = *idle_poll;
+        let mut idle_passes = 0u32;
         let mut watch = StormWatch::new(rings.cpus());
         let (ring_result, table_result) = std::thread::scope(|s| {
             let det = &detached;
@@ -733,8 +750,17 @@ impl KernelSource {
                         g.malformed
                             .store(builder.stats.malformed.total(), Ordering::Relaxed);
                     }
-                    if drain(rings, &mut builder, tx)? < BUSY_PASS_BYTES {
-                        std::thread::sleep(POLL_INTERVAL);
+                    let consumed = drain(rings, &mut builder, tx)?;
+                    idle_passes = if consumed == 0 {
+                        idle_passes.saturating_add(1)
+                    } else {
+                        0
+                    };
+                    if consumed < BUSY_PASS_BYTES {
+                        std::thread::sleep(match idle_poll {
+                            Some(p) if idle_passes >= IDLE_PASSES => p,
+                            _ => POLL_INTERVAL,
+                        });
                     }
                 }
                 Ok(())
