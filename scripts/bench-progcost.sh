@@ -9,7 +9,8 @@
 #
 #   setups: paths to dropscope binaries (each runs `capture -q -w /dev/null`), optionally
 #           followed by ':' and extra capture flags separated by commas (e.g.
-#           target/release/dropscope:--exemplars,0), or the word bpftrace (a per-reason
+#           target/release/dropscope:--exemplars,0; `:serve,FLAGS` runs `dropscope serve
+#           FLAGS` instead of a capture), or the word bpftrace (a per-reason
 #           counter on tracepoint:skb:kfree_skb, the least a kfree_skb observer does).
 #           Interleaved over R rounds; medians in ns per run.
 #
@@ -37,7 +38,7 @@ while [ $# -gt 0 ]; do
     --duration) DURATION="$2"; shift 2 ;;
     --cpus) CPUS="$2"; shift 2 ;;
     --pod) POD=1; shift ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     -*) echo "bench-progcost: unknown option $1 (see --help)" >&2; exit 2 ;;
     *) SETUPS+=("$1"); shift ;;
   esac
@@ -126,7 +127,13 @@ for r in $(seq 1 "$ROUNDS"); do
     else
       bin="${s%%:*}"; extra=()
       [ "$bin" != "$s" ] && IFS=',' read -r -a extra <<<"${s#*:}"
-      nice -n -10 taskset -c 1 "$bin" capture -q -w /dev/null "${extra[@]}" >/dev/null 2>"$WORK/err" &
+      if [ "${extra[0]:-}" = serve ]; then
+        # `dropscope serve` (the agent: storm mode, always): flags after `serve`.
+        nice -n -10 taskset -c 1 "$bin" serve --listen 127.0.0.1:0 --no-names \
+          --session-dir "$WORK/sessions" "${extra[@]:1}" >/dev/null 2>"$WORK/err" &
+      else
+        nice -n -10 taskset -c 1 "$bin" capture -q -w /dev/null "${extra[@]}" >/dev/null 2>"$WORK/err" &
+      fi
     fi
     TOOL=$!
     for _ in $(seq 100); do

@@ -96,6 +96,88 @@ pub enum Command {
     /// and the fill of Cilium's pinned maps. Reads only.
     #[command(after_help = DATAPATH_EXAMPLES)]
     Datapath(DatapathArgs),
+    /// Run as an agent: count every kernel drop (and Cilium's) continuously, export the
+    /// counts as Prometheus metrics over HTTP, answer heavy-hitter queries and run capture
+    /// sessions on request, until SIGTERM or Ctrl-C.
+    #[command(after_help = SERVE_EXAMPLES)]
+    Serve(ServeArgs),
+}
+
+const SERVE_EXAMPLES: &str = "\
+Examples:
+  dropscope serve                             metrics on http://127.0.0.1:9464/metrics
+  dropscope serve --listen 0.0.0.0:9464 --token-file /etc/dropscope/token
+                                              reachable from the network: bearer token required
+  curl -s 127.0.0.1:9464/api/v1/flows?top=10  the heavy hitters, exact
+  curl -s -XPOST 127.0.0.1:9464/api/v1/captures -d '{\"filter\":\"udp port 53\",\"duration\":30}'
+                                              a capture session; then GET /api/v1/captures/ID
+                                              and /api/v1/captures/ID/pcapng
+  dropscope capture --remote http://127.0.0.1:9464 --duration 30 -w dns.pcapng 'udp port 53'
+                                              the same session from another machine";
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address the HTTP server listens on. Anything but loopback needs --token-file.
+    #[arg(long, default_value = "127.0.0.1:9464", value_name = "ADDR")]
+    pub listen: String,
+    /// File holding the bearer token every request must carry (Authorization: Bearer ...).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Bytes of each packet the kernel copies (for capture sessions; max 2048).
+    #[arg(short = 's', long = "snaplen", default_value_t = engine::DEFAULT_SNAPLEN, value_name = "SNAPLEN")]
+    pub snaplen: u32,
+    /// Packets per flow x reason x drop site and second the kernel copies for capture
+    /// sessions; every drop is counted in the kernel whatever this is.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub exemplars: u32,
+    /// Hash entries of each kernel flow table generation.
+    #[arg(long, default_value_t = engine::kernel::loader::DEFAULT_KERNEL_FLOWS, value_name = "N")]
+    pub kernel_flows: u32,
+    /// Size of each CPU's kernel ring, in MiB.
+    #[arg(long = "ring-size", value_name = "MIB")]
+    pub ring_size_mib: Option<u32>,
+    /// Heavy-hitter flow rows kept (the lightest are folded, per reason, when full).
+    #[arg(long, default_value_t = 100_000, value_name = "N")]
+    pub max_flows: usize,
+    /// Label sets (origin x reason x interface x pod) of the per-interface drop counters;
+    /// the drops of any further one are counted in one `other` series.
+    #[arg(long, default_value_t = 2000, value_name = "N")]
+    pub metrics_max_series: usize,
+    /// Cilium's monitor socket, read when it exists.
+    #[arg(
+        long,
+        default_value = "/var/run/cilium/monitor1_2.sock",
+        value_name = "PATH"
+    )]
+    pub cilium_socket: PathBuf,
+    /// Cilium release of the socket's records: main, 1.19, 1.18, 1.17, 1.16.
+    #[arg(long, default_value = "main", value_name = "RELEASE")]
+    pub cilium_release: String,
+    /// Directory of capture sessions' files (created 0700; files 0600).
+    #[arg(
+        long,
+        default_value = "/var/lib/dropscope/sessions",
+        value_name = "DIR"
+    )]
+    pub session_dir: PathBuf,
+    /// Capture sessions running at once.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub max_sessions: usize,
+    /// Captured bytes a session may write (MB); it ends when it reaches them.
+    #[arg(long, default_value_t = 100, value_name = "MB")]
+    pub session_max_mb: u64,
+    /// Longest session (seconds).
+    #[arg(long, default_value_t = 3600, value_name = "SECS")]
+    pub session_max_duration: u64,
+    /// A session and its file are removed this long after it ended and was last read.
+    #[arg(long, default_value_t = 600, value_name = "SECS")]
+    pub session_lifetime: u64,
+    /// Largest request body (bytes); larger ones get 413.
+    #[arg(long, default_value_t = 65536, value_name = "BYTES")]
+    pub max_body: usize,
+    /// Do not name pods.
+    #[arg(long)]
+    pub no_names: bool,
 }
 
 const DATAPATH_EXAMPLES: &str = "\
@@ -218,6 +300,19 @@ pub struct OutputArgs {
     /// people's packets: owner-only by default.
     #[arg(long, value_name = "MODE", default_value = "0600", value_parser = parse_file_mode)]
     pub file_mode: u32,
+    /// Rotate the -w file, as tcpdump -C: a new file once the current one holds more than
+    /// MB million bytes; files after the first are FILE1, FILE2, ... (with -W: FILE0 ..
+    /// FILE<N-1>, a ring). Each file is complete on its own and renamed into place when done.
+    #[arg(short = 'C', value_name = "MB")]
+    pub rotate_mb: Option<u64>,
+    /// Rotate the -w file every SECS seconds, as tcpdump -G: the -w name goes through
+    /// strftime (e.g. -w 'drops-%Y%m%d-%H%M%S.pcapng').
+    #[arg(short = 'G', value_name = "SECS")]
+    pub rotate_secs: Option<u64>,
+    /// With -C: keep at most N files, overwriting the oldest (a ring); with -G alone: stop
+    /// after N files, as tcpdump -W.
+    #[arg(short = 'W', value_name = "N")]
+    pub rotate_files: Option<u32>,
     /// Stop after COUNT events.
     #[arg(short = 'c', long, value_name = "COUNT")]
     pub count: Option<u64>,
@@ -275,6 +370,25 @@ impl OutputArgs {
     pub fn validate(&self) -> Result<()> {
         if self.format.is_some() && self.write.is_none() {
             bail!("--format needs -w FILE: it sets the format of the written file");
+        }
+        let rotating = self.rotate_mb.is_some() || self.rotate_secs.is_some();
+        if (rotating || self.rotate_files.is_some()) && self.write.is_none() {
+            bail!("-C, -G and -W rotate the -w file: give -w FILE");
+        }
+        if self.rotate_files.is_some() && !rotating {
+            bail!("-W needs -C MB or -G SECS: it limits the files they rotate through");
+        }
+        if self.rotate_mb == Some(0) || self.rotate_secs == Some(0) || self.rotate_files == Some(0)
+        {
+            bail!("-C, -G and -W take numbers of at least 1");
+        }
+        if let (true, Some(w)) = (rotating, &self.write) {
+            if engine::pcap::output_is_special(w) {
+                bail!(
+                    "-C and -G rotate files: {} is not a regular file",
+                    w.display()
+                );
+            }
         }
         if let Some(d) = self.duration {
             if !(d.is_finite() && d > 0.0) {
@@ -455,6 +569,15 @@ pub struct CaptureArgs {
     /// How often pod names are refreshed, in milliseconds (tests).
     #[arg(long, hide = true, default_value_t = 5000)]
     pub names_refresh_ms: u64,
+    /// Run the capture as a session of a `dropscope serve` agent at URL (e.g.
+    /// http://127.0.0.1:9464, through `kubectl port-forward`): the expression, --reason,
+    /// --not-reason, -i, --netns, --duration, -c, -s and --exemplars go to the agent, the
+    /// pcapng comes back into the -w file.
+    #[arg(long, value_name = "URL")]
+    pub remote: Option<String>,
+    /// Bearer token file for --remote.
+    #[arg(long, value_name = "FILE", requires = "remote")]
+    pub token_file: Option<PathBuf>,
     /// A tcpdump (pcap-filter) expression, e.g. `tcp port 443 and host 10.0.1.7`: only the
     /// drops it matches are copied; the others are counted per reason as filtered.
     #[arg(value_name = "EXPRESSION", trailing_var_arg = true)]

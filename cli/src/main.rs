@@ -5,6 +5,8 @@
 //! stderr), and a closed stdout pipe is not an error.
 
 mod args;
+mod remote;
+mod serve;
 
 /// mimalloc: per-thread heaps. The pipeline allocates in one thread (sources: packet
 /// buffers, decoded text records) and frees in another (sink); glibc's allocator serialises
@@ -112,10 +114,11 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Reasons(r) => reasons(r),
         Command::Doctor(d) => doctor(d),
         Command::Datapath(d) => datapath(d),
+        Command::Serve(s) => serve::serve(s),
     }
 }
 
-fn install_interrupt() -> Result<Arc<AtomicBool>> {
+pub(crate) fn install_interrupt() -> Result<Arc<AtomicBool>> {
     let flag = Arc::new(AtomicBool::new(false));
     let f = flag.clone();
     ctrlc::set_handler(move || {
@@ -128,20 +131,41 @@ fn install_interrupt() -> Result<Arc<AtomicBool>> {
     Ok(flag)
 }
 
-/// Opens the capture file (as a temporary file renamed at the end) and the printer.
-fn make_sink(o: &OutputArgs, snaplen: u32) -> Result<OutputSink> {
+/// Opens the capture file (as a temporary file renamed at the end; with -C/-G a rotating
+/// series of them, whose ledger is returned) and the printer. `stop` ends the run when
+/// `-G` with `-W` has written its last file.
+fn make_sink(
+    o: &OutputArgs,
+    snaplen: u32,
+    stop: Option<Arc<AtomicBool>>,
+) -> Result<(OutputSink, Option<engine::pcap::rotate::FileLedger>)> {
+    let mut files = None;
     let writer = match &o.write {
         Some(path) => {
             let format = o.file_format(path);
-            let w = engine::pcap::create_with(
-                path,
-                format,
-                snaplen,
-                engine::pcap::WriterOptions {
-                    mode: o.file_mode,
-                    ..Default::default()
-                },
-            )?;
+            let options = engine::pcap::WriterOptions {
+                mode: o.file_mode,
+                ..Default::default()
+            };
+            let w: Box<dyn engine::pcap::PacketWriter> =
+                if o.rotate_mb.is_some() || o.rotate_secs.is_some() {
+                    let (w, ledger) = engine::pcap::rotate::RotatingWriter::create(
+                        path,
+                        format,
+                        snaplen,
+                        options,
+                        engine::pcap::rotate::Rotation {
+                            size_bytes: o.rotate_mb.map(|m| m.saturating_mul(1_000_000)),
+                            seconds: o.rotate_secs,
+                            files: o.rotate_files,
+                        },
+                        stop,
+                    )?;
+                    files = Some(ledger);
+                    Box::new(w)
+                } else {
+                    engine::pcap::create_with(path, format, snaplen, options)?
+                };
             Some((w, path.display().to_string(), format.as_str().to_string()))
         }
         None => None,
@@ -157,7 +181,7 @@ fn make_sink(o: &OutputArgs, snaplen: u32) -> Result<OutputSink> {
         1 << 16,
         std::io::stdout(),
     ));
-    Ok(OutputSink::new(writer, mode, out))
+    Ok((OutputSink::new(writer, mode, out), files))
 }
 
 fn pipeline_config(o: &OutputArgs) -> PipelineConfig {
@@ -211,7 +235,12 @@ fn progress_printer(quiet: bool) -> impl FnMut(&Progress, Duration) {
     }
 }
 
-fn finish(names: &Names, o: &OutputArgs, mut report: RunReport) -> Result<i32> {
+fn finish(
+    names: &Names,
+    o: &OutputArgs,
+    mut report: RunReport,
+    files: Option<&engine::pcap::rotate::FileLedger>,
+) -> Result<i32> {
     if std::io::stderr().is_terminal() && !o.quiet {
         eprint!("\r\x1b[K");
     }
@@ -225,6 +254,29 @@ fn finish(names: &Names, o: &OutputArgs, mut report: RunReport) -> Result<i32> {
         .with_context(|| format!("writing {}", p.display()))?;
     }
     eprint!("{}", engine::report::summary_text(names, &report, o.top));
+    if let Some(files) = files {
+        let files = files.lock().unwrap_or_else(|e| e.into_inner());
+        let kept = files.iter().filter(|f| !f.overwritten).count();
+        let gone: u64 = files
+            .iter()
+            .filter(|f| f.overwritten)
+            .map(|f| f.packets)
+            .sum();
+        eprintln!(
+            "rotation: {} files written, {kept} kept, {} overwritten by the ring ({gone} packets)",
+            files.len(),
+            files.len() - kept
+        );
+        for f in files.iter() {
+            eprintln!(
+                "  {}: {} packets, {} bytes{}",
+                f.path.display(),
+                f.packets,
+                f.bytes,
+                if f.overwritten { " (overwritten)" } else { "" }
+            );
+        }
+    }
     if let Some(f) = report.sinks.file.as_ref().filter(|f| f.disk_full.is_some()) {
         eprintln!(
             "dropscope: {} is incomplete: its file system is full; free space or write elsewhere (-w)",
@@ -352,6 +404,9 @@ fn netns_inode(ns: &str) -> Result<u32> {
 
 fn capture(c: args::CaptureArgs) -> Result<i32> {
     c.out.validate()?;
+    if let Some(url) = &c.remote {
+        return remote::capture(url, &c);
+    }
     let snaplen = c.snaplen;
     if snaplen == 0 || snaplen > engine::MAX_KERNEL_SNAPLEN {
         bail!(
@@ -553,7 +608,7 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
     } else {
         engine::sources::merge(sources)
     };
-    let mut sink = make_sink(&c.out, snaplen)?;
+    let (mut sink, files) = make_sink(&c.out, snaplen, Some(interrupt.clone()))?;
     if !c.no_datapath {
         // The datapath as the capture starts: each drop's comment and JSON line get the facts
         // that explain it (the summary's join reads it again at the end).
@@ -606,7 +661,7 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
             &base,
         ));
     }
-    finish(&names, &c.out, report)
+    finish(&names, &c.out, report, files.as_ref())
 }
 
 /// The kernel source's options from the flags, checked against the node's memory before
@@ -801,7 +856,8 @@ fn replay(r: args::ReplayArgs) -> Result<i32> {
         engine::sources::cilium_type_bits(&r.types),
         r.out.max_flows,
     )?;
-    let sink = make_sink(&r.out, engine::MAX_REPLAY_SNAPLEN)?.with_synthesize(r.synthesize);
+    let (sink, files) = make_sink(&r.out, engine::MAX_REPLAY_SNAPLEN, Some(interrupt.clone()))?;
+    let sink = sink.with_synthesize(r.synthesize);
     let progress = Progress::default();
     // File batches are large (a read buffer each) and the file never stalls: a few in flight
     // keep every stage busy, and fewer buffers in flight means they are reused warm.
@@ -825,7 +881,7 @@ fn replay(r: args::ReplayArgs) -> Result<i32> {
         &report.flows,
         &names,
     ));
-    finish(&names, &r.out, report)
+    finish(&names, &r.out, report, files.as_ref())
 }
 
 fn doctor(d: args::DoctorArgs) -> Result<i32> {

@@ -54,6 +54,7 @@ pub mod pods;
 pub mod render;
 pub mod report;
 pub mod select;
+pub mod serve;
 pub mod sink;
 pub mod sources;
 pub mod storm;

@@ -916,6 +916,14 @@ impl crate::cilium_socket::MessageSink for SocketBatches<'_> {
 /// The live Cilium source: the agent's monitor socket (one gob stream per connection),
 /// reconnecting with back-off when the agent restarts.
 pub fn cilium_socket(o: &CiliumSocketOptions) -> Result<SourceFn<'static>> {
+    cilium_socket_counted(o, None)
+}
+
+/// [`cilium_socket`], counting reconnections into `reconnects` as they happen.
+pub fn cilium_socket_counted(
+    o: &CiliumSocketOptions,
+    reconnects: Option<Arc<std::sync::atomic::AtomicU64>>,
+) -> Result<SourceFn<'static>> {
     use std::os::unix::fs::FileTypeExt as _;
     let release = o.release;
     match std::fs::metadata(&o.path) {
@@ -931,6 +939,7 @@ pub fn cilium_socket(o: &CiliumSocketOptions) -> Result<SourceFn<'static>> {
     }
     let mut cfg = crate::cilium_socket::socket::SocketConfig::new(&o.path);
     cfg.quiet = false;
+    cfg.reconnects_live = reconnects;
     let mut src = crate::cilium_socket::socket::CiliumSocketSource::new(cfg);
     if let Some(p) = &o.save_stream {
         let rec = crate::cilium_socket::record::GobStreamRecorder::create(p)

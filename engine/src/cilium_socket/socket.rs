@@ -58,6 +58,8 @@ pub struct SocketConfig {
     /// [`flush`](MessageSink::flush) (also when the socket stays quiet that long); zero
     /// flushes after every read.
     pub batch_hold: Duration,
+    /// Also counted here as they happen (reconnections), for a live reader (`serve`).
+    pub reconnects_live: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl Default for SocketConfig {
@@ -73,6 +75,7 @@ impl Default for SocketConfig {
             quiet: false,
             batch_linger: Duration::from_millis(1),
             batch_hold: Duration::from_millis(10),
+            reconnects_live: None,
         }
     }
 }
@@ -298,6 +301,9 @@ impl CiliumSocketSource {
             self.stats.connections += 1;
             if self.stats.connections > 1 {
                 self.stats.reconnects += 1;
+                if let Some(c) = &self.config.reconnects_live {
+                    c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 self.say(&format!(
                     "reconnected to cilium monitor socket {}",
                     path.display()

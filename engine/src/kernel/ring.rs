@@ -187,6 +187,19 @@ impl PerCpuRings {
         )
     }
 
+    /// Bytes published on `cpu`'s ring and not yet read (0 for a CPU out of range): the
+    /// ring's fill, for a gauge.
+    pub fn used(&self, cpu: u32) -> u64 {
+        if cpu >= self.cpus {
+            return 0;
+        }
+        let prod =
+            pos_word(&self.pos, cpu, std::mem::offset_of!(RingPos, prod)).load(Ordering::Relaxed);
+        let cons =
+            pos_word(&self.pos, cpu, std::mem::offset_of!(RingPos, cons)).load(Ordering::Relaxed);
+        prod.saturating_sub(cons).min(self.bytes_per_cpu())
+    }
+
     pub fn cpus(&self) -> u32 {
         self.cpus
     }

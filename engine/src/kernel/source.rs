@@ -58,6 +58,11 @@ const BUSY_PASS_BYTES: u64 = 256 << 10;
 /// How often the kernel flow table switches generations (and the per-second series gets a
 /// point).
 const TABLE_INTERVAL: Duration = Duration::from_secs(1);
+/// Empty passes in a row after which [`KernelSource::idle_poll`]'s pause applies (100 ms
+/// of quiet at [`POLL_INTERVAL`]).
+const IDLE_PASSES: u32 = 50;
+/// How often the ring reader updates a live consumer's gauges.
+const GAUGE_INTERVAL: Duration = Duration::from_millis(250);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -339,6 +344,37 @@ pub struct KernelSource {
     packets: Option<PacketLinks>,
     /// Every (interface, direction) the tc programs were attached to, for the ledger.
     packet_keys: Vec<PktKey>,
+    /// A live consumer of each drained generation (`dropscope serve`), and its gauges.
+    live: Option<(GenerationHook, std::sync::Arc<LiveGauges>)>,
+    /// The pause between passes once the rings have been empty for [`IDLE_PASSES`] passes
+    /// ([`KernelSource::idle_poll`]); `None`: always [`POLL_INTERVAL`].
+    idle_poll: Option<Duration>,
+}
+
+/// What the table thread hands a live consumer after each drain of a generation.
+pub struct GenerationTick<'a> {
+    /// The generation just drained (CPUs merged): its counts, and only its.
+    pub flows: &'a crate::storm::KernelFlows,
+    /// The kernel's per-reason counters, totals since the program was loaded.
+    pub reasons: &'a BTreeMap<u32, ReasonCounter>,
+    /// Entries the drained generation held.
+    pub entries: usize,
+}
+
+/// Called by the table thread after every drain ([`KernelSource::live`]).
+pub type GenerationHook = Box<dyn FnMut(&GenerationTick<'_>) + Send>;
+
+/// Gauges the ring reader keeps up to date while a live consumer is set.
+#[derive(Debug, Default)]
+pub struct LiveGauges {
+    /// Per CPU: bytes in the ring not yet read.
+    pub ring_used: Vec<std::sync::atomic::AtomicU64>,
+    /// Bytes of each CPU's ring.
+    pub ring_bytes: std::sync::atomic::AtomicU64,
+    /// Runs the kernel skipped since the load (`u64::MAX`: the kernel does not say).
+    pub recursion_misses: std::sync::atomic::AtomicU64,
+    /// Malformed records skipped.
+    pub malformed: std::sync::atomic::AtomicU64,
 }
 
 /// Takes a map of any of the kinds the program defines out of the object.
@@ -528,7 +564,33 @@ impl KernelSource {
             filter_fallback,
             packets,
             packet_keys,
+            live: None,
+            idle_poll: None,
         })
+    }
+
+    /// Once the rings have been empty for [`IDLE_PASSES`] passes in a row, polls them every
+    /// `every` instead of every [`POLL_INTERVAL`] (back at once when a pass finds records):
+    /// a long-running agent (`dropscope serve`) on a quiet node then wakes up far less.
+    pub fn idle_poll(&mut self, every: Duration) {
+        self.idle_poll = Some(every);
+    }
+
+    /// Hands every drained generation of the kernel flow table to `hook` (on the table
+    /// thread) instead of adding it to [`KernelSource::profile`], and keeps no per-second
+    /// series: memory stays bounded however long [`KernelSource::run`] goes on (`dropscope
+    /// serve`). Returns the gauges the ring reader keeps up to date.
+    pub fn live(&mut self, hook: GenerationHook) -> std::sync::Arc<LiveGauges> {
+        let g = std::sync::Arc::new(LiveGauges {
+            ring_used: (0..self.rings.cpus())
+                .map(|_| std::sync::atomic::AtomicU64::new(0))
+                .collect(),
+            ring_bytes: std::sync::atomic::AtomicU64::new(self.rings.bytes_per_cpu()),
+            recursion_misses: std::sync::atomic::AtomicU64::new(u64::MAX),
+            malformed: std::sync::atomic::AtomicU64::new(0),
+        });
+        self.live = Some((hook, g.clone()));
+        g
     }
 
     /// The tc programs' links (`--packets`), while attached.
@@ -608,8 +670,18 @@ impl KernelSource {
             misses_at_end,
             mode,
             packets,
+            live,
+            misses_at_start,
+            idle_poll,
             ..
         } = self;
+        let (hook, gauges) = match live.as_mut() {
+            Some((h, g)) => (Some(h), Some(g.clone())),
+            None => (None, None),
+        };
+        let mut gauges_at = Instant::now();
+        let idle_poll = *idle_poll;
+        let mut idle_passes = 0u32;
         let mut watch = StormWatch::new(rings.cpus());
         let (ring_result, table_result) = std::thread::scope(|s| {
             let det = &detached;
@@ -617,15 +689,42 @@ impl KernelSource {
             let series = &mut profile.series;
             let th = std::thread::Builder::new()
                 .name("dropscope-table".into())
-                .spawn_scoped(s, move || table_loop(table, flows, series, det, clock));
+                .spawn_scoped(s, move || {
+                    table_loop(table, flows, series, det, clock, hook)
+                });
             let r = (|| -> Result<(), SourceError> {
                 loop {
                     watch.look(rings, clock);
                     if stop.load(Ordering::Relaxed) {
                         break;
                     }
-                    if drain(rings, &mut builder, tx)? < BUSY_PASS_BYTES {
-                        std::thread::sleep(POLL_INTERVAL);
+                    if let Some(g) = gauges
+                        .as_ref()
+                        .filter(|_| gauges_at.elapsed() >= GAUGE_INTERVAL)
+                    {
+                        gauges_at = Instant::now();
+                        for (cpu, u) in g.ring_used.iter().enumerate() {
+                            u.store(rings.used(cpu as u32), Ordering::Relaxed);
+                        }
+                        let misses = match (*misses_at_start, recursion_misses(ebpf, *mode)) {
+                            (Some(a), Some(b)) => b.saturating_sub(a),
+                            _ => u64::MAX,
+                        };
+                        g.recursion_misses.store(misses, Ordering::Relaxed);
+                        g.malformed
+                            .store(builder.stats.malformed.total(), Ordering::Relaxed);
+                    }
+                    let consumed = drain(rings, &mut builder, tx)?;
+                    idle_passes = if consumed == 0 {
+                        idle_passes.saturating_add(1)
+                    } else {
+                        0
+                    };
+                    if consumed < BUSY_PASS_BYTES {
+                        std::thread::sleep(match idle_poll {
+                            Some(p) if idle_passes >= IDLE_PASSES => p,
+                            _ => POLL_INTERVAL,
+                        });
                     }
                 }
                 Ok(())
@@ -817,7 +916,11 @@ fn table_loop(
     series: &mut Vec<SeriesPoint>,
     detached: &AtomicBool,
     clock: ClockOffset,
+    mut hook: Option<&mut GenerationHook>,
 ) -> std::io::Result<(u64, usize)> {
+    if let Some(h) = hook.as_mut() {
+        return live_table_loop(table, detached, clock, h);
+    }
     let mut prev: BTreeMap<u32, u64> = BTreeMap::new();
     let mut last = Instant::now();
     let mut sample = |table: &KernelTable, last: &mut Instant| -> std::io::Result<()> {
@@ -851,6 +954,44 @@ fn table_loop(
     }
     table.finish(flows, clock)?;
     sample(table, &mut last)?;
+    Ok((table.generations, table.peak_entries))
+}
+
+/// [`table_loop`] for a live consumer: each drained generation goes to `hook`, nothing is
+/// kept here.
+fn live_table_loop(
+    table: &mut KernelTable,
+    detached: &AtomicBool,
+    clock: ClockOffset,
+    hook: &mut GenerationHook,
+) -> std::io::Result<(u64, usize)> {
+    let mut last = Instant::now();
+    let mut hand = |table: &mut KernelTable, last_drain: bool| -> std::io::Result<()> {
+        let mut gen = crate::storm::KernelFlows::new(usize::MAX);
+        let entries = if last_drain {
+            table.finish(&mut gen, clock)?
+        } else {
+            table.rotate(&mut gen, clock)?
+        };
+        let reasons = table.reason_counters()?;
+        hook(&GenerationTick {
+            flows: &gen,
+            reasons: &reasons,
+            entries,
+        });
+        Ok(())
+    };
+    loop {
+        while last.elapsed() < TABLE_INTERVAL && !detached.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if detached.load(Ordering::Acquire) {
+            break;
+        }
+        last = Instant::now();
+        hand(table, false)?;
+    }
+    hand(table, true)?;
     Ok((table.generations, table.peak_entries))
 }
 

@@ -18,6 +18,7 @@ mod read_step;
 pub use output::is_special as output_is_special;
 mod pcap_writer;
 mod pcapng_writer;
+pub mod rotate;
 
 #[cfg(test)]
 mod testfile;
@@ -128,6 +129,12 @@ pub trait PacketWriter: Send {
     /// its last complete block; see [`WriterStats::not_written`]).
     fn disk_full(&self) -> Option<String> {
         None
+    }
+
+    /// Bytes of the file so far (written or buffered): what `-C` rotation compares, as
+    /// tcpdump compares `pcap_dump_ftell`. 0 when the writer does not say.
+    fn file_bytes(&self) -> u64 {
+        0
     }
 }
 

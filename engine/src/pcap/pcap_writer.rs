@@ -89,6 +89,10 @@ impl PacketWriter for PcapWriter {
         Ok(())
     }
 
+    fn file_bytes(&self) -> u64 {
+        self.out.written()
+    }
+
     fn finish(self: Box<Self>) -> Result<WriterStats, WriteError> {
         let mut stats = self.stats;
         stats.file_bytes = self.out.written();

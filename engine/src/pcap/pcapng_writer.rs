@@ -211,6 +211,10 @@ impl PacketWriter for PcapngWriter {
         Ok(true)
     }
 
+    fn file_bytes(&self) -> u64 {
+        self.out.written()
+    }
+
     fn finish(mut self: Box<Self>) -> Result<WriterStats, WriteError> {
         if self.ifaces.is_empty() {
             // A file without packets still gets one interface: tcpdump (libpcap) refuses a
