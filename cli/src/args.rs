@@ -146,13 +146,13 @@ pub struct ServeArgs {
     /// Cilium's monitor socket, read when it exists.
     #[arg(
         long,
-        default_value = "/var/run/cilium/monitor1_2.sock",
+        default_value = engine::paths::CILIUM_MONITOR_SOCKET,
         value_name = "PATH"
     )]
     pub cilium_socket: PathBuf,
     /// Cilium release of the socket's records: main, 1.19, 1.18, 1.17, 1.16.
-    #[arg(long, default_value = "main", value_name = "RELEASE")]
-    pub cilium_release: String,
+    #[arg(long, default_value = "main", value_name = "RELEASE", value_parser = release_arg)]
+    pub cilium_release: CiliumRelease,
     /// Directory of capture sessions' files (created 0700; files 0600).
     #[arg(
         long,
@@ -492,7 +492,7 @@ pub struct CaptureArgs {
     /// capture is refused while it answers (the agent is up: use --source cilium).
     #[arg(
         long,
-        default_value = "/var/run/cilium/monitor1_2.sock",
+        default_value = engine::paths::CILIUM_MONITOR_SOCKET,
         value_name = "PATH"
     )]
     pub cilium_socket: PathBuf,

@@ -334,7 +334,7 @@ pub fn serve(a: ServeArgs) -> Result<i32> {
     let listener =
         std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
     listener.set_nonblocking(true)?;
-    let mut names = engine::render::Names::load(false);
+    let mut names = engine::lookup::Names::load(false);
     if !a.no_names {
         names.pods = Some(engine::pods::PodNames::start(
             engine::pods::Sources::node(),
@@ -366,7 +366,7 @@ pub fn serve(a: ServeArgs) -> Result<i32> {
         max_flows: a.max_flows,
         max_series: a.metrics_max_series,
         cilium_socket: Some(a.cilium_socket.clone()),
-        cilium_release: a.cilium_release.clone(),
+        cilium_release: a.cilium_release,
     };
     let kernel = engine::serve::open_kernel(&options)?;
     let state = Arc::new(State::new(names, options, sessions));

@@ -19,6 +19,8 @@ mod live_kernel;
 mod offline;
 mod packets_live;
 mod pods;
+mod rotation;
+mod serve;
 mod stats_json;
 mod storm;
 mod text_replay;

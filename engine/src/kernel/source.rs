@@ -354,7 +354,7 @@ pub struct KernelSource {
 /// What the table thread hands a live consumer after each drain of a generation.
 pub struct GenerationTick<'a> {
     /// The generation just drained (CPUs merged): its counts, and only its.
-    pub flows: &'a crate::storm::KernelFlows,
+    pub flows: &'a crate::kernel::storm::KernelFlows,
     /// The kernel's per-reason counters, totals since the program was loaded.
     pub reasons: &'a BTreeMap<u32, ReasonCounter>,
     /// Entries the drained generation held.
@@ -967,7 +967,7 @@ fn live_table_loop(
 ) -> std::io::Result<(u64, usize)> {
     let mut last = Instant::now();
     let mut hand = |table: &mut KernelTable, last_drain: bool| -> std::io::Result<()> {
-        let mut gen = crate::storm::KernelFlows::new(usize::MAX);
+        let mut gen = crate::kernel::storm::KernelFlows::new(usize::MAX);
         let entries = if last_drain {
             table.finish(&mut gen, clock)?
         } else {

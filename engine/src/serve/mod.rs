@@ -30,7 +30,8 @@ use crate::aggregate::ReasonKey;
 use crate::event::{Batch, Cause, Notice};
 use crate::kernel::loader::{AttachMode, KernelSelect, LoadOptions};
 use crate::kernel::source::{GenerationTick, KernelSource, LiveGauges};
-use crate::render::{Names, Renderer};
+use crate::lookup::Names;
+use crate::render::Renderer;
 use expo::{Family, Kind};
 use flows::{HeavyHitters, Series, SeriesKey};
 
@@ -48,7 +49,7 @@ pub struct ServeOptions {
     pub max_series: usize,
     /// Cilium's monitor socket, read when it exists.
     pub cilium_socket: Option<PathBuf>,
-    pub cilium_release: String,
+    pub cilium_release: crate::cilium::tables::CiliumRelease,
 }
 
 /// Everything the HTTP side reads.
@@ -212,7 +213,8 @@ impl State {
         }
         for e in &b.events {
             if let Cause::Cilium(_) = &e.cause {
-                if let (ReasonKey::Cilium(code), _, _) = crate::render::reason_and_identities(e) {
+                if let (ReasonKey::Cilium(code), _, _) = crate::aggregate::reason_and_identities(e)
+                {
                     let c = m.cilium.entry(code).or_default();
                     c.0 += 1;
                     c.1 += u64::from(e.orig_len);
@@ -516,7 +518,7 @@ impl State {
                     "netns": k.netns_ino,
                     "ifindex": k.ifindex,
                     "interface": self.iface_label(k.ifindex, k.netns_ino),
-                    "protocol": crate::render::proto_name(f.proto),
+                    "protocol": crate::packet::format::proto_name(f.proto),
                     "l4proto": k.l4proto,
                     "src": addr(&k.saddr),
                     "dst": addr(&k.daddr),
@@ -583,8 +585,10 @@ pub fn run(state: Arc<State>, mut kernel: KernelSource, stop: &AtomicBool) -> Re
                 &crate::sources::CiliumSocketOptions {
                     path: p.clone(),
                     save_stream: None,
-                    release: state.options.cilium_release.clone(),
-                    types: crate::sources::cilium_type_bits(&["drop".to_string()])?,
+                    release: state.options.cilium_release,
+                    types: crate::sources::cilium_type_bits(&[
+                        crate::cilium::notify::MessageKind::Drop,
+                    ]),
                 },
                 Some(reconnects),
             )?;

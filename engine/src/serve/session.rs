@@ -27,9 +27,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::aggregate::ReasonKey;
 use crate::event::Event;
+use crate::lookup::Names;
 use crate::packet::{FlowKey, PacketSummary};
 use crate::pcap::{IfaceKey, OutPacket, PacketWriter};
-use crate::render::{Names, Renderer};
+use crate::render::Renderer;
 use crate::select::{Reasons, Selection};
 
 /// A session as asked for (`POST /api/v1/captures`).
@@ -340,7 +341,7 @@ impl Sessions {
                 if s.state != State::Running {
                     break;
                 }
-                let (reason, _, _) = crate::render::reason_and_identities(e);
+                let (reason, _, _) = crate::aggregate::reason_and_identities(e);
                 let row = s.rows.entry(reason).or_default();
                 row.offered += 1;
                 if !s.sel.keep(e) {
@@ -350,7 +351,7 @@ impl Sessions {
                 crate::packet::summarize_into(
                     &e.data,
                     e.link,
-                    crate::render::tunnel_hint_for(e, crate::packet::TunnelHint::ByPort),
+                    crate::cilium_glue::tunnel_hint_for(e, crate::packet::TunnelHint::ByPort),
                     &mut summary,
                 );
                 if let Some(n) = s.request.exemplars {

@@ -3,13 +3,11 @@
 //! must be valid on its own (capinfos), hold exactly what the rotation ledger says went to
 //! it, and the ledger's files together hold every packet the capture processed.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 /// `capinfos -c` packet count of a file (and that capinfos reads it at all).
 fn capinfos_count(f: &Path) -> u64 {

@@ -5,14 +5,12 @@
 //! flow's drops (tshark) with a balanced ledger; the series bound holds and folds exactly;
 //! and the security rules (loopback or a token, 401, 413, 400).
 
-mod common;
-
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// A free TCP port on loopback.
 fn free_port() -> u16 {
