@@ -183,16 +183,33 @@ async fn capture_pcapng(
     AxState(app): AxState<Shared>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
 ) -> Response {
     if let Some(r) = authorize(&app, &headers) {
         return r;
     }
+    // `?file=N`: one file of a rotating session (as its status lists them).
+    let file = match query.as_deref().and_then(|q| q.strip_prefix("file=")) {
+        None => None,
+        Some(n) => match n.parse::<usize>() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("file={n} is not a file number (see the session's files)"),
+                )
+            }
+        },
+    };
     let Some(info) = id
         .parse::<u64>()
         .ok()
-        .and_then(|id| app.state.sessions.stream(id))
+        .and_then(|id| app.state.sessions.stream(id, file))
     else {
-        return error(StatusCode::NOT_FOUND, format!("no capture session {id}"));
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no capture session {id}, or no such file of it (overwritten files are gone)"),
+        );
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
     tokio::task::spawn_blocking(move || stream_file(&info, &tx));

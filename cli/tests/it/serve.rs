@@ -768,3 +768,86 @@ fn cilium_socket_drops_lost_records_and_reconnects_are_exported() {
     let (code, err) = serve.stop();
     assert_eq!(code, Some(0), "{err}");
 }
+
+/// A session with `rotate_mb` and `max_files` (tcpdump's -C and -W): a ring of complete
+/// files, each downloaded by number holds exactly the packets its status says, the files
+/// hold every written packet (the overwritten ones counted as such), and an overwritten
+/// file is gone (404).
+#[test]
+fn a_rotating_session_keeps_a_ring_of_complete_files() {
+    require_root!();
+    if !tshark_available() {
+        eprintln!("SKIPPED: tshark missing");
+        return;
+    }
+    let ns = NetnsPair::new();
+    let serve = Serve::start(&["--exemplars", "100000"]);
+    let netns = ns.inode(&ns.b).to_string();
+    let body = format!(
+        "{{\"filter\": \"udp src port 4011\", \"netns\": \"{netns}\", \"duration\": 4, \
+         \"rotate_mb\": 1, \"max_files\": 3}}"
+    );
+    let (s, v) = serve.json("POST", "/api/v1/captures", &body);
+    assert_eq!(s, 201, "{v}");
+    let id = v["id"].as_u64().unwrap();
+    const N: u64 = 12_000;
+    ns.send_udp(false, 4011, 9, N as usize, 200);
+    let v = wait_for(20, "the session to end", || {
+        let (_, v) = serve.json("GET", &format!("/api/v1/captures/{id}"), "");
+        (v["state"] == "done").then_some(v)
+    });
+    assert_eq!(v["ledger"]["balanced"], true, "{v}");
+    assert_eq!(v["ledger"]["per_reason"]["NO_SOCKET"]["written"], N, "{v}");
+    let files = v["files"].as_array().unwrap();
+    assert!(
+        files.len() > 3,
+        "12,000 packets of ~250 bytes fill more than 3 MB: {v}"
+    );
+    let in_files: u64 = files.iter().map(|f| f["packets"].as_u64().unwrap()).sum();
+    assert_eq!(in_files, N, "every written packet went to a file: {v}");
+    let kept: Vec<(usize, &serde_json::Value)> = files
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f["overwritten"] == false)
+        .collect();
+    assert_eq!(kept.len(), 3, "{v}");
+    let dir = TempDir::new("rotsession");
+    for (i, f) in &kept {
+        let (s, _, body) = http(
+            serve.port,
+            "GET",
+            &format!("/api/v1/captures/{id}/pcapng?file={i}"),
+            &[],
+            b"",
+        );
+        assert_eq!(s, 200, "file {i}");
+        let p = dir.path(&format!("f{i}.pcapng"));
+        std::fs::write(&p, body).unwrap();
+        assert_eq!(
+            tshark_count(
+                &p,
+                "udp.srcport == 4011 && frame.comment contains \"NO_SOCKET\""
+            ),
+            f["packets"].as_u64().unwrap() as usize,
+            "file {i}"
+        );
+    }
+    let gone = files.iter().position(|f| f["overwritten"] == true).unwrap();
+    let (s, _, _) = http(
+        serve.port,
+        "GET",
+        &format!("/api/v1/captures/{id}/pcapng?file={gone}"),
+        &[],
+        b"",
+    );
+    assert_eq!(s, 404);
+    let (s, v) = serve.json("POST", "/api/v1/captures", "{\"max_files\": 2}");
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("max_files needs rotate_mb"),
+        "{v}"
+    );
+}

@@ -64,6 +64,42 @@ pub struct Request {
     /// Packets per flow x reason and second written (every drop is still counted).
     #[serde(default)]
     pub exemplars: Option<u32>,
+    /// A new file once the current one holds more than this many million bytes (`-C`).
+    #[serde(default)]
+    pub rotate_mb: Option<u64>,
+    /// A new file every this many seconds (`-G`).
+    #[serde(default)]
+    pub rotate_seconds: Option<u64>,
+    /// With `rotate_mb`: a ring of this many files, the oldest overwritten; with
+    /// `rotate_seconds` alone: the session ends after this many files (`-W`).
+    #[serde(default)]
+    pub max_files: Option<u32>,
+}
+
+impl Request {
+    /// The rotation asked for, checked as `capture` checks -C/-G/-W; `None` when none is.
+    fn rotation(&self) -> Result<Option<crate::pcap::rotate::Rotation>, String> {
+        if self.rotate_mb == Some(0) {
+            return Err("rotate_mb 0 would start a new file for every packet".into());
+        }
+        if self.rotate_seconds == Some(0) {
+            return Err("rotate_seconds 0 would start a new file for every packet".into());
+        }
+        if self.max_files == Some(0) {
+            return Err("max_files 0 would keep no file".into());
+        }
+        if self.rotate_mb.is_none() && self.rotate_seconds.is_none() {
+            if self.max_files.is_some() {
+                return Err("max_files needs rotate_mb or rotate_seconds".into());
+            }
+            return Ok(None);
+        }
+        Ok(Some(crate::pcap::rotate::Rotation {
+            size_bytes: self.rotate_mb.map(|m| m.saturating_mul(1_000_000)),
+            seconds: self.rotate_seconds,
+            files: self.max_files,
+        }))
+    }
 }
 
 /// The agent's limits on sessions.
@@ -129,6 +165,10 @@ struct Session {
     ended_ns: Option<u64>,
     last_read: Instant,
     path: PathBuf,
+    /// The files of a rotating session, and what went to each.
+    files: Option<crate::pcap::rotate::FileLedger>,
+    /// Set by a time-rotating writer when it has written `max_files` files.
+    files_done: Arc<AtomicBool>,
     writer: Option<Box<dyn PacketWriter>>,
     error: Option<String>,
     rows: BTreeMap<ReasonKey, Row>,
@@ -204,6 +244,7 @@ impl Sessions {
     /// Starts a session; returns its id and its status document.
     pub fn start(&self, req: Request, names: &Names) -> Result<serde_json::Value, Refused> {
         let sel = selection(&req, names).map_err(|m| refuse(400, m))?;
+        let rotation = req.rotation().map_err(|m| refuse(400, m))?;
         let snaplen = req.snaplen.unwrap_or(self.limits.snaplen);
         if snaplen == 0 || snaplen > self.limits.snaplen {
             return Err(refuse(
@@ -247,8 +288,35 @@ impl Sessions {
         let id = g.next;
         g.next += 1;
         let path = self.dir.join(format!("session-{id}.pcapng"));
-        let writer = crate::pcap::create(&path, crate::pcap::FileFormat::Pcapng, snaplen)
-            .map_err(|e| refuse(500, format!("cannot create the session's file: {e}")))?;
+        let files_done = Arc::new(AtomicBool::new(false));
+        let cannot = |e: crate::pcap::WriteError| {
+            refuse(500, format!("cannot create the session's file: {e}"))
+        };
+        let (writer, files): (Box<dyn PacketWriter>, _) = match rotation {
+            None => (
+                crate::pcap::create(&path, crate::pcap::FileFormat::Pcapng, snaplen)
+                    .map_err(cannot)?,
+                None,
+            ),
+            Some(rot) => {
+                // Time-rotated files are named by their start (tcpdump's strftime names).
+                let pattern = if rot.seconds.is_some() {
+                    self.dir.join(format!("session-{id}-%Y%m%d-%H%M%S.pcapng"))
+                } else {
+                    path.clone()
+                };
+                let (w, ledger) = crate::pcap::rotate::RotatingWriter::create(
+                    &pattern,
+                    crate::pcap::FileFormat::Pcapng,
+                    snaplen,
+                    crate::pcap::WriterOptions::default(),
+                    rot,
+                    Some(files_done.clone()),
+                )
+                .map_err(cannot)?;
+                (Box::new(w), Some(ledger))
+            }
+        };
         let now = Instant::now();
         let kernel_start = g.kernel_now;
         let s = Session {
@@ -264,6 +332,8 @@ impl Sessions {
             ended_ns: None,
             last_read: now,
             path,
+            files,
+            files_done,
             writer: Some(writer),
             error: None,
             rows: BTreeMap::new(),
@@ -292,15 +362,36 @@ impl Sessions {
         self.lock().map.values().map(|s| status(s, names)).collect()
     }
 
-    /// Where a session's file is, to stream it.
-    pub fn stream(&self, id: u64) -> Option<StreamInfo> {
+    /// Where a session's file is, to stream it: of a rotating session, file number `file`
+    /// (as its status lists them; `None`: the one being written, or the last).
+    pub fn stream(&self, id: u64, file: Option<usize>) -> Option<StreamInfo> {
         let mut g = self.lock();
         let s = g.map.get_mut(&id)?;
         s.last_read = Instant::now();
+        let Some(ledger) = &s.files else {
+            return Some(StreamInfo {
+                path: s.path.clone(),
+                tmp: crate::atomic::tmp_path(&s.path),
+                done: s.done.clone(),
+            });
+        };
+        let entries = ledger.lock().unwrap_or_else(|e| e.into_inner());
+        let last = entries.len().checked_sub(1)?;
+        let n = file.unwrap_or(last);
+        let entry = entries.get(n)?;
+        if entry.overwritten {
+            return None;
+        }
+        // Files before the last are complete; the last is done when the session is.
+        let done = if n < last {
+            Arc::new(AtomicBool::new(true))
+        } else {
+            s.done.clone()
+        };
         Some(StreamInfo {
-            path: s.path.clone(),
-            tmp: crate::atomic::tmp_path(&s.path),
-            done: s.done.clone(),
+            path: entry.path.clone(),
+            tmp: crate::atomic::tmp_path(&entry.path),
+            done,
         })
     }
 
@@ -394,6 +485,17 @@ impl Sessions {
                         break;
                     }
                 }
+                if s.files_done.load(Ordering::Relaxed) {
+                    // The time-rotating writer had written its last file: the session ends
+                    // before this packet, which is not in any file.
+                    if let Some(row) = s.rows.get_mut(&reason) {
+                        row.offered -= 1;
+                        row.written -= 1;
+                    }
+                    s.bytes -= cap;
+                    end(s, "max_files reached", kernel_now);
+                    break;
+                }
                 let written: u64 = s.rows.values().map(|r| r.written).sum();
                 if s.request.count.is_some_and(|c| written >= c) {
                     end(s, "count reached", kernel_now);
@@ -438,8 +540,7 @@ impl Sessions {
         }
         for id in gone {
             if let Some(s) = g.map.remove(&id) {
-                let _ = std::fs::remove_file(&s.path);
-                let _ = std::fs::remove_file(crate::atomic::tmp_path(&s.path));
+                remove_files(&s);
             }
         }
     }
@@ -452,7 +553,7 @@ impl Sessions {
         for s in g.map.values_mut() {
             end(s, "agent stopping", kernel_now);
             if remove {
-                let _ = std::fs::remove_file(&s.path);
+                remove_files(s);
             }
         }
     }
@@ -468,6 +569,23 @@ fn window(start: KernelWindow, now: KernelWindow) -> KernelWindow {
 }
 
 /// Ends a running session: finishes its file (renamed into place) and marks it done.
+/// Removes a session's file, or every file of a rotating session (and any `.tmp`).
+fn remove_files(s: &Session) {
+    let mut paths = vec![s.path.clone()];
+    if let Some(l) = &s.files {
+        paths.extend(
+            l.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .map(|f| f.path.clone()),
+        );
+    }
+    for p in paths {
+        let _ = std::fs::remove_file(crate::atomic::tmp_path(&p));
+        let _ = std::fs::remove_file(&p);
+    }
+}
+
 fn end(s: &mut Session, why: &'static str, kernel_now: KernelWindow) {
     if s.state != State::Running {
         return;
@@ -519,6 +637,22 @@ fn status(s: &Session, names: &Names) -> serde_json::Value {
         },
         "kernel": s.kernel,
         "pcapng": format!("/api/v1/captures/{}/pcapng", s.id),
+        "files": s.files.as_ref().map(|l| {
+            let entries = l.lock().unwrap_or_else(|e| e.into_inner());
+            entries
+                .iter()
+                .enumerate()
+                .map(|(i, f)| {
+                    serde_json::json!({
+                        "name": f.path.file_name().map(|n| n.to_string_lossy().into_owned()),
+                        "packets": f.packets,
+                        "bytes": f.bytes,
+                        "overwritten": f.overwritten,
+                        "pcapng": format!("/api/v1/captures/{}/pcapng?file={i}", s.id),
+                    })
+                })
+                .collect::<Vec<_>>()
+        }),
     })
 }
 
