@@ -288,7 +288,7 @@ pub enum FormatArg {
 }
 
 /// Outputs shared by `capture` and `replay`.
-#[derive(Args, Debug)]
+#[derive(Args, Clone, Debug)]
 pub struct OutputArgs {
     /// Write packets to FILE (pcapng by default; pcap if FILE ends in .pcap or with --format pcap).
     #[arg(short = 'w', long = "write", value_name = "FILE")]

@@ -119,6 +119,13 @@ fn run(cli: Cli) -> Result<i32> {
 }
 
 pub(crate) fn install_interrupt() -> Result<Arc<AtomicBool>> {
+    // Installed once per process; a later run in the same process (`--remote` summarising
+    // the file it downloaded) starts with the flag cleared.
+    static FLAG: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
+    if let Some(flag) = FLAG.get() {
+        flag.store(false, Ordering::SeqCst);
+        return Ok(flag.clone());
+    }
     let flag = Arc::new(AtomicBool::new(false));
     let f = flag.clone();
     ctrlc::set_handler(move || {
@@ -128,7 +135,7 @@ pub(crate) fn install_interrupt() -> Result<Arc<AtomicBool>> {
         }
     })
     .context("installing the Ctrl-C handler")?;
-    Ok(flag)
+    Ok(FLAG.get_or_init(|| flag).clone())
 }
 
 /// Opens the capture file (as a temporary file renamed at the end; with -C/-G a rotating
@@ -838,7 +845,7 @@ fn working_set(usage: u64, stat: &str, key: &str) -> u64 {
     usage.saturating_sub(inactive)
 }
 
-fn replay(r: args::ReplayArgs) -> Result<i32> {
+pub(crate) fn replay(r: args::ReplayArgs) -> Result<i32> {
     r.out.validate()?;
     if let Some(p) = &r.out.stats_json {
         check_stats_path(p)?;

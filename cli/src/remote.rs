@@ -220,6 +220,28 @@ pub fn capture(url: &str, c: &CaptureArgs) -> Result<i32> {
         .await?;
         json_of(r).await
     })?;
+    // The summary a local capture prints (flow x reason table, accounting, --stats-json),
+    // made from the file the session wrote; then the session's own ledger.
+    let local = crate::args::ReplayArgs {
+        file: out.clone(),
+        input_format: None,
+        synthesize: false,
+        cilium_release: Some(c.cilium_release),
+        types: Vec::new(),
+        out: crate::args::OutputArgs {
+            write: None,
+            format: None,
+            rotate_mb: None,
+            rotate_secs: None,
+            rotate_files: None,
+            count: None,
+            duration: None,
+            ..c.out.clone()
+        },
+        select: crate::args::SelectArgs::default(),
+        expression: Vec::new(),
+    };
+    let code = crate::replay(local)?;
     let l = &summary["ledger"]["total"];
     let k = &summary["kernel"];
     eprintln!(
@@ -257,5 +279,5 @@ pub fn capture(url: &str, c: &CaptureArgs) -> Result<i32> {
         eprintln!("dropscope: the session's file had an error on the agent: {e}");
         return Ok(2);
     }
-    Ok(0)
+    Ok(code)
 }

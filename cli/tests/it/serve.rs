@@ -479,6 +479,15 @@ fn capture_sessions_get_exactly_their_flows() {
     assert!(out.status.success(), "{err}");
     assert!(err.contains("100 packets written"), "{err}");
     assert!(err.contains("(balanced)"), "{err}");
+    // The summary a local capture prints: the flow x reason row of the session's flow.
+    let row = err
+        .lines()
+        .find(|l| l.contains(&format!("{}:4003 -> {}:9 udp", ns.ip4_a, ns.ip4_b)))
+        .unwrap_or_else(|| panic!("no flow row for port 4003 in:\n{err}"));
+    assert!(
+        row.contains("NO_SOCKET") && row.split_whitespace().any(|w| w == "100"),
+        "{row}"
+    );
     assert_eq!(tshark_count(&remote_file, "udp.srcport == 4003"), 100);
     assert_eq!(tshark_count(&remote_file, "frame"), 100);
     use std::os::unix::fs::PermissionsExt as _;
