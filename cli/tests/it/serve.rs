@@ -730,6 +730,14 @@ fn cilium_socket_drops_lost_records_and_reconnects_are_exported() {
         }
     };
     let sock = dir.path("monitor1_2.sock");
+    // serve starts before the agent: it reads the socket once the agent creates it.
+    let serve = Serve::start(&["--cilium-socket", sock.to_str().unwrap()]);
+    let (_, t) = serve.get("/metrics");
+    assert_eq!(
+        sample(&t, "dropscope_cilium_socket_read", &[]),
+        Some(0.0),
+        "{t}"
+    );
     let mut agent = Command::new(&sim)
         .arg("-socket")
         .arg(&sock)
@@ -742,7 +750,6 @@ fn cilium_socket_drops_lost_records_and_reconnects_are_exported() {
         .read_line(&mut line)
         .unwrap();
     let want: serde_json::Value = serde_json::from_str(&line).unwrap();
-    let serve = Serve::start(&["--cilium-socket", sock.to_str().unwrap()]);
     assert!(agent.wait().unwrap().success());
     let drops = want["samples"]["1"].as_u64().unwrap() as f64;
     let text = wait_for(20, "the Cilium drops", || {

@@ -578,25 +578,25 @@ pub fn run(state: Arc<State>, mut kernel: KernelSource, stop: &AtomicBool) -> Re
     // ring-lost, and the counts per reason and flow are the kernel's, whole either way.
     kernel.idle_poll(Duration::from_millis(20));
     *state.gauges.lock().unwrap_or_else(|e| e.into_inner()) = Some(gauges);
-    let mut cilium = match &state.options.cilium_socket {
-        Some(p) if p.exists() => {
-            let reconnects = state.metrics().cilium_reconnects.clone();
-            let f = crate::sources::cilium_socket_counted(
-                &crate::sources::CiliumSocketOptions {
-                    path: p.clone(),
-                    save_stream: None,
-                    release: state.options.cilium_release,
-                    types: crate::sources::cilium_type_bits(&[
-                        crate::cilium::notify::MessageKind::Drop,
-                    ]),
-                },
-                Some(reconnects),
-            )?;
-            state.metrics().cilium_connected = true;
-            Some(f)
-        }
-        _ => None,
+    // Cilium's monitor socket is read once it is there: at start, or when the agent creates
+    // it later (looked for every second); then reconnecting as the socket source does.
+    let open_cilium = |p: &std::path::Path| -> Result<crate::pipeline::SourceFn<'static>> {
+        let reconnects = state.metrics().cilium_reconnects.clone();
+        let f = crate::sources::cilium_socket_counted(
+            &crate::sources::CiliumSocketOptions {
+                path: p.to_path_buf(),
+                save_stream: None,
+                release: state.options.cilium_release,
+                types: crate::sources::cilium_type_bits(&[
+                    crate::cilium::notify::MessageKind::Drop,
+                ]),
+            },
+            Some(reconnects),
+        )?;
+        state.metrics().cilium_connected = true;
+        Ok(f)
     };
+    let cilium_path = state.options.cilium_socket.clone();
     let (tx, rx) = bounded::<Batch>(64);
     let src_stop = AtomicBool::new(false);
     let mut report = ServeReport::default();
@@ -612,13 +612,22 @@ pub fn run(state: Arc<State>, mut kernel: KernelSource, stop: &AtomicBool) -> Re
                 r.map(|stats| (stats, kernel))
             })
             .context("starting the kernel reader")?;
-        let c = match cilium.take() {
-            Some(f) => {
+        let c = match cilium_path {
+            Some(p) => {
                 let ctx = tx.clone();
+                let open_cilium = &open_cilium;
                 Some(
                     std::thread::Builder::new()
                         .name("dropscope-cilium".into())
-                        .spawn_scoped(s, move || f(&ctx, stop_ref))
+                        .spawn_scoped(s, move || {
+                            while !p.exists() {
+                                if stop_ref.load(Ordering::Relaxed) {
+                                    return Ok(crate::pipeline::SourceReport::default());
+                                }
+                                std::thread::sleep(Duration::from_millis(100));
+                            }
+                            open_cilium(&p)?(&ctx, stop_ref)
+                        })
                         .context("starting the Cilium reader")?,
                 )
             }
