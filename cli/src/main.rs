@@ -5,6 +5,7 @@
 //! stderr), and a closed stdout pipe is not an error.
 
 mod args;
+mod report_cmd;
 
 /// mimalloc: per-thread heaps. The pipeline allocates in one thread (sources: packet
 /// buffers, decoded text records) and frees in another (sink); glibc's allocator serialises
@@ -90,6 +91,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Reasons(r) => reasons(r),
         Command::Doctor(d) => doctor(d),
         Command::Datapath(d) => datapath(d),
+        Command::Report(r) => report_cmd::report(r),
     }
 }
 
@@ -578,6 +580,21 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
         progress_printer(c.out.quiet),
     )?;
     let mut report = report;
+    report.facts = report_cmd::run_facts(
+        "capture",
+        kinds
+            .iter()
+            .map(|k| format!("{k:?}").to_lowercase())
+            .collect::<Vec<_>>()
+            .join(","),
+        &c.select,
+        &c.expression,
+        &[
+            ("--pod", &c.pod),
+            ("--namespace", &c.k8s_namespace),
+            ("--label", &c.label),
+        ],
+    );
     if !c.no_datapath && !report.flows.is_empty() {
         let base = engine::datapath::Options {
             maps_dir: c.datapath_maps_dir.clone(),
@@ -806,6 +823,13 @@ fn replay(r: args::ReplayArgs) -> Result<i32> {
     )?;
     // A file's drops happened elsewhere or earlier: the reason table only, no live state.
     let mut report = report;
+    report.facts = report_cmd::run_facts(
+        "replay",
+        r.file.display().to_string(),
+        &r.select,
+        &r.expression,
+        &[],
+    );
     report.datapath = Some(engine::datapath::explain::Join::table_only(
         &report.flows,
         &names,

@@ -30,6 +30,7 @@ pub mod comment;
 pub mod datapath;
 pub mod doctor;
 pub mod event;
+pub mod facts;
 pub mod filter;
 pub mod ingest;
 pub mod join;
@@ -48,6 +49,8 @@ pub mod storm;
 #[cfg(test)]
 mod testutil;
 pub mod timefmt;
+pub mod timeline;
+pub mod viz;
 
 pub use capture_common::{DEFAULT_SNAPLEN, MAX_KERNEL_SNAPLEN};
 /// Snap length of files written by `replay`: whatever the input holds, as tcpdump allows.
