@@ -224,7 +224,7 @@ fn every_plot_holds_the_documents_exact_counts() {
             )
         })
         .collect();
-    rows.sort_by(|a, b| b.1.cmp(&a.1));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.1));
     assert_eq!(top, rows[..20].to_vec());
     // Interfaces: each interface's total and its reasons.
     let ifs = svg_doc(&svgs.join("interfaces.svg"));
