@@ -284,34 +284,78 @@ impl Model {
     }
 
     /// Reads a stats document (`--stats-json`) from `r`.
-    pub fn read<R: Read>(r: R) -> Result<Model, ReadError> {
-        let mut m = Model::default();
-        let mut heap = BinaryHeap::new();
-        let mut err: Option<ReadError> = None;
-        let rest = scan(r, &[&["flows"], &["storm", "flows"]], |which, bytes| {
-            let parsed = if which == 0 {
-                serde_json::from_slice::<FlowRow<'_>>(bytes).map(|row| m.add_flow(&row, &mut heap))
-            } else {
-                serde_json::from_slice::<StormRow<'_>>(bytes).map(|row| m.add_storm(&row))
-            };
-            if let Err(e) = parsed {
-                err = Some(ReadError::Row {
-                    array: if which == 0 { "flows" } else { "storm.flows" },
-                    row: if which == 0 {
-                        m.flow_rows
-                    } else {
-                        m.storm_rows
-                    },
-                    err: e,
-                });
-                return Err(ScanError::Syntax("a row is not a flow row"));
+    pub fn read<R: Read + Send>(r: R) -> Result<Model, ReadError> {
+        // Two threads: this one finds the rows (scan), a second one parses and folds them,
+        // in batches of about BATCH bytes (at most DEPTH batches in flight: bounded memory).
+        const BATCH: usize = 1 << 21;
+        const DEPTH: usize = 4;
+        type Batch = (Vec<u8>, Vec<(usize, usize, usize)>);
+        let (tx, rx) = crossbeam_channel::bounded::<Batch>(DEPTH);
+        let (back_tx, back_rx) = crossbeam_channel::bounded::<Batch>(DEPTH + 2);
+        let (rest, folded) = std::thread::scope(|s| {
+            let folder = s.spawn(move || -> Result<Model, ReadError> {
+                let mut m = Model::default();
+                let mut heap = BinaryHeap::new();
+                for (bytes, spans) in rx {
+                    for &(which, a, b) in &spans {
+                        let row = bytes.get(a..b).unwrap_or(&[]);
+                        let parsed = if which == 0 {
+                            serde_json::from_slice::<FlowRow<'_>>(row)
+                                .map(|row| m.add_flow(&row, &mut heap))
+                        } else {
+                            serde_json::from_slice::<StormRow<'_>>(row).map(|row| m.add_storm(&row))
+                        };
+                        if let Err(e) = parsed {
+                            return Err(ReadError::Row {
+                                array: if which == 0 { "flows" } else { "storm.flows" },
+                                row: if which == 0 {
+                                    m.flow_rows
+                                } else {
+                                    m.storm_rows
+                                },
+                                err: e,
+                            });
+                        }
+                    }
+                    let _ = back_tx.try_send((bytes, spans));
+                }
+                let mut top: Vec<TopFlow> = heap.into_iter().map(|r| r.0).collect();
+                top.sort_by(|a, b| b.cmp(a));
+                m.top_flows = top;
+                Ok(m)
+            });
+            let mut cur: Batch = (Vec::with_capacity(BATCH + 4096), Vec::new());
+            let rest = scan(r, &[&["flows"], &["storm", "flows"]], |which, bytes| {
+                let a = cur.0.len();
+                cur.0.extend_from_slice(bytes);
+                cur.1.push((which, a, cur.0.len()));
+                if cur.0.len() >= BATCH {
+                    let mut next = back_rx.try_recv().unwrap_or_default();
+                    next.0.clear();
+                    next.1.clear();
+                    let full = std::mem::replace(&mut cur, next);
+                    // The folder stopped (a bad row): its error is the one to report.
+                    tx.send(full)
+                        .map_err(|_| ScanError::Syntax("a row is not a flow row"))?;
+                }
+                Ok(())
+            });
+            if !cur.1.is_empty() {
+                let _ = tx.send(cur);
             }
-            Ok(())
+            drop(tx);
+            let folded = folder
+                .join()
+                .unwrap_or_else(|_| Err(ReadError::NotStats("the row parser failed".into())));
+            (rest, folded)
         });
-        let rest = match (rest, err) {
-            (_, Some(e)) => return Err(e),
-            (r, None) => r?,
+        let mut m = match (rest, folded) {
+            (_, Err(e)) => return Err(e),
+            (Err(e), _) => return Err(e.into()),
+            (Ok(rest), Ok(m)) => (rest, m),
         };
+        let rest = std::mem::take(&mut m.0);
+        let mut m = m.1;
         let doc: Value = serde_json::from_slice(&rest)
             .map_err(|e| ReadError::NotStats(format!("not JSON ({e})")))?;
         match doc.get("schema").and_then(Value::as_str) {
@@ -320,9 +364,6 @@ impl Model {
             None => return Err(ReadError::NotStats("it has no `schema` member".into())),
         }
         m.doc = doc;
-        let mut top: Vec<TopFlow> = heap.into_iter().map(|r| r.0).collect();
-        top.sort_by(|a, b| b.cmp(a));
-        m.top_flows = top;
         Ok(m)
     }
 }
