@@ -53,8 +53,8 @@ for r in $(seq 1 "$ROUNDS"); do
       jq) cmd=(jq -c '.flows | length' "$STATS") ;;
       wc) cmd=(wc -l "$STATS") ;;
     esac
-    out=$( { /usr/bin/time -f '%e %U %S %M' "${cmd[@]}" >/dev/null 2>/dev/null; } 2>&1 | tail -1)
-    read -r w u sy m <<<"$out"
+    /usr/bin/time -o "$WORK/time" -f '%e %U %S %M' "${cmd[@]}" >/dev/null 2>&1
+    read -r w u sy m <"$WORK/time"
     WALL[$s]+="$w "; CPU[$s]+="$(echo "$u + $sy" | bc) "; RSS[$s]+="$m "
   done
 done

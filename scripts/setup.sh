@@ -2,8 +2,7 @@
 # Installs everything dropscope needs on a fresh machine of this kind (Debian 12, root).
 # Idempotent: each step is skipped when its result is already there.
 #   - Debian packages: tshark, tcpdump, nftables, iptables, iproute2, bpftrace, bpftool,
-#     golang-go, hyperfine, tmux (drives `dropscope top` in its test), chromium (renders
-#     `dropscope report`'s HTML headless in its test)
+#     golang-go, hyperfine, chromium (renders `dropscope report`'s HTML headless in its test)
 #   - nightly rust-src (for -Z build-std=core, used to build the eBPF object)
 #   - bpf-linker 0.13.0, linked against the nightly toolchain's own LLVM
 #     (Debian's LLVM is too old for it; see shared/docs/ebpf-toolchain.md)
@@ -16,7 +15,7 @@ set -euo pipefail
 log() { printf 'setup: %s\n' "$*" >&2; }
 
 need_pkgs=()
-for p in tshark tcpdump nft iptables ip bpftrace bpftool go hyperfine tmux chromium; do
+for p in tshark tcpdump nft iptables ip bpftrace bpftool go hyperfine chromium; do
   command -v "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
 # libpcap's filter compiler (pcap_compile), linked by the engine for capture expressions.
@@ -30,7 +29,7 @@ if [ "${#need_pkgs[@]}" -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends \
     tshark tcpdump nftables iptables iproute2 bpftrace bpftool golang-go hyperfine libpcap-dev \
-    tmux chromium python3-venv >/dev/null
+    chromium python3-venv >/dev/null
 fi
 
 if ! rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^rust-src'; then

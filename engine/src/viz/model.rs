@@ -104,7 +104,8 @@ impl PartialOrd for TopFlow {
 pub struct Capped {
     pub keys: HashMap<String, BTreeMap<String, u64>>,
     pub other: BTreeMap<String, u64>,
-    pub other_keys: u64,
+    /// Rows folded into `other` because `keys` was full.
+    pub other_rows: u64,
 }
 
 impl Capped {
@@ -112,7 +113,7 @@ impl Capped {
         let per = if self.keys.contains_key(key) || self.keys.len() < MAX_KEYS {
             self.keys.entry_ref(key).or_default()
         } else {
-            self.other_keys += 1;
+            self.other_rows += 1;
             &mut self.other
         };
         match per.get_mut(reason) {
@@ -175,6 +176,74 @@ pub enum ReadError {
     NotStats(String),
 }
 
+impl ReadError {
+    /// The row a row error is about (`u64::MAX` for other errors).
+    fn row(&self) -> u64 {
+        match self {
+            ReadError::Row { row, .. } => *row,
+            _ => u64::MAX,
+        }
+    }
+}
+
+/// Rows for a folder: their bytes, (array, start, end) of each, and the place in its array
+/// of the batch's first flow row and first storm row.
+#[derive(Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    spans: Vec<(usize, usize, usize)>,
+    flow_base: u64,
+    storm_base: u64,
+}
+
+/// Parses and folds batches until the channel closes; the first bad row stops it.
+type Folded = (Model, BinaryHeap<std::cmp::Reverse<TopFlow>>);
+fn fold(
+    rx: crossbeam_channel::Receiver<Batch>,
+    back: crossbeam_channel::Sender<Batch>,
+) -> Result<Folded, ReadError> {
+    let mut m = Model::default();
+    let mut heap = BinaryHeap::new();
+    for batch in rx {
+        let (mut fi, mut si) = (batch.flow_base, batch.storm_base);
+        for &(which, a, b) in &batch.spans {
+            let row = batch.bytes.get(a..b).unwrap_or(&[]);
+            let parsed = if which == 0 {
+                fi += 1;
+                serde_json::from_slice::<FlowRow<'_>>(row)
+                    .map(|r| m.add_flow(&r, fi - 1, &mut heap))
+            } else {
+                si += 1;
+                serde_json::from_slice::<StormRow<'_>>(row).map(|r| m.add_storm(&r))
+            };
+            if let Err(e) = parsed {
+                return Err(ReadError::Row {
+                    array: if which == 0 { "flows" } else { "storm.flows" },
+                    row: if which == 0 { fi - 1 } else { si - 1 },
+                    err: e,
+                });
+            }
+        }
+        let _ = back.try_send(batch);
+    }
+    Ok((m, heap))
+}
+
+impl Capped {
+    /// Adds everything `o` counted (keys beyond the cap go to `other`).
+    fn merge(&mut self, o: Capped) {
+        for (k, per) in o.keys {
+            for (r, n) in per {
+                self.add(&k, &r, n);
+            }
+        }
+        for (r, n) in o.other {
+            *self.other.entry(r).or_insert(0) += n;
+        }
+        self.other_rows += o.other_rows;
+    }
+}
+
 fn flow_label(r: &FlowRow<'_>) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
@@ -225,8 +294,12 @@ fn flow_label(r: &FlowRow<'_>) -> String {
 }
 
 impl Model {
-    fn add_flow(&mut self, r: &FlowRow<'_>, heap: &mut BinaryHeap<std::cmp::Reverse<TopFlow>>) {
-        let index = self.flow_rows;
+    fn add_flow(
+        &mut self,
+        r: &FlowRow<'_>,
+        index: u64,
+        heap: &mut BinaryHeap<std::cmp::Reverse<TopFlow>>,
+    ) {
         self.flow_rows += 1;
         let reason = r.reason_name.as_ref();
         match self
@@ -277,6 +350,20 @@ impl Model {
         }
     }
 
+    /// Adds the rows another folder read (not its top flows: the caller merges those).
+    fn merge(&mut self, o: Model) {
+        self.flow_rows += o.flow_rows;
+        self.storm_rows += o.storm_rows;
+        for (k, (p, b)) in o.reason_totals {
+            let t = self.reason_totals.entry(k).or_insert((0, 0));
+            t.0 += p;
+            t.1 += b;
+        }
+        self.interfaces.merge(o.interfaces);
+        self.pods.merge(o.pods);
+        self.locations.merge(o.locations);
+    }
+
     fn add_storm(&mut self, r: &StormRow<'_>) {
         self.storm_rows += 1;
         let loc = r.symbol.as_deref().unwrap_or(&r.location);
@@ -285,77 +372,80 @@ impl Model {
 
     /// Reads a stats document (`--stats-json`) from `r`.
     pub fn read<R: Read + Send>(r: R) -> Result<Model, ReadError> {
-        // Two threads: this one finds the rows (scan), a second one parses and folds them,
-        // in batches of about BATCH bytes (at most DEPTH batches in flight: bounded memory).
+        // This thread finds the rows (scan); FOLDERS threads parse and fold them, in batches
+        // of about BATCH bytes (at most DEPTH batches in flight: bounded memory), each
+        // batch with the place of its first rows so ties and errors name the document's
+        // order; the folds are merged at the end.
         const BATCH: usize = 1 << 21;
         const DEPTH: usize = 4;
-        type Batch = (Vec<u8>, Vec<(usize, usize, usize)>);
+        const FOLDERS: usize = 2;
         let (tx, rx) = crossbeam_channel::bounded::<Batch>(DEPTH);
-        let (back_tx, back_rx) = crossbeam_channel::bounded::<Batch>(DEPTH + 2);
+        let (back_tx, back_rx) = crossbeam_channel::bounded::<Batch>(DEPTH + 2 * FOLDERS);
         let (rest, folded) = std::thread::scope(|s| {
-            let folder = s.spawn(move || -> Result<Model, ReadError> {
-                let mut m = Model::default();
-                let mut heap = BinaryHeap::new();
-                for (bytes, spans) in rx {
-                    for &(which, a, b) in &spans {
-                        let row = bytes.get(a..b).unwrap_or(&[]);
-                        let parsed = if which == 0 {
-                            serde_json::from_slice::<FlowRow<'_>>(row)
-                                .map(|row| m.add_flow(&row, &mut heap))
-                        } else {
-                            serde_json::from_slice::<StormRow<'_>>(row).map(|row| m.add_storm(&row))
-                        };
-                        if let Err(e) = parsed {
-                            return Err(ReadError::Row {
-                                array: if which == 0 { "flows" } else { "storm.flows" },
-                                row: if which == 0 {
-                                    m.flow_rows
-                                } else {
-                                    m.storm_rows
-                                },
-                                err: e,
-                            });
-                        }
-                    }
-                    let _ = back_tx.try_send((bytes, spans));
-                }
-                let mut top: Vec<TopFlow> = heap.into_iter().map(|r| r.0).collect();
-                top.sort_by(|a, b| b.cmp(a));
-                m.top_flows = top;
-                Ok(m)
-            });
-            let mut cur: Batch = (Vec::with_capacity(BATCH + 4096), Vec::new());
+            let folders: Vec<_> = (0..FOLDERS)
+                .map(|_| {
+                    let (rx, back_tx) = (rx.clone(), back_tx.clone());
+                    s.spawn(move || fold(rx, back_tx))
+                })
+                .collect();
+            drop(rx);
+            let mut cur = Batch::default();
+            let (mut flows, mut storms) = (0u64, 0u64);
             let rest = scan(r, &[&["flows"], &["storm", "flows"]], |which, bytes| {
-                let a = cur.0.len();
-                cur.0.extend_from_slice(bytes);
-                cur.1.push((which, a, cur.0.len()));
-                if cur.0.len() >= BATCH {
+                let a = cur.bytes.len();
+                cur.bytes.extend_from_slice(bytes);
+                cur.spans.push((which, a, cur.bytes.len()));
+                if which == 0 {
+                    flows += 1;
+                } else {
+                    storms += 1;
+                }
+                if cur.bytes.len() >= BATCH {
                     let mut next = back_rx.try_recv().unwrap_or_default();
-                    next.0.clear();
-                    next.1.clear();
+                    next.bytes.clear();
+                    next.spans.clear();
+                    (next.flow_base, next.storm_base) = (flows, storms);
                     let full = std::mem::replace(&mut cur, next);
-                    // The folder stopped (a bad row): its error is the one to report.
+                    // Every folder stopped (bad rows): their error is the one to report.
                     tx.send(full)
                         .map_err(|_| ScanError::Syntax("a row is not a flow row"))?;
                 }
                 Ok(())
             });
-            if !cur.1.is_empty() {
+            if !cur.spans.is_empty() {
                 let _ = tx.send(cur);
             }
             drop(tx);
-            let folded = folder
-                .join()
-                .unwrap_or_else(|_| Err(ReadError::NotStats("the row parser failed".into())));
+            let mut merged: Result<(Model, Vec<TopFlow>), ReadError> =
+                Ok((Model::default(), Vec::new()));
+            for f in folders {
+                let one = f
+                    .join()
+                    .unwrap_or_else(|_| Err(ReadError::NotStats("the row parser failed".into())));
+                merged = match (merged, one) {
+                    (Ok((mut m, mut top)), Ok((o, heap))) => {
+                        m.merge(o);
+                        top.extend(heap.into_iter().map(|r| r.0));
+                        Ok((m, top))
+                    }
+                    // The first row in the document's order that is bad.
+                    (Err(a), Err(b)) => Err(if a.row() <= b.row() { a } else { b }),
+                    (Err(e), _) | (_, Err(e)) => Err(e),
+                };
+            }
+            let folded = merged.map(|(mut m, mut top)| {
+                top.sort_by(|a, b| b.cmp(a));
+                top.truncate(TOP_FLOWS);
+                m.top_flows = top;
+                m
+            });
             (rest, folded)
         });
-        let mut m = match (rest, folded) {
+        let (rest, mut m) = match (rest, folded) {
             (_, Err(e)) => return Err(e),
             (Err(e), _) => return Err(e.into()),
             (Ok(rest), Ok(m)) => (rest, m),
         };
-        let rest = std::mem::take(&mut m.0);
-        let mut m = m.1;
         let doc: Value = serde_json::from_slice(&rest)
             .map_err(|e| ReadError::NotStats(format!("not JSON ({e})")))?;
         match doc.get("schema").and_then(Value::as_str) {
@@ -365,5 +455,56 @@ impl Model {
         }
         m.doc = doc;
         Ok(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folds_rows_in_bounded_state_and_keeps_the_top() {
+        let mut doc = String::from("{\n  \"schema\": \"dropscope.stats/1\",\n  \"flows\": [");
+        for i in 0..30_000u64 {
+            if i > 0 {
+                doc.push(',');
+            }
+            // Every row on its own interface: more than MAX_KEYS of them.
+            doc.push_str(&format!(
+                "\n    {{\"origin\": \"kernel\", \"reason_name\": \"R{}\", \"packets\": {}, \"bytes\": 1, \"ifname\": \"if{i}\", \"src\": \"10.0.0.1\", \"dst\": \"10.0.0.2\", \"sport\": {i}, \"dport\": 9, \"proto_name\": \"udp\"}}",
+                i % 2,
+                (i * 7919) % 100_000
+            ));
+        }
+        doc.push_str("\n  ],\n  \"storm\": {\"flows\": [{\"reason_name\": \"R0\", \"location\": \"0x1\", \"packets\": 5}]}\n}");
+        let m = Model::read(doc.as_bytes()).unwrap();
+        assert_eq!(m.flow_rows, 30_000);
+        assert_eq!(m.storm_rows, 1);
+        assert_eq!(m.top_flows.len(), TOP_FLOWS);
+        let mut all: Vec<u64> = (0..30_000u64).map(|i| (i * 7919) % 100_000).collect();
+        all.sort_unstable_by(|a, b| b.cmp(a));
+        let top: Vec<u64> = m.top_flows.iter().map(|f| f.packets).collect();
+        assert_eq!(top, all[..TOP_FLOWS].to_vec());
+        assert_eq!(m.interfaces.keys.len(), MAX_KEYS);
+        let kept: u64 = m.interfaces.ranked().iter().map(|r| r.1).sum();
+        let other: u64 = m.interfaces.other.values().sum();
+        assert_eq!(kept + other, all.iter().sum::<u64>());
+        assert_eq!(m.locations.ranked()[0].1, 5);
+        assert_eq!(m.doc["flows"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn bad_documents_are_errors() {
+        for doc in [
+            "",
+            "{}",
+            "{\"schema\": \"other/1\"}",
+            "{\"schema\": \"dropscope.stats/1\", \"flows\": [{\"packets\": -1}]}",
+            "{\"schema\": \"dropscope.stats/1\", \"flows\": [{\"packets\": 1}",
+            "[1, 2]",
+        ] {
+            assert!(Model::read(doc.as_bytes()).is_err(), "{doc}");
+        }
+        assert!(Model::read("{\"schema\": \"dropscope.stats/1\"}".as_bytes()).is_ok());
     }
 }

@@ -320,7 +320,7 @@ pub fn stacked_bars(title: &str, c: &Capped, n: usize, colours: &Colours, empty:
         .map(|(k, t, m)| ((*k).to_string(), *t, (*m).clone()))
         .collect();
     let mut rest: BTreeMap<String, u64> = c.other.clone();
-    let mut rest_keys = c.other_keys;
+    let mut rest_keys = 0u64;
     for (_, _, m) in ranked.iter().skip(n) {
         rest_keys += 1;
         for (r, v) in m.iter() {
@@ -388,7 +388,7 @@ pub fn heatmap(title: &str, c: &Capped, cols: usize, empty: &str) -> String {
         .map(|(k, _, m)| ((*k).to_string(), (*m).clone()))
         .collect();
     let mut rest: BTreeMap<String, u64> = c.other.clone();
-    let mut rest_keys = c.other_keys;
+    let mut rest_keys = 0u64;
     for (_, _, m) in ranked.iter().skip(cols) {
         rest_keys += 1;
         for (r, v) in m.iter() {
@@ -396,7 +396,14 @@ pub fn heatmap(title: &str, c: &Capped, cols: usize, empty: &str) -> String {
         }
     }
     if !rest.is_empty() {
-        columns.push((format!("{rest_keys} other locations"), rest));
+        columns.push((
+            if c.other_rows > 0 {
+                format!("{rest_keys} other locations and more")
+            } else {
+                format!("{rest_keys} other locations")
+            },
+            rest,
+        ));
     }
     let mut reasons: BTreeMap<&str, u64> = BTreeMap::new();
     for (_, m) in &columns {
