@@ -96,6 +96,10 @@ pub enum Command {
     /// and the fill of Cilium's pinned maps. Reads only.
     #[command(after_help = DATAPATH_EXAMPLES)]
     Datapath(DatapathArgs),
+    /// Draw a stats document (--stats-json) or a capture file as one self-contained HTML
+    /// page: drops/s per reason over time, top flows, reason x drop location, interfaces,
+    /// rate percentiles, the ledger and the capture's facts (--svg DIR: each plot as SVG).
+    Report(crate::report_cmd::ReportArgs),
     /// Run as an agent: count every kernel drop (and Cilium's) continuously, export the
     /// counts as Prometheus metrics over HTTP, answer heavy-hitter queries and run capture
     /// sessions on request, until SIGTERM or Ctrl-C.

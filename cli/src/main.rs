@@ -6,6 +6,7 @@
 
 mod args;
 mod remote;
+mod report_cmd;
 mod serve;
 
 /// mimalloc: per-thread heaps. The pipeline allocates in one thread (sources: packet
@@ -115,6 +116,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Doctor(d) => doctor(d),
         Command::Datapath(d) => datapath(d),
         Command::Serve(s) => serve::serve(s),
+        Command::Report(r) => report_cmd::report(r),
     }
 }
 
@@ -656,6 +658,21 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
         progress_printer(c.out.quiet),
     )?;
     let mut report = report;
+    report.facts = report_cmd::run_facts(
+        "capture",
+        kinds
+            .iter()
+            .map(|k| format!("{k:?}").to_lowercase())
+            .collect::<Vec<_>>()
+            .join(","),
+        &c.select,
+        &c.expression,
+        &[
+            ("--pod", &c.pod),
+            ("--namespace", &c.k8s_namespace),
+            ("--label", &c.label),
+        ],
+    );
     if !c.no_datapath && !report.flows.is_empty() {
         let base = engine::datapath::Options {
             maps_dir: c.datapath_maps_dir.clone(),
@@ -884,6 +901,13 @@ pub(crate) fn replay(r: args::ReplayArgs) -> Result<i32> {
     )?;
     // A file's drops happened elsewhere or earlier: the reason table only, no live state.
     let mut report = report;
+    report.facts = report_cmd::run_facts(
+        "replay",
+        r.file.display().to_string(),
+        &r.select,
+        &r.expression,
+        &[],
+    );
     report.datapath = Some(engine::datapath::explain::Join::table_only(
         &report.flows,
         &names,

@@ -38,6 +38,7 @@ pub mod comment;
 pub mod datapath;
 pub mod doctor;
 pub mod event;
+pub mod facts;
 pub mod filter;
 pub mod ingest;
 pub mod join;
@@ -61,6 +62,8 @@ pub mod storm;
 #[cfg(test)]
 mod testutil;
 pub mod timefmt;
+pub mod timeline;
+pub mod viz;
 pub mod wire;
 
 pub use capture_common::{DEFAULT_SNAPLEN, MAX_KERNEL_SNAPLEN};

@@ -143,6 +143,10 @@ pub struct RunReport {
     /// The run's drops joined with the datapath's state (filled in by the caller after the
     /// run: `capture` reads the live datapath, `replay` only the reason table).
     pub datapath: Option<crate::datapath::explain::Join>,
+    /// Processed events per reason over time (the flow table's events).
+    pub timeline: crate::timeline::Timeline,
+    /// What the run was asked to do (set by the command after the run).
+    pub facts: crate::facts::RunFacts,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -357,6 +361,8 @@ pub fn run(
         started_ns,
         stopped_by,
         datapath: None,
+        timeline: outcome.timeline,
+        facts: crate::facts::RunFacts::default(),
     })
 }
 
@@ -465,6 +471,7 @@ struct Aggregator {
     /// The counts of the reason the last event had: consecutive events mostly share one, so
     /// the map is updated once per run of a reason, not per event.
     run: Option<(ReasonKey, StageCounts)>,
+    timeline: crate::timeline::Timeline,
 }
 
 impl Aggregator {
@@ -480,6 +487,7 @@ impl Aggregator {
             flows,
             processed: 0,
             run: None,
+            timeline: crate::timeline::Timeline::default(),
         }
     }
 
@@ -503,6 +511,7 @@ impl Aggregator {
         c.processed += 1;
         self.processed += 1;
         self.flows.add(&key, e.orig_len, e.ts_ns);
+        self.timeline.add(key.reason, e.ts_ns);
     }
 
     fn finish(mut self) -> AggOutcome {
@@ -512,6 +521,7 @@ impl Aggregator {
         AggOutcome {
             per_reason: self.per_reason,
             flows: self.flows,
+            timeline: self.timeline,
         }
     }
 }
@@ -537,6 +547,7 @@ struct StageCounts {
 struct AggOutcome {
     per_reason: BTreeMap<ReasonKey, StageCounts>,
     flows: FlowTable,
+    timeline: crate::timeline::Timeline,
 }
 
 /// Writes the first `count` events (all without a count) to the outputs, in order with the

@@ -485,6 +485,13 @@ fn stats_doc(names: &Names, r: &RunReport, flows: Value, rows_written: usize) ->
         "notes": r.source.notes,
         "pod_names": pod_names,
     });
+    if let Value::Object(m) = &mut doc {
+        m.insert("timeline".into(), timeline_json(names, &r.timeline));
+        m.insert(
+            "run".into(),
+            serde_json::to_value(&r.facts).unwrap_or(Value::Null),
+        );
+    }
     // The drops joined with the datapath (present only when the run asked for it).
     if let (Some(d), Value::Object(m)) = (&r.datapath, &mut doc) {
         m.insert(
@@ -493,6 +500,34 @@ fn stats_doc(names: &Names, r: &RunReport, flows: Value, rows_written: usize) ->
         );
     }
     doc
+}
+
+/// The `timeline` member: processed events per reason per bucket of time, and each
+/// reason's rate percentiles over the buckets.
+fn timeline_json(names: &Names, t: &crate::timeline::Timeline) -> Value {
+    let points: Vec<Value> = t
+        .points()
+        .into_iter()
+        .map(|(t_ns, pairs)| {
+            let mut counts = serde_json::Map::new();
+            for (k, n) in pairs {
+                let name = names.reason_name(k);
+                let prev = counts.get(&name).and_then(Value::as_u64).unwrap_or(0);
+                counts.insert(name, (prev + n).into());
+            }
+            json!({"t_ns": t_ns, "counts": counts})
+        })
+        .collect();
+    let pct: Vec<Value> = t
+        .rate_percentiles()
+        .into_iter()
+        .map(|(k, [p50, p90, p99, max], mean)| {
+            let (o, code) = origin(k);
+            json!({"origin": o, "reason": code, "name": names.reason_name(k), "p50": p50,
+                   "p90": p90, "p99": p99, "max": max, "mean": mean})
+        })
+        .collect();
+    json!({"bucket_ns": t.bucket_ns(), "points": points, "rate_percentiles": pct})
 }
 
 /// The human summary printed on stderr at the end of a run.
@@ -804,6 +839,8 @@ mod tests {
             started_ns: 1_700_000_000_000_000_000,
             stopped_by: StopCause::SourceEnded,
             datapath: None,
+            timeline: Default::default(),
+            facts: Default::default(),
         }
     }
 
@@ -970,7 +1007,7 @@ mod tests {
                 .unwrap();
         assert!(
             text.contains(&format!(
-                ",\n  \"storm\": {}\n}}",
+                ",\n  \"storm\": {},\n  \"timeline\": ",
                 storm.replace('\n', "\n  ")
             )),
             "{text}"
