@@ -280,7 +280,30 @@ fn a_full_file_system_keeps_the_file_to_its_last_block_and_counts_the_rest() {
     .sum();
     let dropped = no_ports() - before;
     assert!(dropped > 10_000, "{dropped}");
-    assert_eq!(ours, dropped, "every drop counted: {s:#}");
+    // Every drop counted, exactly, in the kernel table; user space has each one the ring
+    // carried (all of them, unless a loaded host made the storm switch copy fewer).
+    let in_kernel: u64 = flow_rows(
+        &s["storm"],
+        &pair.ip4_a.to_string(),
+        &pair.ip4_b.to_string(),
+        43300,
+        9,
+    )
+    .iter()
+    .filter(|r| r["reason_name"] == "NO_SOCKET")
+    .map(|r| r["packets"].as_u64().unwrap())
+    .sum();
+    assert_eq!(in_kernel, dropped, "every drop counted: {s:#}");
+    let storms = s["storm"]["storm_switch"]["cpus"]
+        .as_array()
+        .map_or(0, |c| {
+            c.iter().filter_map(|c| c["storms"].as_u64()).sum::<u64>()
+        });
+    if storms == 0 {
+        assert_eq!(ours, dropped, "every drop copied: {s:#}");
+    } else {
+        assert!(ours <= dropped, "{ours} > {dropped}");
+    }
 }
 
 #[test]
