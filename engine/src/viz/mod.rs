@@ -120,14 +120,25 @@ pub fn plots(m: &Model) -> Vec<Plot> {
     });
     let storm = doc.get("storm").filter(|s| s.is_object());
     if let Some(s) = storm {
-        // The kernel table's series: intervals of about a second each, ending at t_ns.
-        let pts: Vec<Point> = points(s.get("per_second"), "drops", "t_ns")
-            .into_iter()
-            .collect();
+        // The kernel table's series: intervals of about a second each, ending at t_ns;
+        // each is drawn from its start (t_ns - dt_ns).
+        let mut pts: Vec<Point> = Vec::new();
+        for p in s
+            .get("per_second")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+        {
+            let end = p.get("t_ns").map(u).unwrap_or(0);
+            let start = end.saturating_sub(p.get("dt_ns").map(u).unwrap_or(0));
+            let one = points(Some(&Value::Array(vec![p.clone()])), "drops", "t_ns");
+            pts.extend(one.into_iter().map(|(_, pairs)| (start, pairs)));
+        }
+        pts.sort_by_key(|p| p.0);
         out.push(Plot {
             stem: "kernel-timeline",
             heading: "Kernel drops per second by reason (kernel flow table)",
-            note: "Every drop the kernel program counted in its flow table, copied or not (storm.per_second: one point per table generation, about a second, placed at its end)."
+            note: "Every drop the kernel program counted in its flow table, copied or not (storm.per_second: one point per table generation, about a second, drawn from its start)."
                 .into(),
             svg: svg::timeline(
                 "Kernel drops per second by reason (kernel flow table)",
