@@ -165,25 +165,7 @@ impl OutputSink {
                 }
                 None => comment,
             };
-            let p = OutPacket {
-                ts_ns: e.ts_ns,
-                iface: IfaceKey {
-                    ifindex: e.ifindex,
-                    netns: e.netns,
-                    link: e.link,
-                },
-                orig_len: e.orig_len,
-                data: &e.data,
-                comment: if comment.is_empty() {
-                    None
-                } else {
-                    Some(comment)
-                },
-                flags: match e.cause {
-                    crate::event::Cause::Packet { dir } => dir.epb_flags(),
-                    _ => 0,
-                },
-            };
+            let p = OutPacket::of_event(e, comment);
             w.write(&p, &|k: &IfaceKey| names.iface_label(k.ifindex, k.netns))
                 .with_context(|| format!("writing {path}"))?;
         }

@@ -62,6 +62,28 @@ pub struct OutPacket<'a> {
     pub flags: u32,
 }
 
+impl<'a> OutPacket<'a> {
+    /// An event as a file's packet, with its comment (none when empty) and, for an ordinary
+    /// packet, its direction.
+    pub fn of_event(e: &'a crate::event::Event, comment: &'a str) -> OutPacket<'a> {
+        OutPacket {
+            ts_ns: e.ts_ns,
+            iface: IfaceKey {
+                ifindex: e.ifindex,
+                netns: e.netns,
+                link: e.link,
+            },
+            orig_len: e.orig_len,
+            data: &e.data,
+            comment: (!comment.is_empty()).then_some(comment),
+            flags: match e.cause {
+                crate::event::Cause::Packet { dir } => dir.epb_flags(),
+                _ => 0,
+            },
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FileFormat {
     Pcapng,

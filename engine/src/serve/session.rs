@@ -465,18 +465,7 @@ impl Sessions {
                 s.bytes += cap;
                 if let Some(w) = s.writer.as_mut() {
                     let comment = r.comment(e, &summary);
-                    let p = OutPacket {
-                        ts_ns: e.ts_ns,
-                        iface: IfaceKey {
-                            ifindex: e.ifindex,
-                            netns: e.netns,
-                            link: e.link,
-                        },
-                        orig_len: e.orig_len,
-                        data: &e.data,
-                        comment: (!comment.is_empty()).then_some(comment),
-                        flags: 0,
-                    };
+                    let p = OutPacket::of_event(e, comment);
                     if let Err(err) =
                         w.write(&p, &|k: &IfaceKey| names.iface_label(k.ifindex, k.netns))
                     {
