@@ -38,7 +38,8 @@ pub struct KRow {
 }
 
 impl KRow {
-    fn add(&mut self, o: &KRow) {
+    /// Adds another row's counts (times widened to cover both).
+    pub fn add(&mut self, o: &KRow) {
         if o.packets == 0 && o.copied == 0 {
             return;
         }

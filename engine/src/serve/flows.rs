@@ -67,7 +67,7 @@ impl HeavyHitters {
     /// Adds one row's counts.
     pub fn add(&mut self, k: &KFlowKey, r: &KRow) {
         if let Some(row) = self.rows.get_mut(k) {
-            add_row(row, r);
+            row.add(r);
             return;
         }
         if self.rows.len() >= self.max {
@@ -125,22 +125,6 @@ impl HeavyHitters {
         }
         m
     }
-}
-
-fn add_row(row: &mut KRow, o: &KRow) {
-    if o.packets == 0 && o.copied == 0 {
-        return;
-    }
-    if row.packets == 0 {
-        row.first_ns = o.first_ns;
-        row.last_ns = o.last_ns;
-    } else {
-        row.first_ns = row.first_ns.min(o.first_ns);
-        row.last_ns = row.last_ns.max(o.last_ns);
-    }
-    row.packets = row.packets.saturating_add(o.packets);
-    row.bytes = row.bytes.saturating_add(o.bytes);
-    row.copied = row.copied.saturating_add(o.copied);
 }
 
 /// The labels of one drops series.
