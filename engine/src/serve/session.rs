@@ -173,6 +173,8 @@ struct Session {
     error: Option<String>,
     rows: BTreeMap<ReasonKey, Row>,
     bytes: u64,
+    /// Packets written, over every reason.
+    written: u64,
     budget: hashbrown::HashMap<(FlowKey, ReasonKey, u32, u32), u32>,
     budget_second: u64,
     kernel_start: KernelWindow,
@@ -338,6 +340,7 @@ impl Sessions {
             error: None,
             rows: BTreeMap::new(),
             bytes: 0,
+            written: 0,
             budget: hashbrown::HashMap::new(),
             budget_second: 0,
             kernel_start,
@@ -425,26 +428,38 @@ impl Sessions {
         let mut g = self.lock();
         let kernel_now = g.kernel_now;
         let now_sec = crate::timefmt::now_ns() / 1_000_000_000;
-        let mut summary = PacketSummary::default();
         let max_bytes = self.limits.max_bytes;
-        for s in g.map.values_mut().filter(|s| s.state == State::Running) {
-            for e in events {
+        let mut running: Vec<&mut Session> = g
+            .map
+            .values_mut()
+            .filter(|s| s.state == State::Running)
+            .collect();
+        let mut summary = PacketSummary::default();
+        let mut comment = String::new();
+        for e in events {
+            // What every session shares is worked out once per event: its reason, and (once
+            // a session keeps it) its headers and comment.
+            let (reason, _, _) = crate::aggregate::reason_and_identities(e);
+            let (mut summarized, mut commented) = (false, false);
+            for s in running.iter_mut() {
                 if s.state != State::Running {
-                    break;
+                    continue;
                 }
-                let (reason, _, _) = crate::aggregate::reason_and_identities(e);
                 let row = s.rows.entry(reason).or_default();
                 row.offered += 1;
                 if !s.sel.keep(e) {
                     row.filtered += 1;
                     continue;
                 }
-                crate::packet::summarize_into(
-                    &e.data,
-                    e.link,
-                    crate::cilium_glue::tunnel_hint_for(e, crate::packet::TunnelHint::ByPort),
-                    &mut summary,
-                );
+                if !summarized {
+                    crate::packet::summarize_into(
+                        &e.data,
+                        e.link,
+                        crate::cilium_glue::tunnel_hint_for(e, crate::packet::TunnelHint::ByPort),
+                        &mut summary,
+                    );
+                    summarized = true;
+                }
                 if let Some(n) = s.request.exemplars {
                     if s.budget_second != now_sec {
                         s.budget.clear();
@@ -461,17 +476,22 @@ impl Sessions {
                     *used += 1;
                 }
                 row.written += 1;
+                s.written += 1;
                 let cap = e.data.len().min(s.snaplen as usize) as u64;
                 s.bytes += cap;
                 if let Some(w) = s.writer.as_mut() {
-                    let comment = r.comment(e, &summary);
-                    let p = OutPacket::of_event(e, comment);
+                    if !commented {
+                        comment.clear();
+                        comment.push_str(r.comment(e, &summary));
+                        commented = true;
+                    }
+                    let p = OutPacket::of_event(e, &comment);
                     if let Err(err) =
                         w.write(&p, &|k: &IfaceKey| names.iface_label(k.ifindex, k.netns))
                     {
                         s.error = Some(err.to_string());
                         end(s, "write error", kernel_now);
-                        break;
+                        continue;
                     }
                 }
                 if s.files_done.load(Ordering::Relaxed) {
@@ -481,12 +501,10 @@ impl Sessions {
                         row.offered -= 1;
                         row.written -= 1;
                     }
+                    s.written -= 1;
                     s.bytes -= cap;
                     end(s, "max_files reached", kernel_now);
-                    break;
-                }
-                let written: u64 = s.rows.values().map(|r| r.written).sum();
-                if s.request.count.is_some_and(|c| written >= c) {
+                } else if s.request.count.is_some_and(|c| s.written >= c) {
                     end(s, "count reached", kernel_now);
                 } else if s.bytes >= max_bytes {
                     end(s, "byte limit reached", kernel_now);
