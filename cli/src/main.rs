@@ -317,6 +317,29 @@ fn monitor_verbosity(v: u8) -> engine::cilium::format::Verbosity {
     }
 }
 
+/// The filter expression: the words after the flags, or the `-F` file's lines (`#` starts a
+/// comment, as in tcpdump).
+pub(crate) fn filter_text(a: &SelectArgs, words: &[String]) -> Result<String> {
+    Ok(match &a.filter_file {
+        Some(f) => {
+            if !words.is_empty() {
+                bail!(
+                    "-F {} and expression words both given: use one",
+                    f.display()
+                );
+            }
+            let t = std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read the filter file {}", f.display()))?;
+            // tcpdump -F: `#` starts a comment to the end of the line.
+            t.lines()
+                .map(|l| l.split('#').next().unwrap_or(""))
+                .collect::<Vec<_>>()
+                .join(" ")
+        }
+        None => words.join(" "),
+    })
+}
+
 /// The selectors and the expression from the flags, checked (reason names resolved,
 /// interface and namespace found, the expression compiled by libpcap) before anything is
 /// loaded or created.
@@ -359,24 +382,7 @@ fn selection(a: &SelectArgs, words: &[String], names: &Names) -> Result<Selectio
     sel.identity = a.identity.clone();
     sel.from_identity = a.from_identity.clone();
     sel.to_identity = a.to_identity.clone();
-    let text = match &a.filter_file {
-        Some(f) => {
-            if !words.is_empty() {
-                bail!(
-                    "-F {} and expression words both given: use one",
-                    f.display()
-                );
-            }
-            let t = std::fs::read_to_string(f)
-                .with_context(|| format!("cannot read the filter file {}", f.display()))?;
-            // tcpdump -F: `#` starts a comment to the end of the line.
-            t.lines()
-                .map(|l| l.split('#').next().unwrap_or(""))
-                .collect::<Vec<_>>()
-                .join(" ")
-        }
-        None => words.join(" "),
-    };
+    let text = filter_text(a, words)?;
     if !text.trim().is_empty() {
         let e =
             engine::filter::Expression::compile(text.trim()).map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -107,21 +107,9 @@ pub fn capture(url: &str, c: &CaptureArgs) -> Result<i32> {
         );
     }
     if let Some(p) = &c.token_file {
-        let t = std::fs::read_to_string(p)
-            .with_context(|| format!("cannot read the token file {}", p.display()))?;
-        base.token = Some(t.trim().to_string());
+        base.token = Some(crate::serve::read_token(p)?);
     }
-    let filter = match &c.select.filter_file {
-        Some(f) => {
-            let t = std::fs::read_to_string(f)
-                .with_context(|| format!("cannot read the filter file {}", f.display()))?;
-            t.lines()
-                .map(|l| l.split('#').next().unwrap_or(""))
-                .collect::<Vec<_>>()
-                .join(" ")
-        }
-        None => c.expression.join(" "),
-    };
+    let filter = crate::filter_text(&c.select, &c.expression)?;
     let req = serde_json::json!({
         "filter": (!filter.trim().is_empty()).then(|| filter.trim().to_string()),
         "reason": c.select.reason,

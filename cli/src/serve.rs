@@ -294,7 +294,7 @@ fn listen_addr(s: &str) -> Result<SocketAddr> {
         })
 }
 
-fn read_token(p: &std::path::Path) -> Result<String> {
+pub(crate) fn read_token(p: &std::path::Path) -> Result<String> {
     let t = std::fs::read_to_string(p)
         .with_context(|| format!("cannot read the token file {}", p.display()))?;
     let t = t.trim().to_string();
