@@ -259,6 +259,20 @@ pub fn flow_rows<'a>(
         .collect()
 }
 
+/// One reason's row of a summary's accounting (`--stats-json`), if the reason was seen.
+pub fn reason_row<'a>(s: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
+    s["accounting"]["reasons"]
+        .as_array()
+        .expect("accounting.reasons")
+        .iter()
+        .find(|r| r["name"] == name)
+}
+
+/// One counter of one reason's accounting row; 0 when the reason was not seen.
+pub fn reason_field(s: &serde_json::Value, name: &str, k: &str) -> u64 {
+    reason_row(s, name).map_or(0, |r| r[k].as_u64().unwrap_or(0))
+}
+
 pub fn read_json(p: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
         .expect("json")

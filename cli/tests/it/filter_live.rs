@@ -10,18 +10,6 @@ use std::time::Duration;
 
 use crate::common::*;
 
-fn reason_row<'a>(s: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
-    s["accounting"]["reasons"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["name"] == name)
-}
-
-fn field(s: &serde_json::Value, name: &str, k: &str) -> u64 {
-    reason_row(s, name).map_or(0, |r| r[k].as_u64().unwrap_or(0))
-}
-
 /// Packets in a capture file per (destination address, protocol, destination port).
 fn packets_by_dst(file: &Path) -> BTreeMap<(String, String, u16), u64> {
     let o = sh(&[
@@ -158,22 +146,22 @@ fn an_expression_keeps_exactly_its_flows_in_the_kernel_and_in_user_space() {
     assert_eq!(u["accounting"]["reconciled"], true, "{uerr}");
     // Kernel: 15 delivered; the other 15 of B's drops are among those it turned away (with
     // every drop outside B, which --netns turns away too).
-    assert_eq!(field(&k, "NO_SOCKET", "delivered"), 15, "{kerr}");
+    assert_eq!(reason_field(&k, "NO_SOCKET", "delivered"), 15, "{kerr}");
     assert_eq!(
-        field(&k, "NO_SOCKET", "observed") - field(&k, "NO_SOCKET", "filtered"),
+        reason_field(&k, "NO_SOCKET", "observed") - reason_field(&k, "NO_SOCKET", "filtered"),
         15,
         "{kerr}"
     );
-    assert!(field(&k, "NO_SOCKET", "filtered") >= 15, "{kerr}");
-    assert_eq!(field(&k, "NO_SOCKET", "filtered_user"), 0, "{kerr}");
+    assert!(reason_field(&k, "NO_SOCKET", "filtered") >= 15, "{kerr}");
+    assert_eq!(reason_field(&k, "NO_SOCKET", "filtered_user"), 0, "{kerr}");
     // User space: the kernel selected B's 30 drops, the expression turned 15 away.
-    assert_eq!(field(&u, "NO_SOCKET", "delivered"), 30, "{uerr}");
-    assert_eq!(field(&u, "NO_SOCKET", "filtered_user"), 15, "{uerr}");
-    assert_eq!(field(&u, "NO_SOCKET", "processed"), 15, "{uerr}");
+    assert_eq!(reason_field(&u, "NO_SOCKET", "delivered"), 30, "{uerr}");
+    assert_eq!(reason_field(&u, "NO_SOCKET", "filtered_user"), 15, "{uerr}");
+    assert_eq!(reason_field(&u, "NO_SOCKET", "processed"), 15, "{uerr}");
     let l = read_json(&lj);
     assert_eq!(l["accounting"]["reconciled"], true, "{lerr}");
-    assert_eq!(field(&l, "NO_SOCKET", "filtered_user"), 15, "{lerr}");
-    assert_eq!(field(&l, "NO_SOCKET", "processed"), 15, "{lerr}");
+    assert_eq!(reason_field(&l, "NO_SOCKET", "filtered_user"), 15, "{lerr}");
+    assert_eq!(reason_field(&l, "NO_SOCKET", "processed"), 15, "{lerr}");
 }
 
 /// Reason, namespace and interface selectors, each in its own capture at the same time:
@@ -233,7 +221,7 @@ fn selectors_pick_reason_namespace_and_interface() {
         assert!(st.success(), "{tag}: {err}");
         let s = read_json(&j);
         assert_eq!(s["accounting"]["reconciled"], true, "{tag}: {err}");
-        got.insert(tag, (field(&s, "NO_SOCKET", "delivered"), err));
+        got.insert(tag, (reason_field(&s, "NO_SOCKET", "delivered"), err));
     }
     assert_eq!(got["a"].0, 3, "{}", got["a"].1);
     assert_eq!(got["bnot"].0, 0, "{}", got["bnot"].1);
@@ -297,9 +285,9 @@ fn an_expression_selects_what_the_kernel_table_counts() {
                 "port {port}: {copied} copies, budget {budget}"
             );
         }
-        assert_eq!(field(&s, "NO_SOCKET", "in_table"), 13, "{err}");
+        assert_eq!(reason_field(&s, "NO_SOCKET", "in_table"), 13, "{err}");
         assert_eq!(
-            field(&s, "NO_SOCKET", "delivered"),
+            reason_field(&s, "NO_SOCKET", "delivered"),
             rows.values().map(|(_, c)| c).sum::<u64>(),
             "{err}"
         );

@@ -162,12 +162,7 @@ fn file_counts(file: &Path, ns: &NetnsPair, dport: u16) -> BTreeMap<u16, u64> {
 }
 
 fn reason_row<'a>(s: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    s["accounting"]["reasons"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["name"] == name)
-        .unwrap_or_else(|| panic!("no {name} row"))
+    crate::common::reason_row(s, name).unwrap_or_else(|| panic!("no {name} row"))
 }
 
 /// The ledger's per-reason equations, checked here too (not only `reconciled`).
