@@ -105,6 +105,13 @@ pub enum Command {
     /// sessions on request, until SIGTERM or Ctrl-C.
     #[command(after_help = SERVE_EXAMPLES)]
     Serve(ServeArgs),
+    /// Watch drops live, full screen, refreshed every second: drops/s per reason with a short
+    /// history, the heavy flows x reason with exact counts and rates, drop locations,
+    /// namespaces and interfaces (pods once known), and what was lost. Takes capture's
+    /// sources, filters, selectors and -w; -r FILE replays a file at its own pace. Not a
+    /// terminal: one plain block per second.
+    #[command(after_help = crate::top::TOP_EXAMPLES)]
+    Top(crate::top::TopArgs),
 }
 
 const SERVE_EXAMPLES: &str = "\
@@ -651,6 +658,6 @@ fn type_arg(s: &str) -> std::result::Result<MessageKind, String> {
 }
 
 /// `--input-format`.
-fn input_format_arg(s: &str) -> std::result::Result<InputFormat, String> {
+pub(crate) fn input_format_arg(s: &str) -> std::result::Result<InputFormat, String> {
     s.parse()
 }

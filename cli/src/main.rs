@@ -8,6 +8,7 @@ mod args;
 mod remote;
 mod report_cmd;
 mod serve;
+mod top;
 
 /// mimalloc: per-thread heaps. The pipeline allocates in one thread (sources: packet
 /// buffers, decoded text records) and frees in another (sink); glibc's allocator serialises
@@ -116,6 +117,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Doctor(d) => doctor(d),
         Command::Datapath(d) => datapath(d),
         Command::Serve(s) => serve::serve(s),
+        Command::Top(t) => top::top(t),
         Command::Report(r) => report_cmd::report(r),
     }
 }
@@ -417,11 +419,24 @@ fn netns_inode(ns: &str) -> Result<u32> {
         .map_err(|_| anyhow::anyhow!("--netns {ns}: inode {} is out of range", m.ino()))
 }
 
-fn capture(c: args::CaptureArgs) -> Result<i32> {
-    c.out.validate()?;
-    if let Some(url) = &c.remote {
-        return remote::capture(url, &c);
-    }
+/// A capture set up to run: sources attached, the file open.
+struct PreparedCapture {
+    names: Names,
+    source: SourceFn<'static>,
+    sink: OutputSink,
+    files: Option<engine::pcap::rotate::FileLedger>,
+    interrupt: Arc<AtomicBool>,
+    cfg: PipelineConfig,
+    kinds: Vec<args::SourceKind>,
+}
+
+/// Everything `capture` does before the run: flags checked, names started, the kernel
+/// program attached, the sockets opened, the file created. With `tap` (`dropscope top`) the
+/// sources feed the live view and nothing is printed on standard output.
+fn prepare_capture(
+    c: &args::CaptureArgs,
+    tap: Option<Arc<engine::live::LiveTap>>,
+) -> Result<PreparedCapture> {
     let snaplen = c.snaplen;
     if snaplen == 0 || snaplen > engine::MAX_KERNEL_SNAPLEN {
         bail!(
@@ -546,8 +561,10 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
         untranslated = Some("--user-space-filter".into());
     }
     let kernel = if kinds.contains(&args::SourceKind::Kernel) {
-        let (mut o, memory) = kernel_options(&c, snaplen, ksel)?;
+        let (mut o, memory) = kernel_options(c, snaplen, ksel)?;
         o.pods = sel.pods.clone();
+        o.tap_from_table = untranslated.is_none() && sel.pods.is_none();
+        o.tap = tap.clone();
         o.packets = packet_ifaces.clone();
         o.tc_mode = match c.tc_attach {
             args::TcAttachArg::Auto => engine::kernel::packets::TcMode::Auto,
@@ -650,12 +667,38 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
             eprintln!("dropscope: pod names: {w}");
         }
     }
-    let progress = Progress::default();
-    let report = engine::pipeline::run(
-        &PipelineConfig {
+    Ok(PreparedCapture {
+        names,
+        source,
+        sink,
+        files,
+        interrupt,
+        cfg: PipelineConfig {
             select: user_select,
+            tap,
             ..pipeline_config(&c.out)
         },
+        kinds,
+    })
+}
+
+fn capture(c: args::CaptureArgs) -> Result<i32> {
+    c.out.validate()?;
+    if let Some(url) = &c.remote {
+        return remote::capture(url, &c);
+    }
+    let PreparedCapture {
+        names,
+        source,
+        sink,
+        files,
+        interrupt,
+        cfg,
+        kinds,
+    } = prepare_capture(&c, None)?;
+    let progress = Progress::default();
+    let report = engine::pipeline::run(
+        &cfg,
         source,
         sink,
         &names,
@@ -766,6 +809,8 @@ fn kernel_options(
             pods: None,
             packets: Vec::new(),
             tc_mode: engine::kernel::packets::TcMode::Auto,
+            tap: None,
+            tap_from_table: false,
         },
         memory,
     ))
@@ -868,7 +913,21 @@ fn working_set(usage: u64, stat: &str, key: &str) -> u64 {
     usage.saturating_sub(inactive)
 }
 
-pub(crate) fn replay(r: args::ReplayArgs) -> Result<i32> {
+/// A replay set up to run: the input opened and recognised, the file created.
+struct PreparedReplay {
+    names: Names,
+    source: SourceFn<'static>,
+    sink: OutputSink,
+    files: Option<engine::pcap::rotate::FileLedger>,
+    interrupt: Arc<AtomicBool>,
+    cfg: PipelineConfig,
+}
+
+/// Everything `replay` does before the run (with `tap`: for `dropscope top -r`).
+fn prepare_replay(
+    r: &args::ReplayArgs,
+    tap: Option<Arc<engine::live::LiveTap>>,
+) -> Result<PreparedReplay> {
     r.out.validate()?;
     if let Some(p) = &r.out.stats_json {
         check_stats_path(p)?;
@@ -888,14 +947,34 @@ pub(crate) fn replay(r: args::ReplayArgs) -> Result<i32> {
     )?;
     let (sink, files) = make_sink(&r.out, engine::MAX_REPLAY_SNAPLEN, Some(interrupt.clone()))?;
     let sink = sink.with_synthesize(r.synthesize);
-    let progress = Progress::default();
     // File batches are large (a read buffer each) and the file never stalls: a few in flight
     // keep every stage busy, and fewer buffers in flight means they are reused warm.
     let cfg = PipelineConfig {
         channel_depth: 4,
         select: (!sel.is_all()).then(|| Arc::new(sel)),
+        tap,
         ..pipeline_config(&r.out)
     };
+    Ok(PreparedReplay {
+        names,
+        source,
+        sink,
+        files,
+        interrupt,
+        cfg,
+    })
+}
+
+pub(crate) fn replay(r: args::ReplayArgs) -> Result<i32> {
+    let PreparedReplay {
+        names,
+        source,
+        sink,
+        files,
+        interrupt,
+        cfg,
+    } = prepare_replay(&r, None)?;
+    let progress = Progress::default();
     let report = engine::pipeline::run(
         &cfg,
         source,

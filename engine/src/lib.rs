@@ -43,6 +43,7 @@ pub mod filter;
 pub mod ingest;
 pub mod join;
 pub mod kernel;
+pub mod live;
 pub mod lookup;
 pub mod names;
 #[cfg(any(test, feature = "test-support"))]

@@ -114,6 +114,9 @@ pub struct PipelineConfig {
     pub tunnel_hint: TunnelHint,
     /// Selectors and expression run in the decode stage (what no kernel program ran).
     pub select: Option<Arc<Selection>>,
+    /// A live view's tap (`dropscope top`): the decode stage hands it the processed events'
+    /// counts.
+    pub tap: Option<Arc<crate::live::LiveTap>>,
 }
 
 impl Default for PipelineConfig {
@@ -126,6 +129,7 @@ impl Default for PipelineConfig {
             max_flows: 1 << 20,
             tunnel_hint: TunnelHint::ByPort,
             select: None,
+            tap: None,
         }
     }
 }
@@ -222,6 +226,7 @@ pub fn run(
     // Pod names of packets' addresses come from their summaries.
     let keep_summaries = sink.needs_summaries() || (names.pods.is_some() && sink.writes_file());
     let select = cfg.select.clone();
+    let tap = cfg.tap.clone();
 
     // Dropped by the source thread when it returns: wakes the main thread at once.
     let (done_tx, done_rx) = bounded::<()>(0);
@@ -247,6 +252,7 @@ pub fn run(
                 .name("dropscope-decode".into())
                 .spawn_scoped(scope, move || {
                     let agg = Aggregator::new(count, max_flows);
+                    let tap = tap.as_deref().map(crate::live::TapWriter::new);
                     decode_stage(
                         raw_rx,
                         dec_tx,
@@ -255,6 +261,7 @@ pub fn run(
                         keep_summaries,
                         select.as_deref(),
                         agg,
+                        tap,
                     )
                 })
                 .context("starting the decode thread")?;
@@ -379,6 +386,7 @@ fn decode_stage(
     keep_summaries: bool,
     select: Option<&Selection>,
     mut agg: Aggregator,
+    mut tap: Option<crate::live::TapWriter<'_>>,
 ) -> AggOutcome {
     let mut spare: Vec<Vec<PacketSummary>> = Vec::new();
     let mut scratch = PacketSummary::default();
@@ -408,7 +416,10 @@ fn decode_stage(
                     crate::cilium_glue::tunnel_hint_for(e, hint),
                     s,
                 );
-                agg.add(e, s);
+                let key = agg.add(e, s);
+                if let (Some(t), Some(k)) = (tap.as_mut(), key) {
+                    t.add(e, &k);
+                }
             }
         } else {
             for e in &batch.events {
@@ -419,8 +430,15 @@ fn decode_stage(
                     crate::cilium_glue::tunnel_hint_for(e, hint),
                     s,
                 );
-                agg.add(e, s);
+                let key = agg.add(e, s);
+                if let (Some(t), Some(k)) = (tap.as_mut(), key) {
+                    t.add(e, &k);
+                }
             }
+        }
+        if let Some(t) = tap.as_mut() {
+            t.notices(&batch.notices);
+            t.maybe_publish();
         }
         if tx.send(Decoded { batch, summaries }).is_err() {
             // The sink stage ended early (an error): nothing more can be processed.
@@ -491,8 +509,10 @@ impl Aggregator {
         }
     }
 
+    /// Counts `e`; returns its flow table key when it was processed (not skipped after the
+    /// count limit).
     #[inline]
-    fn add(&mut self, e: &Event, s: &PacketSummary) {
+    fn add(&mut self, e: &Event, s: &PacketSummary) -> Option<AggKey> {
         let key = agg_key(e, s);
         let c = match &mut self.run {
             Some((k, c)) if *k == key.reason => c,
@@ -506,12 +526,13 @@ impl Aggregator {
         c.received += 1;
         if self.count.is_some_and(|n| self.processed >= n) {
             c.skipped += 1;
-            return;
+            return None;
         }
         c.processed += 1;
         self.processed += 1;
         self.flows.add(&key, e.orig_len, e.ts_ns);
         self.timeline.add(key.reason, e.ts_ns);
+        Some(key)
     }
 
     fn finish(mut self) -> AggOutcome {

@@ -40,6 +40,12 @@ pub struct KernelOptions {
     /// `--packets`: the interfaces whose every packet is captured too.
     pub packets: Vec<crate::kernel::packets::PacketIface>,
     pub tc_mode: crate::kernel::packets::TcMode,
+    /// A live view (`dropscope top`): the kernel table's generations and counters go to it
+    /// as they are drained, and no profile is kept for the summary.
+    pub tap: Option<Arc<crate::live::LiveTap>>,
+    /// The kernel program decides the whole selection (nothing of it runs in user space):
+    /// the live view may count kernel drops from the kernel table.
+    pub tap_from_table: bool,
 }
 
 /// Adds the pods that appear later to the kernel program's selection, after every refresh
@@ -129,6 +135,18 @@ pub fn kernel(o: &KernelOptions) -> Result<(SourceFn<'static>, Option<String>, V
     }
     let mode = src.mode();
     let refused = src.filter_fallback().map(str::to_string);
+    if let Some(tap) = &o.tap {
+        let from_table = o.tap_from_table && refused.is_none();
+        let t = tap.clone();
+        let gauges = src.live(Box::new(move |g| {
+            if from_table {
+                t.kernel_generation(g)
+            } else {
+                t.kernel_counters(g.reasons)
+            }
+        }));
+        tap.kernel_source(gauges, from_table);
+    }
     Ok((
         Box::new(
             move |tx: &Sender<Batch>, stop: &AtomicBool| -> Result<SourceReport> {
@@ -1096,6 +1114,78 @@ pub fn merge_joined(
             })
         },
     )
+}
+
+/// Hands `inner`'s events on at the pace of their timestamps, `speed` times as fast
+/// (`dropscope top -r`): an event `t` after the first goes on `t / speed` after the start.
+/// Batches are cut where an event is not due yet. Once `stop` is set the rest goes on at
+/// once, so nothing read is left uncounted.
+pub fn paced(inner: SourceFn<'static>, speed: f64) -> SourceFn<'static> {
+    Box::new(
+        move |tx: &Sender<Batch>, stop: &AtomicBool| -> Result<SourceReport> {
+            let (itx, irx) = crossbeam_channel::bounded::<Batch>(4);
+            std::thread::scope(|s| {
+                let reader = std::thread::Builder::new()
+                    .name("dropscope-paced".into())
+                    .spawn_scoped(s, move || {
+                        let r = inner(&itx, stop);
+                        drop(itx);
+                        r
+                    })
+                    .context("starting the file reader thread")?;
+                let start = std::time::Instant::now();
+                let mut first: Option<u64> = None;
+                let mut downstream = true;
+                for mut batch in irx {
+                    loop {
+                        let now = start.elapsed();
+                        let not_due = (!stop.load(Ordering::Relaxed))
+                            .then(|| {
+                                batch.events.iter().enumerate().find_map(|(i, e)| {
+                                    let f = *first.get_or_insert(e.ts_ns);
+                                    let due = std::time::Duration::from_secs_f64(
+                                        e.ts_ns.saturating_sub(f) as f64 / 1e9 / speed,
+                                    );
+                                    (due > now + std::time::Duration::from_millis(5))
+                                        .then_some((i, due))
+                                })
+                            })
+                            .flatten();
+                        let Some((i, due)) = not_due else {
+                            downstream = downstream && tx.send(batch).is_ok();
+                            break;
+                        };
+                        if i > 0 {
+                            let front = split_front(&mut batch, i);
+                            downstream = downstream && tx.send(front).is_ok();
+                        }
+                        while !stop.load(Ordering::Relaxed) {
+                            let left = due.saturating_sub(start.elapsed());
+                            if left.is_zero() {
+                                break;
+                            }
+                            std::thread::sleep(left.min(std::time::Duration::from_millis(50)));
+                        }
+                    }
+                }
+                reader
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("the file reader thread panicked"))?
+            })
+        },
+    )
+}
+
+/// Cuts the first `i` events off `batch` (with the notices that came before them).
+fn split_front(batch: &mut Batch, i: usize) -> Batch {
+    let back = batch.events.split_off(i);
+    let front = std::mem::replace(&mut batch.events, back);
+    let (before, after): (Vec<_>, Vec<_>) = batch.notices.drain(..).partition(|(at, _)| *at < i);
+    batch.notices = after.into_iter().map(|(at, n)| (at - i, n)).collect();
+    Batch {
+        events: front,
+        notices: before,
+    }
 }
 
 pub fn merge(sources: Vec<SourceFn<'static>>) -> SourceFn<'static> {

@@ -658,7 +658,8 @@ impl KernelSource {
         batch_max: usize,
     ) -> Result<SourceStats, SourceError> {
         let clock = self.clock;
-        let mut builder = BatchBuilder::with_rows(batch_max, clock, self.max_rows);
+        let max_rows = self.max_rows;
+        let mut builder = BatchBuilder::with_rows(batch_max, clock, max_rows);
         let detached = AtomicBool::new(false);
         let KernelSource {
             rings,
@@ -683,14 +684,31 @@ impl KernelSource {
         let idle_poll = *idle_poll;
         let mut idle_passes = 0u32;
         let mut watch = StormWatch::new(rings.cpus());
+        // A live consumer gets the drops user space counted from their copies (those the
+        // kernel left uncounted: no `FLAG_COUNTED`) with each generation, not at the end.
+        let user_counted = hook
+            .is_some()
+            .then(|| std::sync::Mutex::new(crate::kernel::storm::KernelFlows::new(usize::MAX)));
+        let hand_over = |builder: &mut BatchBuilder| {
+            if let Some(u) = &user_counted {
+                if !builder.flows.is_empty() {
+                    let f = std::mem::replace(
+                        &mut builder.flows,
+                        crate::kernel::storm::KernelFlows::new(max_rows),
+                    );
+                    u.lock().unwrap_or_else(|e| e.into_inner()).merge(f);
+                }
+            }
+        };
         let (ring_result, table_result) = std::thread::scope(|s| {
             let det = &detached;
             let flows = &mut profile.flows;
             let series = &mut profile.series;
+            let uc = user_counted.as_ref();
             let th = std::thread::Builder::new()
                 .name("dropscope-table".into())
                 .spawn_scoped(s, move || {
-                    table_loop(table, flows, series, det, clock, hook)
+                    table_loop(table, flows, series, det, clock, hook, uc)
                 });
             let r = (|| -> Result<(), SourceError> {
                 loop {
@@ -715,6 +733,7 @@ impl KernelSource {
                             .store(builder.stats.malformed.total(), Ordering::Relaxed);
                     }
                     let consumed = drain(rings, &mut builder, tx)?;
+                    hand_over(&mut builder);
                     idle_passes = if consumed == 0 {
                         idle_passes.saturating_add(1)
                     } else {
@@ -736,6 +755,7 @@ impl KernelSource {
                 ring_fence.wait().map_err(SourceError::Table)?;
                 drain(rings, &mut builder, tx).map(|_| ())
             });
+            hand_over(&mut builder);
             watch.look(rings, clock);
             detached.store(true, Ordering::Release);
             let t = match th {
@@ -917,9 +937,10 @@ fn table_loop(
     detached: &AtomicBool,
     clock: ClockOffset,
     mut hook: Option<&mut GenerationHook>,
+    user_counted: Option<&std::sync::Mutex<crate::kernel::storm::KernelFlows>>,
 ) -> std::io::Result<(u64, usize)> {
     if let Some(h) = hook.as_mut() {
-        return live_table_loop(table, detached, clock, h);
+        return live_table_loop(table, detached, clock, h, user_counted);
     }
     let mut prev: BTreeMap<u32, u64> = BTreeMap::new();
     let mut last = Instant::now();
@@ -964,6 +985,7 @@ fn live_table_loop(
     detached: &AtomicBool,
     clock: ClockOffset,
     hook: &mut GenerationHook,
+    user_counted: Option<&std::sync::Mutex<crate::kernel::storm::KernelFlows>>,
 ) -> std::io::Result<(u64, usize)> {
     let mut last = Instant::now();
     let mut hand = |table: &mut KernelTable, last_drain: bool| -> std::io::Result<()> {
@@ -973,6 +995,13 @@ fn live_table_loop(
         } else {
             table.rotate(&mut gen, clock)?
         };
+        if let Some(u) = user_counted {
+            let counted = std::mem::replace(
+                &mut *u.lock().unwrap_or_else(|e| e.into_inner()),
+                crate::kernel::storm::KernelFlows::new(usize::MAX),
+            );
+            gen.merge(counted);
+        }
         let reasons = table.reason_counters()?;
         hook(&GenerationTick {
             flows: &gen,
