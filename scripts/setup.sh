@@ -4,7 +4,8 @@
 #   - Debian packages: tshark, tcpdump, nftables, iptables, iproute2, bpftrace, bpftool,
 #     golang-go, hyperfine, prometheus (with promtool; cli/tests/it/serve.rs starts its own
 #     server on loopback; the package's own service is not used), chromium (renders
-#     `dropscope report`'s HTML headless in its test)
+#     `dropscope report`'s HTML headless in its test), tmux (drives `dropscope top`'s full
+#     screen in cli/tests/it/top.rs)
 #   - nightly rust-src (for -Z build-std=core, used to build the eBPF object)
 #   - bpf-linker 0.13.0, linked against the nightly toolchain's own LLVM
 #     (Debian's LLVM is too old for it; see docs/engineering.md)
@@ -17,7 +18,7 @@ set -euo pipefail
 log() { printf 'setup: %s\n' "$*" >&2; }
 
 need_pkgs=()
-for p in tshark tcpdump nft iptables ip bpftrace bpftool go hyperfine prometheus promtool chromium; do
+for p in tshark tcpdump nft iptables ip bpftrace bpftool go hyperfine prometheus promtool chromium tmux; do
   command -v "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
 # libpcap's filter compiler (pcap_compile), linked by the engine for capture expressions.
@@ -31,7 +32,7 @@ if [ "${#need_pkgs[@]}" -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends \
     tshark tcpdump nftables iptables iproute2 bpftrace bpftool golang-go hyperfine libpcap-dev \
-    chromium python3-venv prometheus >/dev/null
+    chromium python3-venv prometheus tmux >/dev/null
 fi
 
 if ! rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^rust-src'; then

@@ -245,7 +245,7 @@ impl Ui<'_> {
                     return Ok(f);
                 }
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
@@ -292,7 +292,9 @@ impl Ui<'_> {
                 term.draw(|f| draw(f, &frame))?;
                 redraw = false;
             }
-            if !event::poll(Duration::from_millis(50))? {
+            // Keys wake it at once; else the next refresh, or 100 ms to see the run end.
+            let next = self.interval.saturating_sub(last.elapsed());
+            if !event::poll(next.clamp(Duration::from_millis(1), Duration::from_millis(100)))? {
                 continue;
             }
             match event::read()? {

@@ -143,6 +143,24 @@ impl NetnsPair {
             .ino() as u32
     }
 
+    /// B's `Udp: NoPorts` counter (/proc/net/snmp seen from inside B): datagrams it had no
+    /// socket for, the receiver's own count of what a test sends to a closed port.
+    pub fn udp_no_ports(&self) -> u64 {
+        let o = sh(&["ip", "netns", "exec", &self.b, "cat", "/proc/net/snmp"]);
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        let mut udp = text.lines().filter(|l| l.starts_with("Udp:"));
+        let (names, values) = (udp.next().unwrap_or(""), udp.next().unwrap_or(""));
+        let i = names
+            .split_whitespace()
+            .position(|n| n == "NoPorts")
+            .expect("Udp: NoPorts in /proc/net/snmp");
+        values
+            .split_whitespace()
+            .nth(i)
+            .and_then(|n| n.parse().ok())
+            .expect("Udp: NoPorts value")
+    }
+
     /// ifindex of a device inside a namespace.
     pub fn ifindex(&self, ns: &str, dev: &str) -> u32 {
         let o = sh(&[

@@ -1270,6 +1270,66 @@ mod tests {
         Bytes::from(s)
     }
 
+    fn at(ts_ns: u64) -> crate::event::Event {
+        crate::event::Event {
+            ts_ns,
+            ifindex: 1,
+            netns: 1,
+            cpu: 0,
+            orig_len: 60,
+            link: crate::event::LinkType::Ethernet,
+            data: Bytes::new(),
+            cause: Cause::Captured,
+            meta: None,
+        }
+    }
+
+    /// One batch of three events 500 ms apart, a notice before the second, played by
+    /// [`paced`] at `speed` (with `stop` already set when `stopped`).
+    fn play(speed: f64, stopped: bool) -> Vec<Batch> {
+        let batch = Batch {
+            events: vec![at(10_000_000_000), at(10_500_000_000), at(11_000_000_000)],
+            notices: vec![(1, Notice::Lost { cpu: 0, count: 7 })],
+        };
+        let inner: SourceFn<'static> = Box::new(move |tx: &Sender<Batch>, _stop: &AtomicBool| {
+            tx.send(batch).map_err(|_| anyhow::anyhow!("gone"))?;
+            Ok(SourceReport::default())
+        });
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let stop = AtomicBool::new(stopped);
+        paced(inner, speed)(&tx, &stop).expect("paced");
+        drop(tx);
+        rx.iter().collect()
+    }
+
+    #[test]
+    fn paced_cuts_batches_where_events_are_not_due_and_keeps_notices_in_place() {
+        let got = play(1.0, false);
+        let ts: Vec<Vec<u64>> = got
+            .iter()
+            .map(|b| b.events.iter().map(|e| e.ts_ns).collect())
+            .collect();
+        assert_eq!(
+            ts,
+            vec![
+                vec![10_000_000_000],
+                vec![10_500_000_000],
+                vec![11_000_000_000]
+            ]
+        );
+        assert!(got[0].notices.is_empty());
+        assert_eq!(got[1].notices, vec![(0, Notice::Lost { cpu: 0, count: 7 })]);
+        assert!(got[2].notices.is_empty());
+    }
+
+    #[test]
+    fn paced_hands_the_rest_on_at_once_after_stop() {
+        let got = play(1.0, true);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].events.len(), 3);
+        assert_eq!(got[0].notices, vec![(1, Notice::Lost { cpu: 0, count: 7 })]);
+    }
+
     fn sample(data: Bytes) -> M {
         M::Sample { cpu: 1, data }
     }

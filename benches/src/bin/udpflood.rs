@@ -25,6 +25,7 @@ usage: udpflood --dst ADDR:PORT (--duration SECS | --count N) [options]
                       (default: one socket, port chosen by the kernel)
   --batch N           datagrams per sendmmsg call (default 64, max 1024)
   --netns NAME        enter network namespace /var/run/netns/NAME first
+  --rate PPS          at most PPS datagrams a second (paced per batch; default: flat out)
 Prints {\"sent\",\"seconds\",\"pps\",...} as JSON on stdout.";
 
 struct Opts {
@@ -36,6 +37,7 @@ struct Opts {
     sports: Vec<u16>,
     batch: usize,
     netns: Option<String>,
+    rate: Option<f64>,
 }
 
 fn die(msg: &str) -> ! {
@@ -53,6 +55,7 @@ fn parse_args() -> Opts {
     let mut sports = Vec::new();
     let mut batch = 64usize;
     let mut netns = None;
+    let mut rate = None;
     while let Some(a) = args.next() {
         if a == "-h" || a == "--help" {
             println!("{USAGE}");
@@ -91,6 +94,14 @@ fn parse_args() -> Opts {
             }
             "--batch" => batch = v.parse().unwrap_or_else(|_| bad("not a number")),
             "--netns" => netns = Some(v),
+            "--rate" => {
+                rate = Some(
+                    v.parse::<f64>()
+                        .ok()
+                        .filter(|r| r.is_finite() && *r > 0.0)
+                        .unwrap_or_else(|| bad("not a positive rate")),
+                )
+            }
             _ => die(&format!("unknown option {a}\n{USAGE}")),
         }
     }
@@ -119,6 +130,7 @@ fn parse_args() -> Opts {
         sports,
         batch,
         netns,
+        rate,
     }
 }
 
@@ -250,6 +262,14 @@ fn main() {
         if let Some(d) = deadline {
             if Instant::now() >= d {
                 break;
+            }
+        }
+        if let Some(r) = o.rate {
+            // Paced: the next batch goes when the ones before it are due.
+            let due = start + Duration::from_secs_f64(sent as f64 / r);
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
             }
         }
         let want = usize::try_from((limit - sent).min(o.batch as u64)).unwrap_or(o.batch);

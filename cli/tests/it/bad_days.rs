@@ -221,23 +221,7 @@ fn a_full_file_system_keeps_the_file_to_its_last_block_and_counts_the_rest() {
     ]);
     // About 5 MB of drops at 256 captured bytes each: five times the file system. The
     // receiver's own count of datagrams to no socket is the truth to compare with.
-    let no_ports = || -> u64 {
-        let o = Command::new("ip")
-            .args(["netns", "exec", &pair.b, "cat", "/proc/net/snmp"])
-            .output()
-            .expect("snmp");
-        let text = String::from_utf8_lossy(&o.stdout).into_owned();
-        let mut udp = text.lines().filter(|l| l.starts_with("Udp:"));
-        let (h, v) = (udp.next().unwrap_or(""), udp.next().unwrap_or(""));
-        let i = h
-            .split_whitespace()
-            .position(|c| c == "NoPorts")
-            .expect("NoPorts");
-        v.split_whitespace()
-            .nth(i)
-            .and_then(|n| n.parse().ok())
-            .expect("count")
-    };
+    let no_ports = || pair.udp_no_ports();
     let before = no_ports();
     pair.send_udp(false, 43300, 9, 20_000, 1000);
     std::thread::sleep(Duration::from_millis(300));

@@ -119,9 +119,15 @@ impl LiveCapture {
 
     /// [`LiveCapture::start`] with stdout sent to `stdout`.
     pub fn start_to(args: &[&str], stdout: std::process::Stdio) -> LiveCapture {
+        Self::start_command("capture", args, stdout)
+    }
+
+    /// `dropscope COMMAND ARGS` (a command that captures: capture, top), as
+    /// [`LiveCapture::start_to`].
+    pub fn start_command(command: &str, args: &[&str], stdout: std::process::Stdio) -> LiveCapture {
         use std::io::BufRead as _;
         let mut child = dropscope()
-            .arg("capture")
+            .arg(command)
             .args(args)
             .stdout(stdout)
             .stderr(std::process::Stdio::piped())

@@ -25,4 +25,5 @@ mod serve;
 mod stats_json;
 mod storm;
 mod text_replay;
+mod top;
 mod wireshark_lua;

@@ -103,20 +103,6 @@ fn flood(ns: &NetnsPair, dport: u16, amount: Amount<'_>) -> BTreeMap<u16, u64> {
     total
 }
 
-/// `Udp: NoPorts` of a namespace (/proc/net/snmp seen from inside it).
-fn no_ports(ns: &NetnsPair, which: &str) -> u64 {
-    let o = sh(&["ip", "netns", "exec", which, "cat", "/proc/net/snmp"]);
-    let text = String::from_utf8_lossy(&o.stdout).to_string();
-    let mut lines = text.lines().filter(|l| l.starts_with("Udp:"));
-    let (names, values) = (lines.next().unwrap(), lines.next().unwrap());
-    let i = names
-        .split_whitespace()
-        .position(|n| n == "NoPorts")
-        .unwrap();
-    let _ = ns;
-    values.split_whitespace().nth(i).unwrap().parse().unwrap()
-}
-
 /// Kernel-table rows of our flows (A -> B:dport), per source port: (drops, copies), over
 /// all reasons and drop sites.
 fn kernel_rows(s: &serde_json::Value, ns: &NetnsPair, dport: u16) -> BTreeMap<u16, (u64, u64)> {
@@ -205,7 +191,7 @@ struct Run {
 fn run_flood(ns: &NetnsPair, tag: &str, flags: &[&str], amount: Amount<'_>) -> Run {
     let dir = TempDir::new(tag);
     let (file, stats) = (dir.path("f.pcapng"), dir.path("s.json"));
-    let before = no_ports(ns, &ns.b);
+    let before = ns.udp_no_ports();
     let mut args = vec!["-q"];
     args.extend_from_slice(flags);
     args.extend_from_slice(&[
@@ -221,7 +207,7 @@ fn run_flood(ns: &NetnsPair, tag: &str, flags: &[&str], amount: Amount<'_>) -> R
     assert!(st.success(), "{err}");
     let total: u64 = sent.values().sum();
     assert_eq!(
-        no_ports(ns, &ns.b) - before,
+        ns.udp_no_ports() - before,
         total,
         "the namespace's own count"
     );
@@ -315,7 +301,7 @@ fn storm_at_default_flags_switches_to_exemplars_and_counts_exactly() {
     let ns = NetnsPair::new();
     let dir = TempDir::new("storm-auto");
     let (file, stats) = (dir.path("a.pcapng"), dir.path("a.json"));
-    let before = no_ports(&ns, &ns.b);
+    let before = ns.udp_no_ports();
     // Every event is also printed to a pipe this test reads slowly: the reader falls behind,
     // a 1 MiB ring fills past half, and the CPU switches to its exemplar budget.
     let mut cap = LiveCapture::start_to(
@@ -353,7 +339,7 @@ fn storm_at_default_flags_switches_to_exemplars_and_counts_exactly() {
     reader.join().unwrap();
     assert!(st.success(), "{err}");
     let total: u64 = sent.values().sum();
-    assert_eq!(no_ports(&ns, &ns.b) - before, total);
+    assert_eq!(ns.udp_no_ports() - before, total);
     let s = read_json(&stats);
     assert_books(&s, &err);
     let rows = kernel_rows(&s, &ns, 9);
