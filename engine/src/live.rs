@@ -605,8 +605,9 @@ fn push_history(h: &mut VecDeque<u64>, n: u64) {
     h.push_back(n);
 }
 
+/// Kernel drops and Cilium drop notifications (not traces, verdicts or ordinary packets).
 fn is_drop(k: ReasonKey) -> bool {
-    !matches!(k, ReasonKey::Captured | ReasonKey::Packet { .. })
+    matches!(k, ReasonKey::Kernel(_) | ReasonKey::Cilium(_))
 }
 
 fn origin(k: ReasonKey) -> &'static str {

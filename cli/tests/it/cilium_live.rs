@@ -408,3 +408,108 @@ fn identity_reason_and_expression_select_cilium_events() {
         packets(&all, &|r| r["dst_identity"] == 12345)
     );
 }
+
+/// Reason lines of `dropscope top --plain`'s last block: name -> count.
+fn top_reasons(block: &str) -> std::collections::BTreeMap<String, u64> {
+    block
+        .lines()
+        .filter(|l| l.starts_with("reason "))
+        .map(|l| {
+            let t: Vec<&str> = l.split_whitespace().collect();
+            let name: Vec<&str> = t[4..]
+                .iter()
+                .copied()
+                .filter(|w| !w.chars().all(|c| ('▁'..='█').contains(&c)))
+                .collect();
+            (name.join(" "), t[1].parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn top_counts_the_agents_events_as_capture_does_and_its_lost_records() {
+    let dir = TempDir::new("cilium-top");
+    let Some(sim) = build_sim(&dir.0) else { return };
+    let args = ["-phases", "1", "-drops", "300", "-each", "3"];
+    // The same stream twice: once into capture's stats, once into top.
+    let sock = dir.path("monitor1_2.sock");
+    let stats = dir.path("s.json");
+    let (mut agent, want) = start_agent(&sim, &sock, &args);
+    let cap = LiveCapture::start(&[
+        "-q",
+        "--no-names",
+        "--no-datapath",
+        "--source",
+        "cilium",
+        "--cilium-socket",
+        sock.to_str().unwrap(),
+        "--stats-json",
+        stats.to_str().unwrap(),
+    ]);
+    assert!(agent.wait().unwrap().success(), "simulator failed");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let (st, err) = cap.stop();
+    assert!(st.success(), "{err}");
+    let s = read_json(&stats);
+    let _ = std::fs::remove_file(&sock);
+
+    let (mut agent, _) = start_agent(&sim, &sock, &args);
+    let mut cap = LiveCapture::start_command(
+        "top",
+        &[
+            "--plain",
+            "--interval",
+            "200",
+            "--no-names",
+            "--no-datapath",
+            "--source",
+            "cilium",
+            "--cilium-socket",
+            sock.to_str().unwrap(),
+        ],
+        Stdio::piped(),
+    );
+    let mut stdout = cap.take_stdout();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut s).unwrap();
+        s
+    });
+    assert!(agent.wait().unwrap().success(), "simulator failed");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let (st, err) = cap.stop();
+    assert!(st.success(), "{err}");
+    let out = reader.join().unwrap();
+    let last = out.trim_end().rsplit("\n\n").next().unwrap();
+
+    // Every reason's count is the one capture's ledger processed.
+    let ledger: std::collections::BTreeMap<String, u64> = s["accounting"]["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let name = r["name"].as_str().unwrap();
+            // The ledger names Cilium drop codes "cilium NAME (CODE)"; top says NAME.
+            let short = name
+                .strip_prefix("cilium ")
+                .filter(|n| n.ends_with(')'))
+                .and_then(|n| n.rsplit_once(" ("))
+                .map_or(name.to_string(), |(n, _)| n.to_string());
+            (short, r["processed"].as_u64().unwrap())
+        })
+        .collect();
+    let top = top_reasons(last);
+    assert_eq!(top, ledger, "{last}\n{s:#}");
+    // Drops are the drop notifications' reasons (not traces, verdicts, ...).
+    let drops: u64 = top
+        .iter()
+        .filter(|(n, _)| !n.starts_with("cilium "))
+        .map(|(_, c)| c)
+        .sum();
+    assert!(drops >= want["samples"]["1"].as_u64().unwrap());
+    assert!(last.contains(&format!("drops {drops} total")), "{last}");
+    assert!(
+        last.contains(&format!("cilium lost {}", want["lost_total"])),
+        "{want}: {last}"
+    );
+}
