@@ -135,6 +135,7 @@ pub fn kernel(o: &KernelOptions) -> Result<(SourceFn<'static>, Option<String>, V
     }
     let mode = src.mode();
     let refused = src.filter_fallback().map(str::to_string);
+    let tap_live = o.tap.is_some();
     if let Some(tap) = &o.tap {
         let from_table = o.tap_from_table && refused.is_none();
         let t = tap.clone();
@@ -238,7 +239,9 @@ pub fn kernel(o: &KernelOptions) -> Result<(SourceFn<'static>, Option<String>, V
                 counters.seen, counters.ring_full, counters.read_failed
             ));
                 report.losses.retain(|l| l.count > 0);
-                report.storm = Some(profile);
+                // A live view took the table's generations as they came: no profile was kept
+                // (nor a trailing block of it written to the file).
+                report.storm = (!tap_live).then_some(profile);
                 Ok(report)
             },
         ) as SourceFn<'static>,

@@ -162,12 +162,17 @@ fn plain_view_counts_a_live_flood_exactly() {
     require_root!();
     let ns = NetnsPair::new();
     let (a, b) = (ns.ip4_a.to_string(), ns.ip4_b.to_string());
+    let dir = TempDir::new("top-live");
+    let file = dir.path("top.pcapng");
     // Every drop copied (user space counts the copies), then counts only (the kernel table
     // counts every drop, nothing is copied).
     for extra in [&[][..], &["--exemplars", "0"][..]] {
         let before = ns.udp_no_ports();
         let mut args = vec!["--netns", ns.b.as_str()];
         args.extend_from_slice(extra);
+        if extra.is_empty() {
+            args.extend_from_slice(&["-w", file.to_str().unwrap()]);
+        }
         // The namespaces' own IPv6 chatter (neighbour solicitations) stays out.
         args.push("udp");
         let out = plain_top(&args, || {
@@ -211,6 +216,22 @@ fn plain_view_counts_a_live_flood_exactly() {
             .collect();
         assert!(totals.len() >= 2, "{out}");
         assert!(totals.windows(2).all(|w| w[0] <= w[1]), "{totals:?}");
+    }
+    // The file top wrote while it watched holds every copy, and replays to the same flows.
+    let stats = dir.path("s.json");
+    run_ok(dropscope().args([
+        "replay",
+        file.to_str().unwrap(),
+        "-q",
+        "--stats-json",
+        stats.to_str().unwrap(),
+    ]));
+    let s = read_json(&stats);
+    assert_eq!(s["accounting"]["reconciled"], true, "{s:#}");
+    for (sport, n) in [(41001, 300u64), (41002, 200)] {
+        let rows = flow_rows(&s, &a, &b, sport, 9);
+        assert_eq!(rows.len(), 1, "{s:#}");
+        assert_eq!(rows[0]["packets"], n);
     }
 }
 
