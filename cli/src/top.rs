@@ -266,6 +266,19 @@ impl Ui<'_> {
         let mut frame = view.frame(self.names, &self.options(&keys, false));
         let mut seen_finish = false;
         let mut redraw = true;
+        // Keys are read on a thread of their own, so this loop never waits inside the
+        // terminal library: a terminal that hung up (its pty closed) must not keep it from
+        // seeing the run end. The reader ends with the process.
+        let (keys_tx, keys_rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("dropscope-keys".into())
+            .spawn(move || {
+                while let Ok(ev) = event::read() {
+                    if keys_tx.send(ev).is_err() {
+                        break;
+                    }
+                }
+            })?;
         loop {
             let done = self.finished.load(Ordering::Acquire);
             if done && !seen_finish {
@@ -294,10 +307,22 @@ impl Ui<'_> {
             }
             // Keys wake it at once; else the next refresh, or 100 ms to see the run end.
             let next = self.interval.saturating_sub(last.elapsed());
-            if !event::poll(next.clamp(Duration::from_millis(1), Duration::from_millis(100)))? {
-                continue;
-            }
-            match event::read()? {
+            let ev = match keys_rx
+                .recv_timeout(next.clamp(Duration::from_millis(1), Duration::from_millis(100)))
+            {
+                Ok(ev) => ev,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+                // The terminal is gone (hung up): the run ends as on SIGHUP.
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    self.interrupt.store(true, Ordering::Relaxed);
+                    if done {
+                        return Ok(view.frame(self.names, &self.options(&keys, true)));
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+            };
+            match ev {
                 TermEvent::Key(k) if k.kind != KeyEventKind::Release => match k.code {
                     KeyCode::Char('q') | KeyCode::Esc => {
                         self.interrupt.store(true, Ordering::Relaxed)
