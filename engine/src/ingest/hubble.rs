@@ -66,7 +66,7 @@ impl HubbleParser {
         let outer_node = str_of(o, "node_name", "nodeName");
         let outer_time = str_of(o, "time", "time");
         if let Some(f) = obj(field(o, "flow", "flow")) {
-            return self.flow(Fields::of_sonic(f), outer_node, outer_time);
+            return self.flow(&mut Fields::of_sonic(f), outer_node, outer_time);
         }
         if let Some(l) = obj(field(o, "lost_events", "lostEvents")) {
             let count = u64_of(sc(field(l, "num_events_lost", "numEventsLost"))).unwrap_or(0);
@@ -90,14 +90,14 @@ impl HubbleParser {
             return Ok(debug_event(d, outer_node, outer_time));
         }
         if is_flow_object(o) {
-            return self.flow(Fields::of_sonic(o), None, None);
+            return self.flow(&mut Fields::of_sonic(o), None, None);
         }
         Err("not_a_flow")
     }
 
     fn flow(
         &self,
-        f: Fields<'_>,
+        f: &mut Fields<'_>,
         outer_node: Option<&str>,
         outer_time: Option<&str>,
     ) -> Result<Item, &'static str> {
@@ -119,7 +119,10 @@ impl HubbleParser {
             _ => return Err("unsupported_flow"),
         };
         let sub_type = et.and_then(|e| e.1);
-        let (src, dst) = (f.source, f.destination);
+        let (src, dst) = (
+            std::mem::take(&mut f.source),
+            std::mem::take(&mut f.destination),
+        );
         let headers = headers(f.ip.as_ref(), f.l4.as_ref(), f.summary);
         let iface = u32_of(f.iface_index).unwrap_or(0);
         let trace_id = u64_of(f.trace_id).unwrap_or(0);
@@ -268,6 +271,31 @@ impl HubbleParser {
 
 impl LineParser for HubbleParser {
     fn line(&mut self, line: &str, out: &mut Vec<Item>, skips: &mut Skips) {
+        // The common flow lines straight from their text; the rest through a parsed value.
+        let t = line.trim();
+        if t.starts_with('{') {
+            let mut f = Fields::default();
+            if let Ok(outer) = super::hubble_scan::line(t, &mut f) {
+                match self.flow(&mut f, outer.node, outer.time) {
+                    Ok(item) => out.push(item),
+                    Err(kind) => skips.add(kind),
+                }
+                return;
+            }
+        }
+        self.line_parsed(line, out, skips);
+    }
+
+    fn finish(&mut self, _out: &mut Vec<Item>, _skips: &mut Skips) {}
+
+    fn is_idle(&self) -> bool {
+        true
+    }
+}
+
+impl HubbleParser {
+    /// [`LineParser::line`] through sonic-rs's parsed value (the reference reading).
+    fn line_parsed(&self, line: &str, out: &mut Vec<Item>, skips: &mut Skips) {
         let Some(o) = sonic_object(line, skips) else {
             return;
         };
@@ -275,12 +303,6 @@ impl LineParser for HubbleParser {
             Ok(item) => out.push(item),
             Err(kind) => skips.add(kind),
         }
-    }
-
-    fn finish(&mut self, _out: &mut Vec<Item>, _skips: &mut Skips) {}
-
-    fn is_idle(&self) -> bool {
-        true
     }
 }
 
@@ -1567,6 +1589,85 @@ mod tests {
         }
     }
 
+    /// A line through the scanner, when it reads it, and through the parsed value.
+    fn scanned_and_parsed(line: &str) -> (Option<(Vec<Item>, Skips)>, (Vec<Item>, Skips)) {
+        let p = HubbleParser::default();
+        let t = line.trim();
+        let mut f = Fields::default();
+        let fast = super::super::hubble_scan::line(t, &mut f).ok().map(|o| {
+            let (mut out, mut skips) = (Vec::new(), Skips::default());
+            match p.flow(&mut f, o.node, o.time) {
+                Ok(item) => out.push(item),
+                Err(kind) => skips.add(kind),
+            }
+            (out, skips)
+        });
+        let (mut out, mut skips) = (Vec::new(), Skips::default());
+        p.line_parsed(line, &mut out, &mut skips);
+        (fast, (out, skips))
+    }
+
+    /// The scanner reads Hubble's flow lines and reads them as the parsed value does; what
+    /// it cannot be sure of it leaves to the parsed value.
+    #[test]
+    fn scanner_reads_as_the_parsed_value() {
+        let flow = r#""time":"2024-05-01T10:00:00Z","verdict":"DROPPED","IP":{"source":"10.0.0.1","destination":"10.0.0.2"},"l4":{"TCP":{"source_port":1,"destination_port":2}}"#;
+        let read = [
+            format!(r#"{{"flow":{{{flow}}},"node_name":"n","time":"2024-05-01T10:00:00Z"}}"#),
+            format!(r#"{{{flow},"node_name":"n"}}"#),
+            format!(r#"{{"flow":{{{flow},"eventType":{{"type":4}},"event_type":{{"type":1,"subType":"133"}}}}}}"#),
+            format!(r#"{{"flow":{{{flow},"event_type":{{"type":1,"sub_type":133}},"eventType":{{"type":4}}}}}}"#),
+            format!(r#"{{"flow":{{{flow},"event_type":"x","eventType":{{"type":4}}}}}}"#),
+            format!(r#"{{"flow":{{{flow},"dropReasonDesc":"AUTH_REQUIRED","drop_reason_desc":"POLICY_DENIED"}}}}"#),
+            format!(r#"{{"flow":{{{flow},"x":[1.5,-2,"a\"b\u00e9",{{}},[],true,false,null]}}}}"#),
+            format!(r#"{{"flow":{{{flow},"source":{{"identity":"7","labels":["a",1,"b"],"podName":"p","namespace":""}}}}}}"#),
+            format!(r#"{{"flow":{{{flow},"source":{{"identity":7,"pod_name":"q","podName":"p","labels":"x"}}}}}}"#),
+            r#"{"flow":{"verdict":2,"l4":{"X":{},"TCP":1,"UDP":{"sourcePort":5,"destination_port":6},"TCP":{}}}}"#.to_string(),
+            r#"{"flow":{"verdict":"DROPPED","l4":{"TCP":{"flags":{"SYN":true,"ACK":false,"FOO":true,"RST":1}}},"Summary":"TCP Flags: FIN"}}"#.to_string(),
+            r#"{"flow":{"verdict":"DROPPED","l4":{"TCP":{"flags":"x"}},"Summary":"TCP Flags: FIN"}}"#.to_string(),
+            r#"{"flow":{"verdict":"AUDIT","trafficDirection":"EGRESS","policy_match_type":3,"auth_type":"SPIRE","IP":{"source":"fd00::1"}}}"#.to_string(),
+            r#"{"flow":{"verdict":"REDIRECTED","event_type":{"type":5},"proxy_port":"8080","traffic_direction":1}}"#.to_string(),
+            r#"{"flow":{"verdict":"TRACED","trace_observation_point":"TO_PROXY","proxyPort":15001,"trace_reason":"REPLY","IP":{"encrypted":true}}}"#.to_string(),
+            r#"{"flow":{"verdict":"DROPPED","file":{"name":"bpf_lxc.c","line":1234},"interface":{"index":7},"ipTraceId":{"traceId":"99"}}}"#.to_string(),
+            r#"{"flow":{"verdict":"ERROR"}}"#.to_string(),
+            r#"{"flow":{"event_type":{"type":129}}}"#.to_string(),
+            r#"{"Type":"L3_L4"}"#.to_string(),
+            r#" { "flow" : { "verdict" : "DROPPED" } , "time" : "2024-05-01T10:00:00+02:00" } "#.to_string(),
+        ];
+        let left = [
+            r#"{"flow":{"verdict":null,"event_type":{"type":1}}}"#,
+            r#"{"flow":{"verdict":"DROPPED","verdict":"FORWARDED"}}"#,
+            r#"{"flow":{"verdict":"DROP\u0050ED"}}"#,
+            r#"{"flow":{"verdict":"DROPPED","x":"\ud800"}}"#,
+            r#"{"flow":{"verdict":"DROPPED","drop_reason":1.0}}"#,
+            r#"{"flow":{"verdict":"DROPPED","drop_reason":-1}}"#,
+            r#"{"flow":{"verdict":"DROPPED","x":1e5}}"#,
+            r#"{"flow":{"verdict":"DROPPED"}} x"#,
+            r#"{"flow":{"verdict":"DROPPED"}"#,
+            r#"{"flow":"x","verdict":"DROPPED"}"#,
+            r#"{"verdict":"DROPPED","type":"drop"}"#,
+            r#"{"verdict":"DROPPED","lost_events":{}}"#,
+            r#"{"node_status":{}}"#,
+            r#"{"flow":{"verdict":"DROPPED","x":01}}"#,
+            r#"{"flow":{"verdict":"DROPPED","x":[1,]}}"#,
+            r#"{"flow":{"verdict":"DROPPED","source":{"identity":1,"identity":2}}}"#,
+        ];
+        for l in read.iter().map(String::as_str).chain(
+            MIXED
+                .lines()
+                .chain(PRINTER.lines())
+                .chain(EXPORT.lines())
+                .filter(|l| l.contains(r#""flow":"#)),
+        ) {
+            let (fast, parsed) = scanned_and_parsed(l);
+            assert_eq!(fast.as_ref(), Some(&parsed), "{l}");
+        }
+        for l in left {
+            let (fast, _) = scanned_and_parsed(l);
+            assert_eq!(fast, None, "{l}");
+        }
+    }
+
     #[test]
     fn sniffing() {
         assert!(looks_like_hubble(&[PRINTER.trim_end()]));
@@ -1642,6 +1743,14 @@ mod tests {
                     if let Item::Record(Record { headers: Some(h), .. }) = item {
                         let _ = synthesize(h, 0);
                     }
+                }
+            }
+
+            #[test]
+            fn scanner_reads_garbled_lines_as_the_parsed_value(l in line()) {
+                let (fast, parsed) = scanned_and_parsed(&l);
+                if let Some(fast) = fast {
+                    prop_assert_eq!(fast, parsed, "{}", l);
                 }
             }
 
