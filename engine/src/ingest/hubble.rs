@@ -44,6 +44,8 @@ use std::sync::OnceLock;
 use sonic_rs::{JsonContainerTrait as _, JsonValueTrait as _, Object, Value};
 
 use super::{FlowHeaders, Item, LineParser, Names, Record, Skips};
+
+mod scan;
 use crate::cilium::notify::{DebugMsg, DropNotify, Notification, PolicyVerdictNotify, TraceNotify};
 use crate::cilium::tables::{
     bpf_file_name, drop_reason_info, trace_point_info, CiliumRelease, DEBUG_SUBTYPES,
@@ -275,7 +277,7 @@ impl LineParser for HubbleParser {
         let t = line.trim();
         if t.starts_with('{') {
             let mut f = Fields::default();
-            if let Ok(outer) = super::hubble_scan::line(t, &mut f) {
+            if let Ok(outer) = scan::line(t, &mut f) {
                 match self.flow(&mut f, outer.node, outer.time) {
                     Ok(item) => out.push(item),
                     Err(kind) => skips.add(kind),
@@ -415,7 +417,7 @@ fn is_flow_object(o: &Object) -> bool {
 /// anything else (an object, an array, a negative or fractional number). A null member is
 /// absent (`None`) wherever the mapping reads one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Sc<'a> {
+enum Sc<'a> {
     Str(&'a str),
     U64(u64),
     Bool(bool),
@@ -448,9 +450,9 @@ fn as_str(v: Option<Sc<'_>>) -> Option<&str> {
 
 /// The members of a flow the mapping reads, with the precedence of [`FlowView`] (a proto
 /// name wins over its lowerCamel twin; a null member is absent). Filled from a parsed value
-/// ([`Fields::of_sonic`]) or by the line scanner (`super::hubble_scan`).
+/// ([`Fields::of_sonic`]) or by the line scanner ([`scan`]).
 #[derive(Debug, Default)]
-pub(super) struct Fields<'a> {
+struct Fields<'a> {
     pub verdict: Option<Sc<'a>>,
     /// `event_type` when it is an object: its `type` and `sub_type`.
     pub event_type: Option<(Option<Sc<'a>>, Option<Sc<'a>>)>,
@@ -480,14 +482,14 @@ pub(super) struct Fields<'a> {
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(super) struct IpF<'a> {
+struct IpF<'a> {
     pub source: Option<Sc<'a>>,
     pub destination: Option<Sc<'a>>,
     pub encrypted: Option<Sc<'a>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum L4Proto {
+enum L4Proto {
     Tcp,
     Udp,
     Sctp,
@@ -496,7 +498,7 @@ pub(super) enum L4Proto {
 }
 
 impl L4Proto {
-    pub(super) fn of(name: &str) -> Option<L4Proto> {
+    fn of(name: &str) -> Option<L4Proto> {
         Some(match name {
             "TCP" => L4Proto::Tcp,
             "UDP" => L4Proto::Udp,
@@ -509,7 +511,7 @@ impl L4Proto {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct L4F<'a> {
+struct L4F<'a> {
     pub proto: L4Proto,
     pub sport: Option<Sc<'a>>,
     pub dport: Option<Sc<'a>>,
@@ -909,7 +911,7 @@ fn debug_event(d: &Object, node: Option<&str>, time: Option<&str>) -> Item {
 }
 
 #[derive(Debug, Default)]
-pub(super) struct Endpoint {
+struct Endpoint {
     identity: u32,
     pod: Option<String>,
     namespace: Option<String>,
@@ -918,7 +920,7 @@ pub(super) struct Endpoint {
 
 impl Endpoint {
     /// From its members: `pod` is `pod_name` when present, else `podName`.
-    pub(super) fn of(
+    fn of(
         identity: Option<Sc<'_>>,
         pod: Option<Sc<'_>>,
         namespace: Option<Sc<'_>>,
@@ -971,7 +973,7 @@ fn endpoint(e: Option<&Value>) -> Endpoint {
 const TCP_FLAGS: [&str; 8] = ["FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR"];
 
 /// The bit of a TCP flag's name.
-pub(super) fn tcp_flag(name: &str) -> Option<u8> {
+fn tcp_flag(name: &str) -> Option<u8> {
     TCP_FLAGS.iter().position(|n| *n == name).map(|i| 1 << i)
 }
 
@@ -1594,7 +1596,7 @@ mod tests {
         let p = HubbleParser::default();
         let t = line.trim();
         let mut f = Fields::default();
-        let fast = super::super::hubble_scan::line(t, &mut f).ok().map(|o| {
+        let fast = super::scan::line(t, &mut f).ok().map(|o| {
             let (mut out, mut skips) = (Vec::new(), Skips::default());
             match p.flow(&mut f, o.node, o.time) {
                 Ok(item) => out.push(item),

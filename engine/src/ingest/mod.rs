@@ -20,7 +20,6 @@ use std::net::IpAddr;
 use crate::event::{Cause, LinkType, Notice};
 
 pub mod hubble;
-mod hubble_scan;
 pub mod monitor_json;
 pub mod monitor_text;
 pub mod own_json;

@@ -3,7 +3,7 @@
 //! writes: `{"flow":{…},"node_name":…,"time":…}` and a bare `Flow` object.
 //!
 //! It reads a line only when it is sure to read it as the full parser would
-//! (`super::hubble`'s sonic path, the reference); anything else it gives up on
+//! (the parent module's sonic path, the reference); anything else it gives up on
 //! ([`Bail`]) and the full parser reads the line, including every line that is not valid
 //! JSON (so skips are counted by the same kinds). It gives up on: a string it needs that
 //! has escapes, a `\u` surrogate anywhere, a number it needs that is not a plain unsigned
@@ -13,7 +13,7 @@
 //! their lowerCamel twins) or none of the members that make a bare flow, nesting deeper
 //! than [`MAX_DEPTH`], and anything after the object.
 
-use super::hubble::{tcp_flag, Endpoint, Fields, IpF, L4Proto, Sc, L4F};
+use super::{tcp_flag, Endpoint, Fields, IpF, L4Proto, Sc, L4F};
 
 /// The line is left to the full parser.
 #[derive(Debug, PartialEq, Eq)]
@@ -89,7 +89,7 @@ impl<T> Obj<T> {
 /// A member and whether it came by its proto name.
 type Slot<T> = Option<(T, bool)>;
 
-/// Sets `slot` as [`super::hubble`]'s `FlowView` does: a proto name wins over its twin.
+/// Sets `slot` as the parent module's `FlowView` does: a proto name wins over its twin.
 fn put<T>(slot: &mut Slot<T>, v: T, proto: bool) {
     if !(slot.as_ref().is_some_and(|s| s.1) && !proto) {
         *slot = Some((v, proto));
