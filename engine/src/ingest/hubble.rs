@@ -1591,8 +1591,10 @@ mod tests {
         }
     }
 
+    type Read = (Vec<Item>, Skips);
+
     /// A line through the scanner, when it reads it, and through the parsed value.
-    fn scanned_and_parsed(line: &str) -> (Option<(Vec<Item>, Skips)>, (Vec<Item>, Skips)) {
+    fn scanned_and_parsed(line: &str) -> (Option<Read>, Read) {
         let p = HubbleParser::default();
         let t = line.trim();
         let mut f = Fields::default();

@@ -91,7 +91,7 @@ type Slot<T> = Option<(T, bool)>;
 
 /// Sets `slot` as the parent module's `FlowView` does: a proto name wins over its twin.
 fn put<T>(slot: &mut Slot<T>, v: T, proto: bool) {
-    if !(slot.as_ref().is_some_and(|s| s.1) && !proto) {
+    if proto || !slot.as_ref().is_some_and(|s| s.1) {
         *slot = Some((v, proto));
     }
 }
