@@ -1636,6 +1636,9 @@ mod tests {
             r#"{"flow":{"verdict":"ERROR"}}"#.to_string(),
             r#"{"flow":{"event_type":{"type":129}}}"#.to_string(),
             r#"{"Type":"L3_L4"}"#.to_string(),
+            r#"{"nodeName":"a","flow":{"verdict":"DROPPED"},"node_name":"b"}"#.to_string(),
+            r#"{"flow":{"verdict":"DROPPED","node_name":""},"nodeName":"c","extra":1}"#.to_string(),
+            r#"{"time":"2024-05-01T10:00:00Z","verdict":"DROPPED","node_name":"d"}"#.to_string(),
             r#" { "flow" : { "verdict" : "DROPPED" } , "time" : "2024-05-01T10:00:00+02:00" } "#.to_string(),
         ];
         let left = [

@@ -27,6 +27,10 @@ const MAX_DEPTH: usize = 64;
 /// Reads `t` (a trimmed line starting with `{`) into `flow` (default when called); gives
 /// the outer `node_name` and `time` of a `GetFlowsResponse`.
 pub(super) fn line<'a>(t: &'a str, flow: &mut Fields<'a>) -> R<Outer<'a>> {
+    if let Some(outer) = wrapper(t, flow)? {
+        return Ok(outer);
+    }
+    *flow = Fields::default();
     let mut s = Scan { s: t, i: 0 };
     let mut top = Fields::default();
     let got = s.flow(0, &mut top, Some(flow))?;
@@ -55,6 +59,52 @@ pub(super) fn line<'a>(t: &'a str, flow: &mut Fields<'a>) -> R<Outer<'a>> {
         node: None,
         time: None,
     })
+}
+
+/// A `GetFlowsResponse` of only `flow`, `node_name` (or `nodeName`) and `time`, the common
+/// line, read without a second set of fields for its top level; `None` for any other shape
+/// (then read again by [`line`]'s general reading).
+fn wrapper<'a>(t: &'a str, flow: &mut Fields<'a>) -> R<Option<Outer<'a>>> {
+    let mut s = Scan { s: t, i: 0 };
+    let (mut mask, mut other) = (0u64, false);
+    let (mut node, mut node_camel, mut time) = (None, None, None);
+    s.object(0, |s, key| {
+        let bit = match key {
+            "flow" => 0,
+            "node_name" => 1,
+            "nodeName" => 2,
+            "time" => 3,
+            _ => {
+                other = true;
+                return Err(Bail);
+            }
+        };
+        seen(&mut mask, bit)?;
+        match bit {
+            0 => {
+                s.ws();
+                if s.peek() != Some(b'{') {
+                    return Err(Bail);
+                }
+                s.flow(1, flow, None).map(|_| ())
+            }
+            1 => s.scalar(1).map(|v| node = Some(v)),
+            2 => s.scalar(1).map(|v| node_camel = Some(v)),
+            _ => s.scalar(1).map(|v| time = Some(v)),
+        }
+    })
+    .or_else(|b| if other { Ok(()) } else { Err(b) })?;
+    s.ws();
+    if other || mask & 1 == 0 {
+        return Ok(None);
+    }
+    if s.i != t.len() {
+        return Err(Bail);
+    }
+    Ok(Some(Outer {
+        node: str_of(node.or(node_camel)),
+        time: str_of(time),
+    }))
 }
 
 /// The outer `node_name` and `time` of a `GetFlowsResponse`.
