@@ -273,6 +273,32 @@ fn seen(mask: &mut u64, bit: u32) -> R<()> {
     Ok(())
 }
 
+/// The index of the first byte at or after `j` that ends a run of plain string bytes (`"`,
+/// `\` or a control character), or `b.len()`. Eight bytes at a time while none of them
+/// does (the "has a zero byte" and "has a byte less than n" word tests, exact as yes/no).
+fn plain_run(b: &[u8], mut j: usize) -> usize {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
+    const QUOTE: u64 = u64::from_le_bytes([b'"'; 8]);
+    const BACKSLASH: u64 = u64::from_le_bytes([b'\\'; 8]);
+    const SPACE: u64 = u64::from_le_bytes([0x20; 8]);
+    let zero_in = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    while let Some(w) = b.get(j..j + 8) {
+        let v = u64::from_le_bytes(w.try_into().unwrap_or([0; 8]));
+        if zero_in(v ^ QUOTE) | zero_in(v ^ BACKSLASH) | (v.wrapping_sub(SPACE) & !v & HIGH) != 0 {
+            break;
+        }
+        j += 8;
+    }
+    while let Some(&c) = b.get(j) {
+        if c == b'"' || c == b'\\' || c < 0x20 {
+            break;
+        }
+        j += 1;
+    }
+    j
+}
+
 struct Scan<'a> {
     s: &'a str,
     i: usize,
@@ -309,13 +335,9 @@ impl<'a> Scan<'a> {
             return Err(Bail);
         }
         let start = self.i + 1;
-        let mut j = start;
-        loop {
-            match b.get(j) {
-                Some(b'"') => break,
-                Some(c) if *c >= 0x20 && *c != b'\\' => j += 1,
-                _ => return Err(Bail),
-            }
+        let j = plain_run(b, start);
+        if b.get(j) != Some(&b'"') {
+            return Err(Bail);
         }
         self.i = j + 1;
         self.s.get(start..j).ok_or(Bail)
@@ -329,6 +351,7 @@ impl<'a> Scan<'a> {
         }
         let mut j = self.i + 1;
         loop {
+            j = plain_run(b, j);
             match b.get(j) {
                 Some(b'"') => {
                     self.i = j + 1;
@@ -350,7 +373,7 @@ impl<'a> Scan<'a> {
                     }
                     _ => return Err(Bail),
                 },
-                Some(c) if *c >= 0x20 => j += 1,
+                // A control character, or the end of the line.
                 _ => return Err(Bail),
             }
         }
@@ -789,5 +812,31 @@ impl<'a> Scan<'a> {
             }
         })?;
         Ok(flags)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The word test finds the same end as a byte-by-byte look, at every offset.
+    #[test]
+    fn plain_runs_end_where_bytes_say() {
+        let text: Vec<u8> = (0u8..=255)
+            .chain(b"abcdefgh\"ijklmnop\\qrstuvwxyz\x1fzz".iter().copied())
+            .collect();
+        for start in 0..text.len() {
+            for end in start..=text.len().min(start + 40) {
+                let b = &text[..end];
+                let want = (start..end)
+                    .find(|&i| matches!(b[i], b'"' | b'\\' | 0..=0x1f))
+                    .unwrap_or(end);
+                assert_eq!(plain_run(b, start), want, "{start}..{end}");
+            }
+        }
+        let plain: Vec<u8> = (0x20u8..=0xff)
+            .filter(|c| *c != b'"' && *c != b'\\')
+            .collect();
+        assert_eq!(plain_run(&plain, 0), plain.len());
     }
 }
