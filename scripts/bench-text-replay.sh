@@ -12,20 +12,25 @@
 #   parse-hubble       parsed on every CPU, records made into events; benches/src/bin/textparse.rs),
 #                      no decoding, flow table or file
 #
+#   baseline-hubble, baseline-hubble-json  with --baseline BIN: the two Hubble setups run by
+#                      another dropscope binary (e.g. one built from main), in the same rounds
+#
 # Wall seconds per run; medians, spread, records per second, and the ratios against
 # text2pcap. Also checks that dropscope wrote one packet per monitor record.
 #
-# usage: scripts/bench-text-replay.sh [--rounds R] [--records N]
+# usage: scripts/bench-text-replay.sh [--rounds R] [--records N] [--baseline BIN]
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 ROUNDS=8
 RECORDS=200000
+BASE=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) ROUNDS="$2"; shift 2 ;;
     --records) RECORDS="$2"; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    --baseline) BASE="$2"; shift 2 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "bench-text-replay: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -34,6 +39,7 @@ die() { printf 'bench-text-replay: ERROR: %s\n' "$*" >&2; exit 1; }
 command -v text2pcap >/dev/null || die "text2pcap not found (Debian: wireshark-common; scripts/setup.sh installs tshark, which brings it)"
 DS="$ROOT/target/release/dropscope"
 [ -x "$DS" ] || die "build dropscope first: cargo build --release -p dropscope"
+[ -z "$BASE" ] || [ -x "$BASE" ] || die "--baseline $BASE is not an executable"
 (cd "$ROOT" && cargo build --release -q -p dropscope-benches --bin gentext --bin textparse) || die "building gentext/textparse failed"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
@@ -50,13 +56,17 @@ run() { # NAME -> seconds
     dropscope-hubble-json) "$DS" replay "$WORK/hub.jsonl" -q --stats-json "$WORK/hub.json" 2>/dev/null ;;
     parse-monitor) "$ROOT/target/release/textparse" "$WORK/mon.txt" monitor >/dev/null ;;
     parse-hubble) "$ROOT/target/release/textparse" "$WORK/hub.jsonl" hubble >/dev/null ;;
+    baseline-hubble) "$BASE" replay "$WORK/hub.jsonl" -q 2>/dev/null ;;
+    baseline-hubble-json) "$BASE" replay "$WORK/hub.jsonl" -q --stats-json "$WORK/hub-base.json" 2>/dev/null ;;
   esac
   t1=$(date +%s.%N)
   awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f\n", b - a }'
 }
 : >"$WORK/times"
+SETUPS="dropscope-monitor text2pcap dropscope-hubble dropscope-hubble-json parse-monitor parse-hubble"
+[ -z "$BASE" ] || SETUPS="$SETUPS baseline-hubble baseline-hubble-json"
 for r in $(seq 1 "$ROUNDS"); do
-  for s in dropscope-monitor text2pcap dropscope-hubble dropscope-hubble-json parse-monitor parse-hubble; do
+  for s in $SETUPS; do
     t="$(run "$s")"
     echo "$s $t" >>"$WORK/times"
     printf 'bench-text-replay: round %d %s: %.3f s\n' "$r" "$s" "$t" >&2
@@ -74,12 +84,17 @@ print(f"### text inputs: {n} records each (monitor -vv with hex dumps; Hubble js
 print(f"dropscope wrote {written} packets from the monitor text (expected {n})\n")
 print("| setup | median s | min | max | records/s (median) | rounds |")
 print("|---|---:|---:|---:|---:|---|")
-for s in ("dropscope-monitor", "text2pcap", "dropscope-hubble", "dropscope-hubble-json", "parse-monitor", "parse-hubble"):
+setups = [s for s in ("dropscope-monitor", "text2pcap", "dropscope-hubble", "dropscope-hubble-json", "parse-monitor", "parse-hubble", "baseline-hubble", "baseline-hubble-json") if s in t]
+for s in setups:
     xs = t[s]
     m = statistics.median(xs)
     print(f"| {s} | {m:.3f} | {min(xs):.3f} | {max(xs):.3f} | {n / m:,.0f} | {', '.join(f'{x:.2f}' for x in xs)} |")
 base = statistics.median(t["text2pcap"])
-for s in ("dropscope-monitor", "dropscope-hubble", "dropscope-hubble-json", "parse-monitor", "parse-hubble"):
-    print(f"\nspeed-up {s} vs text2pcap (medians): {base / statistics.median(t[s]):.1f}x")
+for s in setups:
+    if s == "text2pcap":
+        continue
+    xs = sorted(b / x for b, x in zip(t["text2pcap"], t[s]))
+    print(f"\nspeed-up {s} vs text2pcap (medians): {base / statistics.median(t[s]):.1f}x"
+          f" (per round: median {statistics.median(xs):.1f}x, min {xs[0]:.1f}x, max {xs[-1]:.1f}x)")
 sys.exit(0 if written == n else 1)
 PY

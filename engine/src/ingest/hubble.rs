@@ -44,6 +44,8 @@ use std::sync::OnceLock;
 use sonic_rs::{JsonContainerTrait as _, JsonValueTrait as _, Object, Value};
 
 use super::{FlowHeaders, Item, LineParser, Names, Record, Skips};
+
+mod scan;
 use crate::cilium::notify::{DebugMsg, DropNotify, Notification, PolicyVerdictNotify, TraceNotify};
 use crate::cilium::tables::{
     bpf_file_name, drop_reason_info, trace_point_info, CiliumRelease, DEBUG_SUBTYPES,
@@ -66,17 +68,17 @@ impl HubbleParser {
         let outer_node = str_of(o, "node_name", "nodeName");
         let outer_time = str_of(o, "time", "time");
         if let Some(f) = obj(field(o, "flow", "flow")) {
-            return self.flow(f, outer_node, outer_time);
+            return self.flow(&mut Fields::of_sonic(f), outer_node, outer_time);
         }
         if let Some(l) = obj(field(o, "lost_events", "lostEvents")) {
-            let count = u64_of(field(l, "num_events_lost", "numEventsLost")).unwrap_or(0);
+            let count = u64_of(sc(field(l, "num_events_lost", "numEventsLost"))).unwrap_or(0);
             let cpu = wrapped(field(l, "cpu", "cpu"))
                 .and_then(|v| v.as_i64())
                 .unwrap_or(-1);
             return Ok(Item::Notice(Notice::Lost { cpu, count }));
         }
         if let Some(a) = obj(field(o, "agent_event", "agentEvent")) {
-            let kind = agent_kind(field(a, "type", "type"));
+            let kind = agent_kind(sc(field(a, "type", "type")));
             let body = a
                 .iter()
                 .find(|(k, _)| *k != "type")
@@ -90,25 +92,21 @@ impl HubbleParser {
             return Ok(debug_event(d, outer_node, outer_time));
         }
         if is_flow_object(o) {
-            return self.flow(o, None, None);
+            return self.flow(&mut Fields::of_sonic(o), None, None);
         }
         Err("not_a_flow")
     }
 
     fn flow(
         &self,
-        f: &Object,
+        f: &mut Fields<'_>,
         outer_node: Option<&str>,
         outer_time: Option<&str>,
     ) -> Result<Item, &'static str> {
-        let f = FlowView::of(f);
-        let verdict = verdict_of(f[F::Verdict]);
-        let et = obj(f[F::EventType]).map(|e| {
-            (
-                u64_of(e.get(&"type")).unwrap_or(0),
-                u64_of(field(e, "sub_type", "subType")),
-            )
-        });
+        let verdict = verdict_of(f.verdict);
+        let et = f
+            .event_type
+            .map(|(typ, sub)| (u64_of(typ).unwrap_or(0), u64_of(sub)));
         let kind = match (et.map(|e| e.0), verdict) {
             (Some(1), _) | (None, Verdict::Dropped) => 1,
             (Some(4), _)
@@ -123,32 +121,27 @@ impl HubbleParser {
             _ => return Err("unsupported_flow"),
         };
         let sub_type = et.and_then(|e| e.1);
-        let src = endpoint(f[F::Source]);
-        let dst = endpoint(f[F::Destination]);
-        let headers = headers(&f);
-        let iface = obj(f[F::Interface])
-            .and_then(|i| u32_of(i.get(&"index")))
-            .unwrap_or(0);
-        let trace_id = obj(f[F::IpTraceId])
-            .and_then(|t| u64_of(field(t, "trace_id", "traceId")))
-            .unwrap_or(0);
+        let (src, dst) = (
+            std::mem::take(&mut f.source),
+            std::mem::take(&mut f.destination),
+        );
+        let headers = headers(f.ip.as_ref(), f.l4.as_ref(), f.summary);
+        let iface = u32_of(f.iface_index).unwrap_or(0);
+        let trace_id = u64_of(f.trace_id).unwrap_or(0);
         let ipv6 = matches!(
             headers.as_ref().and_then(|h| h.src.or(h.dst)),
             Some(IpAddr::V6(_))
         );
         let notification = match kind {
             1 => {
-                let reason = reason_of(f[F::DropReasonDesc])
-                    .or_else(|| u8_of(f[F::DropReason]))
+                let reason = reason_of(f.drop_reason_desc)
+                    .or_else(|| u8_of(f.drop_reason))
                     .or_else(|| sub_type.and_then(|s| u8::try_from(s).ok()))
                     .unwrap_or(0);
-                let (file, line) = match obj(f[F::File]) {
-                    Some(fl) => (
-                        fl.get(&"name")
-                            .and_then(|v| v.as_str())
-                            .and_then(|n| self.file_id(n))
-                            .unwrap_or(0),
-                        u64_of(fl.get(&"line"))
+                let (file, line) = match f.file {
+                    Some((name, line)) => (
+                        as_str(name).and_then(|n| self.file_id(n)).unwrap_or(0),
+                        u64_of(line)
                             .and_then(|l| u16::try_from(l).ok())
                             .unwrap_or(0),
                     ),
@@ -167,17 +160,18 @@ impl HubbleParser {
                 })
             }
             4 => {
-                let obs = obs_point_of(f[F::TraceObservationPoint])
+                let obs = obs_point_of(f.trace_observation_point)
                     .or_else(|| sub_type.and_then(|s| u8::try_from(s).ok()))
                     .unwrap_or(0);
-                let mut reason = trace_reason_of(f[F::TraceReason]);
-                let encrypted = obj(f[F::Ip])
-                    .is_some_and(|ip| ip.get(&"encrypted").and_then(|v| v.as_bool()) == Some(true));
+                let mut reason = trace_reason_of(f.trace_reason);
+                let encrypted =
+                    f.ip.as_ref()
+                        .is_some_and(|ip| ip.encrypted == Some(Sc::Bool(true)));
                 if encrypted {
                     reason |= 0x80;
                 }
                 let dst_id = if obs == 1 {
-                    u32_of(f[F::ProxyPort])
+                    u32_of(f.proxy_port)
                         .and_then(|p| u16::try_from(p).ok())
                         .unwrap_or(0)
                 } else {
@@ -196,15 +190,15 @@ impl HubbleParser {
                 })
             }
             _ => {
-                let dir = match f[F::TrafficDirection] {
-                    Some(v) if v.is_str() => match v.as_str().unwrap_or("") {
+                let dir = match f.traffic_direction {
+                    Some(Sc::Str(s)) => match s {
                         "INGRESS" => 1,
                         "EGRESS" => 2,
                         _ => 0,
                     },
                     v => u8_of(v).unwrap_or(0) & 0x03,
                 };
-                let match_type = u8_of(f[F::PolicyMatchType]).unwrap_or(0) & 0x07;
+                let match_type = u8_of(f.policy_match_type).unwrap_or(0) & 0x07;
                 let mut flags = dir | (match_type << 3);
                 if ipv6 {
                     flags |= 0x04;
@@ -214,18 +208,18 @@ impl HubbleParser {
                 }
                 let verdict_num = match verdict {
                     Verdict::Dropped => {
-                        let r = reason_of(f[F::DropReasonDesc])
-                            .or_else(|| u8_of(f[F::DropReason]))
+                        let r = reason_of(f.drop_reason_desc)
+                            .or_else(|| u8_of(f.drop_reason))
                             .unwrap_or(0);
                         -i32::from(r)
                     }
-                    Verdict::Redirected => u32_of(f[F::ProxyPort])
+                    Verdict::Redirected => u32_of(f.proxy_port)
                         .and_then(|p| i32::try_from(p).ok())
                         .unwrap_or(0),
                     _ => 0,
                 };
-                let auth_type = match f[F::AuthType] {
-                    Some(v) if v.is_str() => match v.as_str().unwrap_or("") {
+                let auth_type = match f.auth_type {
+                    Some(Sc::Str(s)) => match s {
                         "SPIRE" => 1,
                         "TEST_ALWAYS_FAIL" => 2,
                         _ => 0,
@@ -246,7 +240,7 @@ impl HubbleParser {
                 })
             }
         };
-        let node = f[F::NodeName].and_then(|v| v.as_str()).or(outer_node);
+        let node = as_str(f.node_name).or(outer_node);
         let names = Names {
             src_pod: src.pod,
             src_namespace: src.namespace,
@@ -256,10 +250,7 @@ impl HubbleParser {
             dst_labels: dst.labels,
             node: node.filter(|n| !n.is_empty()).map(str::to_string),
         };
-        let ts_ns = f[F::Time]
-            .and_then(|v| v.as_str())
-            .or(outer_time)
-            .and_then(parse_rfc3339);
+        let ts_ns = as_str(f.time).or(outer_time).and_then(parse_rfc3339);
         Ok(Item::Record(Record {
             ts_ns,
             cpu: None,
@@ -282,6 +273,31 @@ impl HubbleParser {
 
 impl LineParser for HubbleParser {
     fn line(&mut self, line: &str, out: &mut Vec<Item>, skips: &mut Skips) {
+        // The common flow lines straight from their text; the rest through a parsed value.
+        let t = line.trim();
+        if t.starts_with('{') {
+            let mut f = Fields::default();
+            if let Ok(outer) = scan::line(t, &mut f) {
+                match self.flow(&mut f, outer.node, outer.time) {
+                    Ok(item) => out.push(item),
+                    Err(kind) => skips.add(kind),
+                }
+                return;
+            }
+        }
+        self.line_parsed(line, out, skips);
+    }
+
+    fn finish(&mut self, _out: &mut Vec<Item>, _skips: &mut Skips) {}
+
+    fn is_idle(&self) -> bool {
+        true
+    }
+}
+
+impl HubbleParser {
+    /// [`LineParser::line`] through sonic-rs's parsed value (the reference reading).
+    fn line_parsed(&self, line: &str, out: &mut Vec<Item>, skips: &mut Skips) {
         let Some(o) = sonic_object(line, skips) else {
             return;
         };
@@ -289,12 +305,6 @@ impl LineParser for HubbleParser {
             Ok(item) => out.push(item),
             Err(kind) => skips.add(kind),
         }
-    }
-
-    fn finish(&mut self, _out: &mut Vec<Item>, _skips: &mut Skips) {}
-
-    fn is_idle(&self) -> bool {
-        true
     }
 }
 
@@ -403,6 +413,164 @@ fn is_flow_object(o: &Object) -> bool {
 // ---------------------------------------------------------------------------------------------
 // Members
 
+/// A member's value as the mapping reads it: a string, an unsigned integer, a boolean, or
+/// anything else (an object, an array, a negative or fractional number). A null member is
+/// absent (`None`) wherever the mapping reads one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sc<'a> {
+    Str(&'a str),
+    U64(u64),
+    Bool(bool),
+    Other,
+}
+
+/// A sonic value as a [`Sc`]; null is `None`.
+fn sc(v: Option<&Value>) -> Option<Sc<'_>> {
+    let v = v?;
+    if v.is_null() {
+        return None;
+    }
+    Some(if let Some(s) = v.as_str() {
+        Sc::Str(s)
+    } else if let Some(n) = v.as_u64() {
+        Sc::U64(n)
+    } else if let Some(b) = v.as_bool() {
+        Sc::Bool(b)
+    } else {
+        Sc::Other
+    })
+}
+
+fn as_str(v: Option<Sc<'_>>) -> Option<&str> {
+    match v {
+        Some(Sc::Str(s)) => Some(s),
+        _ => None,
+    }
+}
+
+/// The members of a flow the mapping reads, with the precedence of [`FlowView`] (a proto
+/// name wins over its lowerCamel twin; a null member is absent). Filled from a parsed value
+/// ([`Fields::of_sonic`]) or by the line scanner ([`scan`]).
+#[derive(Debug, Default)]
+struct Fields<'a> {
+    pub verdict: Option<Sc<'a>>,
+    /// `event_type` when it is an object: its `type` and `sub_type`.
+    pub event_type: Option<(Option<Sc<'a>>, Option<Sc<'a>>)>,
+    pub source: Endpoint,
+    pub destination: Endpoint,
+    /// `IP` when it is an object.
+    pub ip: Option<IpF<'a>>,
+    /// The first protocol member (`TCP`, `UDP`, …) of `l4` that is an object.
+    pub l4: Option<L4F<'a>>,
+    /// `interface.index`.
+    pub iface_index: Option<Sc<'a>>,
+    /// `ip_trace_id.trace_id`.
+    pub trace_id: Option<Sc<'a>>,
+    pub drop_reason_desc: Option<Sc<'a>>,
+    pub drop_reason: Option<Sc<'a>>,
+    /// `file` when it is an object: its `name` and `line`.
+    pub file: Option<(Option<Sc<'a>>, Option<Sc<'a>>)>,
+    pub trace_observation_point: Option<Sc<'a>>,
+    pub trace_reason: Option<Sc<'a>>,
+    pub proxy_port: Option<Sc<'a>>,
+    pub traffic_direction: Option<Sc<'a>>,
+    pub policy_match_type: Option<Sc<'a>>,
+    pub auth_type: Option<Sc<'a>>,
+    pub node_name: Option<Sc<'a>>,
+    pub time: Option<Sc<'a>>,
+    pub summary: Option<Sc<'a>>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct IpF<'a> {
+    pub source: Option<Sc<'a>>,
+    pub destination: Option<Sc<'a>>,
+    pub encrypted: Option<Sc<'a>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum L4Proto {
+    Tcp,
+    Udp,
+    Sctp,
+    Icmp4,
+    Icmp6,
+}
+
+impl L4Proto {
+    fn of(name: &str) -> Option<L4Proto> {
+        Some(match name {
+            "TCP" => L4Proto::Tcp,
+            "UDP" => L4Proto::Udp,
+            "SCTP" => L4Proto::Sctp,
+            "ICMPv4" => L4Proto::Icmp4,
+            "ICMPv6" => L4Proto::Icmp6,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct L4F<'a> {
+    pub proto: L4Proto,
+    pub sport: Option<Sc<'a>>,
+    pub dport: Option<Sc<'a>>,
+    /// The flags byte of a `flags` object, `None` without one.
+    pub flags: Option<u8>,
+    pub icmp_type: Option<Sc<'a>>,
+    pub icmp_code: Option<Sc<'a>>,
+}
+
+impl<'a> Fields<'a> {
+    fn of_sonic(f: &'a Object) -> Fields<'a> {
+        let f = FlowView::of(f);
+        Fields {
+            verdict: sc(f[F::Verdict]),
+            event_type: obj(f[F::EventType])
+                .map(|e| (sc(e.get(&"type")), sc(field(e, "sub_type", "subType")))),
+            source: endpoint(f[F::Source]),
+            destination: endpoint(f[F::Destination]),
+            ip: obj(f[F::Ip]).map(|ip| IpF {
+                source: sc(ip.get(&"source")),
+                destination: sc(ip.get(&"destination")),
+                encrypted: sc(ip.get(&"encrypted")),
+            }),
+            l4: obj(f[F::L4]).and_then(|l4| {
+                l4.iter().find_map(|(k, v)| {
+                    let p = v.as_object()?;
+                    Some(L4F {
+                        proto: L4Proto::of(k)?,
+                        sport: sc(field(p, "source_port", "sourcePort")),
+                        dport: sc(field(p, "destination_port", "destinationPort")),
+                        flags: p.get(&"flags").and_then(|v| v.as_object()).map(|fl| {
+                            fl.iter().fold(0u8, |acc, (name, v)| match tcp_flag(name) {
+                                Some(bit) if v.as_bool() == Some(true) => acc | bit,
+                                _ => acc,
+                            })
+                        }),
+                        icmp_type: sc(p.get(&"type")),
+                        icmp_code: sc(p.get(&"code")),
+                    })
+                })
+            }),
+            iface_index: obj(f[F::Interface]).and_then(|i| sc(i.get(&"index"))),
+            trace_id: obj(f[F::IpTraceId]).and_then(|t| sc(field(t, "trace_id", "traceId"))),
+            drop_reason_desc: sc(f[F::DropReasonDesc]),
+            drop_reason: sc(f[F::DropReason]),
+            file: obj(f[F::File]).map(|fl| (sc(fl.get(&"name")), sc(fl.get(&"line")))),
+            trace_observation_point: sc(f[F::TraceObservationPoint]),
+            trace_reason: sc(f[F::TraceReason]),
+            proxy_port: sc(f[F::ProxyPort]),
+            traffic_direction: sc(f[F::TrafficDirection]),
+            policy_match_type: sc(f[F::PolicyMatchType]),
+            auth_type: sc(f[F::AuthType]),
+            node_name: sc(f[F::NodeName]),
+            time: sc(f[F::Time]),
+            summary: sc(f[F::Summary]),
+        }
+    }
+}
+
 /// The members of a flow object that the mapping reads, found in one pass over it (looking
 /// each up by both of its names costs a scan of the object per absent name). A proto name
 /// wins over its lowerCamel twin; a null member counts as absent.
@@ -444,39 +612,8 @@ impl<'a> FlowView<'a> {
             by_proto_name: [false; FLOW_MEMBERS],
         };
         for (k, v) in f.iter() {
-            let (slot, proto) = match k {
-                "verdict" => (F::Verdict, true),
-                "event_type" => (F::EventType, true),
-                "eventType" => (F::EventType, false),
-                "source" => (F::Source, true),
-                "destination" => (F::Destination, true),
-                "IP" => (F::Ip, true),
-                "l4" => (F::L4, true),
-                "interface" => (F::Interface, true),
-                "ip_trace_id" => (F::IpTraceId, true),
-                "ipTraceId" => (F::IpTraceId, false),
-                "drop_reason_desc" => (F::DropReasonDesc, true),
-                "dropReasonDesc" => (F::DropReasonDesc, false),
-                "drop_reason" => (F::DropReason, true),
-                "dropReason" => (F::DropReason, false),
-                "file" => (F::File, true),
-                "trace_observation_point" => (F::TraceObservationPoint, true),
-                "traceObservationPoint" => (F::TraceObservationPoint, false),
-                "trace_reason" => (F::TraceReason, true),
-                "traceReason" => (F::TraceReason, false),
-                "proxy_port" => (F::ProxyPort, true),
-                "proxyPort" => (F::ProxyPort, false),
-                "traffic_direction" => (F::TrafficDirection, true),
-                "trafficDirection" => (F::TrafficDirection, false),
-                "policy_match_type" => (F::PolicyMatchType, true),
-                "policyMatchType" => (F::PolicyMatchType, false),
-                "auth_type" => (F::AuthType, true),
-                "authType" => (F::AuthType, false),
-                "node_name" => (F::NodeName, true),
-                "nodeName" => (F::NodeName, false),
-                "time" => (F::Time, true),
-                "Summary" => (F::Summary, true),
-                _ => continue,
+            let Some((slot, proto)) = flow_member(k) else {
+                continue;
             };
             let i = slot as usize;
             let (Some(value), Some(by_proto)) =
@@ -492,6 +629,44 @@ impl<'a> FlowView<'a> {
         }
         view
     }
+}
+
+/// The member a flow's key names, and whether by its proto name.
+fn flow_member(k: &str) -> Option<(F, bool)> {
+    Some(match k {
+        "verdict" => (F::Verdict, true),
+        "event_type" => (F::EventType, true),
+        "eventType" => (F::EventType, false),
+        "source" => (F::Source, true),
+        "destination" => (F::Destination, true),
+        "IP" => (F::Ip, true),
+        "l4" => (F::L4, true),
+        "interface" => (F::Interface, true),
+        "ip_trace_id" => (F::IpTraceId, true),
+        "ipTraceId" => (F::IpTraceId, false),
+        "drop_reason_desc" => (F::DropReasonDesc, true),
+        "dropReasonDesc" => (F::DropReasonDesc, false),
+        "drop_reason" => (F::DropReason, true),
+        "dropReason" => (F::DropReason, false),
+        "file" => (F::File, true),
+        "trace_observation_point" => (F::TraceObservationPoint, true),
+        "traceObservationPoint" => (F::TraceObservationPoint, false),
+        "trace_reason" => (F::TraceReason, true),
+        "traceReason" => (F::TraceReason, false),
+        "proxy_port" => (F::ProxyPort, true),
+        "proxyPort" => (F::ProxyPort, false),
+        "traffic_direction" => (F::TrafficDirection, true),
+        "trafficDirection" => (F::TrafficDirection, false),
+        "policy_match_type" => (F::PolicyMatchType, true),
+        "policyMatchType" => (F::PolicyMatchType, false),
+        "auth_type" => (F::AuthType, true),
+        "authType" => (F::AuthType, false),
+        "node_name" => (F::NodeName, true),
+        "nodeName" => (F::NodeName, false),
+        "time" => (F::Time, true),
+        "Summary" => (F::Summary, true),
+        _ => return None,
+    })
 }
 
 impl<'a> std::ops::Index<F> for FlowView<'a> {
@@ -524,19 +699,19 @@ fn agent_text(v: &Value) -> String {
 }
 
 /// A uint64 as protojson writes it (a string) or as a number.
-fn u64_of(v: Option<&Value>) -> Option<u64> {
-    let v = v?;
-    match v.as_str() {
-        Some(s) => s.trim().parse().ok(),
-        None => v.as_u64(),
+fn u64_of(v: Option<Sc<'_>>) -> Option<u64> {
+    match v? {
+        Sc::Str(s) => s.trim().parse().ok(),
+        Sc::U64(n) => Some(n),
+        Sc::Bool(_) | Sc::Other => None,
     }
 }
 
-fn u32_of(v: Option<&Value>) -> Option<u32> {
+fn u32_of(v: Option<Sc<'_>>) -> Option<u32> {
     u64_of(v).and_then(|n| u32::try_from(n).ok())
 }
 
-fn u8_of(v: Option<&Value>) -> Option<u8> {
+fn u8_of(v: Option<Sc<'_>>) -> Option<u8> {
     u64_of(v).and_then(|n| u8::try_from(n).ok())
 }
 
@@ -561,9 +736,9 @@ enum Verdict {
     Translated,
 }
 
-fn verdict_of(v: Option<&Value>) -> Verdict {
-    let n = match v.and_then(|v| v.as_str()) {
-        Some(s) => match s {
+fn verdict_of(v: Option<Sc<'_>>) -> Verdict {
+    let n = match v {
+        Some(Sc::Str(s)) => match s {
             "FORWARDED" => 1,
             "DROPPED" => 2,
             "ERROR" => 3,
@@ -573,7 +748,7 @@ fn verdict_of(v: Option<&Value>) -> Verdict {
             "TRANSLATED" => 7,
             _ => 0,
         },
-        None => u64_of(v).unwrap_or(0),
+        v => u64_of(v).unwrap_or(0),
     };
     match n {
         1 => Verdict::Forwarded,
@@ -601,22 +776,20 @@ fn drop_reason_codes() -> &'static HashMap<&'static str, u8> {
 }
 
 /// A `drop_reason_desc` value: an enum name, or a bare number (values without a name).
-fn reason_of(v: Option<&Value>) -> Option<u8> {
-    let v = v?;
-    match v.as_str() {
-        Some(s) => drop_reason_codes()
+fn reason_of(v: Option<Sc<'_>>) -> Option<u8> {
+    match v? {
+        Sc::Str(s) => drop_reason_codes()
             .get(s)
             .copied()
             .or_else(|| s.parse().ok()),
-        None => u8_of(Some(v)),
+        v => u8_of(Some(v)),
     }
 }
 
 /// `TraceObservationPoint` name → the datapath's `obs_point` (`TO_ENDPOINT` 101 → 0).
-fn obs_point_of(v: Option<&Value>) -> Option<u8> {
-    let v = v?;
-    let n = match v.as_str() {
-        Some(s) => {
+fn obs_point_of(v: Option<Sc<'_>>) -> Option<u8> {
+    let n = match v? {
+        Sc::Str(s) => {
             if s == "TO_ENDPOINT" {
                 return Some(0);
             }
@@ -624,7 +797,7 @@ fn obs_point_of(v: Option<&Value>) -> Option<u8> {
                 trace_point_info(c).is_some_and(|i| i.hubble.split('(').next() == Some(s))
             });
         }
-        None => u64_of(Some(v))?,
+        v => u64_of(Some(v))?,
     };
     match n {
         101 => Some(0),
@@ -636,9 +809,9 @@ fn obs_point_of(v: Option<&Value>) -> Option<u8> {
 /// Hubble `TraceReason` → the datapath's reason (docs/cilium-formats.md §9.3 backwards:
 /// Hubble adds 1 below 5 and writes 5 as 0). protojson omits a zero enum, so an absent reason
 /// is `TRACE_REASON_UNKNOWN`, the datapath's 5.
-fn trace_reason_of(v: Option<&Value>) -> u8 {
-    let n = match v.and_then(|v| v.as_str()) {
-        Some(s) => match s {
+fn trace_reason_of(v: Option<Sc<'_>>) -> u8 {
+    let n = match v {
+        Some(Sc::Str(s)) => match s {
             "TRACE_REASON_UNKNOWN" => 0,
             "NEW" => 1,
             "ESTABLISHED" => 2,
@@ -650,7 +823,7 @@ fn trace_reason_of(v: Option<&Value>) -> u8 {
             "ENCRYPT_OVERLAY" => 8,
             _ => 0,
         },
-        None => u8_of(v).unwrap_or(0),
+        v => u8_of(v).unwrap_or(0),
     };
     match n {
         0 => 5,
@@ -662,9 +835,9 @@ fn trace_reason_of(v: Option<&Value>) -> u8 {
 /// Hubble `AgentEventType` → Cilium's `AgentNotification` number (docs/cilium-formats.md
 /// §11.4: Hubble renumbers: POLICY_UPDATED 3 is Cilium's 5, ENDPOINT_REGENERATE_SUCCESS 5 is
 /// Cilium's 3…).
-fn agent_kind(v: Option<&Value>) -> u32 {
-    let hubble = match v.and_then(|v| v.as_str()) {
-        Some(s) => match s {
+fn agent_kind(v: Option<Sc<'_>>) -> u32 {
+    let hubble = match v {
+        Some(Sc::Str(s)) => match s {
             "AGENT_STARTED" => 2,
             "POLICY_UPDATED" => 3,
             "POLICY_DELETED" => 4,
@@ -678,7 +851,7 @@ fn agent_kind(v: Option<&Value>) -> u32 {
             "SERVICE_DELETED" => 12,
             _ => 0,
         },
-        None => u32_of(v).unwrap_or(0),
+        v => u32_of(v).unwrap_or(0),
     };
     match hubble {
         3 => 5,
@@ -698,7 +871,7 @@ fn debug_event(d: &Object, node: Option<&str>, time: Option<&str>) -> Item {
             .iter()
             .position(|n| *n == s)
             .and_then(|i| u8::try_from(i).ok()),
-        None => u8_of(t),
+        None => u8_of(sc(t)),
     };
     let Some(subtype) = subtype else {
         return Item::Notice(Notice::Unknown {
@@ -707,10 +880,10 @@ fn debug_event(d: &Object, node: Option<&str>, time: Option<&str>) -> Item {
         });
     };
     let source = obj(field(d, "source", "source"))
-        .and_then(|e| u32_of(e.get(&"ID")))
+        .and_then(|e| u32_of(sc(e.get(&"ID"))))
         .and_then(|id| u16::try_from(id).ok())
         .unwrap_or(0);
-    let arg = |k: &str| u32_of(d.get(&k)).unwrap_or(0);
+    let arg = |k: &str| u32_of(sc(d.get(&k))).unwrap_or(0);
     let names = Names {
         node: node.filter(|n| !n.is_empty()).map(str::to_string),
         ..Default::default()
@@ -737,12 +910,30 @@ fn debug_event(d: &Object, node: Option<&str>, time: Option<&str>) -> Item {
     })
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Endpoint {
     identity: u32,
     pod: Option<String>,
     namespace: Option<String>,
     labels: Vec<String>,
+}
+
+impl Endpoint {
+    /// From its members: `pod` is `pod_name` when present, else `podName`.
+    fn of(
+        identity: Option<Sc<'_>>,
+        pod: Option<Sc<'_>>,
+        namespace: Option<Sc<'_>>,
+        labels: Vec<String>,
+    ) -> Endpoint {
+        let text = |v: Option<Sc<'_>>| as_str(v).filter(|s| !s.is_empty()).map(str::to_string);
+        Endpoint {
+            identity: u32_of(identity).unwrap_or(0),
+            pod: text(pod),
+            namespace: text(namespace),
+            labels,
+        }
+    }
 }
 
 fn endpoint(e: Option<&Value>) -> Endpoint {
@@ -765,102 +956,82 @@ fn endpoint(e: Option<&Value>) -> Endpoint {
             _ => {}
         }
     }
-    let text = |v: Option<&Value>| {
-        v.and_then(|v| v.as_str())
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-    };
-    Endpoint {
-        identity: u32_of(identity).unwrap_or(0),
-        pod: text(pod.or(pod_camel)),
-        namespace: text(namespace),
-        labels: match labels.and_then(|v| v.as_array()) {
+    Endpoint::of(
+        sc(identity),
+        sc(pod.or(pod_camel)),
+        sc(namespace),
+        match labels.and_then(|v| v.as_array()) {
             Some(a) => a
                 .iter()
                 .filter_map(|l| l.as_str().map(str::to_string))
                 .collect(),
             None => Vec::new(),
         },
-    }
+    )
 }
 
 const TCP_FLAGS: [&str; 8] = ["FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR"];
+
+/// The bit of a TCP flag's name.
+fn tcp_flag(name: &str) -> Option<u8> {
+    TCP_FLAGS.iter().position(|n| *n == name).map(|i| 1 << i)
+}
 
 /// The flags byte of a `Summary` of the form `TCP Flags: SYN, ACK`.
 fn summary_flags(s: Option<&str>) -> Option<u8> {
     let rest = s?.strip_prefix("TCP Flags: ")?;
     let mut flags = 0u8;
     for name in rest.split(',').map(str::trim) {
-        let i = TCP_FLAGS.iter().position(|n| *n == name)?;
-        flags |= 1 << i;
+        flags |= tcp_flag(name)?;
     }
     Some(flags)
 }
 
 /// The headers `IP` and `l4` name; `None` when the flow has neither.
-fn headers(f: &FlowView<'_>) -> Option<FlowHeaders> {
+fn headers(
+    ip: Option<&IpF<'_>>,
+    l4: Option<&L4F<'_>>,
+    summary: Option<Sc<'_>>,
+) -> Option<FlowHeaders> {
     let mut h = FlowHeaders::default();
     let mut any = false;
-    if let Some(ip) = obj(f[F::Ip]) {
-        h.src = ip
-            .get(&"source")
-            .and_then(|v| v.as_str())
-            .and_then(|s| s.parse().ok());
-        h.dst = ip
-            .get(&"destination")
-            .and_then(|v| v.as_str())
-            .and_then(|s| s.parse().ok());
+    if let Some(ip) = ip {
+        h.src = as_str(ip.source).and_then(parse_ip);
+        h.dst = as_str(ip.destination).and_then(parse_ip);
         any = true;
     }
-    if let Some(l4) = obj(f[F::L4]) {
-        for (k, v) in l4.iter() {
-            let Some(p) = v.as_object() else { continue };
-            let port = |a: &str, b: &str| {
-                u32_of(field(p, a, b))
-                    .and_then(|n| u16::try_from(n).ok())
-                    .unwrap_or(0)
-            };
-            let ports = |h: &mut FlowHeaders| {
-                h.sport = port("source_port", "sourcePort");
-                h.dport = port("destination_port", "destinationPort");
-            };
-            match k {
-                "TCP" => {
-                    h.proto = 6;
-                    ports(&mut h);
-                    h.tcp_flags = match p.get(&"flags").and_then(|v| v.as_object()) {
-                        Some(fl) => Some(fl.iter().fold(0u8, |acc, (name, v)| {
-                            match TCP_FLAGS.iter().position(|n| *n == name) {
-                                Some(i) if v.as_bool() == Some(true) => acc | (1 << i),
-                                _ => acc,
-                            }
-                        })),
-                        // No `flags` member: Hubble's own summary (`TCP Flags: SYN, ACK`) says.
-                        None => summary_flags(f[F::Summary].and_then(|v| v.as_str())),
-                    };
+    if let Some(p) = l4 {
+        let port = |v: Option<Sc<'_>>| u32_of(v).and_then(|n| u16::try_from(n).ok()).unwrap_or(0);
+        match p.proto {
+            L4Proto::Tcp | L4Proto::Udp | L4Proto::Sctp => {
+                h.proto = match p.proto {
+                    L4Proto::Tcp => 6,
+                    L4Proto::Udp => 17,
+                    _ => 132,
+                };
+                h.sport = port(p.sport);
+                h.dport = port(p.dport);
+                if p.proto == L4Proto::Tcp {
+                    // No `flags` member: Hubble's own summary (`TCP Flags: SYN, ACK`) says.
+                    h.tcp_flags = p.flags.or_else(|| summary_flags(as_str(summary)));
                 }
-                "UDP" => {
-                    h.proto = 17;
-                    ports(&mut h);
-                }
-                "SCTP" => {
-                    h.proto = 132;
-                    ports(&mut h);
-                }
-                "ICMPv4" | "ICMPv6" => {
-                    h.proto = if k == "ICMPv4" { 1 } else { 58 };
-                    h.icmp = Some((
-                        u8_of(p.get(&"type")).unwrap_or(0),
-                        u8_of(p.get(&"code")).unwrap_or(0),
-                    ));
-                }
-                _ => continue,
             }
-            any = true;
-            break;
+            L4Proto::Icmp4 | L4Proto::Icmp6 => {
+                h.proto = if p.proto == L4Proto::Icmp4 { 1 } else { 58 };
+                h.icmp = Some((
+                    u8_of(p.icmp_type).unwrap_or(0),
+                    u8_of(p.icmp_code).unwrap_or(0),
+                ));
+            }
         }
+        any = true;
     }
     any.then_some(h)
+}
+
+/// An address as `IpAddr`'s parser reads it.
+fn parse_ip(s: &str) -> Option<IpAddr> {
+    s.parse().ok()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1354,38 +1525,41 @@ mod tests {
 
     #[test]
     fn reason_names_map_back() {
-        assert_eq!(reason_of(Some(&Value::from("POLICY_DENIED"))), Some(133));
         assert_eq!(
-            reason_of(Some(&Value::from("DROP_EP_NOT_READY"))),
+            reason_of(sc(Some(&Value::from("POLICY_DENIED")))),
+            Some(133)
+        );
+        assert_eq!(
+            reason_of(sc(Some(&Value::from("DROP_EP_NOT_READY")))),
             Some(203)
         );
         assert_eq!(
-            reason_of(Some(&Value::from("FAILED_TO_INSERT_INTO_PROXYMAP"))),
+            reason_of(sc(Some(&Value::from("FAILED_TO_INSERT_INTO_PROXYMAP")))),
             Some(161)
         );
         assert_eq!(
-            reason_of(Some(&Value::from("DROP_REASON_UNKNOWN"))),
+            reason_of(sc(Some(&Value::from("DROP_REASON_UNKNOWN")))),
             Some(0)
         );
-        assert_eq!(reason_of(Some(&Value::from("159"))), Some(159));
-        assert_eq!(reason_of(Some(&Value::from(205))), Some(205));
-        assert_eq!(reason_of(Some(&Value::from("NO_SUCH_REASON"))), None);
-        assert_eq!(reason_of(Some(&Value::from(300))), None);
+        assert_eq!(reason_of(sc(Some(&Value::from("159")))), Some(159));
+        assert_eq!(reason_of(sc(Some(&Value::from(205)))), Some(205));
+        assert_eq!(reason_of(sc(Some(&Value::from("NO_SUCH_REASON")))), None);
+        assert_eq!(reason_of(sc(Some(&Value::from(300)))), None);
         // Every proto name of the table maps to its own code.
         for c in 0..=255u8 {
             if let Some(n) = drop_reason_info(c).and_then(|i| i.hubble) {
-                assert_eq!(reason_of(Some(&Value::from(n))), Some(c), "{n}");
+                assert_eq!(reason_of(sc(Some(&Value::from(n)))), Some(c), "{n}");
             }
         }
-        assert_eq!(obs_point_of(Some(&Value::from("TO_CRYPTO"))), Some(13));
-        assert_eq!(obs_point_of(Some(&Value::from("TO_ENDPOINT"))), Some(0));
-        assert_eq!(obs_point_of(Some(&Value::from(101))), Some(0));
-        assert_eq!(obs_point_of(Some(&Value::from("UNKNOWN_POINT"))), None);
+        assert_eq!(obs_point_of(sc(Some(&Value::from("TO_CRYPTO")))), Some(13));
+        assert_eq!(obs_point_of(sc(Some(&Value::from("TO_ENDPOINT")))), Some(0));
+        assert_eq!(obs_point_of(sc(Some(&Value::from(101)))), Some(0));
+        assert_eq!(obs_point_of(sc(Some(&Value::from("UNKNOWN_POINT")))), None);
         assert_eq!(
-            agent_kind(Some(&Value::from("ENDPOINT_REGENERATE_SUCCESS"))),
+            agent_kind(sc(Some(&Value::from("ENDPOINT_REGENERATE_SUCCESS")))),
             3
         );
-        assert_eq!(agent_kind(Some(&Value::from("IPCACHE_DELETED"))), 10);
+        assert_eq!(agent_kind(sc(Some(&Value::from("IPCACHE_DELETED")))), 10);
     }
 
     #[test]
@@ -1414,6 +1588,90 @@ mod tests {
             "2023-08-21T12:1a:18Z",
         ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+    }
+
+    type Read = (Vec<Item>, Skips);
+
+    /// A line through the scanner, when it reads it, and through the parsed value.
+    fn scanned_and_parsed(line: &str) -> (Option<Read>, Read) {
+        let p = HubbleParser::default();
+        let t = line.trim();
+        let mut f = Fields::default();
+        let fast = super::scan::line(t, &mut f).ok().map(|o| {
+            let (mut out, mut skips) = (Vec::new(), Skips::default());
+            match p.flow(&mut f, o.node, o.time) {
+                Ok(item) => out.push(item),
+                Err(kind) => skips.add(kind),
+            }
+            (out, skips)
+        });
+        let (mut out, mut skips) = (Vec::new(), Skips::default());
+        p.line_parsed(line, &mut out, &mut skips);
+        (fast, (out, skips))
+    }
+
+    /// The scanner reads Hubble's flow lines and reads them as the parsed value does; what
+    /// it cannot be sure of it leaves to the parsed value.
+    #[test]
+    fn scanner_reads_as_the_parsed_value() {
+        let flow = r#""time":"2024-05-01T10:00:00Z","verdict":"DROPPED","IP":{"source":"10.0.0.1","destination":"10.0.0.2"},"l4":{"TCP":{"source_port":1,"destination_port":2}}"#;
+        let read = [
+            format!(r#"{{"flow":{{{flow}}},"node_name":"n","time":"2024-05-01T10:00:00Z"}}"#),
+            format!(r#"{{{flow},"node_name":"n"}}"#),
+            format!(r#"{{"flow":{{{flow},"eventType":{{"type":4}},"event_type":{{"type":1,"subType":"133"}}}}}}"#),
+            format!(r#"{{"flow":{{{flow},"event_type":{{"type":1,"sub_type":133}},"eventType":{{"type":4}}}}}}"#),
+            format!(r#"{{"flow":{{{flow},"event_type":"x","eventType":{{"type":4}}}}}}"#),
+            format!(r#"{{"flow":{{{flow},"dropReasonDesc":"AUTH_REQUIRED","drop_reason_desc":"POLICY_DENIED"}}}}"#),
+            format!(r#"{{"flow":{{{flow},"x":[1.5,-2,"a\"b\u00e9",{{}},[],true,false,null]}}}}"#),
+            format!(r#"{{"flow":{{{flow},"source":{{"identity":"7","labels":["a",1,"b"],"podName":"p","namespace":""}}}}}}"#),
+            format!(r#"{{"flow":{{{flow},"source":{{"identity":7,"pod_name":"q","podName":"p","labels":"x"}}}}}}"#),
+            r#"{"flow":{"verdict":2,"l4":{"X":{},"TCP":1,"UDP":{"sourcePort":5,"destination_port":6},"TCP":{}}}}"#.to_string(),
+            r#"{"flow":{"verdict":"DROPPED","l4":{"TCP":{"flags":{"SYN":true,"ACK":false,"FOO":true,"RST":1}}},"Summary":"TCP Flags: FIN"}}"#.to_string(),
+            r#"{"flow":{"verdict":"DROPPED","l4":{"TCP":{"flags":"x"}},"Summary":"TCP Flags: FIN"}}"#.to_string(),
+            r#"{"flow":{"verdict":"AUDIT","trafficDirection":"EGRESS","policy_match_type":3,"auth_type":"SPIRE","IP":{"source":"fd00::1"}}}"#.to_string(),
+            r#"{"flow":{"verdict":"REDIRECTED","event_type":{"type":5},"proxy_port":"8080","traffic_direction":1}}"#.to_string(),
+            r#"{"flow":{"verdict":"TRACED","trace_observation_point":"TO_PROXY","proxyPort":15001,"trace_reason":"REPLY","IP":{"encrypted":true}}}"#.to_string(),
+            r#"{"flow":{"verdict":"DROPPED","file":{"name":"bpf_lxc.c","line":1234},"interface":{"index":7},"ipTraceId":{"traceId":"99"}}}"#.to_string(),
+            r#"{"flow":{"verdict":"ERROR"}}"#.to_string(),
+            r#"{"flow":{"event_type":{"type":129}}}"#.to_string(),
+            r#"{"Type":"L3_L4"}"#.to_string(),
+            r#"{"nodeName":"a","flow":{"verdict":"DROPPED"},"node_name":"b"}"#.to_string(),
+            r#"{"flow":{"verdict":"DROPPED","node_name":""},"nodeName":"c","extra":1}"#.to_string(),
+            r#"{"time":"2024-05-01T10:00:00Z","verdict":"DROPPED","node_name":"d"}"#.to_string(),
+            r#" { "flow" : { "verdict" : "DROPPED" } , "time" : "2024-05-01T10:00:00+02:00" } "#.to_string(),
+        ];
+        let left = [
+            r#"{"flow":{"verdict":null,"event_type":{"type":1}}}"#,
+            r#"{"flow":{"verdict":"DROPPED","verdict":"FORWARDED"}}"#,
+            r#"{"flow":{"verdict":"DROP\u0050ED"}}"#,
+            r#"{"flow":{"verdict":"DROPPED","x":"\ud800"}}"#,
+            r#"{"flow":{"verdict":"DROPPED","drop_reason":1.0}}"#,
+            r#"{"flow":{"verdict":"DROPPED","drop_reason":-1}}"#,
+            r#"{"flow":{"verdict":"DROPPED","x":1e5}}"#,
+            r#"{"flow":{"verdict":"DROPPED"}} x"#,
+            r#"{"flow":{"verdict":"DROPPED"}"#,
+            r#"{"flow":"x","verdict":"DROPPED"}"#,
+            r#"{"verdict":"DROPPED","type":"drop"}"#,
+            r#"{"verdict":"DROPPED","lost_events":{}}"#,
+            r#"{"node_status":{}}"#,
+            r#"{"flow":{"verdict":"DROPPED","x":01}}"#,
+            r#"{"flow":{"verdict":"DROPPED","x":[1,]}}"#,
+            r#"{"flow":{"verdict":"DROPPED","source":{"identity":1,"identity":2}}}"#,
+        ];
+        for l in read.iter().map(String::as_str).chain(
+            MIXED
+                .lines()
+                .chain(PRINTER.lines())
+                .chain(EXPORT.lines())
+                .filter(|l| l.contains(r#""flow":"#)),
+        ) {
+            let (fast, parsed) = scanned_and_parsed(l);
+            assert_eq!(fast.as_ref(), Some(&parsed), "{l}");
+        }
+        for l in left {
+            let (fast, _) = scanned_and_parsed(l);
+            assert_eq!(fast, None, "{l}");
         }
     }
 
@@ -1492,6 +1750,14 @@ mod tests {
                     if let Item::Record(Record { headers: Some(h), .. }) = item {
                         let _ = synthesize(h, 0);
                     }
+                }
+            }
+
+            #[test]
+            fn scanner_reads_garbled_lines_as_the_parsed_value(l in line()) {
+                let (fast, parsed) = scanned_and_parsed(&l);
+                if let Some(fast) = fast {
+                    prop_assert_eq!(fast, parsed, "{}", l);
                 }
             }
 

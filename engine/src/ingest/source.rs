@@ -204,6 +204,8 @@ fn parse_chunk(
     let mut counts = Counts::default();
     // One UTF-8 check for the chunk; per line only when it fails.
     let whole = std::str::from_utf8(chunk).ok();
+    // One look for escape sequences too: without any, cleaning a line only drops its `\r`.
+    let escapes = memchr::memchr(0x1b, chunk).is_some();
     let mut rest = chunk;
     while !rest.is_empty() {
         let (raw, next) = match memchr::memchr(b'\n', rest) {
@@ -229,7 +231,11 @@ fn parse_chunk(
                 }
             },
         };
-        parser.line(&clean_line(&text), items, &mut skips);
+        if escapes {
+            parser.line(&clean_line(&text), items, &mut skips);
+        } else {
+            parser.line(text.strip_suffix('\r').unwrap_or(&text), items, &mut skips);
+        }
     }
     if last {
         parser.finish(items, &mut skips);

@@ -38,7 +38,10 @@ pub fn synthesize(h: &FlowHeaders, orig_len: u32) -> Option<(Vec<u8>, LinkType)>
     let _ = orig_len;
     let (src, dst) = (h.src?, h.dst?);
     let l4 = transport(h, src, dst)?;
-    let mut p = Vec::with_capacity(14 + 40 + l4.len());
+    // Exactly the packet's length: a vector with room to spare becomes `Bytes` through a
+    // shared header, one allocation more per event.
+    let ip_len = if src.is_ipv4() { 20 } else { 40 };
+    let mut p = Vec::with_capacity(14 + ip_len + l4.len());
     p.extend_from_slice(&SYNTH_DST_MAC);
     p.extend_from_slice(&SYNTH_SRC_MAC);
     match (src, dst) {
@@ -77,7 +80,8 @@ pub fn synthesize(h: &FlowHeaders, orig_len: u32) -> Option<(Vec<u8>, LinkType)>
 
 /// The transport header (checksums filled in); empty when there is nothing to write.
 fn transport(h: &FlowHeaders, src: IpAddr, dst: IpAddr) -> Option<Vec<u8>> {
-    let mut l4 = Vec::new();
+    // Room for the longest header written (TCP's 20 bytes): no regrowth.
+    let mut l4 = Vec::with_capacity(20);
     let [s0, s1] = h.sport.to_be_bytes();
     let [d0, d1] = h.dport.to_be_bytes();
     let csum_at = match h.proto {

@@ -1,0 +1,842 @@
+//! The fast reader of Hubble flow lines: one pass over the bytes of a line that fills the
+//! flow's [`Fields`] straight from the text (no tree of values), for the shapes Hubble
+//! writes: `{"flow":{…},"node_name":…,"time":…}` and a bare `Flow` object.
+//!
+//! It reads a line only when it is sure to read it as the full parser would
+//! (the parent module's sonic path, the reference); anything else it gives up on
+//! ([`Bail`]) and the full parser reads the line, including every line that is not valid
+//! JSON (so skips are counted by the same kinds). It gives up on: a string it needs that
+//! has escapes, a `\u` surrogate anywhere, a number it needs that is not a plain unsigned
+//! integer, a number with an exponent or more than 18 characters anywhere, a null or a
+//! repeated name among the members it reads, a `flow` that is not an object, a line
+//! without `flow` that has `type`, `origin`, `lost_events`, `agent_event`, `debug_event` (or
+//! their lowerCamel twins) or none of the members that make a bare flow, nesting deeper
+//! than [`MAX_DEPTH`], and anything after the object.
+
+use super::{tcp_flag, Endpoint, Fields, IpF, L4Proto, Sc, L4F};
+
+/// The line is left to the full parser.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Bail;
+
+type R<T> = Result<T, Bail>;
+
+/// Deepest nesting read here.
+const MAX_DEPTH: usize = 64;
+
+/// Reads `t` (a trimmed line starting with `{`) into `flow` (default when called); gives
+/// the outer `node_name` and `time` of a `GetFlowsResponse`.
+pub(super) fn line<'a>(t: &'a str, flow: &mut Fields<'a>) -> R<Outer<'a>> {
+    if let Some(outer) = wrapper(t, flow)? {
+        return Ok(outer);
+    }
+    *flow = Fields::default();
+    let mut s = Scan { s: t, i: 0 };
+    let mut top = Fields::default();
+    let got = s.flow(0, &mut top, Some(flow))?;
+    s.ws();
+    if s.i != t.len() {
+        return Err(Bail);
+    }
+    if got.inner {
+        return Ok(Outer {
+            node: str_of(top.node_name),
+            time: str_of(top.time),
+        });
+    }
+    let bare = got.has_type
+        || top.verdict.is_some()
+        || got.event_type
+        || top.drop_reason_desc.is_some()
+        || top.trace_observation_point.is_some()
+        || got.l4
+        || got.ip;
+    if got.other_kind || !bare {
+        return Err(Bail);
+    }
+    *flow = top;
+    Ok(Outer {
+        node: None,
+        time: None,
+    })
+}
+
+/// A `GetFlowsResponse` of only `flow`, `node_name` (or `nodeName`) and `time`, the common
+/// line, read without a second set of fields for its top level; `None` for any other shape
+/// (then read again by [`line`]'s general reading).
+fn wrapper<'a>(t: &'a str, flow: &mut Fields<'a>) -> R<Option<Outer<'a>>> {
+    let mut s = Scan { s: t, i: 0 };
+    let (mut mask, mut other) = (0u64, false);
+    let (mut node, mut node_camel, mut time) = (None, None, None);
+    s.object(0, |s, key| {
+        let bit = match key {
+            "flow" => 0,
+            "node_name" => 1,
+            "nodeName" => 2,
+            "time" => 3,
+            _ => {
+                other = true;
+                return Err(Bail);
+            }
+        };
+        seen(&mut mask, bit)?;
+        match bit {
+            0 => {
+                s.ws();
+                if s.peek() != Some(b'{') {
+                    return Err(Bail);
+                }
+                s.flow(1, flow, None).map(|_| ())
+            }
+            1 => s.scalar(1).map(|v| node = Some(v)),
+            2 => s.scalar(1).map(|v| node_camel = Some(v)),
+            _ => s.scalar(1).map(|v| time = Some(v)),
+        }
+    })
+    .or_else(|b| if other { Ok(()) } else { Err(b) })?;
+    s.ws();
+    if other || mask & 1 == 0 {
+        return Ok(None);
+    }
+    if s.i != t.len() {
+        return Err(Bail);
+    }
+    Ok(Some(Outer {
+        node: str_of(node.or(node_camel)),
+        time: str_of(time),
+    }))
+}
+
+/// The outer `node_name` and `time` of a `GetFlowsResponse`.
+#[derive(Debug)]
+pub(super) struct Outer<'a> {
+    pub node: Option<&'a str>,
+    pub time: Option<&'a str>,
+}
+
+fn str_of(v: Option<Sc<'_>>) -> Option<&str> {
+    match v {
+        Some(Sc::Str(s)) => Some(s),
+        _ => None,
+    }
+}
+
+/// A member that is an object where an object is read.
+enum Obj<T> {
+    Yes(T),
+    No,
+}
+
+impl<T> Obj<T> {
+    fn get(self) -> Option<T> {
+        match self {
+            Obj::Yes(t) => Some(t),
+            Obj::No => None,
+        }
+    }
+}
+
+/// A member and whether it came by its proto name.
+type Slot<T> = Option<(T, bool)>;
+
+/// Sets `slot` as the parent module's `FlowView` does: a proto name wins over its twin.
+fn put<T>(slot: &mut Slot<T>, v: T, proto: bool) {
+    if proto || !slot.as_ref().is_some_and(|s| s.1) {
+        *slot = Some((v, proto));
+    }
+}
+
+fn val<T>(slot: Slot<T>) -> Option<T> {
+    slot.map(|s| s.0)
+}
+
+/// What one object read as a flow had besides its fields.
+#[derive(Default)]
+struct Got {
+    /// The `flow` member, read (top level only).
+    inner: bool,
+    /// `Type`, `event_type`, `l4`, `IP` (or a twin), of any type.
+    has_type: bool,
+    event_type: bool,
+    l4: bool,
+    ip: bool,
+    /// `type`, `origin`, `lost_events`, `agent_event`, `debug_event` or a twin (top level).
+    other_kind: bool,
+}
+
+/// The bit of a top-level member that tells another kind of line (`type`, `lost_events`, …).
+const OTHER_KIND: u32 = 63;
+
+/// The bit of a flow's member and whether it is a proto name; `flow` and the names of other
+/// kinds ([`OTHER_KIND`]) only at the top level. By length first: a `match` of many strings
+/// compares them one after another.
+fn flow_key(key: &str, top: bool) -> Option<(u32, bool)> {
+    let k = match key.len() {
+        2 => match key {
+            "IP" => (5, true),
+            "l4" => (6, true),
+            _ => return None,
+        },
+        4 => match key {
+            "time" => (29, true),
+            "Type" => (31, true),
+            "file" => (14, true),
+            "flow" if top => (32, true),
+            "type" if top => (OTHER_KIND, true),
+            _ => return None,
+        },
+        6 => match key {
+            "source" => (3, true),
+            "origin" if top => (OTHER_KIND, true),
+            _ => return None,
+        },
+        7 => match key {
+            "verdict" => (0, true),
+            "Summary" => (30, true),
+            _ => return None,
+        },
+        8 => match key {
+            "nodeName" => (28, false),
+            "authType" => (26, false),
+            _ => return None,
+        },
+        9 => match key {
+            "eventType" => (2, false),
+            "interface" => (7, true),
+            "ipTraceId" => (9, false),
+            "node_name" => (27, true),
+            "proxyPort" => (20, false),
+            "auth_type" => (25, true),
+            _ => return None,
+        },
+        10 => match key {
+            "event_type" => (1, true),
+            "dropReason" => (13, false),
+            "proxy_port" => (19, true),
+            "agentEvent" => (OTHER_KIND, false),
+            "debugEvent" => (OTHER_KIND, false),
+            "lostEvents" => (OTHER_KIND, false),
+            _ => return None,
+        },
+        11 => match key {
+            "destination" => (4, true),
+            "ip_trace_id" => (8, true),
+            "drop_reason" => (12, true),
+            "traceReason" => (18, false),
+            "agent_event" => (OTHER_KIND, true),
+            "debug_event" => (OTHER_KIND, true),
+            "lost_events" => (OTHER_KIND, true),
+            _ => return None,
+        },
+        12 => match key {
+            "trace_reason" => (17, true),
+            _ => return None,
+        },
+        14 => match key {
+            "dropReasonDesc" => (11, false),
+            _ => return None,
+        },
+        15 => match key {
+            "policyMatchType" => (24, false),
+            _ => return None,
+        },
+        16 => match key {
+            "drop_reason_desc" => (10, true),
+            "trafficDirection" => (22, false),
+            _ => return None,
+        },
+        17 => match key {
+            "traffic_direction" => (21, true),
+            "policy_match_type" => (23, true),
+            _ => return None,
+        },
+        21 => match key {
+            "traceObservationPoint" => (16, false),
+            _ => return None,
+        },
+        23 => match key {
+            "trace_observation_point" => (15, true),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    (k.0 != OTHER_KIND || top).then_some(k)
+}
+
+/// Names of members read in some object, for finding repeats: their bit.
+fn seen(mask: &mut u64, bit: u32) -> R<()> {
+    let b = 1u64 << bit;
+    if *mask & b != 0 {
+        return Err(Bail);
+    }
+    *mask |= b;
+    Ok(())
+}
+
+/// The index of the first byte at or after `j` that ends a run of plain string bytes (`"`,
+/// `\` or a control character), or `b.len()`. Eight bytes at a time while none of them
+/// does (the "has a zero byte" and "has a byte less than n" word tests, exact as yes/no).
+fn plain_run(b: &[u8], mut j: usize) -> usize {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
+    const QUOTE: u64 = u64::from_le_bytes([b'"'; 8]);
+    const BACKSLASH: u64 = u64::from_le_bytes([b'\\'; 8]);
+    const SPACE: u64 = u64::from_le_bytes([0x20; 8]);
+    let zero_in = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    while let Some(w) = b.get(j..j + 8) {
+        let v = u64::from_le_bytes(w.try_into().unwrap_or([0; 8]));
+        if zero_in(v ^ QUOTE) | zero_in(v ^ BACKSLASH) | (v.wrapping_sub(SPACE) & !v & HIGH) != 0 {
+            break;
+        }
+        j += 8;
+    }
+    while let Some(&c) = b.get(j) {
+        if c == b'"' || c == b'\\' || c < 0x20 {
+            break;
+        }
+        j += 1;
+    }
+    j
+}
+
+struct Scan<'a> {
+    s: &'a str,
+    i: usize,
+}
+
+impl<'a> Scan<'a> {
+    #[inline]
+    fn peek(&self) -> Option<u8> {
+        self.s.as_bytes().get(self.i).copied()
+    }
+
+    #[inline]
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.i += 1;
+        }
+    }
+
+    #[inline]
+    fn eat(&mut self, c: u8) -> R<()> {
+        self.ws();
+        if self.peek() == Some(c) {
+            self.i += 1;
+            Ok(())
+        } else {
+            Err(Bail)
+        }
+    }
+
+    /// A string without escapes, at its opening quote: its text.
+    fn plain_str(&mut self) -> R<&'a str> {
+        let b = self.s.as_bytes();
+        if b.get(self.i) != Some(&b'"') {
+            return Err(Bail);
+        }
+        let start = self.i + 1;
+        let j = plain_run(b, start);
+        if b.get(j) != Some(&b'"') {
+            return Err(Bail);
+        }
+        self.i = j + 1;
+        self.s.get(start..j).ok_or(Bail)
+    }
+
+    /// Skips a string (escapes allowed but for `\u` surrogates), at its opening quote.
+    fn skip_str(&mut self) -> R<()> {
+        let b = self.s.as_bytes();
+        if b.get(self.i) != Some(&b'"') {
+            return Err(Bail);
+        }
+        let mut j = self.i + 1;
+        loop {
+            j = plain_run(b, j);
+            match b.get(j) {
+                Some(b'"') => {
+                    self.i = j + 1;
+                    return Ok(());
+                }
+                Some(b'\\') => match b.get(j + 1) {
+                    Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => j += 2,
+                    Some(b'u') => {
+                        let Some(&[h0, h1, h2, h3]) = b.get(j + 2..j + 6) else {
+                            return Err(Bail);
+                        };
+                        if ![h0, h1, h2, h3].iter().all(u8::is_ascii_hexdigit)
+                            || (matches!(h0, b'd' | b'D')
+                                && matches!(h1, b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F'))
+                        {
+                            return Err(Bail);
+                        }
+                        j += 6;
+                    }
+                    _ => return Err(Bail),
+                },
+                // A control character, or the end of the line.
+                _ => return Err(Bail),
+            }
+        }
+    }
+
+    /// A number: `Some(n)` for a plain unsigned integer, `None` for another valid one.
+    fn number(&mut self) -> R<Option<u64>> {
+        let b = self.s.as_bytes();
+        let start = self.i;
+        let mut j = start;
+        let neg = b.get(j) == Some(&b'-');
+        if neg {
+            j += 1;
+        }
+        let int = j;
+        while b.get(j).is_some_and(u8::is_ascii_digit) {
+            j += 1;
+        }
+        if j == int || (j - int > 1 && b.get(int) == Some(&b'0')) {
+            return Err(Bail);
+        }
+        let mut plain = !neg;
+        if b.get(j) == Some(&b'.') {
+            plain = false;
+            j += 1;
+            let frac = j;
+            while b.get(j).is_some_and(u8::is_ascii_digit) {
+                j += 1;
+            }
+            if j == frac {
+                return Err(Bail);
+            }
+        }
+        if matches!(b.get(j), Some(b'e' | b'E')) || j - start > 18 {
+            return Err(Bail);
+        }
+        self.i = j;
+        if !plain {
+            return Ok(None);
+        }
+        let mut n = 0u64;
+        for c in b.get(start..j).ok_or(Bail)? {
+            n = n * 10 + u64::from(c - b'0');
+        }
+        Ok(Some(n))
+    }
+
+    fn literal(&mut self, word: &str) -> R<()> {
+        let end = self.i + word.len();
+        if self.s.as_bytes().get(self.i..end) == Some(word.as_bytes()) {
+            self.i = end;
+            Ok(())
+        } else {
+            Err(Bail)
+        }
+    }
+
+    /// Skips any value.
+    fn skip(&mut self, depth: usize) -> R<()> {
+        self.ws();
+        match self.peek() {
+            Some(b'"') => self.skip_str(),
+            Some(b'{') => self.object(depth, |s, _| s.skip(depth + 1)),
+            Some(b'[') => self.array(depth, |s| s.skip(depth + 1)),
+            Some(b't') => self.literal("true"),
+            Some(b'f') => self.literal("false"),
+            Some(b'n') => self.literal("null"),
+            Some(b'-' | b'0'..=b'9') => self.number().map(|_| ()),
+            _ => Err(Bail),
+        }
+    }
+
+    /// A member the mapping reads as a scalar: a null gives up (the full parser tells a null
+    /// from an absent member in places).
+    fn scalar(&mut self, depth: usize) -> R<Sc<'a>> {
+        self.ws();
+        match self.peek() {
+            Some(b'"') => self.plain_str().map(Sc::Str),
+            Some(b't') => self.literal("true").map(|_| Sc::Bool(true)),
+            Some(b'f') => self.literal("false").map(|_| Sc::Bool(false)),
+            Some(b'-' | b'0'..=b'9') => self.number()?.map(Sc::U64).ok_or(Bail),
+            Some(b'{' | b'[') => self.skip(depth).map(|_| Sc::Other),
+            _ => Err(Bail),
+        }
+    }
+
+    /// The members of an object, at its `{`: `member` reads each value.
+    fn object(
+        &mut self,
+        depth: usize,
+        mut member: impl FnMut(&mut Self, &'a str) -> R<()>,
+    ) -> R<()> {
+        if depth >= MAX_DEPTH {
+            return Err(Bail);
+        }
+        self.eat(b'{')?;
+        self.ws();
+        if self.peek() == Some(b'}') {
+            self.i += 1;
+            return Ok(());
+        }
+        loop {
+            self.ws();
+            let key = self.plain_str()?;
+            self.eat(b':')?;
+            self.ws();
+            member(self, key)?;
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b'}') => {
+                    self.i += 1;
+                    return Ok(());
+                }
+                _ => return Err(Bail),
+            }
+        }
+    }
+
+    /// The elements of an array, at its `[`.
+    fn array(&mut self, depth: usize, mut element: impl FnMut(&mut Self) -> R<()>) -> R<()> {
+        if depth >= MAX_DEPTH {
+            return Err(Bail);
+        }
+        self.eat(b'[')?;
+        self.ws();
+        if self.peek() == Some(b']') {
+            self.i += 1;
+            return Ok(());
+        }
+        loop {
+            element(self)?;
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b']') => {
+                    self.i += 1;
+                    return Ok(());
+                }
+                _ => return Err(Bail),
+            }
+        }
+    }
+
+    /// A member read as an object: `read` reads it when it is one; another value is
+    /// skipped, a null gives up.
+    fn obj_member<T>(
+        &mut self,
+        depth: usize,
+        read: impl FnOnce(&mut Self, usize) -> R<T>,
+    ) -> R<Obj<T>> {
+        self.ws();
+        match self.peek() {
+            Some(b'{') => read(self, depth).map(Obj::Yes),
+            Some(b'n') => Err(Bail),
+            _ => self.skip(depth).map(|_| Obj::No),
+        }
+    }
+
+    /// Reads an object as a flow (at the top level also the `flow` member and what tells a
+    /// bare flow).
+    fn flow(
+        &mut self,
+        depth: usize,
+        out: &mut Fields<'a>,
+        mut inner: Option<&mut Fields<'a>>,
+    ) -> R<Got> {
+        let top = inner.is_some();
+        let mut got = Got::default();
+        let mut mask = 0u64;
+        let mut verdict = None;
+        let mut event_type: Slot<Obj<(Option<Sc<'a>>, Option<Sc<'a>>)>> = None;
+        let mut ip: Slot<Obj<IpF<'a>>> = None;
+        let mut l4: Slot<Obj<Option<L4F<'a>>>> = None;
+        let mut interface: Slot<Obj<Option<Sc<'a>>>> = None;
+        let mut ip_trace_id: Slot<Obj<Option<Sc<'a>>>> = None;
+        let mut file: Slot<Obj<(Option<Sc<'a>>, Option<Sc<'a>>)>> = None;
+        let (mut drop_reason_desc, mut drop_reason) = (None, None);
+        let (mut trace_observation_point, mut trace_reason, mut proxy_port) = (None, None, None);
+        let (mut traffic_direction, mut policy_match_type, mut auth_type) = (None, None, None);
+        let (mut node_name, mut time, mut summary) = (None, None, None);
+        self.object(depth, |s, key| {
+            let d = depth + 1;
+            let Some((bit, proto)) = flow_key(key, top) else {
+                return s.skip(d);
+            };
+            if bit == OTHER_KIND {
+                got.other_kind = true;
+                return s.skip(d);
+            }
+            seen(&mut mask, bit)?;
+            match bit {
+                0 => verdict = Some(s.scalar(d)?),
+                1 | 2 => put(
+                    &mut event_type,
+                    s.obj_member(d, |s, d| s.event_type(d))?,
+                    proto,
+                ),
+                3 => {
+                    if let Obj::Yes(e) = s.obj_member(d, |s, d| s.endpoint(d))? {
+                        out.source = e;
+                    }
+                }
+                4 => {
+                    if let Obj::Yes(e) = s.obj_member(d, |s, d| s.endpoint(d))? {
+                        out.destination = e;
+                    }
+                }
+                5 => put(&mut ip, s.obj_member(d, |s, d| s.ip(d))?, proto),
+                6 => put(&mut l4, s.obj_member(d, |s, d| s.l4(d))?, proto),
+                7 => put(
+                    &mut interface,
+                    s.obj_member(d, |s, d| s.one_of(d, "index", "index"))?,
+                    proto,
+                ),
+                8 | 9 => put(
+                    &mut ip_trace_id,
+                    s.obj_member(d, |s, d| s.one_of(d, "trace_id", "traceId"))?,
+                    proto,
+                ),
+                10 | 11 => put(&mut drop_reason_desc, s.scalar(d)?, proto),
+                12 | 13 => put(&mut drop_reason, s.scalar(d)?, proto),
+                14 => put(&mut file, s.obj_member(d, |s, d| s.file(d))?, proto),
+                15 | 16 => put(&mut trace_observation_point, s.scalar(d)?, proto),
+                17 | 18 => put(&mut trace_reason, s.scalar(d)?, proto),
+                19 | 20 => put(&mut proxy_port, s.scalar(d)?, proto),
+                21 | 22 => put(&mut traffic_direction, s.scalar(d)?, proto),
+                23 | 24 => put(&mut policy_match_type, s.scalar(d)?, proto),
+                25 | 26 => put(&mut auth_type, s.scalar(d)?, proto),
+                27 | 28 => put(&mut node_name, s.scalar(d)?, proto),
+                29 => time = Some(s.scalar(d)?),
+                30 => summary = Some(s.scalar(d)?),
+                31 => {
+                    s.ws();
+                    if s.peek() == Some(b'n') {
+                        return Err(Bail);
+                    }
+                    got.has_type = true;
+                    s.skip(d)?;
+                }
+                _ => {
+                    s.ws();
+                    match (s.peek(), inner.as_deref_mut()) {
+                        (Some(b'{'), Some(f)) => {
+                            s.flow(d, f, None)?;
+                            got.inner = true;
+                        }
+                        _ => return Err(Bail),
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        got.event_type = event_type.is_some();
+        (got.l4, got.ip) = (l4.is_some(), ip.is_some());
+        out.verdict = verdict;
+        out.event_type = val(event_type).and_then(Obj::get);
+        out.ip = val(ip).and_then(Obj::get);
+        out.l4 = val(l4).and_then(Obj::get).flatten();
+        out.iface_index = val(interface).and_then(Obj::get).flatten();
+        out.trace_id = val(ip_trace_id).and_then(Obj::get).flatten();
+        out.drop_reason_desc = val(drop_reason_desc);
+        out.drop_reason = val(drop_reason);
+        out.file = val(file).and_then(Obj::get);
+        out.trace_observation_point = val(trace_observation_point);
+        out.trace_reason = val(trace_reason);
+        out.proxy_port = val(proxy_port);
+        out.traffic_direction = val(traffic_direction);
+        out.policy_match_type = val(policy_match_type);
+        out.auth_type = val(auth_type);
+        out.node_name = val(node_name);
+        out.time = time;
+        out.summary = summary;
+        Ok(got)
+    }
+
+    /// Reads scalar members of an object by name (each at most once, never null) into
+    /// `out`, skipping the others.
+    fn members<const N: usize>(
+        &mut self,
+        depth: usize,
+        names: [&str; N],
+        out: &mut [Option<Sc<'a>>; N],
+    ) -> R<()> {
+        let mut mask = 0u64;
+        self.object(depth, |s, key| match names.iter().position(|n| *n == key) {
+            Some(i) => {
+                seen(&mut mask, i as u32)?;
+                let v = s.scalar(depth + 1)?;
+                if let Some(slot) = out.get_mut(i) {
+                    *slot = Some(v);
+                }
+                Ok(())
+            }
+            None => s.skip(depth + 1),
+        })
+    }
+
+    /// `field(o, proto, camel)` of an object.
+    fn one_of(&mut self, depth: usize, proto: &str, camel: &str) -> R<Option<Sc<'a>>> {
+        let mut v = [None, None];
+        self.members(depth, [proto, camel], &mut v)?;
+        let [p, c] = v;
+        Ok(p.or(c))
+    }
+
+    fn event_type(&mut self, depth: usize) -> R<(Option<Sc<'a>>, Option<Sc<'a>>)> {
+        let mut v = [None, None, None];
+        self.members(depth, ["type", "sub_type", "subType"], &mut v)?;
+        let [t, sub, sub_camel] = v;
+        Ok((t, sub.or(sub_camel)))
+    }
+
+    fn file(&mut self, depth: usize) -> R<(Option<Sc<'a>>, Option<Sc<'a>>)> {
+        let mut v = [None, None];
+        self.members(depth, ["name", "line"], &mut v)?;
+        let [name, line] = v;
+        Ok((name, line))
+    }
+
+    fn ip(&mut self, depth: usize) -> R<IpF<'a>> {
+        let mut v = [None, None, None];
+        self.members(depth, ["source", "destination", "encrypted"], &mut v)?;
+        let [source, destination, encrypted] = v;
+        Ok(IpF {
+            source,
+            destination,
+            encrypted,
+        })
+    }
+
+    fn endpoint(&mut self, depth: usize) -> R<Endpoint> {
+        let mut mask = 0u64;
+        let (mut identity, mut pod, mut pod_camel, mut namespace) = (None, None, None, None);
+        let mut labels = Vec::new();
+        self.object(depth, |s, key| {
+            let d = depth + 1;
+            let bit = match key {
+                "identity" => 0,
+                "pod_name" => 1,
+                "podName" => 2,
+                "namespace" => 3,
+                "labels" => 4,
+                _ => return s.skip(d),
+            };
+            seen(&mut mask, bit)?;
+            match bit {
+                0 => identity = Some(s.scalar(d)?),
+                1 => pod = Some(s.scalar(d)?),
+                2 => pod_camel = Some(s.scalar(d)?),
+                3 => namespace = Some(s.scalar(d)?),
+                _ => {
+                    s.ws();
+                    match s.peek() {
+                        Some(b'[') => s.array(d, |s| {
+                            s.ws();
+                            if s.peek() == Some(b'"') {
+                                labels.push(s.plain_str()?.to_string());
+                                Ok(())
+                            } else {
+                                s.skip(d + 1)
+                            }
+                        })?,
+                        Some(b'n') => return Err(Bail),
+                        _ => s.skip(d)?,
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        Ok(Endpoint::of(identity, pod.or(pod_camel), namespace, labels))
+    }
+
+    /// `l4`: its first protocol member that is an object.
+    fn l4(&mut self, depth: usize) -> R<Option<L4F<'a>>> {
+        let mut found = None;
+        self.object(depth, |s, key| {
+            let d = depth + 1;
+            s.ws();
+            match L4Proto::of(key) {
+                Some(proto) if found.is_none() && s.peek() == Some(b'{') => {
+                    found = Some(s.l4_proto(d, proto)?);
+                    Ok(())
+                }
+                _ => s.skip(d),
+            }
+        })?;
+        Ok(found)
+    }
+
+    fn l4_proto(&mut self, depth: usize, proto: L4Proto) -> R<L4F<'a>> {
+        let mut mask = 0u64;
+        let mut v: [Option<Sc<'a>>; 6] = [None; 6];
+        let mut flags = None;
+        self.object(depth, |s, key| {
+            let d = depth + 1;
+            let bit = match key {
+                "source_port" => 0,
+                "sourcePort" => 1,
+                "destination_port" => 2,
+                "destinationPort" => 3,
+                "type" => 4,
+                "code" => 5,
+                "flags" => 6,
+                _ => return s.skip(d),
+            };
+            seen(&mut mask, bit)?;
+            if bit == 6 {
+                flags = s.obj_member(d, |s, d| s.tcp_flags(d))?.get();
+            } else if let Some(slot) = v.get_mut(bit as usize) {
+                *slot = Some(s.scalar(d)?);
+            }
+            Ok(())
+        })?;
+        let [sport, sport_camel, dport, dport_camel, icmp_type, icmp_code] = v;
+        Ok(L4F {
+            proto,
+            sport: sport.or(sport_camel),
+            dport: dport.or(dport_camel),
+            flags,
+            icmp_type,
+            icmp_code,
+        })
+    }
+
+    fn tcp_flags(&mut self, depth: usize) -> R<u8> {
+        let mut flags = 0u8;
+        self.object(depth, |s, key| {
+            s.ws();
+            if s.peek() == Some(b't') {
+                s.literal("true")?;
+                flags |= tcp_flag(key).unwrap_or(0);
+                Ok(())
+            } else {
+                s.skip(depth + 1)
+            }
+        })?;
+        Ok(flags)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The word test finds the same end as a byte-by-byte look, at every offset.
+    #[test]
+    fn plain_runs_end_where_bytes_say() {
+        let text: Vec<u8> = (0u8..=255)
+            .chain(b"abcdefgh\"ijklmnop\\qrstuvwxyz\x1fzz".iter().copied())
+            .collect();
+        for start in 0..text.len() {
+            for end in start..=text.len().min(start + 40) {
+                let b = &text[..end];
+                let want = (start..end)
+                    .find(|&i| matches!(b[i], b'"' | b'\\' | 0..=0x1f))
+                    .unwrap_or(end);
+                assert_eq!(plain_run(b, start), want, "{start}..{end}");
+            }
+        }
+        let plain: Vec<u8> = (0x20u8..=0xff)
+            .filter(|c| *c != b'"' && *c != b'\\')
+            .collect();
+        assert_eq!(plain_run(&plain, 0), plain.len());
+    }
+}
