@@ -98,6 +98,7 @@ pub fn top(mut t: TopArgs) -> Result<i32> {
     if t.rows == 0 || t.interval_ms == 0 {
         bail!("--rows and --interval take numbers of at least 1");
     }
+    t.capture.out.validate()?;
     t.capture.out.quiet = true;
     let tap = LiveTap::new();
     let (names, source, sink, interrupt, cfg, label) = match &t.read {
