@@ -130,6 +130,7 @@ fn bad_top_flags_are_one_line_with_the_fix() {
     );
     fails_with(&["top", "-r", "x.pcap", "--speed", "-1"], &["--speed -1"]);
     fails_with(&["top", "--rows", "0"], &["at least 1"]);
+    fails_with(&["top", "--format", "pcap"], &["--format needs -w FILE"]);
 }
 
 /// Runs `dropscope top --plain ARGS` around `provoke`; returns its standard output.
