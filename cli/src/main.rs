@@ -419,24 +419,34 @@ fn netns_inode(ns: &str) -> Result<u32> {
         .map_err(|_| anyhow::anyhow!("--netns {ns}: inode {} is out of range", m.ino()))
 }
 
-/// A capture set up to run: sources attached, the file open.
-struct PreparedCapture {
+/// The sources of a capture as the flag names them: `kernel,cilium`.
+fn sources_label(kinds: &[args::SourceKind]) -> String {
+    kinds
+        .iter()
+        .map(|k| format!("{k:?}").to_lowercase())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A capture or replay set up to run: sources attached or the input opened, the file
+/// created.
+struct Prepared {
     names: Names,
     source: SourceFn<'static>,
     sink: OutputSink,
     files: Option<engine::pcap::rotate::FileLedger>,
     interrupt: Arc<AtomicBool>,
     cfg: PipelineConfig,
-    kinds: Vec<args::SourceKind>,
 }
 
 /// Everything `capture` does before the run: flags checked, names started, the kernel
 /// program attached, the sockets opened, the file created. With `tap` (`dropscope top`) the
-/// sources feed the live view and nothing is printed on standard output.
+/// sources feed the live view and nothing is printed on standard output. Also returns the
+/// sources, each once.
 fn prepare_capture(
     c: &args::CaptureArgs,
     tap: Option<Arc<engine::live::LiveTap>>,
-) -> Result<PreparedCapture> {
+) -> Result<(Prepared, Vec<args::SourceKind>)> {
     let snaplen = c.snaplen;
     if snaplen == 0 || snaplen > engine::MAX_KERNEL_SNAPLEN {
         bail!(
@@ -667,7 +677,7 @@ fn prepare_capture(
             eprintln!("dropscope: pod names: {w}");
         }
     }
-    Ok(PreparedCapture {
+    let prepared = Prepared {
         names,
         source,
         sink,
@@ -678,8 +688,8 @@ fn prepare_capture(
             tap,
             ..pipeline_config(&c.out)
         },
-        kinds,
-    })
+    };
+    Ok((prepared, kinds))
 }
 
 fn capture(c: args::CaptureArgs) -> Result<i32> {
@@ -687,15 +697,17 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
     if let Some(url) = &c.remote {
         return remote::capture(url, &c);
     }
-    let PreparedCapture {
-        names,
-        source,
-        sink,
-        files,
-        interrupt,
-        cfg,
+    let (
+        Prepared {
+            names,
+            source,
+            sink,
+            files,
+            interrupt,
+            cfg,
+        },
         kinds,
-    } = prepare_capture(&c, None)?;
+    ) = prepare_capture(&c, None)?;
     let progress = Progress::default();
     let report = engine::pipeline::run(
         &cfg,
@@ -709,11 +721,7 @@ fn capture(c: args::CaptureArgs) -> Result<i32> {
     let mut report = report;
     report.facts = report_cmd::run_facts(
         "capture",
-        kinds
-            .iter()
-            .map(|k| format!("{k:?}").to_lowercase())
-            .collect::<Vec<_>>()
-            .join(","),
+        sources_label(&kinds),
         &c.select,
         &c.expression,
         &[
@@ -913,21 +921,11 @@ fn working_set(usage: u64, stat: &str, key: &str) -> u64 {
     usage.saturating_sub(inactive)
 }
 
-/// A replay set up to run: the input opened and recognised, the file created.
-struct PreparedReplay {
-    names: Names,
-    source: SourceFn<'static>,
-    sink: OutputSink,
-    files: Option<engine::pcap::rotate::FileLedger>,
-    interrupt: Arc<AtomicBool>,
-    cfg: PipelineConfig,
-}
-
 /// Everything `replay` does before the run (with `tap`: for `dropscope top -r`).
 fn prepare_replay(
     r: &args::ReplayArgs,
     tap: Option<Arc<engine::live::LiveTap>>,
-) -> Result<PreparedReplay> {
+) -> Result<Prepared> {
     r.out.validate()?;
     if let Some(p) = &r.out.stats_json {
         check_stats_path(p)?;
@@ -955,7 +953,7 @@ fn prepare_replay(
         tap,
         ..pipeline_config(&r.out)
     };
-    Ok(PreparedReplay {
+    Ok(Prepared {
         names,
         source,
         sink,
@@ -966,7 +964,7 @@ fn prepare_replay(
 }
 
 pub(crate) fn replay(r: args::ReplayArgs) -> Result<i32> {
-    let PreparedReplay {
+    let Prepared {
         names,
         source,
         sink,

@@ -101,7 +101,7 @@ pub fn top(mut t: TopArgs) -> Result<i32> {
     t.capture.out.validate()?;
     t.capture.out.quiet = true;
     let tap = LiveTap::new();
-    let (names, source, sink, interrupt, cfg, label) = match &t.read {
+    let (p, label) = match &t.read {
         Some(file) => {
             let c = &t.capture;
             let r = ReplayArgs {
@@ -114,32 +114,25 @@ pub fn top(mut t: TopArgs) -> Result<i32> {
                 select: c.select.clone(),
                 expression: c.expression.clone(),
             };
-            let p = crate::prepare_replay(&r, Some(tap.clone()))?;
-            let source = if t.speed > 0.0 {
-                engine::sources::paced(p.source, t.speed)
-            } else {
-                p.source
-            };
-            (
-                p.names,
-                source,
-                p.sink,
-                p.interrupt,
-                p.cfg,
-                file.display().to_string(),
-            )
+            let mut p = crate::prepare_replay(&r, Some(tap.clone()))?;
+            if t.speed > 0.0 {
+                p.source = engine::sources::paced(p.source, t.speed);
+            }
+            (p, file.display().to_string())
         }
         None => {
-            let p = crate::prepare_capture(&t.capture, Some(tap.clone()))?;
-            let label = p
-                .kinds
-                .iter()
-                .map(|k| format!("{k:?}").to_lowercase())
-                .collect::<Vec<_>>()
-                .join(",");
-            (p.names, p.source, p.sink, p.interrupt, p.cfg, label)
+            let (p, kinds) = crate::prepare_capture(&t.capture, Some(tap.clone()))?;
+            (p, crate::sources_label(&kinds))
         }
     };
+    let crate::Prepared {
+        names,
+        source,
+        sink,
+        interrupt,
+        cfg,
+        ..
+    } = p;
     let tty = std::io::stdout().is_terminal() && !t.plain;
     let finished = AtomicBool::new(false);
     let ui = Ui {

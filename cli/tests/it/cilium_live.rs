@@ -409,23 +409,6 @@ fn identity_reason_and_expression_select_cilium_events() {
     );
 }
 
-/// Reason lines of `dropscope top --plain`'s last block: name -> count.
-fn top_reasons(block: &str) -> std::collections::BTreeMap<String, u64> {
-    block
-        .lines()
-        .filter(|l| l.starts_with("reason "))
-        .map(|l| {
-            let t: Vec<&str> = l.split_whitespace().collect();
-            let name: Vec<&str> = t[4..]
-                .iter()
-                .copied()
-                .filter(|w| !w.chars().all(|c| ('▁'..='█').contains(&c)))
-                .collect();
-            (name.join(" "), t[1].parse().unwrap())
-        })
-        .collect()
-}
-
 #[test]
 fn top_counts_the_agents_events_as_capture_does_and_its_lost_records() {
     let dir = TempDir::new("cilium-top");
@@ -454,33 +437,16 @@ fn top_counts_the_agents_events_as_capture_does_and_its_lost_records() {
     let _ = std::fs::remove_file(&sock);
 
     let (mut agent, _) = start_agent(&sim, &sock, &args);
-    let mut cap = LiveCapture::start_command(
-        "top",
+    let out = plain_top(
         &[
-            "--plain",
-            "--interval",
-            "200",
-            "--no-names",
-            "--no-datapath",
             "--source",
             "cilium",
             "--cilium-socket",
             sock.to_str().unwrap(),
         ],
-        Stdio::piped(),
+        || assert!(agent.wait().unwrap().success(), "simulator failed"),
     );
-    let mut stdout = cap.take_stdout();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut stdout, &mut s).unwrap();
-        s
-    });
-    assert!(agent.wait().unwrap().success(), "simulator failed");
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    let (st, err) = cap.stop();
-    assert!(st.success(), "{err}");
-    let out = reader.join().unwrap();
-    let last = out.trim_end().rsplit("\n\n").next().unwrap();
+    let last = last_block(&out);
 
     // Every reason's count is the one capture's ledger processed.
     let ledger: std::collections::BTreeMap<String, u64> = s["accounting"]["reasons"]
@@ -498,7 +464,7 @@ fn top_counts_the_agents_events_as_capture_does_and_its_lost_records() {
             (short, r["processed"].as_u64().unwrap())
         })
         .collect();
-    let top = top_reasons(last);
+    let top = reason_lines(last);
     assert_eq!(top, ledger, "{last}\n{s:#}");
     // Drops are the drop notifications' reasons (not traces, verdicts, ...).
     let drops: u64 = top

@@ -308,3 +308,51 @@ pub fn tshark_fields(file: &Path, field: &str, filter: &str) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// The last block of plain output (blocks are separated by a blank line).
+pub fn last_block(out: &str) -> &str {
+    out.trim_end().rsplit("\n\n").next().expect("a block")
+}
+
+/// Drops of each reason line: reason name -> drops.
+pub fn reason_lines(block: &str) -> std::collections::BTreeMap<String, u64> {
+    block
+        .lines()
+        .filter(|l| l.starts_with("reason "))
+        .map(|l| {
+            let t: Vec<&str> = l.split_whitespace().collect();
+            // reason DROPS /S ORIGIN NAME... [sparkline]
+            let name: Vec<&str> = t[4..]
+                .iter()
+                .copied()
+                .filter(|w| !w.chars().all(|c| ('▁'..='█').contains(&c)))
+                .collect();
+            (name.join(" "), t[1].parse().unwrap())
+        })
+        .collect()
+}
+
+/// Runs `dropscope top --plain ARGS` around `provoke`; returns its standard output.
+pub fn plain_top(args: &[&str], provoke: impl FnOnce()) -> String {
+    let mut full = vec![
+        "--plain",
+        "--interval",
+        "200",
+        "--no-names",
+        "--no-datapath",
+    ];
+    full.extend_from_slice(args);
+    let mut cap = LiveCapture::start_command("top", &full, std::process::Stdio::piped());
+    let mut stdout = cap.take_stdout();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut s).unwrap();
+        s
+    });
+    provoke();
+    // A few refreshes after it (the stop drains the kernel table's last counts).
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let (st, err) = cap.stop();
+    assert!(st.success(), "top failed: {err}");
+    reader.join().unwrap()
+}

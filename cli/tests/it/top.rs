@@ -4,15 +4,10 @@
 //! driven in tmux, whose keys change the view and whose `q` gives the terminal back.
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-
-/// The last block of plain output (blocks are separated by a blank line).
-fn last_block(out: &str) -> &str {
-    out.trim_end().rsplit("\n\n").next().expect("a block")
-}
 
 /// (drops, bytes) of the plain flow line of `flow` (`A:P -> B:Q udp`), if there is one.
 fn flow_line(block: &str, flow: &str) -> Option<(u64, u64)> {
@@ -23,24 +18,6 @@ fn flow_line(block: &str, flow: &str) -> Option<(u64, u64)> {
             let t: Vec<&str> = l.split_whitespace().collect();
             (t[1].parse().unwrap(), t[3].parse().unwrap())
         })
-}
-
-/// Drops of each reason line: reason name -> drops.
-fn reason_lines(block: &str) -> BTreeMap<String, u64> {
-    block
-        .lines()
-        .filter(|l| l.starts_with("reason "))
-        .map(|l| {
-            let t: Vec<&str> = l.split_whitespace().collect();
-            // reason DROPS /S ORIGIN NAME... [sparkline]
-            let name: Vec<&str> = t[4..]
-                .iter()
-                .copied()
-                .filter(|w| !w.chars().all(|c| ('▁'..='█').contains(&c)))
-                .collect();
-            (name.join(" "), t[1].parse().unwrap())
-        })
-        .collect()
 }
 
 /// Sum of the first number of the lines starting with `tag`.
@@ -131,31 +108,6 @@ fn bad_top_flags_are_one_line_with_the_fix() {
     fails_with(&["top", "-r", "x.pcap", "--speed", "-1"], &["--speed -1"]);
     fails_with(&["top", "--rows", "0"], &["at least 1"]);
     fails_with(&["top", "--format", "pcap"], &["--format needs -w FILE"]);
-}
-
-/// Runs `dropscope top --plain ARGS` around `provoke`; returns its standard output.
-fn plain_top(args: &[&str], provoke: impl FnOnce()) -> String {
-    let mut full = vec![
-        "--plain",
-        "--interval",
-        "200",
-        "--no-names",
-        "--no-datapath",
-    ];
-    full.extend_from_slice(args);
-    let mut cap = LiveCapture::start_command("top", &full, Stdio::piped());
-    let mut stdout = cap.take_stdout();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut stdout, &mut s).unwrap();
-        s
-    });
-    provoke();
-    // A few refreshes after the flood (the stop drains the kernel table's last counts).
-    std::thread::sleep(Duration::from_millis(500));
-    let (st, err) = cap.stop();
-    assert!(st.success(), "top failed: {err}");
-    reader.join().unwrap()
 }
 
 #[test]
@@ -280,6 +232,20 @@ impl Drop for Tmux {
     }
 }
 
+/// Waits for the `stty -a` the shell wrote after top ended: canonical mode and echo back on.
+fn assert_line_discipline_restored(stty: &std::path::Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !stty.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let modes = std::fs::read_to_string(stty).unwrap_or_default();
+    let words: Vec<&str> = modes.split_whitespace().collect();
+    assert!(
+        words.contains(&"icanon") && words.contains(&"echo"),
+        "{modes}"
+    );
+}
+
 /// The header line of the screen.
 fn header(screen: &str) -> &str {
     screen
@@ -362,16 +328,7 @@ fn full_screen_view_in_tmux_shows_exact_counts_keys_work_and_q_restores_the_term
             .trim(),
         "1"
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !stty.exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let modes = std::fs::read_to_string(&stty).unwrap_or_default();
-    let words: Vec<&str> = modes.split_whitespace().collect();
-    assert!(
-        words.contains(&"icanon") && words.contains(&"echo"),
-        "{modes}"
-    );
+    assert_line_discipline_restored(&stty);
     // The last frame is left on the terminal as text, with the same count.
     assert_eq!(flow_line(&screen, &flow), Some((250, 250 * 62)), "{screen}");
     let stderr = std::fs::read_to_string(&err).unwrap_or_default();
@@ -404,14 +361,5 @@ fn full_screen_view_in_tmux_shows_exact_counts_keys_work_and_q_restores_the_term
             .trim(),
         "0"
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !stty.exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let modes = std::fs::read_to_string(&stty).unwrap_or_default();
-    let words: Vec<&str> = modes.split_whitespace().collect();
-    assert!(
-        words.contains(&"icanon") && words.contains(&"echo"),
-        "{modes}"
-    );
+    assert_line_discipline_restored(&stty);
 }
