@@ -1,1 +1,3 @@
 //! Shared helpers for the criterion benchmarks (fixture builders).
+
+pub mod textgen;

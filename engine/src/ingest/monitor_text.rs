@@ -89,7 +89,7 @@ impl Reverse {
         if let Some(c) = self.reasons.get(s) {
             return Some((*c, 0));
         }
-        let (a, b) = s.rsplit_once(", ")?;
+        let (a, b) = rsplit(s, ", ")?;
         let ext: i8 = b.trim().parse().ok()?;
         if let Some(c) = self.reasons.get(a) {
             return Some((*c, ext));
@@ -109,6 +109,10 @@ impl Reverse {
 /// `NumericIdentity.String()` (reserved name or decimal) -> number.
 pub(crate) fn parse_identity(s: &str) -> Option<u32> {
     let s = s.trim();
+    // A number (the common case) is no reserved name: no need to compare it with each.
+    if s.as_bytes().first().is_some_and(u8::is_ascii_digit) {
+        return s.parse().ok();
+    }
     if let Some(i) = RESERVED_IDENTITIES.iter().position(|n| *n == s) {
         return u32::try_from(i).ok();
     }
@@ -117,8 +121,11 @@ pub(crate) fn parse_identity(s: &str) -> Option<u32> {
 
 /// `A->B`.
 pub(crate) fn parse_identity_pair(s: &str) -> Option<(u32, u32)> {
-    let (a, b) = s.split_once("->")?;
-    Some((parse_identity(a)?, parse_identity(b)?))
+    let i = find(s, "->")?;
+    Some((
+        parse_identity(s.get(..i)?)?,
+        parse_identity(s.get(i + 2..)?)?,
+    ))
 }
 
 /// `%#x` (`0x0`, `0x1234abcd`).
@@ -279,7 +286,8 @@ pub(crate) fn parse_summary(s: &str) -> Result<Option<FlowHeaders>, ()> {
 /// `CPU 01:` / `CPU --:` prefix -> (cpu, rest after the colon and one space).
 fn strip_cpu(s: &str) -> Option<(Option<u32>, &str)> {
     let r = s.strip_prefix("CPU ")?;
-    let (n, rest) = r.split_once(':')?;
+    let colon = memchr::memchr(b':', r.as_bytes())?;
+    let (n, rest) = (r.get(..colon)?, r.get(colon + 1..)?);
     let cpu = if n == "--" {
         None
     } else {
@@ -308,6 +316,21 @@ fn find(s: &str, pat: &str) -> Option<usize> {
             return Some(at);
         }
         from = at + 1;
+    }
+    None
+}
+
+/// `s.rsplit_once(pat)`, found as [`find`] finds (the last `pat`'s first byte by memrchr, then
+/// compared): `str::rsplit_once` builds a two-way searcher per call.
+fn rsplit<'a>(s: &'a str, pat: &str) -> Option<(&'a str, &'a str)> {
+    let (h, p) = (s.as_bytes(), pat.as_bytes());
+    let (&first, _) = p.split_first()?;
+    let mut end = h.len();
+    while let Some(at) = memchr::memrchr(first, h.get(..end)?) {
+        if h.get(at..at + p.len()) == Some(p) {
+            return Some((s.get(..at)?, s.get(at + p.len()..)?));
+        }
+        end = at;
     }
     None
 }
@@ -596,45 +619,42 @@ const HEX_DIGIT: [u8; 256] = {
 };
 
 /// A full 16-byte `hex.Dump` line (78 characters), decoded by table; `None` when the line
-/// is anything else (then the general parser decides).
+/// is anything else (then the general parser decides). Every position is looked at, with
+/// no early way out, and the verdict taken at the end: a loop the compiler can unroll.
 fn parse_full_hex_line(b: &[u8]) -> Option<HexLine> {
     let b: &[u8; 78] = b.try_into().ok()?;
     // Positions below 78 on a 78-byte array: the compiler drops these checks.
     let at = |i: usize| b.get(i).copied().unwrap_or(0);
     let digit = |c: u8| HEX_DIGIT.get(usize::from(c)).copied().unwrap_or(0xff);
+    // Not-a-digit bits (a digit's value is below 16), separator and ASCII-column mismatches.
+    let (mut bad, mut seps, mut shown_diff) = (0u8, 0u8, 0u8);
     let mut offset = 0usize;
     for i in 0..8 {
         let v = digit(at(i));
-        if v == 0xff {
-            return None;
-        }
-        offset = (offset << 4) | usize::from(v);
-    }
-    if b.get(8..10) != Some(b"  ") || b.get(58..61) != Some(b"  |") || at(77) != b'|' {
-        return None;
+        bad |= v;
+        offset = (offset << 4) | usize::from(v & 0x0f);
     }
     let mut bytes = [0u8; 16];
-    let mut bad = 0u8;
-    let mut complete = true;
     for (i, out) in bytes.iter_mut().enumerate() {
         let pos = 10 + 3 * i + usize::from(i >= 8);
         let (h, l) = (digit(at(pos)), digit(at(pos + 1)));
-        bad |= (h | l) & 0xf0;
-        if at(pos + 2) != b' ' {
-            return None;
-        }
-        *out = (h << 4) | (l & 0x0f);
-        let shown = if (32..=126).contains(out) { *out } else { b'.' };
-        complete &= at(61 + i) == shown;
+        bad |= h | l;
+        seps |= at(pos + 2) ^ b' ';
+        let v = (h << 4) | (l & 0x0f);
+        *out = v;
+        let shown = if (32..=126).contains(&v) { v } else { b'.' };
+        shown_diff |= at(61 + i) ^ shown;
     }
-    if bad != 0 {
+    let frame =
+        (at(8) ^ b' ') | (at(9) ^ b' ') | (at(59) ^ b' ') | (at(60) ^ b'|') | (at(77) ^ b'|');
+    if bad & 0xf0 != 0 || seps != 0 || frame != 0 {
         return None;
     }
     Some(HexLine {
         offset,
         bytes,
         n: 16,
-        complete,
+        complete: shown_diff == 0,
     })
 }
 
@@ -1055,11 +1075,11 @@ fn parse_mark_line(rv: &Reverse, cpu: Option<u32>, s: &str) -> Option<Parsed> {
     if let Some(mut r) = r.strip_prefix("DROP: ") {
         let orig_len = take(&mut r, " bytes, reason ")?.parse().ok()?;
         let mut dst_id = 0;
-        if let Some((a, b)) = r.rsplit_once(", to endpoint ") {
+        if let Some((a, b)) = rsplit(r, ", to endpoint ") {
             dst_id = b.parse().ok()?;
             r = a;
         }
-        let (reason, ids) = match r.rsplit_once(", identity ") {
+        let (reason, ids) = match rsplit(r, ", identity ") {
             Some((a, b)) => (a, Some(parse_identity_pair(b)?)),
             None => (r, None),
         };
@@ -2276,6 +2296,14 @@ pub(crate) mod tests {
             }
             p.finish(&mut out, &mut skips);
             let _ = looks_like_monitor_text(&lines.iter().map(String::as_str).collect::<Vec<_>>());
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn find_and_rsplit_agree_with_str(h in "[a, ]{0,24}(é)?[a, ]{0,8}", p in "[a, ]{1,4}") {
+            proptest::prop_assert_eq!(find(&h, &p), h.find(p.as_str()));
+            proptest::prop_assert_eq!(rsplit(&h, &p), h.rsplit_once(p.as_str()));
         }
     }
 

@@ -274,8 +274,9 @@ fn seen(mask: &mut u64, bit: u32) -> R<()> {
 }
 
 /// The index of the first byte at or after `j` that ends a run of plain string bytes (`"`,
-/// `\` or a control character), or `b.len()`. Eight bytes at a time while none of them
-/// does (the "has a zero byte" and "has a byte less than n" word tests, exact as yes/no).
+/// `\` or a control character), or `b.len()`. Eight bytes at a time (the "has a zero byte"
+/// and "has a byte less than n" word tests): a borrow only runs towards higher bytes, so
+/// the lowest flagged byte of a word is exactly the first that ends the run.
 fn plain_run(b: &[u8], mut j: usize) -> usize {
     const ONES: u64 = u64::from_le_bytes([0x01; 8]);
     const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
@@ -285,8 +286,10 @@ fn plain_run(b: &[u8], mut j: usize) -> usize {
     let zero_in = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
     while let Some(w) = b.get(j..j + 8) {
         let v = u64::from_le_bytes(w.try_into().unwrap_or([0; 8]));
-        if zero_in(v ^ QUOTE) | zero_in(v ^ BACKSLASH) | (v.wrapping_sub(SPACE) & !v & HIGH) != 0 {
-            break;
+        let ends =
+            zero_in(v ^ QUOTE) | zero_in(v ^ BACKSLASH) | (v.wrapping_sub(SPACE) & !v & HIGH);
+        if ends != 0 {
+            return j + (ends.trailing_zeros() / 8) as usize;
         }
         j += 8;
     }
