@@ -15,8 +15,8 @@
 #   baseline-hubble, baseline-hubble-json  with --baseline BIN: the two Hubble setups run by
 #                      another dropscope binary (e.g. one built from main), in the same rounds
 #
-# Wall seconds per run; medians, spread, records per second, and the ratios against
-# text2pcap. Also checks that dropscope wrote one packet per monitor record.
+# Wall seconds per run (the setups in a new order each round); medians, spread, records per
+# second, and the ratios against text2pcap. Also checks that dropscope wrote one packet per monitor record.
 #
 # usage: scripts/bench-text-replay.sh [--rounds R] [--records N] [--baseline BIN]
 set -euo pipefail
@@ -66,7 +66,9 @@ run() { # NAME -> seconds
 SETUPS="dropscope-monitor text2pcap dropscope-hubble dropscope-hubble-json parse-monitor parse-hubble"
 [ -z "$BASE" ] || SETUPS="$SETUPS baseline-hubble baseline-hubble-json"
 for r in $(seq 1 "$ROUNDS"); do
-  for s in $SETUPS; do
+  # A new order each round (seeded by the round: the same in every run), so no setup always
+  # follows the same one: a setup that writes a file leaves the next one its writeback.
+  for s in $(printf '%s\n' $SETUPS | shuf --random-source=<(yes "$r")); do
     t="$(run "$s")"
     echo "$s $t" >>"$WORK/times"
     printf 'bench-text-replay: round %d %s: %.3f s\n' "$r" "$s" "$t" >&2
