@@ -4,6 +4,7 @@
 //! out of one shared buffer per batch: no allocation per event on the hot path.
 
 use bytes::Bytes;
+use std::sync::Arc;
 
 /// What the first byte of [`Event::data`] is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -119,16 +120,18 @@ pub struct EventMeta {
     pub symbol: Option<std::sync::Arc<str>>,
 }
 
-/// Names the input gives (Hubble): pods, namespaces, labels, node.
+/// Names the input gives (Hubble): pods, namespaces, labels, node. Shared strings: a log
+/// names the same few pods in flow after flow, and its reader makes each name once.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct InputNames {
-    pub src_pod: Option<String>,
-    pub src_namespace: Option<String>,
-    pub src_labels: Vec<String>,
-    pub dst_pod: Option<String>,
-    pub dst_namespace: Option<String>,
-    pub dst_labels: Vec<String>,
-    pub node: Option<String>,
+    pub src_pod: Option<Arc<str>>,
+    pub src_namespace: Option<Arc<str>>,
+    /// The endpoint's labels, `None` when the input gives none.
+    pub src_labels: Option<Arc<[String]>>,
+    pub dst_pod: Option<Arc<str>>,
+    pub dst_namespace: Option<Arc<str>>,
+    pub dst_labels: Option<Arc<[String]>>,
+    pub node: Option<Arc<str>>,
 }
 
 /// How an event was joined.

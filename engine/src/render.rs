@@ -48,12 +48,13 @@ pub fn meta_comment(out: &mut String, m: &crate::event::EventMeta, release: Cili
         write_joined(out, d, release);
     }
     if let Some(n) = &m.names {
-        let side = |ns: &Option<String>, pod: &Option<String>| match (ns, pod) {
-            (Some(ns), Some(p)) => Some(format!("{ns}/{p}")),
-            (None, Some(p)) => Some(p.clone()),
-            (Some(ns), None) => Some(format!("{ns}/-")),
-            (None, None) => None,
-        };
+        let side =
+            |ns: &Option<std::sync::Arc<str>>, pod: &Option<std::sync::Arc<str>>| match (ns, pod) {
+                (Some(ns), Some(p)) => Some(format!("{ns}/{p}")),
+                (None, Some(p)) => Some(p.to_string()),
+                (Some(ns), None) => Some(format!("{ns}/-")),
+                (None, None) => None,
+            };
         let (src, dst) = (
             side(&n.src_namespace, &n.src_pod),
             side(&n.dst_namespace, &n.dst_pod),
@@ -337,19 +338,24 @@ impl<'n> Renderer<'n> {
                 if let (Some(p), false) = (pod, m.contains_key(k)) {
                     let v = match ns {
                         Some(ns) => format!("{ns}/{p}"),
-                        None => p.clone(),
+                        None => p.to_string(),
                     };
                     m.insert(k.into(), v.into());
                 }
             }
             if let Some(node) = &n.node {
-                m.insert("node".into(), node.clone().into());
+                m.insert("node".into(), node.to_string().into());
             }
         }
         if let Cause::Cilium(_) = &e.cause {
             let (_, src, dst) = crate::aggregate::reason_and_identities(e);
-            for (k, id) in [("src_labels", src), ("dst_labels", dst)] {
-                if let Some(l) = self.identity_labels(id) {
+            let given = e.meta.as_ref().and_then(|m| m.names.as_ref());
+            for (k, id, input) in [
+                ("src_labels", src, given.and_then(|n| n.src_labels.clone())),
+                ("dst_labels", dst, given.and_then(|n| n.dst_labels.clone())),
+            ] {
+                // The node's own labels of the identity, else those the input gave (Hubble).
+                if let Some(l) = self.identity_labels(id).or(input) {
                     m.insert(k.into(), l.iter().cloned().collect::<Vec<_>>().into());
                 }
             }

@@ -284,6 +284,43 @@ fn a_messy_paste_recovers_every_record_and_counts_the_rest() {
     let _ = std::io::stdout().flush();
 }
 
+/// A Hubble flow's endpoint labels go into its JSON line (as a live capture's identity labels
+/// do) when the node's names do not know the identity; a flow without labels has none.
+#[test]
+fn hubble_labels_go_into_json_lines() {
+    let input = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/hubble/mixed.jsonl");
+    let out = dropscope()
+        .arg("replay")
+        .arg(&input)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    let labelled: Vec<_> = lines
+        .iter()
+        .filter(|l| l.get("src_labels").is_some())
+        .collect();
+    assert_eq!(labelled.len(), 1, "{lines:?}");
+    let l = labelled[0];
+    assert_eq!(l["src_pod"], "shop/web-0");
+    assert_eq!(
+        l["src_labels"],
+        serde_json::json!(["k8s:app=web", "k8s:io.kubernetes.pod.namespace=shop"])
+    );
+    assert_eq!(l["dst_labels"], serde_json::json!(["k8s:app=pg"]));
+    assert!(lines
+        .iter()
+        .all(|l| l.get("dst_labels").is_none() || l["src_pod"] == "shop/web-0"));
+}
+
 /// Hubble's exporter line (Cilium's documentation example): no packet bytes, so the flow
 /// table only, unless --synthesize writes a packet built from its headers; the pods and the
 /// node go into the comment, the time is the flow's.

@@ -38,8 +38,9 @@
 //! a line does not give stays 0/None.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher as _;
 use std::net::IpAddr;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use sonic_rs::{JsonContainerTrait as _, JsonValueTrait as _, Object, Value};
 
@@ -57,14 +58,67 @@ use crate::event::{Cause, LinkType, Notice};
 pub struct HubbleParser {
     /// Release whose source-file table maps `file.name` to an id.
     pub release: CiliumRelease,
+    names: NameCache,
+}
+
+/// Entries a [`NameCache`] table holds before it is emptied (a log of more distinct names
+/// than this costs what it cost without the cache).
+const NAME_CACHE_MAX: usize = 4096;
+
+/// Pod, namespace and node names and label sets already made into shared strings: a flow
+/// log names the same pods in flow after flow, and each name is then made once, not once
+/// per flow (and freed in another thread).
+#[derive(Clone, Debug, Default)]
+struct NameCache {
+    texts: hashbrown::HashSet<Arc<str>>,
+    labels: hashbrown::HashTable<Arc<[String]>>,
+    hasher: hashbrown::DefaultHashBuilder,
+}
+
+impl NameCache {
+    fn text(&mut self, s: &str) -> Arc<str> {
+        if let Some(a) = self.texts.get(s) {
+            return a.clone();
+        }
+        if self.texts.len() >= NAME_CACHE_MAX {
+            self.texts.clear();
+        }
+        let a: Arc<str> = Arc::from(s);
+        self.texts.insert(a.clone());
+        a
+    }
+
+    /// The label set `l`, `None` when empty. (A `[String]` hashes as the `[&str]` of its
+    /// strings: slices hash their length, then each element, and a `String` as its `str`.)
+    fn labels(&mut self, l: &[&str]) -> Option<Arc<[String]>> {
+        if l.is_empty() {
+            return None;
+        }
+        let hasher = &self.hasher;
+        let h = hasher.hash_one(l);
+        let same = |e: &Arc<[String]>| e.len() == l.len() && e.iter().zip(l).all(|(a, b)| a == b);
+        if let Some(e) = self.labels.find(h, same) {
+            return Some(e.clone());
+        }
+        if self.labels.len() >= NAME_CACHE_MAX {
+            self.labels.clear();
+        }
+        let a: Arc<[String]> = l.iter().map(|s| (*s).to_string()).collect();
+        self.labels
+            .insert_unique(h, a.clone(), |e| hasher.hash_one(&**e));
+        Some(a)
+    }
 }
 
 impl HubbleParser {
     pub fn new(release: CiliumRelease) -> Self {
-        HubbleParser { release }
+        HubbleParser {
+            release,
+            names: NameCache::default(),
+        }
     }
 
-    fn parse(&self, o: &Object) -> Result<Item, &'static str> {
+    fn parse(&mut self, o: &Object) -> Result<Item, &'static str> {
         let outer_node = str_of(o, "node_name", "nodeName");
         let outer_time = str_of(o, "time", "time");
         if let Some(f) = obj(field(o, "flow", "flow")) {
@@ -98,7 +152,7 @@ impl HubbleParser {
     }
 
     fn flow(
-        &self,
+        &mut self,
         f: &mut Fields<'_>,
         outer_node: Option<&str>,
         outer_time: Option<&str>,
@@ -241,14 +295,15 @@ impl HubbleParser {
             }
         };
         let node = as_str(f.node_name).or(outer_node);
+        let c = &mut self.names;
         let names = Names {
-            src_pod: src.pod,
-            src_namespace: src.namespace,
-            src_labels: src.labels,
-            dst_pod: dst.pod,
-            dst_namespace: dst.namespace,
-            dst_labels: dst.labels,
-            node: node.filter(|n| !n.is_empty()).map(str::to_string),
+            src_pod: src.pod.map(|t| c.text(t)),
+            src_namespace: src.namespace.map(|t| c.text(t)),
+            src_labels: c.labels(&src.labels),
+            dst_pod: dst.pod.map(|t| c.text(t)),
+            dst_namespace: dst.namespace.map(|t| c.text(t)),
+            dst_labels: c.labels(&dst.labels),
+            node: node.filter(|n| !n.is_empty()).map(|t| c.text(t)),
         };
         let ts_ns = as_str(f.time).or(outer_time).and_then(parse_rfc3339);
         Ok(Item::Record(Record {
@@ -297,7 +352,7 @@ impl LineParser for HubbleParser {
 
 impl HubbleParser {
     /// [`LineParser::line`] through sonic-rs's parsed value (the reference reading).
-    fn line_parsed(&self, line: &str, out: &mut Vec<Item>, skips: &mut Skips) {
+    fn line_parsed(&mut self, line: &str, out: &mut Vec<Item>, skips: &mut Skips) {
         let Some(o) = sonic_object(line, skips) else {
             return;
         };
@@ -456,8 +511,8 @@ struct Fields<'a> {
     pub verdict: Option<Sc<'a>>,
     /// `event_type` when it is an object: its `type` and `sub_type`.
     pub event_type: Option<(Option<Sc<'a>>, Option<Sc<'a>>)>,
-    pub source: Endpoint,
-    pub destination: Endpoint,
+    pub source: Endpoint<'a>,
+    pub destination: Endpoint<'a>,
     /// `IP` when it is an object.
     pub ip: Option<IpF<'a>>,
     /// The first protocol member (`TCP`, `UDP`, …) of `l4` that is an object.
@@ -885,7 +940,7 @@ fn debug_event(d: &Object, node: Option<&str>, time: Option<&str>) -> Item {
         .unwrap_or(0);
     let arg = |k: &str| u32_of(sc(d.get(&k))).unwrap_or(0);
     let names = Names {
-        node: node.filter(|n| !n.is_empty()).map(str::to_string),
+        node: node.filter(|n| !n.is_empty()).map(Into::into),
         ..Default::default()
     };
     Item::Record(Record {
@@ -911,22 +966,22 @@ fn debug_event(d: &Object, node: Option<&str>, time: Option<&str>) -> Item {
 }
 
 #[derive(Debug, Default)]
-struct Endpoint {
+struct Endpoint<'a> {
     identity: u32,
-    pod: Option<String>,
-    namespace: Option<String>,
-    labels: Vec<String>,
+    pod: Option<&'a str>,
+    namespace: Option<&'a str>,
+    labels: Vec<&'a str>,
 }
 
-impl Endpoint {
+impl<'a> Endpoint<'a> {
     /// From its members: `pod` is `pod_name` when present, else `podName`.
     fn of(
-        identity: Option<Sc<'_>>,
-        pod: Option<Sc<'_>>,
-        namespace: Option<Sc<'_>>,
-        labels: Vec<String>,
-    ) -> Endpoint {
-        let text = |v: Option<Sc<'_>>| as_str(v).filter(|s| !s.is_empty()).map(str::to_string);
+        identity: Option<Sc<'a>>,
+        pod: Option<Sc<'a>>,
+        namespace: Option<Sc<'a>>,
+        labels: Vec<&'a str>,
+    ) -> Endpoint<'a> {
+        let text = |v: Option<Sc<'a>>| as_str(v).filter(|s| !s.is_empty());
         Endpoint {
             identity: u32_of(identity).unwrap_or(0),
             pod: text(pod),
@@ -936,7 +991,7 @@ impl Endpoint {
     }
 }
 
-fn endpoint(e: Option<&Value>) -> Endpoint {
+fn endpoint(e: Option<&Value>) -> Endpoint<'_> {
     let Some(e) = obj(e) else {
         return Endpoint::default();
     };
@@ -961,10 +1016,7 @@ fn endpoint(e: Option<&Value>) -> Endpoint {
         sc(pod.or(pod_camel)),
         sc(namespace),
         match labels.and_then(|v| v.as_array()) {
-            Some(a) => a
-                .iter()
-                .filter_map(|l| l.as_str().map(str::to_string))
-                .collect(),
+            Some(a) => a.iter().filter_map(|l| l.as_str()).collect(),
             None => Vec::new(),
         },
     )
@@ -1285,13 +1337,16 @@ mod tests {
             Some(Names {
                 src_pod: Some("web-0".into()),
                 src_namespace: Some("shop".into()),
-                src_labels: vec![
-                    "k8s:app=web".into(),
-                    "k8s:io.kubernetes.pod.namespace=shop".into()
-                ],
+                src_labels: Some(
+                    vec![
+                        "k8s:app=web".to_string(),
+                        "k8s:io.kubernetes.pod.namespace=shop".to_string()
+                    ]
+                    .into()
+                ),
                 dst_pod: Some("pg-1".into()),
                 dst_namespace: Some("db".into()),
-                dst_labels: vec!["k8s:app=pg".into()],
+                dst_labels: Some(vec!["k8s:app=pg".to_string()].into()),
                 node: Some("node-a".into()),
             })
         );
@@ -1595,7 +1650,7 @@ mod tests {
 
     /// A line through the scanner, when it reads it, and through the parsed value.
     fn scanned_and_parsed(line: &str) -> (Option<Read>, Read) {
-        let p = HubbleParser::default();
+        let mut p = HubbleParser::default();
         let t = line.trim();
         let mut f = Fields::default();
         let fast = super::scan::line(t, &mut f).ok().map(|o| {

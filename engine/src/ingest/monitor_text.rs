@@ -880,11 +880,11 @@ fn split_pods(s: &str) -> (&str, Option<Names>) {
     let Some((src, dst)) = tail[i + 6..].split_once("->") else {
         return (ids, None);
     };
-    let side = |p: &str| -> (Option<String>, Option<String>) {
+    let side = |p: &str| -> (Option<std::sync::Arc<str>>, Option<std::sync::Arc<str>>) {
         match p.split_once('/') {
             _ if p == "-" || p.is_empty() => (None, None),
-            Some((ns, name)) => (Some(ns.to_string()), Some(name.to_string())),
-            None => (None, Some(p.to_string())),
+            Some((ns, name)) => (Some(ns.into()), Some(name.into())),
+            None => (None, Some(p.into())),
         }
     };
     let (src_namespace, src_pod) = side(src.trim());

@@ -136,20 +136,6 @@ impl<T> Obj<T> {
     }
 }
 
-/// A member and whether it came by its proto name.
-type Slot<T> = Option<(T, bool)>;
-
-/// Sets `slot` as the parent module's `FlowView` does: a proto name wins over its twin.
-fn put<T>(slot: &mut Slot<T>, v: T, proto: bool) {
-    if proto || !slot.as_ref().is_some_and(|s| s.1) {
-        *slot = Some((v, proto));
-    }
-}
-
-fn val<T>(slot: Slot<T>) -> Option<T> {
-    slot.map(|s| s.0)
-}
-
 /// What one object read as a flow had besides its fields.
 #[derive(Default)]
 struct Got {
@@ -547,17 +533,6 @@ impl<'a> Scan<'a> {
         let top = inner.is_some();
         let mut got = Got::default();
         let mut mask = 0u64;
-        let mut verdict = None;
-        let mut event_type: Slot<Obj<(Option<Sc<'a>>, Option<Sc<'a>>)>> = None;
-        let mut ip: Slot<Obj<IpF<'a>>> = None;
-        let mut l4: Slot<Obj<Option<L4F<'a>>>> = None;
-        let mut interface: Slot<Obj<Option<Sc<'a>>>> = None;
-        let mut ip_trace_id: Slot<Obj<Option<Sc<'a>>>> = None;
-        let mut file: Slot<Obj<(Option<Sc<'a>>, Option<Sc<'a>>)>> = None;
-        let (mut drop_reason_desc, mut drop_reason) = (None, None);
-        let (mut trace_observation_point, mut trace_reason, mut proxy_port) = (None, None, None);
-        let (mut traffic_direction, mut policy_match_type, mut auth_type) = (None, None, None);
-        let (mut node_name, mut time, mut summary) = (None, None, None);
         self.object(depth, |s, key| {
             let d = depth + 1;
             let Some((bit, proto)) = flow_key(key, top) else {
@@ -568,13 +543,18 @@ impl<'a> Scan<'a> {
                 return s.skip(d);
             }
             seen(&mut mask, bit)?;
+            // Written straight into `out` with the precedence of the parent module's `FlowView` (a
+            // proto name wins over its lowerCamel twin): a twin's bit is its proto name's plus
+            // one, and it is kept only while that name is unread.
+            let wins = proto || mask & (1u64 << bit.saturating_sub(1)) == 0;
             match bit {
-                0 => verdict = Some(s.scalar(d)?),
-                1 | 2 => put(
-                    &mut event_type,
-                    s.obj_member(d, |s, d| s.event_type(d))?,
-                    proto,
-                ),
+                0 => out.verdict = Some(s.scalar(d)?),
+                1 | 2 => {
+                    let v = s.obj_member(d, |s, d| s.event_type(d))?.get();
+                    if wins {
+                        out.event_type = v;
+                    }
+                }
                 3 => {
                     if let Obj::Yes(e) = s.obj_member(d, |s, d| s.endpoint(d))? {
                         out.source = e;
@@ -585,30 +565,43 @@ impl<'a> Scan<'a> {
                         out.destination = e;
                     }
                 }
-                5 => put(&mut ip, s.obj_member(d, |s, d| s.ip(d))?, proto),
-                6 => put(&mut l4, s.obj_member(d, |s, d| s.l4(d))?, proto),
-                7 => put(
-                    &mut interface,
-                    s.obj_member(d, |s, d| s.one_of(d, "index", "index"))?,
-                    proto,
-                ),
-                8 | 9 => put(
-                    &mut ip_trace_id,
-                    s.obj_member(d, |s, d| s.one_of(d, "trace_id", "traceId"))?,
-                    proto,
-                ),
-                10 | 11 => put(&mut drop_reason_desc, s.scalar(d)?, proto),
-                12 | 13 => put(&mut drop_reason, s.scalar(d)?, proto),
-                14 => put(&mut file, s.obj_member(d, |s, d| s.file(d))?, proto),
-                15 | 16 => put(&mut trace_observation_point, s.scalar(d)?, proto),
-                17 | 18 => put(&mut trace_reason, s.scalar(d)?, proto),
-                19 | 20 => put(&mut proxy_port, s.scalar(d)?, proto),
-                21 | 22 => put(&mut traffic_direction, s.scalar(d)?, proto),
-                23 | 24 => put(&mut policy_match_type, s.scalar(d)?, proto),
-                25 | 26 => put(&mut auth_type, s.scalar(d)?, proto),
-                27 | 28 => put(&mut node_name, s.scalar(d)?, proto),
-                29 => time = Some(s.scalar(d)?),
-                30 => summary = Some(s.scalar(d)?),
+                5 => out.ip = s.obj_member(d, |s, d| s.ip(d))?.get(),
+                6 => out.l4 = s.obj_member(d, |s, d| s.l4(d))?.get().flatten(),
+                7 => {
+                    out.iface_index = s
+                        .obj_member(d, |s, d| s.one_of(d, "index", "index"))?
+                        .get()
+                        .flatten();
+                }
+                8 | 9 => {
+                    let v = s
+                        .obj_member(d, |s, d| s.one_of(d, "trace_id", "traceId"))?
+                        .get()
+                        .flatten();
+                    if wins {
+                        out.trace_id = v;
+                    }
+                }
+                14 => out.file = s.obj_member(d, |s, d| s.file(d))?.get(),
+                10..=13 | 15..=28 => {
+                    let v = Some(s.scalar(d)?);
+                    if wins {
+                        let slot = match bit {
+                            10 | 11 => &mut out.drop_reason_desc,
+                            12 | 13 => &mut out.drop_reason,
+                            15 | 16 => &mut out.trace_observation_point,
+                            17 | 18 => &mut out.trace_reason,
+                            19 | 20 => &mut out.proxy_port,
+                            21 | 22 => &mut out.traffic_direction,
+                            23 | 24 => &mut out.policy_match_type,
+                            25 | 26 => &mut out.auth_type,
+                            _ => &mut out.node_name,
+                        };
+                        *slot = v;
+                    }
+                }
+                29 => out.time = Some(s.scalar(d)?),
+                30 => out.summary = Some(s.scalar(d)?),
                 31 => {
                     s.ws();
                     if s.peek() == Some(b'n') {
@@ -630,26 +623,9 @@ impl<'a> Scan<'a> {
             }
             Ok(())
         })?;
-        got.event_type = event_type.is_some();
-        (got.l4, got.ip) = (l4.is_some(), ip.is_some());
-        out.verdict = verdict;
-        out.event_type = val(event_type).and_then(Obj::get);
-        out.ip = val(ip).and_then(Obj::get);
-        out.l4 = val(l4).and_then(Obj::get).flatten();
-        out.iface_index = val(interface).and_then(Obj::get).flatten();
-        out.trace_id = val(ip_trace_id).and_then(Obj::get).flatten();
-        out.drop_reason_desc = val(drop_reason_desc);
-        out.drop_reason = val(drop_reason);
-        out.file = val(file).and_then(Obj::get);
-        out.trace_observation_point = val(trace_observation_point);
-        out.trace_reason = val(trace_reason);
-        out.proxy_port = val(proxy_port);
-        out.traffic_direction = val(traffic_direction);
-        out.policy_match_type = val(policy_match_type);
-        out.auth_type = val(auth_type);
-        out.node_name = val(node_name);
-        out.time = time;
-        out.summary = summary;
+        got.event_type = mask & 0b110 != 0;
+        got.ip = mask & (1 << 5) != 0;
+        got.l4 = mask & (1 << 6) != 0;
         Ok(got)
     }
 
@@ -708,7 +684,7 @@ impl<'a> Scan<'a> {
         })
     }
 
-    fn endpoint(&mut self, depth: usize) -> R<Endpoint> {
+    fn endpoint(&mut self, depth: usize) -> R<Endpoint<'a>> {
         let mut mask = 0u64;
         let (mut identity, mut pod, mut pod_camel, mut namespace) = (None, None, None, None);
         let mut labels = Vec::new();
@@ -734,7 +710,7 @@ impl<'a> Scan<'a> {
                         Some(b'[') => s.array(d, |s| {
                             s.ws();
                             if s.peek() == Some(b'"') {
-                                labels.push(s.plain_str()?.to_string());
+                                labels.push(s.plain_str()?);
                                 Ok(())
                             } else {
                                 s.skip(d + 1)
