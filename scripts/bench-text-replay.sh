@@ -12,8 +12,9 @@
 #   parse-hubble       parsed on every CPU, records made into events; benches/src/bin/textparse.rs),
 #                      no decoding, flow table or file
 #
-#   baseline-hubble, baseline-hubble-json  with --baseline BIN: the two Hubble setups run by
-#                      another dropscope binary (e.g. one built from main), in the same rounds
+#   baseline-monitor, baseline-hubble, baseline-hubble-json  with --baseline BIN: the
+#                      dropscope setups run by another dropscope binary (e.g. one built from
+#                      main), in the same rounds
 #
 # Wall seconds per run (the setups in a new order each round); medians, spread, records per
 # second, and the ratios against text2pcap. Also checks that dropscope wrote one packet per monitor record.
@@ -30,7 +31,7 @@ while [ $# -gt 0 ]; do
     --rounds) ROUNDS="$2"; shift 2 ;;
     --records) RECORDS="$2"; shift 2 ;;
     --baseline) BASE="$2"; shift 2 ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "bench-text-replay: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -56,6 +57,7 @@ run() { # NAME -> seconds
     dropscope-hubble-json) "$DS" replay "$WORK/hub.jsonl" -q --stats-json "$WORK/hub.json" 2>/dev/null ;;
     parse-monitor) "$ROOT/target/release/textparse" "$WORK/mon.txt" monitor >/dev/null ;;
     parse-hubble) "$ROOT/target/release/textparse" "$WORK/hub.jsonl" hubble >/dev/null ;;
+    baseline-monitor) "$BASE" replay "$WORK/mon.txt" -q -w "$WORK/base.pcapng" 2>/dev/null ;;
     baseline-hubble) "$BASE" replay "$WORK/hub.jsonl" -q 2>/dev/null ;;
     baseline-hubble-json) "$BASE" replay "$WORK/hub.jsonl" -q --stats-json "$WORK/hub-base.json" 2>/dev/null ;;
   esac
@@ -64,7 +66,7 @@ run() { # NAME -> seconds
 }
 : >"$WORK/times"
 SETUPS="dropscope-monitor text2pcap dropscope-hubble dropscope-hubble-json parse-monitor parse-hubble"
-[ -z "$BASE" ] || SETUPS="$SETUPS baseline-hubble baseline-hubble-json"
+[ -z "$BASE" ] || SETUPS="$SETUPS baseline-monitor baseline-hubble baseline-hubble-json"
 for r in $(seq 1 "$ROUNDS"); do
   # A new order each round (seeded by the round: the same in every run), so no setup always
   # follows the same one: a setup that writes a file leaves the next one its writeback.
@@ -86,7 +88,7 @@ print(f"### text inputs: {n} records each (monitor -vv with hex dumps; Hubble js
 print(f"dropscope wrote {written} packets from the monitor text (expected {n})\n")
 print("| setup | median s | min | max | records/s (median) | rounds |")
 print("|---|---:|---:|---:|---:|---|")
-setups = [s for s in ("dropscope-monitor", "text2pcap", "dropscope-hubble", "dropscope-hubble-json", "parse-monitor", "parse-hubble", "baseline-hubble", "baseline-hubble-json") if s in t]
+setups = [s for s in ("dropscope-monitor", "text2pcap", "dropscope-hubble", "dropscope-hubble-json", "parse-monitor", "parse-hubble", "baseline-monitor", "baseline-hubble", "baseline-hubble-json") if s in t]
 for s in setups:
     xs = t[s]
     m = statistics.median(xs)
