@@ -41,6 +41,25 @@ fn flows(s: &serde_json::Value) -> BTreeMap<String, u64> {
 /// Each packet of a capture file: captured length, addresses and source port. (Not the wire
 /// length: for a drop on an L3 device without packet bytes the text does not say the device
 /// had no MAC header, which the original's file shows as 14 bytes more.)
+/// `dropscope replay FILE --json`: its lines, each parsed (the run must succeed).
+fn replay_json_lines(file: &Path) -> Vec<serde_json::Value> {
+    let out = dropscope()
+        .arg("replay")
+        .arg(file)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect()
+}
+
 fn packets(file: &Path) -> Vec<String> {
     let o = sh(&[
         "tshark",
@@ -288,22 +307,9 @@ fn a_messy_paste_recovers_every_record_and_counts_the_rest() {
 /// do) when the node's names do not know the identity; a flow without labels has none.
 #[test]
 fn hubble_labels_go_into_json_lines() {
-    let input = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/hubble/mixed.jsonl");
-    let out = dropscope()
-        .arg("replay")
-        .arg(&input)
-        .arg("--json")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let lines = replay_json_lines(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/hubble/mixed.jsonl"),
     );
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("JSON"))
-        .collect();
     let labelled: Vec<_> = lines
         .iter()
         .filter(|l| l.get("src_labels").is_some())
@@ -379,20 +385,8 @@ fn hubble_flows_go_to_the_table_and_with_synthesize_to_the_file() {
     assert!(err.contains("flow table only"), "{err}");
 
     // JSON lines carry the names Hubble gave.
-    let out = dropscope()
-        .arg("replay")
-        .arg(&input)
-        .arg("--json")
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let line: serde_json::Value = serde_json::from_str(
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .next()
-            .expect("a JSON line"),
-    )
-    .expect("JSON");
+    let lines = replay_json_lines(&input);
+    let line = lines.first().expect("a JSON line");
     assert_eq!(line["src_pod"], "default/xwing");
     assert_eq!(line["dst_pod"], "default/deathstar-7848d6c4d5-th9v2");
     assert_eq!(line["node"], "kind-kind/kind-worker");
