@@ -316,7 +316,7 @@ impl HubbleParser {
             ifindex: iface,
             netns: 0,
             headers,
-            names: (names != Names::default()).then_some(names),
+            names: (names != Names::default()).then(|| Box::new(names)),
         }))
     }
 
@@ -961,7 +961,7 @@ fn debug_event(d: &Object, node: Option<&str>, time: Option<&str>) -> Item {
         ifindex: 0,
         netns: 0,
         headers: None,
-        names: (names != Names::default()).then_some(names),
+        names: (names != Names::default()).then(|| Box::new(names)),
     })
 }
 
@@ -1225,7 +1225,7 @@ mod tests {
             })
         );
         assert_eq!(
-            r.names,
+            r.names.map(|n| *n),
             Some(Names {
                 node: Some("k8s1".into()),
                 ..Default::default()
@@ -1259,7 +1259,7 @@ mod tests {
             })
         );
         assert_eq!(
-            r.names,
+            r.names.map(|n| *n),
             Some(Names {
                 src_pod: Some("xwing".into()),
                 src_namespace: Some("default".into()),
@@ -1333,8 +1333,8 @@ mod tests {
         assert_eq!(r.ifindex, 7);
         assert_eq!(r.headers.as_ref().unwrap().tcp_flags, Some(0x12));
         assert_eq!(
-            r.names,
-            Some(Names {
+            r.names.as_deref(),
+            Some(&Names {
                 src_pod: Some("web-0".into()),
                 src_namespace: Some("shop".into()),
                 src_labels: Some(

@@ -64,7 +64,9 @@ pub struct Record {
     pub netns: u32,
     /// Headers named by the input, when `packet` is `None`.
     pub headers: Option<FlowHeaders>,
-    pub names: Option<Names>,
+    /// Boxed: only Hubble lines have names, and a record is moved several times between its
+    /// parser and its event (a smaller record is a shorter copy each time).
+    pub names: Option<Box<Names>>,
 }
 
 /// What a parser produces. Records are by far the common item and live only until the

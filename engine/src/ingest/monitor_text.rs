@@ -34,7 +34,7 @@
 //! header states). The `------` separators are framing and are not counted. A long line
 //! wrapped in two is rejoined when the joined text parses and the second half alone does not.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::net::IpAddr;
 use std::sync::OnceLock;
 
@@ -717,7 +717,8 @@ enum Parsed {
     Record(Record),
     /// A `-vv` header: dump or dissection lines may follow. `tail` is text glued to the
     /// header by Go's missing newline (debug captures, drop IP-TRACE-ID).
-    Verbose(Open),
+    /// Boxed: an open record is the largest thing a parser keeps, and a box moves it once.
+    Verbose(Box<Open>),
     Notice(Notice),
     /// A line that is recognised and ends nothing (`cannot decode message type`).
     Skip(&'static str),
@@ -799,7 +800,7 @@ impl Open {
         false
     }
 
-    fn finish(mut self, out: &mut Vec<Item>, skips: &mut Skips) {
+    fn finish(mut self: Box<Self>, out: &mut Vec<Item>, skips: &mut Skips) {
         if !self.bytes.is_empty() {
             let n = self.bytes.len();
             if let Some(c) = self.cap {
@@ -863,7 +864,7 @@ fn parse_drop_info(rv: &Reverse, s: &str) -> Option<Record> {
     };
     let mut rec = new_record(Notification::Drop(d), None);
     rec.headers = headers;
-    rec.names = pods;
+    rec.names = pods.map(Box::new);
     Some(rec)
 }
 
@@ -1098,7 +1099,7 @@ fn parse_mark_line(rv: &Reverse, cpu: Option<u32>, s: &str) -> Option<Parsed> {
             ..DropNotify::default()
         };
         let rec = new_record(Notification::Drop(d), cpu);
-        return Some(Parsed::Verbose(Open::new(rec, None, true)));
+        return Some(Parsed::Verbose(Box::new(Open::new(rec, None, true))));
     }
     if let Some(msg) = r.strip_prefix("DEBUG: ") {
         // A debug capture: `%d bytes, <message>` and maybe the dump glued on.
@@ -1116,7 +1117,7 @@ fn parse_mark_line(rv: &Reverse, cpu: Option<u32>, s: &str) -> Option<Parsed> {
                     ..DebugCapture::default()
                 };
                 let rec = new_record(Notification::DebugCapture(c), cpu);
-                let mut open = Open::new(rec, Some(u32::from(cap)), false);
+                let mut open = Box::new(Open::new(rec, Some(u32::from(cap)), false));
                 open.tail = Some(tail.to_string()).filter(|t| !t.is_empty());
                 return Some(Parsed::Verbose(open));
             }
@@ -1169,11 +1170,11 @@ fn parse_mark_line(rv: &Reverse, cpu: Option<u32>, s: &str) -> Option<Parsed> {
         return None;
     }
     let rec = new_record(Notification::Trace(t), cpu);
-    Some(Parsed::Verbose(Open::new(
+    Some(Parsed::Verbose(Box::new(Open::new(
         rec,
         Some(u32::from(cap_len)),
         false,
-    )))
+    ))))
 }
 
 /// `CPU xx: [xlate] cgroup_id: N sock_cookie: N, dst [IP]:PORT proto `
@@ -1426,8 +1427,10 @@ pub struct MonitorTextParser {
     rv: Reverse,
     /// A record line held until the next line (it may have been wrapped).
     pending: Option<String>,
+    /// The buffer of the last pending line, for the next one: a header line per record.
+    spare: String,
     /// A `-vv` record collecting its dump.
-    open: Option<Open>,
+    open: Option<Box<Open>>,
 }
 
 impl MonitorTextParser {
@@ -1435,6 +1438,7 @@ impl MonitorTextParser {
         MonitorTextParser {
             rv: Reverse::new(release),
             pending: None,
+            spare: String::new(),
             open: None,
         }
     }
@@ -1470,6 +1474,7 @@ impl MonitorTextParser {
             if !self.accept(&p, out, skips) {
                 skips.add("cut_record");
             }
+            self.spare = p;
         }
     }
 }
@@ -1498,6 +1503,7 @@ impl LineParser for MonitorTextParser {
             if !self.accept(&p, out, skips) {
                 skips.add("cut_record");
             }
+            self.spare = p;
         }
         // A -vv record takes its body lines.
         if let Some(o) = self.open.as_mut() {
@@ -1524,7 +1530,12 @@ impl LineParser for MonitorTextParser {
             Kind::Banner => skips.add("banner"),
             Kind::Prompt => skips.add("prompt"),
             Kind::Hex => skips.add("cut_record"),
-            Kind::Candidate => self.pending = Some(line.to_string()),
+            Kind::Candidate => {
+                let mut p = std::mem::take(&mut self.spare);
+                p.clear();
+                p.push_str(line);
+                self.pending = Some(p);
+            }
             Kind::Other => skips.add("not_a_record"),
         }
     }
@@ -1715,11 +1726,11 @@ pub(crate) mod tests {
         let back = one(&line);
         let mut want = one(plain);
         assert_eq!(back.cause, want.cause);
-        want.names = Some(Names {
+        want.names = Some(Box::new(Names {
             dst_namespace: Some("shop".into()),
             dst_pod: Some("db-0".into()),
             ..Names::default()
-        });
+        }));
         assert_eq!(back, want);
         // Traces keep cilium monitor's format exactly.
         let mut t = e.clone();

@@ -158,7 +158,7 @@ fn event_of(r: Record, counts: &mut Counts) -> Event {
     };
     let meta = (synthesized || r.names.is_some()).then(|| {
         Arc::new(EventMeta {
-            names: r.names,
+            names: r.names.map(|n| *n),
             synthesized,
             joined: None,
             symbol: None,
@@ -287,11 +287,20 @@ fn split_point(buf: &[u8]) -> Option<usize> {
     Some(last_nl + 1)
 }
 
-/// A chunk of input: its place, its bytes (whole lines), and whether it is the last.
+/// A chunk of input: its place, its bytes (whole lines: `bytes[..len]`), and whether it is
+/// the last. `bytes` past `len` is spare room already written once: a recycled buffer is
+/// read into again without being zeroed first.
 struct Chunk {
     index: usize,
     bytes: Vec<u8>,
+    len: usize,
     last: bool,
+}
+
+impl Chunk {
+    fn text(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or(&self.bytes)
+    }
 }
 
 /// Reads `reader` in chunks of whole lines onto `work`, until its end or a stop.
@@ -303,32 +312,41 @@ fn read_chunks(
     stop: &AtomicBool,
 ) -> std::io::Result<()> {
     let mut index = 0;
+    // The start of the next chunk: the part line the last chunk ended with.
     let mut carry: Vec<u8> = Vec::new();
-    // Set when `carry` is a line longer than a chunk: read on past it.
-    let mut long_line = false;
+    // A buffer whose `filled` bytes hold a line longer than a chunk: read on past it.
+    let mut long: Option<(Vec<u8>, usize)> = None;
     loop {
         if stop.load(Ordering::Relaxed) {
             return Ok(());
         }
-        // A spent chunk's buffer when there is one: fresh memory costs page faults.
-        let mut buf = spent.try_recv().unwrap_or_default();
-        buf.clear();
-        buf.append(&mut carry);
-        let want = if long_line {
-            buf.len() + chunk_bytes
-        } else {
-            chunk_bytes
+        let (mut buf, mut filled, want) = match long.take() {
+            Some((buf, filled)) => (buf, filled, filled + chunk_bytes),
+            None => {
+                // A spent chunk's buffer when there is one: fresh memory costs page faults,
+                // and its length is memory already written, which the reads below reuse.
+                let mut buf = spent.try_recv().unwrap_or_default();
+                if buf.len() < carry.len() {
+                    buf.resize(carry.len(), 0);
+                }
+                if let Some(head) = buf.get_mut(..carry.len()) {
+                    head.copy_from_slice(&carry);
+                }
+                let filled = carry.len();
+                carry.clear();
+                (buf, filled, chunk_bytes)
+            }
         };
-        buf.reserve(want - buf.len().min(want) + chunk_bytes / 8);
         let mut eof = false;
-        while buf.len() < want {
+        while filled < want {
             // Straight into the chunk (a BufReader with nothing buffered passes a read this
-            // large through): one copy from the kernel, not two.
-            let filled = buf.len();
-            buf.resize(filled.max(want) + chunk_bytes / 8, 0);
-            let got = reader.read(buf.get_mut(filled..).unwrap_or(&mut []));
-            buf.truncate(filled + *got.as_ref().unwrap_or(&0));
-            let got = match got {
+            // large through): one copy from the kernel, not two. Only room never written
+            // before is zeroed.
+            let room = filled.max(want) + chunk_bytes / 8;
+            if buf.len() < room {
+                buf.resize(room, 0);
+            }
+            let got = match reader.read(buf.get_mut(filled..).unwrap_or(&mut [])) {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
@@ -337,24 +355,26 @@ fn read_chunks(
                 eof = true;
                 break;
             }
+            filled += got;
         }
-        long_line = false;
+        let mut len = filled;
         if !eof {
-            match split_point(&buf) {
-                Some(cut) => carry.extend_from_slice(buf.get(cut..).unwrap_or(&[])),
+            match split_point(buf.get(..filled).unwrap_or(&[])) {
+                Some(cut) => {
+                    carry.extend_from_slice(buf.get(cut..filled).unwrap_or(&[]));
+                    len = cut;
+                }
                 // No line end in a whole chunk: keep reading (one long line).
                 None => {
-                    carry = buf;
-                    long_line = true;
+                    long = Some((buf, filled));
                     continue;
                 }
             }
-            let cut = buf.len() - carry.len();
-            buf.truncate(cut);
         }
         let chunk = Chunk {
             index,
             bytes: buf,
+            len,
             last: eof,
         };
         index += 1;
@@ -420,7 +440,7 @@ fn text_source_chunked(
                             let mut items = Vec::new();
                             for chunk in work_rx.iter() {
                                 let parsed =
-                                    parse_chunk(&mut *parser, &chunk.bytes, chunk.last, &mut items);
+                                    parse_chunk(&mut *parser, chunk.text(), chunk.last, &mut items);
                                 let open = (!parser.is_idle()).then(|| {
                                     std::mem::replace(&mut parser, format.parser(release))
                                 });
@@ -449,7 +469,7 @@ fn text_source_chunked(
                         let mut parsed = match open.take() {
                             Some(mut before) => {
                                 let again =
-                                    parse_chunk(&mut *before, &chunk.bytes, chunk.last, &mut items);
+                                    parse_chunk(&mut *before, chunk.text(), chunk.last, &mut items);
                                 open = (!before.is_idle()).then_some(before);
                                 again
                             }
