@@ -243,6 +243,8 @@ fn parse_chunk(
     let mut batch = Batch::with_capacity(items.len());
     let mut untimed = Vec::new();
     let mut delivered = BTreeMap::new();
+    // Events per reason, a run of one reason at a time: neighbours mostly share one.
+    let mut run: Option<(ReasonKey, u64)> = None;
     for item in items.drain(..) {
         match item {
             Item::Record(r) => {
@@ -252,11 +254,21 @@ fn parse_chunk(
                 counts.records += 1;
                 let e = event_of(r, &mut counts);
                 let (reason, _, _) = crate::aggregate::reason_and_identities(&e);
-                *delivered.entry(reason).or_insert(0) += 1;
+                match &mut run {
+                    Some((k, n)) if *k == reason => *n += 1,
+                    _ => {
+                        if let Some((k, n)) = run.replace((reason, 1)) {
+                            *delivered.entry(k).or_insert(0) += n;
+                        }
+                    }
+                }
                 batch.events.push(e);
             }
             Item::Notice(n) => batch.notices.push((batch.events.len(), n)),
         }
+    }
+    if let Some((k, n)) = run {
+        *delivered.entry(k).or_insert(0) += n;
     }
     Parsed {
         batch,
