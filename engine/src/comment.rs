@@ -294,9 +294,8 @@ fn push_dec(out: &mut String, mut v: u64) {
             break;
         }
     }
-    for b in buf.get(i..).unwrap_or(&[]) {
-        out.push(char::from(*b));
-    }
+    // ASCII digits: valid UTF-8, pushed as one string.
+    out.push_str(std::str::from_utf8(buf.get(i..).unwrap_or(&[])).unwrap_or(""));
 }
 
 /// `0x` and lower-case hex digits, as `{:#x}` writes them.

@@ -766,8 +766,13 @@ impl Open {
             self.saw_body = true;
             match parse_hex_line(line) {
                 Some(h) if !self.broken && h.offset == self.bytes.len() && h.n > 0 => {
-                    self.bytes
-                        .extend_from_slice(h.bytes.get(..h.n).unwrap_or(&[]));
+                    if h.n == h.bytes.len() {
+                        // A whole line: a copy of known length, inlined (no memcpy call).
+                        self.bytes.extend_from_slice(&h.bytes);
+                    } else {
+                        self.bytes
+                            .extend_from_slice(h.bytes.get(..h.n).unwrap_or(&[]));
+                    }
                     if !h.complete {
                         self.broken = true;
                         skips.add("bad_hex_dump");
