@@ -38,28 +38,18 @@ fn flows(s: &serde_json::Value) -> BTreeMap<String, u64> {
     m
 }
 
-/// Each packet of a capture file: captured length, addresses and source port. (Not the wire
-/// length: for a drop on an L3 device without packet bytes the text does not say the device
-/// had no MAC header, which the original's file shows as 14 bytes more.)
 /// `dropscope replay FILE --json`: its lines, each parsed (the run must succeed).
 fn replay_json_lines(file: &Path) -> Vec<serde_json::Value> {
-    let out = dropscope()
-        .arg("replay")
-        .arg(file)
-        .arg("--json")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_ok(dropscope().arg("replay").arg(file).arg("--json"));
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).expect("JSON"))
         .collect()
 }
 
+/// Each packet of a capture file: captured length, addresses and source port. (Not the wire
+/// length: for a drop on an L3 device without packet bytes the text does not say the device
+/// had no MAC header, which the original's file shows as 14 bytes more.)
 fn packets(file: &Path) -> Vec<String> {
     let o = sh(&[
         "tshark",
@@ -202,15 +192,10 @@ fn monitor_vv_text_and_json_lines_give_back_the_capture() {
     }
     // The text from standard input, as a kubectl exec pipe gives it.
     let j = dir.path("stdin.json");
-    let out = dropscope()
-        .args(["replay", "-", "-q", "--stats-json", j.to_str().unwrap()])
-        .stdin(std::fs::File::open(&text).unwrap())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        dropscope()
+            .args(["replay", "-", "-q", "--stats-json", j.to_str().unwrap()])
+            .stdin(std::fs::File::open(&text).unwrap()),
     );
     assert_eq!(flows(&read_json(&j)), flows(&orig));
 }
