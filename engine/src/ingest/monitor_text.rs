@@ -599,56 +599,100 @@ fn looks_like_hex_line(s: &str) -> bool {
         && b.get(8..10) == Some(b"  ")
 }
 
-/// Hex digit values, 0xff for bytes that are not hex digits.
-// Built at compile time (`get_mut` is not const): `c < 256`, the table's length; an index
-// out of range would fail the build, never a run.
-#[allow(clippy::indexing_slicing)]
-const HEX_DIGIT: [u8; 256] = {
-    let mut t = [0xffu8; 256];
-    let mut c = 0;
-    while c < 256 {
-        t[c] = match c as u8 {
-            b'0'..=b'9' => c as u8 - b'0',
-            b'a'..=b'f' => c as u8 - b'a' + 10,
-            b'A'..=b'F' => c as u8 - b'A' + 10,
-            _ => 0xff,
-        };
-        c += 1;
-    }
-    t
-};
+/// Eight bytes of a full hex line from `at`, as a little-endian word: one load.
+#[inline(always)]
+fn word_at(b: &[u8; 78], at: usize) -> u64 {
+    b.get(at..at + 8)
+        .and_then(|w| <[u8; 8]>::try_from(w).ok())
+        .map_or(0, u64::from_le_bytes)
+}
 
-/// A full 16-byte `hex.Dump` line (78 characters), decoded by table; `None` when the line
-/// is anything else (then the general parser decides). Every position is looked at, with
-/// no early way out, and the verdict taken at the end: a loop the compiler can unroll.
+const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
+
+/// Per byte of `w`: 0x80 where the byte is a hex digit (`0-9a-fA-F`), else 0. Range tests
+/// on the low seven bits (an add cannot carry out of a byte below 0x80), ASCII only.
+#[inline(always)]
+fn hex_digits_in(w: u64) -> u64 {
+    let x = w & !HIGH;
+    // High bit of `x + (0x80 - lo)`: x >= lo; of `x + (0x7f - hi)`: x > hi.
+    let within = |x: u64, lo: u64, hi: u64| {
+        x.wrapping_add((0x80 - lo) * ONES) & !x.wrapping_add((0x7f - hi) * ONES) & HIGH
+    };
+    // `| 0x20` folds A-F onto a-f; only those two ranges land in 0x61..=0x66.
+    (within(x, 0x30, 0x39) | within(x | (0x20 * ONES), 0x61, 0x66)) & !w & HIGH
+}
+
+/// Per byte of `w`: its value as a hex digit (meaningful where [`hex_digits_in`] says so).
+/// Letters have bit 6 set and their low nibble 1..6: nine more gives 10..15.
+#[inline(always)]
+fn hex_nibbles(w: u64) -> u64 {
+    (w & (0x0f * ONES)) + ((w >> 6) & ONES) * 9
+}
+
+/// Byte masks of the digit places of a hex line's group of eight `hh ` slots, as three
+/// words (the byte at place p of the group is byte p % 8 of word p / 8): "hh hh hh" |
+/// " hh hh h" | "h hh hh ", the pattern repeating every three bytes.
+const GROUP_DIGITS: [u64; 3] = [
+    0xffff_00ff_ff00_ffff,
+    0xff00_ffff_00ff_ff00,
+    0x00ff_ff00_ffff_00ff,
+];
+
+/// A full 16-byte `hex.Dump` line (78 characters), decoded eight bytes at a time; `None`
+/// when the line is anything else (then the general parser decides). The digits of each
+/// group of eight bytes (three words of "hh hh …") are tested and valued per word, the
+/// separators compared per word, and the ASCII column against the bytes per word.
 fn parse_full_hex_line(b: &[u8]) -> Option<HexLine> {
     let b: &[u8; 78] = b.try_into().ok()?;
-    // Positions below 78 on a 78-byte array: the compiler drops these checks.
-    let at = |i: usize| b.get(i).copied().unwrap_or(0);
-    let digit = |c: u8| HEX_DIGIT.get(usize::from(c)).copied().unwrap_or(0xff);
-    // Not-a-digit bits (a digit's value is below 16), separator and ASCII-column mismatches.
-    let (mut bad, mut seps, mut shown_diff) = (0u8, 0u8, 0u8);
-    let mut offset = 0usize;
-    for i in 0..8 {
-        let v = digit(at(i));
-        bad |= v;
-        offset = (offset << 4) | usize::from(v & 0x0f);
+    const SPACES: u64 = 0x20 * ONES;
+    // Offset: eight digits, then two spaces.
+    let ow = word_at(b, 0);
+    let mut bad = !hex_digits_in(ow) & HIGH;
+    let on = hex_nibbles(ow).to_le_bytes();
+    let offset = on
+        .iter()
+        .fold(0usize, |o, n| (o << 4) | usize::from(*n & 0x0f));
+    // Groups at 10 and 35 (byte 34, the space between them, is not looked at).
+    let mut nibbles = [0u8; 48];
+    let mut seps = 0u64;
+    for (g, base) in [10usize, 35].into_iter().enumerate() {
+        for (k, mask) in GROUP_DIGITS.iter().enumerate() {
+            let w = word_at(b, base + 8 * k);
+            bad |= !hex_digits_in(w) & HIGH & mask;
+            seps |= (w ^ SPACES) & !mask;
+            if let Some(out) = nibbles.get_mut(24 * g + 8 * k..24 * g + 8 * k + 8) {
+                out.copy_from_slice(&hex_nibbles(w).to_le_bytes());
+            }
+        }
     }
     let mut bytes = [0u8; 16];
     for (i, out) in bytes.iter_mut().enumerate() {
-        let pos = 10 + 3 * i + usize::from(i >= 8);
-        let (h, l) = (digit(at(pos)), digit(at(pos + 1)));
-        bad |= h | l;
-        seps |= at(pos + 2) ^ b' ';
-        let v = (h << 4) | (l & 0x0f);
-        *out = v;
-        let shown = if (32..=126).contains(&v) { v } else { b'.' };
-        shown_diff |= at(61 + i) ^ shown;
+        let p = 3 * i;
+        let (h, l) = (
+            nibbles.get(p).copied().unwrap_or(0),
+            nibbles.get(p + 1).copied().unwrap_or(0),
+        );
+        *out = (h << 4) | (l & 0x0f);
     }
+    let at = |i: usize| b.get(i).copied().unwrap_or(0);
     let frame =
         (at(8) ^ b' ') | (at(9) ^ b' ') | (at(59) ^ b' ') | (at(60) ^ b'|') | (at(77) ^ b'|');
-    if bad & 0xf0 != 0 || seps != 0 || frame != 0 {
+    if bad != 0 || seps != 0 || frame != 0 {
         return None;
+    }
+    // The ASCII column: printable bytes (0x20..=0x7e) as themselves, others as '.'.
+    let mut shown_diff = 0u64;
+    for (half, col) in [(0usize, 61usize), (8, 69)] {
+        let v = bytes
+            .get(half..half + 8)
+            .and_then(|w| <[u8; 8]>::try_from(w).ok())
+            .map_or(0, u64::from_le_bytes);
+        let x = v & !HIGH;
+        let printable = x.wrapping_add(0x60 * ONES) & !x.wrapping_add(ONES) & !v & HIGH;
+        let keep = (printable >> 7) * 0xff;
+        let shown = (v & keep) | ((u64::from(b'.') * ONES) & !keep);
+        shown_diff |= shown ^ word_at(b, col);
     }
     Some(HexLine {
         offset,
@@ -2289,6 +2333,150 @@ pub(crate) mod tests {
                 } else {
                     assert_eq!(r.headers, Some(syn_headers()));
                 }
+            }
+        }
+    }
+
+    /// Hex digit values, 0xff for bytes that are not hex digits.
+    // Built at compile time (`get_mut` is not const): `c < 256`, the table's length; an index
+    // out of range would fail the build, never a run.
+    #[allow(clippy::indexing_slicing)]
+    const HEX_DIGIT: [u8; 256] = {
+        let mut t = [0xffu8; 256];
+        let mut c = 0;
+        while c < 256 {
+            t[c] = match c as u8 {
+                b'0'..=b'9' => c as u8 - b'0',
+                b'a'..=b'f' => c as u8 - b'a' + 10,
+                b'A'..=b'F' => c as u8 - b'A' + 10,
+                _ => 0xff,
+            };
+            c += 1;
+        }
+        t
+    };
+
+    /// The byte-at-a-time decoder [`parse_full_hex_line`] replaced: what it must agree with.
+    fn reference_full_hex_line(b: &[u8]) -> Option<HexLine> {
+        let b: &[u8; 78] = b.try_into().ok()?;
+        // Positions below 78 on a 78-byte array: the compiler drops these checks.
+        let at = |i: usize| b.get(i).copied().unwrap_or(0);
+        let digit = |c: u8| HEX_DIGIT.get(usize::from(c)).copied().unwrap_or(0xff);
+        // Not-a-digit bits (a digit's value is below 16), separator and ASCII-column mismatches.
+        let (mut bad, mut seps, mut shown_diff) = (0u8, 0u8, 0u8);
+        let mut offset = 0usize;
+        for i in 0..8 {
+            let v = digit(at(i));
+            bad |= v;
+            offset = (offset << 4) | usize::from(v & 0x0f);
+        }
+        let mut bytes = [0u8; 16];
+        for (i, out) in bytes.iter_mut().enumerate() {
+            let pos = 10 + 3 * i + usize::from(i >= 8);
+            let (h, l) = (digit(at(pos)), digit(at(pos + 1)));
+            bad |= h | l;
+            seps |= at(pos + 2) ^ b' ';
+            let v = (h << 4) | (l & 0x0f);
+            *out = v;
+            let shown = if (32..=126).contains(&v) { v } else { b'.' };
+            shown_diff |= at(61 + i) ^ shown;
+        }
+        let frame =
+            (at(8) ^ b' ') | (at(9) ^ b' ') | (at(59) ^ b' ') | (at(60) ^ b'|') | (at(77) ^ b'|');
+        if bad & 0xf0 != 0 || seps != 0 || frame != 0 {
+            return None;
+        }
+        Some(HexLine {
+            offset,
+            bytes,
+            n: 16,
+            complete: shown_diff == 0,
+        })
+    }
+
+    fn hex_dump_line(offset: u32, bytes: &[u8; 16]) -> Vec<u8> {
+        let mut l = format!("{offset:08x}  ");
+        for (i, v) in bytes.iter().enumerate() {
+            l.push_str(&format!("{v:02x} "));
+            if i == 7 {
+                l.push(' ');
+            }
+        }
+        l.push_str(" |");
+        l.extend(bytes.iter().map(|b| {
+            if (32..=126).contains(b) {
+                *b as char
+            } else {
+                '.'
+            }
+        }));
+        l.push('|');
+        l.into_bytes()
+    }
+
+    fn same(a: Option<HexLine>, b: Option<HexLine>) -> bool {
+        match (a, b) {
+            (None, None) => true,
+            (Some(a), Some(b)) => {
+                (a.offset, a.bytes, a.n, a.complete) == (b.offset, b.bytes, b.n, b.complete)
+            }
+            _ => false,
+        }
+    }
+
+    #[test]
+    fn group_digit_masks_follow_the_slots() {
+        for (k, mask) in GROUP_DIGITS.iter().enumerate() {
+            for (i, byte) in mask.to_le_bytes().iter().enumerate() {
+                let digit = (8 * k + i) % 3 != 2;
+                assert_eq!(*byte, if digit { 0xff } else { 0 }, "word {k} byte {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn full_hex_lines_decode() {
+        let bytes: [u8; 16] = *b"\x02\x00E\x00 ~\x7f\x80\xffAZaz09|";
+        let line = hex_dump_line(0x30, &bytes);
+        assert_eq!(line.len(), 78);
+        let h = parse_full_hex_line(&line).unwrap();
+        assert_eq!(
+            (h.offset, h.bytes, h.n, h.complete),
+            (0x30, bytes, 16, true)
+        );
+        let upper = String::from_utf8(line.clone()).unwrap().replace("ff", "FF");
+        assert!(parse_full_hex_line(upper.as_bytes()).unwrap().complete);
+        let mut wrong_ascii = line.clone();
+        wrong_ascii[62] = b'x';
+        assert!(!parse_full_hex_line(&wrong_ascii).unwrap().complete);
+        let mut not_hex = line.clone();
+        not_hex[11] = b'g';
+        assert!(parse_full_hex_line(&not_hex).is_none());
+    }
+
+    proptest::proptest! {
+        /// Valid lines, then up to four bytes changed to anything (hex digits of both
+        /// cases, separators, bytes above 0x7f and below 0x20 among the likelier values).
+        #[test]
+        fn full_hex_lines_agree_with_the_bytewise_decoder(
+            offset in proptest::prelude::any::<u32>(),
+            bytes in proptest::prelude::any::<[u8; 16]>(),
+            edits in proptest::collection::vec((0usize..78, proptest::prop_oneof![
+                proptest::prelude::any::<u8>(),
+                proptest::sample::select(b"0123456789abcdefABCDEFgG :|.\x10\x1f\x7f\x80\xc0/@`".to_vec()),
+            ]), 0..4),
+        ) {
+            let mut line = hex_dump_line(offset, &bytes);
+            proptest::prop_assert!(same(
+                parse_full_hex_line(&line),
+                reference_full_hex_line(&line)
+            ));
+            for (at, v) in edits {
+                line[at] = v;
+                proptest::prop_assert!(same(
+                    parse_full_hex_line(&line),
+                    reference_full_hex_line(&line)
+                ));
             }
         }
     }
