@@ -51,7 +51,7 @@ use crate::cilium::notify::{DebugMsg, DropNotify, Notification, PolicyVerdictNot
 use crate::cilium::tables::{
     bpf_file_name, drop_reason_info, trace_point_info, CiliumRelease, DEBUG_SUBTYPES,
 };
-use crate::event::{Cause, LinkType, Notice};
+use crate::event::{Cause, EventMeta, LinkType, Notice};
 
 /// Parser of Hubble JSON lines.
 #[derive(Clone, Debug, Default)]
@@ -316,7 +316,12 @@ impl HubbleParser {
             ifindex: iface,
             netns: 0,
             headers,
-            names: (names != Names::default()).then(|| Box::new(names)),
+            meta: (names != Names::default()).then(|| {
+                Arc::new(EventMeta {
+                    names: Some(names),
+                    ..EventMeta::default()
+                })
+            }),
         }))
     }
 
@@ -961,7 +966,12 @@ fn debug_event(d: &Object, node: Option<&str>, time: Option<&str>) -> Item {
         ifindex: 0,
         netns: 0,
         headers: None,
-        names: (names != Names::default()).then(|| Box::new(names)),
+        meta: (names != Names::default()).then(|| {
+            Arc::new(EventMeta {
+                names: Some(names),
+                ..EventMeta::default()
+            })
+        }),
     })
 }
 
@@ -1250,7 +1260,7 @@ mod tests {
             })
         );
         assert_eq!(
-            r.names.map(|n| *n),
+            r.meta.and_then(|m| m.names.clone()),
             Some(Names {
                 node: Some("k8s1".into()),
                 ..Default::default()
@@ -1284,7 +1294,7 @@ mod tests {
             })
         );
         assert_eq!(
-            r.names.map(|n| *n),
+            r.meta.and_then(|m| m.names.clone()),
             Some(Names {
                 src_pod: Some("xwing".into()),
                 src_namespace: Some("default".into()),
@@ -1358,7 +1368,7 @@ mod tests {
         assert_eq!(r.ifindex, 7);
         assert_eq!(r.headers.as_ref().unwrap().tcp_flags, Some(0x12));
         assert_eq!(
-            r.names.as_deref(),
+            r.meta.as_ref().and_then(|m| m.names.as_ref()),
             Some(&Names {
                 src_pod: Some("web-0".into()),
                 src_namespace: Some("shop".into()),
@@ -1399,7 +1409,17 @@ mod tests {
                 ..Default::default()
             })
         );
-        assert_eq!(r.names.as_ref().unwrap().node.as_deref(), Some("node-b"));
+        assert_eq!(
+            r.meta
+                .as_ref()
+                .unwrap()
+                .names
+                .as_ref()
+                .unwrap()
+                .node
+                .as_deref(),
+            Some("node-b")
+        );
         // 3: forwarded ICMPv4, to-endpoint, established + encrypted.
         let r = recs[2];
         assert_eq!(r.ts_ns, Some(1_714_557_602_500_000_000));
@@ -1446,7 +1466,10 @@ mod tests {
         );
         let h = r.headers.as_ref().unwrap();
         assert_eq!((h.proto, h.sport, h.dport), (132, 36412, 2905));
-        assert_eq!(r.names.as_ref().unwrap().src_pod, None);
+        assert_eq!(
+            r.meta.as_ref().unwrap().names.as_ref().unwrap().src_pod,
+            None
+        );
         // 6: redirected policy verdict, egress.
         assert_eq!(
             cilium(recs[5]),
@@ -1501,7 +1524,7 @@ mod tests {
         );
         let h = r.headers.as_ref().unwrap();
         assert_eq!((h.sport, h.dport, h.tcp_flags), (1, 2, Some(0x10)));
-        let n = r.names.as_ref().unwrap();
+        let n = r.meta.as_ref().unwrap().names.as_ref().unwrap();
         assert_eq!(n.src_pod.as_deref(), Some("a"));
         assert_eq!(n.node.as_deref(), Some("node-c"));
         // 15: a debug event.

@@ -64,9 +64,10 @@ pub struct Record {
     pub netns: u32,
     /// Headers named by the input, when `packet` is `None`.
     pub headers: Option<FlowHeaders>,
-    /// Boxed: only Hubble lines have names, and a record is moved several times between its
-    /// parser and its event (a smaller record is a shorter copy each time).
-    pub names: Option<Box<Names>>,
+    /// What the input says beyond the packet (Hubble's names), already the event's meta:
+    /// only Hubble lines have it, and made here it is allocated once and never copied again
+    /// on its way to the event (a record moves several times).
+    pub meta: Option<std::sync::Arc<crate::event::EventMeta>>,
 }
 
 /// What a parser produces. Records are by far the common item and live only until the

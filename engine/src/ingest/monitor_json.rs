@@ -143,7 +143,7 @@ fn record(n: Notification, cpu: Option<u32>, headers: Option<FlowHeaders>) -> Re
         ifindex,
         netns: 0,
         headers,
-        names: None,
+        meta: None,
     }
 }
 

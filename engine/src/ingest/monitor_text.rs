@@ -566,7 +566,7 @@ fn new_record(n: Notification, cpu: Option<u32>) -> Record {
         ifindex,
         netns: 0,
         headers: None,
-        names: None,
+        meta: None,
     }
 }
 
@@ -913,7 +913,12 @@ fn parse_drop_info(rv: &Reverse, s: &str) -> Option<Record> {
     };
     let mut rec = new_record(Notification::Drop(d), None);
     rec.headers = headers;
-    rec.names = pods.map(Box::new);
+    rec.meta = pods.map(|names| {
+        std::sync::Arc::new(crate::event::EventMeta {
+            names: Some(names),
+            ..crate::event::EventMeta::default()
+        })
+    });
     Some(rec)
 }
 
@@ -1775,10 +1780,13 @@ pub(crate) mod tests {
         let back = one(&line);
         let mut want = one(plain);
         assert_eq!(back.cause, want.cause);
-        want.names = Some(Box::new(Names {
-            dst_namespace: Some("shop".into()),
-            dst_pod: Some("db-0".into()),
-            ..Names::default()
+        want.meta = Some(std::sync::Arc::new(crate::event::EventMeta {
+            names: Some(Names {
+                dst_namespace: Some("shop".into()),
+                dst_pod: Some("db-0".into()),
+                ..Names::default()
+            }),
+            ..crate::event::EventMeta::default()
         }));
         assert_eq!(back, want);
         // Traces keep cilium monitor's format exactly.
@@ -1823,7 +1831,7 @@ pub(crate) mod tests {
                         ifindex: 5,
                         netns: 0,
                         headers: Some(syn_headers()),
-                        names: None,
+                        meta: None,
                     }
                 );
             }

@@ -119,7 +119,7 @@ fn parse(o: &Map<String, Value>) -> Result<Item, &'static str> {
         ifindex: num(o, "ifindex"),
         netns: num(o, "netns"),
         headers: headers(o),
-        names: None,
+        meta: None,
     }))
 }
 
@@ -442,7 +442,7 @@ mod tests {
                 ifindex: e.ifindex,
                 netns: e.netns,
                 headers: Some(hh),
-                names: None,
+                meta: None,
             }));
         }
         let notices = [

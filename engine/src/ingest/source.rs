@@ -156,14 +156,20 @@ fn event_of(r: Record, counts: &mut Counts) -> Event {
     } else {
         data.len() as u32
     };
-    let meta = (synthesized || r.names.is_some()).then(|| {
-        Arc::new(EventMeta {
-            names: r.names.map(|n| *n),
-            synthesized,
-            joined: None,
-            symbol: None,
-        })
-    });
+    let meta = match r.meta {
+        Some(mut m) => {
+            if synthesized {
+                Arc::make_mut(&mut m).synthesized = true;
+            }
+            Some(m)
+        }
+        None => synthesized.then(|| {
+            Arc::new(EventMeta {
+                synthesized,
+                ..EventMeta::default()
+            })
+        }),
+    };
     Event {
         ts_ns,
         ifindex: r.ifindex,
@@ -192,16 +198,28 @@ struct Parsed {
     delivered: BTreeMap<ReasonKey, u64>,
 }
 
-/// Feeds the lines of `chunk` to `parser` (without finishing it, unless `last`).
+/// Feeds the lines of `chunk` to `parser` (without finishing it, unless `last`). What each
+/// line gives becomes events at once, while its record is still in cache (collecting a
+/// chunk's records first and converting them after moved every record out of cache and
+/// back). `hint` is the number of events the worker's last chunk gave: the batch's room.
 fn parse_chunk(
     parser: &mut dyn LineParser,
     chunk: &[u8],
     last: bool,
     items: &mut Vec<Item>,
+    hint: &mut usize,
 ) -> Parsed {
     items.clear();
-    let mut skips = Skips::default();
-    let mut counts = Counts::default();
+    let mut out = Collect {
+        parsed: Parsed {
+            batch: Batch::with_capacity(*hint),
+            untimed: Vec::new(),
+            skips: Skips::default(),
+            counts: Counts::default(),
+            delivered: BTreeMap::new(),
+        },
+        run: None,
+    };
     // One UTF-8 check for the chunk; per line only when it fails.
     let whole = std::str::from_utf8(chunk).ok();
     // One look for escape sequences too: without any, cleaning a line only drops its `\r`.
@@ -216,7 +234,8 @@ fn parse_chunk(
             None => (rest, &[][..]),
         };
         rest = next;
-        counts.lines += 1;
+        let p = &mut out.parsed;
+        p.counts.lines += 1;
         let text = match whole {
             // The chunk is valid UTF-8 and a '\n' is a character boundary.
             Some(w) => {
@@ -226,56 +245,69 @@ fn parse_chunk(
             None => match std::str::from_utf8(raw) {
                 Ok(t) => std::borrow::Cow::Borrowed(t),
                 Err(_) => {
-                    counts.invalid_utf8 += 1;
+                    p.counts.invalid_utf8 += 1;
                     String::from_utf8_lossy(raw)
                 }
             },
         };
         if escapes {
-            parser.line(&clean_line(&text), items, &mut skips);
+            parser.line(&clean_line(&text), items, &mut p.skips);
         } else {
-            parser.line(text.strip_suffix('\r').unwrap_or(&text), items, &mut skips);
+            parser.line(
+                text.strip_suffix('\r').unwrap_or(&text),
+                items,
+                &mut p.skips,
+            );
+        }
+        if !items.is_empty() {
+            out.take(items);
         }
     }
     if last {
-        parser.finish(items, &mut skips);
+        parser.finish(items, &mut out.parsed.skips);
+        out.take(items);
     }
-    let mut batch = Batch::with_capacity(items.len());
-    let mut untimed = Vec::new();
-    let mut delivered = BTreeMap::new();
-    // Events per reason, a run of one reason at a time: neighbours mostly share one.
-    let mut run: Option<(ReasonKey, u64)> = None;
-    for item in items.drain(..) {
-        match item {
-            Item::Record(r) => {
-                if r.ts_ns.is_none() {
-                    untimed.push(batch.events.len());
-                }
-                counts.records += 1;
-                let e = event_of(r, &mut counts);
-                let (reason, _, _) = crate::aggregate::reason_and_identities(&e);
-                match &mut run {
-                    Some((k, n)) if *k == reason => *n += 1,
-                    _ => {
-                        if let Some((k, n)) = run.replace((reason, 1)) {
-                            *delivered.entry(k).or_insert(0) += n;
+    let mut parsed = out.parsed;
+    if let Some((k, n)) = out.run {
+        *parsed.delivered.entry(k).or_insert(0) += n;
+    }
+    *hint = parsed.batch.events.len();
+    parsed
+}
+
+/// A chunk's events as its lines give them, and its events per reason: counted a run of
+/// one reason at a time (neighbours mostly share one).
+struct Collect {
+    parsed: Parsed,
+    run: Option<(ReasonKey, u64)>,
+}
+
+impl Collect {
+    /// Makes `items` (what the last line gave) into events and notices.
+    fn take(&mut self, items: &mut Vec<Item>) {
+        let p = &mut self.parsed;
+        for item in items.drain(..) {
+            match item {
+                Item::Record(r) => {
+                    if r.ts_ns.is_none() {
+                        p.untimed.push(p.batch.events.len());
+                    }
+                    p.counts.records += 1;
+                    let e = event_of(r, &mut p.counts);
+                    let (reason, _, _) = crate::aggregate::reason_and_identities(&e);
+                    match &mut self.run {
+                        Some((k, n)) if *k == reason => *n += 1,
+                        _ => {
+                            if let Some((k, n)) = self.run.replace((reason, 1)) {
+                                *p.delivered.entry(k).or_insert(0) += n;
+                            }
                         }
                     }
+                    p.batch.events.push(e);
                 }
-                batch.events.push(e);
+                Item::Notice(n) => p.batch.notices.push((p.batch.events.len(), n)),
             }
-            Item::Notice(n) => batch.notices.push((batch.events.len(), n)),
         }
-    }
-    if let Some((k, n)) = run {
-        *delivered.entry(k).or_insert(0) += n;
-    }
-    Parsed {
-        batch,
-        untimed,
-        skips,
-        counts,
-        delivered,
     }
 }
 
@@ -449,10 +481,15 @@ fn text_source_chunked(
                         .name(format!("dropscope-text-{i}"))
                         .spawn_scoped(scope, move || {
                             let mut parser = format.parser(release);
-                            let mut items = Vec::new();
+                            let (mut items, mut hint) = (Vec::new(), 0);
                             for chunk in work_rx.iter() {
-                                let parsed =
-                                    parse_chunk(&mut *parser, chunk.text(), chunk.last, &mut items);
+                                let parsed = parse_chunk(
+                                    &mut *parser,
+                                    chunk.text(),
+                                    chunk.last,
+                                    &mut items,
+                                    &mut hint,
+                                );
                                 let open = (!parser.is_idle()).then(|| {
                                     std::mem::replace(&mut parser, format.parser(release))
                                 });
@@ -469,7 +506,7 @@ fn text_source_chunked(
                 let mut early = std::collections::HashMap::new();
                 let mut next = 0usize;
                 let mut open: Option<Box<dyn LineParser + Send>> = None;
-                let mut items = Vec::new();
+                let (mut items, mut hint) = (Vec::new(), 0);
                 let mut downstream_gone = false;
                 for got in done_rx.iter() {
                     early.insert(got.0.index, got);
@@ -480,8 +517,13 @@ fn text_source_chunked(
                         }
                         let mut parsed = match open.take() {
                             Some(mut before) => {
-                                let again =
-                                    parse_chunk(&mut *before, chunk.text(), chunk.last, &mut items);
+                                let again = parse_chunk(
+                                    &mut *before,
+                                    chunk.text(),
+                                    chunk.last,
+                                    &mut items,
+                                    &mut hint,
+                                );
                                 open = (!before.is_idle()).then_some(before);
                                 again
                             }
