@@ -639,6 +639,27 @@ const GROUP_DIGITS: [u64; 3] = [
     0x00ff_ff00_ffff_00ff,
 ];
 
+/// The eight bytes of a group from its three words of digit values (`hex_nibbles`; each
+/// below 16 where the digits are valid, and the bytes are only used then), as a word:
+/// byte i is digit 3i (high nibble) and digit 3i + 1 (low). Within a word,
+/// `(n << 4) | (n >> 8)` puts each digit's value next to its successor's in one byte; the
+/// one pair that spans two words (digits 15 and 16) is put together alone.
+#[inline(always)]
+fn group_bytes([n0, n1, n2]: [u64; 3]) -> u64 {
+    let pairs = |n: u64| (n << 4) | (n >> 8);
+    let (q0, q1, q2) = (pairs(n0), pairs(n1), pairs(n2));
+    let byte = |q: u64, k: u32| (q >> (8 * k)) & 0xff;
+    let spanning = ((n1 >> 52) & 0xf0) | (n2 & 0x0f);
+    byte(q0, 0)
+        | byte(q0, 3) << 8
+        | byte(q0, 6) << 16
+        | byte(q1, 1) << 24
+        | byte(q1, 4) << 32
+        | spanning << 40
+        | byte(q2, 2) << 48
+        | byte(q2, 5) << 56
+}
+
 /// A full 16-byte `hex.Dump` line (78 characters), decoded eight bytes at a time; `None`
 /// when the line is anything else (then the general parser decides). The digits of each
 /// group of eight bytes (three words of "hh hh …") are tested and valued per word, the
@@ -653,27 +674,19 @@ fn parse_full_hex_line(b: &[u8]) -> Option<HexLine> {
     let offset = on
         .iter()
         .fold(0usize, |o, n| (o << 4) | usize::from(*n & 0x0f));
-    // Groups at 10 and 35 (byte 34, the space between them, is not looked at).
-    let mut nibbles = [0u8; 48];
+    // Groups at 10 and 35 (byte 34, the space between them, is not looked at): each one
+    // word of eight bytes.
     let mut seps = 0u64;
-    for (g, base) in [10usize, 35].into_iter().enumerate() {
-        for (k, mask) in GROUP_DIGITS.iter().enumerate() {
+    let mut values = [0u64; 2];
+    for (base, out) in [10usize, 35].into_iter().zip(values.iter_mut()) {
+        let mut n = [0u64; 3];
+        for ((k, mask), n) in GROUP_DIGITS.iter().enumerate().zip(n.iter_mut()) {
             let w = word_at(b, base + 8 * k);
             bad |= !hex_digits_in(w) & HIGH & mask;
             seps |= (w ^ SPACES) & !mask;
-            if let Some(out) = nibbles.get_mut(24 * g + 8 * k..24 * g + 8 * k + 8) {
-                out.copy_from_slice(&hex_nibbles(w).to_le_bytes());
-            }
+            *n = hex_nibbles(w);
         }
-    }
-    let mut bytes = [0u8; 16];
-    for (i, out) in bytes.iter_mut().enumerate() {
-        let p = 3 * i;
-        let (h, l) = (
-            nibbles.get(p).copied().unwrap_or(0),
-            nibbles.get(p + 1).copied().unwrap_or(0),
-        );
-        *out = (h << 4) | (l & 0x0f);
+        *out = group_bytes(n);
     }
     let at = |i: usize| b.get(i).copied().unwrap_or(0);
     let frame =
@@ -683,17 +696,17 @@ fn parse_full_hex_line(b: &[u8]) -> Option<HexLine> {
     }
     // The ASCII column: printable bytes (0x20..=0x7e) as themselves, others as '.'.
     let mut shown_diff = 0u64;
-    for (half, col) in [(0usize, 61usize), (8, 69)] {
-        let v = bytes
-            .get(half..half + 8)
-            .and_then(|w| <[u8; 8]>::try_from(w).ok())
-            .map_or(0, u64::from_le_bytes);
+    for (v, col) in values.into_iter().zip([61usize, 69]) {
         let x = v & !HIGH;
         let printable = x.wrapping_add(0x60 * ONES) & !x.wrapping_add(ONES) & !v & HIGH;
         let keep = (printable >> 7) * 0xff;
         let shown = (v & keep) | ((u64::from(b'.') * ONES) & !keep);
         shown_diff |= shown ^ word_at(b, col);
     }
+    let mut bytes = [0u8; 16];
+    let (lo, hi) = bytes.split_at_mut(8);
+    lo.copy_from_slice(&values[0].to_le_bytes());
+    hi.copy_from_slice(&values[1].to_le_bytes());
     Some(HexLine {
         offset,
         bytes,
