@@ -41,13 +41,13 @@ pub fn synthesize(h: &FlowHeaders, orig_len: u32) -> Option<(Vec<u8>, LinkType)>
     // Exactly the packet's length: a vector with room to spare becomes `Bytes` through a
     // shared header, one allocation more per event.
     let ip_len = if src.is_ipv4() { 20 } else { 40 };
-    let mut p = Vec::with_capacity(14 + ip_len + l4.len());
+    let mut p = Vec::with_capacity(14 + ip_len + l4.len);
     p.extend_from_slice(&SYNTH_DST_MAC);
     p.extend_from_slice(&SYNTH_SRC_MAC);
     match (src, dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
             p.extend_from_slice(&0x0800u16.to_be_bytes());
-            let total = u16::try_from(20 + l4.len()).ok()?;
+            let total = u16::try_from(20 + l4.len).ok()?;
             let mut ip = [0u8; 20];
             ip[0] = 0x45;
             ip[2..4].copy_from_slice(&total.to_be_bytes());
@@ -62,7 +62,7 @@ pub fn synthesize(h: &FlowHeaders, orig_len: u32) -> Option<(Vec<u8>, LinkType)>
         }
         (IpAddr::V6(s), IpAddr::V6(d)) => {
             p.extend_from_slice(&0x86ddu16.to_be_bytes());
-            let plen = u16::try_from(l4.len()).ok()?;
+            let plen = u16::try_from(l4.len).ok()?;
             let mut ip = [0u8; 40];
             ip[0] = 0x60;
             ip[4..6].copy_from_slice(&plen.to_be_bytes());
@@ -74,41 +74,70 @@ pub fn synthesize(h: &FlowHeaders, orig_len: u32) -> Option<(Vec<u8>, LinkType)>
         }
         _ => return None,
     }
-    p.extend_from_slice(&l4);
+    p.extend_from_slice(l4.as_slice());
     Some((p, LinkType::Ethernet))
 }
 
+/// A transport header built in place: at most TCP's 20 bytes, no allocation.
+struct L4 {
+    bytes: [u8; 20],
+    len: usize,
+}
+
+impl L4 {
+    fn new() -> L4 {
+        L4 {
+            bytes: [0; 20],
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, b: &[u8]) {
+        if let Some(to) = self.bytes.get_mut(self.len..self.len + b.len()) {
+            to.copy_from_slice(b);
+            self.len += b.len();
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or(&[])
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [u8] {
+        self.bytes.get_mut(..self.len).unwrap_or(&mut [])
+    }
+}
+
 /// The transport header (checksums filled in); empty when there is nothing to write.
-fn transport(h: &FlowHeaders, src: IpAddr, dst: IpAddr) -> Option<Vec<u8>> {
-    // Room for the longest header written (TCP's 20 bytes): no regrowth.
-    let mut l4 = Vec::with_capacity(20);
+fn transport(h: &FlowHeaders, src: IpAddr, dst: IpAddr) -> Option<L4> {
+    let mut l4 = L4::new();
     let [s0, s1] = h.sport.to_be_bytes();
     let [d0, d1] = h.dport.to_be_bytes();
     let csum_at = match h.proto {
         6 => {
             let flags = h.tcp_flags.unwrap_or(0);
-            l4.extend_from_slice(&[s0, s1, d0, d1, 0, 0, 0, 0, 0, 0, 0, 0]);
-            l4.extend_from_slice(&[5 << 4, flags, 0, 0, 0, 0, 0, 0]);
+            l4.push(&[s0, s1, d0, d1, 0, 0, 0, 0, 0, 0, 0, 0]);
+            l4.push(&[5 << 4, flags, 0, 0, 0, 0, 0, 0]);
             Some(16)
         }
         17 => {
-            l4.extend_from_slice(&[s0, s1, d0, d1, 0, 8, 0, 0]);
+            l4.push(&[s0, s1, d0, d1, 0, 8, 0, 0]);
             Some(6)
         }
         132 => {
-            l4.extend_from_slice(&[s0, s1, d0, d1, 0, 0, 0, 0, 0, 0, 0, 0]);
+            l4.push(&[s0, s1, d0, d1, 0, 0, 0, 0, 0, 0, 0, 0]);
             // SCTP's checksum is CRC32c, stored little-endian (RFC 4960 appendix B / RFC 3309).
-            let crc = crc32c(&l4);
-            l4.truncate(8);
-            l4.extend_from_slice(&crc.to_le_bytes());
+            let crc = crc32c(l4.as_slice());
+            l4.len = 8;
+            l4.push(&crc.to_le_bytes());
             None
         }
         1 | 58 => match h.icmp {
             Some((t, c)) => {
-                l4.extend_from_slice(&[t, c, 0, 0, 0, 0, 0, 0]);
+                l4.push(&[t, c, 0, 0, 0, 0, 0, 0]);
                 if h.proto == 1 && src.is_ipv4() {
-                    let cs = checksum(&[&l4]);
-                    if let Some(at) = l4.get_mut(2..4) {
+                    let cs = checksum(&[l4.as_slice()]);
+                    if let Some(at) = l4.as_mut_slice().get_mut(2..4) {
                         at.copy_from_slice(&cs.to_be_bytes());
                     }
                     None
@@ -121,7 +150,7 @@ fn transport(h: &FlowHeaders, src: IpAddr, dst: IpAddr) -> Option<Vec<u8>> {
         _ => None,
     };
     if let Some(at) = csum_at {
-        let len = u32::try_from(l4.len()).ok()?;
+        let len = u32::try_from(l4.len).ok()?;
         let c = match (src, dst) {
             (IpAddr::V4(s), IpAddr::V4(d)) => {
                 let mut ph = [0u8; 12];
@@ -129,7 +158,7 @@ fn transport(h: &FlowHeaders, src: IpAddr, dst: IpAddr) -> Option<Vec<u8>> {
                 ph[4..8].copy_from_slice(&d.octets());
                 ph[9] = h.proto;
                 ph[10..12].copy_from_slice(&(len as u16).to_be_bytes());
-                checksum(&[&ph, &l4])
+                checksum(&[&ph, l4.as_slice()])
             }
             (IpAddr::V6(s), IpAddr::V6(d)) => {
                 let mut ph = [0u8; 40];
@@ -137,13 +166,13 @@ fn transport(h: &FlowHeaders, src: IpAddr, dst: IpAddr) -> Option<Vec<u8>> {
                 ph[16..32].copy_from_slice(&d.octets());
                 ph[32..36].copy_from_slice(&len.to_be_bytes());
                 ph[39] = h.proto;
-                checksum(&[&ph, &l4])
+                checksum(&[&ph, l4.as_slice()])
             }
             _ => return None,
         };
         // UDP sends a computed 0 as all ones (0 means "no checksum").
         let c = if h.proto == 17 && c == 0 { 0xffff } else { c };
-        if let Some(slot) = l4.get_mut(at..at + 2) {
+        if let Some(slot) = l4.as_mut_slice().get_mut(at..at + 2) {
             slot.copy_from_slice(&c.to_be_bytes());
         }
     }
