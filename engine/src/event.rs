@@ -120,6 +120,17 @@ pub struct EventMeta {
     pub symbol: Option<std::sync::Arc<str>>,
 }
 
+impl EventMeta {
+    /// The meta of an event whose input named pods, namespaces, labels or a node, and said
+    /// nothing else: shared, as events hold it.
+    pub fn with_names(names: InputNames) -> std::sync::Arc<EventMeta> {
+        std::sync::Arc::new(EventMeta {
+            names: Some(names),
+            ..EventMeta::default()
+        })
+    }
+}
+
 /// Names the input gives (Hubble): pods, namespaces, labels, node. Shared strings: a log
 /// names the same few pods in flow after flow, and its reader makes each name once.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

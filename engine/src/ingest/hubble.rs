@@ -316,12 +316,7 @@ impl HubbleParser {
             ifindex: iface,
             netns: 0,
             headers,
-            meta: (names != Names::default()).then(|| {
-                Arc::new(EventMeta {
-                    names: Some(names),
-                    ..EventMeta::default()
-                })
-            }),
+            meta: (names != Names::default()).then(|| EventMeta::with_names(names)),
         }))
     }
 
@@ -966,12 +961,7 @@ fn debug_event(d: &Object, node: Option<&str>, time: Option<&str>) -> Item {
         ifindex: 0,
         netns: 0,
         headers: None,
-        meta: (names != Names::default()).then(|| {
-            Arc::new(EventMeta {
-                names: Some(names),
-                ..EventMeta::default()
-            })
-        }),
+        meta: (names != Names::default()).then(|| EventMeta::with_names(names)),
     })
 }
 
@@ -1201,6 +1191,11 @@ pub fn parse_rfc3339(s: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The names a record's input gave.
+    fn names_of(r: &Record) -> Option<&Names> {
+        r.meta.as_ref().and_then(|m| m.names.as_ref())
+    }
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     const PRINTER: &str = include_str!("../../../testdata/hubble/printer-jsonpb.jsonl");
@@ -1260,8 +1255,8 @@ mod tests {
             })
         );
         assert_eq!(
-            r.meta.and_then(|m| m.names.clone()),
-            Some(Names {
+            names_of(&r),
+            Some(&Names {
                 node: Some("k8s1".into()),
                 ..Default::default()
             })
@@ -1294,8 +1289,8 @@ mod tests {
             })
         );
         assert_eq!(
-            r.meta.and_then(|m| m.names.clone()),
-            Some(Names {
+            names_of(&r),
+            Some(&Names {
                 src_pod: Some("xwing".into()),
                 src_namespace: Some("default".into()),
                 dst_pod: Some("deathstar-7848d6c4d5-th9v2".into()),
@@ -1368,7 +1363,7 @@ mod tests {
         assert_eq!(r.ifindex, 7);
         assert_eq!(r.headers.as_ref().unwrap().tcp_flags, Some(0x12));
         assert_eq!(
-            r.meta.as_ref().and_then(|m| m.names.as_ref()),
+            names_of(r),
             Some(&Names {
                 src_pod: Some("web-0".into()),
                 src_namespace: Some("shop".into()),
@@ -1409,17 +1404,7 @@ mod tests {
                 ..Default::default()
             })
         );
-        assert_eq!(
-            r.meta
-                .as_ref()
-                .unwrap()
-                .names
-                .as_ref()
-                .unwrap()
-                .node
-                .as_deref(),
-            Some("node-b")
-        );
+        assert_eq!(names_of(r).unwrap().node.as_deref(), Some("node-b"));
         // 3: forwarded ICMPv4, to-endpoint, established + encrypted.
         let r = recs[2];
         assert_eq!(r.ts_ns, Some(1_714_557_602_500_000_000));
@@ -1466,10 +1451,7 @@ mod tests {
         );
         let h = r.headers.as_ref().unwrap();
         assert_eq!((h.proto, h.sport, h.dport), (132, 36412, 2905));
-        assert_eq!(
-            r.meta.as_ref().unwrap().names.as_ref().unwrap().src_pod,
-            None
-        );
+        assert_eq!(names_of(r).unwrap().src_pod, None);
         // 6: redirected policy verdict, egress.
         assert_eq!(
             cilium(recs[5]),
@@ -1524,7 +1506,7 @@ mod tests {
         );
         let h = r.headers.as_ref().unwrap();
         assert_eq!((h.sport, h.dport, h.tcp_flags), (1, 2, Some(0x10)));
-        let n = r.meta.as_ref().unwrap().names.as_ref().unwrap();
+        let n = names_of(r).unwrap();
         assert_eq!(n.src_pod.as_deref(), Some("a"));
         assert_eq!(n.node.as_deref(), Some("node-c"));
         // 15: a debug event.

@@ -926,12 +926,7 @@ fn parse_drop_info(rv: &Reverse, s: &str) -> Option<Record> {
     };
     let mut rec = new_record(Notification::Drop(d), None);
     rec.headers = headers;
-    rec.meta = pods.map(|names| {
-        std::sync::Arc::new(crate::event::EventMeta {
-            names: Some(names),
-            ..crate::event::EventMeta::default()
-        })
-    });
+    rec.meta = pods.map(crate::event::EventMeta::with_names);
     Some(rec)
 }
 
@@ -1793,13 +1788,10 @@ pub(crate) mod tests {
         let back = one(&line);
         let mut want = one(plain);
         assert_eq!(back.cause, want.cause);
-        want.meta = Some(std::sync::Arc::new(crate::event::EventMeta {
-            names: Some(Names {
-                dst_namespace: Some("shop".into()),
-                dst_pod: Some("db-0".into()),
-                ..Names::default()
-            }),
-            ..crate::event::EventMeta::default()
+        want.meta = Some(crate::event::EventMeta::with_names(Names {
+            dst_namespace: Some("shop".into()),
+            dst_pod: Some("db-0".into()),
+            ..Names::default()
         }));
         assert_eq!(back, want);
         // Traces keep cilium monitor's format exactly.
@@ -2358,31 +2350,12 @@ pub(crate) mod tests {
         }
     }
 
-    /// Hex digit values, 0xff for bytes that are not hex digits.
-    // Built at compile time (`get_mut` is not const): `c < 256`, the table's length; an index
-    // out of range would fail the build, never a run.
-    #[allow(clippy::indexing_slicing)]
-    const HEX_DIGIT: [u8; 256] = {
-        let mut t = [0xffu8; 256];
-        let mut c = 0;
-        while c < 256 {
-            t[c] = match c as u8 {
-                b'0'..=b'9' => c as u8 - b'0',
-                b'a'..=b'f' => c as u8 - b'a' + 10,
-                b'A'..=b'F' => c as u8 - b'A' + 10,
-                _ => 0xff,
-            };
-            c += 1;
-        }
-        t
-    };
-
     /// The byte-at-a-time decoder [`parse_full_hex_line`] replaced: what it must agree with.
     fn reference_full_hex_line(b: &[u8]) -> Option<HexLine> {
         let b: &[u8; 78] = b.try_into().ok()?;
         // Positions below 78 on a 78-byte array: the compiler drops these checks.
         let at = |i: usize| b.get(i).copied().unwrap_or(0);
-        let digit = |c: u8| HEX_DIGIT.get(usize::from(c)).copied().unwrap_or(0xff);
+        let digit = |c: u8| hex_val(c).unwrap_or(0xff);
         // Not-a-digit bits (a digit's value is below 16), separator and ASCII-column mismatches.
         let (mut bad, mut seps, mut shown_diff) = (0u8, 0u8, 0u8);
         let mut offset = 0usize;
@@ -2415,24 +2388,12 @@ pub(crate) mod tests {
         })
     }
 
+    /// The dump line of `bytes` as the monitor's own writer makes it, at `offset`.
     fn hex_dump_line(offset: u32, bytes: &[u8; 16]) -> Vec<u8> {
-        let mut l = format!("{offset:08x}  ");
-        for (i, v) in bytes.iter().enumerate() {
-            l.push_str(&format!("{v:02x} "));
-            if i == 7 {
-                l.push(' ');
-            }
-        }
-        l.push_str(" |");
-        l.extend(bytes.iter().map(|b| {
-            if (32..=126).contains(b) {
-                *b as char
-            } else {
-                '.'
-            }
-        }));
-        l.push('|');
-        l.into_bytes()
+        let mut l = String::new();
+        crate::cilium::format::write_hex_dump(&mut l, bytes);
+        let l = l.strip_suffix('\n').unwrap();
+        format!("{offset:08x}{}", &l[8..]).into_bytes()
     }
 
     fn same(a: Option<HexLine>, b: Option<HexLine>) -> bool {
