@@ -1191,12 +1191,12 @@ pub fn parse_rfc3339(s: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
     /// The names a record's input gave.
     fn names_of(r: &Record) -> Option<&Names> {
         r.meta.as_ref().and_then(|m| m.names.as_ref())
     }
-    use std::net::{Ipv4Addr, Ipv6Addr};
 
     const PRINTER: &str = include_str!("../../../testdata/hubble/printer-jsonpb.jsonl");
     const EXPORT: &str = include_str!("../../../testdata/hubble/export-doc.jsonl");

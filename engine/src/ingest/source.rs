@@ -201,7 +201,8 @@ struct Parsed {
 /// Feeds the lines of `chunk` to `parser` (without finishing it, unless `last`). What each
 /// line gives becomes events at once, while its record is still in cache (collecting a
 /// chunk's records first and converting them after moved every record out of cache and
-/// back). `hint` is the number of events the worker's last chunk gave: the batch's room.
+/// back). `hint` is the number of events the worker's last chunk gave: the batch gets room
+/// for a few more (one more than its room would double the vector and copy it).
 fn parse_chunk(
     parser: &mut dyn LineParser,
     chunk: &[u8],
@@ -212,7 +213,7 @@ fn parse_chunk(
     items.clear();
     let mut out = Collect {
         parsed: Parsed {
-            batch: Batch::with_capacity(*hint),
+            batch: Batch::with_capacity(*hint + *hint / 8 + 8),
             untimed: Vec::new(),
             skips: Skips::default(),
             counts: Counts::default(),
