@@ -290,6 +290,11 @@ pub struct ProbeConfig {
     /// or to one of their addresses. A packet whose addresses cannot be read, or whose pod
     /// address would be inside a tunnel, is taken (user space decides it).
     pub sel_pods: u32,
+    /// Non-zero: the `tp_btf` program reads the packet's header bytes with plain loads
+    /// through `skb->head` (kernels whose verifier types a BTF pointer to a primitive type,
+    /// such as `head`, as read-only untrusted memory: Linux 6.17 on, told by
+    /// `BPF_FEAT_RDONLY_CAST_TO_VOID` in its BTF); else with `bpf_probe_read_kernel`.
+    pub direct_packet: u32,
 }
 
 /// `ProbeConfig::sel_ifindex` meaning "only drops on the interfaces in `IFACE_SELECT`"
@@ -429,6 +434,7 @@ impl ProbeConfig {
         sel_reasons: SEL_REASONS_NONE,
         filter: 0,
         sel_pods: 0,
+        direct_packet: 0,
     };
 }
 
@@ -522,7 +528,7 @@ const _: () = assert!(offset_of!(KfreeSkbEvent, cap_len) == 40);
 const _: () = assert!(offset_of!(KfreeSkbEvent, protocol) == 42);
 const _: () = assert!(offset_of!(KfreeSkbEvent, flags) == 44);
 const _: () = assert!(offset_of!(KfreeSkbEvent, net_off) == 46);
-const _: () = assert!(size_of::<ProbeConfig>() == 124);
+const _: () = assert!(size_of::<ProbeConfig>() == 128);
 const _: () = assert!(size_of::<PacketEvent>() == 40);
 const _: () = assert!(size_of::<PacketEvent>() <= size_of::<KfreeSkbEvent>());
 const _: () = assert!(offset_of!(PacketEvent, ifindex) == 16);

@@ -554,7 +554,7 @@ fn on_packet_unguarded(
             protocol: f.protocol,
             ..ZERO_KEY
         };
-        taken = pod_selected(&mut key, &f, scratch);
+        taken = pod_selected::<Probe>(&mut key, &f, scratch);
     }
     if !taken {
         // SAFETY: this CPU's value; one writer (see on_packet).
@@ -785,7 +785,7 @@ fn selected(reason: u32, ifindex: u32, netns_ino: u32) -> bool {
 /// here (no readable IP header, or a UDP tunnel port, where the pod's address is in the
 /// inner packet: user space decides those). Fills `key`'s L3 fields when it reads them.
 #[inline(always)]
-fn pod_selected(key: &mut KFlowKey, f: &SkbFields, scratch: *mut Scratch) -> bool {
+fn pod_selected<M: Kmem>(key: &mut KFlowKey, f: &SkbFields, scratch: *mut Scratch) -> bool {
     let hit = |k: &PodKey| -> bool {
         // SAFETY: the value is not used, only its presence.
         unsafe { POD_SELECT.get(k) }.is_some()
@@ -810,7 +810,7 @@ fn pod_selected(key: &mut KFlowKey, f: &SkbFields, scratch: *mut Scratch) -> boo
         unsafe { (*scratch).pod_hit = here };
         return true;
     }
-    key_l3(key, f, scratch);
+    key_l3::<M>(key, f, scratch);
     let words = |a: &[u8; 16]| -> [u32; 4] {
         // SAFETY: `a` is 8-aligned in `key` (see key_l3); four u32 loads inside it.
         unsafe {
@@ -870,6 +870,15 @@ fn stat_inc(index: u32) {
 /// absent on this kernel (`OFF_ABSENT`) or `base` is null.
 trait Kmem {
     fn read<T: Copy>(base: u64, off: u32) -> Option<T>;
+
+    /// Whether packet bytes are read with plain loads through `skb->head` instead of
+    /// `bpf_probe_read_kernel` (about 40 ns a call here). Only `tp_btf`, and only on
+    /// kernels whose verifier types a BTF pointer to bytes as read-only untrusted memory
+    /// (`ProbeConfig::direct_packet`).
+    #[inline(always)]
+    fn direct_packet() -> bool {
+        false
+    }
 
     /// The `sk_buff` members the record needs; by default one [`Kmem::read`] each.
     #[inline(always)]
@@ -1024,6 +1033,11 @@ struct Direct;
 
 impl Kmem for Direct {
     #[inline(always)]
+    fn direct_packet() -> bool {
+        cfg(addr_of!(CONFIG.direct_packet)) != 0
+    }
+
+    #[inline(always)]
     fn read<T: Copy>(base: u64, off: u32) -> Option<T> {
         if base == 0 || off == OFF_ABSENT {
             return None;
@@ -1133,11 +1147,23 @@ fn dev_info<M: Kmem>(f: &SkbFields) -> (u32, u32) {
 /// Fills the IP part of `key` (family, addresses, protocol, ports or ICMP type/code) from
 /// the network header, as far as the linear data reaches; leaves it zero otherwise.
 #[inline(always)]
-fn key_l3(key: &mut KFlowKey, f: &SkbFields, scratch: *mut Scratch) {
+fn key_l3<M: Kmem>(key: &mut KFlowKey, f: &SkbFields, scratch: *mut Scratch) {
     let Some((net, n)) = key_bytes(f) else {
         return;
     };
     if n < 20 {
+        return;
+    }
+    if M::direct_packet() {
+        // Loads straight from the packet (see `Kmem::direct_packet`): only the bytes the
+        // key is made of, each at most `n` bytes from the network header.
+        parse_l3(
+            key,
+            n,
+            |i| packet_load(net, i, 1) as u8,
+            |i| packet_load(net, i, 4) as u32,
+            |i| packet_load(net, i, 8),
+        );
         return;
     }
     // SAFETY: `hdr` is KEY_HDR_BYTES bytes of this CPU's map value.
@@ -1147,27 +1173,83 @@ fn key_l3(key: &mut KFlowKey, f: &SkbFields, scratch: *mut Scratch) {
         return;
     }
     // Word loads: `hdr` is 8-aligned (it follows 256 bytes in an 8-aligned value), the
-    // fields read are at multiples of their size, and `key`'s address fields too.
-    let byte = |i: u32| -> u8 {
-        // SAFETY: callers keep i below KEY_HDR_BYTES (masked), inside the buffer.
-        unsafe { *hdr.add((i & (KEY_HDR_BYTES - 1)) as usize) }
-    };
-    let word32 = |i: u32| -> u32 {
-        // SAFETY: i is a multiple of 4 below KEY_HDR_BYTES - 3 (masked), inside the buffer.
-        unsafe {
+    // fields read are at multiples of their size. The masks keep each load inside the
+    // buffer for the verifier.
+    parse_l3(
+        key,
+        n,
+        // SAFETY: i masked below KEY_HDR_BYTES, inside the buffer.
+        |i| unsafe { *hdr.add((i & (KEY_HDR_BYTES - 1)) as usize) },
+        // SAFETY: i is a multiple of 4, masked below KEY_HDR_BYTES - 3, inside the buffer.
+        |i| unsafe {
             hdr.add((i & (KEY_HDR_BYTES - 4)) as usize)
                 .cast::<u32>()
                 .read()
-        }
-    };
-    let word64 = |i: u32| -> u64 {
-        // SAFETY: i is a multiple of 8 below KEY_HDR_BYTES - 7 (masked), inside the buffer.
-        unsafe {
+        },
+        // SAFETY: i is a multiple of 8, masked below KEY_HDR_BYTES - 7, inside the buffer.
+        |i| unsafe {
             hdr.add((i & (KEY_HDR_BYTES - 8)) as usize)
                 .cast::<u64>()
                 .read()
+        },
+    );
+}
+
+/// A `size`-byte load (1, 4 or 8) at `off` bytes from `base`, a pointer into a packet
+/// derived from `skb->head` under [`Kmem::direct_packet`]: the verifier types such a
+/// pointer as read-only untrusted memory and makes the load fault-safe (a bad address
+/// reads 0). The offset is added to the pointer's own register here, so that the compiler
+/// cannot form the address some other way (from a scalar the verifier would refuse to
+/// load through); any alignment (x86-64 loads any).
+#[inline(always)]
+fn packet_load(base: u64, off: u32, size: u32) -> u64 {
+    #[cfg(target_arch = "bpf")]
+    {
+        let v: u64;
+        let off = u64::from(off);
+        // SAFETY: a read-only load; the kernel checks and fixes up the address (above).
+        unsafe {
+            match size {
+                1 => core::arch::asm!(
+                    "{a} += {o}",
+                    "{v} = *(u8 *)({a} + 0)",
+                    a = inout(reg) base => _, o = in(reg) off, v = lateout(reg) v,
+                    options(readonly, nostack, preserves_flags)
+                ),
+                4 => core::arch::asm!(
+                    "{a} += {o}",
+                    "{v} = *(u32 *)({a} + 0)",
+                    a = inout(reg) base => _, o = in(reg) off, v = lateout(reg) v,
+                    options(readonly, nostack, preserves_flags)
+                ),
+                _ => core::arch::asm!(
+                    "{a} += {o}",
+                    "{v} = *(u64 *)({a} + 0)",
+                    a = inout(reg) base => _, o = in(reg) off, v = lateout(reg) v,
+                    options(readonly, nostack, preserves_flags)
+                ),
+            }
         }
-    };
+        v
+    }
+    #[cfg(not(target_arch = "bpf"))]
+    {
+        let _ = (base, off, size);
+        0
+    }
+}
+
+/// The IP part of the flow key from the network header's first `n` bytes (20 <= n <=
+/// KEY_HDR_BYTES), read through `byte`, `word32` and `word64` (offsets from the header;
+/// the words little-endian as loaded).
+#[inline(always)]
+fn parse_l3(
+    key: &mut KFlowKey,
+    n: u32,
+    byte: impl Fn(u32) -> u8,
+    word32: impl Fn(u32) -> u32,
+    word64: impl Fn(u32) -> u64,
+) {
     let saddr = key.saddr.as_mut_ptr();
     let daddr = key.daddr.as_mut_ptr();
     let b0 = byte(0);
@@ -1562,7 +1644,7 @@ fn on_drop_unguarded<M: Kmem>(skb: u64, location: u64, reason: u32, scratch: *mu
         l4proto: 0,
         family: KFAMILY_NONE,
     };
-    if cfg(addr_of!(CONFIG.sel_pods)) != 0 && !pod_selected(&mut key, &f, scratch) {
+    if cfg(addr_of!(CONFIG.sel_pods)) != 0 && !pod_selected::<M>(&mut key, &f, scratch) {
         count_filtered(counter);
         return;
     }
@@ -1596,7 +1678,7 @@ fn on_drop_unguarded<M: Kmem>(skb: u64, location: u64, reason: u32, scratch: *mu
     let mut copied = false;
     let mut judged = false;
     if budget.is_none() {
-        match pos.map(|p| emit(p, cpu, blocks, &sp, &key, now, user_key_span(&f, &sp), true)) {
+        match pos.map(|p| emit::<M>(p, cpu, blocks, &sp, &key, now, user_key_span(&f, &sp), true)) {
             Some(Emit::Published) => return,
             Some(Emit::PublishedCounted) => {
                 copied = true;
@@ -1623,7 +1705,7 @@ fn on_drop_unguarded<M: Kmem>(skb: u64, location: u64, reason: u32, scratch: *mu
 
     if key.family == KFAMILY_NONE {
         // (Read already when the pod selectors looked at the addresses.)
-        key_l3(&mut key, &f, scratch);
+        key_l3::<M>(&mut key, &f, scratch);
     }
     let epoch = match FLOW_GEN.get(0) {
         Some(e) => *e,
@@ -1661,7 +1743,7 @@ fn on_drop_unguarded<M: Kmem>(skb: u64, location: u64, reason: u32, scratch: *mu
     let ts = unsafe { bpf_ktime_get_ns() };
     let ok = match pos {
         Some(p) => matches!(
-            emit(p, cpu, blocks, &sp, &key, ts, None, false),
+            emit::<M>(p, cpu, blocks, &sp, &key, ts, None, false),
             Emit::PublishedCounted
         ),
         None => false,
@@ -1808,7 +1890,7 @@ fn reserve(pos: *mut RingPos, cpu: u32, blocks: u32, total: u32) -> Option<(*mut
 /// `filter` says so, and publishes it.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn emit(
+fn emit<M: Kmem>(
     pos: *mut RingPos,
     cpu: u32,
     blocks: u32,
@@ -1877,7 +1959,11 @@ fn emit(
     // bytes: RING_ELEM = RING_BLOCK + MAX_FRAME holds it (the verifier checks this too).
     let frame = unsafe { block.add((at & (BLOCK - 8)) as usize) };
 
-    if cap > 0 {
+    if cap > 0 && M::direct_packet() && cap <= DIRECT_COPY_MAX {
+        // SAFETY: [frame + PACKET_OFF, + cap rounded up to 8) lies in the element (see
+        // above), 8-aligned.
+        copy_direct(unsafe { frame.add(PACKET_OFF) }, sp.start, cap);
+    } else if cap > 0 {
         // SAFETY: [frame + PACKET_OFF, + cap) lies in the element (see above); the helper
         // checks the source address.
         let ret = unsafe {
@@ -1967,6 +2053,35 @@ fn emit(
         Emit::PublishedCounted
     } else {
         Emit::Published
+    }
+}
+
+/// Copies at most this many packet bytes with loads under [`Kmem::direct_packet`]; longer
+/// copies call `bpf_probe_read_kernel` (one call's fixed cost beats a word loop there).
+const DIRECT_COPY_MAX: u32 = 256;
+
+/// Copies `cap` (at most [`DIRECT_COPY_MAX`]) packet bytes from `src` (a pointer derived
+/// from `skb->head`, see [`packet_load`]) to `dst` in 8-byte words: the last word may carry
+/// up to 7 bytes past `cap` (the frame is 8-aligned and `cap_len` says where the packet
+/// ends). A fault reads zeros instead of failing the copy, so such a copy is not flagged
+/// as a failed read; the packet's own linear data is always mapped.
+#[inline(always)]
+fn copy_direct(dst: *mut u8, src: u64, cap: u32) {
+    let words = cap.div_ceil(8);
+    let mut i = 0;
+    while i < DIRECT_COPY_MAX / 8 {
+        if i >= words {
+            break;
+        }
+        // SAFETY: the caller's destination holds `words` 8-byte words; volatile, so the
+        // stores stay before the record's publishing store (see emit).
+        unsafe {
+            write_volatile(
+                dst.add(i as usize * 8).cast::<u64>(),
+                packet_load(src, i * 8, 8),
+            )
+        };
+        i += 1;
     }
 }
 

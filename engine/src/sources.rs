@@ -111,6 +111,7 @@ pub fn kernel(o: &KernelOptions) -> Result<(SourceFn<'static>, Option<String>, V
             select,
             packets: o.packets.clone(),
             tc_mode: o.tc_mode,
+            ..LoadOptions::default()
         },
         o.max_rows,
     )?;

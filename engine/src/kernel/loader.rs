@@ -144,6 +144,10 @@ pub struct LoadOptions {
     pub packets: Vec<super::packets::PacketIface>,
     /// How the tc programs are attached.
     pub tc_mode: super::packets::TcMode,
+    /// Read packet headers with plain loads where the kernel allows it (see
+    /// [`untrusted_mem_loads`]); false: always with `bpf_probe_read_kernel` (tests compare
+    /// the two).
+    pub direct_packet: bool,
 }
 
 impl Default for LoadOptions {
@@ -158,6 +162,7 @@ impl Default for LoadOptions {
             select: KernelSelect::default(),
             packets: Vec::new(),
             tc_mode: super::packets::TcMode::Auto,
+            direct_packet: true,
         }
     }
 }
@@ -420,7 +425,20 @@ pub fn probe_config(
         ..ProbeConfig::UNCONFIGURED
     };
     (c.skb_copy_off, c.skb_copy_len) = skb_copy_span(&c);
+    c.direct_packet = u32::from(untrusted_mem_loads(btf));
     Ok(c)
+}
+
+/// Whether this kernel's verifier lets a `tp_btf` program load through a BTF pointer to a
+/// primitive type (such as `sk_buff.head`, an `unsigned char *`): Linux 6.17 typed such
+/// pointers as read-only untrusted memory in the release that added `enum bpf_features`
+/// with `BPF_FEAT_RDONLY_CAST_TO_VOID`, which is how a program (or we) can tell.
+pub fn untrusted_mem_loads(btf: &Btf) -> bool {
+    btf.find_enum("bpf_features").is_some_and(|e| {
+        e.values
+            .iter()
+            .any(|(name, _)| name == "BPF_FEAT_RDONLY_CAST_TO_VOID")
+    })
 }
 
 /// The `sk_buff` bytes that hold every `off_skb_*` member of `c` (each with its size):
@@ -554,15 +572,17 @@ pub fn load_and_attach(opts: &LoadOptions) -> Result<Loaded, LoadError> {
             }
         },
     };
-    let config = probe_config(&btf, opts.snaplen, tp)?;
+    let mut config = probe_config(&btf, opts.snaplen, tp)?;
     drop(btf);
+    if !opts.direct_packet {
+        config.direct_packet = 0;
+    }
     let aya_btf = aya::Btf::from_sys_fs().map_err(|e| LoadError::NoBtf {
         source: BtfError::Io {
             path: VMLINUX_BTF.to_string(),
             source: io::Error::other(one_line(&e.to_string())),
         },
     })?;
-    let mut config = config;
     config.ring_blocks = super::ring::blocks_for(opts.ring_bytes_per_cpu);
     opts.apply_policy(&mut config);
     config.nest_guard = u32::from(kernel_release().is_none_or(|v| v < (6, 1)));
@@ -570,14 +590,28 @@ pub fn load_and_attach(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     let sel = &opts.select;
     let program = sel.program.as_deref();
     apply_select(sel, program.is_some(), &mut config);
-    let (ebpf, attached, packets) = match load_select_attach(
+    let mut first = load_select_attach(
         opts,
         &config,
         cpus,
         &aya_btf,
         tp,
         program.unwrap_or(&ACCEPT_ALL),
-    ) {
+    );
+    if let (Err(e), true) = (&first, config.direct_packet != 0) {
+        // The kernel named the feature but refused the loads: read packets as before.
+        log::debug!("Direct packet loads refused ({e}); using bpf_probe_read_kernel.");
+        config.direct_packet = 0;
+        first = load_select_attach(
+            opts,
+            &config,
+            cpus,
+            &aya_btf,
+            tp,
+            program.unwrap_or(&ACCEPT_ALL),
+        );
+    }
+    let (ebpf, attached, packets) = match first {
         Err(LoadError::Verifier { log_tail, .. }) if program.is_some() => {
             // The verifier refused the translated expression: the same classic BPF
             // runs in the decode stage instead (the caller is told).
@@ -650,6 +684,8 @@ fn load_select_attach(
         AttachMode::Tracepoint => attach_tracepoint(&mut ebpf)?,
         AttachMode::Auto => match attach_tp_btf(&mut ebpf, aya_btf) {
             Ok(a) => a,
+            // The caller tries tp_btf again without direct packet loads first.
+            Err(first) if config.direct_packet != 0 => return Err(first),
             Err(first) => {
                 log::info!(
                     "tp_btf/kfree_skb unavailable ({first}); using the kfree_skb tracepoint."

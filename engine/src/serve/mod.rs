@@ -560,6 +560,7 @@ pub fn open_kernel(o: &ServeOptions) -> Result<KernelSource> {
             select: KernelSelect::default(),
             packets: Vec::new(),
             tc_mode: crate::kernel::packets::TcMode::Auto,
+            ..LoadOptions::default()
         },
         1,
     )?;

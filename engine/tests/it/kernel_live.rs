@@ -314,6 +314,152 @@ fn tracepoint_fallback_also_counts_exactly() {
     });
 }
 
+/// The kernel table's keys when it parses the headers itself (`--exemplars 0`): the same
+/// exact flows, addresses, ports and counts whether the program loads the packet bytes
+/// directly (kernels that allow it, such as this one from 6.17) or with
+/// `bpf_probe_read_kernel`.
+#[test]
+fn kernel_flow_keys_are_the_same_with_direct_loads_and_probe_reads() {
+    skip_unless_capable!();
+    use capture_common::{KFAMILY_V4, KFAMILY_V6};
+    const N4: u64 = 37;
+    const N6: u64 = 23;
+    let (sport4, sport6, dport) = (40011, 40012, 9);
+    let pair = NetnsPair::new();
+    let netns_b = pair.inode(&pair.b);
+    let btf = engine::kernel::btf::Btf::from_sys().unwrap();
+    let supported = engine::kernel::loader::untrusted_mem_loads(&btf);
+    for direct in [true, false] {
+        let opts = LoadOptions {
+            exemplars: Some(0),
+            direct_packet: direct,
+            ..LoadOptions::default()
+        };
+        let mut source = KernelSource::open(&opts, 1 << 16).unwrap();
+        assert_eq!(source.mode(), AttachMode::TpBtf);
+        assert_eq!(
+            source.config().direct_packet,
+            u32::from(direct && supported)
+        );
+        let (tx, rx) = crossbeam_channel::unbounded::<Batch>();
+        pair.send_udp(false, sport4, dport, N4 as usize, PAYLOAD);
+        pair.send_udp(true, sport6, dport, N6 as usize, PAYLOAD);
+        std::thread::sleep(Duration::from_millis(200));
+        let stop = AtomicBool::new(true);
+        source.run(&tx, &stop, 32).unwrap();
+        assert_eq!(rx.try_iter().map(|b| b.events.len()).sum::<usize>(), 0);
+        let profile = source.take_profile();
+        // (family, source, destination, ports, l4 protocol) -> (packets, bytes)
+        type Flow = (u8, [u8; 16], [u8; 16], u16, u16, u8);
+        let mut rows: BTreeMap<Flow, (u64, u64)> = BTreeMap::new();
+        // (Neighbour discovery may drop a probe or two in B too: UDP rows only.)
+        let udp = |k: &&capture_common::KFlowKey| k.netns_ino == netns_b && k.l4proto == 17;
+        for (k, r) in profile.flows.iter().filter(|(k, _)| udp(k)) {
+            let e = rows
+                .entry((k.family, k.saddr, k.daddr, k.sport, k.dport, k.l4proto))
+                .or_default();
+            e.0 += r.packets;
+            e.1 += r.bytes;
+        }
+        let v4 = |a: Ipv4Addr| {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&a.octets());
+            b
+        };
+        let frame4 = (14 + 20 + 8 + PAYLOAD) as u64;
+        let frame6 = (14 + 40 + 8 + PAYLOAD) as u64;
+        let want = BTreeMap::from([
+            (
+                (
+                    KFAMILY_V4,
+                    v4(pair.ip4_a),
+                    v4(pair.ip4_b),
+                    sport4,
+                    dport,
+                    17,
+                ),
+                (N4, N4 * frame4),
+            ),
+            (
+                (
+                    KFAMILY_V6,
+                    pair.ip6_a.octets(),
+                    pair.ip6_b.octets(),
+                    sport6,
+                    dport,
+                    17,
+                ),
+                (N6, N6 * frame6),
+            ),
+        ]);
+        assert_eq!(rows, want, "direct loads: {direct}");
+    }
+}
+
+/// Every drop copied: the same packet bytes whether the program copies them with loads (up
+/// to 256 bytes, on kernels that allow it) or with `bpf_probe_read_kernel` (longer copies,
+/// and kernels that do not): the whole frame under the default snap length, the snap
+/// length's worth of a longer one.
+#[test]
+fn copied_packets_are_the_same_with_direct_loads_and_probe_reads() {
+    skip_unless_capable!();
+    const N: usize = 29;
+    const LONG: usize = 1000;
+    let (sport, sport_long, dport) = (40013, 40014, 9);
+    let pair = NetnsPair::new();
+    let netns_b = pair.inode(&pair.b);
+    let btf = engine::kernel::btf::Btf::from_sys().unwrap();
+    let supported = engine::kernel::loader::untrusted_mem_loads(&btf);
+    let mut seen = Vec::new();
+    for direct in [true, false] {
+        for snaplen in [capture_common::DEFAULT_SNAPLEN, 2048] {
+            let opts = LoadOptions {
+                direct_packet: direct,
+                snaplen,
+                ..LoadOptions::default()
+            };
+            let mut source = KernelSource::open(&opts, 1 << 16).unwrap();
+            assert_eq!(
+                source.config().direct_packet,
+                u32::from(direct && supported)
+            );
+            let (tx, rx) = crossbeam_channel::unbounded::<Batch>();
+            pair.send_udp(false, sport, dport, N, PAYLOAD);
+            pair.send_udp(false, sport_long, dport, N, LONG);
+            std::thread::sleep(Duration::from_millis(200));
+            let stop = AtomicBool::new(true);
+            source.run(&tx, &stop, 32).unwrap();
+            let mut frames: BTreeMap<u16, Vec<Vec<u8>>> = BTreeMap::new();
+            for e in rx.try_iter().flat_map(|b| b.events) {
+                if let Some((src, dst, sp, 9)) = udp4_tuple(&e.data) {
+                    if e.netns == netns_b && (src, dst) == (pair.ip4_a, pair.ip4_b) {
+                        frames.entry(sp).or_default().push(e.data.to_vec());
+                    }
+                }
+            }
+            for (sp, payload) in [(sport, PAYLOAD), (sport_long, LONG)] {
+                let got = frames.remove(&sp).unwrap_or_default();
+                assert_eq!(got.len(), N, "direct {direct}, snap {snaplen}, port {sp}");
+                let len = (14 + 20 + 8 + payload).min(snaplen as usize);
+                for f in &got {
+                    assert_eq!(f.len(), len);
+                    assert_eq!(&f[..6], &pair.mac_b, "destination MAC");
+                    assert_eq!(&f[6..12], &pair.mac_a, "source MAC");
+                    assert!(f[42..].iter().all(|b| *b == 0x5a), "payload");
+                }
+                // Headers but the IP ID and checksum, which change per datagram.
+                let mut first = got[0].clone();
+                first[18..20].fill(0);
+                first[24..26].fill(0);
+                seen.push((snaplen, sp, first));
+            }
+            assert!(frames.is_empty(), "{frames:?}");
+        }
+    }
+    let (with_loads, with_helper) = seen.split_at(seen.len() / 2);
+    assert_eq!(with_loads, with_helper);
+}
+
 #[test]
 fn load_options_snaplen_is_respected() {
     skip_unless_capable!();
