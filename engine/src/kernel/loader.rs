@@ -590,26 +590,22 @@ pub fn load_and_attach(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     let sel = &opts.select;
     let program = sel.program.as_deref();
     apply_select(sel, program.is_some(), &mut config);
-    let mut first = load_select_attach(
-        opts,
-        &config,
-        cpus,
-        &aya_btf,
-        tp,
-        program.unwrap_or(&ACCEPT_ALL),
-    );
-    if let (Err(e), true) = (&first, config.direct_packet != 0) {
-        // The kernel named the feature but refused the loads: read packets as before.
-        log::debug!("Direct packet loads refused ({e}); using bpf_probe_read_kernel.");
-        config.direct_packet = 0;
-        first = load_select_attach(
+    let attempt = |config: &ProbeConfig| {
+        load_select_attach(
             opts,
-            &config,
+            config,
             cpus,
             &aya_btf,
             tp,
             program.unwrap_or(&ACCEPT_ALL),
-        );
+        )
+    };
+    let mut first = attempt(&config);
+    if let (Err(e), true) = (&first, config.direct_packet != 0) {
+        // The kernel named the feature but refused the loads: read packets as before.
+        log::debug!("Direct packet loads refused ({e}); using bpf_probe_read_kernel.");
+        config.direct_packet = 0;
+        first = attempt(&config);
     }
     let (ebpf, attached, packets) = match first {
         Err(LoadError::Verifier { log_tail, .. }) if program.is_some() => {

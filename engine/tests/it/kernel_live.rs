@@ -314,6 +314,19 @@ fn tracepoint_fallback_also_counts_exactly() {
     });
 }
 
+/// A namespace pair, the inode of B's namespace, and whether this kernel takes direct
+/// packet loads (so the program's `direct_packet` must say so when asked for them).
+fn pair_and_direct_loads() -> (NetnsPair, u32, bool) {
+    let pair = NetnsPair::new();
+    let netns_b = pair.inode(&pair.b);
+    let btf = engine::kernel::btf::Btf::from_sys().unwrap();
+    (
+        pair,
+        netns_b,
+        engine::kernel::loader::untrusted_mem_loads(&btf),
+    )
+}
+
 /// The kernel table's keys when it parses the headers itself (`--exemplars 0`): the same
 /// exact flows, addresses, ports and counts whether the program loads the packet bytes
 /// directly (kernels that allow it, such as this one from 6.17) or with
@@ -325,10 +338,7 @@ fn kernel_flow_keys_are_the_same_with_direct_loads_and_probe_reads() {
     const N4: u64 = 37;
     const N6: u64 = 23;
     let (sport4, sport6, dport) = (40011, 40012, 9);
-    let pair = NetnsPair::new();
-    let netns_b = pair.inode(&pair.b);
-    let btf = engine::kernel::btf::Btf::from_sys().unwrap();
-    let supported = engine::kernel::loader::untrusted_mem_loads(&btf);
+    let (pair, netns_b, supported) = pair_and_direct_loads();
     for direct in [true, false] {
         let opts = LoadOptions {
             exemplars: Some(0),
@@ -406,10 +416,7 @@ fn copied_packets_are_the_same_with_direct_loads_and_probe_reads() {
     const N: usize = 29;
     const LONG: usize = 1000;
     let (sport, sport_long, dport) = (40013, 40014, 9);
-    let pair = NetnsPair::new();
-    let netns_b = pair.inode(&pair.b);
-    let btf = engine::kernel::btf::Btf::from_sys().unwrap();
-    let supported = engine::kernel::loader::untrusted_mem_loads(&btf);
+    let (pair, netns_b, supported) = pair_and_direct_loads();
     let mut seen = Vec::new();
     for direct in [true, false] {
         for snaplen in [capture_common::DEFAULT_SNAPLEN, 2048] {
