@@ -1160,7 +1160,6 @@ fn key_l3<M: Kmem>(key: &mut KFlowKey, f: &SkbFields, scratch: *mut Scratch) {
         parse_l3(
             key,
             n,
-            |i| packet_load(net, i, 1) as u8,
             |i| packet_load(net, i, 4) as u32,
             |i| packet_load(net, i, 8),
         );
@@ -1178,8 +1177,6 @@ fn key_l3<M: Kmem>(key: &mut KFlowKey, f: &SkbFields, scratch: *mut Scratch) {
     parse_l3(
         key,
         n,
-        // SAFETY: i masked below KEY_HDR_BYTES, inside the buffer.
-        |i| unsafe { *hdr.add((i & (KEY_HDR_BYTES - 1)) as usize) },
         // SAFETY: i is a multiple of 4, masked below KEY_HDR_BYTES - 3, inside the buffer.
         |i| unsafe {
             hdr.add((i & (KEY_HDR_BYTES - 4)) as usize)
@@ -1195,7 +1192,7 @@ fn key_l3<M: Kmem>(key: &mut KFlowKey, f: &SkbFields, scratch: *mut Scratch) {
     );
 }
 
-/// A `size`-byte load (1, 4 or 8) at `off` bytes from `base`, a pointer into a packet
+/// A `size`-byte load (4 or 8) at `off` bytes from `base`, a pointer into a packet
 /// derived from `skb->head` under [`Kmem::direct_packet`]: the verifier types such a
 /// pointer as read-only untrusted memory and makes the load fault-safe (a bad address
 /// reads 0). The offset is added to the pointer's own register here, so that the compiler
@@ -1220,7 +1217,6 @@ fn packet_load(base: u64, off: u32, size: u32) -> u64 {
         // SAFETY: a read-only load; the kernel checks and fixes up the address (above).
         unsafe {
             match size {
-                1 => load!("u8"),
                 4 => load!("u32"),
                 _ => load!("u64"),
             }
@@ -1235,40 +1231,42 @@ fn packet_load(base: u64, off: u32, size: u32) -> u64 {
 }
 
 /// The IP part of the flow key from the network header's first `n` bytes (20 <= n <=
-/// KEY_HDR_BYTES), read through `byte`, `word32` and `word64` (offsets from the header;
-/// the words little-endian as loaded).
+/// KEY_HDR_BYTES), read through `word32` and `word64` (offsets from the header, multiples
+/// of the width; the words little-endian as loaded). The first two 8-byte words hold every
+/// IPv4 field but the destination (and IPv6's version and next header): few loads.
 #[inline(always)]
-fn parse_l3(
-    key: &mut KFlowKey,
-    n: u32,
-    byte: impl Fn(u32) -> u8,
-    word32: impl Fn(u32) -> u32,
-    word64: impl Fn(u32) -> u64,
-) {
+fn parse_l3(key: &mut KFlowKey, n: u32, word32: impl Fn(u32) -> u32, word64: impl Fn(u32) -> u64) {
     let saddr = key.saddr.as_mut_ptr();
     let daddr = key.daddr.as_mut_ptr();
-    let b0 = byte(0);
+    // Bytes 0-7: version and header length, ..., IPv4's flags and fragment offset (6-7) or
+    // IPv6's next header (6).
+    let w0 = word64(0);
+    let b0 = w0 as u8;
     let l4: u32;
     if b0 >> 4 == 4 {
         let ihl = u32::from(b0 & 0x0f) * 4;
         if ihl < 20 {
             return;
         }
+        // Bytes 8-15: TTL, protocol (9), checksum, source address (12-15).
+        let w1 = word64(8);
         key.family = KFAMILY_V4;
-        key.l4proto = byte(9);
+        key.l4proto = (w1 >> 8) as u8;
         // SAFETY: saddr/daddr are 8-aligned 16-byte arrays of `key` (offsets 24 and 40).
         unsafe {
-            saddr.cast::<u32>().write(word32(12));
+            saddr.cast::<u32>().write((w1 >> 32) as u32);
             daddr.cast::<u32>().write(word32(16));
         }
-        // Only the first fragment carries the transport header.
-        if (u16::from(byte(6)) << 8 | u16::from(byte(7))) & 0x1fff != 0 {
+        // Only the first fragment carries the transport header (flags and offset are
+        // big-endian: byte 6 high).
+        let frag = u16::from((w0 >> 48) as u8) << 8 | u16::from((w0 >> 56) as u8);
+        if frag & 0x1fff != 0 {
             return;
         }
         l4 = ihl;
     } else if b0 >> 4 == 6 && n >= 40 {
         key.family = KFAMILY_V6;
-        key.l4proto = byte(6);
+        key.l4proto = (w0 >> 48) as u8;
         // SAFETY: as above.
         unsafe {
             saddr.cast::<u64>().write(word64(8));
