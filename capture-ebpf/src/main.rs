@@ -1157,12 +1157,7 @@ fn key_l3<M: Kmem>(key: &mut KFlowKey, f: &SkbFields, scratch: *mut Scratch) {
     if M::direct_packet() {
         // Loads straight from the packet (see `Kmem::direct_packet`): only the bytes the
         // key is made of, each at most `n` bytes from the network header.
-        parse_l3(
-            key,
-            n,
-            |i| packet_load(net, i, 4) as u32,
-            |i| packet_load(net, i, 8),
-        );
+        parse_l3(key, n, |i| packet_u32(net, i), |i| packet_u64(net, i));
         return;
     }
     // SAFETY: `hdr` is KEY_HDR_BYTES bytes of this CPU's map value.
@@ -1192,43 +1187,40 @@ fn key_l3<M: Kmem>(key: &mut KFlowKey, f: &SkbFields, scratch: *mut Scratch) {
     );
 }
 
-/// A `size`-byte load (4 or 8) at `off` bytes from `base`, a pointer into a packet
-/// derived from `skb->head` under [`Kmem::direct_packet`]: the verifier types such a
-/// pointer as read-only untrusted memory and makes the load fault-safe (a bad address
-/// reads 0). The offset is added to the pointer's own register here, so that the compiler
-/// cannot form the address some other way (from a scalar the verifier would refuse to
-/// load through); any alignment (x86-64 loads any).
-#[inline(always)]
-fn packet_load(base: u64, off: u32, size: u32) -> u64 {
-    #[cfg(target_arch = "bpf")]
-    {
-        let v: u64;
-        let off = u64::from(off);
-        macro_rules! load {
-            ($width:literal) => {
-                core::arch::asm!(
-                    "{a} += {o}",
-                    concat!("{v} = *(", $width, " *)({a} + 0)"),
-                    a = inout(reg) base => _, o = in(reg) off, v = lateout(reg) v,
-                    options(readonly, nostack, preserves_flags)
-                )
-            };
-        }
-        // SAFETY: a read-only load; the kernel checks and fixes up the address (above).
-        unsafe {
-            match size {
-                4 => load!("u32"),
-                _ => load!("u64"),
+/// Loads at `off` bytes from `base`, a pointer into a packet derived from `skb->head` under
+/// [`Kmem::direct_packet`]: the verifier types such a pointer as read-only untrusted memory
+/// and makes the load fault-safe (a bad address reads 0). The offset is added to the
+/// pointer's own register here, so that the compiler cannot form the address some other
+/// way (from a scalar the verifier would refuse to load through); any alignment (x86-64
+/// loads any).
+macro_rules! packet_load {
+    ($name:ident, $t:ty, $width:literal) => {
+        #[inline(always)]
+        fn $name(base: u64, off: u32) -> $t {
+            #[cfg(target_arch = "bpf")]
+            {
+                let v: u64;
+                // SAFETY: a read-only load; the kernel checks and fixes up the address.
+                unsafe {
+                    core::arch::asm!(
+                        "{a} += {o}",
+                        concat!("{v} = *(", $width, " *)({a} + 0)"),
+                        a = inout(reg) base => _, o = in(reg) u64::from(off), v = lateout(reg) v,
+                        options(readonly, nostack, preserves_flags)
+                    )
+                };
+                v as $t
+            }
+            #[cfg(not(target_arch = "bpf"))]
+            {
+                let _ = (base, off);
+                0
             }
         }
-        v
-    }
-    #[cfg(not(target_arch = "bpf"))]
-    {
-        let _ = (base, off, size);
-        0
-    }
+    };
 }
+packet_load!(packet_u32, u32, "u32");
+packet_load!(packet_u64, u64, "u64");
 
 /// The IP part of the flow key from the network header's first `n` bytes (20 <= n <=
 /// KEY_HDR_BYTES), read through `word32` and `word64` (offsets from the header, multiples
@@ -2055,7 +2047,7 @@ fn emit<M: Kmem>(
 const DIRECT_COPY_MAX: u32 = 256;
 
 /// Copies `cap` (at most [`DIRECT_COPY_MAX`]) packet bytes from `src` (a pointer derived
-/// from `skb->head`, see [`packet_load`]) to `dst` in 8-byte words: the last word may carry
+/// from `skb->head`, see [`packet_u64`]) to `dst` in 8-byte words: the last word may carry
 /// up to 7 bytes past `cap` (the frame is 8-aligned and `cap_len` says where the packet
 /// ends). A fault reads zeros instead of failing the copy, so such a copy is not flagged
 /// as a failed read; the packet's own linear data is always mapped.
@@ -2072,7 +2064,7 @@ fn copy_direct(dst: *mut u8, src: u64, cap: u32) {
         unsafe {
             write_volatile(
                 dst.add(i as usize * 8).cast::<u64>(),
-                packet_load(src, i * 8, 8),
+                packet_u64(src, i * 8),
             )
         };
         i += 1;

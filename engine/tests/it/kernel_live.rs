@@ -327,6 +327,27 @@ fn pair_and_direct_loads() -> (NetnsPair, u32, bool) {
     )
 }
 
+/// Attaches with `opts` (through tp_btf, direct loads exactly when asked for and
+/// `supported`), runs `send`, then stops and drains: the events and the source.
+fn capture_while(
+    opts: &LoadOptions,
+    supported: bool,
+    send: impl FnOnce(),
+) -> (Vec<Event>, KernelSource) {
+    let mut source = KernelSource::open(opts, 1 << 16).unwrap();
+    assert_eq!(source.mode(), AttachMode::TpBtf);
+    assert_eq!(
+        source.config().direct_packet,
+        u32::from(opts.direct_packet && supported)
+    );
+    let (tx, rx) = crossbeam_channel::unbounded::<Batch>();
+    send();
+    std::thread::sleep(Duration::from_millis(200));
+    source.run(&tx, &AtomicBool::new(true), 32).unwrap();
+    let events = rx.try_iter().flat_map(|b| b.events).collect();
+    (events, source)
+}
+
 /// The kernel table's keys when it parses the headers itself (`--exemplars 0`): the same
 /// exact flows, addresses, ports and counts whether the program loads the packet bytes
 /// directly (kernels that allow it, such as this one from 6.17) or with
@@ -345,19 +366,11 @@ fn kernel_flow_keys_are_the_same_with_direct_loads_and_probe_reads() {
             direct_packet: direct,
             ..LoadOptions::default()
         };
-        let mut source = KernelSource::open(&opts, 1 << 16).unwrap();
-        assert_eq!(source.mode(), AttachMode::TpBtf);
-        assert_eq!(
-            source.config().direct_packet,
-            u32::from(direct && supported)
-        );
-        let (tx, rx) = crossbeam_channel::unbounded::<Batch>();
-        pair.send_udp(false, sport4, dport, N4 as usize, PAYLOAD);
-        pair.send_udp(true, sport6, dport, N6 as usize, PAYLOAD);
-        std::thread::sleep(Duration::from_millis(200));
-        let stop = AtomicBool::new(true);
-        source.run(&tx, &stop, 32).unwrap();
-        assert_eq!(rx.try_iter().map(|b| b.events.len()).sum::<usize>(), 0);
+        let (events, mut source) = capture_while(&opts, supported, || {
+            pair.send_udp(false, sport4, dport, N4 as usize, PAYLOAD);
+            pair.send_udp(true, sport6, dport, N6 as usize, PAYLOAD);
+        });
+        assert_eq!(events.len(), 0);
         let profile = source.take_profile();
         // (family, source, destination, ports, l4 protocol) -> (packets, bytes)
         type Flow = (u8, [u8; 16], [u8; 16], u16, u16, u8);
@@ -425,19 +438,12 @@ fn copied_packets_are_the_same_with_direct_loads_and_probe_reads() {
                 snaplen,
                 ..LoadOptions::default()
             };
-            let mut source = KernelSource::open(&opts, 1 << 16).unwrap();
-            assert_eq!(
-                source.config().direct_packet,
-                u32::from(direct && supported)
-            );
-            let (tx, rx) = crossbeam_channel::unbounded::<Batch>();
-            pair.send_udp(false, sport, dport, N, PAYLOAD);
-            pair.send_udp(false, sport_long, dport, N, LONG);
-            std::thread::sleep(Duration::from_millis(200));
-            let stop = AtomicBool::new(true);
-            source.run(&tx, &stop, 32).unwrap();
+            let (events, _source) = capture_while(&opts, supported, || {
+                pair.send_udp(false, sport, dport, N, PAYLOAD);
+                pair.send_udp(false, sport_long, dport, N, LONG);
+            });
             let mut frames: BTreeMap<u16, Vec<Vec<u8>>> = BTreeMap::new();
-            for e in rx.try_iter().flat_map(|b| b.events) {
+            for e in events {
                 if let Some((src, dst, sp, 9)) = udp4_tuple(&e.data) {
                     if e.netns == netns_b && (src, dst) == (pair.ip4_a, pair.ip4_b) {
                         frames.entry(sp).or_default().push(e.data.to_vec());
