@@ -479,6 +479,9 @@ fn apply_selection(
     }
 }
 
+/// Reasons [`Aggregator`] counts in its short list before they go into its map.
+const RECENT_REASONS: usize = 16;
+
 /// The decode stage's books: per-reason counts and the flow table of the first `count`
 /// events.
 struct Aggregator {
@@ -486,9 +489,11 @@ struct Aggregator {
     per_reason: BTreeMap<ReasonKey, StageCounts>,
     flows: FlowTable,
     processed: u64,
-    /// The counts of the reason the last event had: consecutive events mostly share one, so
-    /// the map is updated once per run of a reason, not per event.
-    run: Option<(ReasonKey, StageCounts)>,
+    /// Counts of the reasons seen lately, not yet in `per_reason` (at most
+    /// [`RECENT_REASONS`]): a storm's few reasons interleave event by event, and a short list
+    /// looked through is cheaper per event than a map (a lone cached reason was flushed into
+    /// the map at every change).
+    recent: Vec<(ReasonKey, StageCounts)>,
     timeline: crate::timeline::Timeline,
 }
 
@@ -504,7 +509,7 @@ impl Aggregator {
             per_reason: BTreeMap::new(),
             flows,
             processed: 0,
-            run: None,
+            recent: Vec::with_capacity(RECENT_REASONS),
             timeline: crate::timeline::Timeline::default(),
         }
     }
@@ -514,17 +519,10 @@ impl Aggregator {
     #[inline]
     fn add(&mut self, e: &Event, s: &PacketSummary) -> Option<AggKey> {
         let key = agg_key(e, s);
-        let c = match &mut self.run {
-            Some((k, c)) if *k == key.reason => c,
-            _ => {
-                if let Some(prev) = self.run.take() {
-                    add_counts(&mut self.per_reason, prev);
-                }
-                &mut self.run.insert((key.reason, StageCounts::default())).1
-            }
-        };
+        let skip = self.count.is_some_and(|n| self.processed >= n);
+        let c = self.recent_counts(key.reason);
         c.received += 1;
-        if self.count.is_some_and(|n| self.processed >= n) {
+        if skip {
             c.skipped += 1;
             return None;
         }
@@ -535,9 +533,31 @@ impl Aggregator {
         Some(key)
     }
 
+    /// The counts of `reason` in `recent`, which is emptied into `per_reason` when full.
+    #[inline]
+    fn recent_counts(&mut self, reason: ReasonKey) -> &mut StageCounts {
+        let at = match self.recent.iter().position(|(k, _)| *k == reason) {
+            Some(at) => at,
+            None => {
+                if self.recent.len() >= RECENT_REASONS {
+                    for r in self.recent.drain(..) {
+                        add_counts(&mut self.per_reason, r);
+                    }
+                }
+                self.recent.push((reason, StageCounts::default()));
+                self.recent.len() - 1
+            }
+        };
+        // In bounds: found there, or just pushed last (else the map counts it).
+        match self.recent.get_mut(at) {
+            Some((_, c)) => c,
+            None => self.per_reason.entry(reason).or_default(),
+        }
+    }
+
     fn finish(mut self) -> AggOutcome {
-        if let Some(last) = self.run.take() {
-            add_counts(&mut self.per_reason, last);
+        for r in self.recent.drain(..) {
+            add_counts(&mut self.per_reason, r);
         }
         AggOutcome {
             per_reason: self.per_reason,
@@ -700,6 +720,55 @@ mod tests {
                 200,
             ),
         ]
+    }
+
+    /// More reasons than the aggregator's short list, interleaved event by event, with a
+    /// count limit reached halfway: each reason's received, processed and skipped counts equal
+    /// a plain count of the same events.
+    #[test]
+    fn interleaved_reasons_past_the_short_list_count_exactly() {
+        let reasons = RECENT_REASONS as u32 + 7;
+        let events = 10_000u64;
+        let limit = 6_001u64;
+        let mut agg = Aggregator::new(Some(limit), 100);
+        let mut want: BTreeMap<ReasonKey, (u64, u64, u64)> = BTreeMap::new();
+        for i in 0..events {
+            let reason = (i * 7 % u64::from(reasons)) as u32 + 1;
+            let mut b = batch(
+                &[(
+                    1000,
+                    Cause::Kernel {
+                        reason,
+                        location: 0,
+                        protocol: 0,
+                    },
+                )],
+                i,
+            );
+            let e = b.events.pop().unwrap();
+            let mut s = PacketSummary::default();
+            summarize_into(&e.data, e.link, TunnelHint::default(), &mut s);
+            let processed = agg.add(&e, &s).is_some();
+            assert_eq!(processed, i < limit, "event {i}");
+            let w = want.entry(ReasonKey::Kernel(reason)).or_default();
+            w.0 += 1;
+            if processed {
+                w.1 += 1;
+            } else {
+                w.2 += 1;
+            }
+        }
+        let out = agg.finish();
+        let got: BTreeMap<ReasonKey, (u64, u64, u64)> = out
+            .per_reason
+            .iter()
+            .map(|(k, c)| (*k, (c.received, c.processed, c.skipped)))
+            .collect();
+        assert_eq!(got, want);
+        assert_eq!(got.len(), reasons as usize);
+        let rows: u64 = out.flows.iter().map(|(_, v)| v.packets).sum();
+        assert_eq!(rows, limit);
+        assert_eq!(out.timeline.totals().values().sum::<u64>(), limit);
     }
 
     /// Standard output for tests: shared so the test can read what the sink printed.

@@ -25,17 +25,24 @@ pub struct Timeline {
     bucket_ns: u64,
     /// Bucket number (`ts / bucket_ns`) -> (reason, events) pairs, few per bucket.
     buckets: BTreeMap<u64, Vec<(ReasonKey, u64)>>,
-    /// The last bucket and reason added to, with its count not yet in `buckets`
-    /// (consecutive events mostly share both).
-    run: Option<(u64, ReasonKey, u64)>,
+    /// The bucket added to last, whose (reason, events) pairs in `open` are not yet in
+    /// `buckets`: consecutive events mostly share a bucket, and a storm's few reasons
+    /// interleave event by event (a single cached reason went into the map at each change).
+    open_bucket: Option<u64>,
+    /// At most [`OPEN_PAIRS`].
+    open: Vec<(ReasonKey, u64)>,
 }
+
+/// Reasons the open bucket keeps before it goes into the map.
+const OPEN_PAIRS: usize = 16;
 
 impl Default for Timeline {
     fn default() -> Self {
         Timeline {
             bucket_ns: START_BUCKET_NS,
             buckets: BTreeMap::new(),
-            run: None,
+            open_bucket: None,
+            open: Vec::new(),
         }
     }
 }
@@ -45,21 +52,28 @@ impl Timeline {
     #[inline]
     pub fn add(&mut self, reason: ReasonKey, ts_ns: u64) {
         let b = ts_ns / self.bucket_ns;
-        if let Some((rb, rr, n)) = &mut self.run {
-            if *rb == b && *rr == reason {
+        if self.open_bucket == Some(b) {
+            if let Some((_, n)) = self.open.iter_mut().find(|(r, _)| *r == reason) {
                 *n += 1;
+                return;
+            }
+            if self.open.len() < OPEN_PAIRS {
+                self.open.push((reason, 1));
                 return;
             }
         }
         self.flush();
-        self.run = Some((b, reason, 1));
+        self.open_bucket = Some(b);
+        self.open.push((reason, 1));
     }
 
     fn flush(&mut self) {
-        let Some((b, r, n)) = self.run.take() else {
+        let Some(b) = self.open_bucket.take() else {
             return;
         };
-        add_to(&mut self.buckets, b, r, n);
+        for (r, n) in self.open.drain(..) {
+            add_to(&mut self.buckets, b, r, n);
+        }
         while self.buckets.len() > MAX_BUCKETS {
             self.coarsen();
         }
@@ -215,6 +229,30 @@ mod tests {
         assert_eq!(pct[0].0, ReasonKey::Kernel(2));
         assert_eq!(pct[0].1, [0, 1, 1, 1]);
         assert_eq!(pct[1].1[3], 10);
+    }
+
+    /// More reasons than the open bucket keeps, interleaved event by event across bucket
+    /// changes: every (second, reason) count equals a plain count of the same events.
+    #[test]
+    fn interleaved_reasons_past_the_open_list_count_exactly() {
+        let mut t = Timeline::default();
+        let mut want: BTreeMap<(u64, ReasonKey), u64> = BTreeMap::new();
+        let reasons = OPEN_PAIRS as u32 + 5;
+        for i in 0..50_000u64 {
+            // Reasons cycle fastest; seconds 0..3 alternate every 1,000 events, back and forth.
+            let r = ReasonKey::Kernel((i % u64::from(reasons)) as u32 + 1);
+            let second = (i / 1_000) % 4;
+            let ts = second * START_BUCKET_NS + i;
+            t.add(r, ts);
+            *want.entry((second * START_BUCKET_NS, r)).or_insert(0) += 1;
+        }
+        let got: BTreeMap<(u64, ReasonKey), u64> = t
+            .points()
+            .into_iter()
+            .flat_map(|(at, pairs)| pairs.into_iter().map(move |(r, n)| ((at, r), n)))
+            .collect();
+        assert_eq!(got, want);
+        assert_eq!(got.len(), 4 * reasons as usize);
     }
 
     #[test]
