@@ -52,15 +52,8 @@ impl Timeline {
     #[inline]
     pub fn add(&mut self, reason: ReasonKey, ts_ns: u64) {
         let b = ts_ns / self.bucket_ns;
-        if self.open_bucket == Some(b) {
-            if let Some((_, n)) = self.open.iter_mut().find(|(r, _)| *r == reason) {
-                *n += 1;
-                return;
-            }
-            if self.open.len() < OPEN_PAIRS {
-                self.open.push((reason, 1));
-                return;
-            }
+        if self.open_bucket == Some(b) && add_pair(&mut self.open, reason, 1, OPEN_PAIRS) {
+            return;
         }
         self.flush();
         self.open_bucket = Some(b);
@@ -194,11 +187,21 @@ impl Timeline {
 }
 
 fn add_to(buckets: &mut BTreeMap<u64, Vec<(ReasonKey, u64)>>, b: u64, r: ReasonKey, n: u64) {
-    let pairs = buckets.entry(b).or_default();
-    match pairs.iter_mut().find(|(pr, _)| *pr == r) {
-        Some((_, c)) => *c += n,
-        None => pairs.push((r, n)),
+    add_pair(buckets.entry(b).or_default(), r, n, usize::MAX);
+}
+
+/// Adds `n` to `r`'s pair in `pairs`, or a new pair while `pairs` holds fewer than `cap`;
+/// false when it could not (full, `r` not among them).
+fn add_pair(pairs: &mut Vec<(ReasonKey, u64)>, r: ReasonKey, n: u64, cap: usize) -> bool {
+    if let Some((_, c)) = pairs.iter_mut().find(|(pr, _)| *pr == r) {
+        *c += n;
+        return true;
     }
+    if pairs.len() >= cap {
+        return false;
+    }
+    pairs.push((r, n));
+    true
 }
 
 #[cfg(test)]
