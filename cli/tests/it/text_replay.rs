@@ -406,3 +406,69 @@ fn hubble_flows_go_to_the_table_and_with_synthesize_to_the_file() {
     assert!(line.contains("synthesised"), "{line}");
     let _ = w;
 }
+
+/// The `THP_enabled` line of a running `dropscope replay -` (standard input held open), with
+/// `DROPSCOPE_THP` set to `thp` when given; the replay then reads one Hubble flow and ends.
+fn thp_line_of_a_running_replay(thp: Option<&str>) -> String {
+    let mut cmd = dropscope();
+    cmd.args(["replay", "-", "--input-format", "hubble", "-q"])
+        .env_remove("DROPSCOPE_THP")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some(v) = thp {
+        cmd.env("DROPSCOPE_THP", v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    // Once the replay has started its threads, the program has long been loaded.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+        let threads = s
+            .lines()
+            .find_map(|l| l.strip_prefix("Threads:"))
+            .and_then(|n| n.trim().parse::<u32>().ok())
+            .unwrap_or(0);
+        if threads > 1 {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "replay never started:\n{s}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(
+            br#"{"flow":{"time":"2026-11-30T12:00:00Z","verdict":"DROPPED","IP":{"source":"10.0.0.1","destination":"10.0.0.2","ipVersion":"IPv4"},"l4":{"UDP":{"source_port":1000,"destination_port":53}},"drop_reason_desc":"POLICY_DENIED"}}
+"#,
+        )
+        .unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("1 lines, 1 records"), "{err}");
+    status
+        .lines()
+        .find(|l| l.starts_with("THP_enabled:"))
+        .unwrap_or_else(|| panic!("no THP_enabled line in /proc/PID/status:\n{status}"))
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string()
+}
+
+/// dropscope turns transparent huge pages off for itself as it loads (each thread's heap
+/// would otherwise start with a zeroed 2 MiB page), unless `DROPSCOPE_THP=1`.
+#[test]
+fn the_process_runs_without_huge_pages_unless_asked() {
+    assert_eq!(thp_line_of_a_running_replay(None), "0");
+    assert_eq!(thp_line_of_a_running_replay(Some("0")), "0");
+    assert_eq!(thp_line_of_a_running_replay(Some("1")), "1");
+}
