@@ -59,6 +59,8 @@ pub struct HubbleParser {
     /// Release whose source-file table maps `file.name` to an id.
     pub release: CiliumRelease,
     names: NameCache,
+    /// The member names of the last line the scanner read.
+    memo: scan::Memo,
 }
 
 /// Entries a [`NameCache`] table holds before it is emptied (a log of more distinct names
@@ -115,6 +117,7 @@ impl HubbleParser {
         HubbleParser {
             release,
             names: NameCache::default(),
+            memo: scan::Memo::default(),
         }
     }
 
@@ -332,7 +335,7 @@ impl LineParser for HubbleParser {
         let t = line.trim();
         if t.starts_with('{') {
             let mut f = Fields::default();
-            if let Ok(outer) = scan::line(t, &mut f) {
+            if let Ok(outer) = scan::line(t, &mut f, &mut self.memo) {
                 match self.flow(&mut f, outer.node, outer.time) {
                     Ok(item) => out.push(item),
                     Err(kind) => skips.add(kind),
@@ -562,6 +565,19 @@ impl L4Proto {
             "ICMPv6" => L4Proto::Icmp6,
             _ => return None,
         })
+    }
+
+    /// The proto whose `as u32` is `class` (the scanner's class of an `l4` member name).
+    fn from_class(class: u32) -> Option<L4Proto> {
+        [
+            L4Proto::Tcp,
+            L4Proto::Udp,
+            L4Proto::Sctp,
+            L4Proto::Icmp4,
+            L4Proto::Icmp6,
+        ]
+        .into_iter()
+        .find(|p| *p as u32 == class)
     }
 }
 
@@ -1093,22 +1109,24 @@ fn parse_ip(s: &str) -> Option<IpAddr> {
 /// this accepts, the standard parser reads the same (checked by a proptest).
 fn dotted_quad(b: &[u8]) -> Option<[u8; 4]> {
     let mut out = [0u8; 4];
-    let mut it = b.split(|c| *c == b'.');
-    for o in out.iter_mut() {
-        let part = it.next()?;
-        if part.is_empty() || part.len() > 3 || (part.len() > 1 && part.first() == Some(&b'0')) {
+    // The octet being read (its value and digits so far), then the octets before it.
+    let (mut n, mut digits, mut at) = (0u16, 0usize, 0usize);
+    for &c in b {
+        if c == b'.' {
+            *out.get_mut(at)? = u8::try_from(n).ok().filter(|_| digits > 0)?;
+            (n, digits, at) = (0, 0, at + 1);
+        } else if c.is_ascii_digit() && digits < 3 && !(digits == 1 && n == 0) {
+            n = n * 10 + u16::from(c - b'0');
+            digits += 1;
+        } else {
             return None;
         }
-        let mut n = 0u16;
-        for &c in part {
-            if !c.is_ascii_digit() {
-                return None;
-            }
-            n = n * 10 + u16::from(c - b'0');
-        }
-        *o = u8::try_from(n).ok()?;
     }
-    it.next().is_none().then_some(out)
+    if at != 3 || digits == 0 {
+        return None;
+    }
+    *out.get_mut(3)? = u8::try_from(n).ok()?;
+    Some(out)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1678,12 +1696,20 @@ mod tests {
 
     type Read = (Vec<Item>, Skips);
 
-    /// A line through the scanner, when it reads it, and through the parsed value.
+    /// A line through the scanner, when it reads it, and through the parsed value. The
+    /// scanner reads the line twice with one memo (the second time with the member names
+    /// the first remembered) and must read it the same both times.
     fn scanned_and_parsed(line: &str) -> (Option<Read>, Read) {
         let mut p = HubbleParser::default();
         let t = line.trim();
+        let mut memo = super::scan::Memo::default();
         let mut f = Fields::default();
-        let fast = super::scan::line(t, &mut f).ok().map(|o| {
+        let first = super::scan::line(t, &mut f, &mut memo)
+            .ok()
+            .map(|o| (o.node, o.time));
+        let mut f = Fields::default();
+        let fast = super::scan::line(t, &mut f, &mut memo).ok().map(|o| {
+            assert_eq!(first, Some((o.node, o.time)), "{line}");
             let (mut out, mut skips) = (Vec::new(), Skips::default());
             match p.flow(&mut f, o.node, o.time) {
                 Ok(item) => out.push(item),
@@ -1760,6 +1786,66 @@ mod tests {
         }
     }
 
+    /// Every line alone, through a parser of its own (nothing remembered from another line).
+    fn each_alone(lines: &[String]) -> Read {
+        let (mut out, mut skips) = (Vec::new(), Skips::default());
+        for l in lines {
+            HubbleParser::default().line(l, &mut out, &mut skips);
+        }
+        (out, skips)
+    }
+
+    /// Every line through one parser, which remembers member names from line to line.
+    fn one_parser(lines: &[String]) -> Read {
+        let (mut out, mut skips) = (Vec::new(), Skips::default());
+        let mut p = HubbleParser::default();
+        for l in lines {
+            p.line(l, &mut out, &mut skips);
+        }
+        (out, skips)
+    }
+
+    /// Lines whose member names change from one line to the next (in order, in spelling, in
+    /// length, one name the prefix of another, a name of 31 and of 33 bytes) read through one
+    /// parser as each reads alone: a remembered name is used only where the text has it.
+    #[test]
+    fn remembered_names_read_as_fresh_ones() {
+        let ip = r#""IP":{"source":"10.0.0.1","destination":"10.0.0.2"}"#;
+        let lines: Vec<String> = [
+            format!(r#"{{"flow":{{"verdict":"DROPPED",{ip},"l4":{{"TCP":{{"source_port":1,"destination_port":2,"flags":{{"SYN":true}}}}}},"source":{{"identity":5,"pod_name":"a","namespace":"n"}}}},"node_name":"x","time":"2024-05-01T10:00:00Z"}}"#),
+            format!(r#"{{"flow":{{"verdict":"DROPPED",{ip},"l4":{{"UDP":{{"source_port":3,"destination_port":4}}}},"source":{{"identity":6,"podName":"b"}}}},"node_name":"x","time":"2024-05-01T10:00:01Z"}}"#),
+            format!(r#"{{"flow":{{"verdictX":"DROPPED",{ip},"l4":{{"TCP":{{"sourcePort":7,"destination_port":8,"flags":{{"ACK":true,"SYN":true}}}}}}}},"time":"2024-05-01T10:00:02Z"}}"#),
+            r#"{"flow":{"verdict":"DROPPED","IP":{"destination":"10.0.0.3","source":"10.0.0.4"},"l4":{"TCP":{"source_port":9,"destination_port":10}}}}"#.to_string(),
+            format!(r#"{{"flow":{{"verdict":"FORWARDED","drop_reason_desc":"POLICY_DENIED",{ip},"event_type":{{"type":1,"sub_type":133}}}}}}"#),
+            format!(r#"{{"flow":{{"verdict":"DROPPED","drop_reason_descX":"POLICY_DENIED",{ip},"event_type":{{"type":1,"subType":181}}}}}}"#),
+            format!(r#"{{"flow":{{"verdict":"DROPPED","aaaaaaaaaaaaaaaaaaaaaaaaaaaaa":1,{ip}}}}}"#),
+            format!(r#"{{"flow":{{"verdict":"DROPPED","aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa":1,{ip}}}}}"#),
+            format!(r#"{{"flow":{{"verdict":"DROPPED","aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa":1,{ip}}}}}"#),
+            format!(r#"{{"time":"2024-05-01T10:00:03Z","verdict":"DROPPED",{ip}}}"#),
+            format!(r#"{{"time":"2024-05-01T10:00:03Z","verdict":"DROPPED",{ip},"type":"x"}}"#),
+            format!(r#"{{"flow":{{"verdict":"DROPPED",{ip}}},"node_name":"x","time":"2024-05-01T10:00:04Z"}}"#),
+            format!(r#"{{"flow":{{"verdict":"DROPPED",{ip}}},"nodeName":"y","time":"2024-05-01T10:00:05Z"}}"#),
+            format!(r#"{{"flow":{{"verdict":"DROPPED",{ip}}},"node_name":"x","time":"2024-05-01T10:00:06Z"}}"#),
+        ]
+        .to_vec();
+        let alone = each_alone(&lines);
+        // The `verdictX` line has neither verdict nor event type; the `type` line is
+        // another kind of line.
+        assert_eq!(alone.0.len(), 12, "{:?}", alone.1);
+        assert_eq!(
+            alone.1 .0,
+            [("not_a_flow", 1), ("unsupported_flow", 1)]
+                .into_iter()
+                .collect()
+        );
+        assert_eq!(one_parser(&lines), alone);
+        // And in the other order, and each line twice.
+        let back: Vec<String> = lines.iter().rev().cloned().collect();
+        assert_eq!(one_parser(&back), each_alone(&back));
+        let twice: Vec<String> = lines.iter().flat_map(|l| [l.clone(), l.clone()]).collect();
+        assert_eq!(one_parser(&twice), each_alone(&twice));
+    }
+
     #[test]
     fn sniffing() {
         assert!(looks_like_hubble(&[PRINTER.trim_end()]));
@@ -1829,6 +1915,13 @@ mod tests {
                     None => prop_assert_eq!(std, None, "{}", s),
                 }
                 prop_assert_eq!(parse_ip(&s), s.parse::<IpAddr>().ok(), "{}", s);
+            }
+
+            /// Lines read one after another by one parser (which remembers member names)
+            /// read as each line does through a parser of its own.
+            #[test]
+            fn lines_read_in_a_row_read_as_alone(lines in prop::collection::vec(garbled(), 1..16)) {
+                prop_assert_eq!(one_parser(&lines), each_alone(&lines));
             }
 
             #[test]

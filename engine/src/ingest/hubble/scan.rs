@@ -26,12 +26,12 @@ const MAX_DEPTH: usize = 64;
 
 /// Reads `t` (a trimmed line starting with `{`) into `flow` (default when called); gives
 /// the outer `node_name` and `time` of a `GetFlowsResponse`.
-pub(super) fn line<'a>(t: &'a str, flow: &mut Fields<'a>) -> R<Outer<'a>> {
-    if let Some(outer) = wrapper(t, flow)? {
+pub(super) fn line<'a>(t: &'a str, flow: &mut Fields<'a>, memo: &mut Memo) -> R<Outer<'a>> {
+    if let Some(outer) = wrapper(t, flow, memo)? {
         return Ok(outer);
     }
     *flow = Fields::default();
-    let mut s = Scan { s: t, i: 0 };
+    let mut s = Scan { s: t, i: 0, memo };
     let mut top = Fields::default();
     let got = s.flow(0, &mut top, Some(flow))?;
     s.ws();
@@ -64,21 +64,22 @@ pub(super) fn line<'a>(t: &'a str, flow: &mut Fields<'a>) -> R<Outer<'a>> {
 /// A `GetFlowsResponse` of only `flow`, `node_name` (or `nodeName`) and `time`, the common
 /// line, read without a second set of fields for its top level; `None` for any other shape
 /// (then read again by [`line`]'s general reading).
-fn wrapper<'a>(t: &'a str, flow: &mut Fields<'a>) -> R<Option<Outer<'a>>> {
-    let mut s = Scan { s: t, i: 0 };
+fn wrapper<'a>(t: &'a str, flow: &mut Fields<'a>, memo: &mut Memo) -> R<Option<Outer<'a>>> {
+    let mut s = Scan { s: t, i: 0, memo };
     let (mut mask, mut other) = (0u64, false);
     let (mut node, mut node_camel, mut time) = (None, None, None);
-    s.object(0, |s, key| {
-        let bit = match key {
-            "flow" => 0,
-            "node_name" => 1,
-            "nodeName" => 2,
-            "time" => 3,
-            _ => {
-                other = true;
-                return Err(Bail);
-            }
-        };
+    let classify = |key: &str| match key {
+        "flow" => 0,
+        "node_name" => 1,
+        "nodeName" => 2,
+        "time" => 3,
+        _ => NONE,
+    };
+    s.named_object(0, Kind::Wrapper, classify, |s, _, bit| {
+        if bit == NONE {
+            other = true;
+            return Err(Bail);
+        }
         seen(&mut mask, bit)?;
         match bit {
             0 => {
@@ -249,6 +250,11 @@ fn flow_key(key: &str, top: bool) -> Option<(u32, bool)> {
     (k.0 != OTHER_KIND || top).then_some(k)
 }
 
+/// [`flow_key`] as a class: the bit, and 0x100 for a proto name; [`NONE`] for others.
+fn flow_class<const TOP: bool>(key: &str) -> u32 {
+    flow_key(key, TOP).map_or(NONE, |(bit, proto)| bit | if proto { 0x100 } else { 0 })
+}
+
 /// Names of members read in some object, for finding repeats: their bit.
 fn seen(mask: &mut u64, bit: u32) -> R<()> {
     let b = 1u64 << bit;
@@ -257,6 +263,103 @@ fn seen(mask: &mut u64, bit: u32) -> R<()> {
     }
     *mask |= b;
     Ok(())
+}
+
+/// No member of interest: what a member name that the reader does not use is classed as.
+const NONE: u32 = u32::MAX;
+
+/// The objects whose member names are remembered from one line to the next: each its own
+/// list, as its members come in different orders and with different names.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Wrapper,
+    FlowTop,
+    Flow,
+    EventType,
+    Interface,
+    TraceId,
+    File,
+    Ip,
+    Source,
+    Destination,
+    L4,
+    L4Proto,
+    TcpFlags,
+}
+
+/// [`Kind`]s there are.
+const KINDS: usize = 13;
+
+/// Members remembered per object (names past this many are read as they come).
+const MEMO_MEMBERS: usize = 48;
+
+/// The member names of the last line, per [`Kind`] and place, and what each was classed as.
+///
+/// Hubble writes the members of its flows in one order, line after line. A name is first
+/// compared, as it stands in the text with its quotes, with the name at the same place in
+/// the last line (four 8-byte words, masked); when equal it is the same plain string, so its
+/// class is the same, and neither the string scan nor the name dispatch runs. Any other
+/// name is read as before and replaces the remembered one from that place on.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Memo {
+    kinds: [Vec<Name>; KINDS],
+}
+
+/// A remembered member name: `"name"` as bytes in little-endian words, the bytes that
+/// count, and its class. `len` 0 never matches (names longer than the words hold).
+#[derive(Clone, Copy, Debug)]
+struct Name {
+    words: [u64; 4],
+    masks: [u64; 4],
+    len: usize,
+    class: u32,
+}
+
+impl Name {
+    fn of(key: &str, class: u32) -> Name {
+        let mut name = Name {
+            words: [0; 4],
+            masks: [0; 4],
+            len: 0,
+            class,
+        };
+        let quoted = key.len() + 2;
+        let mut bytes = [0u8; 32];
+        let (Some(inner), true) = (bytes.get_mut(1..quoted - 1), quoted <= 32) else {
+            return name;
+        };
+        inner.copy_from_slice(key.as_bytes());
+        for at in [0, quoted - 1] {
+            if let Some(q) = bytes.get_mut(at) {
+                *q = b'"';
+            }
+        }
+        for (k, (w, m)) in name.words.iter_mut().zip(name.masks.iter_mut()).enumerate() {
+            let mut x = [0u8; 8];
+            x.copy_from_slice(bytes.get(k * 8..k * 8 + 8).unwrap_or(&[0; 8]));
+            *w = u64::from_le_bytes(x);
+            let n = quoted.saturating_sub(k * 8).min(8);
+            *m = if n == 8 {
+                u64::MAX
+            } else {
+                (1u64 << (8 * n)) - 1
+            };
+        }
+        name.len = quoted;
+        name
+    }
+
+    /// Whether `w` (the 32 bytes at a name's opening quote) starts with this name.
+    #[inline(always)]
+    fn is_at(&self, w: &[u8; 32]) -> bool {
+        let mut diff = 0u64;
+        for (k, (n, m)) in self.words.iter().zip(&self.masks).enumerate() {
+            let mut x = [0u8; 8];
+            x.copy_from_slice(w.get(k * 8..k * 8 + 8).unwrap_or(&[0; 8]));
+            diff |= (u64::from_le_bytes(x) ^ n) & m;
+        }
+        self.len != 0 && diff == 0
+    }
 }
 
 /// The index of the first byte at or after `j` that ends a run of plain string bytes (`"`,
@@ -288,12 +391,13 @@ fn plain_run(b: &[u8], mut j: usize) -> usize {
     j
 }
 
-struct Scan<'a> {
+struct Scan<'a, 'm> {
     s: &'a str,
     i: usize,
+    memo: &'m mut Memo,
 }
 
-impl<'a> Scan<'a> {
+impl<'a> Scan<'a, '_> {
     #[inline]
     fn peek(&self) -> Option<u8> {
         self.s.as_bytes().get(self.i).copied()
@@ -482,6 +586,83 @@ impl<'a> Scan<'a> {
         }
     }
 
+    /// The members of an object of `kind`, at its `{`: `member` reads each value, given its
+    /// name and the name's class (`classify` of the name, or the class remembered for the
+    /// same name at the same place in the last line: see [`Memo`]).
+    fn named_object(
+        &mut self,
+        depth: usize,
+        kind: Kind,
+        classify: impl Fn(&str) -> u32,
+        mut member: impl FnMut(&mut Self, &'a str, u32) -> R<()>,
+    ) -> R<()> {
+        if depth >= MAX_DEPTH {
+            return Err(Bail);
+        }
+        self.eat(b'{')?;
+        self.ws();
+        if self.peek() == Some(b'}') {
+            self.i += 1;
+            return Ok(());
+        }
+        let mut at = 0usize;
+        loop {
+            self.ws();
+            let (key, class) = match self.remembered(kind, at) {
+                Some(k) => k,
+                None => {
+                    let key = self.plain_str()?;
+                    let class = classify(key);
+                    self.remember(kind, at, key, class);
+                    (key, class)
+                }
+            };
+            at += 1;
+            self.eat(b':')?;
+            self.ws();
+            member(self, key, class)?;
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b'}') => {
+                    self.i += 1;
+                    return Ok(());
+                }
+                _ => return Err(Bail),
+            }
+        }
+    }
+
+    /// The name at `i` and its class, when it is the one remembered at place `at`.
+    #[inline(always)]
+    fn remembered(&mut self, kind: Kind, at: usize) -> Option<(&'a str, u32)> {
+        let name = *self.memo.kinds.get(kind as usize)?.get(at)?;
+        let w: &[u8; 32] = self
+            .s
+            .as_bytes()
+            .get(self.i..self.i + 32)?
+            .try_into()
+            .ok()?;
+        if !name.is_at(w) {
+            return None;
+        }
+        let key = self.s.get(self.i + 1..self.i + name.len - 1)?;
+        self.i += name.len;
+        Some((key, name.class))
+    }
+
+    #[cold]
+    fn remember(&mut self, kind: Kind, at: usize, key: &str, class: u32) {
+        let Some(names) = self.memo.kinds.get_mut(kind as usize) else {
+            return;
+        };
+        if at >= MEMO_MEMBERS || names.len() < at {
+            return;
+        }
+        names.truncate(at);
+        names.push(Name::of(key, class));
+    }
+
     /// The elements of an array, at its `[`.
     fn array(&mut self, depth: usize, mut element: impl FnMut(&mut Self) -> R<()>) -> R<()> {
         if depth >= MAX_DEPTH {
@@ -533,11 +714,17 @@ impl<'a> Scan<'a> {
         let top = inner.is_some();
         let mut got = Got::default();
         let mut mask = 0u64;
-        self.object(depth, |s, key| {
+        let (kind, classify) = if top {
+            (Kind::FlowTop, flow_class::<true> as fn(&str) -> u32)
+        } else {
+            (Kind::Flow, flow_class::<false> as fn(&str) -> u32)
+        };
+        self.named_object(depth, kind, classify, |s, _, class| {
             let d = depth + 1;
-            let Some((bit, proto)) = flow_key(key, top) else {
+            if class == NONE {
                 return s.skip(d);
-            };
+            }
+            let (bit, proto) = (class & 0xff, class & 0x100 != 0);
             if bit == OTHER_KIND {
                 got.other_kind = true;
                 return s.skip(d);
@@ -556,12 +743,12 @@ impl<'a> Scan<'a> {
                     }
                 }
                 3 => {
-                    if let Obj::Yes(e) = s.obj_member(d, |s, d| s.endpoint(d))? {
+                    if let Obj::Yes(e) = s.obj_member(d, |s, d| s.endpoint(d, Kind::Source))? {
                         out.source = e;
                     }
                 }
                 4 => {
-                    if let Obj::Yes(e) = s.obj_member(d, |s, d| s.endpoint(d))? {
+                    if let Obj::Yes(e) = s.obj_member(d, |s, d| s.endpoint(d, Kind::Destination))? {
                         out.destination = e;
                     }
                 }
@@ -569,13 +756,13 @@ impl<'a> Scan<'a> {
                 6 => out.l4 = s.obj_member(d, |s, d| s.l4(d))?.get().flatten(),
                 7 => {
                     out.iface_index = s
-                        .obj_member(d, |s, d| s.one_of(d, "index", "index"))?
+                        .obj_member(d, |s, d| s.one_of(d, Kind::Interface, "index", "index"))?
                         .get()
                         .flatten();
                 }
                 8 | 9 => {
                     let v = s
-                        .obj_member(d, |s, d| s.one_of(d, "trace_id", "traceId"))?
+                        .obj_member(d, |s, d| s.one_of(d, Kind::TraceId, "trace_id", "traceId"))?
                         .get()
                         .flatten();
                     if wins {
@@ -634,48 +821,65 @@ impl<'a> Scan<'a> {
     fn members<const N: usize>(
         &mut self,
         depth: usize,
+        kind: Kind,
         names: [&str; N],
         out: &mut [Option<Sc<'a>>; N],
     ) -> R<()> {
         let mut mask = 0u64;
-        self.object(depth, |s, key| match names.iter().position(|n| *n == key) {
-            Some(i) => {
-                seen(&mut mask, i as u32)?;
-                let v = s.scalar(depth + 1)?;
-                if let Some(slot) = out.get_mut(i) {
-                    *slot = Some(v);
-                }
-                Ok(())
+        let classify = |key: &str| {
+            names
+                .iter()
+                .position(|n| *n == key)
+                .map_or(NONE, |i| i as u32)
+        };
+        self.named_object(depth, kind, classify, |s, _, i| {
+            if i == NONE {
+                return s.skip(depth + 1);
             }
-            None => s.skip(depth + 1),
+            seen(&mut mask, i)?;
+            let v = s.scalar(depth + 1)?;
+            if let Some(slot) = out.get_mut(i as usize) {
+                *slot = Some(v);
+            }
+            Ok(())
         })
     }
 
     /// `field(o, proto, camel)` of an object.
-    fn one_of(&mut self, depth: usize, proto: &str, camel: &str) -> R<Option<Sc<'a>>> {
+    fn one_of(&mut self, depth: usize, kind: Kind, proto: &str, camel: &str) -> R<Option<Sc<'a>>> {
         let mut v = [None, None];
-        self.members(depth, [proto, camel], &mut v)?;
+        self.members(depth, kind, [proto, camel], &mut v)?;
         let [p, c] = v;
         Ok(p.or(c))
     }
 
     fn event_type(&mut self, depth: usize) -> R<(Option<Sc<'a>>, Option<Sc<'a>>)> {
         let mut v = [None, None, None];
-        self.members(depth, ["type", "sub_type", "subType"], &mut v)?;
+        self.members(
+            depth,
+            Kind::EventType,
+            ["type", "sub_type", "subType"],
+            &mut v,
+        )?;
         let [t, sub, sub_camel] = v;
         Ok((t, sub.or(sub_camel)))
     }
 
     fn file(&mut self, depth: usize) -> R<(Option<Sc<'a>>, Option<Sc<'a>>)> {
         let mut v = [None, None];
-        self.members(depth, ["name", "line"], &mut v)?;
+        self.members(depth, Kind::File, ["name", "line"], &mut v)?;
         let [name, line] = v;
         Ok((name, line))
     }
 
     fn ip(&mut self, depth: usize) -> R<IpF<'a>> {
         let mut v = [None, None, None];
-        self.members(depth, ["source", "destination", "encrypted"], &mut v)?;
+        self.members(
+            depth,
+            Kind::Ip,
+            ["source", "destination", "encrypted"],
+            &mut v,
+        )?;
         let [source, destination, encrypted] = v;
         Ok(IpF {
             source,
@@ -684,20 +888,23 @@ impl<'a> Scan<'a> {
         })
     }
 
-    fn endpoint(&mut self, depth: usize) -> R<Endpoint<'a>> {
+    fn endpoint(&mut self, depth: usize, kind: Kind) -> R<Endpoint<'a>> {
         let mut mask = 0u64;
         let (mut identity, mut pod, mut pod_camel, mut namespace) = (None, None, None, None);
         let mut labels = Vec::new();
-        self.object(depth, |s, key| {
+        let classify = |key: &str| match key {
+            "identity" => 0,
+            "pod_name" => 1,
+            "podName" => 2,
+            "namespace" => 3,
+            "labels" => 4,
+            _ => NONE,
+        };
+        self.named_object(depth, kind, classify, |s, _, bit| {
             let d = depth + 1;
-            let bit = match key {
-                "identity" => 0,
-                "pod_name" => 1,
-                "podName" => 2,
-                "namespace" => 3,
-                "labels" => 4,
-                _ => return s.skip(d),
-            };
+            if bit == NONE {
+                return s.skip(d);
+            }
             seen(&mut mask, bit)?;
             match bit {
                 0 => identity = Some(s.scalar(d)?),
@@ -729,10 +936,11 @@ impl<'a> Scan<'a> {
     /// `l4`: its first protocol member that is an object.
     fn l4(&mut self, depth: usize) -> R<Option<L4F<'a>>> {
         let mut found = None;
-        self.object(depth, |s, key| {
+        let classify = |key: &str| L4Proto::of(key).map_or(NONE, |p| p as u32);
+        self.named_object(depth, Kind::L4, classify, |s, _, class| {
             let d = depth + 1;
             s.ws();
-            match L4Proto::of(key) {
+            match L4Proto::from_class(class) {
                 Some(proto) if found.is_none() && s.peek() == Some(b'{') => {
                     found = Some(s.l4_proto(d, proto)?);
                     Ok(())
@@ -747,18 +955,21 @@ impl<'a> Scan<'a> {
         let mut mask = 0u64;
         let mut v: [Option<Sc<'a>>; 6] = [None; 6];
         let mut flags = None;
-        self.object(depth, |s, key| {
+        let classify = |key: &str| match key {
+            "source_port" => 0,
+            "sourcePort" => 1,
+            "destination_port" => 2,
+            "destinationPort" => 3,
+            "type" => 4,
+            "code" => 5,
+            "flags" => 6,
+            _ => NONE,
+        };
+        self.named_object(depth, Kind::L4Proto, classify, |s, _, bit| {
             let d = depth + 1;
-            let bit = match key {
-                "source_port" => 0,
-                "sourcePort" => 1,
-                "destination_port" => 2,
-                "destinationPort" => 3,
-                "type" => 4,
-                "code" => 5,
-                "flags" => 6,
-                _ => return s.skip(d),
-            };
+            if bit == NONE {
+                return s.skip(d);
+            }
             seen(&mut mask, bit)?;
             if bit == 6 {
                 flags = s.obj_member(d, |s, d| s.tcp_flags(d))?.get();
@@ -780,11 +991,12 @@ impl<'a> Scan<'a> {
 
     fn tcp_flags(&mut self, depth: usize) -> R<u8> {
         let mut flags = 0u8;
-        self.object(depth, |s, key| {
+        let classify = |key: &str| u32::from(tcp_flag(key).unwrap_or(0));
+        self.named_object(depth, Kind::TcpFlags, classify, |s, _, flag| {
             s.ws();
             if s.peek() == Some(b't') {
                 s.literal("true")?;
-                flags |= tcp_flag(key).unwrap_or(0);
+                flags |= u8::try_from(flag).unwrap_or(0);
                 Ok(())
             } else {
                 s.skip(depth + 1)
