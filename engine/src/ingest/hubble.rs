@@ -61,6 +61,11 @@ pub struct HubbleParser {
     names: NameCache,
     /// The member names of the last line the scanner read.
     memo: scan::Memo,
+    /// The minute the last time started with (its first 17 bytes) and its seconds from the
+    /// epoch: flows of one minute share it, and only the rest is read.
+    minute: Option<([u8; 17], i64)>,
+    /// The last `drop_reason_desc` name and its code.
+    last_reason: Option<(&'static str, u8)>,
 }
 
 /// Entries a [`NameCache`] table holds before it is emptied (a log of more distinct names
@@ -72,18 +77,36 @@ const NAME_CACHE_MAX: usize = 4096;
 /// per flow (and freed in another thread).
 #[derive(Clone, Debug, Default)]
 struct NameCache {
+    /// The last name of each field (source and destination pod and namespace, node): a
+    /// flow log repeats them line after line, and this check costs less than a hash.
+    last: [Option<Arc<str>>; 5],
     texts: hashbrown::HashSet<Arc<str>>,
     labels: hashbrown::HashTable<Arc<[String]>>,
     hasher: hashbrown::DefaultHashBuilder,
 }
 
 impl NameCache {
+    /// [`NameCache::text`] for field `at`, checking that field's last name first.
+    fn text_at(&mut self, at: usize, s: &str) -> Arc<str> {
+        if let Some(Some(a)) = self.last.get(at) {
+            if **a == *s {
+                return a.clone();
+            }
+        }
+        let a = self.text(s);
+        if let Some(slot) = self.last.get_mut(at) {
+            *slot = Some(a.clone());
+        }
+        a
+    }
+
     fn text(&mut self, s: &str) -> Arc<str> {
         if let Some(a) = self.texts.get(s) {
             return a.clone();
         }
         if self.texts.len() >= NAME_CACHE_MAX {
             self.texts.clear();
+            self.last = Default::default();
         }
         let a: Arc<str> = Arc::from(s);
         self.texts.insert(a.clone());
@@ -118,6 +141,8 @@ impl HubbleParser {
             release,
             names: NameCache::default(),
             memo: scan::Memo::default(),
+            minute: None,
+            last_reason: None,
         }
     }
 
@@ -191,7 +216,8 @@ impl HubbleParser {
         );
         let notification = match kind {
             1 => {
-                let reason = reason_of(f.drop_reason_desc)
+                let reason = self
+                    .reason_of(f.drop_reason_desc)
                     .or_else(|| u8_of(f.drop_reason))
                     .or_else(|| sub_type.and_then(|s| u8::try_from(s).ok()))
                     .unwrap_or(0);
@@ -265,7 +291,8 @@ impl HubbleParser {
                 }
                 let verdict_num = match verdict {
                     Verdict::Dropped => {
-                        let r = reason_of(f.drop_reason_desc)
+                        let r = self
+                            .reason_of(f.drop_reason_desc)
                             .or_else(|| u8_of(f.drop_reason))
                             .unwrap_or(0);
                         -i32::from(r)
@@ -300,15 +327,15 @@ impl HubbleParser {
         let node = as_str(f.node_name).or(outer_node);
         let c = &mut self.names;
         let names = Names {
-            src_pod: src.pod.map(|t| c.text(t)),
-            src_namespace: src.namespace.map(|t| c.text(t)),
+            src_pod: src.pod.map(|t| c.text_at(0, t)),
+            src_namespace: src.namespace.map(|t| c.text_at(1, t)),
             src_labels: c.labels(&src.labels),
-            dst_pod: dst.pod.map(|t| c.text(t)),
-            dst_namespace: dst.namespace.map(|t| c.text(t)),
+            dst_pod: dst.pod.map(|t| c.text_at(2, t)),
+            dst_namespace: dst.namespace.map(|t| c.text_at(3, t)),
             dst_labels: c.labels(&dst.labels),
-            node: node.filter(|n| !n.is_empty()).map(|t| c.text(t)),
+            node: node.filter(|n| !n.is_empty()).map(|t| c.text_at(4, t)),
         };
-        let ts_ns = as_str(f.time).or(outer_time).and_then(parse_rfc3339);
+        let ts_ns = as_str(f.time).or(outer_time).and_then(|t| self.time_of(t));
         Ok(Item::Record(Record {
             ts_ns,
             cpu: None,
@@ -321,6 +348,36 @@ impl HubbleParser {
             headers,
             meta: (names != Names::default()).then(|| EventMeta::with_names(names)),
         }))
+    }
+
+    /// [`reason_of`], with the last name remembered (a flow log repeats few reasons).
+    fn reason_of(&mut self, v: Option<Sc<'_>>) -> Option<u8> {
+        if let (Some(Sc::Str(s)), Some((name, code))) = (v, self.last_reason) {
+            if s == name {
+                return Some(code);
+            }
+        }
+        if let Some(Sc::Str(s)) = v {
+            if let Some((name, code)) = drop_reason_codes().get_key_value(s) {
+                self.last_reason = Some((name, *code));
+            }
+        }
+        reason_of(v)
+    }
+
+    /// [`parse_rfc3339`], with the minute of the last time remembered.
+    fn time_of(&mut self, t: &str) -> Option<u64> {
+        let b = t.as_bytes();
+        let head: [u8; 17] = b.get(..17)?.try_into().ok()?;
+        let minute = match self.minute {
+            Some((h, m)) if h == head => m,
+            _ => {
+                let m = rfc3339_minute(b)?;
+                self.minute = Some((head, m));
+                m
+            }
+        };
+        rfc3339_after_minute(b, minute)
     }
 
     /// The id `name` has in this release's files table.
@@ -1147,17 +1204,25 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 /// nanoseconds since the epoch; `None` for anything else or a time before 1970.
 pub fn parse_rfc3339(s: &str) -> Option<u64> {
     let b = s.as_bytes();
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let d = b.get(r)?;
-        let mut n = 0i64;
-        for &c in d {
-            if !c.is_ascii_digit() {
-                return None;
-            }
-            n = n * 10 + i64::from(c - b'0');
+    rfc3339_after_minute(b, rfc3339_minute(b)?)
+}
+
+/// Digits `r` of `b` as a number; `None` for anything that is not a digit.
+fn digits(b: &[u8], r: std::ops::Range<usize>) -> Option<i64> {
+    let d = b.get(r)?;
+    let mut n = 0i64;
+    for &c in d {
+        if !c.is_ascii_digit() {
+            return None;
         }
-        Some(n)
-    };
+        n = n * 10 + i64::from(c - b'0');
+    }
+    Some(n)
+}
+
+/// Seconds from the epoch to the minute an RFC 3339 time starts with (its first 17 bytes,
+/// `2023-08-21T12:12:`), before its offset.
+fn rfc3339_minute(b: &[u8]) -> Option<i64> {
     if b.get(4) != Some(&b'-')
         || b.get(7) != Some(&b'-')
         || !matches!(b.get(10), Some(b'T' | b't' | b' '))
@@ -1166,9 +1231,19 @@ pub fn parse_rfc3339(s: &str) -> Option<u64> {
     {
         return None;
     }
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+    let (y, mo, d) = (digits(b, 0..4)?, digits(b, 5..7)?, digits(b, 8..10)?);
+    let (h, mi) = (digits(b, 11..13)?, digits(b, 14..16)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 {
+        return None;
+    }
+    Some(days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60)
+}
+
+/// The time whose first 17 bytes gave `minute` ([`rfc3339_minute`]): its seconds, fraction
+/// and offset read from the rest.
+fn rfc3339_after_minute(b: &[u8], minute: i64) -> Option<u64> {
+    let sec = digits(b, 17..19)?;
+    if sec > 60 {
         return None;
     }
     let mut i = 19;
@@ -1192,7 +1267,7 @@ pub fn parse_rfc3339(s: &str) -> Option<u64> {
     let offset = match b.get(i..)? {
         [b'Z' | b'z'] => 0,
         [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
-            let o = num(i + 1..i + 3)? * 3600 + num(i + 4..i + 6)? * 60;
+            let o = digits(b, i + 1..i + 3)? * 3600 + digits(b, i + 4..i + 6)? * 60;
             if *sign == b'+' {
                 o
             } else {
@@ -1201,7 +1276,7 @@ pub fn parse_rfc3339(s: &str) -> Option<u64> {
         }
         _ => return None,
     };
-    let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec - offset;
+    let secs = minute + sec - offset;
     let ns = secs.checked_mul(1_000_000_000)?.checked_add(nanos)?;
     u64::try_from(ns).ok()
 }
@@ -1692,6 +1767,59 @@ mod tests {
         ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad}");
         }
+    }
+
+    /// Times read one after another by one parser (which remembers the last minute) read as
+    /// each alone: the same minute with other seconds, fractions and offsets, other minutes,
+    /// and bad times that start like a good one.
+    #[test]
+    fn times_in_a_row_read_as_alone() {
+        let times = [
+            "2023-08-21T12:12:18.510175415Z",
+            "2023-08-21T12:12:19Z",
+            "2023-08-21T12:12:19+02:00",
+            "2023-08-21T12:12:61Z",
+            "2023-08-21T12:12:1xZ",
+            "2023-08-21T12:12:",
+            "2023-08-21T12:12x19Z",
+            "2023-08-21T12:12:59.999999999-01:30",
+            "2023-08-21T12:13:00Z",
+            "2023-08-21t12:13:00Z",
+            "2023-13-21T12:13:00Z",
+            "2023-13-21T12:13:01Z",
+            "1970-01-01T00:00:00Z",
+            "1969-12-31T23:59:59Z",
+            "1969-12-31T23:59:59+01:00",
+            "2023-08-21T12:13:00Z",
+        ];
+        let mut p = HubbleParser::default();
+        let got: Vec<Option<u64>> = times.iter().map(|t| p.time_of(t)).collect();
+        let alone: Vec<Option<u64>> = times.iter().map(|t| parse_rfc3339(t)).collect();
+        assert_eq!(got, alone);
+        assert_eq!(alone.iter().filter(|t| t.is_some()).count(), 8);
+    }
+
+    /// Names and reasons taken from what was remembered are the ones a fresh lookup gives.
+    #[test]
+    fn remembered_names_and_reasons_are_the_looked_up_ones() {
+        let mut p = HubbleParser::default();
+        for s in ["a", "a", "b", "a", "", ""] {
+            assert_eq!(&*p.names.text_at(0, s), s);
+            assert_eq!(&*p.names.text_at(4, s), s);
+        }
+        for d in [
+            "POLICY_DENIED",
+            "POLICY_DENIED",
+            "CT_MAP_INSERTION_FAILED",
+            "POLICY_DENIED",
+            "181",
+            "POLICY_DENIED",
+            "NOT_A_REASON",
+        ] {
+            let v = Some(Sc::Str(d));
+            assert_eq!(p.reason_of(v), reason_of(v), "{d}");
+        }
+        assert_eq!(p.reason_of(Some(Sc::Str("POLICY_DENIED"))), Some(133));
     }
 
     type Read = (Vec<Item>, Skips);

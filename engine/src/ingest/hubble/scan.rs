@@ -302,7 +302,9 @@ const MEMO_MEMBERS: usize = 48;
 /// name is read as before and replaces the remembered one from that place on.
 #[derive(Clone, Debug, Default)]
 pub(super) struct Memo {
-    kinds: [Vec<Name>; KINDS],
+    /// Per kind and place, the two names seen last there (the newer first): Hubble's `l4`
+    /// alternates between `TCP` and `UDP`, an endpoint between having a pod or not.
+    kinds: [Vec<[Name; 2]>; KINDS],
 }
 
 /// A remembered member name: `"name"` as bytes in little-endian words, the bytes that
@@ -316,6 +318,14 @@ struct Name {
 }
 
 impl Name {
+    /// A name that matches nothing.
+    const NEVER: Name = Name {
+        words: [0; 4],
+        masks: [0; 4],
+        len: 0,
+        class: NONE,
+    };
+
     fn of(key: &str, class: u32) -> Name {
         let mut name = Name {
             words: [0; 4],
@@ -636,16 +646,20 @@ impl<'a> Scan<'a, '_> {
     /// The name at `i` and its class, when it is the one remembered at place `at`.
     #[inline(always)]
     fn remembered(&mut self, kind: Kind, at: usize) -> Option<(&'a str, u32)> {
-        let name = *self.memo.kinds.get(kind as usize)?.get(at)?;
+        let [newer, older] = *self.memo.kinds.get(kind as usize)?.get(at)?;
         let w: &[u8; 32] = self
             .s
             .as_bytes()
             .get(self.i..self.i + 32)?
             .try_into()
             .ok()?;
-        if !name.is_at(w) {
+        let name = if newer.is_at(w) {
+            newer
+        } else if older.is_at(w) {
+            older
+        } else {
             return None;
-        }
+        };
         let key = self.s.get(self.i + 1..self.i + name.len - 1)?;
         self.i += name.len;
         Some((key, name.class))
@@ -656,11 +670,14 @@ impl<'a> Scan<'a, '_> {
         let Some(names) = self.memo.kinds.get_mut(kind as usize) else {
             return;
         };
-        if at >= MEMO_MEMBERS || names.len() < at {
-            return;
+        let name = Name::of(key, class);
+        let len = names.len();
+        if let Some(pair) = names.get_mut(at) {
+            let [newer, _] = *pair;
+            *pair = [name, newer];
+        } else if at == len && at < MEMO_MEMBERS {
+            names.push([name, Name::NEVER]);
         }
-        names.truncate(at);
-        names.push(Name::of(key, class));
     }
 
     /// The elements of an array, at its `[`.
