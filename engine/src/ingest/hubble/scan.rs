@@ -307,13 +307,16 @@ pub(super) struct Memo {
     kinds: [Vec<[Name; 2]>; KINDS],
 }
 
-/// A remembered member name: `"name"` as bytes in little-endian words, the bytes that
-/// count, and its class. `len` 0 never matches (names longer than the words hold).
+/// A remembered member name: `"name"` (and the `:` after it, when it came straight after)
+/// as bytes in little-endian words, the bytes that count (`len`; `quoted` of them are the
+/// name with its quotes), and its class. `len` 0 never matches (names longer than the words
+/// hold).
 #[derive(Clone, Copy, Debug)]
 struct Name {
     words: [u64; 4],
     masks: [u64; 4],
     len: usize,
+    quoted: usize,
     class: u32,
 }
 
@@ -323,16 +326,13 @@ impl Name {
         words: [0; 4],
         masks: [0; 4],
         len: 0,
+        quoted: 0,
         class: NONE,
     };
 
-    fn of(key: &str, class: u32) -> Name {
-        let mut name = Name {
-            words: [0; 4],
-            masks: [0; 4],
-            len: 0,
-            class,
-        };
+    fn of(key: &str, class: u32, colon: bool) -> Name {
+        let mut name = Name::NEVER;
+        name.class = class;
         let quoted = key.len() + 2;
         let mut bytes = [0u8; 32];
         let (Some(inner), true) = (bytes.get_mut(1..quoted - 1), quoted <= 32) else {
@@ -344,18 +344,25 @@ impl Name {
                 *q = b'"';
             }
         }
+        let len = match bytes.get_mut(quoted) {
+            Some(c) if colon => {
+                *c = b':';
+                quoted + 1
+            }
+            _ => quoted,
+        };
         for (k, (w, m)) in name.words.iter_mut().zip(name.masks.iter_mut()).enumerate() {
             let mut x = [0u8; 8];
             x.copy_from_slice(bytes.get(k * 8..k * 8 + 8).unwrap_or(&[0; 8]));
             *w = u64::from_le_bytes(x);
-            let n = quoted.saturating_sub(k * 8).min(8);
+            let n = len.saturating_sub(k * 8).min(8);
             *m = if n == 8 {
                 u64::MAX
             } else {
                 (1u64 << (8 * n)) - 1
             };
         }
-        name.len = quoted;
+        (name.len, name.quoted) = (len, quoted);
         name
     }
 
@@ -619,17 +626,21 @@ impl<'a> Scan<'a, '_> {
         loop {
             self.ws();
             let (key, class) = match self.remembered(kind, at) {
-                Some(k) => k,
+                Some((key, class, true)) => (key, class),
+                Some((key, class, false)) => {
+                    self.eat(b':')?;
+                    (key, class)
+                }
                 None => {
                     let key = self.plain_str()?;
                     let class = classify(key);
                     self.remember(kind, at, key, class);
+                    self.eat(b':')?;
                     (key, class)
                 }
             };
             at += 1;
-            self.eat(b':')?;
-            self.ws();
+            // Every `member` starts by skipping white space itself.
             member(self, key, class)?;
             self.ws();
             match self.peek() {
@@ -643,9 +654,10 @@ impl<'a> Scan<'a, '_> {
         }
     }
 
-    /// The name at `i` and its class, when it is the one remembered at place `at`.
+    /// The name at `i`, its class, and whether its `:` was read with it, when it is the one
+    /// remembered at place `at`.
     #[inline(always)]
-    fn remembered(&mut self, kind: Kind, at: usize) -> Option<(&'a str, u32)> {
+    fn remembered(&mut self, kind: Kind, at: usize) -> Option<(&'a str, u32, bool)> {
         let [newer, older] = *self.memo.kinds.get(kind as usize)?.get(at)?;
         let w: &[u8; 32] = self
             .s
@@ -660,17 +672,18 @@ impl<'a> Scan<'a, '_> {
         } else {
             return None;
         };
-        let key = self.s.get(self.i + 1..self.i + name.len - 1)?;
+        let key = self.s.get(self.i + 1..self.i + name.quoted - 1)?;
         self.i += name.len;
-        Some((key, name.class))
+        Some((key, name.class, name.len > name.quoted))
     }
 
     #[cold]
     fn remember(&mut self, kind: Kind, at: usize, key: &str, class: u32) {
+        // Right after `plain_str`: a `:` straight after the name is remembered with it.
+        let name = Name::of(key, class, self.peek() == Some(b':'));
         let Some(names) = self.memo.kinds.get_mut(kind as usize) else {
             return;
         };
-        let name = Name::of(key, class);
         let len = names.len();
         if let Some(pair) = names.get_mut(at) {
             let [newer, _] = *pair;
