@@ -490,7 +490,30 @@ impl<'a> Scan<'a, '_> {
     }
 
     /// A number: `Some(n)` for a plain unsigned integer, `None` for another valid one.
+    #[inline]
     fn number(&mut self) -> R<Option<u64>> {
+        // The common number first: digits (no leading zero, at most 18) read as they come,
+        // followed by neither a fraction nor an exponent.
+        let b = self.s.as_bytes();
+        let (start, mut j, mut n) = (self.i, self.i, 0u64);
+        while let Some(d) = b.get(j).map(|c| c.wrapping_sub(b'0')).filter(|d| *d <= 9) {
+            n = n.wrapping_mul(10).wrapping_add(u64::from(d));
+            j += 1;
+        }
+        let digits = j - start;
+        if (1..=18).contains(&digits)
+            && !(digits > 1 && b.get(start) == Some(&b'0'))
+            && !matches!(b.get(j), Some(b'.' | b'e' | b'E'))
+        {
+            self.i = j;
+            return Ok(Some(n));
+        }
+        self.any_number()
+    }
+
+    /// [`Scan::number`] of any form.
+    #[cold]
+    fn any_number(&mut self) -> R<Option<u64>> {
         let b = self.s.as_bytes();
         let start = self.i;
         let mut j = start;
@@ -658,23 +681,19 @@ impl<'a> Scan<'a, '_> {
     /// remembered at place `at`.
     #[inline(always)]
     fn remembered(&mut self, kind: Kind, at: usize) -> Option<(&'a str, u32, bool)> {
-        let [newer, older] = *self.memo.kinds.get(kind as usize)?.get(at)?;
         let w: &[u8; 32] = self
             .s
             .as_bytes()
             .get(self.i..self.i + 32)?
             .try_into()
             .ok()?;
-        let name = if newer.is_at(w) {
-            newer
-        } else if older.is_at(w) {
-            older
-        } else {
-            return None;
-        };
-        let key = self.s.get(self.i + 1..self.i + name.quoted - 1)?;
-        self.i += name.len;
-        Some((key, name.class, name.len > name.quoted))
+        // By reference: a pair of names is 176 bytes.
+        let pair = self.memo.kinds.get(kind as usize)?.get(at)?;
+        let name = pair.iter().find(|n| n.is_at(w))?;
+        let (len, quoted, class) = (name.len, name.quoted, name.class);
+        let key = self.s.get(self.i + 1..self.i + quoted - 1)?;
+        self.i += len;
+        Some((key, class, len > quoted))
     }
 
     #[cold]
@@ -1039,6 +1058,71 @@ impl<'a> Scan<'a, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The common-number path reads what the general one reads, and stops where it stops.
+    #[test]
+    fn numbers_read_as_any_number_reads_them() {
+        let mut cases: Vec<String> = [
+            "0",
+            "7",
+            "10000",
+            "32768",
+            "01",
+            "00",
+            "0.5",
+            "1.5",
+            "-1",
+            "-0",
+            "1e5",
+            "1E5",
+            "2.",
+            "999999999999999999",
+            "1000000000000000000",
+            "12345678901234567890",
+            "5,",
+            "5}",
+            "5x",
+            "",
+            "-",
+            ".5",
+            "18446744073709551615",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        cases.extend((0..200u64).map(|i| (i * 7919 % 100_003).to_string()));
+        for c in &cases {
+            let mut memo = Memo::default();
+            let mut fast = Scan {
+                s: c,
+                i: 0,
+                memo: &mut memo,
+            };
+            let got = fast.number();
+            let fast_i = fast.i;
+            let mut memo = Memo::default();
+            let mut general = Scan {
+                s: c,
+                i: 0,
+                memo: &mut memo,
+            };
+            let want = general.any_number();
+            assert_eq!(got, want, "{c:?}");
+            if want.is_ok() {
+                assert_eq!(fast_i, general.i, "{c:?}");
+            }
+        }
+        let mut memo = Memo::default();
+        assert_eq!(
+            Scan {
+                s: "10000,",
+                i: 0,
+                memo: &mut memo
+            }
+            .number(),
+            Ok(Some(10000))
+        );
+    }
 
     /// The word test finds the same end as a byte-by-byte look, at every offset.
     #[test]
