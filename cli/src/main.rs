@@ -16,35 +16,11 @@ mod top;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Turns transparent huge pages off for this process unless `DROPSCOPE_THP=1`; run as the
-/// program is loaded (`.init_array`), before the runtime's first allocation.
-///
-/// mimalloc asks for huge pages on all of its memory, and each thread's heap starts in a
-/// 2 MiB region of its own: a replay's 9 threads touched 17 MB for a 1,000-line input
-/// (2.7 MB with 4 KiB pages). On a VM whose host backs memory only when it is first
-/// touched, each of those is a zeroed 2 MiB page; text replays of 200,000 records took a
-/// quarter less time with 4 KiB pages after memory had been idle for a second (README
-/// "Speed").
-extern "C" fn no_huge_pages() {
-    // SAFETY: getenv reads the environment with a NUL-terminated name (nothing else runs
-    // yet: this is a load-time constructor); the pointer it returns is read at once, as a
-    // NUL-terminated string, before anything can change the environment.
-    let keep = unsafe {
-        let v = libc::getenv(c"DROPSCOPE_THP".as_ptr());
-        !v.is_null() && std::ffi::CStr::from_ptr(v).to_bytes() == b"1"
-    };
-    if keep {
-        return;
-    }
-    // SAFETY: PR_SET_THP_DISABLE takes integers only and touches none of our memory.
-    unsafe {
-        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
-    }
-}
-
+/// Transparent huge pages off from the moment the program is loaded, before the runtime's
+/// first allocation (`DROPSCOPE_THP=1` keeps them): see [`engine::memory`].
 #[used]
 #[link_section = ".init_array"]
-static NO_HUGE_PAGES: extern "C" fn() = no_huge_pages;
+static NO_HUGE_PAGES: extern "C" fn() = engine::memory::no_huge_pages_unless_asked;
 
 use std::io::{IsTerminal as _, Write as _};
 use std::path::Path;

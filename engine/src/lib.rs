@@ -45,6 +45,7 @@ pub mod join;
 pub mod kernel;
 pub mod live;
 pub mod lookup;
+pub mod memory;
 pub mod names;
 #[cfg(any(test, feature = "test-support"))]
 pub mod netns_rig;

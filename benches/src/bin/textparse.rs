@@ -16,6 +16,11 @@ use engine::ingest::source::{text_source, TextFormat};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Huge pages off as the `dropscope` binary has them (see `engine::memory`).
+#[used]
+#[link_section = ".init_array"]
+static NO_HUGE_PAGES: extern "C" fn() = engine::memory::no_huge_pages_unless_asked;
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (Some(path), Some(kind)) = (args.first(), args.get(1)) else {
