@@ -1,6 +1,8 @@
 //! Feeds arbitrary bytes, line by line, to every text-input parser (`cilium monitor` text
 //! and `-j` JSON, Hubble flow JSON through sonic-rs, dropscope's own JSON lines): none may
-//! panic, and a parser that says it is idle has nothing left to finish.
+//! panic, and a parser that says it is idle has nothing left to finish. Hubble lines read
+//! one after another by one parser (which remembers member names, the last minute, reason
+//! and pod names from line to line) read as each line does through a parser of its own.
 #![no_main]
 
 use engine::cilium::tables::CiliumRelease;
@@ -32,4 +34,14 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(items.len() as u64 + skips.total(), before);
         }
     }
+    let (mut one, mut one_skips) = (Vec::new(), Skips::default());
+    let (mut alone, mut alone_skips) = (Vec::new(), Skips::default());
+    let mut p = HubbleParser::new(release);
+    for line in text.split('\n') {
+        let line = clean_line(line);
+        p.line(&line, &mut one, &mut one_skips);
+        HubbleParser::new(release).line(&line, &mut alone, &mut alone_skips);
+    }
+    assert_eq!(one, alone);
+    assert_eq!(one_skips, alone_skips);
 });

@@ -296,10 +296,13 @@ const MEMO_MEMBERS: usize = 48;
 /// The member names of the last line, per [`Kind`] and place, and what each was classed as.
 ///
 /// Hubble writes the members of its flows in one order, line after line. A name is first
-/// compared, as it stands in the text with its quotes, with the name at the same place in
-/// the last line (four 8-byte words, masked); when equal it is the same plain string, so its
-/// class is the same, and neither the string scan nor the name dispatch runs. Any other
-/// name is read as before and replaces the remembered one from that place on.
+/// compared, as it stands in the text with its quotes (and its `:`), with the two names
+/// last seen at the same place of the same kind of object (four 8-byte words, masked);
+/// when equal it is the same plain string, so its class is the same, and neither the string
+/// scan nor the name dispatch runs. Any other name is read as before and becomes the newer
+/// of that place's two. Only whole matches are used, so what is remembered changes how fast
+/// a line is read, never what is read (tests and the `text_lines` fuzz target compare a
+/// parser that read other lines before with a fresh one).
 #[derive(Clone, Debug, Default)]
 pub(super) struct Memo {
     /// Per kind and place, the two names seen last there (the newer first): Hubble's `l4`
