@@ -75,7 +75,7 @@ fn wrapper<'a>(t: &'a str, flow: &mut Fields<'a>, memo: &mut Memo) -> R<Option<O
         "time" => 3,
         _ => NONE,
     };
-    s.named_object(0, Kind::Wrapper, classify, |s, _, bit| {
+    s.object(0, Some(Kind::Wrapper), classify, |s, _, bit| {
         if bit == NONE {
             other = true;
             return Err(Bail);
@@ -572,7 +572,7 @@ impl<'a> Scan<'a, '_> {
         self.ws();
         match self.peek() {
             Some(b'"') => self.skip_str(),
-            Some(b'{') => self.object(depth, |s, _| s.skip(depth + 1)),
+            Some(b'{') => self.object(depth, None, |_| NONE, |s, _, _| s.skip(depth + 1)),
             Some(b'[') => self.array(depth, |s| s.skip(depth + 1)),
             Some(b't') => self.literal("true"),
             Some(b'f') => self.literal("false"),
@@ -596,46 +596,13 @@ impl<'a> Scan<'a, '_> {
         }
     }
 
-    /// The members of an object, at its `{`: `member` reads each value.
+    /// The members of an object, at its `{`: `member` reads each value, given its name and
+    /// the name's class (`classify` of the name or, for an object of a `kind`, the class
+    /// remembered for the same name at the same place: see [`Memo`]).
     fn object(
         &mut self,
         depth: usize,
-        mut member: impl FnMut(&mut Self, &'a str) -> R<()>,
-    ) -> R<()> {
-        if depth >= MAX_DEPTH {
-            return Err(Bail);
-        }
-        self.eat(b'{')?;
-        self.ws();
-        if self.peek() == Some(b'}') {
-            self.i += 1;
-            return Ok(());
-        }
-        loop {
-            self.ws();
-            let key = self.plain_str()?;
-            self.eat(b':')?;
-            self.ws();
-            member(self, key)?;
-            self.ws();
-            match self.peek() {
-                Some(b',') => self.i += 1,
-                Some(b'}') => {
-                    self.i += 1;
-                    return Ok(());
-                }
-                _ => return Err(Bail),
-            }
-        }
-    }
-
-    /// The members of an object of `kind`, at its `{`: `member` reads each value, given its
-    /// name and the name's class (`classify` of the name, or the class remembered for the
-    /// same name at the same place in the last line: see [`Memo`]).
-    fn named_object(
-        &mut self,
-        depth: usize,
-        kind: Kind,
+        kind: Option<Kind>,
         classify: impl Fn(&str) -> u32,
         mut member: impl FnMut(&mut Self, &'a str, u32) -> R<()>,
     ) -> R<()> {
@@ -651,7 +618,7 @@ impl<'a> Scan<'a, '_> {
         let mut at = 0usize;
         loop {
             self.ws();
-            let (key, class) = match self.remembered(kind, at) {
+            let (key, class) = match kind.and_then(|k| self.remembered(k, at)) {
                 Some((key, class, true)) => (key, class),
                 Some((key, class, false)) => {
                     self.eat(b':')?;
@@ -660,7 +627,9 @@ impl<'a> Scan<'a, '_> {
                 None => {
                     let key = self.plain_str()?;
                     let class = classify(key);
-                    self.remember(kind, at, key, class);
+                    if let Some(k) = kind {
+                        self.remember(k, at, key, class);
+                    }
                     self.eat(b':')?;
                     (key, class)
                 }
@@ -771,7 +740,7 @@ impl<'a> Scan<'a, '_> {
         } else {
             (Kind::Flow, flow_class::<false> as fn(&str) -> u32)
         };
-        self.named_object(depth, kind, classify, |s, _, class| {
+        self.object(depth, Some(kind), classify, |s, _, class| {
             let d = depth + 1;
             if class == NONE {
                 return s.skip(d);
@@ -884,7 +853,7 @@ impl<'a> Scan<'a, '_> {
                 .position(|n| *n == key)
                 .map_or(NONE, |i| i as u32)
         };
-        self.named_object(depth, kind, classify, |s, _, i| {
+        self.object(depth, Some(kind), classify, |s, _, i| {
             if i == NONE {
                 return s.skip(depth + 1);
             }
@@ -952,7 +921,7 @@ impl<'a> Scan<'a, '_> {
             "labels" => 4,
             _ => NONE,
         };
-        self.named_object(depth, kind, classify, |s, _, bit| {
+        self.object(depth, Some(kind), classify, |s, _, bit| {
             let d = depth + 1;
             if bit == NONE {
                 return s.skip(d);
@@ -989,7 +958,7 @@ impl<'a> Scan<'a, '_> {
     fn l4(&mut self, depth: usize) -> R<Option<L4F<'a>>> {
         let mut found = None;
         let classify = |key: &str| L4Proto::of(key).map_or(NONE, |p| p as u32);
-        self.named_object(depth, Kind::L4, classify, |s, _, class| {
+        self.object(depth, Some(Kind::L4), classify, |s, _, class| {
             let d = depth + 1;
             s.ws();
             match L4Proto::from_class(class) {
@@ -1017,7 +986,7 @@ impl<'a> Scan<'a, '_> {
             "flags" => 6,
             _ => NONE,
         };
-        self.named_object(depth, Kind::L4Proto, classify, |s, _, bit| {
+        self.object(depth, Some(Kind::L4Proto), classify, |s, _, bit| {
             let d = depth + 1;
             if bit == NONE {
                 return s.skip(d);
@@ -1044,7 +1013,7 @@ impl<'a> Scan<'a, '_> {
     fn tcp_flags(&mut self, depth: usize) -> R<u8> {
         let mut flags = 0u8;
         let classify = |key: &str| u32::from(tcp_flag(key).unwrap_or(0));
-        self.named_object(depth, Kind::TcpFlags, classify, |s, _, flag| {
+        self.object(depth, Some(Kind::TcpFlags), classify, |s, _, flag| {
             s.ws();
             if s.peek() == Some(b't') {
                 s.literal("true")?;
@@ -1094,37 +1063,31 @@ mod tests {
         .map(|s| s.to_string())
         .collect();
         cases.extend((0..200u64).map(|i| (i * 7919 % 100_003).to_string()));
+        // A number at the start of `s`, by the common path or the general one, and where the
+        // reading stopped.
+        let read = |s: &str, general: bool| {
+            let mut memo = Memo::default();
+            let mut scan = Scan {
+                s,
+                i: 0,
+                memo: &mut memo,
+            };
+            let n = if general {
+                scan.any_number()
+            } else {
+                scan.number()
+            };
+            (n, scan.i)
+        };
         for c in &cases {
-            let mut memo = Memo::default();
-            let mut fast = Scan {
-                s: c,
-                i: 0,
-                memo: &mut memo,
-            };
-            let got = fast.number();
-            let fast_i = fast.i;
-            let mut memo = Memo::default();
-            let mut general = Scan {
-                s: c,
-                i: 0,
-                memo: &mut memo,
-            };
-            let want = general.any_number();
+            let (got, fast_i) = read(c, false);
+            let (want, general_i) = read(c, true);
             assert_eq!(got, want, "{c:?}");
             if want.is_ok() {
-                assert_eq!(fast_i, general.i, "{c:?}");
+                assert_eq!(fast_i, general_i, "{c:?}");
             }
         }
-        let mut memo = Memo::default();
-        assert_eq!(
-            Scan {
-                s: "10000,",
-                i: 0,
-                memo: &mut memo
-            }
-            .number(),
-            Ok(Some(10000))
-        );
+        assert_eq!(read("10000,", false), (Ok(Some(10000)), 5));
     }
 
     /// The word test finds the same end as a byte-by-byte look, at every offset.
