@@ -106,7 +106,6 @@ impl NameCache {
         }
         if self.texts.len() >= NAME_CACHE_MAX {
             self.texts.clear();
-            self.last = Default::default();
         }
         let a: Arc<str> = Arc::from(s);
         self.texts.insert(a.clone());
@@ -352,14 +351,13 @@ impl HubbleParser {
 
     /// [`reason_of`], with the last name remembered (a flow log repeats few reasons).
     fn reason_of(&mut self, v: Option<Sc<'_>>) -> Option<u8> {
-        if let (Some(Sc::Str(s)), Some((name, code))) = (v, self.last_reason) {
-            if s == name {
+        if let Some(Sc::Str(s)) = v {
+            if let Some((_, code)) = self.last_reason.filter(|(name, _)| *name == s) {
                 return Some(code);
             }
-        }
-        if let Some(Sc::Str(s)) = v {
             if let Some((name, code)) = drop_reason_codes().get_key_value(s) {
                 self.last_reason = Some((name, *code));
+                return Some(*code);
             }
         }
         reason_of(v)

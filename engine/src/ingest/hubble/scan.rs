@@ -337,8 +337,11 @@ impl Name {
         let mut name = Name::NEVER;
         name.class = class;
         let quoted = key.len() + 2;
+        if quoted > 32 {
+            return name;
+        }
         let mut bytes = [0u8; 32];
-        let (Some(inner), true) = (bytes.get_mut(1..quoted - 1), quoted <= 32) else {
+        let Some(inner) = bytes.get_mut(1..quoted - 1) else {
             return name;
         };
         inner.copy_from_slice(key.as_bytes());
